@@ -1,0 +1,28 @@
+# Two commands do all set-up on a fresh machine with Python 3.11+:
+#   make run    install, migrate, serve on http://127.0.0.1:8000 (SQLite under ./var/, local workers)
+#   make test   install and run the tests
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build of torch keeps installs small; for CUDA: make TORCH="torch --index-url https://download.pytorch.org/whl/cu126"
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/fitserve serve
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,1 @@
+"""fitserve's command line (and, for scripts, its Python client)."""

@@ -1,0 +1,26 @@
+"""Weights as safetensors bytes, with the job spec in the metadata: rebuildable anywhere, never unpickled."""
+
+import json
+
+import torch
+from safetensors.torch import load, save
+from torch import nn
+
+SPEC_KEY = "fitserve.spec"
+
+
+def weights_to_bytes(net: nn.Module, spec: dict) -> bytes:
+    state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+    return save(state, metadata={SPEC_KEY: json.dumps(spec), "format": "pt"})
+
+
+def spec_from_bytes(blob: bytes) -> dict:
+    """The spec stored in a weights file's metadata."""
+    header_len = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + header_len])
+    return json.loads(header["__metadata__"][SPEC_KEY])
+
+
+def load_weights(net: nn.Module, blob: bytes) -> nn.Module:
+    net.load_state_dict(load(blob))
+    return net

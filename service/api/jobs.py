@@ -1,0 +1,81 @@
+"""/v1/jobs: submit, read, list, cancel; curves, weights and predictions."""
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+from fastapi.concurrency import run_in_threadpool
+
+from service.api.deps import ModelCacheDep, OwnerDep, SessionDep, SettingsDep
+from service.schemas.jobs import JobPage, JobPublic, MetricsPage, PredictRequest, PredictResponse
+from service.schemas.limits import LIMITS
+from service.schemas.spec import JobSpec
+from service.services import jobs as job_service
+from service.services import predictions
+from service.services.plots import draw_curve
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+StatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+@router.post("", status_code=201, response_model=JobPublic)
+def submit_job(spec: JobSpec, response: Response, session: SessionDep, owner: OwnerDep, settings: SettingsDep):
+    job = job_service.submit_job(session, spec, owner, settings)
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return JobPublic.from_job(job)
+
+
+@router.get("", response_model=JobPage)
+def list_jobs(
+    session: SessionDep,
+    owner: OwnerDep,
+    status: StatusFilter | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=LIMITS.max_page_size)] = 50,
+):
+    return job_service.list_jobs(session, owner, status, cursor, limit)
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+def get_job(job_id: str, session: SessionDep, owner: OwnerDep):
+    return JobPublic.from_job(job_service.get_job(session, job_id, owner))
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic)
+def cancel_job(job_id: str, session: SessionDep, owner: OwnerDep):
+    return JobPublic.from_job(job_service.cancel_job(session, job_id, owner))
+
+
+@router.get("/{job_id}/metrics", response_model=MetricsPage)
+def get_metrics(
+    job_id: str,
+    session: SessionDep,
+    owner: OwnerDep,
+    since_step: Annotated[int, Query(ge=0)] = 0,
+    max_points: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+):
+    return job_service.read_metrics(session, job_id, owner, since_step, max_points)
+
+
+@router.get("/{job_id}/metrics.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
+def get_metrics_png(
+    job_id: str,
+    session: SessionDep,
+    owner: OwnerDep,
+    max_points: Annotated[int, Query(ge=2, le=100_000)] = 2000,
+):
+    page = job_service.read_metrics(session, job_id, owner, 0, max_points)
+    job = job_service.get_job(session, job_id, owner)
+    return Response(draw_curve(job.name or job.id, page.points), media_type="image/png")
+
+
+@router.get("/{job_id}/weights", response_class=Response)
+def get_weights(job_id: str, session: SessionDep, owner: OwnerDep):
+    blob = job_service.read_weights(session, job_id, owner)
+    headers = {"Content-Disposition": f'attachment; filename="{job_id}.safetensors"'}
+    return Response(blob, media_type="application/octet-stream", headers=headers)
+
+
+@router.post("/{job_id}/predict", response_model=PredictResponse, response_model_exclude_none=True)
+async def predict(job_id: str, body: PredictRequest, owner: OwnerDep, cache: ModelCacheDep):
+    return await run_in_threadpool(predictions.predict, cache, job_id, owner, body.inputs)

@@ -1,0 +1,28 @@
+"""The FastAPI application factory."""
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from service.api import datasets, health, jobs
+from service.errors import FitserveError
+from service.services.predictions import ModelCache
+from service.settings import get_settings
+
+
+async def handle_fitserve_error(_request: Request, exc: FitserveError) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    app = FastAPI(
+        title="fitserve",
+        summary="Train small PyTorch models over HTTP: submit, poll, plot, predict.",
+        version="0.1.0",
+    )
+    app.state.model_cache = ModelCache(settings.MODEL_CACHE_BYTES)
+    app.add_exception_handler(FitserveError, handle_fitserve_error)
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+    app.include_router(datasets.router)
+    return app

@@ -1,0 +1,33 @@
+"""The one error hierarchy: each error carries its HTTP status; all answer `{"detail": ...}`."""
+
+from collections.abc import Sequence
+
+
+class FitserveError(Exception):
+    status_code = 500
+
+    def __init__(self, detail, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers
+
+
+class NotFound(FitserveError):
+    status_code = 404
+
+
+class Conflict(FitserveError):
+    status_code = 409
+
+
+class PayloadTooLarge(FitserveError):
+    status_code = 413
+
+
+class InvalidField(FitserveError):
+    """A 422 shaped like FastAPI's own validation errors, naming the field."""
+
+    status_code = 422
+
+    def __init__(self, loc: Sequence[str | int], msg: str, where: str = "body"):
+        super().__init__([{"type": "value_error", "loc": [where, *loc], "msg": msg}])

@@ -1,0 +1,129 @@
+"""ORM models. The schema itself comes only from the Alembic migrations under alembic/."""
+
+import enum
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class UTCDateTime(TypeDecorator):
+    """Timestamps in UTC, aware on the way out on every back end (SQLite keeps none)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else value.astimezone(UTC)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime}
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"  # waiting for a worker; also where a rescued or released job goes back to
+    RUNNING = "running"  # claimed by a worker that holds its lease
+    SUCCEEDED = "succeeded"  # trained to the last epoch; weights stored
+    FAILED = "failed"  # diverged, bad data, or out of attempts; `error` says why
+    CANCELLED = "cancelled"  # stopped on request; the curve so far is kept
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
+    spec: Mapped[dict] = mapped_column(JSON)
+    epochs: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int] = mapped_column(Integer, default=0)  # epochs completed
+    step: Mapped[int] = mapped_column(Integer, default=0)  # optimizer steps taken
+    latest_metrics: Mapped[dict | None] = mapped_column(JSON)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)  # 1 on the first claim
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    worker_id: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column()
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    device: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (
+        Index("ix_jobs_status_created_at", "status", "created_at"),
+        Index("ix_jobs_created_at_id", "created_at", "id"),
+    )
+
+
+class MetricPoint(Base):
+    """One point of a job's curve; (job_id, step) is unique, so no attempt can write it twice."""
+
+    __tablename__ = "metric_points"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer)
+    loss: Mapped[float] = mapped_column(Float)
+    val_loss: Mapped[float | None] = mapped_column(Float)
+    accuracy: Mapped[float | None] = mapped_column(Float)
+    val_accuracy: Mapped[float | None] = mapped_column(Float)
+
+
+class JobWeights(Base):
+    """A finished job's weights: safetensors bytes whose metadata holds the spec."""
+
+    __tablename__ = "job_weights"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Checkpoint(Base):
+    """The latest checkpoint of a running job: safetensors bytes, enough to resume."""
+
+    __tablename__ = "checkpoints"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    format: Mapped[str] = mapped_column(String(8))  # the uploaded file's format: csv or npz
+    n_rows: Mapped[int] = mapped_column(Integer)
+    sample_shape: Mapped[list] = mapped_column(JSON)
+    n_classes: Mapped[int | None] = mapped_column(Integer)
+    target_width: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)  # NPZ of float32 x and y, whatever was uploaded
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

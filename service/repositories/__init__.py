@@ -1,0 +1,1 @@
+"""Every query lives here; services and workers call these with a session they own."""

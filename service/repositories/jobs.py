@@ -1,0 +1,205 @@
+"""Queries on jobs: create, read, list, claim, lease and finish."""
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from service.models import Checkpoint, Job, JobStatus, JobWeights, MetricPoint, utcnow
+
+
+def add_job(session: Session, job: Job) -> Job:
+    session.add(job)
+    session.flush()
+    return job
+
+
+def owned_by(column, owner_id: str | None):
+    """Rows of this owner; None is the owner of every job when authentication is off."""
+    return column.is_(None) if owner_id is None else column == owner_id
+
+
+def get_job(session: Session, job_id: str, owner_id: str | None) -> Job | None:
+    """The job, if it exists and belongs to `owner_id`."""
+    return session.scalar(select(Job).where(Job.id == job_id, owned_by(Job.owner_id, owner_id)))
+
+
+def list_jobs(
+    session: Session, owner_id: str | None, status: str | None, after: tuple[datetime, str] | None, limit: int
+) -> list[Job]:
+    """Newest first; `after` is the (created_at, id) of the last job of the previous page."""
+    query = select(Job).where(owned_by(Job.owner_id, owner_id))
+    if status is not None:
+        query = query.where(Job.status == status)
+    if after is not None:
+        created_at, job_id = after
+        query = query.where(or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < job_id)))
+    return list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
+
+
+def count_queued(session: Session, owner_id: str | None) -> int:
+    query = select(func.count()).select_from(Job).where(owned_by(Job.owner_id, owner_id), Job.status == JobStatus.QUEUED)
+    return session.scalar(query) or 0
+
+
+def claim_next_job(session: Session, worker_id: str, lease_seconds: float) -> Job | None:
+    """Take the oldest queued job in one statement; no two workers can take the same one.
+
+    PostgreSQL skips rows another claim has locked; SQLite serialises claims with BEGIN IMMEDIATE.
+    """
+    now = utcnow()
+    oldest = (
+        select(Job.id)
+        .where(Job.status == JobStatus.QUEUED)
+        .order_by(Job.created_at, Job.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    claimed = session.execute(
+        update(Job)
+        .where(Job.id == oldest, Job.status == JobStatus.QUEUED)
+        .values(
+            status=JobStatus.RUNNING,
+            worker_id=worker_id,
+            attempt=Job.attempt + 1,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            started_at=now,
+            error=None,
+        )
+        .returning(Job.id)
+    ).scalar()
+    if claimed is None:
+        return None
+    return session.get(Job, claimed, populate_existing=True)
+
+
+def _ours(job_id: str, worker_id: str, attempt: int):
+    """A write guard: the job is still running under this worker and attempt."""
+    return and_(Job.id == job_id, Job.worker_id == worker_id, Job.attempt == attempt, Job.status == JobStatus.RUNNING)
+
+
+def renew_lease(session: Session, job_id: str, worker_id: str, attempt: int, lease_seconds: float) -> bool | None:
+    """Extend the lease; returns cancel_requested, or None when the job is no longer ours."""
+    return session.execute(
+        update(Job)
+        .where(_ours(job_id, worker_id, attempt))
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+        .returning(Job.cancel_requested)
+    ).scalar()
+
+
+def record_progress(
+    session: Session, job_id: str, worker_id: str, attempt: int, epoch: int, step: int, points: list[dict]
+) -> bool | None:
+    """Store new curve points and progress; returns cancel_requested, or None when no longer ours."""
+    values = {"epoch": epoch, "step": step}
+    if points:
+        values["latest_metrics"] = points[-1]
+    cancel = session.execute(
+        update(Job).where(_ours(job_id, worker_id, attempt)).values(**values).returning(Job.cancel_requested)
+    ).scalar()
+    if cancel is None:
+        return None
+    if points:
+        session.execute(MetricPoint.__table__.insert(), [{"job_id": job_id, **p} for p in points])
+    return cancel
+
+
+def finish_job(
+    session: Session,
+    job_id: str,
+    worker_id: str,
+    attempt: int,
+    status: JobStatus,
+    error: str | None = None,
+    weights: bytes | None = None,
+) -> bool:
+    """Close an attempt: final status, error and weights; False when the job is no longer ours."""
+    done = session.execute(
+        update(Job)
+        .where(_ours(job_id, worker_id, attempt))
+        .values(status=status, error=error, finished_at=utcnow(), lease_expires_at=None)
+        .returning(Job.id)
+    ).scalar()
+    if done is None:
+        return False
+    if weights is not None:
+        session.add(JobWeights(job_id=job_id, data=weights))
+    session.execute(delete(Checkpoint).where(Checkpoint.job_id == job_id))
+    return True
+
+
+def release_job(session: Session, job_id: str, worker_id: str, attempt: int, error: str | None = None) -> bool:
+    """Hand a running job back to the queue (worker shutting down); it resumes from its checkpoint."""
+    return (
+        session.execute(
+            update(Job)
+            .where(_ours(job_id, worker_id, attempt))
+            .values(status=JobStatus.QUEUED, worker_id=None, lease_expires_at=None, error=error)
+            .returning(Job.id)
+        ).scalar()
+        is not None
+    )
+
+
+def truncate_points(session: Session, job_id: str, after_step: int) -> None:
+    """Drop points past a checkpoint, so a resumed attempt rewrites them without duplicates."""
+    session.execute(delete(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step > after_step))
+
+
+def set_device(session: Session, job_id: str, worker_id: str, attempt: int, device: str) -> None:
+    session.execute(update(Job).where(_ours(job_id, worker_id, attempt)).values(device=device))
+
+
+def rescue_jobs(session: Session, reason: str, worker_id: str | None = None) -> tuple[list[str], list[str]]:
+    """Running jobs whose worker is gone: back to the queue, or failed once out of attempts.
+
+    With `worker_id`, that worker's jobs (its process died); without, every job whose lease expired.
+    """
+    now = utcnow()
+    lost = Job.worker_id == worker_id if worker_id is not None else Job.lease_expires_at < now
+    lost = and_(Job.status == JobStatus.RUNNING, lost)
+    failed = session.scalars(
+        update(Job)
+        .where(lost, Job.attempt >= Job.max_attempts)
+        .values(
+            status=JobStatus.FAILED,
+            finished_at=now,
+            lease_expires_at=None,
+            error=f"{reason} on each of its attempts",
+        )
+        .returning(Job.id)
+    ).all()
+    requeued = session.scalars(
+        update(Job)
+        .where(lost)
+        .values(status=JobStatus.QUEUED, worker_id=None, lease_expires_at=None, error=f"{reason}; requeued")
+        .returning(Job.id)
+    ).all()
+    return list(requeued), list(failed)
+
+
+def request_cancel(session: Session, job: Job) -> None:
+    """A queued job is cancelled at once; a running one is flagged for its worker to stop."""
+    if JobStatus(job.status).is_final:
+        return
+    session.execute(update(Job).where(Job.id == job.id).values(cancel_requested=True))
+    session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status == JobStatus.QUEUED)
+        .values(status=JobStatus.CANCELLED, finished_at=utcnow())
+    )
+    session.refresh(job)
+
+
+def save_checkpoint(session: Session, job_id: str, worker_id: str, attempt: int, epoch: int, data: bytes) -> bool:
+    """Replace the job's checkpoint, if the job is still ours."""
+    if session.scalar(select(Job.id).where(_ours(job_id, worker_id, attempt))) is None:
+        return False
+    session.merge(Checkpoint(job_id=job_id, attempt=attempt, epoch=epoch, data=data, created_at=utcnow()))
+    return True
+
+
+def get_checkpoint(session: Session, job_id: str) -> Checkpoint | None:
+    return session.get(Checkpoint, job_id)

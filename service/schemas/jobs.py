@@ -1,0 +1,99 @@
+"""What the jobs and datasets endpoints answer (the spec itself is in spec.py)."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.schemas.limits import LIMITS
+
+
+class Progress(BaseModel):
+    epoch: int
+    epochs: int
+
+
+class MetricPointPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    step: int
+    epoch: int
+    loss: float
+    val_loss: float | None = None
+    accuracy: float | None = None
+    val_accuracy: float | None = None
+
+
+class JobPublic(BaseModel):
+    id: str
+    name: str | None
+    status: str
+    spec: dict[str, Any]
+    progress: Progress
+    metrics: MetricPointPublic | None = Field(description="the latest curve point")
+    device: str | None
+    error: str | None
+    attempt: int
+    max_attempts: int
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_job(cls, job) -> "JobPublic":
+        return cls(
+            id=job.id,
+            name=job.name,
+            status=job.status,
+            spec=job.spec,
+            progress=Progress(epoch=job.epoch, epochs=job.epochs),
+            metrics=job.latest_metrics,
+            device=job.device,
+            error=job.error,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            cancel_requested=job.cancel_requested,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
+
+
+class JobPage(BaseModel):
+    items: list[JobPublic]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last")
+
+
+class MetricsPage(BaseModel):
+    job_id: str
+    status: str
+    points: list[MetricPointPublic]
+    next_since_step: int = Field(description="pass as `since_step` to fetch only newer points")
+    total_points: int = Field(description="points after `since_step` before downsampling")
+    downsampled: bool = Field(description="true when evenly spaced points were kept (first and last always)")
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[Any] = Field(min_length=1, max_length=LIMITS.max_predict_rows)
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Any]
+    probabilities: list[list[float]] | None = None
+
+
+class DatasetPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str | None
+    format: str
+    n_rows: int
+    sample_shape: list[int]
+    n_classes: int | None
+    target_width: int
+    size_bytes: int
+    created_at: datetime

@@ -1,0 +1,21 @@
+"""Caps on what one request may ask for; each breach is a 422 naming the field."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_layer_width: int = 4096
+    max_layers: int = 16
+    max_parameters: int = 5_000_000
+    max_epochs: int = 1_000_000
+    max_inline_rows: int = 100_000
+    max_synthetic_rows: int = 1_000_000
+    # rows x epochs: the tutorial's largest job (100k points x 10000 epochs) is 1e9
+    max_sample_epochs: int = 2_000_000_000
+    max_predict_rows: int = 10_000
+    max_page_size: int = 200
+    max_dataset_bytes: int = 64 * 1024 * 1024
+
+
+LIMITS = Limits()

@@ -1,0 +1,422 @@
+"""The job spec: the body of `POST /v1/jobs`, the contract users' scripts rely on.
+
+Every check that can be made without the database happens here, so a bad spec is a 422 naming
+its field before anything is stored. Checks that need a stored dataset run in the job service.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+from service.schemas.limits import LIMITS
+
+PositiveInt = Annotated[int, Field(ge=1)]
+Width = Annotated[int, Field(ge=1, le=LIMITS.max_layer_width)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SpecError(ValueError):
+    """A spec that contradicts itself; `loc` names the field inside the spec."""
+
+    def __init__(self, loc: tuple[str | int, ...], msg: str):
+        super().__init__(msg)
+        self.loc = loc
+        self.msg = msg
+
+
+# ---------------------------------------------------------------- model
+
+
+class UniformInit(Strict):
+    kind: Literal["uniform"]
+    low: float = 0.0
+    high: float = 1.0
+
+    @model_validator(mode="after")
+    def _check_range(self) -> UniformInit:
+        if not self.low < self.high:
+            raise ValueError("init.low must be below init.high")
+        return self
+
+
+class ZerosInit(Strict):
+    kind: Literal["zeros"]
+
+
+class DefaultInit(Strict):
+    kind: Literal["default"]
+
+
+Init = Annotated[Union[UniformInit, ZerosInit, DefaultInit], Field(discriminator="kind")]
+Activation = Literal["relu", "tanh", "sigmoid"]
+OutputActivation = Literal["sigmoid", "softmax"]
+
+
+class LinearModel(Strict):
+    kind: Literal["linear"]
+    in_features: Width
+    out_features: Width
+    output_activation: OutputActivation | None = None
+    init: Init | None = None
+
+
+class MLPModel(Strict):
+    kind: Literal["mlp"]
+    in_features: Width
+    hidden: list[Width] = Field(min_length=1, max_length=LIMITS.max_layers)
+    out_features: Width
+    activation: Activation = "relu"
+    output_activation: OutputActivation | None = None
+    init: Init | None = None
+
+
+class PoolSpec(Strict):
+    kind: Literal["max", "avg"]
+    size: Annotated[int, Field(ge=1, le=16)]
+
+
+class ConvLayer(Strict):
+    out_channels: Width
+    kernel_size: Annotated[int, Field(ge=1, le=16)]
+    stride: Annotated[int, Field(ge=1, le=16)] = 1
+    padding: Annotated[int, Field(ge=0, le=16)] = 0
+    pool: PoolSpec | None = None
+
+
+class CNNModel(Strict):
+    kind: Literal["cnn"]
+    in_channels: Annotated[int, Field(ge=1, le=64)]
+    input_size: tuple[Annotated[int, Field(ge=1, le=512)], Annotated[int, Field(ge=1, le=512)]]
+    conv: list[ConvLayer] = Field(min_length=1, max_length=LIMITS.max_layers)
+    hidden: list[Width] = Field(default_factory=list, max_length=LIMITS.max_layers)
+    out_features: Width
+    activation: Activation = "relu"
+    output_activation: OutputActivation | None = None
+    init: Init | None = None
+
+    @model_validator(mode="after")
+    def _check_shapes(self) -> CNNModel:
+        self.feature_map_shapes()
+        return self
+
+    def feature_map_shapes(self) -> list[tuple[int, int, int]]:
+        """(C, H, W) after each conv block; raises when a block shrinks the map to nothing."""
+        c, (h, w) = self.in_channels, self.input_size
+        shapes = []
+        for i, layer in enumerate(self.conv):
+            h = (h + 2 * layer.padding - layer.kernel_size) // layer.stride + 1
+            w = (w + 2 * layer.padding - layer.kernel_size) // layer.stride + 1
+            if layer.pool is not None:
+                h, w = h // layer.pool.size, w // layer.pool.size
+            if h < 1 or w < 1:
+                raise ValueError(
+                    f"conv[{i}] shrinks the {self.input_size[0]}x{self.input_size[1]} input to nothing"
+                )
+            c = layer.out_channels
+            shapes.append((c, h, w))
+        return shapes
+
+
+ModelSpec = Annotated[Union[LinearModel, MLPModel, CNNModel], Field(discriminator="kind")]
+
+
+def count_parameters(model: LinearModel | MLPModel | CNNModel) -> int:
+    """Trainable parameter count of the network the spec describes (weights and biases)."""
+    if isinstance(model, CNNModel):
+        total, c = 0, model.in_channels
+        for layer in model.conv:
+            total += layer.out_channels * (c * layer.kernel_size**2 + 1)
+            c = layer.out_channels
+        widths = [math.prod(model.feature_map_shapes()[-1]), *model.hidden, model.out_features]
+    elif isinstance(model, MLPModel):
+        total, widths = 0, [model.in_features, *model.hidden, model.out_features]
+    else:
+        total, widths = 0, [model.in_features, model.out_features]
+    return total + sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+
+
+# ---------------------------------------------------------------- data
+
+
+class DataBase(Strict):
+    validation_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    standardize: bool = False
+
+
+class InlineData(DataBase):
+    source: Literal["inline"]
+    x: list[Any] = Field(min_length=1, max_length=LIMITS.max_inline_rows)
+    y: list[Any] = Field(min_length=1, max_length=LIMITS.max_inline_rows)
+
+    @model_validator(mode="after")
+    def _check_rows(self) -> InlineData:
+        if len(self.x) != len(self.y):
+            raise ValueError(f"x has {len(self.x)} rows but y has {len(self.y)}")
+        self.sample_shape()
+        _nested_shape(self.y, "y")
+        return self
+
+    def sample_shape(self) -> tuple[int, ...]:
+        return _nested_shape(self.x, "x")[1:]
+
+
+def _nested_shape(rows: list[Any], name: str) -> tuple[int, ...]:
+    """Shape of a rectangular nested list of finite numbers; ValueError naming the first bad row."""
+
+    def shape_of(value: Any, path: str) -> tuple[int, ...]:
+        if isinstance(value, bool) or not isinstance(value, (int, float, list)):
+            raise ValueError(f"{path} is not a number or a list")
+        if not isinstance(value, list):
+            if not math.isfinite(value):
+                raise ValueError(f"{path} is not finite")
+            return ()
+        if not value:
+            raise ValueError(f"{path} is an empty list")
+        first = shape_of(value[0], f"{path}[0]")
+        for i, item in enumerate(value[1:], start=1):
+            if shape_of(item, f"{path}[{i}]") != first:
+                raise ValueError(f"{path}[{i}] has a different shape from {path}[0]")
+        return (len(value), *first)
+
+    return shape_of(rows, name)
+
+
+class SyntheticLine(DataBase):
+    """x evenly spaced from low to high; y = slope*x + intercept + noise * U(0,1) or N(0,1)."""
+
+    source: Literal["synthetic"]
+    generator: Literal["linear"]
+    n: Annotated[int, Field(ge=1, le=LIMITS.max_synthetic_rows)]
+    low: float = -3.0
+    high: float = 3.0
+    slope: float = 1.0
+    intercept: float = 0.0
+    noise: float = Field(0.0, ge=0.0)
+    noise_kind: Literal["uniform", "normal"] = "uniform"
+
+
+class SyntheticPolynomial(DataBase):
+    """y = c0 + c1*x + c2*x^2 + ... + noise, x as for the linear generator."""
+
+    source: Literal["synthetic"]
+    generator: Literal["polynomial"]
+    coefficients: list[float] = Field(min_length=1, max_length=16)
+    n: Annotated[int, Field(ge=1, le=LIMITS.max_synthetic_rows)]
+    low: float = -3.0
+    high: float = 3.0
+    noise: float = Field(0.0, ge=0.0)
+    noise_kind: Literal["uniform", "normal"] = "uniform"
+
+
+class Cluster(Strict):
+    mean: list[float] = Field(min_length=1, max_length=1024)
+    std: float = Field(gt=0.0)
+    n: Annotated[int, Field(ge=1, le=LIMITS.max_synthetic_rows)]
+
+
+class SyntheticBlobs(DataBase):
+    """Gaussian clusters; a point's label is the index of its cluster."""
+
+    source: Literal["synthetic"]
+    generator: Literal["blobs"]
+    clusters: list[Cluster] = Field(min_length=1, max_length=1024)
+
+    @model_validator(mode="after")
+    def _check_clusters(self) -> SyntheticBlobs:
+        dims = {len(c.mean) for c in self.clusters}
+        if len(dims) > 1:
+            raise ValueError("every cluster mean must have the same length")
+        if sum(c.n for c in self.clusters) > LIMITS.max_synthetic_rows:
+            raise ValueError(f"clusters hold more than {LIMITS.max_synthetic_rows} points")
+        return self
+
+
+
+BuiltinName = Literal["digits", "iris", "breast_cancer", "diabetes"]
+
+
+class BuiltinData(DataBase):
+    """A real data set shipped inside scikit-learn."""
+
+    source: Literal["builtin"]
+    name: BuiltinName
+
+
+class DatasetData(DataBase):
+    """A data set uploaded with `POST /v1/datasets`."""
+
+    source: Literal["dataset"]
+    dataset_id: str = Field(min_length=1, max_length=64)
+
+
+def data_tag(value: Any) -> str | None:
+    """`source`, or `synthetic-<generator>`: one flat tag, so the OpenAPI schema stays valid."""
+    get = value.get if isinstance(value, dict) else lambda k: getattr(value, k, None)
+    source = get("source")
+    return f"synthetic-{get('generator')}" if source == "synthetic" else source
+
+
+DataSpec = Annotated[
+    Union[
+        Annotated[InlineData, Tag("inline")],
+        Annotated[SyntheticLine, Tag("synthetic-linear")],
+        Annotated[SyntheticPolynomial, Tag("synthetic-polynomial")],
+        Annotated[SyntheticBlobs, Tag("synthetic-blobs")],
+        Annotated[BuiltinData, Tag("builtin")],
+        Annotated[DatasetData, Tag("dataset")],
+    ],
+    Discriminator(
+        data_tag,
+        custom_error_type="invalid_data_source",
+        custom_error_message="data needs source inline, builtin or dataset, or source synthetic "
+        "with generator linear, polynomial or blobs",
+    ),
+]
+
+
+class DataShape(BaseModel):
+    """What a spec needs to know of its data: one sample's shape, classes, target width."""
+
+    sample_shape: tuple[int, ...]
+    n_rows: int
+    n_classes: int | None  # None where the target is not integral class labels
+    target_width: int  # 1 for a column of targets, k for rows of k targets
+
+
+# sample shape, rows, classes (None: regression target)
+BUILTIN_SHAPES: dict[str, DataShape] = {
+    "digits": DataShape(sample_shape=(1, 8, 8), n_rows=1797, n_classes=10, target_width=1),
+    "iris": DataShape(sample_shape=(4,), n_rows=150, n_classes=3, target_width=1),
+    "breast_cancer": DataShape(sample_shape=(30,), n_rows=569, n_classes=2, target_width=1),
+    "diabetes": DataShape(sample_shape=(10,), n_rows=442, n_classes=None, target_width=1),
+}
+
+
+def known_data_shape(data: Any) -> DataShape | None:
+    """The data's shape where the spec alone tells it; None for uploaded datasets."""
+    if isinstance(data, BuiltinData):
+        return BUILTIN_SHAPES[data.name]
+    if isinstance(data, (SyntheticLine, SyntheticPolynomial)):
+        return DataShape(sample_shape=(1,), n_rows=data.n, n_classes=None, target_width=1)
+    if isinstance(data, SyntheticBlobs):
+        return DataShape(
+            sample_shape=(len(data.clusters[0].mean),),
+            n_rows=sum(c.n for c in data.clusters),
+            n_classes=len(data.clusters),
+            target_width=1,
+        )
+    if isinstance(data, InlineData):
+        y_shape = _nested_shape(data.y, "y")
+        integral = all(isinstance(v, int) or (isinstance(v, float) and v.is_integer()) for v in data.y)
+        n_classes = int(max(data.y)) + 1 if len(y_shape) == 1 and integral and min(data.y) >= 0 else None
+        sample = data.sample_shape() or (1,)
+        return DataShape(
+            sample_shape=sample,
+            n_rows=len(data.x),
+            n_classes=n_classes,
+            target_width=y_shape[1] if len(y_shape) > 1 else 1,
+        )
+    return None
+
+
+# ---------------------------------------------------------------- training
+
+
+class OptimizerSpec(Strict):
+    kind: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = Field(gt=0.0, le=100.0)
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+
+
+Loss = Literal["mse", "sse", "cross_entropy", "bce"]
+Task = Literal["regression", "classification"]
+
+
+class JobSpec(Strict):
+    """A training job: model, data, loss and optimizer, as a tutorial's script would set them."""
+
+    name: str | None = Field(None, max_length=200)
+    model: ModelSpec
+    task: Task
+    data: DataSpec
+    loss: Loss
+    optimizer: OptimizerSpec
+    epochs: Annotated[int, Field(ge=1, le=LIMITS.max_epochs)]
+    batch_size: Annotated[int, Field(ge=1)] | None = None
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda|cuda:\d{1,2})$")
+    metrics_every: Annotated[int, Field(ge=1)] = Field(
+        1, description="record a curve point every this many epochs (the last epoch always)"
+    )
+
+
+
+def check_spec(spec: JobSpec, shape: DataShape) -> None:
+    """Cross-field checks, given the data's shape; raises SpecError naming the field."""
+    check_task(spec)
+    params = count_parameters(spec.model)
+    if params > LIMITS.max_parameters:
+        raise SpecError(("model",), f"the model has {params} parameters; at most {LIMITS.max_parameters}")
+    check_data_fits(spec, shape)
+
+
+def check_task(spec: JobSpec) -> None:
+    """Loss, task and output layer must agree."""
+    out = spec.model.out_features
+    if spec.task == "regression" and spec.loss not in ("mse", "sse"):
+        raise SpecError(("loss",), f"loss {spec.loss!r} is for classification; regression takes mse or sse")
+    if spec.task == "classification" and spec.loss not in ("cross_entropy", "bce"):
+        raise SpecError(("loss",), f"loss {spec.loss!r} is for regression; classification takes cross_entropy or bce")
+    if spec.loss == "cross_entropy" and out < 2:
+        raise SpecError(("model", "out_features"), "cross_entropy needs out_features >= 2 (one per class)")
+    if spec.loss == "bce" and out != 1:
+        raise SpecError(("model", "out_features"), "bce needs out_features = 1 (the probability of class 1)")
+    if spec.loss == "bce" and spec.model.output_activation == "softmax":
+        raise SpecError(("model", "output_activation"), "softmax over one output is constant; use sigmoid")
+
+
+def check_data_fits(spec: JobSpec, shape: DataShape) -> None:
+    """The model's input and output must fit the data; raises SpecError naming the field."""
+    model = spec.model
+    sample = shape.sample_shape
+    if isinstance(model, CNNModel):
+        expected = (model.in_channels, *model.input_size)
+        fits = sample == expected or (model.in_channels == 1 and sample == expected[1:])
+        fits = fits or sample == (math.prod(expected),)
+        if not fits:
+            raise SpecError(
+                ("model", "input_size"),
+                f"the data's samples have shape {list(sample)}; the model expects {list(expected)}",
+            )
+    elif math.prod(sample) != model.in_features:
+        raise SpecError(
+            ("model", "in_features"),
+            f"the data has {math.prod(sample)} features per sample; in_features is {model.in_features}",
+        )
+    if spec.task == "classification":
+        if shape.n_classes is None or shape.target_width != 1:
+            raise SpecError(("data",), "classification needs y as class labels 0..k-1")
+        limit = 2 if spec.loss == "bce" else model.out_features
+        if shape.n_classes > limit:
+            field = ("loss",) if spec.loss == "bce" else ("model", "out_features")
+            raise SpecError(field, f"the data has {shape.n_classes} classes; the model can tell {limit}")
+    elif shape.target_width != model.out_features:
+        raise SpecError(
+            ("model", "out_features"),
+            f"the data has {shape.target_width} targets per sample; out_features is {model.out_features}",
+        )
+    if spec.batch_size is not None and spec.batch_size > shape.n_rows:
+        raise SpecError(("batch_size",), f"batch_size {spec.batch_size} exceeds the {shape.n_rows} rows of data")
+    budget = shape.n_rows * spec.epochs
+    if budget > LIMITS.max_sample_epochs:
+        raise SpecError(
+            ("epochs",),
+            f"epochs x rows = {budget} exceeds the budget of {LIMITS.max_sample_epochs} sample-epochs",
+        )

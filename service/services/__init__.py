@@ -1,0 +1,1 @@
+"""State changes and reads behind the endpoints; they take a session and never commit."""

@@ -1,0 +1,107 @@
+"""Submitting, reading, listing and cancelling jobs; reading their curves."""
+
+import base64
+import binascii
+import json
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from service.errors import Conflict, InvalidField, NotFound
+from service.models import Job, JobStatus
+from service.repositories import datasets as dataset_repo
+from service.repositories import jobs as job_repo
+from service.repositories import metrics as metric_repo
+from service.schemas.jobs import JobPage, JobPublic, MetricPointPublic, MetricsPage
+from service.schemas.spec import DataShape, JobSpec, SpecError, check_spec, known_data_shape
+from service.settings import Settings
+
+
+def data_shape(session: Session, spec: JobSpec, owner_id: str | None) -> DataShape:
+    shape = known_data_shape(spec.data)
+    if shape is not None:
+        return shape
+    dataset = dataset_repo.get_dataset(session, spec.data.dataset_id, owner_id)
+    if dataset is None:
+        raise InvalidField(("data", "dataset_id"), f"no dataset {spec.data.dataset_id!r}")
+    return DataShape(
+        sample_shape=tuple(dataset.sample_shape),
+        n_rows=dataset.n_rows,
+        n_classes=dataset.n_classes,
+        target_width=dataset.target_width,
+    )
+
+
+def submit_job(session: Session, spec: JobSpec, owner_id: str | None, settings: Settings) -> Job:
+    try:
+        check_spec(spec, data_shape(session, spec, owner_id))
+    except SpecError as exc:
+        raise InvalidField(exc.loc, exc.msg) from None
+    job = Job(
+        owner_id=owner_id,
+        name=spec.name,
+        spec=spec.model_dump(mode="json"),
+        epochs=spec.epochs,
+        max_attempts=settings.MAX_ATTEMPTS,
+    )
+    return job_repo.add_job(session, job)
+
+
+def get_job(session: Session, job_id: str, owner_id: str | None) -> Job:
+    job = job_repo.get_job(session, job_id, owner_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    return job
+
+
+def encode_cursor(job: Job) -> str:
+    raw = json.dumps([job.created_at.isoformat(), job.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created_at, job_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(created_at), str(job_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise InvalidField(("cursor",), "not a cursor this service gave out", where="query") from None
+
+
+def list_jobs(session: Session, owner_id: str | None, status: str | None, cursor: str | None, limit: int) -> JobPage:
+    after = decode_cursor(cursor) if cursor else None
+    jobs = job_repo.list_jobs(session, owner_id, status, after, limit + 1)
+    page = jobs[:limit]
+    next_cursor = encode_cursor(page[-1]) if len(jobs) > limit else None
+    return JobPage(items=[JobPublic.from_job(j) for j in page], next_cursor=next_cursor)
+
+
+def cancel_job(session: Session, job_id: str, owner_id: str | None) -> Job:
+    job = get_job(session, job_id, owner_id)
+    if JobStatus(job.status).is_final:
+        raise Conflict(f"job {job_id} is already {job.status}")
+    job_repo.request_cancel(session, job)
+    return job
+
+
+def read_metrics(session: Session, job_id: str, owner_id: str | None, since_step: int, max_points: int) -> MetricsPage:
+    job = get_job(session, job_id, owner_id)
+    total = metric_repo.count_points(session, job_id, since_step)
+    points = metric_repo.list_points(session, job_id, since_step, max_points)
+    return MetricsPage(
+        job_id=job.id,
+        status=job.status,
+        points=[MetricPointPublic.model_validate(p) for p in points],
+        next_since_step=points[-1].step if points else since_step,
+        total_points=total,
+        downsampled=len(points) < total,
+    )
+
+
+def read_weights(session: Session, job_id: str, owner_id: str | None) -> bytes:
+    job = get_job(session, job_id, owner_id)
+    if job.status != JobStatus.SUCCEEDED:
+        raise Conflict(f"job {job_id} is {job.status}; weights exist once it has succeeded")
+    blob = metric_repo.get_weights(session, job_id)
+    if blob is None:
+        raise NotFound(f"job {job_id} has no stored weights")
+    return blob

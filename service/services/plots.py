@@ -1,0 +1,29 @@
+"""A job's loss curve drawn as a PNG (matplotlib, no display)."""
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def draw_curve(title: str, points: list) -> bytes:
+    fig = Figure(figsize=(7, 4), dpi=100)
+    ax = fig.add_subplot()
+    epochs = [p.epoch for p in points]
+    ax.plot(epochs, [p.loss for p in points], label="loss")
+    val = [(p.epoch, p.val_loss) for p in points if p.val_loss is not None]
+    if val:
+        ax.plot(*zip(*val), label="validation loss")
+    if points and min(p.loss for p in points) > 0:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if points:
+        ax.legend()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return buf.getvalue()

@@ -1,0 +1,96 @@
+"""Predictions from finished jobs, served from an in-memory LRU cache of loaded networks.
+
+A succeeded job's weights never change, so once a network is loaded a request reads nothing from
+the database: the cache entry carries the owner and the spec the answer needs.
+"""
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from modelzoo import build_network, outputs_to_predictions
+from modelzoo.weights import load_weights
+from service.db import session_scope
+from service.errors import Conflict, InvalidField
+from service.models import JobStatus
+from service.schemas.spec import CNNModel, JobSpec
+from service.services.jobs import get_job, read_weights
+
+
+@dataclass
+class LoadedModel:
+    owner_id: str | None
+    spec: JobSpec
+    net: nn.Module
+    input_shape: tuple[int, ...]  # one sample, as the network takes it
+    nbytes: int
+
+
+def load_model(job_id: str, owner_id: str | None) -> LoadedModel:
+    with session_scope() as s:
+        job = get_job(s, job_id, owner_id)
+        if job.status != JobStatus.SUCCEEDED:
+            raise Conflict(f"job {job_id} is {job.status}; predictions need a succeeded job")
+        blob = read_weights(s, job_id, owner_id)
+        spec = JobSpec.model_validate(job.spec)
+    net = load_weights(build_network(spec.model), blob).eval()
+    model = spec.model
+    shape = (model.in_channels, *model.input_size) if isinstance(model, CNNModel) else (model.in_features,)
+    return LoadedModel(owner_id, spec, net, shape, len(blob))
+
+
+class ModelCache:
+    """Loaded networks by job id, least recently used evicted past `max_bytes`."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.entries: OrderedDict[str, LoadedModel] = OrderedDict()
+        self.lock = threading.Lock()
+        self.size = 0
+
+    def get(self, job_id: str, owner_id: str | None) -> LoadedModel:
+        with self.lock:
+            entry = self.entries.get(job_id)
+            if entry is not None and entry.owner_id == owner_id:
+                self.entries.move_to_end(job_id)
+                return entry
+        entry = load_model(job_id, owner_id)  # raises 404 for another owner's job
+        with self.lock:
+            if job_id not in self.entries:
+                self.entries[job_id] = entry
+                self.size += entry.nbytes
+            while self.size > self.max_bytes and len(self.entries) > 1:
+                _, old = self.entries.popitem(last=False)
+                self.size -= old.nbytes
+        return entry
+
+
+def as_batch(inputs: list, input_shape: tuple[int, ...]) -> torch.Tensor:
+    """Rows of any nesting whose size per row matches the network's input; 422 otherwise."""
+    try:
+        arr = np.asarray(inputs, dtype=np.float32)
+    except (ValueError, TypeError):
+        raise InvalidField(("inputs",), "inputs must be a rectangular list of numbers") from None
+    per_row = int(np.prod(input_shape))
+    if arr.ndim == 1 and per_row == 1:
+        arr = arr[:, None]
+    if arr.ndim < 2 or int(np.prod(arr.shape[1:])) != per_row:
+        raise InvalidField(
+            ("inputs",), f"each input must hold {per_row} numbers (shape {list(input_shape)}); got shape {list(arr.shape[1:])}"
+        )
+    if not np.isfinite(arr).all():
+        raise InvalidField(("inputs",), "inputs must be finite numbers")
+    return torch.from_numpy(arr).reshape(len(arr), *input_shape)
+
+
+def predict(cache: ModelCache, job_id: str, owner_id: str | None, inputs: list) -> dict:
+    model = cache.get(job_id, owner_id)
+    x = as_batch(inputs, model.input_shape)
+    with torch.inference_mode():
+        outputs = model.net(x)  # one forward pass for the whole batch
+    spec = model.spec
+    return outputs_to_predictions(outputs, spec.task, spec.loss, spec.model.output_activation)

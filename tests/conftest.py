@@ -1,0 +1,124 @@
+"""Fixtures: a real `fitserve serve` process on a free port, over a real SQLite file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FINAL = {"succeeded", "failed", "cancelled"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`fitserve serve` as a subprocess; `client` speaks real HTTP to it."""
+
+    def __init__(self, db_path: Path, workers: int = 1, **env: str):
+        self.db_url = f"sqlite:///{db_path}"
+        self.workers = workers
+        self.env = {
+            **os.environ,
+            "FITSERVE_DATABASE_URL": self.db_url,
+            "FITSERVE_REPORT_SECONDS": "0.2",
+            "FITSERVE_POLL_SECONDS": "0.2",
+            **env,
+        }
+        self.log_path = db_path.with_suffix(".log")
+        self.proc: subprocess.Popen | None = None
+        self.client: httpx.Client | None = None
+
+    def start(self, timeout: float = 60.0) -> Server:
+        port = free_port()
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fitserve.cli", "serve", "--port", str(port), "--workers", str(self.workers)],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.read_log()}")
+            try:
+                if self.client.get("/readyz").status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"server not ready in {timeout}s:\n{self.read_log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.client.close()
+        self.log.close()
+        self.proc = None
+        return code
+
+    def read_log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(self, job_id: str, statuses=FINAL, timeout: float = 120.0) -> dict:
+        """Poll the job until its status is one of `statuses`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.client.get(f"/v1/jobs/{job_id}").json()
+            if job["status"] in statuses:
+                return job
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s:\n{self.read_log()[-3000:]}")
+
+    def submit(self, spec: dict) -> dict:
+        response = self.client.post("/v1/jobs", json=spec)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def train(self, spec: dict, timeout: float = 120.0) -> dict:
+        """Submit and wait until the job ends; returns the final job."""
+        return self.wait_for(self.submit(spec)["id"], timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> Server:
+    """One shared server with two workers; tests keep apart by their own job ids."""
+    srv = Server(tmp_path_factory.mktemp("shared") / "fitserve.db", workers=2).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    """Start servers of a test's own, on its own database file; all are stopped at the end."""
+    started: list[Server] = []
+
+    def make(workers: int = 1, db_name: str = "fitserve.db", **env: str) -> Server:
+        srv = Server(tmp_path / db_name, workers=workers, **env)
+        started.append(srv)
+        return srv
+
+    yield make
+    for srv in started:
+        srv.stop()

@@ -1,0 +1,48 @@
+"""Trainer state <-> safetensors bytes: tensors in the body, the rest as JSON metadata (no pickle)."""
+
+import json
+
+import torch
+from safetensors.torch import load, save
+
+
+def state_to_bytes(state: dict) -> bytes:
+    """`state` as `Trainer.state()` returns it: model, optimizer, epoch, step, rng."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in state["model"].items()}
+    opt = state["optimizer"]
+    scalars: dict[str, dict] = {}
+    for param_id, param_state in opt["state"].items():
+        for name, value in param_state.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{param_id}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(param_id), {})[name] = value
+    tensors["rng"] = state["rng"].cpu()
+    meta = {
+        "epoch": state["epoch"],
+        "step": state["step"],
+        "param_groups": opt["param_groups"],
+        "optimizer_scalars": scalars,
+    }
+    return save(tensors, metadata={"fitserve.checkpoint": json.dumps(meta)})
+
+
+def state_from_bytes(blob: bytes) -> dict:
+    tensors = load(blob)
+    header_len = int.from_bytes(blob[:8], "little")
+    meta = json.loads(json.loads(blob[8 : 8 + header_len])["__metadata__"]["fitserve.checkpoint"])
+    model = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    opt_state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, param_id, name = key.split(".", 2)
+            opt_state.setdefault(int(param_id), {})[name] = value  # load_state_dict places it
+    for param_id, values in meta["optimizer_scalars"].items():
+        opt_state.setdefault(int(param_id), {}).update(values)
+    return {
+        "model": model,
+        "optimizer": {"state": opt_state, "param_groups": meta["param_groups"]},
+        "epoch": meta["epoch"],
+        "step": meta["step"],
+        "rng": tensors["rng"],
+    }

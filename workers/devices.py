@@ -1,0 +1,36 @@
+"""Which device a job trains on, and how the pool spreads workers over GPUs."""
+
+import os
+
+import torch
+
+
+class DeviceUnavailable(RuntimeError):
+    """The spec asks for a device this worker does not have."""
+
+
+def visible_gpus() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def resolve_device(requested: str, gpu: int | None) -> torch.device:
+    """`auto` is the worker's GPU when it has one, else the CPU."""
+    if requested == "cpu" or (requested == "auto" and gpu is None):
+        return torch.device("cpu")
+    if requested == "auto" or requested == "cuda":
+        if gpu is None:
+            raise DeviceUnavailable("the job asks for cuda but this worker has no GPU")
+        return torch.device("cuda", gpu)
+    index = int(requested.split(":")[1])
+    if index >= visible_gpus():
+        raise DeviceUnavailable(f"the job asks for {requested} but this worker sees {visible_gpus()} GPU(s)")
+    return torch.device("cuda", index)
+
+
+def default_workers() -> int:
+    return max(1, visible_gpus())
+
+
+def threads_per_worker(n_workers: int) -> int:
+    """Split the cores among the workers, so they do not fight over them."""
+    return max(1, (os.cpu_count() or 1) // max(1, n_workers))

@@ -1,0 +1,123 @@
+"""The worker pool: N worker processes, restarted if they die, stopped cleanly on SIGTERM.
+
+The pool's own process also sweeps: it requeues the jobs of a worker that died at once, and every
+SWEEP_SECONDS the jobs whose lease expired (a worker on another machine, or a hung one).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+
+from service.db import session_scope
+from service.repositories import jobs as job_repo
+from service.settings import Settings, get_settings
+from workers.devices import default_workers, threads_per_worker, visible_gpus
+
+log = logging.getLogger("fitserve.pool")
+STOP_GRACE_SECONDS = 10.0
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def stop_when_orphaned(stop: threading.Event) -> None:
+    """Set `stop` if the parent process dies, so no worker outlives the pool that started it."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                stop.set()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def worker_main(worker_id: str, gpu: int | None, n_workers: int) -> None:
+    """Entry point of one worker process."""
+    import torch
+
+    from workers.worker import work
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(threads_per_worker(n_workers))
+    shutdown = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: shutdown.set())
+    stop_when_orphaned(shutdown)
+    work(worker_id, get_settings(), gpu, shutdown)
+
+
+def rescue(reason: str, worker_id: str | None = None) -> None:
+    with session_scope() as s:
+        requeued, failed = job_repo.rescue_jobs(s, reason, worker_id)
+    for job_id in requeued:
+        log.warning("job %s requeued: %s", job_id, reason)
+    for job_id in failed:
+        log.warning("job %s failed: %s on every attempt", job_id, reason)
+
+
+class Pool:
+    def __init__(self, n_workers: int | None = None, settings: Settings | None = None):
+        self.settings = settings or get_settings()
+        self.n = n_workers if n_workers is not None else (self.settings.WORKERS or default_workers())
+        self.gpus = visible_gpus()
+        self.ctx = mp.get_context("spawn")
+        self.procs: dict[int, tuple[str, mp.Process]] = {}
+        self.stopping = threading.Event()
+        self.last_sweep = 0.0
+
+    def start_worker(self, slot: int) -> None:
+        worker_id = new_worker_id()
+        gpu = slot % self.gpus if self.gpus else None
+        proc = self.ctx.Process(target=worker_main, args=(worker_id, gpu, self.n), name=f"fitserve-worker-{slot}")
+        proc.start()
+        self.procs[slot] = (worker_id, proc)
+        log.info("worker %s started (pid %s, %s)", worker_id, proc.pid, f"cuda:{gpu}" if gpu is not None else "cpu")
+
+    def supervise(self) -> None:
+        """Run until `stopping` is set: restart dead workers, rescue their jobs, sweep leases."""
+        for slot in range(self.n):
+            self.start_worker(slot)
+        while not self.stopping.wait(min(1.0, self.settings.SWEEP_SECONDS)):
+            for slot, (worker_id, proc) in list(self.procs.items()):
+                if not proc.is_alive():
+                    rescue(f"worker process died (exit code {proc.exitcode})", worker_id)
+                    self.start_worker(slot)
+            self.sweep_if_due()
+        self.stop_workers()
+
+    def sweep_if_due(self) -> None:
+        now = time.monotonic()
+        if now - self.last_sweep >= self.settings.SWEEP_SECONDS:
+            self.last_sweep = now
+            rescue("lease expired")
+
+    def stop_workers(self) -> None:
+        for _, proc in self.procs.values():
+            if proc.is_alive():
+                proc.terminate()  # SIGTERM: finish the step, checkpoint, release the job
+        for worker_id, proc in self.procs.values():
+            proc.join(STOP_GRACE_SECONDS)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+                rescue("worker killed at shutdown", worker_id)
+
+
+def run_pool(n_workers: int | None = None, with_parent: bool = False) -> None:
+    """Run a pool in this process until SIGTERM or SIGINT (or, `with_parent`, the parent's exit)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    pool = Pool(n_workers)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: pool.stopping.set())
+    if with_parent:
+        stop_when_orphaned(pool.stopping)
+    pool.supervise()

@@ -1,0 +1,167 @@
+"""One worker process: claim a job, train it, record it; renew the lease while it runs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import torch
+
+from modelzoo import build_network
+from modelzoo.weights import weights_to_bytes
+from service.db import session_scope
+from service.models import Job, JobStatus
+from service.repositories import datasets as dataset_repo
+from service.repositories import jobs as job_repo
+from service.schemas.spec import JobSpec
+from service.settings import Settings
+from workers.checkpoints import state_from_bytes, state_to_bytes
+from workers.data import load_data
+from workers.devices import resolve_device
+from workers.trainer import Callbacks, Diverged, Point, Progress, Trainer, fit_standardization
+
+log = logging.getLogger("fitserve.worker")
+
+
+class Attempt:
+    """One attempt at one job: the guard (worker, attempt) goes with every write."""
+
+    def __init__(self, job: Job, worker_id: str, settings: Settings, shutdown: threading.Event):
+        self.job_id, self.attempt, self.worker_id = job.id, job.attempt, worker_id
+        self.settings = settings
+        self.shutdown = shutdown
+        self.cancelled = threading.Event()
+        self.lost = threading.Event()  # the job is no longer ours: write nothing more
+        self.done = threading.Event()
+
+    def stop_reason(self) -> str | None:
+        if self.lost.is_set():
+            return "lost"
+        if self.cancelled.is_set():
+            return "cancelled"
+        if self.shutdown.is_set():
+            return "shutdown"
+        return None
+
+    def _note(self, cancel: bool | None) -> None:
+        if cancel is None:
+            self.lost.set()
+        elif cancel:
+            self.cancelled.set()
+
+    def heartbeat(self) -> None:
+        """Renew the lease until the attempt ends; a slow epoch must not cost the job."""
+        interval = self.settings.LEASE_SECONDS / 3
+        while not self.done.wait(interval):
+            with session_scope() as s:
+                self._note(job_repo.renew_lease(s, self.job_id, self.worker_id, self.attempt, self.settings.LEASE_SECONDS))
+
+    def report(self, points: list[Point], progress: Progress) -> bool:
+        rows = [p.__dict__ for p in points]
+        with session_scope() as s:
+            cancel = job_repo.record_progress(
+                s, self.job_id, self.worker_id, self.attempt, progress.epoch, progress.step, rows
+            )
+        self._note(cancel)
+        return self.stop_reason() is None
+
+    def checkpoint(self, state: dict) -> None:
+        if self.lost.is_set():
+            return
+        blob = state_to_bytes(state)
+        with session_scope() as s:
+            job_repo.save_checkpoint(s, self.job_id, self.worker_id, self.attempt, state["epoch"], blob)
+
+    def finish(self, status: JobStatus, error: str | None = None, weights: bytes | None = None) -> None:
+        with session_scope() as s:
+            job_repo.finish_job(s, self.job_id, self.worker_id, self.attempt, status, error, weights)
+
+
+def fetch_dataset(dataset_id: str) -> bytes:
+    with session_scope() as s:
+        blob = dataset_repo.get_dataset_bytes(s, dataset_id)
+    if blob is None:
+        raise LookupError(f"dataset {dataset_id} no longer exists")
+    return blob
+
+
+def build_trainer(job: Job, attempt: Attempt, device: torch.device, settings: Settings) -> Trainer:
+    spec = JobSpec.model_validate(job.spec)
+    torch.manual_seed(spec.seed)
+    net = build_network(spec.model)
+    data = load_data(spec, fetch_dataset)
+    if spec.data.standardize:
+        fit_standardization(net, data.x_train)
+    callbacks = Callbacks(
+        report=attempt.report,
+        checkpoint=attempt.checkpoint,
+        checkpoint_seconds=settings.CHECKPOINT_SECONDS,
+        report_seconds=settings.REPORT_SECONDS,
+    )
+    trainer = Trainer(spec, net.to(device), data.to(device), device, callbacks)
+    with session_scope() as s:
+        saved = job_repo.get_checkpoint(s, job.id)
+        blob = saved.data if saved is not None else None
+        if blob is not None:
+            trainer.load_state(state_from_bytes(blob))
+        # points past the resume point were written by an attempt that died: they are rewritten
+        job_repo.truncate_points(s, job.id, trainer.progress.step)
+    return trainer
+
+
+def run_attempt(job: Job, worker_id: str, settings: Settings, gpu: int | None, shutdown: threading.Event) -> None:
+    attempt = Attempt(job, worker_id, settings, shutdown)
+    beat = threading.Thread(target=attempt.heartbeat, name=f"heartbeat-{job.id}", daemon=True)
+    beat.start()
+    started = time.perf_counter()
+    try:
+        device = resolve_device(job.spec.get("device", "auto"), gpu)
+        with session_scope() as s:
+            job_repo.set_device(s, job.id, worker_id, job.attempt, str(device))
+        trainer = build_trainer(job, attempt, device, settings)
+        finished = trainer.run()
+    except Diverged as exc:
+        attempt.finish(JobStatus.FAILED, f"training diverged: {exc}")
+        return
+    except (torch.OutOfMemoryError, MemoryError) as exc:
+        attempt.finish(JobStatus.FAILED, f"out of memory: {str(exc)[:500]}")
+        return
+    except Exception as exc:  # a bad dataset, a missing GPU: the job fails, the worker lives on
+        log.exception("job %s failed", job.id)
+        attempt.finish(JobStatus.FAILED, f"{type(exc).__name__}: {str(exc)[:1000]}")
+        return
+    finally:
+        attempt.done.set()
+        if device_is_cuda(job):
+            torch.cuda.empty_cache()
+    reason = attempt.stop_reason() if not finished else None
+    if finished:
+        weights = weights_to_bytes(trainer.net, job.spec)
+        attempt.finish(JobStatus.SUCCEEDED, weights=weights)
+    elif reason == "cancelled":
+        attempt.finish(JobStatus.CANCELLED, "cancelled on request")
+    elif reason == "shutdown":
+        with session_scope() as s:
+            job_repo.release_job(s, job.id, worker_id, job.attempt, "worker shut down; resumes from its checkpoint")
+    log.info("job %s attempt %d: %s in %.2fs", job.id, job.attempt, reason or "succeeded", time.perf_counter() - started)
+
+
+def device_is_cuda(job: Job) -> bool:
+    return torch.cuda.is_available() and job.spec.get("device", "auto") != "cpu"
+
+
+def claim(worker_id: str, settings: Settings) -> Job | None:
+    with session_scope() as s:
+        return job_repo.claim_next_job(s, worker_id, settings.LEASE_SECONDS)
+
+
+def work(worker_id: str, settings: Settings, gpu: int | None, shutdown: threading.Event) -> None:
+    """Claim and train jobs until `shutdown` is set."""
+    while not shutdown.is_set():
+        job = claim(worker_id, settings)
+        if job is None:
+            shutdown.wait(settings.POLL_SECONDS)
+            continue
+        log.info("job %s attempt %d claimed by %s", job.id, job.attempt, worker_id)
+        run_attempt(job, worker_id, settings, gpu, shutdown)
