@@ -6,6 +6,7 @@ import argparse
 import logging
 import multiprocessing as mp
 import os
+import signal
 import sys
 
 
@@ -23,6 +24,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if n_workers != 0:
         pool = mp.get_context("spawn").Process(target=run_pool, args=(n_workers, True), name="fitserve-pool")
         pool.start()
+    # uvicorn re-raises the signal that stopped it once it has shut down; with these handlers that
+    # lands here, so the pool below is stopped cleanly and the exit status is 0
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     try:
         uvicorn.run("service.app:create_app", factory=True, host=args.host, port=args.port, log_level="info")
     finally:

@@ -81,15 +81,19 @@ class Server:
     def read_log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_for(self, job_id: str, statuses=FINAL, timeout: float = 120.0) -> dict:
-        """Poll the job until its status is one of `statuses`."""
+    def wait_until(self, job_id: str, predicate, timeout: float = 120.0) -> dict:
+        """Poll the job until `predicate(job)` holds; returns the job."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             job = self.client.get(f"/v1/jobs/{job_id}").json()
-            if job["status"] in statuses:
+            if predicate(job):
                 return job
-            time.sleep(0.1)
-        raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s:\n{self.read_log()[-3000:]}")
+            time.sleep(0.05)
+        raise AssertionError(f"job {job_id} ({job['status']}) not there after {timeout}s:\n{self.read_log()[-3000:]}")
+
+    def wait_for(self, job_id: str, statuses=FINAL, timeout: float = 120.0) -> dict:
+        """Poll the job until its status is one of `statuses`."""
+        return self.wait_until(job_id, lambda job: job["status"] in statuses, timeout)
 
     def submit(self, spec: dict) -> dict:
         response = self.client.post("/v1/jobs", json=spec)
@@ -122,3 +126,30 @@ def make_server(tmp_path):
     yield make
     for srv in started:
         srv.stop()
+
+
+def is_spawned_worker(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"spawn_main" in cmdline and b"resource_tracker" not in cmdline
+
+
+def worker_pids(root_pid: int) -> list[int]:
+    """Worker processes under a server: the spawned leaves of its process tree."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    leaves, todo = [], [root_pid]
+    while todo:
+        pid = todo.pop()
+        kids = children.get(pid, [])
+        if not kids and pid != root_pid and is_spawned_worker(pid):
+            leaves.append(pid)
+        todo.extend(kids)
+    return leaves

@@ -1,0 +1,109 @@
+"""Worker processes: atomic claims, restarts, SIGTERM hand-back with checkpoints, SIGKILL rescue."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT, worker_pids
+from tests.specs import tiny_regression
+
+FAST_FAULTS = {
+    "FITSERVE_CHECKPOINT_SECONDS": "0.3",
+    "FITSERVE_LEASE_SECONDS": "3",
+    "FITSERVE_SWEEP_SECONDS": "0.5",
+}
+
+
+def long_job(epochs: int = 40_000) -> dict:
+    return tiny_regression(epochs=epochs, data={"source": "synthetic", "generator": "linear", "n": 20})
+
+
+def wait_for_epoch(srv, job_id: str, epoch: int) -> dict:
+    return srv.wait_until(job_id, lambda job: job["progress"]["epoch"] >= epoch, timeout=60)
+
+
+def assert_contiguous_curve(srv, job_id: str, epochs: int) -> None:
+    page = srv.client.get(f"/v1/jobs/{job_id}/metrics", params={"max_points": 100_000}).json()
+    assert [p["epoch"] for p in page["points"]] == list(range(1, epochs + 1))
+
+
+def test_queued_jobs_survive_a_restart(make_server):
+    api_only = make_server(workers=0).start()
+    ids = [api_only.submit(tiny_regression(epochs=20))["id"] for _ in range(3)]
+    assert api_only.stop() == 0
+    with_workers = make_server(workers=1).start()
+    for job_id in ids:
+        assert with_workers.wait_for(job_id)["status"] == "succeeded"
+
+
+def test_each_job_is_claimed_once_by_competing_workers(make_server, tmp_path):
+    srv = make_server(workers=2).start()
+    extra = subprocess.Popen(
+        [sys.executable, "-m", "fitserve.cli", "worker", "--workers", "2"],
+        cwd=ROOT,
+        env=srv.env,
+        stdout=open(tmp_path / "extra-worker.log", "wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        ids = [srv.submit(tiny_regression(epochs=3))["id"] for _ in range(40)]
+        for job_id in ids:
+            assert srv.wait_for(job_id)["status"] == "succeeded"
+    finally:
+        extra.send_signal(signal.SIGTERM)
+        assert extra.wait(30) == 0
+    with sqlite3.connect(srv.db_url.removeprefix("sqlite:///")) as db:
+        rows = db.execute("SELECT attempt, count(DISTINCT worker_id) FROM jobs GROUP BY attempt").fetchall()
+        workers = db.execute("SELECT count(DISTINCT worker_id) FROM jobs").fetchone()[0]
+    assert rows == [(1, workers)]  # every job claimed exactly once
+    assert workers >= 2  # and the work was shared
+
+
+def test_sigterm_hands_the_job_back_and_it_resumes_from_its_checkpoint(make_server):
+    srv = make_server(workers=1, **FAST_FAULTS).start()
+    reference = srv.train(long_job(3000))  # the same job, never interrupted
+    job = srv.submit(long_job(3000))
+    wait_for_epoch(srv, job["id"], 500)
+    started = time.monotonic()
+    assert srv.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 15
+    with sqlite3.connect(srv.db_url.removeprefix("sqlite:///")) as db:
+        status, epoch = db.execute("SELECT status, epoch FROM jobs WHERE id = ?", (job["id"],)).fetchone()
+        (checkpoint_epoch,) = db.execute("SELECT epoch FROM checkpoints WHERE job_id = ?", (job["id"],)).fetchone()
+    assert status == "queued" and 0 < checkpoint_epoch == epoch < 3000
+
+    srv.start()
+    done = srv.wait_for(job["id"])
+    assert done["status"] == "succeeded" and done["attempt"] == 2
+    assert_contiguous_curve(srv, job["id"], 3000)
+    assert done["metrics"]["loss"] == pytest.approx(reference["metrics"]["loss"], rel=1e-5)
+
+
+def test_a_killed_worker_is_replaced_and_its_job_rescued(make_server):
+    srv = make_server(workers=1, **FAST_FAULTS).start()
+    job = srv.submit(long_job(4000))
+    wait_for_epoch(srv, job["id"], 1000)
+    [pid] = worker_pids(srv.proc.pid)
+    os.kill(pid, signal.SIGKILL)
+    done = srv.wait_for(job["id"], timeout=90)
+    assert done["status"] == "succeeded", done
+    assert done["attempt"] == 2
+    assert_contiguous_curve(srv, job["id"], 4000)
+    assert pid not in worker_pids(srv.proc.pid)
+
+
+def test_a_job_that_keeps_killing_its_worker_fails_after_max_attempts(make_server):
+    srv = make_server(workers=1, FITSERVE_MAX_ATTEMPTS="2", **FAST_FAULTS).start()
+    job = srv.submit(long_job(10_000_000 // 20))
+    for attempt in (1, 2):
+        srv.wait_until(job["id"], lambda j: j["status"] == "running" and j["attempt"] == attempt)
+        for pid in worker_pids(srv.proc.pid):
+            os.kill(pid, signal.SIGKILL)
+    done = srv.wait_for(job["id"], timeout=60)
+    assert done["status"] == "failed"
+    assert "worker process died" in done["error"] and "each of its attempts" in done["error"]
