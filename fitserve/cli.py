@@ -1,13 +1,17 @@
-"""`fitserve`: serve the API with a worker pool, run a pool alone, migrate the database."""
+"""`fitserve`: serve the API and its workers, run a pool alone, migrate the database; client commands: commands.py."""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import multiprocessing as mp
 import os
 import signal
 import sys
+
+from fitserve.commands import add_client_commands
+from service.logs import configure_logging
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -17,8 +21,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service.settings import get_settings
     from workers.pool import run_pool
 
+    if not is_loopback(args.host) and os.environ.get("FITSERVE_AUTH", "auto") == "auto":
+        # never open to the network by accident: beyond loopback, every request needs a key
+        os.environ["FITSERVE_AUTH"] = "required"
+        get_settings.cache_clear()
     settings = get_settings()
     upgrade(settings.DATABASE_URL)
+    warn_if_no_keys(settings)
     n_workers = args.workers if args.workers is not None else settings.WORKERS
     pool = None
     if n_workers != 0:
@@ -34,6 +43,48 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if pool is not None:
             pool.terminate()  # SIGTERM: workers checkpoint and hand their jobs back
             pool.join(30)
+    return 0
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def warn_if_no_keys(settings) -> None:
+    from service.db import session_scope
+    from service.repositories.keys import any_active_key
+
+    with session_scope() as s:
+        if settings.AUTH == "required" and not any_active_key(s):
+            logging.getLogger("fitserve").warning(
+                "API keys are required but none exists: create one with `fitserve keys create --owner NAME`"
+            )
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from service.db import session_scope
+    from service.migrations import upgrade
+    from service.repositories import keys as key_repo
+    from service.services.auth import create_key
+    from service.settings import get_settings
+
+    upgrade(get_settings().DATABASE_URL)
+    with session_scope() as s:
+        if args.action == "create":
+            key, token = create_key(s, args.owner, args.name)
+            print(f"created key {key.id} for owner {key.owner_id}; it is shown only now:\n{token}")
+        elif args.action == "list":
+            for key in key_repo.list_keys(s):
+                state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+                print(f"{key.id}  owner={key.owner_id}  name={key.name or '-'}  {state}")
+        elif not key_repo.revoke_key(s, args.key_id):
+            print(f"no active key {args.key_id}", file=sys.stderr)
+            return 1
+        else:
+            print(f"revoked key {args.key_id}")
     return 0
 
 
@@ -62,6 +113,8 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fitserve", description="Train small PyTorch models over HTTP.")
+    parser.add_argument("--url", default=None, help="server URL for client commands (default: $FITSERVE_URL)")
+    parser.add_argument("--api-key", default=None, help="API key for client commands (default: $FITSERVE_API_KEY)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the API and a local worker pool")
@@ -78,13 +131,25 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=["upgrade", "downgrade"])
     db.add_argument("revision", nargs="?", default=None)
     db.set_defaults(func=cmd_db)
+
+    add_client_commands(sub)
+    keys = sub.add_parser("keys", help="create, list and revoke API keys")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    create = key_actions.add_parser("create", help="make a key; the token is printed once")
+    create.add_argument("--owner", required=True, help="whose jobs the key reaches")
+    create.add_argument("--name", default=None, help="a label, e.g. the machine it is for")
+    key_actions.add_parser("list", help="every key, active or revoked")
+    revoke = key_actions.add_parser("revoke", help="stop a key from working (within seconds)")
+    revoke.add_argument("key_id")
+    keys.set_defaults(func=cmd_keys)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("FITSERVE_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
+    configure_logging(os.environ.get("FITSERVE_LOG_LEVEL", "INFO"))
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the client commands' own output says what happened
     args = build_parser().parse_args(argv)
     return args.func(args)
 

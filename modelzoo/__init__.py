@@ -4,6 +4,6 @@ Pure torch: nothing here knows of data loading, training, HTTP or the database.
 """
 
 from modelzoo.build import build_network
-from modelzoo.outputs import outputs_to_predictions
+from modelzoo.outputs import read_outputs
 
-__all__ = ["build_network", "outputs_to_predictions"]
+__all__ = ["build_network", "read_outputs"]

@@ -1,4 +1,4 @@
-"""Network outputs -> what `POST /v1/jobs/{id}/predict` answers."""
+"""Network outputs -> the answers of `/predict`, the v2 `infer` endpoint and the ONNX export."""
 
 import torch
 
@@ -14,9 +14,9 @@ def class_probabilities(outputs: torch.Tensor, loss: str, output_activation: str
     return torch.softmax(outputs, dim=1)
 
 
-def outputs_to_predictions(outputs: torch.Tensor, task: str, loss: str, output_activation: str | None) -> dict:
+def read_outputs(outputs: torch.Tensor, task: str, loss: str, output_activation: str | None) -> dict[str, torch.Tensor]:
+    """Named answer tensors; the names are those of /predict, the v2 protocol and the ONNX export."""
     if task == "regression":
-        values = outputs[:, 0] if outputs.shape[1] == 1 else outputs  # (N,) or (N, k)
-        return {"predictions": values.tolist()}
-    probs = class_probabilities(outputs, loss, output_activation)
-    return {"predictions": probs.argmax(dim=1).tolist(), "probabilities": probs.tolist()}
+        return {"predictions": outputs[:, 0] if outputs.shape[1] == 1 else outputs}  # (N,) or (N, k)
+    probs = class_probabilities(outputs, loss, output_activation)  # (N, k)
+    return {"predictions": probs.argmax(dim=1), "probabilities": probs}

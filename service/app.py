@@ -3,8 +3,10 @@
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from service.api import datasets, health, jobs
+from service.api import datasets, events, exports, health, jobs, prometheus, v2
+from service.api.limits import BodySizeLimit, RateLimiter
 from service.errors import FitserveError
+from service.services.auth import KeyVerifier
 from service.services.predictions import ModelCache
 from service.settings import get_settings
 
@@ -21,8 +23,15 @@ def create_app() -> FastAPI:
         version="0.1.0",
     )
     app.state.model_cache = ModelCache(settings.MODEL_CACHE_BYTES)
+    app.state.key_verifier = KeyVerifier()
+    app.state.rate_limiter = RateLimiter(settings.RATE_LIMIT_PER_SECOND, settings.RATE_LIMIT_BURST)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_BODY_BYTES)
     app.add_exception_handler(FitserveError, handle_fitserve_error)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(datasets.router)
+    app.include_router(events.router)
+    app.include_router(exports.router)
+    app.include_router(v2.router)
+    app.include_router(prometheus.router)
     return app

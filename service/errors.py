@@ -1,5 +1,6 @@
 """The one error hierarchy: each error carries its HTTP status; all answer `{"detail": ...}`."""
 
+import math
 from collections.abc import Sequence
 
 
@@ -22,6 +23,13 @@ class Conflict(FitserveError):
 
 class PayloadTooLarge(FitserveError):
     status_code = 413
+
+
+class TooManyRequests(FitserveError):
+    status_code = 429
+
+    def __init__(self, detail: str, retry_after: float):
+        super().__init__(detail, headers={"Retry-After": str(max(1, math.ceil(retry_after)))})
 
 
 class InvalidField(FitserveError):

@@ -127,3 +127,31 @@ class Dataset(Base):
     size_bytes: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)  # NPZ of float32 x and y, whatever was uploaded
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    """An API key: the secret is stored only as its SHA-256 (keys are random, so no slow hash is needed)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)  # the public part, `fs_<id>_...`
+    owner_id: Mapped[str] = mapped_column(String(32), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class IdempotencyKey(Base):
+    """The first response to a request sent with an Idempotency-Key, replayed for its retries."""
+
+    __tablename__ = "idempotency_keys"
+
+    owner_id: Mapped[str] = mapped_column(String(32), primary_key=True)  # "" for the anonymous owner
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)  # e.g. "POST /v1/jobs"
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of the request's content
+    status_code: Mapped[int | None] = mapped_column(Integer)  # None while the first request is in flight
+    response: Mapped[dict | None] = mapped_column(JSON)
+    location: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +23,16 @@ class Settings(BaseSettings):
     CHECKPOINT_SECONDS: float = Field(30.0, gt=0, description="how often a running job saves a checkpoint")
     MAX_ATTEMPTS: int = Field(3, ge=1, description="attempts before a job whose worker keeps dying fails")
     MODEL_CACHE_BYTES: int = Field(256 * 1024 * 1024, ge=0, description="loaded models kept for predictions")
+
+    AUTH: Literal["auto", "required", "off"] = Field(
+        "auto",
+        description="auto: keys are required once any key exists, or when serving beyond loopback",
+    )
+    MAX_BODY_BYTES: int = Field(64 * 1024 * 1024, ge=1024, description="largest request body accepted (413)")
+    RATE_LIMIT_PER_SECOND: float = Field(50.0, gt=0, description="sustained requests per second per key")
+    RATE_LIMIT_BURST: int = Field(200, ge=1, description="requests a key may send at once")
+    MAX_QUEUED_PER_OWNER: int = Field(1000, ge=1, description="queued jobs one owner may have (429 past it)")
+    IDEMPOTENCY_TTL_SECONDS: float = Field(24 * 3600, gt=0, description="how long an Idempotency-Key is kept")
 
 
 @lru_cache

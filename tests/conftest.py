@@ -26,9 +26,10 @@ def free_port() -> int:
 class Server:
     """`fitserve serve` as a subprocess; `client` speaks real HTTP to it."""
 
-    def __init__(self, db_path: Path, workers: int = 1, **env: str):
+    def __init__(self, db_path: Path, workers: int = 1, host: str = "127.0.0.1", **env: str):
         self.db_url = f"sqlite:///{db_path}"
         self.workers = workers
+        self.host = host
         self.env = {
             **os.environ,
             "FITSERVE_DATABASE_URL": self.db_url,
@@ -40,11 +41,12 @@ class Server:
         self.proc: subprocess.Popen | None = None
         self.client: httpx.Client | None = None
 
-    def start(self, timeout: float = 60.0) -> Server:
-        port = free_port()
+    def start(self, timeout: float = 60.0, port: int | None = None) -> Server:
+        port = port or free_port()
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fitserve.cli", "serve", "--port", str(port), "--workers", str(self.workers)],
+            [sys.executable, "-m", "fitserve.cli", "serve", "--host", self.host, "--port", str(port),
+             "--workers", str(self.workers)],
             cwd=ROOT,
             env=self.env,
             stdout=self.log,
@@ -77,6 +79,17 @@ class Server:
         self.log.close()
         self.proc = None
         return code
+
+    def cli(self, *args: str) -> str:
+        """Run a `fitserve` command against this server's database; returns what it printed."""
+        done = subprocess.run(
+            [sys.executable, "-m", "fitserve.cli", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def create_key(self, owner: str) -> str:
+        return self.cli("keys", "create", "--owner", owner).strip().splitlines()[-1]
 
     def read_log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -118,8 +131,8 @@ def make_server(tmp_path):
     """Start servers of a test's own, on its own database file; all are stopped at the end."""
     started: list[Server] = []
 
-    def make(workers: int = 1, db_name: str = "fitserve.db", **env: str) -> Server:
-        srv = Server(tmp_path / db_name, workers=workers, **env)
+    def make(workers: int = 1, db_name: str = "fitserve.db", **kwargs: str) -> Server:
+        srv = Server(tmp_path / db_name, workers=workers, **kwargs)
         started.append(srv)
         return srv
 

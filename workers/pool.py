@@ -16,6 +16,7 @@ import time
 import uuid
 
 from service.db import session_scope
+from service.logs import configure_logging
 from service.repositories import jobs as job_repo
 from service.settings import Settings, get_settings
 from workers.devices import default_workers, threads_per_worker, visible_gpus
@@ -46,7 +47,7 @@ def worker_main(worker_id: str, gpu: int | None, n_workers: int) -> None:
 
     from workers.worker import work
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging()
     torch.set_num_threads(threads_per_worker(n_workers))
     shutdown = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -114,7 +115,7 @@ class Pool:
 
 def run_pool(n_workers: int | None = None, with_parent: bool = False) -> None:
     """Run a pool in this process until SIGTERM or SIGINT (or, `with_parent`, the parent's exit)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging()
     pool = Pool(n_workers)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: pool.stopping.set())

@@ -1,11 +1,14 @@
 """The training loop: plain torch, no database, no HTTP.
 
-The worker hands it a spec, data and callbacks. Losses stay on the device and are read back in
-chunks (one host sync per chunk, not per step); each chunk becomes curve points for `report`.
+The worker hands it a spec, data and callbacks. The data stays on the training device, already
+through the input transform; each step is `workers.steps.Step` (on CUDA, replayed from a CUDA
+graph by `workers.cuda_graph`). Losses stay on the device and are read back once per report, and
+each read becomes curve points for `report`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -14,9 +17,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from workers.cuda_graph import GraphedEpochs, can_graph
 from workers.data import TrainingData
+from workers.steps import Batches, Step, transform_rows
 
-CHUNK = 1024  # epochs per device-side loss buffer
+CHUNK = 1024  # recorded epochs kept on the device before a report is forced
 
 
 @dataclass
@@ -55,63 +60,61 @@ class Callbacks:
     report_seconds: float = 0.5
 
 
-def make_loss(spec) -> nn.Module:
-    if spec.loss == "mse":
-        return nn.MSELoss()
-    if spec.loss == "sse":
-        return nn.MSELoss(reduction="sum")
-    if spec.loss == "cross_entropy":
-        return nn.CrossEntropyLoss()
-    # the tutorial's sigmoid-then-BCELoss, or the stable fused form when there is no sigmoid
-    return nn.BCELoss() if spec.model.output_activation == "sigmoid" else nn.BCEWithLogitsLoss()
-
-
-def make_optimizer(spec, params) -> torch.optim.Optimizer:
+def make_optimizer(spec, params, capturable: bool = False) -> torch.optim.Optimizer:
+    """The spec's optimizer; `capturable` keeps Adam's step count on the device, for CUDA graphs."""
     opt = spec.optimizer
     kwargs = {"lr": opt.lr, "weight_decay": opt.weight_decay, "foreach": True}
     if opt.kind == "sgd":
         return torch.optim.SGD(params, momentum=opt.momentum, **kwargs)
     cls = torch.optim.Adam if opt.kind == "adam" else torch.optim.AdamW
-    return cls(params, **kwargs)
-
-
-def count_correct(outputs: torch.Tensor, y: torch.Tensor, loss: str, output_activation: str | None) -> torch.Tensor:
-    """Correct predictions in a batch, as a device scalar (no sync)."""
-    if loss == "bce":
-        threshold = 0.5 if output_activation == "sigmoid" else 0.0
-        return ((outputs > threshold).to(y.dtype) == y).sum()
-    return (outputs.argmax(dim=1) == y).sum()
+    return cls(params, capturable=capturable, **kwargs)
 
 
 @dataclass
-class _Buffers:
-    """Per-epoch figures kept on the device until the next report."""
+class Records:
+    """Recorded epochs whose figures are still device tensors (0-d per epoch, or 1-d per graph replay)."""
 
-    loss: torch.Tensor
-    correct: torch.Tensor
-    val_loss: torch.Tensor
-    val_correct: torch.Tensor
     epochs: list[int] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
+    loss: list[torch.Tensor] = field(default_factory=list)
+    correct: list[torch.Tensor] = field(default_factory=list)
+    val_loss: list[torch.Tensor] = field(default_factory=list)
+    val_correct: list[torch.Tensor] = field(default_factory=list)
 
-    @classmethod
-    def on(cls, device: torch.device) -> _Buffers:
-        z = lambda dtype: torch.zeros(CHUNK, dtype=dtype, device=device)  # noqa: E731
-        return cls(z(torch.float32), z(torch.int64), z(torch.float32), z(torch.int64))
+    def add(self, epochs: list[int], steps: list[int], loss, correct=None, val_loss=None, val_correct=None) -> None:
+        self.epochs += epochs
+        self.steps += steps
+        for name, value in (("loss", loss), ("correct", correct), ("val_loss", val_loss), ("val_correct", val_correct)):
+            if value is not None:
+                getattr(self, name).append(value)
+
+    def read(self, name: str) -> list | None:
+        """One column as Python numbers: the host sync happens here."""
+        values = getattr(self, name)
+        return torch.cat([v.reshape(-1) for v in values]).tolist() if values else None
+
+    def clear(self) -> None:
+        for values in (self.epochs, self.steps, self.loss, self.correct, self.val_loss, self.val_correct):
+            values.clear()
 
 
 class Trainer:
     def __init__(self, spec, net: nn.Module, data: TrainingData, device: torch.device, callbacks: Callbacks):
         self.spec, self.net, self.data, self.device, self.cb = spec, net, data, device, callbacks
-        self.loss_fn = make_loss(spec)
-        self.optimizer = make_optimizer(spec, net.parameters())
         self.progress = Progress()
         self.classify = spec.task == "classification"
         self.val = data.x_val is not None
-        self.buf = _Buffers.on(device)
         n = len(data.x_train)
         self.batch_size = n if spec.batch_size is None else min(spec.batch_size, n)
+        self.batches = Batches(n, self.batch_size, spec.loss, device)
+        graphed = device.type == "cuda" and can_graph(self.batches)
+        self.optimizer = make_optimizer(spec, net.parameters(), capturable=graphed)
+        self.step_fn = Step(spec, net, self.optimizer)
+        self.records = Records()
         self.gen = torch.Generator(device=device).manual_seed(spec.seed)
+        self.graph = GraphedEpochs(self) if graphed else None
+        self.x = self.x_val = None  # the transformed rows, made when `run` starts
+        self.y = data.y_train
 
     # ------------------------------------------------------------ state
 
@@ -135,85 +138,74 @@ class Trainer:
 
     def run(self) -> bool:
         """Train to the last epoch; False when `report` asked to stop first."""
+        # after load_state, which may bring the transform's buffers
+        self.x, self.x_val = transform_rows(self.net, self.data.x_train), transform_rows(self.net, self.data.x_val)
+        with self.graph.running() if self.graph is not None else contextlib.nullcontext():
+            return self.train()
+
+    def train(self) -> bool:
         last_report = last_checkpoint = time.perf_counter()
-        every, epochs = self.spec.metrics_every, self.spec.epochs
+        epochs = self.spec.epochs
         while self.progress.epoch < epochs:
-            epoch = self.progress.epoch + 1
-            record = epoch % every == 0 or epoch == epochs
-            self.train_epoch(record)
-            self.progress.epoch = epoch
+            if self.graph is None or not self.graph.replay():
+                epoch = self.progress.epoch + 1
+                self.train_epoch(self.is_recorded(epoch))
+                self.progress.epoch = epoch
             now = time.perf_counter()
-            full = len(self.buf.epochs) == CHUNK
-            if full or epoch == epochs or now - last_report >= self.cb.report_seconds:
+            due = now - last_report >= self.cb.report_seconds or len(self.records.epochs) >= CHUNK
+            if due or self.progress.epoch == epochs:
                 last_report = now
-                if not self.flush():
+                # a stop asked for during the last report comes too late: the job is trained
+                if not self.flush() and self.progress.epoch < epochs:
                     self.cb.checkpoint(self.state())
                     return False
-            if now - last_checkpoint >= self.cb.checkpoint_seconds and epoch < epochs:
+            if now - last_checkpoint >= self.cb.checkpoint_seconds and self.progress.epoch < epochs:
                 last_checkpoint = now
                 self.cb.checkpoint(self.state())
         return True
 
+    def is_recorded(self, epoch: int) -> bool:
+        return epoch % self.spec.metrics_every == 0 or epoch == self.spec.epochs
+
     def train_epoch(self, record: bool) -> None:
-        x, y, n, bs = self.data.x_train, self.data.y_train, len(self.data.x_train), self.batch_size
-        slot = len(self.buf.epochs)
-        if bs == n:  # full batch: the tutorial's loop, one step per epoch
-            loss, correct = self.step(x, y)
-        else:
-            order = torch.randperm(n, device=self.device, generator=self.gen)
-            loss = torch.zeros((), device=self.device)
-            correct = torch.zeros((), dtype=torch.int64, device=self.device)
-            for start in range(0, n, bs):
-                idx = order[start : start + bs]
-                batch_loss, batch_correct = self.step(x[idx], y[idx])
-                # the epoch's loss on the same scale as a full batch: mean losses weigh by rows
-                loss = loss + (batch_loss if self.spec.loss == "sse" else batch_loss * len(idx) / n)
-                if batch_correct is not None:
-                    correct = correct + batch_correct
-        if not record:
+        """One epoch, eagerly: one step on all rows, or one per batch of a fresh permutation."""
+        batches = self.batches
+        if batches.full:  # the tutorial's loop, one step per epoch
+            loss, out = self.step_fn(self.x, self.y)
+            self.progress.step += 1
+            if record:
+                self.record(loss, out, self.y)
             return
-        self.buf.loss[slot] = loss
-        if self.classify:
-            self.buf.correct[slot] = correct
-        if self.val:
-            self.evaluate(slot)
-        self.buf.epochs.append(self.progress.epoch + 1)
-        self.buf.steps.append(self.progress.step)
+        order = torch.randperm(batches.n, device=self.device, generator=self.gen)
+        xs, ys = self.x[order], self.y[order]  # one gather per epoch; batches are views of it
+        losses, outs = [], []
+        for start, end in batches.bounds:
+            loss, out = self.step_fn(xs[start:end], ys[start:end])
+            if record:
+                losses.append(loss)
+                outs.append(out)
+        self.progress.step += len(batches.bounds)
+        if record:
+            self.record(batches.epoch_loss(losses), torch.cat(outs), ys)
 
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        out = self.net(x)
-        loss = self.loss_fn(out, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.progress.step += 1
-        correct = None
-        if self.classify:
-            correct = count_correct(out.detach(), y, self.spec.loss, self.spec.model.output_activation)
-        return loss.detach(), correct
-
-    @torch.no_grad()
-    def evaluate(self, slot: int) -> None:
-        out = self.net(self.data.x_val)
-        self.buf.val_loss[slot] = self.loss_fn(out, self.data.y_val)
-        if self.classify:
-            self.buf.val_correct[slot] = count_correct(
-                out, self.data.y_val, self.spec.loss, self.spec.model.output_activation
-            )
+    def record(self, loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor) -> None:
+        """Keep the epoch's figures on the device; the epoch is the one now ending."""
+        correct = self.step_fn.correct(out, y) if self.classify else None
+        val_loss, val_correct = self.step_fn.evaluate(self.x_val, self.data.y_val) if self.val else (None, None)
+        self.records.add([self.progress.epoch + 1], [self.progress.step], loss, correct, val_loss, val_correct)
 
     def flush(self) -> bool:
-        """One host sync: turn the buffered epochs into points and report them."""
-        k = len(self.buf.epochs)
-        if k == 0:
+        """One read-back: turn the recorded epochs into points and report them."""
+        rec = self.records
+        if not rec.epochs:
             return self.cb.report([], self.progress)
-        losses = self.buf.loss[:k].tolist()
-        correct = self.buf.correct[:k].tolist() if self.classify else None
-        val_losses = self.buf.val_loss[:k].tolist() if self.val else None
-        val_correct = self.buf.val_correct[:k].tolist() if self.val and self.classify else None
+        losses, correct = rec.read("loss"), rec.read("correct")
+        val_losses, val_correct = rec.read("val_loss"), rec.read("val_correct")
         n, n_val = len(self.data.x_train), (len(self.data.x_val) if self.val else 0)
         points = []
-        for i, (epoch, step) in enumerate(zip(self.buf.epochs, self.buf.steps)):
+        for i, (epoch, step) in enumerate(zip(rec.epochs, rec.steps)):
             if not math.isfinite(losses[i]):
+                rec.clear()
                 if points:
                     self.cb.report(points, self.progress)
                 raise Diverged(epoch, losses[i])
@@ -227,8 +219,7 @@ class Trainer:
                     val_accuracy=None if val_correct is None else val_correct[i] / n_val,
                 )
             )
-        self.buf.epochs.clear()
-        self.buf.steps.clear()
+        rec.clear()
         return self.cb.report(points, self.progress)
 
 

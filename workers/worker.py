@@ -11,6 +11,7 @@ import torch
 from modelzoo import build_network
 from modelzoo.weights import weights_to_bytes
 from service.db import session_scope
+from service.logs import job_logging
 from service.models import Job, JobStatus
 from service.repositories import datasets as dataset_repo
 from service.repositories import jobs as job_repo
@@ -163,5 +164,6 @@ def work(worker_id: str, settings: Settings, gpu: int | None, shutdown: threadin
         if job is None:
             shutdown.wait(settings.POLL_SECONDS)
             continue
-        log.info("job %s attempt %d claimed by %s", job.id, job.attempt, worker_id)
-        run_attempt(job, worker_id, settings, gpu, shutdown)
+        with job_logging(job.id):
+            log.info("job %s attempt %d claimed by %s", job.id, job.attempt, worker_id)
+            run_attempt(job, worker_id, settings, gpu, shutdown)

@@ -1,33 +1,40 @@
 """/v1/datasets: upload a CSV or NPZ file, read its description."""
 
+import hashlib
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Response, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 
-from service.api.deps import OwnerDep, SessionDep
+from service.api.deps import ERROR_RESPONSES, OwnerDep, SessionDep, SettingsDep
+from service.api.idempotent import IdempotencyKeyHeader, create_once
 from service.errors import PayloadTooLarge
 from service.schemas.jobs import DatasetPublic
 from service.schemas.limits import LIMITS
 from service.services import datasets as dataset_service
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
 
 
 @router.post("", status_code=201, response_model=DatasetPublic)
 def upload_dataset(
     file: Annotated[UploadFile, File(description="CSV with a header row, or NPZ with arrays x and y")],
-    response: Response,
     session: SessionDep,
     owner: OwnerDep,
+    settings: SettingsDep,
     target: Annotated[str | None, Form(description="CSV only: the target column's name")] = None,
     name: Annotated[str | None, Form(max_length=200)] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ):
     blob = file.file.read(LIMITS.max_dataset_bytes + 1)
     if len(blob) > LIMITS.max_dataset_bytes:
         raise PayloadTooLarge(f"the file exceeds {LIMITS.max_dataset_bytes} bytes")
-    dataset = dataset_service.create_dataset(session, blob, file.filename, target, name, owner)
-    response.headers["Location"] = f"/v1/datasets/{dataset.id}"
-    return dataset
+
+    def create() -> tuple[dict, str]:
+        dataset = dataset_service.create_dataset(session, blob, file.filename, target, name, owner)
+        return DatasetPublic.model_validate(dataset).model_dump(mode="json"), f"/v1/datasets/{dataset.id}"
+
+    content = {"file": hashlib.sha256(blob).hexdigest(), "filename": file.filename, "target": target, "name": name}
+    return create_once(session, settings, owner, "POST /v1/datasets", idempotency_key, content, create)
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic)

@@ -4,29 +4,67 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from service.db import session_scope
+from service.schemas.jobs import ErrorResponse
+from service.services.auth import Unauthorized
 from service.services.predictions import ModelCache
 from service.settings import Settings, get_settings
 
+bearer = HTTPBearer(auto_error=False, description="an API key made with `fitserve keys create`")
+
 
 def get_session() -> Iterator[Session]:
-    """One session per request: committed when the endpoint returns, rolled back if it raises."""
+    """One session per request: committed when the endpoint returns (before the response is sent)."""
     with session_scope() as session:
         yield session
 
 
-def get_owner() -> str | None:
-    """The caller's owner id; None while authentication is off (every job is the same owner's)."""
-    return None
+def auth_required(request: Request, settings: Settings) -> bool:
+    if settings.AUTH != "auto":
+        return settings.AUTH == "required"
+    return request.app.state.key_verifier.keys_exist()
+
+
+def get_owner(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> str | None:
+    """The caller's owner id (None: the anonymous local owner, while keys are not required).
+
+    Every request also takes a token from its caller's rate-limit bucket.
+    """
+    settings = get_settings()
+    if credentials is not None:
+        owner = request.app.state.key_verifier.owner_of(credentials.credentials)
+    elif auth_required(request, settings):
+        raise Unauthorized("an API key is required: send `Authorization: Bearer <key>`")
+    else:
+        owner = None
+    caller = owner if owner is not None else f"anonymous@{request.client.host if request.client else '-'}"
+    request.app.state.rate_limiter.take(caller)
+    return owner
 
 
 def get_model_cache(request: Request) -> ModelCache:
     return request.app.state.model_cache
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+_error = {"model": ErrorResponse}
+# what any /v1 endpoint may answer besides its own codes, so the OpenAPI document says so
+ERROR_RESPONSES: dict[int | str, dict] = {
+    400: {**_error, "description": "the body could not be parsed (not JSON, or broken multipart)"},
+    401: {**_error, "description": "a missing, malformed or revoked API key"},
+    404: {**_error, "description": "no such resource for this owner"},
+    409: {**_error, "description": "the resource is not in a state that allows this"},
+    413: {**_error, "description": "the request body is too large"},
+    422: {**_error, "description": "a field is invalid; `detail` names it"},
+    429: {**_error, "description": "rate or queue limit reached; see Retry-After"},
+}
+
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 OwnerDep = Annotated[str | None, Depends(get_owner)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ModelCacheDep = Annotated[ModelCache, Depends(get_model_cache)]

@@ -5,24 +5,34 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
-from service.api.deps import ModelCacheDep, OwnerDep, SessionDep, SettingsDep
+from service.api.deps import ERROR_RESPONSES, ModelCacheDep, OwnerDep, SessionDep, SettingsDep
+from service.api.idempotent import IdempotencyKeyHeader, create_once
 from service.schemas.jobs import JobPage, JobPublic, MetricsPage, PredictRequest, PredictResponse
 from service.schemas.limits import LIMITS
 from service.schemas.spec import JobSpec
+from service.services import events
 from service.services import jobs as job_service
 from service.services import predictions
 from service.services.plots import draw_curve
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
 StatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+WaitSeconds = Annotated[
+    float, Query(ge=0, le=events.MAX_WAIT_SECONDS, description="long-poll: answer once the job changes, or after this")
+]
 
 
 @router.post("", status_code=201, response_model=JobPublic)
-def submit_job(spec: JobSpec, response: Response, session: SessionDep, owner: OwnerDep, settings: SettingsDep):
-    job = job_service.submit_job(session, spec, owner, settings)
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return JobPublic.from_job(job)
+def submit_job(
+    spec: JobSpec, session: SessionDep, owner: OwnerDep, settings: SettingsDep, idempotency_key: IdempotencyKeyHeader = None
+):
+    def create() -> tuple[dict, str]:
+        job = job_service.submit_job(session, spec, owner, settings)
+        return JobPublic.from_job(job).model_dump(mode="json"), f"/v1/jobs/{job.id}"
+
+    content = spec.model_dump(mode="json")
+    return create_once(session, settings, owner, "POST /v1/jobs", idempotency_key, content, create)
 
 
 @router.get("", response_model=JobPage)
@@ -37,8 +47,12 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def get_job(job_id: str, session: SessionDep, owner: OwnerDep):
-    return JobPublic.from_job(job_service.get_job(session, job_id, owner))
+async def get_job(job_id: str, session: SessionDep, owner: OwnerDep, wait: WaitSeconds = 0):
+    job = await run_in_threadpool(lambda: JobPublic.from_job(job_service.get_job(session, job_id, owner)))
+    if wait == 0:
+        return job
+    await run_in_threadpool(session.commit)  # end the request's transaction (SQLite's write lock) before waiting
+    return await events.wait_for_change(job, owner, wait)
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)

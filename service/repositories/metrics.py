@@ -25,3 +25,9 @@ def list_points(session: Session, job_id: str, since_step: int, max_points: int)
 
 def get_weights(session: Session, job_id: str) -> bytes | None:
     return session.scalar(select(JobWeights.data).where(JobWeights.job_id == job_id))
+
+
+def list_points_after(session: Session, job_id: str, since_step: int, limit: int) -> list[MetricPoint]:
+    """The next `limit` points after `since_step`, in step order, none skipped (for streams that must see each)."""
+    query = select(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step > since_step)
+    return list(session.scalars(query.order_by(MetricPoint.step).limit(limit)))

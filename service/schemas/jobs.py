@@ -97,3 +97,9 @@ class DatasetPublic(BaseModel):
     target_width: int
     size_bytes: int
     created_at: datetime
+
+
+class ErrorResponse(BaseModel):
+    """Every error: a message, or for 422 a list naming each bad field."""
+
+    detail: str | list[dict[str, Any]]

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_val
 from service.schemas.limits import LIMITS
 
 PositiveInt = Annotated[int, Field(ge=1)]
+FLOAT32_MAX = 3.4028234663852886e38
 Width = Annotated[int, Field(ge=1, le=LIMITS.max_layer_width)]
 
 
@@ -175,6 +176,8 @@ def _nested_shape(rows: list[Any], name: str) -> tuple[int, ...]:
         if not isinstance(value, list):
             if not math.isfinite(value):
                 raise ValueError(f"{path} is not finite")
+            if abs(value) > FLOAT32_MAX:
+                raise ValueError(f"{path} is beyond the float32 range training uses")
             return ()
         if not value:
             raise ValueError(f"{path} is an empty list")

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from service.errors import Conflict, InvalidField, NotFound
+from service.errors import Conflict, InvalidField, NotFound, TooManyRequests
 from service.models import Job, JobStatus
 from service.repositories import datasets as dataset_repo
 from service.repositories import jobs as job_repo
@@ -33,6 +33,9 @@ def data_shape(session: Session, spec: JobSpec, owner_id: str | None) -> DataSha
 
 
 def submit_job(session: Session, spec: JobSpec, owner_id: str | None, settings: Settings) -> Job:
+    queued = job_repo.count_queued(session, owner_id)
+    if queued >= settings.MAX_QUEUED_PER_OWNER:
+        raise TooManyRequests(f"you have {queued} queued jobs, the most allowed; wait for some to start", 5)
     try:
         check_spec(spec, data_shape(session, spec, owner_id))
     except SpecError as exc:

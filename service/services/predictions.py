@@ -12,13 +12,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from modelzoo import build_network, outputs_to_predictions
+from modelzoo import build_network, read_outputs
 from modelzoo.weights import load_weights
 from service.db import session_scope
 from service.errors import Conflict, InvalidField
 from service.models import JobStatus
 from service.schemas.spec import CNNModel, JobSpec
 from service.services.jobs import get_job, read_weights
+from service.telemetry import PREDICT_SECONDS
 
 
 @dataclass
@@ -87,10 +88,16 @@ def as_batch(inputs: list, input_shape: tuple[int, ...]) -> torch.Tensor:
     return torch.from_numpy(arr).reshape(len(arr), *input_shape)
 
 
+def predict_tensors(cache: ModelCache, job_id: str, owner_id: str | None, inputs) -> dict[str, torch.Tensor]:
+    """The named answer tensors for a batch of inputs (nested lists or an array)."""
+    with PREDICT_SECONDS.time():
+        model = cache.get(job_id, owner_id)
+        x = as_batch(inputs, model.input_shape)
+        with torch.inference_mode():
+            outputs = model.net(x)  # one forward pass for the whole batch
+        spec = model.spec
+        return read_outputs(outputs, spec.task, spec.loss, spec.model.output_activation)
+
+
 def predict(cache: ModelCache, job_id: str, owner_id: str | None, inputs: list) -> dict:
-    model = cache.get(job_id, owner_id)
-    x = as_batch(inputs, model.input_shape)
-    with torch.inference_mode():
-        outputs = model.net(x)  # one forward pass for the whole batch
-    spec = model.spec
-    return outputs_to_predictions(outputs, spec.task, spec.loss, spec.model.output_activation)
+    return {name: t.tolist() for name, t in predict_tensors(cache, job_id, owner_id, inputs).items()}

@@ -41,33 +41,62 @@ def test_queued_jobs_survive_a_restart(make_server):
         assert with_workers.wait_for(job_id)["status"] == "succeeded"
 
 
-def test_each_job_is_claimed_once_by_competing_workers(make_server, tmp_path):
-    srv = make_server(workers=2).start()
-    extra = subprocess.Popen(
-        [sys.executable, "-m", "fitserve.cli", "worker", "--workers", "2"],
+def start_extra_pool(srv, tmp_path, workers: int) -> subprocess.Popen:
+    """`fitserve worker` on the server's database: a second pool, as on another machine."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "fitserve.cli", "worker", "--workers", str(workers)],
         cwd=ROOT,
         env=srv.env,
-        stdout=open(tmp_path / "extra-worker.log", "wb"),
+        stdout=open(tmp_path / "extra-worker.log", "ab"),
         stderr=subprocess.STDOUT,
     )
+
+
+def test_four_workers_claim_each_of_200_jobs_exactly_once(make_server, tmp_path):
+    srv = make_server(workers=2).start()
+    extra = start_extra_pool(srv, tmp_path, workers=2)
     try:
-        ids = [srv.submit(tiny_regression(epochs=3))["id"] for _ in range(40)]
+        ids = [srv.submit(tiny_regression(epochs=1))["id"] for _ in range(200)]
         for job_id in ids:
-            assert srv.wait_for(job_id)["status"] == "succeeded"
+            assert srv.wait_for(job_id, timeout=300)["status"] == "succeeded"
     finally:
         extra.send_signal(signal.SIGTERM)
         assert extra.wait(30) == 0
     with sqlite3.connect(srv.db_url.removeprefix("sqlite:///")) as db:
-        rows = db.execute("SELECT attempt, count(DISTINCT worker_id) FROM jobs GROUP BY attempt").fetchall()
+        attempts = db.execute("SELECT attempt, count(*) FROM jobs GROUP BY attempt").fetchall()
         workers = db.execute("SELECT count(DISTINCT worker_id) FROM jobs").fetchone()[0]
-    assert rows == [(1, workers)]  # every job claimed exactly once
-    assert workers >= 2  # and the work was shared
+    assert attempts == [(1, 200)]  # every job claimed exactly once
+    assert workers == 4  # and all four workers took part
+    assert "database is locked" not in srv.read_log()
+
+
+def test_a_stalled_worker_loses_its_job_and_cannot_write_to_it(make_server, tmp_path):
+    srv = make_server(workers=1, **FAST_FAULTS).start()
+    reference = srv.train(long_job(3000))
+    job = srv.submit(long_job(3000))
+    wait_for_epoch(srv, job["id"], 300)
+    [stalled] = worker_pids(srv.proc.pid)
+    os.kill(stalled, signal.SIGSTOP)
+    extra = start_extra_pool(srv, tmp_path, workers=1)
+    try:
+        done = srv.wait_for(job["id"], timeout=120)  # rescued after the lease (3 s), finished elsewhere
+        os.kill(stalled, signal.SIGCONT)
+        srv.wait_until(job["id"], lambda _: f"job {job['id']} attempt 1: lost" in srv.read_log(), timeout=30)
+    finally:
+        os.kill(stalled, signal.SIGCONT)
+        extra.send_signal(signal.SIGTERM)
+        extra.wait(30)
+    assert done["status"] == "succeeded" and done["attempt"] == 2
+    after = srv.client.get(f"/v1/jobs/{job['id']}").json()
+    assert after["status"] == "succeeded" and after["attempt"] == 2 and after["progress"]["epoch"] == 3000
+    assert_contiguous_curve(srv, job["id"], 3000)
+    assert after["metrics"]["loss"] == pytest.approx(reference["metrics"]["loss"], rel=1e-5)
 
 
 def test_sigterm_hands_the_job_back_and_it_resumes_from_its_checkpoint(make_server):
     srv = make_server(workers=1, **FAST_FAULTS).start()
-    reference = srv.train(long_job(3000))  # the same job, never interrupted
-    job = srv.submit(long_job(3000))
+    reference = srv.train(long_job(10_000))  # the same job, never interrupted
+    job = srv.submit(long_job(10_000))
     wait_for_epoch(srv, job["id"], 500)
     started = time.monotonic()
     assert srv.stop(signal.SIGTERM) == 0
@@ -75,12 +104,12 @@ def test_sigterm_hands_the_job_back_and_it_resumes_from_its_checkpoint(make_serv
     with sqlite3.connect(srv.db_url.removeprefix("sqlite:///")) as db:
         status, epoch = db.execute("SELECT status, epoch FROM jobs WHERE id = ?", (job["id"],)).fetchone()
         (checkpoint_epoch,) = db.execute("SELECT epoch FROM checkpoints WHERE job_id = ?", (job["id"],)).fetchone()
-    assert status == "queued" and 0 < checkpoint_epoch == epoch < 3000
+    assert status == "queued" and 0 < checkpoint_epoch == epoch < 10_000
 
     srv.start()
     done = srv.wait_for(job["id"])
     assert done["status"] == "succeeded" and done["attempt"] == 2
-    assert_contiguous_curve(srv, job["id"], 3000)
+    assert_contiguous_curve(srv, job["id"], 10_000)
     assert done["metrics"]["loss"] == pytest.approx(reference["metrics"]["loss"], rel=1e-5)
 
 

@@ -43,12 +43,25 @@ def shape_targets(y: torch.Tensor, spec) -> torch.Tensor:
     return y.reshape(-1, 1) if y.dim() == 1 else y
 
 
+class BadData(ValueError):
+    """The data cannot be trained on; the message says why."""
+
+
+def check_finite(x: torch.Tensor, y: torch.Tensor) -> None:
+    """NaN or infinity (say, a value beyond float32) would only surface later as a NaN loss."""
+    for name, t in (("x", x), ("y", y)):
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            row = int((~torch.isfinite(t.reshape(len(t), -1))).any(dim=1).nonzero()[0])
+            raise BadData(f"the data holds NaN or infinity ({name}, row {row})")
+
+
 def load_data(spec, fetch_dataset: Callable[[str], bytes]) -> TrainingData:
     """Tensors on the CPU; the split is a seeded permutation, so a rerun holds out the same rows."""
     x, y = raw_arrays(spec, fetch_dataset)
     if x.dim() == 1:
         x = x.unsqueeze(1)  # a flat list of numbers is one feature per row
     y = shape_targets(y, spec)
+    check_finite(x, y)
     n_val = int(round(len(x) * spec.data.validation_fraction))
     if n_val == 0:
         return TrainingData(x, y, None, None)

@@ -1,0 +1,143 @@
+"""What the benchmarks share: a `fitserve serve` subprocess, the tutorial specs, tables and the machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
+FINAL = {"succeeded", "failed", "cancelled"}
+
+
+def load_example(path: Path, epochs_scale: float = 1.0) -> dict:
+    spec = json.loads(path.read_text())
+    spec["epochs"] = max(1, round(spec["epochs"] * epochs_scale))
+    return spec
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    """`fitserve serve` on a free port over its own SQLite file, as a user runs it."""
+
+    def __init__(self, workers: int = 1, **env: str):
+        self.dir = tempfile.TemporaryDirectory(prefix="fitserve-bench-")
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "FITSERVE_DATABASE_URL": f"sqlite:///{self.dir.name}/fitserve.db",
+            "FITSERVE_POLL_SECONDS": "0.05",
+            **env,
+        }
+        self.workers = workers
+        self.proc: subprocess.Popen | None = None
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
+
+    def __enter__(self) -> Service:
+        cmd = [sys.executable, "-m", "fitserve.cli", "serve", "--port", str(self.port), "--workers", str(self.workers)]
+        self.log = open(Path(self.dir.name) / "serve.log", "wb")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"fitserve serve exited:\n{self.read_log()}")
+            try:
+                if self.client.get("/readyz").status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"fitserve serve not ready in 60s:\n{self.read_log()}")
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+        self.client.close()
+        self.log.close()
+        self.dir.cleanup()
+
+    def read_log(self) -> str:
+        return (Path(self.dir.name) / "serve.log").read_text(errors="replace")
+
+    def submit(self, spec: dict) -> str:
+        response = self.client.post("/v1/jobs", json=spec)
+        response.raise_for_status()
+        return response.json()["id"]
+
+    def wait(self, job_id: str, poll: float = 0.01, timeout: float = 3600) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.client.get(f"/v1/jobs/{job_id}").json()
+            if job["status"] in FINAL:
+                if job["status"] != "succeeded":
+                    raise RuntimeError(f"job {job_id} {job['status']}: {job['error']}")
+                return job
+            time.sleep(poll)
+        raise TimeoutError(f"job {job_id} still running after {timeout}s")
+
+    def train(self, spec: dict) -> tuple[float, float, dict]:
+        """Submit and wait: seconds end to end, seconds the worker trained (finished_at - started_at), the job."""
+        start = time.perf_counter()
+        job = self.wait(self.submit(spec))
+        wall = time.perf_counter() - start
+        return wall, seconds_between(job["started_at"], job["finished_at"]), job
+
+    def pids(self) -> dict[str, list[int]]:
+        """The API process and its worker processes (children of the pool)."""
+        children = child_pids(self.proc.pid)
+        workers = [pid for child in children for pid in child_pids(child)]
+        return {"api": [self.proc.pid], "workers": workers}
+
+
+def child_pids(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def seconds_between(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def machine() -> str:
+    model = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line),
+        platform.processor(),
+    )
+    import torch
+
+    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def print_table(headers: list[str], rows: list[list]) -> None:
+    """A Markdown table, ready for RESULTS.md."""
+    cells = [[fmt(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in cells:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
+
+
+def fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def header(title: str) -> None:
+    print(f"## {title}\n\n{datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; {machine()}\n")

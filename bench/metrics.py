@@ -1,0 +1,82 @@
+"""What writing a 10000-point curve costs, against the job that makes it (example 1, 10000 epochs).
+
+    .venv/bin/python -m bench.metrics
+
+The trainer reports every REPORT_SECONDS, and at the latest every 1024 recorded epochs; each report
+is one transaction (`Attempt.report`: progress update plus one multi-row insert). Here the worker's
+own `Attempt.report` writes 10000 points to a fresh SQLite file in reports of each size, and the
+total is set against example 1's training time in this process with reports that store nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+
+import torch
+
+from bench.common import EXAMPLES, header, print_table
+
+POINTS = 10_000
+
+
+def training_seconds() -> float:
+    from modelzoo import build_network
+    from service.schemas.spec import JobSpec
+    from workers.data import load_data
+    from workers.trainer import Callbacks, Trainer
+
+    spec = JobSpec.model_validate(json.loads(EXAMPLES[0].read_text()))
+    torch.manual_seed(spec.seed)
+    trainer = Trainer(
+        spec, build_network(spec.model), load_data(spec, None), torch.device("cpu"), Callbacks(report=lambda p, q: True)
+    )
+    start = time.perf_counter()
+    trainer.run()
+    return time.perf_counter() - start
+
+
+def writing_seconds(per_report: int) -> float:
+    """Seconds for `Attempt.report` to store POINTS points, `per_report` at a time, into a new job."""
+    from service.db import session_scope
+    from service.schemas.spec import JobSpec
+    from service.services.jobs import submit_job
+    from service.settings import get_settings
+    from workers.trainer import Point, Progress
+    from workers.worker import Attempt, claim
+
+    settings = get_settings()
+    with session_scope() as s:
+        submit_job(s, JobSpec.model_validate(json.loads(EXAMPLES[0].read_text())), None, settings)
+    attempt = Attempt(claim("bench-worker", settings), "bench-worker", settings, threading.Event())
+    points = [Point(step=i, epoch=i, loss=1.0 / i) for i in range(1, POINTS + 1)]
+    start = time.perf_counter()
+    for first in range(0, POINTS, per_report):
+        batch = points[first : first + per_report]
+        attempt.report(batch, Progress(epoch=batch[-1].epoch, step=batch[-1].step))
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    header(f"Cost of a {POINTS}-point curve against example 1 (10000 epochs)")
+    training_seconds()  # warm-up
+    train_s = training_seconds()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["FITSERVE_DATABASE_URL"] = f"sqlite:///{tmp}/fitserve.db"
+        from service.migrations import upgrade
+        from service.settings import get_settings
+
+        upgrade(get_settings().DATABASE_URL)
+        rows = []
+        for per_report in (1024, 256, 100):
+            write_s = writing_seconds(per_report)
+            rows.append([per_report, -(-POINTS // per_report), write_s, train_s, f"{write_s / train_s:.2%}"])
+    print_table(["points per report", "reports", "write s", "training s", "write / training"], rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""The `fitserve` commands that speak to a running server through the Python client.
+
+Exit codes: 0 done (and, for --wait and watch, the job succeeded), 1 the job failed or was cancelled,
+2 bad arguments, 3 the server answered an error or could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from fitserve.calls import FitserveClientError
+from fitserve.client import Client
+from service.schemas.jobs import JobPublic
+
+EXIT_JOB_NOT_SUCCEEDED = 1
+EXIT_USAGE = 2
+EXIT_SERVER = 3
+
+err = Console(stderr=True, highlight=False)
+
+
+def client_from(args: argparse.Namespace) -> Client:
+    return Client(args.url, args.api_key)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    with client_from(args) as fs:
+        job = fs.submit(args.spec)
+        print(job.id, flush=True)  # alone on its line, for `ID=$(fitserve submit spec.json)`
+        return follow(fs, job.id) if args.wait else 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    with client_from(args) as fs:
+        jobs = fs.list_jobs(args.status, args.limit)
+    # plain columns, ids in full: easy to read, to copy and to cut with awk
+    print(f"{'id':32}  {'status':9}  {'epoch':>13}  {'loss':>10}  {'created (UTC)':19}  name")
+    for job in jobs:
+        loss = f"{job.metrics.loss:.4g}" if job.metrics else "-"
+        epochs = f"{job.progress.epoch}/{job.progress.epochs}"
+        created = f"{job.created_at:%Y-%m-%d %H:%M:%S}"
+        print(f"{job.id:32}  {job.status:9}  {epochs:>13}  {loss:>10}  {created:19}  {job.name or ''}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with client_from(args) as fs:
+        print(fs.get(args.job_id).model_dump_json(indent=2))
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    with client_from(args) as fs:
+        return follow(fs, args.job_id)
+
+
+def follow(fs: Client, job_id: str) -> int:
+    """A live progress bar (epoch, loss, ETA) fed by the job's events, then the final metrics."""
+    columns = (
+        TextColumn("{task.description:>9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("epochs  loss {task.fields[loss]}"),
+        TimeRemainingColumn(),
+    )
+    job = None
+    with Progress(*columns, console=err) as bar:
+        task = bar.add_task("queued", total=None, loss="-")
+        for event in fs.events(job_id):
+            if event.event == "status":
+                job = event.data
+                bar.update(task, description=job.status, total=job.progress.epochs, completed=job.progress.epoch)
+            else:
+                bar.update(task, completed=event.data.epoch, loss=f"{event.data.loss:.4g}")
+    print_summary(job)
+    return 0 if job.status == "succeeded" else EXIT_JOB_NOT_SUCCEEDED
+
+
+def print_summary(job: JobPublic) -> None:
+    took = f" in {(job.finished_at - job.started_at).total_seconds():.2f} s" if job.started_at else ""
+    print(f"job {job.id} {job.status}{took} after {job.progress.epoch}/{job.progress.epochs} epochs")
+    if job.error:
+        print(f"error: {job.error}")
+    if job.metrics:
+        for name, value in job.metrics.model_dump(exclude={"step", "epoch"}, exclude_none=True).items():
+            print(f"{name}: {value:.6g}")
+
+
+def read_inputs(value: str) -> list:
+    """`--input`: a JSON file or inline JSON; a list of rows, or a body `{"inputs": [...]}`."""
+    text = Path(value).read_text() if Path(value).is_file() else value
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ValueError(f"--input: {value!r} is neither a file nor JSON") from None
+    return data["inputs"] if isinstance(data, dict) and "inputs" in data else data
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    inputs = read_inputs(args.input)
+    with client_from(args) as fs:
+        print(fs.predict(args.job_id, inputs).model_dump_json(exclude_none=True))
+    return 0
+
+
+def cmd_curve(args: argparse.Namespace) -> int:
+    with client_from(args) as fs:
+        fs.curve_png(args.job_id, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """The command, with the server's errors and bad arguments printed as one line and an exit code."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except FitserveClientError as exc:
+            err.print(f"error: {exc}", markup=False)
+            return EXIT_SERVER
+        except (ValueError, OSError) as exc:
+            err.print(f"error: {exc}", markup=False)
+            return EXIT_USAGE
+
+    return run
+
+
+def add_client_commands(sub: argparse._SubParsersAction) -> None:
+    """Add the client commands; each also takes --url and --api-key after its name."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=argparse.SUPPRESS, help="server URL (default: $FITSERVE_URL)")
+    common.add_argument("--api-key", default=argparse.SUPPRESS, help="API key (default: $FITSERVE_API_KEY)")
+
+    def add(name: str, command: Callable, help: str) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, help=help, parents=[common])
+        parser.set_defaults(func=guarded(command))
+        return parser
+
+    submit = add("submit", cmd_submit, "submit a job spec (JSON or YAML file); prints the job id")
+    submit.add_argument("spec", help="path of a JSON or YAML spec")
+    submit.add_argument("--wait", action="store_true", help="then watch it until it ends")
+    jobs = add("jobs", cmd_jobs, "list jobs, newest first")
+    jobs.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    jobs.add_argument("--limit", type=int, default=20)
+    add("status", cmd_status, "print a job as JSON").add_argument("job_id")
+    add("watch", cmd_watch, "a live progress bar until the job ends, then its final metrics").add_argument("job_id")
+    predict = add("predict", cmd_predict, "predict with a succeeded job")
+    predict.add_argument("job_id")
+    predict.add_argument("--input", required=True, help="a JSON file or inline JSON: rows, or {'inputs': rows}")
+    curve = add("curve", cmd_curve, "save a job's training curve as a PNG")
+    curve.add_argument("job_id")
+    curve.add_argument("-o", "--output", default="curve.png")

@@ -1,0 +1,86 @@
+"""API keys: creation, verification (constant-time, cached briefly), and when they are required."""
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from service.db import session_scope
+from service.errors import FitserveError
+from service.models import ApiKey
+from service.repositories import keys as key_repo
+
+PREFIX = "fs"
+CACHE_SECONDS = 5.0  # a revoked key stops working within this time
+
+
+class Unauthorized(FitserveError):
+    status_code = 401
+
+    def __init__(self, detail: str):
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(session: Session, owner_id: str, name: str | None) -> tuple[ApiKey, str]:
+    """A new key; the returned token is shown once and never stored."""
+    key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+    key = key_repo.add_key(session, ApiKey(id=key_id, owner_id=owner_id, name=name, secret_sha256=hash_secret(secret)))
+    return key, f"{PREFIX}_{key_id}_{secret}"
+
+
+def split_token(token: str) -> tuple[str, str] | None:
+    parts = token.split("_", 2)
+    if len(parts) != 3 or parts[0] != PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+@dataclass
+class _Cached:
+    owner_id: str | None  # None: no such active key
+    secret_sha256: str
+    until: float
+
+
+class KeyVerifier:
+    """Token -> owner id. Looks keys up by their public id and compares hashes in constant time."""
+
+    def __init__(self):
+        self.cache: dict[str, _Cached] = {}
+        self.any_key: tuple[bool, float] = (False, 0.0)
+        self.lock = threading.Lock()
+
+    def owner_of(self, token: str) -> str:
+        parts = split_token(token)
+        if parts is None:
+            raise Unauthorized("malformed API key")
+        key_id, secret = parts
+        now = time.monotonic()
+        with self.lock:
+            cached = self.cache.get(key_id)
+        if cached is None or cached.until < now:
+            with session_scope() as s:
+                key = key_repo.get_active_key(s, key_id)
+                cached = _Cached(key.owner_id if key else None, key.secret_sha256 if key else "", now + CACHE_SECONDS)
+            with self.lock:
+                self.cache[key_id] = cached
+        if cached.owner_id is None or not hmac.compare_digest(cached.secret_sha256, hash_secret(secret)):
+            raise Unauthorized("invalid or revoked API key")
+        return cached.owner_id
+
+    def keys_exist(self) -> bool:
+        now = time.monotonic()
+        exists, until = self.any_key
+        if until < now:
+            with session_scope() as s:
+                exists = key_repo.any_active_key(s)
+            self.any_key = (exists, now + CACHE_SECONDS)
+        return exists

@@ -1,0 +1,49 @@
+"""Prometheus metrics: a registry of this process's own, the predict latency, and job figures read from the database."""
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from service.db import session_scope
+from service.models import JobStatus, utcnow
+from service.repositories import stats
+
+# not the default registry: the app factory may run more than once in a process (tests), and the
+# process-wide collectors (gc, platform) say nothing about jobs
+REGISTRY = CollectorRegistry()
+
+PREDICT_SECONDS = Histogram(
+    "fitserve_predict_seconds",
+    "Time to answer one prediction request (v1 or v2), model loading included",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=REGISTRY,
+)
+
+
+class JobCollector(Collector):
+    """Job figures read at scrape time: workers run in other processes, so the database is the one place that knows."""
+
+    def collect(self) -> Iterator[Metric]:
+        with session_scope() as s:
+            counts = stats.count_by_status(s)
+            running = stats.running_progress(s)
+            spans = stats.finished_spans(s)
+        jobs = GaugeMetricFamily("fitserve_jobs", "Jobs by status", labels=["status"])
+        for status in JobStatus:
+            jobs.add_metric([status.value], counts.get(status.value, 0))
+        yield jobs
+        yield GaugeMetricFamily("fitserve_queue_depth", "Jobs waiting for a worker", value=counts.get("queued", 0))
+        seconds = sum((end - start).total_seconds() for start, end in spans)
+        yield CounterMetricFamily("fitserve_training_seconds", "Seconds finished jobs spent training", seconds)
+        rates = GaugeMetricFamily("fitserve_epochs_per_second", "Epochs per second of running jobs", labels=["job_id"])
+        now = utcnow()
+        for job_id, epoch, started_at in running:
+            elapsed = (now - started_at).total_seconds() if started_at else 0.0
+            # a resumed attempt counts the epochs before its checkpoint too: an upper bound, not an exact rate
+            rates.add_metric([job_id], epoch / elapsed if elapsed > 0 else 0.0)
+        yield rates
+
+
+REGISTRY.register(JobCollector())

@@ -1,0 +1,81 @@
+"""The client commands of the `fitserve` CLI, run as subprocesses against a real server."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, free_port
+from tests.specs import tiny_regression
+
+
+@pytest.fixture
+def fitserve(server):
+    """Run `fitserve ARGS...` with FITSERVE_URL set to the shared server."""
+
+    def run(*args: str, **env: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "FITSERVE_URL": str(server.client.base_url), **env}
+        command = [sys.executable, "-m", "fitserve.cli", *map(str, args)]
+        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    return run
+
+
+def test_submit_wait_shows_progress_and_final_metrics(fitserve, tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(tiny_regression(name="cli yaml", epochs=100)))
+    done = fitserve("submit", spec, "--wait")
+    assert done.returncode == 0, done.stderr
+    job_id, summary = done.stdout.splitlines()[0], done.stdout
+    assert len(job_id) == 32 and f"job {job_id} succeeded" in summary and "100/100 epochs" in summary
+    assert float(summary.split("loss: ")[1].split()[0]) < 0.01
+    assert "100/100 epochs" in done.stderr and "loss" in done.stderr  # the progress bar's last frame
+    listed = fitserve("jobs", "--status", "succeeded")
+    assert any(line.startswith(job_id) and "cli yaml" in line for line in listed.stdout.splitlines())
+    status = fitserve("status", job_id)
+    assert json.loads(status.stdout)["status"] == "succeeded"
+
+
+def test_submit_prints_the_id_and_watch_follows_to_the_end(fitserve, server, tmp_path):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(tiny_regression(epochs=200)))
+    submitted = fitserve("submit", spec)
+    job_id = submitted.stdout.strip()
+    assert submitted.returncode == 0 and server.client.get(f"/v1/jobs/{job_id}").status_code == 200
+    watched = fitserve("watch", job_id)
+    assert watched.returncode == 0 and f"job {job_id} succeeded" in watched.stdout
+
+
+def test_watch_of_a_cancelled_job_exits_1(fitserve, server):
+    job = server.submit(tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20}))
+    server.client.post(f"/v1/jobs/{job['id']}/cancel")
+    watched = fitserve("watch", job["id"])
+    assert watched.returncode == 1 and "cancelled" in watched.stdout
+
+
+def test_predict_from_inline_json_or_a_file_and_curve_to_png(fitserve, server, tmp_path):
+    job = server.train(tiny_regression())
+    inline = fitserve("predict", job["id"], "--input", "[[0], [1]]")
+    assert json.loads(inline.stdout)["predictions"] == pytest.approx([1.0, 3.0], abs=0.05)
+    body = tmp_path / "inputs.json"
+    body.write_text(json.dumps({"inputs": [[2.0]]}))
+    from_file = fitserve("predict", job["id"], "--input", body)
+    assert json.loads(from_file.stdout)["predictions"] == pytest.approx([5.0], abs=0.05)
+    curve = fitserve("curve", job["id"], "-o", tmp_path / "curve.png")
+    assert curve.returncode == 0 and (tmp_path / "curve.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_errors_print_one_line_and_exit_codes_tell_them_apart(fitserve):
+    missing = fitserve("status", "nope")
+    assert missing.returncode == 3 and "HTTP 404: no job 'nope'" in missing.stderr
+    unreachable = fitserve("jobs", "--url", f"http://127.0.0.1:{free_port()}")
+    assert unreachable.returncode == 3 and "127.0.0.1" in unreachable.stderr
+    global_flag = fitserve("--url", f"http://127.0.0.1:{free_port()}", "jobs")
+    assert global_flag.returncode == 3
+    bad_input = fitserve("predict", "some-id", "--input", "not json")
+    assert bad_input.returncode == 2 and "neither a file nor JSON" in bad_input.stderr
+    invalid = fitserve("submit", ROOT / "pyproject.toml")
+    assert invalid.returncode == 2

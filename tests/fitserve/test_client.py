@@ -1,0 +1,140 @@
+"""The Python client against a real server: specs from files, waiting, curves, predictions, errors, retries."""
+
+import asyncio
+import json
+import threading
+
+import pytest
+import yaml
+from safetensors.torch import load
+
+from fitserve import calls
+from fitserve.client import ApiError, AsyncClient, Client, Unreachable
+from tests.conftest import free_port
+from tests.specs import tiny_regression
+
+
+@pytest.fixture
+def client(server):
+    with Client(str(server.client.base_url)) as fs:
+        yield fs
+
+
+def long_job() -> dict:
+    return tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20})
+
+
+def test_submit_takes_a_dict_a_json_file_or_a_yaml_file(client, tmp_path):
+    (tmp_path / "spec.json").write_text(json.dumps(tiny_regression(name="from json", epochs=20)))
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(tiny_regression(name="from yaml", epochs=20)))
+    jobs = [client.submit(tiny_regression(name="from dict", epochs=20))]
+    jobs += [client.submit(tmp_path / "spec.json"), client.submit(str(tmp_path / "spec.yaml"))]
+    finished = [client.wait(job, timeout=120) for job in jobs]
+    assert [j.name for j in finished] == ["from dict", "from json", "from yaml"]
+    assert all(j.status == "succeeded" and j.progress.epoch == 20 for j in finished)
+
+
+def test_wait_times_out_then_returns_the_cancelled_job(client):
+    job = client.submit(long_job())
+    with pytest.raises(TimeoutError, match=job.id):
+        client.wait(job, timeout=0.5)
+    client.cancel(job)
+    assert client.wait(job, timeout=60).status == "cancelled"
+
+
+def test_iter_metrics_yields_each_point_once_until_the_job_ends(client):
+    job = client.submit(tiny_regression(epochs=300))
+    steps = [p.step for p in client.iter_metrics(job)]
+    assert steps == list(range(1, 301))
+    assert client.get(job).status == "succeeded"
+    assert [p.step for p in client.iter_metrics(job, since_step=295)] == [296, 297, 298, 299, 300]
+
+
+def test_predict_weights_onnx_and_curve_of_a_trained_job(client, tmp_path):
+    job = client.wait(client.submit(tiny_regression()), timeout=120)
+    answer = client.predict(job, [[0.0], [1.0]])
+    assert answer.predictions == pytest.approx([1.0, 3.0], abs=0.05)  # y = 2x + 1
+    weights = client.download_weights(job, tmp_path / "w.safetensors")
+    assert set(load(weights)) >= {"1.weight", "1.bias"}
+    assert (tmp_path / "w.safetensors").read_bytes() == weights
+    assert client.download_onnx(job).startswith(b"\x08")  # an ONNX protobuf begins with its ir_version field
+    assert client.curve_png(job, tmp_path / "c.png").startswith(b"\x89PNG")
+
+
+def test_errors_carry_the_status_and_the_servers_detail(client):
+    with pytest.raises(ApiError) as missing:
+        client.get("nope")
+    assert missing.value.status_code == 404 and missing.value.detail == "no job 'nope'"
+    with pytest.raises(ApiError) as invalid:
+        client.submit(tiny_regression(epochs=0))
+    assert invalid.value.status_code == 422
+    assert invalid.value.detail[0]["loc"] == ["body", "epochs"]
+    assert "body.epochs" in str(invalid.value)
+    running = client.submit(long_job())
+    with pytest.raises(ApiError) as early:
+        client.predict(running, [[1.0]])
+    assert early.value.status_code == 409
+    client.cancel(running)
+
+
+def test_list_jobs_filters_by_status_and_stops_at_the_limit(client):
+    done = client.wait(client.submit(tiny_regression(epochs=10)), timeout=60)
+    newest = client.list_jobs(status="succeeded", limit=2)
+    assert len(newest) <= 2 and all(j.status == "succeeded" for j in newest)
+    assert done.id in [j.id for j in client.list_jobs(status="succeeded", limit=5)]
+
+
+def test_url_and_api_key_come_from_the_environment(server, monkeypatch):
+    monkeypatch.setenv("FITSERVE_URL", str(server.client.base_url))
+    monkeypatch.setenv("FITSERVE_API_KEY", "k-123")
+    sent = []
+    with Client(event_hooks={"request": [sent.append]}) as fs:
+        try:
+            fs.list_jobs(limit=1)
+        except ApiError as exc:
+            assert exc.status_code == 401  # the server read the key; whether it knows it is up to its auth
+    assert sent[0].url.port == server.client.base_url.port
+    assert sent[0].headers["authorization"] == "Bearer k-123"
+
+
+def test_submit_retries_until_the_server_is_up_with_one_idempotency_key(make_server):
+    port = free_port()
+    sent, result = [], {}
+    fs = Client(f"http://127.0.0.1:{port}", retries=7, backoff=0.5, event_hooks={"request": [sent.append]})
+    submitting = threading.Thread(target=lambda: result.update(job=fs.submit(tiny_regression(epochs=5))))
+    submitting.start()
+    srv = make_server(workers=0).start(port=port)
+    submitting.join(60)
+    assert result["job"].status == "queued"
+    keys = {r.headers["idempotency-key"] for r in sent}
+    assert len(sent) >= 2 and len(keys) == 1  # refused at first, then accepted: one key throughout
+    fs.submit(tiny_regression(epochs=5))
+    assert len({r.headers["idempotency-key"] for r in sent}) == 2  # the next submit has a key of its own
+    assert srv.client.get(f"/v1/jobs/{result['job'].id}").status_code == 200
+    fs.close()
+
+
+def test_a_submit_sent_twice_creates_one_job(client):
+    submit = calls.submit(tiny_regression(epochs=5))  # what a retry resends: the same Idempotency-Key
+    assert client.send(submit).id == client.send(submit).id
+    assert client.submit(tiny_regression(epochs=5)).id != client.send(submit).id
+
+
+def test_no_server_raises_unreachable_after_the_retries():
+    with Client(f"http://127.0.0.1:{free_port()}", retries=1, backoff=0.01) as fs:
+        with pytest.raises(Unreachable):
+            fs.list_jobs()
+
+
+def test_async_client_submits_streams_and_predicts(server):
+    async def scenario():
+        async with AsyncClient(str(server.client.base_url)) as fs:
+            job = await fs.submit(tiny_regression(epochs=50))
+            events = [e async for e in fs.events(job)]
+            points = [p.step async for p in fs.iter_metrics(job)]
+            return events, points, await fs.wait(job, timeout=10), await fs.predict(job, [[2.0]])
+
+    events, points, job, answer = asyncio.run(scenario())
+    assert [e.id for e in events if e.event == "metric"] == list(range(1, 51)) == points
+    assert events[-1].event == "status" and events[-1].data.status == "succeeded" == job.status
+    assert len(answer.predictions) == 1

@@ -1,0 +1,79 @@
+"""Live progress without polling: the Server-Sent Events stream and the long-poll, over real HTTP."""
+
+import json
+import threading
+import time
+
+from tests.specs import tiny_regression
+
+
+def read_events(client, job_id: str, **headers) -> list[dict]:
+    """The whole stream, parsed here by hand: [{event, id, data}], comments skipped."""
+    with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=60) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        text = response.read().decode()
+    events = []
+    for block in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if line and not line.startswith(":"))
+        if fields:
+            events.append({"event": fields["event"], "id": int(fields["id"]), "data": json.loads(fields["data"])})
+    return events
+
+
+def test_stream_sends_status_changes_and_every_point_then_ends(server):
+    job = server.submit(tiny_regression(epochs=150))
+    events = read_events(server.client, job["id"])
+    points = [e for e in events if e["event"] == "metric"]
+    statuses = [e for e in events if e["event"] == "status"]
+    assert [e["id"] for e in points] == list(range(1, 151)) == [e["data"]["step"] for e in points]
+    assert statuses[0]["data"]["status"] in ("queued", "running")
+    assert events[-1] == statuses[-1] and statuses[-1]["data"]["status"] == "succeeded"
+    assert statuses[-1]["id"] == 150  # the last step sent: resuming from here repeats nothing
+    assert len({s["data"]["status"] for s in statuses}) == len(statuses)  # only changes are sent
+
+
+def test_last_event_id_resumes_after_that_step(server):
+    job = server.train(tiny_regression(epochs=100))
+    events = read_events(server.client, job["id"], **{"Last-Event-ID": "60"})
+    assert [e["id"] for e in events if e["event"] == "metric"] == list(range(61, 101))
+    assert [e["data"]["status"] for e in events if e["event"] == "status"] == ["succeeded"]
+
+
+def test_stream_of_a_queued_job_ends_once_it_is_cancelled(make_server):
+    srv = make_server(workers=0).start()
+    job = srv.submit(tiny_regression())
+    threading.Timer(1.0, lambda: srv.client.post(f"/v1/jobs/{job['id']}/cancel")).start()
+    events = read_events(srv.client, job["id"])
+    assert [(e["event"], e["data"]["status"]) for e in events] == [("status", "queued"), ("status", "cancelled")]
+
+
+def test_stream_errors_come_before_it_starts(server):
+    assert server.client.get("/v1/jobs/nope/events").status_code == 404
+    job = server.submit(tiny_regression(epochs=5))
+    response = server.client.get(f"/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": "abc"})
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["header", "Last-Event-ID"]
+
+
+def test_long_poll_answers_as_soon_as_the_job_changes(make_server):
+    srv = make_server(workers=0).start()
+    job = srv.submit(tiny_regression())
+    started = time.monotonic()
+    unchanged = srv.client.get(f"/v1/jobs/{job['id']}", params={"wait": 1}).json()
+    assert unchanged["status"] == "queued" and time.monotonic() - started >= 1.0
+    threading.Timer(0.5, lambda: srv.client.post(f"/v1/jobs/{job['id']}/cancel")).start()
+    started = time.monotonic()
+    changed = srv.client.get(f"/v1/jobs/{job['id']}", params={"wait": 30}).json()
+    assert changed["status"] == "cancelled" and time.monotonic() - started < 5
+    started = time.monotonic()
+    final = srv.client.get(f"/v1/jobs/{job['id']}", params={"wait": 30}).json()
+    assert final["status"] == "cancelled" and time.monotonic() - started < 1  # a final job never changes
+    assert srv.client.get(f"/v1/jobs/{job['id']}", params={"wait": 61}).status_code == 422
+
+
+def test_long_poll_answers_on_progress_of_a_running_job(server):
+    job = server.submit(tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20}))
+    running = server.wait_for(job["id"], statuses={"running"})
+    changed = server.client.get(f"/v1/jobs/{job['id']}", params={"wait": 30}, timeout=40).json()
+    assert changed["progress"]["epoch"] > running["progress"]["epoch"] or changed["status"] != "running"
+    server.client.post(f"/v1/jobs/{job['id']}/cancel")

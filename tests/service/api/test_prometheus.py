@@ -1,0 +1,45 @@
+"""GET /metrics, read with prometheus_client's own parser."""
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.specs import tiny_regression
+
+
+def scrape(server) -> dict[str, list]:
+    response = server.client.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    return {family.name: family.samples for family in text_string_to_metric_families(response.text)}
+
+
+def value(samples: list, name: str, **labels) -> float:
+    return next(s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def test_metrics_count_jobs_training_time_and_predict_latency(server):
+    job = server.train(tiny_regression(epochs=50))
+    before = scrape(server)
+    for _ in range(2):
+        server.client.post(f"/v1/jobs/{job['id']}/predict", json={"inputs": [[1.0]]})
+    server.client.post(f"/v2/models/{job['id']}/infer", json={"inputs": [
+        {"name": "input", "shape": [1, 1], "datatype": "FP32", "data": [1.0]}
+    ]})
+    after = scrape(server)
+    predicted = value(after["fitserve_predict_seconds"], "fitserve_predict_seconds_count")
+    assert predicted - value(before["fitserve_predict_seconds"], "fitserve_predict_seconds_count") == 3
+    assert value(after["fitserve_predict_seconds"], "fitserve_predict_seconds_bucket", le="+Inf") == predicted
+    assert value(after["fitserve_jobs"], "fitserve_jobs", status="succeeded") >= 1
+    statuses = {s.labels["status"] for s in after["fitserve_jobs"]}
+    assert statuses == {"queued", "running", "succeeded", "failed", "cancelled"}
+    assert value(after["fitserve_queue_depth"], "fitserve_queue_depth") == value(
+        after["fitserve_jobs"], "fitserve_jobs", status="queued"
+    )
+    assert value(after["fitserve_training_seconds"], "fitserve_training_seconds_total") > 0
+
+
+def test_epochs_per_second_of_a_running_job(server):
+    job = server.submit(tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20}))
+    server.wait_for(job["id"], statuses={"running"})
+    server.client.get(f"/v1/jobs/{job['id']}", params={"wait": 10})  # at least one progress report
+    rates = scrape(server)["fitserve_epochs_per_second"]
+    server.client.post(f"/v1/jobs/{job['id']}/cancel")
+    assert value(rates, "fitserve_epochs_per_second", job_id=job["id"]) > 0

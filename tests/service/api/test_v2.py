@@ -1,0 +1,101 @@
+"""Open Inference Protocol v2, spoken by the real `tritonclient[http]` (JSON tensors), errors included."""
+
+import numpy as np
+import pytest
+import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
+
+from tests.specs import example, tiny_regression
+
+
+@pytest.fixture(scope="module")
+def triton_client(server):
+    url = f"{server.client.base_url.host}:{server.client.base_url.port}"
+    client = triton.InferenceServerClient(url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def regression(server) -> str:
+    return server.train(tiny_regression())["id"]
+
+
+@pytest.fixture(scope="module")
+def classifier(server) -> str:
+    return server.train(example("5_softmax_classification", epochs=30))["id"]
+
+
+def json_input(rows: np.ndarray) -> triton.InferInput:
+    tensor = triton.InferInput("input", list(rows.shape), "FP32")
+    tensor.set_data_from_numpy(rows.astype(np.float32), binary_data=False)
+    return tensor
+
+
+def wanted(*names: str) -> list[triton.InferRequestedOutput]:
+    return [triton.InferRequestedOutput(n, binary_data=False) for n in names]
+
+
+def test_server_is_live_ready_and_describes_itself(triton_client):
+    assert triton_client.is_server_live() and triton_client.is_server_ready()
+    assert triton_client.get_server_metadata()["name"] == "fitserve"
+
+
+def test_model_metadata_gives_tensors_with_a_batch_dimension(triton_client, regression, classifier):
+    assert triton_client.is_model_ready(regression)
+    meta = triton_client.get_model_metadata(regression)
+    assert meta["name"] == regression
+    assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 1]}]
+    assert meta["outputs"] == [{"name": "predictions", "datatype": "FP32", "shape": [-1]}]
+    outputs = triton_client.get_model_metadata(classifier)["outputs"]
+    assert outputs == [
+        {"name": "predictions", "datatype": "INT64", "shape": [-1]},
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]},
+    ]
+
+
+def test_infer_answers_what_predict_answers(server, triton_client, regression, classifier):
+    rows = np.array([[-1.0], [0.0], [2.5]])
+    result = triton_client.infer(regression, [json_input(rows)], outputs=wanted("predictions"))
+    expected = server.client.post(f"/v1/jobs/{regression}/predict", json={"inputs": rows.tolist()}).json()
+    np.testing.assert_allclose(result.as_numpy("predictions"), expected["predictions"], rtol=1e-6)
+    points = np.array([[4.0, 4.0], [-4.0, -4.0], [-8.0, -8.0], [0.5, 0.0]])
+    result = triton_client.infer(classifier, [json_input(points)], outputs=wanted("predictions", "probabilities"))
+    expected = server.client.post(f"/v1/jobs/{classifier}/predict", json={"inputs": points.tolist()}).json()
+    assert result.as_numpy("predictions").tolist() == expected["predictions"]
+    np.testing.assert_allclose(result.as_numpy("probabilities"), expected["probabilities"], rtol=1e-5)
+    only = triton_client.infer(classifier, [json_input(points)], outputs=wanted("probabilities"))
+    assert only.as_numpy("predictions") is None and only.as_numpy("probabilities").shape == (4, 3)
+
+
+def error_of(call) -> InferenceServerException:
+    with pytest.raises(InferenceServerException) as caught:
+        call()
+    return caught.value
+
+
+def test_errors_come_in_v2_shape_with_their_status(server, triton_client, regression):
+    rows = np.array([[1.0]])
+    missing = error_of(lambda: triton_client.infer("nope", [json_input(rows)]))
+    assert missing.status() == "404" and "no job 'nope'" in missing.message()
+    assert not triton_client.is_model_ready("nope")
+    wrong_width = error_of(lambda: triton_client.infer(regression, [json_input(np.ones((2, 3)))]))
+    assert wrong_width.status() == "400" and "1 numbers" in wrong_width.message()
+    renamed = triton.InferInput("x", [1, 1], "FP32")
+    renamed.set_data_from_numpy(rows.astype(np.float32), binary_data=False)
+    assert "named 'input'" in error_of(lambda: triton_client.infer(regression, [renamed])).message()
+    binary = triton.InferInput("input", [1, 1], "FP32")
+    binary.set_data_from_numpy(rows.astype(np.float32), binary_data=True)
+    assert "binary_data=False" in error_of(lambda: triton_client.infer(regression, [binary])).message()
+    unknown_output = error_of(lambda: triton_client.infer(regression, [json_input(rows)], outputs=wanted("logits")))
+    assert unknown_output.status() == "400" and "'logits'" in unknown_output.message()
+    raw = server.client.post(f"/v2/models/{regression}/infer", content=b"{not json")
+    assert raw.status_code == 400 and set(raw.json()) == {"error"}
+
+
+def test_a_job_still_training_is_not_ready(server, triton_client):
+    job = server.submit(tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20}))
+    assert not triton_client.is_model_ready(job["id"])
+    early = error_of(lambda: triton_client.infer(job["id"], [json_input(np.array([[1.0]]))]))
+    assert early.status() == "409" and "succeeded" in early.message()
+    server.client.post(f"/v1/jobs/{job['id']}/cancel")
