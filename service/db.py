@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.settings import get_settings
 
 SQLITE_BUSY_MS = 30_000
+READ_ONLY = "fitserve_read_only"
 
 
 def make_engine(url: str) -> Engine:
@@ -35,9 +36,10 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:
-        # Take the write lock up front: a deferred transaction that reads and then writes can
-        # fail with "database is locked" at once, without waiting out the busy timeout.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A writing transaction takes the write lock up front: a deferred one that reads and then
+        # writes can fail with "database is locked" at once, without waiting out the busy timeout.
+        # Read-only ones stay deferred, so in WAL mode they never wait for writers nor block them.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -48,14 +50,15 @@ def get_engine() -> Engine:
 
 
 @lru_cache
-def get_sessionmaker() -> sessionmaker[Session]:
-    return sessionmaker(get_engine(), expire_on_commit=False)
+def get_sessionmaker(read_only: bool = False) -> sessionmaker[Session]:
+    engine = get_engine()
+    return sessionmaker(engine.execution_options(**{READ_ONLY: True}) if read_only else engine, expire_on_commit=False)
 
 
 @contextmanager
-def session_scope() -> Iterator[Session]:
-    """A session whose work commits at the end, or rolls back on error."""
-    session = get_sessionmaker()()
+def session_scope(read_only: bool = False) -> Iterator[Session]:
+    """A session whose work commits at the end, or rolls back on error; `read_only` must not write."""
+    session = get_sessionmaker(read_only)()
     try:
         yield session
         session.commit()

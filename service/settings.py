@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     REPORT_SECONDS: float = Field(0.5, gt=0, description="how often a running job writes its new curve points")
     CHECKPOINT_SECONDS: float = Field(30.0, gt=0, description="how often a running job saves a checkpoint")
     MAX_ATTEMPTS: int = Field(3, ge=1, description="attempts before a job whose worker keeps dying fails")
+    WORKER_MEMORY_BYTES: int = Field(
+        0, ge=0, description="address-space cap of each CPU worker process; 0 for none"
+    )
     MODEL_CACHE_BYTES: int = Field(256 * 1024 * 1024, ge=0, description="loaded models kept for predictions")
 
     AUTH: Literal["auto", "required", "off"] = Field(

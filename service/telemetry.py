@@ -26,7 +26,7 @@ class JobCollector(Collector):
     """Job figures read at scrape time: workers run in other processes, so the database is the one place that knows."""
 
     def collect(self) -> Iterator[Metric]:
-        with session_scope() as s:
+        with session_scope(read_only=True) as s:
             counts = stats.count_by_status(s)
             running = stats.running_progress(s)
             spans = stats.finished_spans(s)

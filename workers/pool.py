@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import resource
 import signal
 import socket
 import threading
@@ -41,6 +42,12 @@ def stop_when_orphaned(stop: threading.Event) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def cap_memory(limit: int, gpu: int | None) -> None:
+    """Cap a CPU worker's address space, so a job too big for the host fails alone instead of the host."""
+    if limit and gpu is None:  # CUDA reserves far more address space than it uses: no cap there
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
 def worker_main(worker_id: str, gpu: int | None, n_workers: int) -> None:
     """Entry point of one worker process."""
     import torch
@@ -48,6 +55,7 @@ def worker_main(worker_id: str, gpu: int | None, n_workers: int) -> None:
     from workers.worker import work
 
     configure_logging()
+    cap_memory(get_settings().WORKER_MEMORY_BYTES, gpu)
     torch.set_num_threads(threads_per_worker(n_workers))
     shutdown = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

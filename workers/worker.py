@@ -125,10 +125,10 @@ def run_attempt(job: Job, worker_id: str, settings: Settings, gpu: int | None, s
     except Diverged as exc:
         attempt.finish(JobStatus.FAILED, f"training diverged: {exc}")
         return
-    except (torch.OutOfMemoryError, MemoryError) as exc:
-        attempt.finish(JobStatus.FAILED, f"out of memory: {str(exc)[:500]}")
-        return
-    except Exception as exc:  # a bad dataset, a missing GPU: the job fails, the worker lives on
+    except Exception as exc:  # a bad dataset, a missing GPU, no memory: the job fails, the worker lives on
+        if is_out_of_memory(exc):
+            attempt.finish(JobStatus.FAILED, f"out of memory: {str(exc)[:500]}")
+            return
         log.exception("job %s failed", job.id)
         attempt.finish(JobStatus.FAILED, f"{type(exc).__name__}: {str(exc)[:1000]}")
         return
@@ -146,6 +146,13 @@ def run_attempt(job: Job, worker_id: str, settings: Settings, gpu: int | None, s
         with session_scope() as s:
             job_repo.release_job(s, job.id, worker_id, job.attempt, "worker shut down; resumes from its checkpoint")
     log.info("job %s attempt %d: %s in %.2fs", job.id, job.attempt, reason or "succeeded", time.perf_counter() - started)
+
+
+def is_out_of_memory(exc: Exception) -> bool:
+    """CUDA's or the host's; torch reports a failed CPU allocation as a plain RuntimeError."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
 
 
 def device_is_cuda(job: Job) -> bool:

@@ -16,9 +16,12 @@ from service.settings import Settings, get_settings
 bearer = HTTPBearer(auto_error=False, description="an API key made with `fitserve keys create`")
 
 
-def get_session() -> Iterator[Session]:
-    """One session per request: committed when the endpoint returns (before the response is sent)."""
-    with session_scope() as session:
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request: committed when the endpoint returns (before the response is sent).
+
+    GET requests only read, so theirs never takes SQLite's write lock.
+    """
+    with session_scope(read_only=request.method == "GET") as session:
         yield session
 
 

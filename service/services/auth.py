@@ -67,7 +67,7 @@ class KeyVerifier:
         with self.lock:
             cached = self.cache.get(key_id)
         if cached is None or cached.until < now:
-            with session_scope() as s:
+            with session_scope(read_only=True) as s:
                 key = key_repo.get_active_key(s, key_id)
                 cached = _Cached(key.owner_id if key else None, key.secret_sha256 if key else "", now + CACHE_SECONDS)
             with self.lock:
@@ -80,7 +80,7 @@ class KeyVerifier:
         now = time.monotonic()
         exists, until = self.any_key
         if until < now:
-            with session_scope() as s:
+            with session_scope(read_only=True) as s:
                 exists = key_repo.any_active_key(s)
             self.any_key = (exists, now + CACHE_SECONDS)
         return exists

@@ -27,13 +27,13 @@ def version(job: JobPublic) -> tuple:
 
 
 def read_job(job_id: str, owner_id: str | None) -> JobPublic:
-    with session_scope() as s:
+    with session_scope(read_only=True) as s:
         return JobPublic.from_job(get_job(s, job_id, owner_id))
 
 
 def read_changes(job_id: str, owner_id: str | None, since_step: int) -> tuple[JobPublic, list[MetricPointPublic]]:
     """The job and its next points, read in one transaction so a final status comes with every point before it."""
-    with session_scope() as s:
+    with session_scope(read_only=True) as s:
         job = JobPublic.from_job(get_job(s, job_id, owner_id))
         points = metric_repo.list_points_after(s, job_id, since_step, POINTS_PER_READ)
         return job, [MetricPointPublic.model_validate(p) for p in points]

@@ -32,7 +32,7 @@ class LoadedModel:
 
 
 def load_model(job_id: str, owner_id: str | None) -> LoadedModel:
-    with session_scope() as s:
+    with session_scope(read_only=True) as s:
         job = get_job(s, job_id, owner_id)
         if job.status != JobStatus.SUCCEEDED:
             raise Conflict(f"job {job_id} is {job.status}; predictions need a succeeded job")

@@ -136,3 +136,19 @@ def test_a_job_that_keeps_killing_its_worker_fails_after_max_attempts(make_serve
     done = srv.wait_for(job["id"], timeout=60)
     assert done["status"] == "failed"
     assert "worker process died" in done["error"] and "each of its attempts" in done["error"]
+
+
+def test_a_job_that_runs_out_of_memory_fails_and_the_worker_takes_the_next(make_server):
+    srv = make_server(workers=1, FITSERVE_WORKER_MEMORY_BYTES=str(3 * 1024**3)).start()
+    # 1M rows through a 4096-wide layer: 16 GB of activations, far past the 3 GB cap
+    greedy = tiny_regression(
+        model={"kind": "mlp", "in_features": 1, "hidden": [4096], "out_features": 1},
+        data={"source": "synthetic", "generator": "linear", "n": 1_000_000},
+        epochs=1,
+    )
+    job = srv.train(greedy)
+    [pid] = worker_pids(srv.proc.pid)
+    assert job["status"] == "failed"
+    assert job["error"].startswith("out of memory")
+    assert srv.train(tiny_regression(epochs=5))["status"] == "succeeded"
+    assert worker_pids(srv.proc.pid) == [pid]  # the same worker process, still alive
