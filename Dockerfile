@@ -11,7 +11,9 @@ COPY service service
 COPY workers workers
 COPY modelzoo modelzoo
 COPY fitserve fitserve
-RUN pip install --no-cache-dir '.[postgres]'
+# postgres,ray for an image that can also be a Ray node (docker-compose.yml builds that one)
+ARG EXTRAS=postgres
+RUN pip install --no-cache-dir ".[${EXTRAS}]"
 ENV FITSERVE_DATABASE_URL=sqlite:////app/var/fitserve.db
 EXPOSE 8000
 CMD ["fitserve", "serve", "--host", "0.0.0.0", "--port", "8000", "--workers", "0"]

@@ -114,10 +114,8 @@ def seconds_between(start: str, end: str) -> float:
 
 
 def machine() -> str:
-    model = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line),
-        platform.processor(),
-    )
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    model = next((line.split(":", 1)[1].strip() for line in lines if "model name" in line), platform.processor())
     import torch
 
     return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"

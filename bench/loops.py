@@ -129,3 +129,19 @@ def lightning_loop(spec_dict: dict) -> tuple[float, float]:
     module = Module()
     trainer.fit(module, train, val)
     return time.perf_counter() - start, float(trainer.callback_metrics["loss"])
+
+
+def trainer_loop(spec_dict: dict) -> tuple[float, float]:
+    """Seconds for the worker's set-up plus `Trainer.run` in this process (no database, no HTTP), final loss."""
+    from workers.trainer import Callbacks, Trainer
+
+    start = time.perf_counter()
+    spec = JobSpec.model_validate(spec_dict)
+    torch.manual_seed(spec.seed)
+    net = build_network(spec.model)
+    data = load_data(spec, fetch_dataset=None)
+    if spec.data.standardize:
+        fit_standardization(net, data.x_train)
+    points = []
+    Trainer(spec, net, data, torch.device("cpu"), Callbacks(report=lambda new, _: points.extend(new) or True)).run()
+    return time.perf_counter() - start, points[-1].loss

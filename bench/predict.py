@@ -21,8 +21,13 @@ import time
 from pathlib import Path
 
 import httpx
+from pydantic import BaseModel
 
 from bench.common import EXAMPLES, ROOT, Service, free_port, header, load_example, print_table
+
+
+class Body(BaseModel):
+    inputs: list
 
 
 def bare_app():
@@ -30,7 +35,6 @@ def bare_app():
     import numpy as np
     import torch
     from fastapi import FastAPI
-    from pydantic import BaseModel
 
     from modelzoo import build_network
     from modelzoo.weights import load_weights, spec_from_bytes
@@ -40,9 +44,6 @@ def bare_app():
     spec = JobSpec.model_validate(spec_from_bytes(blob))
     net = load_weights(build_network(spec.model), blob).eval()
     app = FastAPI()
-
-    class Body(BaseModel):
-        inputs: list
 
     @app.post("/predict")
     def predict(body: Body) -> dict:
@@ -59,15 +60,19 @@ class BareServer:
         env = {**os.environ, "BENCH_WEIGHTS": str(weights)}
         cmd = [sys.executable, "-m", "uvicorn", "bench.predict:bare_app", "--factory", "--port", str(self.port),
                "--log-level", "warning"]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{self.port}/predict"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                httpx.post(self.url, json={"inputs": [[0.0]]}).raise_for_status()
+                response = httpx.post(self.url, json={"inputs": [[0.0]]})
+                if response.status_code != 200:
+                    self.stop()
+                    raise RuntimeError(f"bare server answered {response.status_code}: {response.text}")
                 return
             except httpx.TransportError:
                 time.sleep(0.1)
+        self.stop()
         raise RuntimeError("bare server did not start")
 
     def stop(self) -> None:

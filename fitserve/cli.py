@@ -19,7 +19,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from service.migrations import upgrade
     from service.settings import get_settings
-    from workers.pool import run_pool
 
     if not is_loopback(args.host) and os.environ.get("FITSERVE_AUTH", "auto") == "auto":
         # never open to the network by accident: beyond loopback, every request needs a key
@@ -29,10 +28,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     upgrade(settings.DATABASE_URL)
     warn_if_no_keys(settings)
     n_workers = args.workers if args.workers is not None else settings.WORKERS
-    pool = None
-    if n_workers != 0:
-        pool = mp.get_context("spawn").Process(target=run_pool, args=(n_workers, True), name="fitserve-pool")
-        pool.start()
+    pool = start_executor(settings, n_workers) if n_workers != 0 else None
     # uvicorn re-raises the signal that stopped it once it has shut down; with these handlers that
     # lands here, so the pool below is stopped cleanly and the exit status is 0
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -44,6 +40,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
             pool.terminate()  # SIGTERM: workers checkpoint and hand their jobs back
             pool.join(30)
     return 0
+
+
+def start_executor(settings, n_workers: int | None) -> mp.Process:
+    """A child process that runs jobs: the local worker pool, or (FITSERVE_EXECUTOR=ray) the Ray dispatcher."""
+    if settings.EXECUTOR == "ray":
+        from workers.executors.ray import run_dispatcher
+
+        target, args, name = run_dispatcher, (True,), "fitserve-dispatcher"
+    else:
+        from workers.pool import run_pool
+
+        target, args, name = run_pool, (n_workers, True), "fitserve-pool"
+    proc = mp.get_context("spawn").Process(target=target, args=args, name=name)
+    proc.start()
+    return proc
 
 
 def is_loopback(host: str) -> bool:
@@ -98,6 +109,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dispatcher(args: argparse.Namespace) -> int:
+    from service.migrations import upgrade
+    from service.settings import get_settings
+    from workers.executors.ray import run_dispatcher
+
+    upgrade(get_settings().DATABASE_URL)
+    run_dispatcher()
+    return 0
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from service.migrations import downgrade, upgrade
     from service.settings import get_settings
@@ -126,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run a worker pool alone against the same database")
     worker.add_argument("--workers", type=int, default=None)
     worker.set_defaults(func=cmd_worker)
+
+    dispatcher = sub.add_parser("dispatcher", help="place queued jobs on the Ray cluster at $RAY_ADDRESS, alone")
+    dispatcher.set_defaults(func=cmd_dispatcher)
 
     db = sub.add_parser("db", help="apply or roll back migrations")
     db.add_argument("action", choices=["upgrade", "downgrade"])

@@ -3,7 +3,7 @@
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from service.api import datasets, events, exports, health, jobs, prometheus, v2
+from service.api import dashboard, datasets, events, exports, health, jobs, prometheus, sweeps, v2
 from service.api.limits import BodySizeLimit, RateLimiter
 from service.errors import FitserveError
 from service.services.auth import KeyVerifier
@@ -30,8 +30,10 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(datasets.router)
+    app.include_router(sweeps.router)
     app.include_router(events.router)
     app.include_router(exports.router)
     app.include_router(v2.router)
     app.include_router(prometheus.router)
+    app.include_router(dashboard.router)
     return app

@@ -84,6 +84,7 @@ class Job(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column()
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     device: Mapped[str | None] = mapped_column(String(32))
+    node: Mapped[str | None] = mapped_column(String(64))  # host name, or Ray node id, of the latest attempt
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()

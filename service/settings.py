@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     WORKER_MEMORY_BYTES: int = Field(
         0, ge=0, description="address-space cap of each CPU worker process; 0 for none"
     )
+    EXECUTOR: Literal["local", "ray"] = Field(
+        "local", description="local: a pool of worker processes; ray: a dispatcher places jobs on RAY_ADDRESS's cluster"
+    )
+    RAY_CPUS_PER_JOB: float = Field(1.0, gt=0, description="CPUs each job's Ray task asks for (and torch threads)")
     MODEL_CACHE_BYTES: int = Field(256 * 1024 * 1024, ge=0, description="loaded models kept for predictions")
 
     AUTH: Literal["auto", "required", "off"] = Field(

@@ -1,4 +1,9 @@
-"""Fixtures: a real `fitserve serve` process on a free port, over a real SQLite file."""
+"""Fixtures: a real `fitserve serve` process on a free port, over a real database.
+
+The API and worker suites (BACKEND_SUITES) run once per back end in FITSERVE_TEST_DATABASES
+(`sqlite`, the default, and/or `postgresql`); every server gets a fresh database of its own: a SQLite
+file, or a PostgreSQL database created on FITSERVE_TEST_POSTGRES_URL's server and dropped after.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,93 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 FINAL = {"succeeded", "failed", "cancelled"}
+BACKEND_SUITES = ("tests/service", "tests/workers", "tests/test_migrations.py")
+POSTGRES_URL = os.environ.get("FITSERVE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def backends_wanted() -> list[str]:
+    return [name.strip() for name in os.environ.get("FITSERVE_TEST_DATABASES", "sqlite").split(",") if name.strip()]
+
+
+def pytest_generate_tests(metafunc) -> None:
+    """Run each test of the API and worker suites once per back end; the others on the first one only."""
+    if "backend" not in metafunc.fixturenames:
+        return
+    in_suites = Path(metafunc.definition.path).relative_to(ROOT).as_posix().startswith(BACKEND_SUITES)
+    backends = backends_wanted() if in_suites else backends_wanted()[:1]
+    metafunc.parametrize("backend", backends, indirect=True, scope="session")
+
+
+def postgres_unreachable() -> str | None:
+    """Why PostgreSQL cannot be used for tests, or None when it can."""
+    try:
+        engine = create_engine(POSTGRES_URL)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:  # no driver, no server, no such role: each means "skip"
+        return f"PostgreSQL not reachable at {POSTGRES_URL} ({type(exc).__name__}); set FITSERVE_TEST_POSTGRES_URL"
+    return None
+
+
+class Databases:
+    """Fresh databases for test servers on one back end; PostgreSQL ones are dropped by `drop` or `close`."""
+
+    def __init__(self, backend: str):
+        self.backend = backend
+        self.admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT") if backend == "postgresql" else None
+        self.created: set[str] = set()
+
+    def create(self, path: Path) -> str:
+        """A new empty database; `path` names the SQLite file (and, for PostgreSQL, only the log)."""
+        if self.admin is None:
+            return f"sqlite:///{path}"
+        name = f"fitserve_test_{uuid.uuid4().hex[:12]}"
+        with self.admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name}"))
+        self.created.add(name)
+        return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+
+    def drop(self, url: str) -> None:
+        name = make_url(url).database
+        if self.admin is not None and name in self.created:
+            with self.admin.connect() as conn:
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            self.created.discard(name)
+
+    def close(self) -> None:
+        """Drop what is left (module fixtures' databases) once every server is gone."""
+        if self.admin is not None:
+            for name in list(self.created):
+                self.drop(f"postgresql:///{name}")
+            self.admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def backend(request) -> str:
+    """The database back end of this test run: `sqlite` or `postgresql`."""
+    if request.param not in ("sqlite", "postgresql"):
+        raise ValueError(f"FITSERVE_TEST_DATABASES: unknown back end {request.param!r}")
+    if request.param == "postgresql" and (reason := postgres_unreachable()):
+        pytest.skip(reason)
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def databases(backend) -> Databases:
+    dbs = Databases(backend)
+    yield dbs
+    dbs.close()
 
 
 def free_port() -> int:
@@ -26,8 +111,8 @@ def free_port() -> int:
 class Server:
     """`fitserve serve` as a subprocess; `client` speaks real HTTP to it."""
 
-    def __init__(self, db_path: Path, workers: int = 1, host: str = "127.0.0.1", **env: str):
-        self.db_url = f"sqlite:///{db_path}"
+    def __init__(self, db_path: Path, workers: int = 1, host: str = "127.0.0.1", db_url: str | None = None, **env: str):
+        self.db_url = db_url or f"sqlite:///{db_path}"
         self.workers = workers
         self.host = host
         self.env = {
@@ -94,6 +179,15 @@ class Server:
     def read_log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def query(self, sql: str, **params) -> list[tuple]:
+        """Rows of a SQL query on this server's database, whichever the back end."""
+        engine = create_engine(self.db_url)
+        try:
+            with engine.connect() as conn:
+                return [tuple(row) for row in conn.execute(text(sql), params)]
+        finally:
+            engine.dispose()
+
     def wait_until(self, job_id: str, predicate, timeout: float = 120.0) -> dict:
         """Poll the job until `predicate(job)` holds; returns the job."""
         deadline = time.monotonic() + timeout
@@ -119,26 +213,33 @@ class Server:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory) -> Server:
+def server(tmp_path_factory, databases) -> Server:
     """One shared server with two workers; tests keep apart by their own job ids."""
-    srv = Server(tmp_path_factory.mktemp("shared") / "fitserve.db", workers=2).start()
+    path = tmp_path_factory.mktemp("shared") / "fitserve.db"
+    srv = Server(path, workers=2, db_url=databases.create(path)).start()
     yield srv
     srv.stop()
+    databases.drop(srv.db_url)
 
 
 @pytest.fixture
-def make_server(tmp_path):
-    """Start servers of a test's own, on its own database file; all are stopped at the end."""
+def make_server(tmp_path, databases):
+    """Start servers of a test's own, on its own database (one per `db_name`); all are stopped at the end."""
     started: list[Server] = []
+    urls: dict[str, str] = {}
 
     def make(workers: int = 1, db_name: str = "fitserve.db", **kwargs: str) -> Server:
-        srv = Server(tmp_path / db_name, workers=workers, **kwargs)
+        if db_name not in urls:
+            urls[db_name] = databases.create(tmp_path / db_name)
+        srv = Server(tmp_path / db_name, workers=workers, db_url=urls[db_name], **kwargs)
         started.append(srv)
         return srv
 
     yield make
     for srv in started:
         srv.stop()
+    for url in urls.values():
+        databases.drop(url)
 
 
 def is_spawned_worker(pid: int) -> bool:

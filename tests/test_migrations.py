@@ -1,4 +1,4 @@
-"""The schema comes only from the migrations: they match the models and run down and up again."""
+"""The schema comes only from the migrations: they match the models and run down and up again, on each back end."""
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -9,8 +9,8 @@ from service.migrations import downgrade, upgrade
 from service.models import Base
 
 
-def test_migrations_match_the_models(tmp_path):
-    url = f"sqlite:///{tmp_path / 'schema.db'}"
+def test_migrations_match_the_models(tmp_path, databases):
+    url = databases.create(tmp_path / "schema.db")
     upgrade(url)
     engine = make_engine(url)
     with engine.connect() as conn:
@@ -19,8 +19,8 @@ def test_migrations_match_the_models(tmp_path):
     assert diff == []
 
 
-def test_migrations_go_down_to_nothing_and_up_again(tmp_path):
-    url = f"sqlite:///{tmp_path / 'updown.db'}"
+def test_migrations_go_down_to_nothing_and_up_again(tmp_path, databases):
+    url = databases.create(tmp_path / "updown.db")
     upgrade(url)
     downgrade(url, "base")
     engine = make_engine(url)

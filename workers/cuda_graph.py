@@ -81,7 +81,7 @@ class GraphedEpochs:
         if self.graph is None and not self.capture():
             return False
         if self.order is not None:
-            torch.randperm(t.batches.n, generator=t.gen, device=t.device, out=self.order)
+            torch.randperm(t.batches.n, generator=t.gen, out=self.order)
         self.graph.replay()
         self.keep_records(start, t.progress.step)
         t.progress.epoch = start + self.k

@@ -52,7 +52,7 @@ def worker_main(worker_id: str, gpu: int | None, n_workers: int) -> None:
     """Entry point of one worker process."""
     import torch
 
-    from workers.worker import work
+    from workers.loop import work
 
     configure_logging()
     cap_memory(get_settings().WORKER_MEMORY_BYTES, gpu)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 
@@ -11,7 +12,6 @@ import torch
 from modelzoo import build_network
 from modelzoo.weights import weights_to_bytes
 from service.db import session_scope
-from service.logs import job_logging
 from service.models import Job, JobStatus
 from service.repositories import datasets as dataset_repo
 from service.repositories import jobs as job_repo
@@ -45,7 +45,7 @@ class Attempt:
             return "shutdown"
         return None
 
-    def _note(self, cancel: bool | None) -> None:
+    def note(self, cancel: bool | None) -> None:
         if cancel is None:
             self.lost.set()
         elif cancel:
@@ -56,7 +56,7 @@ class Attempt:
         interval = self.settings.LEASE_SECONDS / 3
         while not self.done.wait(interval):
             with session_scope() as s:
-                self._note(job_repo.renew_lease(s, self.job_id, self.worker_id, self.attempt, self.settings.LEASE_SECONDS))
+                self.note(job_repo.renew_lease(s, self.job_id, self.worker_id, self.attempt, self.settings.LEASE_SECONDS))
 
     def report(self, points: list[Point], progress: Progress) -> bool:
         rows = [p.__dict__ for p in points]
@@ -64,7 +64,7 @@ class Attempt:
             cancel = job_repo.record_progress(
                 s, self.job_id, self.worker_id, self.attempt, progress.epoch, progress.step, rows
             )
-        self._note(cancel)
+        self.note(cancel)
         return self.stop_reason() is None
 
     def checkpoint(self, state: dict) -> None:
@@ -111,7 +111,10 @@ def build_trainer(job: Job, attempt: Attempt, device: torch.device, settings: Se
     return trainer
 
 
-def run_attempt(job: Job, worker_id: str, settings: Settings, gpu: int | None, shutdown: threading.Event) -> None:
+def run_attempt(
+    job: Job, worker_id: str, settings: Settings, gpu: int | None, shutdown: threading.Event, node: str | None = None
+) -> None:
+    """Train one claimed job; `node` names where it runs (this host unless an executor says otherwise)."""
     attempt = Attempt(job, worker_id, settings, shutdown)
     beat = threading.Thread(target=attempt.heartbeat, name=f"heartbeat-{job.id}", daemon=True)
     beat.start()
@@ -119,7 +122,7 @@ def run_attempt(job: Job, worker_id: str, settings: Settings, gpu: int | None, s
     try:
         device = resolve_device(job.spec.get("device", "auto"), gpu)
         with session_scope() as s:
-            job_repo.set_device(s, job.id, worker_id, job.attempt, str(device))
+            job_repo.set_device(s, job.id, worker_id, job.attempt, str(device), node or socket.gethostname())
         trainer = build_trainer(job, attempt, device, settings)
         finished = trainer.run()
     except Diverged as exc:
@@ -162,15 +165,3 @@ def device_is_cuda(job: Job) -> bool:
 def claim(worker_id: str, settings: Settings) -> Job | None:
     with session_scope() as s:
         return job_repo.claim_next_job(s, worker_id, settings.LEASE_SECONDS)
-
-
-def work(worker_id: str, settings: Settings, gpu: int | None, shutdown: threading.Event) -> None:
-    """Claim and train jobs until `shutdown` is set."""
-    while not shutdown.is_set():
-        job = claim(worker_id, settings)
-        if job is None:
-            shutdown.wait(settings.POLL_SECONDS)
-            continue
-        with job_logging(job.id):
-            log.info("job %s attempt %d claimed by %s", job.id, job.attempt, worker_id)
-            run_attempt(job, worker_id, settings, gpu, shutdown)

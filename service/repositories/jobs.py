@@ -47,7 +47,6 @@ def claim_next_job(session: Session, worker_id: str, lease_seconds: float) -> Jo
 
     PostgreSQL skips rows another claim has locked; SQLite serialises claims with BEGIN IMMEDIATE.
     """
-    now = utcnow()
     oldest = (
         select(Job.id)
         .where(Job.status == JobStatus.QUEUED)
@@ -56,17 +55,39 @@ def claim_next_job(session: Session, worker_id: str, lease_seconds: float) -> Jo
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
+    return _claim(session, oldest, worker_id, lease_seconds)
+
+
+def list_queued(session: Session, limit: int) -> list[tuple[str, dict]]:
+    """(id, spec) of the oldest queued jobs, for a dispatcher to choose by the resources they need."""
+    query = select(Job.id, Job.spec).where(Job.status == JobStatus.QUEUED).order_by(Job.created_at, Job.id)
+    return [tuple(row) for row in session.execute(query.limit(limit))]
+
+
+def claim_job(session: Session, job_id: str, worker_id: str, lease_seconds: float) -> Job | None:
+    """Take this queued job; None when another claim took it first."""
+    return _claim(session, job_id, worker_id, lease_seconds)
+
+
+def claimed_values(worker_id: str, lease_seconds: float) -> dict:
+    """What a claim sets: running, this worker, the next attempt, a fresh lease."""
+    now = utcnow()
+    return {
+        "status": JobStatus.RUNNING,
+        "worker_id": worker_id,
+        "attempt": Job.attempt + 1,
+        "lease_expires_at": now + timedelta(seconds=lease_seconds),
+        "started_at": now,
+        "error": None,
+        "node": None,  # known once the attempt starts somewhere
+    }
+
+
+def _claim(session: Session, which, worker_id: str, lease_seconds: float) -> Job | None:
     claimed = session.execute(
         update(Job)
-        .where(Job.id == oldest, Job.status == JobStatus.QUEUED)
-        .values(
-            status=JobStatus.RUNNING,
-            worker_id=worker_id,
-            attempt=Job.attempt + 1,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
-            started_at=now,
-            error=None,
-        )
+        .where(Job.id == which, Job.status == JobStatus.QUEUED)
+        .values(**claimed_values(worker_id, lease_seconds))
         .returning(Job.id)
     ).scalar()
     if claimed is None:
@@ -77,6 +98,28 @@ def claim_next_job(session: Session, worker_id: str, lease_seconds: float) -> Jo
 def _ours(job_id: str, worker_id: str, attempt: int):
     """A write guard: the job is still running under this worker and attempt."""
     return and_(Job.id == job_id, Job.worker_id == worker_id, Job.attempt == attempt, Job.status == JobStatus.RUNNING)
+
+
+def start_claimed_job(
+    session: Session, job_id: str, worker_id: str, attempt: int, lease_seconds: float, node: str
+) -> Job | None:
+    """A job claimed on a worker's behalf starts on `node`, its lease renewed; None when no longer that worker's."""
+    started = session.execute(
+        update(Job)
+        .where(_ours(job_id, worker_id, attempt))
+        .values(node=node, lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+        .returning(Job.id)
+    ).scalar()
+    return None if started is None else session.get(Job, job_id, populate_existing=True)
+
+
+def renew_unstarted_leases(session: Session, worker_ids: list[str], lease_seconds: float) -> None:
+    """Extend the leases of jobs claimed for tasks that have not started yet (no node): they wait for a place."""
+    session.execute(
+        update(Job)
+        .where(Job.worker_id.in_(worker_ids), Job.status == JobStatus.RUNNING, Job.node.is_(None))
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+    )
 
 
 def renew_lease(session: Session, job_id: str, worker_id: str, attempt: int, lease_seconds: float) -> bool | None:
@@ -148,8 +191,10 @@ def truncate_points(session: Session, job_id: str, after_step: int) -> None:
     session.execute(delete(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step > after_step))
 
 
-def set_device(session: Session, job_id: str, worker_id: str, attempt: int, device: str) -> None:
-    session.execute(update(Job).where(_ours(job_id, worker_id, attempt)).values(device=device))
+def set_device(
+    session: Session, job_id: str, worker_id: str, attempt: int, device: str, node: str | None = None
+) -> None:
+    session.execute(update(Job).where(_ours(job_id, worker_id, attempt)).values(device=device, node=node))
 
 
 def rescue_jobs(session: Session, reason: str, worker_id: str | None = None) -> tuple[list[str], list[str]]:
@@ -203,3 +248,14 @@ def save_checkpoint(session: Session, job_id: str, worker_id: str, attempt: int,
 
 def get_checkpoint(session: Session, job_id: str) -> Checkpoint | None:
     return session.get(Checkpoint, job_id)
+
+
+def claim_sweep_members(session: Session, sweep_id: str, worker_id: str, lease_seconds: float) -> list[Job]:
+    """Take every queued member of a sweep at once, so one worker can train them together."""
+    claimed = session.scalars(
+        update(Job)
+        .where(Job.sweep_id == sweep_id, Job.status == JobStatus.QUEUED)
+        .values(**claimed_values(worker_id, lease_seconds))
+        .returning(Job.id)
+    ).all()
+    return list(session.scalars(select(Job).where(Job.id.in_(claimed)).execution_options(populate_existing=True)))

@@ -26,12 +26,14 @@ class MetricPointPublic(BaseModel):
 
 class JobPublic(BaseModel):
     id: str
+    sweep_id: str | None = Field(None, description="the sweep this job is a member of")
     name: str | None
     status: str
     spec: dict[str, Any]
     progress: Progress
     metrics: MetricPointPublic | None = Field(description="the latest curve point")
     device: str | None
+    node: str | None = Field(None, description="the host, or Ray node id, that ran the latest attempt")
     error: str | None
     attempt: int
     max_attempts: int
@@ -44,12 +46,14 @@ class JobPublic(BaseModel):
     def from_job(cls, job) -> "JobPublic":
         return cls(
             id=job.id,
+            sweep_id=job.sweep_id,
             name=job.name,
             status=job.status,
             spec=job.spec,
             progress=Progress(epoch=job.epoch, epochs=job.epochs),
             metrics=job.latest_metrics,
             device=job.device,
+            node=job.node,
             error=job.error,
             attempt=job.attempt,
             max_attempts=job.max_attempts,

@@ -57,8 +57,9 @@ def get_job(session: Session, job_id: str, owner_id: str | None) -> Job:
     return job
 
 
-def encode_cursor(job: Job) -> str:
-    raw = json.dumps([job.created_at.isoformat(), job.id]).encode()
+def encode_cursor(row) -> str:
+    """An opaque cursor for newest-first paging: the (created_at, id) of the last row of a page."""
+    raw = json.dumps([row.created_at.isoformat(), row.id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

@@ -161,7 +161,10 @@ def test_fast_path_gives_the_plain_loops_curve(name):
     assert_same_curve(as_tuples(points, spec, data.x_val is not None), want)
 
 
-@pytest.mark.parametrize("name", ["regression, full batch, plain SGD", "classification, mini-batch, adamw, bce on logits, validation"])
+RESUMED = ["regression, full batch, plain SGD", "classification, mini-batch, adamw, bce on logits, validation"]
+
+
+@pytest.mark.parametrize("name", RESUMED)
 def test_a_resumed_run_continues_the_same_curve(name):
     spec, net, data = setup(CASES[name])
     whole, _, _, _ = train(spec, net, data)
@@ -187,8 +190,9 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @needs_cuda
 @pytest.mark.parametrize("name", list(CASES))
 def test_cuda_graph_gives_the_plain_loops_curve(name):
-    spec, net, data = setup(CASES[name])
-    want = plain_loop(*setup(CASES[name]))
+    spec_dict = {**CASES[name], "epochs": 120}  # past the warm-up and a full replay of STEPS_PER_GRAPH epochs
+    spec, net, data = setup(spec_dict)
+    want = plain_loop(*setup(spec_dict))
     points, finished, _, trainer = train(spec, net, data, device=torch.device("cuda"))
     assert finished and trainer.graph.graph is not None and not trainer.graph.failed
     assert_same_curve(as_tuples(points, spec, data.x_val is not None), want)

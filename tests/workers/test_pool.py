@@ -2,7 +2,6 @@
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -62,9 +61,8 @@ def test_four_workers_claim_each_of_200_jobs_exactly_once(make_server, tmp_path)
     finally:
         extra.send_signal(signal.SIGTERM)
         assert extra.wait(30) == 0
-    with sqlite3.connect(srv.db_url.removeprefix("sqlite:///")) as db:
-        attempts = db.execute("SELECT attempt, count(*) FROM jobs GROUP BY attempt").fetchall()
-        workers = db.execute("SELECT count(DISTINCT worker_id) FROM jobs").fetchone()[0]
+    attempts = srv.query("SELECT attempt, count(*) FROM jobs GROUP BY attempt")
+    [(workers,)] = srv.query("SELECT count(DISTINCT worker_id) FROM jobs")
     assert attempts == [(1, 200)]  # every job claimed exactly once
     assert workers == 4  # and all four workers took part
     assert "database is locked" not in srv.read_log()
@@ -101,9 +99,8 @@ def test_sigterm_hands_the_job_back_and_it_resumes_from_its_checkpoint(make_serv
     started = time.monotonic()
     assert srv.stop(signal.SIGTERM) == 0
     assert time.monotonic() - started < 15
-    with sqlite3.connect(srv.db_url.removeprefix("sqlite:///")) as db:
-        status, epoch = db.execute("SELECT status, epoch FROM jobs WHERE id = ?", (job["id"],)).fetchone()
-        (checkpoint_epoch,) = db.execute("SELECT epoch FROM checkpoints WHERE job_id = ?", (job["id"],)).fetchone()
+    [(status, epoch)] = srv.query("SELECT status, epoch FROM jobs WHERE id = :id", id=job["id"])
+    [(checkpoint_epoch,)] = srv.query("SELECT epoch FROM checkpoints WHERE job_id = :id", id=job["id"])
     assert status == "queued" and 0 < checkpoint_epoch == epoch < 10_000
 
     srv.start()

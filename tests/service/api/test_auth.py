@@ -8,11 +8,12 @@ from tests.specs import tiny_regression
 
 
 @pytest.fixture(scope="module")
-def keyed(tmp_path_factory):
+def keyed(tmp_path_factory, databases):
     """A server on a database that has keys for alice and bob (so keys are required)."""
     from tests.conftest import Server
 
-    srv = Server(tmp_path_factory.mktemp("auth") / "fitserve.db", workers=1)
+    path = tmp_path_factory.mktemp("auth") / "fitserve.db"
+    srv = Server(path, workers=1, db_url=databases.create(path))
     srv.keys = {"alice": srv.create_key("alice"), "bob": srv.create_key("bob")}
     srv.start()
     yield srv

@@ -16,11 +16,12 @@ CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,re
 
 
 @pytest.fixture
-def fuzz_target(tmp_path):
+def fuzz_target(tmp_path, databases):
     # no workers (fuzzed jobs are never trained) and no rate limit (the fuzzer is one fast caller)
     srv = Server(
         tmp_path / "fuzz.db",
         workers=0,
+        db_url=databases.create(tmp_path / "fuzz.db"),
         FITSERVE_RATE_LIMIT_PER_SECOND="100000",
         FITSERVE_RATE_LIMIT_BURST="100000",
     ).start()

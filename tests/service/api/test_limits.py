@@ -12,10 +12,12 @@ MAX_BODY = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def limited(tmp_path_factory):
+def limited(tmp_path_factory, databases):
+    path = tmp_path_factory.mktemp("limits") / "fitserve.db"
     srv = Server(
-        tmp_path_factory.mktemp("limits") / "fitserve.db",
+        path,
         workers=0,
+        db_url=databases.create(path),
         FITSERVE_MAX_BODY_BYTES=str(MAX_BODY),
         FITSERVE_MAX_QUEUED_PER_OWNER="3",
         FITSERVE_RATE_LIMIT_PER_SECOND="2",

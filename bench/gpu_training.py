@@ -1,0 +1,141 @@
+"""Example 2 (linear regression, 100k points, 10000 epochs) on the GPU: the trainer's CUDA graph vs eager loops.
+
+    python -m bench.gpu_training [--epochs-scale 1.0] [--no-service]
+
+Rows, back to back in one process: the trainer as the worker runs it (CUDA graph), the trainer with its
+graph turned off (its eager steps), the hand-written eager loop, and a hand-written CUDA-graph loop
+(nn.Linear + torch.optim.SGD, 50 steps per graph: the reference the issue sets, 0.50 s on an H200);
+then the job through the service when FastAPI is importable. Seconds are training only, data already
+on the device, ending in a sync. Without a GPU it runs the CPU rows and says the graph rows were skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from bench.common import EXAMPLES, header, load_example, print_table
+from bench.loops import build, hand_loop, loss_module
+from workers.data import load_data
+
+STEPS_PER_GRAPH = 50
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def trainer_seconds(spec_dict: dict, device: torch.device, graphed: bool) -> tuple[float, float]:
+    from modelzoo import build_network
+    from service.schemas.spec import JobSpec
+    from workers.trainer import Callbacks, Trainer
+
+    spec = JobSpec.model_validate(spec_dict)
+    torch.manual_seed(spec.seed)
+    data = load_data(spec, fetch_dataset=None).to(device)
+    points = []
+    callbacks = Callbacks(report=lambda new, progress: points.extend(new) or True)
+    trainer = Trainer(spec, build_network(spec.model).to(device), data, device, callbacks)
+    if not graphed:
+        trainer.graph = None  # the eager steps, as on the CPU
+    sync(device)
+    start = time.perf_counter()
+    trainer.run()
+    sync(device)
+    return time.perf_counter() - start, points[-1].loss
+
+
+def hand_graph_seconds(spec_dict: dict, device: torch.device) -> tuple[float, float]:
+    """The whole step captured, `STEPS_PER_GRAPH` steps per graph, losses kept on the device."""
+    spec, net, data = build(spec_dict, device)
+    loss_fn = loss_module(spec)
+    optimizer = torch.optim.SGD(net.parameters(), lr=spec.optimizer.lr)
+    x, y = data.x_train, data.y_train
+    sync(device)
+    start = time.perf_counter()
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    losses = []
+    with torch.cuda.stream(side):
+        for _ in range(3):  # warm-up steps, counted as epochs
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(net(x), y)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.detach().reshape(1))
+        graph = torch.cuda.CUDAGraph()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.cuda.graph(graph, stream=side):
+            captured = []
+            for _ in range(STEPS_PER_GRAPH):
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(net(x), y)
+                loss.backward()
+                optimizer.step()
+                captured.append(loss.detach())
+            replay_losses = torch.stack(captured)
+        done = 3
+        while done + STEPS_PER_GRAPH <= spec.epochs:
+            graph.replay()
+            losses.append(replay_losses.clone())
+            done += STEPS_PER_GRAPH
+        for _ in range(spec.epochs - done):
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(net(x), y)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.detach().reshape(1))
+    torch.cuda.current_stream(device).wait_stream(side)
+    final = torch.cat(losses).tolist()[-1]
+    return time.perf_counter() - start, final
+
+
+def service_seconds(spec: dict) -> tuple[float, float] | None:
+    try:
+        import fastapi  # noqa: F401
+    except ImportError:
+        return None
+    from bench.common import Service
+
+    with Service(workers=1) as service:
+        service.train({**spec, "epochs": 3})  # warm-up: imports and CUDA context in the worker
+        _, trained, job = service.train(spec)
+    return trained, job["metrics"]["loss"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs-scale", type=float, default=1.0)
+    parser.add_argument("--no-service", dest="service", action="store_false")
+    args = parser.parse_args()
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        torch.set_num_threads(1)  # the CPU rows only check that the script runs; one thread keeps them steady
+    device = torch.device("cuda" if cuda else "cpu")
+    spec = load_example(EXAMPLES[1], args.epochs_scale)
+    header(f"Example 2 on {torch.cuda.get_device_name() if cuda else 'the CPU (no GPU: graph rows skipped)'}, "
+           f"{spec['epochs']} epochs")
+    warm = {**spec, "epochs": 60}
+    trainer_seconds(warm, device, graphed=cuda)
+    rows = []
+    if cuda:
+        hand_graph_seconds(warm, device)
+        reference = hand_graph_seconds(spec, device)
+        rows.append(["hand-written CUDA graph (50 steps/graph)", *reference])
+        rows.append(["trainer (CUDA graph)", *trainer_seconds(spec, device, graphed=True)])
+    rows.append(["trainer, eager steps", *trainer_seconds(spec, device, graphed=False)])
+    seconds, loss = hand_loop(spec, device)  # includes set-up, a few ms
+    rows.append(["hand-written eager loop", seconds, loss])
+    if args.service:
+        served = service_seconds({**spec, "device": "cuda" if cuda else "cpu"})
+        if served is not None:
+            rows.append(["service job (finished_at - started_at)", *served])
+    base = rows[0][1]
+    print_table(["loop", "seconds", "final loss", f"/ {rows[0][0]}"], [[*r, r[1] / base] for r in rows])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+// One job: its live curve, details, spec, cancel, downloads and a prediction form.
+
+import { FINAL, download, followEvents, getJSON, postJSON } from "./api.js";
+import { COLORS, Chart, logToggle } from "./charts.js";
+import { formatDuration, formatNumber, formatTime, h, jobTitle, progressBar, statusBadge } from "./dom.js";
+import { predictForm } from "./predict.js";
+
+const HISTORY_POINTS = 5000;
+const FIELDS = [["loss", "loss"], ["val_loss", "validation loss"], ["accuracy", "accuracy"], ["val_accuracy", "validation accuracy"]];
+
+/** Which curves this job records: validation only with a validation split, accuracy only for classification. */
+function curvesOf(spec) {
+  const validation = (spec.data?.validation_fraction ?? 0) > 0;
+  const classification = spec.task === "classification";
+  return FIELDS.filter(([key]) => (!key.startsWith("val_") || validation) && (!key.includes("accuracy") || classification));
+}
+
+class Curves {
+  constructor(container, spec) {
+    this.fields = curvesOf(spec);
+    this.data = [[], ...this.fields.map(() => [])];
+    this.chart = new Chart(container, this.fields.map(([key, label]) => ({
+      label, color: COLORS[key.includes("accuracy") ? 2 : 0], dash: key.startsWith("val_") ? [6, 4] : undefined,
+      scale: key.includes("accuracy") ? "accuracy" : "loss",
+    })));
+  }
+
+  add(points) {
+    for (const point of points) {
+      this.data[0].push(point.epoch);
+      this.fields.forEach(([key], i) => this.data[i + 1].push(point[key]));
+    }
+    this.chart.setData(this.data);
+  }
+
+  get length() {
+    return this.data[0].length;
+  }
+}
+
+/** The spec as indented JSON: a list of plain values on one line, and long lists (inline data) cut short. */
+function formatSpec(spec) {
+  const cut = (_key, value) => (Array.isArray(value) && value.length > 20 ? [...value.slice(0, 3), `… ${value.length - 3} more`] : value);
+  return JSON.stringify(spec, cut, 2).replace(/\[\s+([^[\]{}]*?)\s+\]/g, (_m, items) => `[${items.split(/,\s+/).join(", ")}]`);
+}
+
+function details(job) {
+  const rows = [
+    ["Id", job.id], ["Status", job.status], ["Device", job.device ?? "–"],
+    ["Attempt", `${job.attempt} of ${job.max_attempts}`], ["Created", formatTime(job.created_at)],
+    ["Started", formatTime(job.started_at)], ["Finished", formatTime(job.finished_at)],
+    ["Training time", formatDuration(job.started_at, job.finished_at)],
+  ];
+  return h("dl", { class: "details" }, rows.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
+}
+
+function summary(job, latest) {
+  const { epoch, epochs } = job.progress;
+  const parts = [`epoch ${epoch} / ${epochs}`];
+  for (const [key, label] of FIELDS) if (latest?.[key] != null) parts.push(`${label} ${formatNumber(latest[key])}`);
+  return [progressBar(job), h("span", {}, parts.join(" · "))];
+}
+
+export async function showJob(root, signal, jobId) {
+  const path = `/v1/jobs/${encodeURIComponent(jobId)}`;
+  let job = await getJSON(path, { signal });
+  let latest = job.metrics;
+
+  const message = h("p", { class: "message", role: "status" });
+  const fail = (err) => { message.textContent = err.message; message.classList.add("error"); };
+  const say = (text) => { message.textContent = text; message.classList.remove("error"); };
+  const act = (label, run) => h("button", { type: "button", onclick: () => run().catch(fail) }, label);
+  const cancel = act("Cancel job", async () => { render(await postJSON(`${path}/cancel`, undefined, { signal })); say("Cancel requested."); });
+  const weights = act("Download weights", () => download(`${path}/weights`, `${job.id}.safetensors`));
+  const onnx = act("Download ONNX", () => download(`${path}/model.onnx`, `${job.id}.onnx`));
+
+  const status = h("span"), progress = h("div", { class: "progress-line" }), info = h("div");
+  const error = h("pre", { class: "job-error", hidden: true });
+  const predict = h("div");
+  const chartBox = h("div", { class: "chart" });
+  const count = h("span", { class: "points" });
+  const title = h("h1", {}, jobTitle(job));
+
+  root.replaceChildren(h("article", { class: "job" },
+    h("p", { class: "crumbs" }, h("a", { href: "#/" }, "← All jobs")),
+    h("div", { class: "title-line" }, title, status),
+    progress,
+    h("div", { class: "actions" }, cancel, weights, onnx),
+    message,
+    h("figure", { class: "curve" }, chartBox, h("figcaption", {}, count)),
+    h("div", { class: "columns" },
+      h("section", {}, h("h2", {}, "Details"), info, error),
+      h("section", {}, h("h2", {}, "Predict"), predict)),
+    h("section", {}, h("h2", {}, "Spec"), h("pre", { class: "spec" }, formatSpec(job.spec)))));
+
+  const curves = new Curves(chartBox, job.spec);
+  chartBox.after(h("div", { class: "chart-tools" }, logToggle(curves.chart)));
+  signal.addEventListener("abort", () => curves.chart.destroy());
+
+  function render(next) {
+    job = next;
+    status.replaceChildren(statusBadge(job.status), job.cancel_requested && !FINAL.has(job.status) ? " cancelling…" : "");
+    progress.replaceChildren(...summary(job, latest));
+    info.replaceChildren(details(job));
+    error.hidden = !job.error;
+    error.textContent = job.error ?? "";
+    cancel.disabled = FINAL.has(job.status) || job.cancel_requested;
+    weights.disabled = onnx.disabled = job.status !== "succeeded";
+    if (job.status !== "succeeded") {
+      predict.replaceChildren(h("p", { class: "note" }, "Predictions open once the job has succeeded."));
+    } else if (!predict.querySelector("form")) {
+      predict.replaceChildren(predictForm(job, signal));
+    }
+  }
+
+  let frame = null;
+  // Points arrive up to a thousand at once: the text follows at most once per frame.
+  const refresh = () => {
+    frame ??= requestAnimationFrame(() => {
+      frame = null;
+      progress.replaceChildren(...summary(job, latest));
+      info.replaceChildren(details(job));
+      count.textContent = `${curves.length} points`;
+    });
+  };
+  render(job);
+  // The history first, then the stream from the step after it: no point missed, none twice.
+  const history = await getJSON(`${path}/metrics?max_points=${HISTORY_POINTS}`, { signal });
+  curves.add(history.points);
+  refresh();
+  await followEvents(job.id, history.next_since_step, (event) => {
+    if (event.event === "metric") {
+      latest = event.data;
+      curves.add([event.data]);
+      job.progress.epoch = event.data.epoch;
+      refresh();
+    } else if (event.event === "status") {
+      render(event.data);
+    }
+  }, signal);
+}

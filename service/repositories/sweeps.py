@@ -1,0 +1,45 @@
+"""Queries on sweeps and their member jobs."""
+
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from service.models import Job, Sweep
+from service.repositories.jobs import owned_by
+
+
+def add_sweep(session: Session, sweep: Sweep, members: list[Job]) -> Sweep:
+    session.add(sweep)
+    session.flush()
+    for job in members:
+        job.sweep_id = sweep.id
+    session.add_all(members)
+    session.flush()
+    return sweep
+
+
+def get_sweep(session: Session, sweep_id: str, owner_id: str | None) -> Sweep | None:
+    return session.scalar(select(Sweep).where(Sweep.id == sweep_id, owned_by(Sweep.owner_id, owner_id)))
+
+
+def list_sweeps(session: Session, owner_id: str | None, after: tuple[datetime, str] | None, limit: int) -> list[Sweep]:
+    query = select(Sweep).where(owned_by(Sweep.owner_id, owner_id))
+    if after is not None:
+        created_at, sweep_id = after
+        query = query.where(or_(Sweep.created_at < created_at, and_(Sweep.created_at == created_at, Sweep.id < sweep_id)))
+    return list(session.scalars(query.order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit)))
+
+
+def list_members(session: Session, sweep_ids: list[str]) -> list[Job]:
+    """Every member of these sweeps, in the order they were made."""
+    query = select(Job).where(Job.sweep_id.in_(sweep_ids)).order_by(Job.created_at, Job.id)
+    return list(session.scalars(query))
+
+
+def mark_cancel_requested(session: Session, sweep_id: str) -> None:
+    session.execute(update(Sweep).where(Sweep.id == sweep_id).values(cancel_requested=True))
+
+
+def set_execution(session: Session, sweep_id: str, execution: str) -> None:
+    session.execute(update(Sweep).where(Sweep.id == sweep_id).values(execution=execution[:200]))

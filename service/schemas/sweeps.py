@@ -1,0 +1,158 @@
+"""The sweep request (body of `POST /v1/sweeps`) and what the sweep endpoints answer."""
+
+import itertools
+import math
+import random
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from service.schemas.spec import JobSpec, Strict
+
+MAX_MEMBERS = 4096
+
+
+class LogUniform(Strict):
+    """Sampled log-uniformly between low and high (random search only)."""
+
+    distribution: Literal["log_uniform"]
+    low: float = Field(gt=0)
+    high: float = Field(gt=0)
+
+
+class Uniform(Strict):
+    """Sampled uniformly between low and high (random search only)."""
+
+    distribution: Literal["uniform"]
+    low: float
+    high: float
+
+
+Range = Annotated[LogUniform | Uniform, Field(discriminator="distribution")]
+
+
+class SearchSpace(Strict):
+    """Values to try for what keeps the architecture's shapes: a list each, or a range for random search."""
+
+    lr: list[Annotated[float, Field(gt=0, le=100)]] | Range | None = None
+    momentum: list[Annotated[float, Field(ge=0, lt=1)]] | Range | None = None
+    weight_decay: list[Annotated[float, Field(ge=0)]] | Range | None = None
+    seed: list[Annotated[int, Field(ge=0, le=2**63 - 1)]] | None = None
+    batch_size: list[Annotated[int, Field(ge=1)] | None] | None = None
+
+    def axes(self) -> dict[str, Any]:
+        return {name: value for name, value in self if value is not None}
+
+
+class SweepCreate(Strict):
+    name: str | None = Field(None, max_length=200)
+    base: JobSpec
+    space: SearchSpace
+    search: Literal["grid", "random"] = "grid"
+    count: Annotated[int, Field(ge=1, le=MAX_MEMBERS)] | None = Field(None, description="members, for random search")
+    search_seed: int = Field(0, ge=0, description="seeds random search, so a resubmitted sweep is the same")
+    execution: Literal["auto", "batched", "one_by_one"] = Field(
+        "auto", description="auto: batched when a probe measures it faster on the worker's device"
+    )
+
+    @model_validator(mode="after")
+    def _check_search(self) -> "SweepCreate":
+        axes = self.space.axes()
+        if not axes:
+            raise ValueError("space names nothing to vary")
+        if self.search == "random" and self.count is None:
+            raise ValueError("random search needs count")
+        if self.search == "grid":
+            if self.count is not None:
+                raise ValueError("count is for random search; a grid has every combination")
+            ranged = [name for name, value in axes.items() if not isinstance(value, list)]
+            if ranged:
+                raise ValueError(f"a grid needs lists of values; {ranged} are ranges")
+            size = math.prod(len(v) for v in axes.values())
+            if size > MAX_MEMBERS:
+                raise ValueError(f"the grid has {size} members; at most {MAX_MEMBERS}")
+        for name, value in axes.items():
+            if isinstance(value, list) and not value:
+                raise ValueError(f"space.{name} is an empty list")
+            if isinstance(value, (LogUniform, Uniform)) and not value.low < value.high:
+                raise ValueError(f"space.{name}: low must be below high")
+        return self
+
+    def member_overrides(self) -> list[dict[str, Any]]:
+        """Each member's values, in a stable order."""
+        axes = self.space.axes()
+        if self.search == "grid":
+            names = list(axes)
+            return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
+        rng = random.Random(self.search_seed)
+        return [{name: sample(value, rng) for name, value in axes.items()} for _ in range(self.count)]
+
+    def member_specs(self) -> list[JobSpec]:
+        base = self.base.model_dump(mode="json")
+        specs = []
+        for overrides in self.member_overrides():
+            spec = {**base, "optimizer": dict(base["optimizer"])}
+            for name, value in overrides.items():
+                if name in ("lr", "momentum", "weight_decay"):
+                    spec["optimizer"][name] = value
+                else:
+                    spec[name] = value
+            specs.append(JobSpec.model_validate(spec))
+        return specs
+
+
+def sample(value, rng: random.Random):
+    if isinstance(value, list):
+        return rng.choice(value)
+    if isinstance(value, LogUniform):
+        return math.exp(rng.uniform(math.log(value.low), math.log(value.high)))
+    return rng.uniform(value.low, value.high)
+
+
+class LeaderboardEntry(BaseModel):
+    rank: int
+    job_id: str
+    status: str
+    hyperparameters: dict[str, Any]
+    loss: float | None
+    val_loss: float | None
+    accuracy: float | None
+    val_accuracy: float | None
+
+
+class SweepProgress(BaseModel):
+    members: int
+    queued: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    epochs_done: int
+    epochs_total: int
+
+
+class SweepPublic(BaseModel):
+    id: str
+    name: str | None
+    status: str
+    execution: str | None = Field(description="how the worker trained the members (batched or one by one) and why")
+    progress: SweepProgress
+    ranked_by: str = Field(description="val_loss when the members hold out a validation split, else loss")
+    leaderboard: list[LeaderboardEntry]
+    request: dict[str, Any]
+    created_at: datetime
+
+
+class SweepSummary(BaseModel):
+    id: str
+    name: str | None
+    status: str
+    progress: SweepProgress
+    created_at: datetime
+
+
+class SweepPage(BaseModel):
+    items: list[SweepSummary]
+    next_cursor: str | None
+

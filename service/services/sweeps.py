@@ -1,0 +1,138 @@
+"""Sweeps: many members of one architecture, each a job of its own, read back as one leaderboard."""
+
+from collections import Counter
+
+from sqlalchemy.orm import Session
+
+from service.errors import Conflict, InvalidField, NotFound, TooManyRequests
+from service.models import Job, JobStatus, Sweep
+from service.repositories import jobs as job_repo
+from service.repositories import sweeps as sweep_repo
+from service.schemas.spec import SpecError, check_spec
+from service.schemas.sweeps import LeaderboardEntry, SweepCreate, SweepPage, SweepProgress, SweepPublic, SweepSummary
+from service.services.jobs import data_shape, decode_cursor, encode_cursor
+from service.settings import Settings
+
+VARIED_IN_SPACE = {"lr", "momentum", "weight_decay", "seed", "batch_size"}
+
+
+def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, settings: Settings) -> Sweep:
+    specs = request.member_specs()
+    shape = data_shape(session, request.base, owner_id)
+    for spec in specs:
+        try:
+            check_spec(spec, shape)
+        except SpecError as exc:
+            # a member breaks only where the space changed the base: name the space's field then
+            loc = ("space", exc.loc[-1]) if exc.loc[-1] in VARIED_IN_SPACE else ("base", *exc.loc)
+            raise InvalidField(loc, exc.msg) from None
+    queued = job_repo.count_queued(session, owner_id)
+    if queued + len(specs) > settings.MAX_QUEUED_PER_OWNER:
+        raise TooManyRequests(f"{queued} queued jobs and {len(specs)} members exceed the limit", 5)
+    members = [
+        Job(
+            owner_id=owner_id,
+            name=f"{request.name or 'sweep'} #{i}",
+            spec=spec.model_dump(mode="json"),
+            epochs=spec.epochs,
+            max_attempts=settings.MAX_ATTEMPTS,
+        )
+        for i, spec in enumerate(specs)
+    ]
+    sweep = Sweep(owner_id=owner_id, name=request.name, request=request.model_dump(mode="json"), size=len(specs))
+    return sweep_repo.add_sweep(session, sweep, members)
+
+
+def get_sweep(session: Session, sweep_id: str, owner_id: str | None) -> Sweep:
+    sweep = sweep_repo.get_sweep(session, sweep_id, owner_id)
+    if sweep is None:
+        raise NotFound(f"no sweep {sweep_id!r}")
+    return sweep
+
+
+def progress_of(members: list[Job]) -> SweepProgress:
+    counts = Counter(job.status for job in members)
+    return SweepProgress(
+        members=len(members),
+        **{status.value: counts.get(status.value, 0) for status in JobStatus},
+        epochs_done=sum(job.epoch for job in members),
+        epochs_total=sum(job.epochs for job in members),
+    )
+
+
+def status_of(sweep: Sweep, progress: SweepProgress) -> str:
+    if progress.queued + progress.running:
+        return "queued" if progress.queued == progress.members else "running"
+    if sweep.cancel_requested and progress.cancelled:
+        return "cancelled"
+    return "failed" if progress.failed == progress.members else "succeeded"
+
+
+def hyperparameters(request: dict, job: Job) -> dict:
+    axes = [name for name, value in request["space"].items() if value is not None]
+    optimizer = job.spec["optimizer"]
+    return {name: optimizer[name] if name in optimizer else job.spec[name] for name in axes}
+
+
+def leaderboard(sweep: Sweep, members: list[Job], ranked_by: str) -> list[LeaderboardEntry]:
+    def key(job: Job):
+        value = (job.latest_metrics or {}).get(ranked_by)
+        return (job.status != JobStatus.SUCCEEDED, value is None, value if value is not None else 0.0)
+
+    entries = []
+    for rank, job in enumerate(sorted(members, key=key), start=1):
+        metrics = job.latest_metrics or {}
+        entries.append(
+            LeaderboardEntry(
+                rank=rank,
+                job_id=job.id,
+                status=job.status,
+                hyperparameters=hyperparameters(sweep.request, job),
+                **{k: metrics.get(k) for k in ("loss", "val_loss", "accuracy", "val_accuracy")},
+            )
+        )
+    return entries
+
+
+def describe(session: Session, sweep: Sweep) -> SweepPublic:
+    members = sweep_repo.list_members(session, [sweep.id])
+    progress = progress_of(members)
+    ranked_by = "val_loss" if sweep.request["base"]["data"].get("validation_fraction") else "loss"
+    return SweepPublic(
+        id=sweep.id,
+        name=sweep.name,
+        status=status_of(sweep, progress),
+        execution=sweep.execution,
+        progress=progress,
+        ranked_by=ranked_by,
+        leaderboard=leaderboard(sweep, members, ranked_by),
+        request=sweep.request,
+        created_at=sweep.created_at,
+    )
+
+
+def list_sweeps(session: Session, owner_id: str | None, cursor: str | None, limit: int) -> SweepPage:
+    after = decode_cursor(cursor) if cursor else None
+    sweeps = sweep_repo.list_sweeps(session, owner_id, after, limit + 1)
+    page = sweeps[:limit]
+    members: dict[str, list[Job]] = {s.id: [] for s in page}
+    for job in sweep_repo.list_members(session, list(members)):
+        members[job.sweep_id].append(job)
+    items = []
+    for sweep in page:
+        progress = progress_of(members[sweep.id])
+        items.append(SweepSummary(id=sweep.id, name=sweep.name, status=status_of(sweep, progress), progress=progress,
+                                  created_at=sweep.created_at))
+    return SweepPage(items=items, next_cursor=encode_cursor(page[-1]) if len(sweeps) > limit else None)
+
+
+def cancel_sweep(session: Session, sweep_id: str, owner_id: str | None) -> Sweep:
+    sweep = get_sweep(session, sweep_id, owner_id)
+    members = sweep_repo.list_members(session, [sweep.id])
+    if all(JobStatus(job.status).is_final for job in members):
+        raise Conflict(f"every member of sweep {sweep_id} has already ended")
+    sweep_repo.mark_cancel_requested(session, sweep.id)
+    for job in members:
+        job_repo.request_cancel(session, job)
+    session.refresh(sweep)
+    return sweep

@@ -1,0 +1,219 @@
+"""The dashboard end to end: a real `fitserve serve`, real jobs, driven in headless Chromium by Playwright.
+
+Each main page is saved under bench/screenshots/ for a person to look at.
+"""
+
+import json
+import re
+import struct
+import uuid
+from pathlib import Path
+
+import onnx
+import pytest
+
+from tests.conftest import Server
+from tests.specs import example, tiny_regression
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (Debian's chromium; .ci/run installs it)")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra) is not installed")
+expect = sync_api.expect
+
+SCREENSHOTS = Path(__file__).resolve().parents[3] / "bench" / "screenshots"
+# Root in a container, and a closed network: no sandbox, nothing that phones home.
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+DESKTOP = {"width": 1100, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser profile (empty localStorage); fails the test on an uncaught script error or a CSP refusal."""
+    context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: "Content Security Policy" in message.text and errors.append(message.text))
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A server with keys for alice and bob, so every API call needs one; its `client` calls as bob.
+
+    Its own SQLite server, not the shared one: the page is the same whatever the database.
+    """
+    srv = Server(tmp_path_factory.mktemp("dashboard") / "fitserve.db", workers=2)
+    srv.keys = {"alice": srv.create_key("alice"), "bob": srv.create_key("bob")}
+    srv.start()
+    srv.client.headers["Authorization"] = f"Bearer {srv.keys['bob']}"
+    yield srv
+    srv.stop()
+
+
+def sign_in(page, srv: Server, who: str = "bob") -> None:
+    """Keep `who`'s key in the browser, as the key prompt does."""
+    page.context.add_init_script(f"localStorage.setItem('fitserve.apiKey', {json.dumps(srv.keys[who])})")
+
+
+def url(srv: Server, route: str = "") -> str:
+    return f"{srv.client.base_url}/{route}"
+
+
+def screenshot(page, name: str, **options) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}.png", **options)
+
+
+def shown_points(page) -> int:
+    return int(page.locator(".points").inner_text().split()[0])
+
+
+def wait_for_more_points(page, than: int) -> int:
+    page.wait_for_function("n => parseInt(document.querySelector('.points').textContent) > n", arg=than, timeout=30_000)
+    return shown_points(page)
+
+
+def long_job(name: str) -> dict:
+    """Trains for minutes, about a hundred curve points a second, until cancelled."""
+    data = {"source": "synthetic", "generator": "linear", "n": 20, "noise": 0.3}
+    return tiny_regression(name=name, epochs=500_000, metrics_every=100, data=data, optimizer={"kind": "sgd", "lr": 0.002})
+
+
+def test_finished_classifier_shows_its_curves_and_predicts(served, page):
+    sign_in(page, served)
+    spec = example("5_softmax_classification", epochs=300, optimizer={"kind": "adam", "lr": 0.02})
+    spec["name"] = "three clusters"
+    spec["data"]["validation_fraction"] = 0.2
+    job = served.train(spec)
+    assert job["status"] == "succeeded", job["error"]
+    page.goto(url(served, f"#/jobs/{job['id']}"))
+    expect(page.locator(".points")).to_have_text("300 points")
+    legend = page.locator(".u-legend")
+    for label in ["loss", "validation loss", "accuracy", "validation accuracy"]:
+        expect(legend.get_by_text(label, exact=True)).to_be_visible()
+    expect(page.locator(".details")).to_contain_text("cpu")
+
+    page.get_by_label("Inputs").fill("[[4, 4], [-8, -8]]")
+    page.get_by_role("button", name="Predict").click()
+    expect(page.locator("td.prediction")).to_have_text(["0", "2"])
+    screenshot(page, "job", full_page=True)
+
+    page.set_viewport_size(PHONE)
+    page.evaluate("window.scrollTo(0, 0)")
+    expect(page.locator(".points")).to_be_visible()
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0  # readable on a phone: nothing wider than the screen
+    screenshot(page, "job-phone")
+
+
+def test_compare_two_jobs_chosen_with_the_keyboard(served, page):
+    sign_in(page, served)
+    suffix = uuid.uuid4().hex[:6]
+    slow = served.train(tiny_regression(name=f"lr 0.01 {suffix}", optimizer={"kind": "sgd", "lr": 0.01}))
+    fast = served.train(tiny_regression(name=f"lr 0.05 {suffix}", optimizer={"kind": "sgd", "lr": 0.05}))
+    page.goto(url(served))
+    for job in (slow, fast):
+        box = page.get_by_label(f"Select {job['name']} to compare")
+        box.focus()
+        page.keyboard.press("Space")
+        expect(box).to_be_checked()
+    compare = page.get_by_role("button", name="Compare selected (2)")
+    compare.focus()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(f"#/compare/{slow['id']},{fast['id']}$"))
+    legend = page.locator(".u-legend")
+    rows = page.locator(".compare .table-wrap tbody tr")
+    for i, job in enumerate((slow, fast)):
+        expect(legend.get_by_text(job["name"], exact=True)).to_be_visible()
+        expect(rows.nth(i).locator(".points")).to_have_text("200")
+    slow_last, fast_last = (float(rows.nth(i).locator("td").last.inner_text()) for i in range(2))
+    assert fast_last < slow_last  # each job's own curve, not one drawn twice
+    screenshot(page, "compare")
+
+
+# after the tests above, so that the list's screenshot shows finished jobs beside the running one
+def test_new_job_appears_live_its_curve_grows_and_it_cancels(served, page):
+    sign_in(page, served)
+    page.goto(url(served))
+    expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
+    job = served.submit(long_job(f"live {uuid.uuid4().hex[:6]}"))
+    row = page.locator(f'tr[data-job-id="{job["id"]}"]')
+    expect(row).to_be_visible(timeout=10_000)  # no reload: the list polls
+    expect(row.locator(".status")).to_have_text("running", timeout=60_000)
+    expect(row.locator(".loss")).not_to_have_text("–", timeout=30_000)
+    first_epoch = int(row.locator("progress").get_attribute("value"))
+    page.wait_for_function("([id, e]) => document.querySelector(`tr[data-job-id='${id}'] progress`).value > e",
+                           arg=[job["id"], first_epoch], timeout=30_000)
+    screenshot(page, "jobs")
+
+    recorded = served.client.get(f"/v1/jobs/{job['id']}/metrics", params={"max_points": 1}).json()["total_points"]
+    row.get_by_role("link").click()
+    expect(page).to_have_url(re.compile(f"#/jobs/{job['id']}$"))
+    expect(page.locator(".points")).to_have_text(re.compile(r"^[1-9]\d* points$"))
+    opened = shown_points(page)
+    assert opened >= recorded > 0  # opened mid-training: the history comes first
+    grown = wait_for_more_points(page, opened)
+    wait_for_more_points(page, grown)  # and the curve keeps growing from the stream
+
+    page.get_by_role("button", name="Cancel job").click()
+    expect(page.locator(".title-line .status")).to_have_text("cancelled", timeout=30_000)
+    expect(page.get_by_role("button", name="Cancel job")).to_be_disabled()
+    assert served.client.get(f"/v1/jobs/{job['id']}").json()["status"] == "cancelled"
+    total = served.client.get(f"/v1/jobs/{job['id']}/metrics", params={"max_points": 1}).json()["total_points"]
+    expect(page.locator(".points")).to_have_text(f"{total} points")  # every point once: none missed, none twice
+
+
+def read_safetensors_header(blob: bytes) -> dict:
+    (size,) = struct.unpack("<Q", blob[:8])
+    return json.loads(blob[8 : 8 + size])
+
+
+def test_key_is_asked_once_and_other_owners_jobs_never_appear(served, page):
+    bobs = served.submit(tiny_regression(name="bob's job", epochs=50))
+    as_alice = {"Authorization": f"Bearer {served.keys['alice']}"}
+    alices = served.client.post("/v1/jobs", json=tiny_regression(name="alice's job", epochs=50), headers=as_alice).json()
+
+    page.goto(url(served))
+    expect(page.get_by_text("This server needs an API key.")).to_be_visible()
+    screenshot(page, "key")
+    page.get_by_label("API key").fill(served.keys["bob"])
+    page.get_by_role("button", name="Save key").click()
+    expect(page.locator(f'tr[data-job-id="{bobs["id"]}"] .status')).to_have_text("succeeded", timeout=60_000)
+    expect(page.locator(f'tr[data-job-id="{alices["id"]}"]')).to_have_count(0)
+    expect(page.locator("main")).not_to_contain_text("alice's job")
+
+    page.reload()  # kept in this browser: no second prompt
+    expect(page.locator(f'tr[data-job-id="{bobs["id"]}"]')).to_be_visible()
+    expect(page.get_by_text("This server needs an API key.")).to_have_count(0)
+    page.goto(url(served, f"#/jobs/{alices['id']}"))
+    expect(page.get_by_role("alert")).to_contain_text("Not found")
+    expect(page.locator("main")).not_to_contain_text("alice's job")
+
+    # downloads carry the key (a plain link could not, and this server refuses requests without one)
+    page.goto(url(served, f"#/jobs/{bobs['id']}"))
+    with page.expect_download() as weights:
+        page.get_by_role("button", name="Download weights").click()
+    assert weights.value.suggested_filename == f"{bobs['id']}.safetensors"
+    assert "__metadata__" in read_safetensors_header(Path(weights.value.path()).read_bytes())
+    with page.expect_download() as exported:
+        page.get_by_role("button", name="Download ONNX").click()
+    assert exported.value.suggested_filename == f"{bobs['id']}.onnx"
+    assert onnx.load_from_string(Path(exported.value.path()).read_bytes()).graph.input
+
+    page.get_by_role("button", name="API key").click()
+    page.get_by_label("API key").fill("fs_not_a_key")
+    page.get_by_role("button", name="Save key").click()
+    expect(page.get_by_text("The server refused this key")).to_be_visible()

@@ -1,0 +1,145 @@
+"""Sweeps end to end: grid and random spaces, equality with solo jobs, divergence, cancel and rescue."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from tests.conftest import worker_pids
+from tests.specs import example
+
+CUBIC = example("3_nonlinear_mlp", epochs=150)
+CUBIC["data"]["n"] = 300
+
+
+def sweep_body(space: dict, base: dict = CUBIC, **extra) -> dict:
+    return {"name": "test sweep", "base": base, "space": space, **extra}
+
+
+def wait_sweep(srv, sweep_id: str, statuses=("succeeded", "failed", "cancelled"), timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sweep = srv.client.get(f"/v1/sweeps/{sweep_id}").json()
+        if sweep["status"] in statuses:
+            return sweep
+        time.sleep(0.2)
+    raise AssertionError(f"sweep {sweep_id} still {sweep['status']}: {sweep['progress']}")
+
+
+def submit_sweep(srv, body: dict) -> dict:
+    response = srv.client.post("/v1/sweeps", json=body)
+    assert response.status_code == 201, response.text
+    assert response.headers["location"] == f"/v1/sweeps/{response.json()['id']}"
+    return response.json()
+
+
+def test_grid_sweep_trains_every_member_and_ranks_them(server):
+    sweep = submit_sweep(server, sweep_body({"lr": [0.003, 0.01], "seed": [0, 1]}))
+    assert sweep["progress"]["members"] == 4 and sweep["status"] == "queued"
+    done = wait_sweep(server, sweep["id"])
+    assert done["status"] == "succeeded" and done["progress"]["succeeded"] == 4
+    assert done["execution"].startswith(("batched", "one by one"))
+    board = done["leaderboard"]
+    assert [e["rank"] for e in board] == [1, 2, 3, 4]
+    losses = [e["loss"] for e in board]
+    assert losses == sorted(losses)
+    assert {(e["hyperparameters"]["lr"], e["hyperparameters"]["seed"]) for e in board} == {
+        (0.003, 0), (0.003, 1), (0.01, 0), (0.01, 1)
+    }
+    best = board[0]["job_id"]  # a member is a job like any other
+    job = server.client.get(f"/v1/jobs/{best}").json()
+    assert job["sweep_id"] == sweep["id"] and job["status"] == "succeeded"
+    assert server.client.get(f"/v1/jobs/{best}/metrics").json()["total_points"] == 150
+    pred = server.client.post(f"/v1/jobs/{best}/predict", json={"inputs": [[1.0]]})
+    assert pred.status_code == 200
+    assert sweep["id"] in {s["id"] for s in server.client.get("/v1/sweeps").json()["items"]}
+
+
+def test_a_member_matches_the_same_spec_trained_alone(server):
+    sweep = submit_sweep(server, sweep_body({"lr": [0.01, 0.02, 0.005]}))
+    done = wait_sweep(server, sweep["id"])
+    entry = next(e for e in done["leaderboard"] if e["hyperparameters"]["lr"] == 0.02)
+    alone = server.train({**CUBIC, "optimizer": {**CUBIC["optimizer"], "lr": 0.02}})
+    assert entry["loss"] == pytest.approx(alone["metrics"]["loss"], rel=1e-3)
+
+
+def test_random_search_samples_inside_its_ranges_reproducibly(server):
+    space = {"lr": {"distribution": "log_uniform", "low": 0.001, "high": 0.03}, "momentum": [0.0, 0.9]}
+    body = sweep_body(space, search="random", count=5, search_seed=7)
+    first, second = submit_sweep(server, body), submit_sweep(server, body)
+    params = [sorted((e["hyperparameters"]["lr"], e["hyperparameters"]["momentum"]) for e in s["leaderboard"])
+              for s in (first, second)]
+    assert params[0] == params[1] and len(params[0]) == 5
+    assert all(0.001 <= lr <= 0.03 and m in (0.0, 0.9) for lr, m in params[0])
+    for s in (first, second):
+        assert wait_sweep(server, s["id"])["status"] == "succeeded"
+
+
+def test_a_diverging_member_fails_alone(server):
+    done = wait_sweep(server, submit_sweep(server, sweep_body({"lr": [0.01, 50.0, 0.005]}))["id"])
+    by_lr = {e["hyperparameters"]["lr"]: e for e in done["leaderboard"]}
+    assert by_lr[50.0]["status"] == "failed" and by_lr[50.0]["rank"] == 3
+    assert by_lr[0.01]["status"] == by_lr[0.005]["status"] == "succeeded"
+    job = server.client.get(f"/v1/jobs/{by_lr[50.0]['job_id']}").json()
+    assert "diverged" in job["error"] and "at epoch" in job["error"]
+    assert done["status"] == "succeeded" and done["progress"]["failed"] == 1
+
+
+def test_cancel_stops_every_member_still_to_finish(server):
+    long = {**CUBIC, "epochs": 1_000_000 // 300}
+    sweep = submit_sweep(server, sweep_body({"seed": [0, 1, 2]}, base=long))
+    deadline = time.monotonic() + 60
+    while server.client.get(f"/v1/sweeps/{sweep['id']}").json()["progress"]["running"] == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert server.client.post(f"/v1/sweeps/{sweep['id']}/cancel").status_code == 200
+    done = wait_sweep(server, sweep["id"], timeout=30)
+    assert done["status"] == "cancelled" and done["progress"]["cancelled"] == 3
+    assert server.client.post(f"/v1/sweeps/{sweep['id']}/cancel").status_code == 409
+
+
+@pytest.mark.parametrize(
+    "body,loc",
+    [
+        (sweep_body({}), ["body"]),
+        (sweep_body({"lr": {"distribution": "uniform", "low": 0.1, "high": 0.2}}), ["body"]),
+        (sweep_body({"lr": [0.1]}, search="random"), ["body"]),
+        (sweep_body({"batch_size": [10, 1000]}), ["body", "space", "batch_size"]),
+        (sweep_body({"lr": [-1.0]}), ["body", "space", "lr"]),
+        (sweep_body({"hidden": [[10]]}), ["body", "space", "hidden"]),
+    ],
+    ids=["empty-space", "grid-of-ranges", "random-without-count", "batch-too-big", "negative-lr", "shape-changing"],
+)
+def test_bad_sweeps_are_422(server, body, loc):
+    response = server.client.post("/v1/sweeps", json=body)
+    assert response.status_code == 422, response.text
+    assert any(d["loc"][: len(loc)] == loc for d in response.json()["detail"]), response.json()
+
+
+def test_unknown_sweep_is_404(server):
+    assert server.client.get("/v1/sweeps/nope").status_code == 404
+    assert server.client.post("/v1/sweeps/nope/cancel").status_code == 404
+
+
+def test_a_killed_sweep_resumes_from_its_checkpoints(make_server):
+    srv = make_server(workers=1, FITSERVE_CHECKPOINT_SECONDS="0.3", FITSERVE_LEASE_SECONDS="3",
+                      FITSERVE_SWEEP_SECONDS="0.5").start()
+    long = {**CUBIC, "epochs": 800}
+    sweep = submit_sweep(srv, sweep_body({"seed": [0, 1, 2, 3]}, base=long, execution="batched"))
+    deadline = time.monotonic() + 60
+    while srv.client.get(f"/v1/sweeps/{sweep['id']}").json()["progress"]["epochs_done"] < 4 * 100:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    for pid in worker_pids(srv.proc.pid):
+        os.kill(pid, signal.SIGKILL)
+    done = wait_sweep(srv, sweep["id"], timeout=240)
+    assert done["execution"].startswith("batched")
+    errors = [srv.client.get(f"/v1/jobs/{e['job_id']}").json()["error"] for e in done["leaderboard"]]
+    assert done["status"] == "succeeded" and done["progress"]["succeeded"] == 4, errors
+    for entry in done["leaderboard"]:
+        job = srv.client.get(f"/v1/jobs/{entry['job_id']}").json()
+        assert job["attempt"] == 2
+        steps = [p["step"] for p in srv.client.get(f"/v1/jobs/{entry['job_id']}/metrics",
+                                                   params={"max_points": 100_000}).json()["points"]]
+        assert steps == list(range(1, 801))

@@ -1,0 +1,151 @@
+"""The Ray executor on a real cluster: placement on every node, cancel, and rescue when a node dies.
+
+Needs RAY_ADDRESS, a running cluster of at least two nodes with one CPU each (.ci/run starts one);
+skipped without it. The node-death test joins a node of its own to that cluster and kills it.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.specs import tiny_regression
+
+RAY_ADDRESS = os.environ.get("RAY_ADDRESS")
+pytestmark = pytest.mark.skipif(not RAY_ADDRESS, reason="needs a Ray cluster: set RAY_ADDRESS (.ci/run starts one)")
+
+FAST_FAULTS = {
+    "FITSERVE_CHECKPOINT_SECONDS": "0.3",
+    "FITSERVE_LEASE_SECONDS": "3",
+    "FITSERVE_SWEEP_SECONDS": "0.5",
+}
+
+
+def ray_bin() -> str:
+    return str(Path(sys.executable).with_name("ray"))
+
+
+@pytest.fixture
+def ray_server(make_server):
+    """`fitserve serve` whose dispatcher places jobs on the cluster at RAY_ADDRESS."""
+    return make_server(workers=1, FITSERVE_EXECUTOR="ray", RAY_ADDRESS=RAY_ADDRESS, **FAST_FAULTS).start()
+
+
+def job_of(seconds_of_work: int) -> dict:
+    data = {"source": "synthetic", "generator": "linear", "n": 20, "slope": 2.0, "intercept": 1.0}
+    return tiny_regression(epochs=2000 * seconds_of_work, data=data)
+
+
+def test_resources_follow_the_spec():
+    from workers.executors.ray import resources_for
+
+    assert resources_for({"device": "cpu"}, 1.0, cluster_has_gpus=True) == {"num_cpus": 1.0, "num_gpus": 0}
+    assert resources_for({"device": "cuda"}, 2.0, cluster_has_gpus=False) == {"num_cpus": 2.0, "num_gpus": 1}
+    assert resources_for({"device": "auto"}, 1.0, cluster_has_gpus=True)["num_gpus"] == 1
+    assert resources_for({}, 1.0, cluster_has_gpus=False)["num_gpus"] == 0
+
+
+def test_jobs_run_on_every_node_and_report_as_local_workers_do(ray_server, capsys):
+    ids = [ray_server.submit(job_of(2))["id"] for _ in range(6)]
+    done = [ray_server.wait_for(job_id, timeout=180) for job_id in ids]
+    assert [job["status"] for job in done] == ["succeeded"] * 6
+    assert [(job["attempt"], job["device"]) for job in done] == [(1, "cpu")] * 6
+    placed = Counter(job["node"] for job in done)
+    with capsys.disabled():  # CI's log shows where the jobs went
+        print(f"\njobs placed per Ray node: {dict(placed)}")
+    assert len(placed) >= 2 and all(len(node) == 56 for node in placed)  # Ray node ids, on both nodes
+    curve = ray_server.client.get(f"/v1/jobs/{ids[0]}/metrics", params={"max_points": 100_000}).json()
+    assert [p["epoch"] for p in curve["points"]] == list(range(1, 4001))
+    answer = ray_server.client.post(f"/v1/jobs/{ids[0]}/predict", json={"inputs": [[1.0]]})
+    assert answer.status_code == 200 and answer.json()["predictions"][0] == pytest.approx(3.0, abs=0.2)
+
+
+def test_cancel_stops_a_job_running_on_ray(ray_server):
+    job = ray_server.submit(job_of(500))
+    ray_server.wait_until(job["id"], lambda j: j["progress"]["epoch"] > 0, timeout=60)
+    assert ray_server.client.post(f"/v1/jobs/{job['id']}/cancel").status_code == 200
+    done = ray_server.wait_for(job["id"], timeout=10)
+    assert done["status"] == "cancelled" and 0 < done["progress"]["epoch"] < 1_000_000
+
+
+def test_sigterm_hands_the_ray_job_back_with_its_checkpoint(ray_server):
+    job = ray_server.submit(job_of(500))
+    ray_server.wait_until(job["id"], lambda j: j["progress"]["epoch"] >= 1000, timeout=60)
+    assert ray_server.stop(signal.SIGTERM) == 0
+    [(status, epoch)] = ray_server.query("SELECT status, epoch FROM jobs WHERE id = :id", id=job["id"])
+    [(checkpoint_epoch,)] = ray_server.query("SELECT epoch FROM checkpoints WHERE job_id = :id", id=job["id"])
+    assert status == "queued" and 0 < checkpoint_epoch == epoch < 1_000_000
+
+
+def test_a_gpu_job_waits_for_a_gpu_while_cpu_jobs_run(ray_server):
+    gpu_job = ray_server.submit(tiny_regression(device="cuda"))
+    assert ray_server.train(tiny_regression())["status"] == "succeeded"
+    waiting = ray_server.client.get(f"/v1/jobs/{gpu_job['id']}").json()
+    assert waiting["status"] == "queued" and waiting["attempt"] == 0  # never claimed on a cluster without GPUs
+    ray_server.client.post(f"/v1/jobs/{gpu_job['id']}/cancel")
+
+
+def join_node(tmp_path) -> subprocess.Popen:
+    """One more Ray node on this machine, in a process group of its own so the test can kill it whole."""
+    host = RAY_ADDRESS.rsplit(":", 1)[0]
+    return subprocess.Popen(
+        [ray_bin(), "start", "--block", f"--address={RAY_ADDRESS}", f"--node-ip-address={host}", "--num-cpus=1",
+         "--object-store-memory=100000000", "--resources={\"fitserve_test_victim\": 1}", "--disable-usage-stats"],
+        stdout=open(tmp_path / "victim-node.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def node_id_of(proc: subprocess.Popen, timeout: float = 60) -> str:
+    """The Ray node id of the raylet that `ray start --block` launched."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                args = cmdline.read_bytes().split(b"\0")
+                stat = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[3]) == proc.pid and any(a.endswith(b"/raylet") for a in args[:1]):  # stat[3]: pgid
+                return next(a.split(b"=", 1)[1].decode() for a in args if a.startswith(b"--node_id="))
+        time.sleep(0.5)
+    raise AssertionError("the joined node's raylet never started")
+
+
+def job_running_on(srv, ids: list[str], node_id: str, timeout: float = 120) -> dict:
+    """The job among `ids` that has trained a while on the node `node_id`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for job_id in ids:
+            job = srv.client.get(f"/v1/jobs/{job_id}").json()
+            if job["node"] == node_id and job["progress"]["epoch"] >= 1000:
+                return job
+        time.sleep(0.2)
+    raise AssertionError(f"no job ran on node {node_id}:\n{srv.read_log()[-3000:]}")
+
+
+def test_a_job_whose_node_dies_is_rescued_on_another_node(make_server, tmp_path, capsys):
+    victim = join_node(tmp_path)
+    try:
+        victim_id = node_id_of(victim)
+        srv = make_server(workers=1, FITSERVE_EXECUTOR="ray", RAY_ADDRESS=RAY_ADDRESS, **FAST_FAULTS).start()
+        ids = [srv.submit(job_of(6))["id"] for _ in range(3)]  # one per node: three nodes of one CPU
+        job = job_running_on(srv, ids, victim_id)
+        os.killpg(victim.pid, signal.SIGKILL)  # the node dies: raylet, its workers and agents at once
+        killed = time.monotonic()
+        srv.wait_until(job["id"], lambda j: j["attempt"] == 2, timeout=60)
+        with capsys.disabled():
+            print(f"\njob rescued and placed again {time.monotonic() - killed:.1f}s after its node was killed")
+        done = srv.wait_for(job["id"], timeout=180)
+    finally:
+        if victim.poll() is None:
+            os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait(30)
+    assert done["status"] == "succeeded" and done["attempt"] == 2 and done["node"] != victim_id
+    curve = srv.client.get(f"/v1/jobs/{job['id']}/metrics", params={"max_points": 100_000}).json()
+    assert [p["epoch"] for p in curve["points"]] == list(range(1, 12_001))  # resumed from its checkpoint
+    assert all(srv.wait_for(i, timeout=120)["status"] == "succeeded" for i in ids)

@@ -1,0 +1,257 @@
+"""K members of one architecture trained as one computation (torch.func: stacked weights + vmap).
+
+Each member keeps its own seed, data order and hyperparameters, and its numbers are those a solo
+`Trainer` gets (within float tolerance): the forward is `vmap(functional_call)` over the stacked
+weights, the gradients of the summed losses are each member's own (members share nothing), and the
+optimizer update repeats torch.optim's SGD / Adam / AdamW arithmetic with per-member rates.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from workers.data import TrainingData
+from workers.steps import Batches, make_loss, transform_rows
+from workers.trainer import Point, Progress, make_optimizer
+
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
+
+
+def stack_or_share(tensors: list[torch.Tensor | None]) -> tuple[torch.Tensor | None, int | None]:
+    """One tensor for all members when they are equal (vmap in_dims None), else stacked (in_dims 0)."""
+    first = tensors[0]
+    if first is None:
+        return None, None
+    if all(t.shape == first.shape and torch.equal(t, first) for t in tensors[1:]):
+        return first, None
+    return torch.stack(tensors), 0
+
+
+def per_member(values: list[float], device: torch.device) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32, device=device)
+
+
+def broadcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A (K,) tensor shaped to multiply a (K, ...) one."""
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+@dataclass
+class MemberFigures:
+    """One recorded epoch of every member, still on the device: shape (K,) each."""
+
+    epoch: int
+    step: int
+    loss: torch.Tensor
+    correct: torch.Tensor | None
+    val_loss: torch.Tensor | None
+    val_correct: torch.Tensor | None
+
+
+class BatchedTrainer:
+    def __init__(self, specs: list, nets: list[nn.Sequential], datas: list[TrainingData], device: torch.device):
+        spec = specs[0]
+        self.specs, self.nets, self.device, self.K = specs, nets, device, len(specs)
+        self.progress = Progress()
+        self.classify = spec.task == "classification"
+        self.loss_kind, self.output_activation = spec.loss, spec.model.output_activation
+        self.kind = spec.optimizer.kind
+        self.loss_fn = make_loss(spec)
+        self.x, self.x_dim = stack_or_share([transform_rows(n, d.x_train).to(device) for n, d in zip(nets, datas)])
+        self.y, self.y_dim = stack_or_share([d.y_train.to(device) for d in datas])
+        self.x_val, self.xv_dim = stack_or_share([transform_rows(n, d.x_val) for n, d in zip(nets, datas)])
+        self.y_val, self.yv_dim = stack_or_share([d.y_val for d in datas])
+        if self.x_val is not None:
+            self.x_val, self.y_val = self.x_val.to(device), self.y_val.to(device)
+        self.n = len(datas[0].x_train)
+        self.n_val = len(datas[0].x_val) if datas[0].x_val is not None else 0
+        bs = self.n if spec.batch_size is None else min(spec.batch_size, self.n)
+        self.batches = Batches(self.n, bs, spec.loss, device)
+        self.gens = [torch.Generator(device=device).manual_seed(s.seed) for s in specs]
+        self.layers = copy.deepcopy(nets[0][1:]).to("meta")  # the architecture; weights come stacked
+        params, _ = stack_module_state([net[1:] for net in nets])
+        self.params = {k: v.detach().to(device).requires_grad_() for k, v in params.items()}
+        opt = [s.optimizer for s in specs]
+        self.lr = per_member([o.lr for o in opt], device)
+        self.momentum = per_member([o.momentum for o in opt], device)
+        self.weight_decay = per_member([o.weight_decay for o in opt], device)
+        self.decays = any(o.weight_decay for o in opt)
+        self.uses_momentum = any(o.momentum for o in opt)
+        self.state: dict[str, dict[str, torch.Tensor]] = {}  # per parameter: momentum or Adam moments
+        self.optimizer_steps = 0
+
+    # ------------------------------------------------------------ one step
+
+    def member_loss(self, params: dict, x: torch.Tensor, y: torch.Tensor):
+        out = functional_call(self.layers, params, (x,))
+        return self.loss_fn(out, y), out
+
+    def step(self, x: torch.Tensor, x_dim, y: torch.Tensor, y_dim) -> tuple[torch.Tensor, torch.Tensor]:
+        losses, outs = vmap(self.member_loss, in_dims=(0, x_dim, y_dim))(self.params, x, y)  # (K,), (K, B, out)
+        grads = torch.autograd.grad(losses.sum(), list(self.params.values()))
+        with torch.no_grad():
+            self.update(dict(zip(self.params, grads)))
+        self.optimizer_steps += 1
+        return losses.detach(), outs.detach()
+
+    def update(self, grads: dict[str, torch.Tensor]) -> None:
+        for name, p in self.params.items():
+            g = grads[name]
+            lr = broadcast(self.lr, p)
+            if self.kind == "sgd":
+                if self.decays:
+                    g = g + broadcast(self.weight_decay, p) * p
+                if self.uses_momentum:  # with momentum 0 a member's buffer is its gradient
+                    buf = self.state.get(name, {}).get("momentum")
+                    g = g.clone() if buf is None else buf * broadcast(self.momentum, p) + g
+                    self.state[name] = {"momentum": g}
+                p.sub_(lr * g)
+            else:
+                self.adam_update(name, p, g, lr)
+
+    def adam_update(self, name: str, p: torch.Tensor, g: torch.Tensor, lr: torch.Tensor) -> None:
+        wd = broadcast(self.weight_decay, p)
+        if self.kind == "adamw":
+            p.mul_(1 - lr * wd)
+        elif self.decays:
+            g = g + wd * p
+        state = self.state.setdefault(name, {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)})
+        step = self.optimizer_steps + 1
+        beta1, beta2 = ADAM_BETAS
+        state["exp_avg"].lerp_(g, 1 - beta1)
+        state["exp_avg_sq"].mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        denom = (state["exp_avg_sq"].sqrt() / math.sqrt(1 - beta2**step)).add_(ADAM_EPS)
+        p.sub_(lr / (1 - beta1**step) * state["exp_avg"] / denom)
+
+    # ------------------------------------------------------------ one epoch
+
+    def train_epoch(self, record: bool) -> MemberFigures | None:
+        b = self.batches
+        if b.full:
+            losses, outs = self.step(self.x, self.x_dim, self.y, self.y_dim)
+            self.progress.step += 1
+            return self.figures(losses, outs, self.y, self.y_dim) if record else None
+        orders = torch.stack([torch.randperm(b.n, device=self.device, generator=g) for g in self.gens])  # (K, n)
+        xs = self.x[orders] if self.x_dim is None else take_members(self.x, orders)  # (K, n, ...)
+        ys = self.y[orders] if self.y_dim is None else take_members(self.y, orders)
+        losses, outs = [], []
+        for start, end in b.bounds:
+            loss, out = self.step(xs[:, start:end], 0, ys[:, start:end], 0)
+            losses.append(loss)
+            outs.append(out)
+        self.progress.step += len(b.bounds)
+        if not record:
+            return None
+        epoch_loss = losses[0] if b.full else (torch.stack(losses, dim=1) * b.weights).sum(dim=1)
+        return self.figures(epoch_loss, torch.cat(outs, dim=1), ys, 0)
+
+    def figures(self, losses, outs, y, y_dim) -> MemberFigures:
+        correct = self.correct(outs, y if y_dim is not None else y.expand(self.K, *y.shape)) if self.classify else None
+        val_loss = val_correct = None
+        if self.x_val is not None:
+            with torch.no_grad():
+                val_loss, val_outs = vmap(self.member_loss, in_dims=(0, self.xv_dim, self.yv_dim))(
+                    self.params, self.x_val, self.y_val
+                )
+            if self.classify:
+                yv = self.y_val if self.yv_dim is not None else self.y_val.expand(self.K, *self.y_val.shape)
+                val_correct = self.correct(val_outs, yv)
+        return MemberFigures(self.progress.epoch + 1, self.progress.step, losses, correct, val_loss, val_correct)
+
+    def correct(self, outs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Correct predictions per member: (K,)."""
+        if self.loss_kind == "bce":
+            threshold = 0.5 if self.output_activation == "sigmoid" else 0.0
+            return ((outs > threshold).to(y.dtype) == y).flatten(1).sum(dim=1)
+        return (outs.argmax(dim=-1) == y).sum(dim=1)
+
+    # ------------------------------------------------------------ members one at a time
+
+    def to_points(self, records: list[MemberFigures]) -> list[list[Point]]:
+        """One host sync for the lot: per member, its points in epoch order."""
+        cols = {}
+        for name in ("loss", "correct", "val_loss", "val_correct"):
+            values = [getattr(r, name) for r in records]
+            cols[name] = torch.stack(values).T.tolist() if values and values[0] is not None else None
+        out = []
+        for k in range(self.K):
+            points = []
+            for i, r in enumerate(records):
+                val_loss = cols["val_loss"][k][i] if cols["val_loss"] else None
+                points.append(
+                    Point(
+                        step=r.step,
+                        epoch=r.epoch,
+                        loss=cols["loss"][k][i],
+                        accuracy=cols["correct"][k][i] / self.n if cols["correct"] else None,
+                        val_loss=val_loss if val_loss is None or math.isfinite(val_loss) else None,
+                        val_accuracy=cols["val_correct"][k][i] / self.n_val if cols["val_correct"] else None,
+                    )
+                )
+            out.append(points)
+        return out
+
+    def load_member_states(self, states: list[dict]) -> None:
+        """Resume from each member's checkpoint (the solo format); all were taken at the same epoch."""
+        for k, (net, state) in enumerate(zip(self.nets, states)):
+            net.load_state_dict(state["model"])
+            optimizer = make_optimizer(self.specs[k], net.parameters())
+            optimizer.load_state_dict(state["optimizer"])
+            self.gens[k].set_state(state["rng"])
+            names = [name for name, _ in net[1:].named_parameters()]
+            for name, p in zip(names, net.parameters()):
+                with torch.no_grad():
+                    self.params[name][k].copy_(p)
+                saved = optimizer.state.get(p, {})
+                for ours, theirs in (("momentum", "momentum_buffer"), ("exp_avg", "exp_avg"), ("exp_avg_sq", "exp_avg_sq")):
+                    if saved.get(theirs) is not None:
+                        slot = self.state.setdefault(name, {})
+                        slot.setdefault(ours, torch.zeros_like(self.params[name]))[k].copy_(saved[theirs])
+                if "step" in saved:
+                    self.optimizer_steps = int(saved["step"])
+        self.progress = Progress(epoch=states[0]["epoch"], step=states[0]["step"])
+
+    def member_net(self, k: int) -> nn.Sequential:
+        """Member k as a plain network, its weights copied out of the stack."""
+        net = self.nets[k]
+        with torch.no_grad():
+            for name, p in net[1:].named_parameters():
+                p.copy_(self.params[name][k])
+        return net
+
+    def member_state(self, k: int) -> dict:
+        """Member k's checkpoint, in the solo Trainer's format, so it can resume alone or batched."""
+        net = self.member_net(k)
+        optimizer = make_optimizer(self.specs[k], net.parameters())
+        names = [name for name, _ in net[1:].named_parameters()]
+        for name, p in zip(names, net.parameters()):
+            state = self.state.get(name)
+            if state is None:
+                continue
+            if self.kind == "sgd":
+                optimizer.state[p] = {"momentum_buffer": state["momentum"][k].clone()}
+            else:
+                optimizer.state[p] = {
+                    "step": torch.tensor(float(self.optimizer_steps)),
+                    "exp_avg": state["exp_avg"][k].clone(),
+                    "exp_avg_sq": state["exp_avg_sq"][k].clone(),
+                }
+        return {
+            "model": net.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": self.progress.epoch,
+            "step": self.progress.step,
+            "rng": self.gens[k].get_state(),
+        }
+
+
+def take_members(t: torch.Tensor, orders: torch.Tensor) -> torch.Tensor:
+    """Row `orders[k]` of member k's own rows: (K, n, ...) from (K, n, ...)."""
+    index = orders.view(*orders.shape, *([1] * (t.dim() - 2))).expand(*orders.shape, *t.shape[2:])
+    return torch.gather(t, 1, index)

@@ -1,0 +1,1 @@
+"""Executors beyond the local process pool (workers/pool.py): where claimed jobs run."""

@@ -1,0 +1,224 @@
+"""Train a sweep's claimed members: together as one batched computation when that is faster, else one by one.
+
+Every member stays a job of its own: its own lease, curve, checkpoint, weights and final status, each
+write guarded by worker and attempt as for any job. A member that diverges, or is cancelled, stops
+alone; the others go on.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import threading
+import time
+from collections import defaultdict
+
+import torch
+
+from modelzoo import build_network
+from modelzoo.weights import weights_to_bytes
+from service.db import session_scope
+from service.models import Job, JobStatus
+from service.repositories import jobs as job_repo
+from service.repositories import sweeps as sweep_repo
+from service.schemas.spec import JobSpec
+from service.settings import Settings
+from workers.batched import BatchedTrainer
+from workers.checkpoints import state_from_bytes, state_to_bytes
+from workers.data import load_data
+from workers.devices import resolve_device
+from workers.steps import transform_rows
+from workers.trainer import CHUNK, Callbacks, Trainer, fit_standardization
+from workers.worker import Attempt, fetch_dataset, run_attempt
+
+log = logging.getLogger("fitserve.sweeps")
+PROBE_WARMUP, PROBE_EPOCHS, PROBE_SECONDS = 3, 100, 0.2
+MIN_SPEEDUP = 1.2  # batched must beat one-by-one by this much to be chosen
+
+
+def prepare(spec: JobSpec, device: torch.device):
+    """A member's network and data, exactly as a solo attempt builds them."""
+    torch.manual_seed(spec.seed)
+    net = build_network(spec.model)
+    data = load_data(spec, fetch_dataset)
+    if spec.data.standardize:
+        fit_standardization(net, data.x_train)
+    return net.to(device), data.to(device)
+
+
+def measure_speedup(specs, nets, datas, device) -> float:
+    """(K x one member's epoch time) / (one batched epoch's time), on throwaway copies."""
+    probe = BatchedTrainer(specs, [copy.deepcopy(n) for n in nets], datas, device)
+    solo = Trainer(specs[0], copy.deepcopy(nets[0]), datas[0], device, Callbacks(report=lambda *_: True))
+    solo.x, solo.x_val = transform_rows(solo.net, datas[0].x_train), transform_rows(solo.net, datas[0].x_val)
+
+    def seconds_per_epoch(epoch) -> float:
+        for _ in range(PROBE_WARMUP):  # first calls pay for lazy imports and allocator growth
+            epoch(False)
+        done, started = 0, time.perf_counter()
+        while done < PROBE_EPOCHS and time.perf_counter() - started < PROBE_SECONDS:
+            epoch(False)
+            done += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return (time.perf_counter() - started) / done
+
+    return seconds_per_epoch(solo.train_epoch) * len(specs) / seconds_per_epoch(probe.train_epoch)
+
+
+def group_key(job: Job, checkpoint_epoch: int) -> tuple:
+    """Members that can share a step: same batch size, optimizer kind, device and starting epoch."""
+    spec = job.spec
+    return spec["batch_size"], spec["optimizer"]["kind"], spec["device"], checkpoint_epoch
+
+
+def keep_leases(members: list[Job], worker_id: str, settings: Settings, done: threading.Event) -> None:
+    """Renew every claimed member's lease, in one transaction, while others are trained first."""
+    while not done.wait(settings.LEASE_SECONDS / 3):
+        with session_scope() as s:
+            for job in members:
+                job_repo.renew_lease(s, job.id, worker_id, job.attempt, settings.LEASE_SECONDS)
+
+
+def run_sweep_members(members: list[Job], worker_id: str, settings: Settings, gpu, shutdown: threading.Event) -> None:
+    done = threading.Event()
+    threading.Thread(target=keep_leases, args=(members, worker_id, settings, done), daemon=True).start()
+    try:
+        run_groups(members, worker_id, settings, gpu, shutdown)
+    finally:
+        done.set()
+
+
+def run_groups(members: list[Job], worker_id: str, settings: Settings, gpu, shutdown: threading.Event) -> None:
+    with session_scope(read_only=True) as s:
+        saved = {job.id: job_repo.get_checkpoint(s, job.id) for job in members}
+    groups: dict[tuple, list[Job]] = defaultdict(list)
+    for job in members:
+        groups[group_key(job, saved[job.id].epoch if saved[job.id] else 0)].append(job)
+    for group in groups.values():
+        if shutdown.is_set():
+            release_all(group, worker_id)
+            continue
+        if len(group) > 1 and run_batched(group, saved, worker_id, settings, gpu, shutdown):
+            continue
+        for job in group:
+            if shutdown.is_set():
+                release_all([job], worker_id)
+            else:
+                run_attempt(job, worker_id, settings, gpu, shutdown)
+
+
+def release_all(jobs: list[Job], worker_id: str) -> None:
+    with session_scope() as s:
+        for job in jobs:
+            job_repo.release_job(s, job.id, worker_id, job.attempt, "worker shut down; resumes from its checkpoint")
+
+
+def run_batched(group: list[Job], saved: dict, worker_id: str, settings: Settings, gpu, shutdown) -> bool:
+    """Train the group together if that measures faster; False to leave it to one-by-one."""
+    specs = [JobSpec.model_validate(job.spec) for job in group]
+    device = resolve_device(specs[0].device, gpu)
+    nets, datas = zip(*(prepare(spec, device) for spec in specs))
+    with session_scope(read_only=True) as s:
+        asked = sweep_repo.get_sweep(s, group[0].sweep_id, group[0].owner_id).request.get("execution", "auto")
+    if asked == "auto":
+        speedup = measure_speedup(specs, nets, datas, device)
+        batched = speedup >= MIN_SPEEDUP
+        why = f"a batched epoch measured {speedup:.1f}x faster than one by one"
+    else:
+        batched, why = asked == "batched", "as the sweep asked"
+    note = f"{'batched' if batched else 'one by one'}: {len(group)} members on {device}; {why}"
+    log.info("sweep %s: %s", group[0].sweep_id, note)
+    with session_scope() as s:
+        sweep_repo.set_execution(s, group[0].sweep_id, note)
+    if not batched:
+        return False
+    trainer = BatchedTrainer(specs, list(nets), list(datas), device)
+    states = [saved[job.id] for job in group]
+    if all(states):
+        trainer.load_member_states([state_from_bytes(c.data) for c in states])
+    BatchedRun(group, specs, trainer, worker_id, settings, shutdown).run(str(device))
+    return True
+
+
+class BatchedRun:
+    """The loop around a BatchedTrainer: reports, checkpoints, divergence and stops, member by member."""
+
+    def __init__(self, group, specs, trainer: BatchedTrainer, worker_id, settings: Settings, shutdown):
+        self.group, self.specs, self.trainer, self.settings = group, specs, trainer, settings
+        self.attempts = [Attempt(job, worker_id, settings, shutdown) for job in group]
+        self.active = set(range(len(group)))
+        self.records = []
+
+    def run(self, device: str) -> None:
+        with session_scope() as s:
+            for a in self.attempts:
+                job_repo.set_device(s, a.job_id, a.worker_id, a.attempt, device)
+                job_repo.truncate_points(s, a.job_id, self.trainer.progress.step)
+        self.train()  # leases are kept by the sweep's keep_leases; stops are seen at each report
+
+    def train(self) -> None:
+        epochs, t = self.specs[0].epochs, self.trainer
+        last_report = last_checkpoint = time.perf_counter()
+        while t.progress.epoch < epochs and self.active:
+            epoch = t.progress.epoch + 1
+            figures = t.train_epoch(epoch % self.specs[0].metrics_every == 0 or epoch == epochs)
+            t.progress.epoch = epoch
+            if figures is not None:
+                self.records.append(figures)
+            now = time.perf_counter()
+            if now - last_report >= self.settings.REPORT_SECONDS or len(self.records) >= CHUNK or epoch == epochs:
+                last_report = now
+                self.flush()
+            if self.attempts[0].shutdown.is_set() and epoch < epochs:
+                self.stop_for_shutdown()
+                return
+            if now - last_checkpoint >= self.settings.CHECKPOINT_SECONDS and epoch < epochs:
+                last_checkpoint = now
+                self.checkpoint()
+        self.finish_trained()
+
+    def flush(self) -> None:
+        """One read-back and one transaction for every member's new points."""
+        points_by_member = self.trainer.to_points(self.records)
+        self.records = []
+        failed = []
+        with session_scope() as s:
+            for k in sorted(self.active):
+                a, points = self.attempts[k], points_by_member[k]
+                bad = next((i for i, p in enumerate(points) if not math.isfinite(p.loss)), None)
+                if bad is not None:
+                    points, failed = points[:bad], failed + [(k, points[bad])]
+                rows = [p.__dict__ for p in points]
+                last = points[-1] if points else None
+                a.note(job_repo.record_progress(s, a.job_id, a.worker_id, a.attempt,
+                                                 last.epoch if last else self.trainer.progress.epoch,
+                                                 last.step if last else self.trainer.progress.step, rows))
+        for k, point in failed:
+            self.attempts[k].finish(JobStatus.FAILED, f"training diverged: loss became {point.loss} at epoch {point.epoch}")
+            self.active.discard(k)
+        for k in list(self.active):
+            reason = self.attempts[k].stop_reason()
+            if reason == "cancelled":
+                self.attempts[k].finish(JobStatus.CANCELLED, "cancelled on request")
+            if reason in ("cancelled", "lost"):
+                self.active.discard(k)
+
+    def checkpoint(self) -> None:
+        blobs = {k: state_to_bytes(self.trainer.member_state(k)) for k in self.active}
+        with session_scope() as s:
+            for k, blob in blobs.items():
+                a = self.attempts[k]
+                job_repo.save_checkpoint(s, a.job_id, a.worker_id, a.attempt, self.trainer.progress.epoch, blob)
+
+    def stop_for_shutdown(self) -> None:
+        self.checkpoint()
+        release_all([self.group[k] for k in self.active], self.attempts[0].worker_id)
+
+    def finish_trained(self) -> None:
+        weights = {k: weights_to_bytes(self.trainer.member_net(k), self.group[k].spec) for k in self.active}
+        with session_scope() as s:
+            for k, blob in weights.items():
+                a = self.attempts[k]
+                job_repo.finish_job(s, a.job_id, a.worker_id, a.attempt, JobStatus.SUCCEEDED, None, blob)
