@@ -83,15 +83,19 @@ class BareServer:
 def load(url: str, body: dict, clients: int, requests: int) -> tuple[float, float, float]:
     """p50 ms, p99 ms and requests/s for `requests` requests spread over `clients` threads."""
     latencies: list[float] = []
+    errors: list[Exception] = []
     lock = threading.Lock()
 
     def client(n: int) -> None:
         mine = []
-        with httpx.Client(timeout=60) as http:
-            for _ in range(n):
-                start = time.perf_counter()
-                http.post(url, json=body).raise_for_status()
-                mine.append(time.perf_counter() - start)
+        try:
+            with httpx.Client(timeout=60) as http:
+                for _ in range(n):
+                    start = time.perf_counter()
+                    http.post(url, json=body).raise_for_status()
+                    mine.append(time.perf_counter() - start)
+        except httpx.HTTPError as exc:
+            errors.append(exc)
         with lock:
             latencies.extend(mine)
 
@@ -102,6 +106,8 @@ def load(url: str, body: dict, clients: int, requests: int) -> tuple[float, floa
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - start
+    if errors:
+        raise errors[0]
     q = statistics.quantiles(latencies, n=100)
     return q[49] * 1e3, q[98] * 1e3, len(latencies) / elapsed
 

@@ -2,7 +2,6 @@
 
 import json
 
-import torch
 from safetensors.torch import load, save
 from torch import nn
 

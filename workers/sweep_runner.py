@@ -33,7 +33,7 @@ from workers.trainer import CHUNK, Callbacks, Trainer, fit_standardization
 from workers.worker import Attempt, fetch_dataset, run_attempt
 
 log = logging.getLogger("fitserve.sweeps")
-PROBE_WARMUP, PROBE_EPOCHS, PROBE_SECONDS = 3, 100, 0.2
+PROBE_WARMUP, PROBE_ROUNDS, PROBE_EPOCHS, PROBE_SECONDS = 3, 5, 5, 1.0
 MIN_SPEEDUP = 1.2  # batched must beat one-by-one by this much to be chosen
 
 
@@ -48,23 +48,30 @@ def prepare(spec: JobSpec, device: torch.device):
 
 
 def measure_speedup(specs, nets, datas, device) -> float:
-    """(K x one member's epoch time) / (one batched epoch's time), on throwaway copies."""
+    """(K x one member's epoch time) / (one batched epoch's time), on throwaway copies.
+
+    The two are timed in alternating short rounds and each keeps its best round, so a stall of the
+    machine during one round cannot decide the choice.
+    """
     probe = BatchedTrainer(specs, [copy.deepcopy(n) for n in nets], datas, device)
     solo = Trainer(specs[0], copy.deepcopy(nets[0]), datas[0], device, Callbacks(report=lambda *_: True))
     solo.x, solo.x_val = transform_rows(solo.net, datas[0].x_train), transform_rows(solo.net, datas[0].x_val)
-
-    def seconds_per_epoch(epoch) -> float:
-        for _ in range(PROBE_WARMUP):  # first calls pay for lazy imports and allocator growth
-            epoch(False)
-        done, started = 0, time.perf_counter()
-        while done < PROBE_EPOCHS and time.perf_counter() - started < PROBE_SECONDS:
-            epoch(False)
-            done += 1
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return (time.perf_counter() - started) / done
-
-    return seconds_per_epoch(solo.train_epoch) * len(specs) / seconds_per_epoch(probe.train_epoch)
+    for _ in range(PROBE_WARMUP):  # first calls pay for lazy imports and allocator growth
+        solo.train_epoch(False)
+        probe.train_epoch(False)
+    best = {solo.train_epoch: float("inf"), probe.train_epoch: float("inf")}
+    deadline = time.perf_counter() + PROBE_SECONDS
+    for _ in range(PROBE_ROUNDS):
+        for epoch in best:
+            started = time.perf_counter()
+            for _ in range(PROBE_EPOCHS):
+                epoch(False)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            best[epoch] = min(best[epoch], (time.perf_counter() - started) / PROBE_EPOCHS)
+        if time.perf_counter() > deadline:
+            break
+    return best[solo.train_epoch] * len(specs) / best[probe.train_epoch]
 
 
 def group_key(job: Job, checkpoint_epoch: int) -> tuple:

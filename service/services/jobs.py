@@ -13,7 +13,8 @@ from service.repositories import datasets as dataset_repo
 from service.repositories import jobs as job_repo
 from service.repositories import metrics as metric_repo
 from service.schemas.jobs import JobPage, JobPublic, MetricPointPublic, MetricsPage
-from service.schemas.spec import DataShape, JobSpec, SpecError, check_spec, known_data_shape
+from service.schemas.data import DataShape, known_data_shape
+from service.schemas.spec import JobSpec, SpecError, check_spec
 from service.settings import Settings
 
 

@@ -1,0 +1,201 @@
+"""The data half of the job spec: where a job's rows come from, and what shape they have."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+
+from service.schemas.limits import LIMITS
+
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataBase(Strict):
+    validation_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    standardize: bool = False
+
+
+class InlineData(DataBase):
+    source: Literal["inline"]
+    x: list[Any] = Field(min_length=1, max_length=LIMITS.max_inline_rows)
+    y: list[Any] = Field(min_length=1, max_length=LIMITS.max_inline_rows)
+
+    @model_validator(mode="after")
+    def _check_rows(self) -> InlineData:
+        if len(self.x) != len(self.y):
+            raise ValueError(f"x has {len(self.x)} rows but y has {len(self.y)}")
+        self.sample_shape()
+        _nested_shape(self.y, "y")
+        return self
+
+    def sample_shape(self) -> tuple[int, ...]:
+        return _nested_shape(self.x, "x")[1:]
+
+
+def _nested_shape(rows: list[Any], name: str) -> tuple[int, ...]:
+    """Shape of a rectangular nested list of finite numbers; ValueError naming the first bad row."""
+
+    def shape_of(value: Any, path: str) -> tuple[int, ...]:
+        if isinstance(value, bool) or not isinstance(value, (int, float, list)):
+            raise ValueError(f"{path} is not a number or a list")
+        if not isinstance(value, list):
+            if not math.isfinite(value):
+                raise ValueError(f"{path} is not finite")
+            if abs(value) > FLOAT32_MAX:
+                raise ValueError(f"{path} is beyond the float32 range training uses")
+            return ()
+        if not value:
+            raise ValueError(f"{path} is an empty list")
+        first = shape_of(value[0], f"{path}[0]")
+        for i, item in enumerate(value[1:], start=1):
+            if shape_of(item, f"{path}[{i}]") != first:
+                raise ValueError(f"{path}[{i}] has a different shape from {path}[0]")
+        return (len(value), *first)
+
+    return shape_of(rows, name)
+
+
+class SyntheticLine(DataBase):
+    """x evenly spaced from low to high; y = slope*x + intercept + noise * U(0,1) or N(0,1)."""
+
+    source: Literal["synthetic"]
+    generator: Literal["linear"]
+    n: Annotated[int, Field(ge=1, le=LIMITS.max_synthetic_rows)]
+    low: float = -3.0
+    high: float = 3.0
+    slope: float = 1.0
+    intercept: float = 0.0
+    noise: float = Field(0.0, ge=0.0)
+    noise_kind: Literal["uniform", "normal"] = "uniform"
+
+
+class SyntheticPolynomial(DataBase):
+    """y = c0 + c1*x + c2*x^2 + ... + noise, x as for the linear generator."""
+
+    source: Literal["synthetic"]
+    generator: Literal["polynomial"]
+    coefficients: list[float] = Field(min_length=1, max_length=16)
+    n: Annotated[int, Field(ge=1, le=LIMITS.max_synthetic_rows)]
+    low: float = -3.0
+    high: float = 3.0
+    noise: float = Field(0.0, ge=0.0)
+    noise_kind: Literal["uniform", "normal"] = "uniform"
+
+
+class Cluster(Strict):
+    mean: list[float] = Field(min_length=1, max_length=1024)
+    std: float = Field(gt=0.0)
+    n: Annotated[int, Field(ge=1, le=LIMITS.max_synthetic_rows)]
+
+
+class SyntheticBlobs(DataBase):
+    """Gaussian clusters; a point's label is the index of its cluster."""
+
+    source: Literal["synthetic"]
+    generator: Literal["blobs"]
+    clusters: list[Cluster] = Field(min_length=1, max_length=1024)
+
+    @model_validator(mode="after")
+    def _check_clusters(self) -> SyntheticBlobs:
+        dims = {len(c.mean) for c in self.clusters}
+        if len(dims) > 1:
+            raise ValueError("every cluster mean must have the same length")
+        if sum(c.n for c in self.clusters) > LIMITS.max_synthetic_rows:
+            raise ValueError(f"clusters hold more than {LIMITS.max_synthetic_rows} points")
+        return self
+
+
+
+BuiltinName = Literal["digits", "iris", "breast_cancer", "diabetes"]
+
+
+class BuiltinData(DataBase):
+    """A real data set shipped inside scikit-learn."""
+
+    source: Literal["builtin"]
+    name: BuiltinName
+
+
+class DatasetData(DataBase):
+    """A data set uploaded with `POST /v1/datasets`."""
+
+    source: Literal["dataset"]
+    dataset_id: str = Field(min_length=1, max_length=64)
+
+
+def data_tag(value: Any) -> str | None:
+    """`source`, or `synthetic-<generator>`: one flat tag, so the OpenAPI schema stays valid."""
+    get = value.get if isinstance(value, dict) else lambda k: getattr(value, k, None)
+    source = get("source")
+    return f"synthetic-{get('generator')}" if source == "synthetic" else source
+
+
+DataSpec = Annotated[
+    Union[
+        Annotated[InlineData, Tag("inline")],
+        Annotated[SyntheticLine, Tag("synthetic-linear")],
+        Annotated[SyntheticPolynomial, Tag("synthetic-polynomial")],
+        Annotated[SyntheticBlobs, Tag("synthetic-blobs")],
+        Annotated[BuiltinData, Tag("builtin")],
+        Annotated[DatasetData, Tag("dataset")],
+    ],
+    Discriminator(
+        data_tag,
+        custom_error_type="invalid_data_source",
+        custom_error_message="data needs source inline, builtin or dataset, or source synthetic "
+        "with generator linear, polynomial or blobs",
+    ),
+]
+
+
+class DataShape(BaseModel):
+    """What a spec needs to know of its data: one sample's shape, classes, target width."""
+
+    sample_shape: tuple[int, ...]
+    n_rows: int
+    n_classes: int | None  # None where the target is not integral class labels
+    target_width: int  # 1 for a column of targets, k for rows of k targets
+
+
+# sample shape, rows, classes (None: regression target)
+BUILTIN_SHAPES: dict[str, DataShape] = {
+    "digits": DataShape(sample_shape=(1, 8, 8), n_rows=1797, n_classes=10, target_width=1),
+    "iris": DataShape(sample_shape=(4,), n_rows=150, n_classes=3, target_width=1),
+    "breast_cancer": DataShape(sample_shape=(30,), n_rows=569, n_classes=2, target_width=1),
+    "diabetes": DataShape(sample_shape=(10,), n_rows=442, n_classes=None, target_width=1),
+}
+
+
+def known_data_shape(data: Any) -> DataShape | None:
+    """The data's shape where the spec alone tells it; None for uploaded datasets."""
+    if isinstance(data, BuiltinData):
+        return BUILTIN_SHAPES[data.name]
+    if isinstance(data, (SyntheticLine, SyntheticPolynomial)):
+        return DataShape(sample_shape=(1,), n_rows=data.n, n_classes=None, target_width=1)
+    if isinstance(data, SyntheticBlobs):
+        return DataShape(
+            sample_shape=(len(data.clusters[0].mean),),
+            n_rows=sum(c.n for c in data.clusters),
+            n_classes=len(data.clusters),
+            target_width=1,
+        )
+    if isinstance(data, InlineData):
+        y_shape = _nested_shape(data.y, "y")
+        integral = all(isinstance(v, int) or (isinstance(v, float) and v.is_integer()) for v in data.y)
+        n_classes = int(max(data.y)) + 1 if len(y_shape) == 1 and integral and min(data.y) >= 0 else None
+        sample = data.sample_shape() or (1,)
+        return DataShape(
+            sample_shape=sample,
+            n_rows=len(data.x),
+            n_classes=n_classes,
+            target_width=y_shape[1] if len(y_shape) > 1 else 1,
+        )
+    return None
+
+
