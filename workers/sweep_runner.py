@@ -132,7 +132,7 @@ def run_batched(group: list[Job], saved: dict, worker_id: str, settings: Setting
     if asked == "auto":
         speedup = measure_speedup(specs, nets, datas, device)
         batched = speedup >= MIN_SPEEDUP
-        why = f"a batched epoch measured {speedup:.1f}x faster than one by one"
+        why = f"batched measured {speedup:.1f}x the speed of one by one"
     else:
         batched, why = asked == "batched", "as the sweep asked"
     note = f"{'batched' if batched else 'one by one'}: {len(group)} members on {device}; {why}"

@@ -152,14 +152,16 @@ class Trainer:
                 self.train_epoch(self.is_recorded(epoch))
                 self.progress.epoch = epoch
             now = time.perf_counter()
-            due = now - last_report >= self.cb.report_seconds or len(self.records.epochs) >= CHUNK
+            checkpoint_due = now - last_checkpoint >= self.cb.checkpoint_seconds and self.progress.epoch < epochs
+            # a checkpoint comes right after a report: a job resumed from it must find its curve up to it
+            due = now - last_report >= self.cb.report_seconds or len(self.records.epochs) >= CHUNK or checkpoint_due
             if due or self.progress.epoch == epochs:
                 last_report = now
                 # a stop asked for during the last report comes too late: the job is trained
                 if not self.flush() and self.progress.epoch < epochs:
                     self.cb.checkpoint(self.state())
                     return False
-            if now - last_checkpoint >= self.cb.checkpoint_seconds and self.progress.epoch < epochs:
+            if checkpoint_due:
                 last_checkpoint = now
                 self.cb.checkpoint(self.state())
         return True

@@ -2,6 +2,7 @@
 
 import { FINAL, getJSON, sleep } from "./api.js";
 import { formatNumber, formatTime, h, jobTitle, progressBar, statusBadge } from "./dom.js";
+import { sweepList } from "./sweeps.js";
 
 const POLL_MS = 1000;
 const PAGE = 50;
@@ -62,6 +63,7 @@ export async function showJobs(root, signal) {
   const empty = h("p", { class: "empty", hidden: true }, "No jobs yet. Submit one with POST /v1/jobs (see the API docs).");
   const more = h("button", { type: "button", hidden: true, onclick: () => { limit += PAGE; refresh(); } }, "Show more");
   const live = h("p", { class: "note", role: "status" });
+  const sweeps = sweepList();
 
   root.replaceChildren(h("section", { class: "jobs" },
     h("h1", {}, "Jobs"),
@@ -72,14 +74,14 @@ export async function showJobs(root, signal) {
         h("th", { scope: "col" }, "Job"), h("th", { scope: "col" }, "Status"), h("th", { scope: "col" }, "Progress"),
         h("th", { scope: "col", class: "num" }, "Loss"), h("th", { scope: "col", class: "created" }, "Created"))),
       tbody)),
-    empty, more, live));
+    empty, more, live), sweeps.section);
 
   // Polling one short request a second, not a stream per job: browsers allow only six connections per host.
   while (!signal.aborted) {
     const wake = new Promise((resolve) => { refresh = resolve; });
     const query = new URLSearchParams({ limit: String(Math.min(limit, 200)) });
     if (status) query.set("status", status);
-    const page = await getJSON(`/v1/jobs?${query}`, { signal });
+    const [page] = await Promise.all([getJSON(`/v1/jobs?${query}`, { signal }), sweeps.update(signal)]);
     renderRows(tbody, page.items, selected, onSelect);
     empty.hidden = page.items.length > 0;
     more.hidden = !page.next_cursor || limit >= 200;

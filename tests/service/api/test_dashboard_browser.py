@@ -217,3 +217,25 @@ def test_key_is_asked_once_and_other_owners_jobs_never_appear(served, page):
     page.get_by_label("API key").fill("fs_not_a_key")
     page.get_by_role("button", name="Save key").click()
     expect(page.get_by_text("The server refused this key")).to_be_visible()
+
+
+def test_a_sweep_page_shows_its_leaderboard_and_compares_its_members(served, page):
+    sign_in(page, served)
+    base = example("3_nonlinear_mlp", epochs=60)
+    base["data"]["n"] = 200
+    body = {"name": f"lr sweep {uuid.uuid4().hex[:6]}", "base": base, "space": {"lr": [0.001, 0.003, 0.01]}}
+    sweep = served.client.post("/v1/sweeps", json=body).json()
+    page.goto(url(served))
+    link = page.get_by_role("link", name=body["name"], exact=True)
+    expect(link).to_be_visible()
+    link.click()
+    expect(page).to_have_url(re.compile(f"#/sweeps/{sweep['id']}$"))
+    expect(page.locator(".sweep h1")).to_contain_text("succeeded", timeout=60_000)
+    rows = page.locator(".sweep tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.first).to_contain_text("lr=")
+    expect(page.locator(".sweep [role=status]")).to_contain_text("ranked by loss")
+    screenshot(page, "sweep")
+    page.get_by_role("link", name="Compare the best members").click()
+    expect(page).to_have_url(re.compile("#/compare/"))
+    expect(page.locator(".compare .table-wrap tbody tr")).to_have_count(3)
