@@ -45,8 +45,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def start_executor(settings, n_workers: int | None) -> mp.Process:
     """A child process that runs jobs: the local worker pool, or (FITSERVE_EXECUTOR=ray) the Ray dispatcher."""
     if settings.EXECUTOR == "ray":
-        from workers.executors.ray import run_dispatcher
+        from workers.executors.ray import require_ray_address, run_dispatcher
 
+        require_ray_address()  # here, so a missing address stops `serve` instead of only its dispatcher
         target, args, name = run_dispatcher, (True,), "fitserve-dispatcher"
     else:
         from workers.pool import run_pool

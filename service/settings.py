@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     REPORT_SECONDS: float = Field(0.5, gt=0, description="how often a running job writes its new curve points")
     CHECKPOINT_SECONDS: float = Field(30.0, gt=0, description="how often a running job saves a checkpoint")
     MAX_ATTEMPTS: int = Field(3, ge=1, description="attempts before a job whose worker keeps dying fails")
+    TORCH_THREADS: int = Field(
+        0, ge=0, description="torch threads per worker; 0: the machine's cores divided among the workers"
+    )
     WORKER_MEMORY_BYTES: int = Field(
         0, ge=0, description="address-space cap of each CPU worker process; 0 for none"
     )

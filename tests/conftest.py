@@ -120,6 +120,7 @@ class Server:
             "FITSERVE_DATABASE_URL": self.db_url,
             "FITSERVE_REPORT_SECONDS": "0.2",
             "FITSERVE_POLL_SECONDS": "0.2",
+            "FITSERVE_TORCH_THREADS": "1",  # small models on a shared 2-core machine: more threads only contend
             **env,
         }
         self.log_path = db_path.with_suffix(".log")
@@ -180,11 +181,12 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
     def query(self, sql: str, **params) -> list[tuple]:
-        """Rows of a SQL query on this server's database, whichever the back end."""
+        """Rows of a SQL statement on this server's database, whichever the back end; committed."""
         engine = create_engine(self.db_url)
         try:
-            with engine.connect() as conn:
-                return [tuple(row) for row in conn.execute(text(sql), params)]
+            with engine.begin() as conn:
+                result = conn.execute(text(sql), params)
+                return [tuple(row) for row in result] if result.returns_rows else []
         finally:
             engine.dispose()
 

@@ -56,7 +56,7 @@ def worker_main(worker_id: str, gpu: int | None, n_workers: int) -> None:
 
     configure_logging()
     cap_memory(get_settings().WORKER_MEMORY_BYTES, gpu)
-    torch.set_num_threads(threads_per_worker(n_workers))
+    torch.set_num_threads(get_settings().TORCH_THREADS or threads_per_worker(n_workers))
     shutdown = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: shutdown.set())

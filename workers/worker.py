@@ -106,6 +106,7 @@ def build_trainer(job: Job, attempt: Attempt, device: torch.device, settings: Se
         blob = saved.data if saved is not None else None
         if blob is not None:
             trainer.load_state(state_from_bytes(blob))
+            log.info("job %s resumes from its checkpoint at epoch %d", job.id, trainer.progress.epoch)
         # points past the resume point were written by an attempt that died: they are rewritten
         job_repo.truncate_points(s, job.id, trainer.progress.step)
     return trainer

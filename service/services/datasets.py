@@ -37,7 +37,10 @@ def create_dataset(
     except DatasetFileError as exc:
         raise InvalidField(("file",), str(exc)) from None
     n_classes, width = describe_targets(y)
-    x = x.astype(np.float32)
+    with np.errstate(over="ignore"):
+        x = x.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise InvalidField(("file",), "values beyond the float32 range training uses")
     data = write_npz(x, y.astype(np.int64) if n_classes is not None else y.astype(np.float32))
     dataset = Dataset(
         owner_id=owner_id,

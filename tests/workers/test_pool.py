@@ -1,11 +1,14 @@
 """Worker processes: atomic claims, restarts, SIGTERM hand-back with checkpoints, SIGKILL rescue."""
 
+import io
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from tests.conftest import ROOT, worker_pids
@@ -114,11 +117,15 @@ def test_a_killed_worker_is_replaced_and_its_job_rescued(make_server):
     srv = make_server(workers=1, **FAST_FAULTS).start()
     job = srv.submit(long_job(4000))
     wait_for_epoch(srv, job["id"], 1000)
+    srv.wait_until(job["id"], lambda _: srv.query("SELECT epoch FROM checkpoints WHERE job_id = :id", id=job["id"]))
+    [(checkpointed,)] = srv.query("SELECT epoch FROM checkpoints WHERE job_id = :id", id=job["id"])
     [pid] = worker_pids(srv.proc.pid)
     os.kill(pid, signal.SIGKILL)
     done = srv.wait_for(job["id"], timeout=90)
     assert done["status"] == "succeeded", done
     assert done["attempt"] == 2
+    resumed = re.search(rf"job {job['id']} resumes from its checkpoint at epoch (\d+)", srv.read_log())
+    assert resumed and int(resumed.group(1)) >= checkpointed > 0
     assert_contiguous_curve(srv, job["id"], 4000)
     assert pid not in worker_pids(srv.proc.pid)
 
@@ -149,3 +156,18 @@ def test_a_job_that_runs_out_of_memory_fails_and_the_worker_takes_the_next(make_
     assert job["error"].startswith("out of memory")
     assert srv.train(tiny_regression(epochs=5))["status"] == "succeeded"
     assert worker_pids(srv.proc.pid) == [pid]  # the same worker process, still alive
+
+
+def test_data_that_is_not_finite_fails_its_job_with_the_reason(make_server):
+    """Uploads refuse NaN and infinity; the worker still checks, for rows stored before that check."""
+    srv = make_server(workers=1).start()
+    dataset = srv.client.post("/v1/datasets", files={"file": ("d.csv", b"a,y\n1,2\n2,4\n3,6\n")},
+                              data={"target": "y"}).json()
+    buf = io.BytesIO()
+    np.savez(buf, x=np.array([[1.0], [np.nan], [3.0]], dtype=np.float32), y=np.array([2.0, 4.0, 6.0], dtype=np.float32))
+    srv.query("UPDATE datasets SET data = :data WHERE id = :id", data=buf.getvalue(), id=dataset["id"])
+    job = srv.train(tiny_regression(data={"source": "dataset", "dataset_id": dataset["id"]}))
+    assert job["status"] == "failed"
+    assert "NaN or infinity" in job["error"] and "x" in job["error"]
+    too_big = srv.client.post("/v1/datasets", files={"file": ("d.csv", b"a,y\n1e39,2\n2,4\n")}, data={"target": "y"})
+    assert too_big.status_code == 422 and "float32" in too_big.json()["detail"][0]["msg"]

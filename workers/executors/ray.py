@@ -49,6 +49,13 @@ def task_environment(settings: Settings) -> dict[str, str]:
     return {**env, "FITSERVE_DATABASE_URL": settings.DATABASE_URL}
 
 
+def require_ray_address() -> str:
+    address = os.environ.get("RAY_ADDRESS")
+    if not address:
+        raise SystemExit("FITSERVE_EXECUTOR=ray needs RAY_ADDRESS, the address of a running Ray cluster (or auto)")
+    return address
+
+
 def run_claimed_job(job_id: str, worker_id: str, attempt: int) -> str:
     """The body of a Ray task: train a job claimed for `worker_id`; returns how the attempt ended."""
     import torch
@@ -98,15 +105,12 @@ class Dispatcher:
         self.task = ray.remote(max_retries=0)(run_claimed_job)  # a rerun is the database's call, not Ray's
 
     def connect(self) -> None:
-        address = os.environ.get("RAY_ADDRESS")
-        if not address:
-            raise SystemExit("FITSERVE_EXECUTOR=ray needs RAY_ADDRESS, the address of a running Ray cluster")
+        address = require_ray_address()
         ray.init(address=address, runtime_env={"env_vars": task_environment(self.settings)}, logging_level="WARNING")
         log.info("dispatcher connected to Ray at %s: %s", address, ray.cluster_resources())
 
     def supervise(self) -> None:
         """Run until `stopping` is set: reap finished tasks, sweep leases, place queued jobs."""
-        self.connect()
         while not self.stopping.wait(self.settings.POLL_SECONDS):
             self.reap()
             self.renew_waiting()
@@ -174,20 +178,22 @@ class Dispatcher:
             rescue("lease expired")
 
     def stop_tasks(self) -> None:
-        """Ask every task to hand its job back; requeue the jobs of those that do not in time."""
+        """Ask every task to hand its job back; requeue the jobs of those that did not."""
+        placed = list(self.running.values())
         for ref in self.running:
             ray.cancel(ref)
         if self.running:
             ray.wait(list(self.running), num_returns=len(self.running), timeout=STOP_GRACE_SECONDS)
         self.reap()
-        for placed in self.running.values():
-            rescue("Ray task stopped with the dispatcher", placed.worker_id)
+        for each in placed:  # a job handed back is no longer this worker's: nothing to do for it
+            rescue("Ray task stopped with the dispatcher", each.worker_id)
 
 
 def run_dispatcher(with_parent: bool = False) -> None:
     """Run a dispatcher in this process until SIGTERM or SIGINT (or, `with_parent`, the parent's exit)."""
     configure_logging()
     dispatcher = Dispatcher()
+    dispatcher.connect()  # first: ray.init installs a SIGTERM handler of its own, which would kill us
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: dispatcher.stopping.set())
     if with_parent:
