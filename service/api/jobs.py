@@ -7,7 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from service.api.deps import ERROR_RESPONSES, ModelCacheDep, OwnerDep, SessionDep, SettingsDep
 from service.api.idempotent import IdempotencyKeyHeader, create_once
-from service.schemas.jobs import JobPage, JobPublic, MetricsPage, PredictRequest, PredictResponse
+from service.schemas.jobs import AliasUpdate, JobPage, JobPublic, MetricsPage, PredictRequest, PredictResponse
 from service.schemas.limits import LIMITS
 from service.schemas.spec import JobSpec
 from service.services import events
@@ -58,6 +58,17 @@ async def get_job(job_id: str, session: SessionDep, owner: OwnerDep, wait: WaitS
 @router.post("/{job_id}/cancel", response_model=JobPublic)
 def cancel_job(job_id: str, session: SessionDep, owner: OwnerDep):
     return JobPublic.from_job(job_service.cancel_job(session, job_id, owner))
+
+
+@router.put("/{job_id}/alias", response_model=JobPublic)
+def set_alias(job_id: str, body: AliasUpdate, session: SessionDep, owner: OwnerDep):
+    """Name the job's model for the v2 protocol: `/v2/models/{alias}` then answers for it."""
+    return JobPublic.from_job(job_service.set_alias(session, job_id, owner, body.alias))
+
+
+@router.delete("/{job_id}/alias", response_model=JobPublic)
+def remove_alias(job_id: str, session: SessionDep, owner: OwnerDep):
+    return JobPublic.from_job(job_service.set_alias(session, job_id, owner, None))
 
 
 @router.get("/{job_id}/metrics", response_model=MetricsPage)

@@ -101,7 +101,7 @@ async def model_metadata(name: str, owner: OwnerDep, cache: ModelCacheDep):
 @router.get("/models/{name}/ready", response_model=ModelReady)
 async def model_ready(name: str, owner: OwnerDep, cache: ModelCacheDep):
     """200 when the job has succeeded (its network loads); 404 or 409 (not ready) otherwise."""
-    await run_in_threadpool(cache.get, name, owner)
+    await run_in_threadpool(open_inference.job_id_for, cache, name, owner)
     return ModelReady(name=name, ready=True)
 
 

@@ -259,3 +259,12 @@ def claim_sweep_members(session: Session, sweep_id: str, worker_id: str, lease_s
         .returning(Job.id)
     ).all()
     return list(session.scalars(select(Job).where(Job.id.in_(claimed)).execution_options(populate_existing=True)))
+
+
+def get_job_by_alias(session: Session, alias: str, owner_id: str | None) -> Job | None:
+    return session.scalar(select(Job).where(Job.alias == alias, owned_by(Job.owner_id, owner_id)))
+
+
+def set_alias(session: Session, job: Job, alias: str | None) -> None:
+    session.execute(update(Job).where(Job.id == job.id).values(alias=alias))
+    session.refresh(job)

@@ -27,6 +27,7 @@ class MetricPointPublic(BaseModel):
 class JobPublic(BaseModel):
     id: str
     sweep_id: str | None = Field(None, description="the sweep this job is a member of")
+    alias: str | None = Field(None, description="a second name for the v2 protocol")
     name: str | None
     status: str
     spec: dict[str, Any]
@@ -47,6 +48,7 @@ class JobPublic(BaseModel):
         return cls(
             id=job.id,
             sweep_id=job.sweep_id,
+            alias=job.alias,
             name=job.name,
             status=job.status,
             spec=job.spec,
@@ -76,6 +78,12 @@ class MetricsPage(BaseModel):
     next_since_step: int = Field(description="pass as `since_step` to fetch only newer points")
     total_points: int = Field(description="points after `since_step` before downsampling")
     downsampled: bool = Field(description="true when evenly spaced points were kept (first and last always)")
+
+
+class AliasUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    alias: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$", description="e.g. house-prices")
 
 
 class PredictRequest(BaseModel):

@@ -110,3 +110,22 @@ def read_weights(session: Session, job_id: str, owner_id: str | None) -> bytes:
     if blob is None:
         raise NotFound(f"job {job_id} has no stored weights")
     return blob
+
+
+def set_alias(session: Session, job_id: str, owner_id: str | None, alias: str | None) -> Job:
+    """Name a job for the v2 protocol (`/v2/models/{alias}`); an alias names one job of an owner at a time."""
+    job = get_job(session, job_id, owner_id)
+    if alias is not None:
+        holder = job_repo.get_job_by_alias(session, alias, owner_id)
+        if holder is not None and holder.id != job.id:
+            raise Conflict(f"alias {alias!r} already names job {holder.id}; remove it there first")
+    job_repo.set_alias(session, job, alias)
+    return job
+
+
+def resolve_model_name(session: Session, name: str, owner_id: str | None) -> str:
+    """A v2 model name: a job id, or an alias set on one of the owner's jobs."""
+    job = job_repo.get_job(session, name, owner_id) or job_repo.get_job_by_alias(session, name, owner_id)
+    if job is None:
+        raise NotFound(f"no model {name!r}")
+    return job.id

@@ -5,12 +5,14 @@ import math
 import numpy as np
 import torch
 
-from service.errors import InvalidField
+from service.db import session_scope
+from service.errors import InvalidField, NotFound
 from service.schemas.limits import LIMITS
 from service.schemas.spec import JobSpec
 from service.schemas.v2 import InferInputTensor, InferOutputTensor, InferRequest, InferResponse, ModelMetadata
 from service.schemas.v2 import TensorMetadata
 from service.services.exports import INPUT_NAME
+from service.services.jobs import resolve_model_name
 from service.services.predictions import ModelCache, predict_tensors
 
 NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
@@ -28,8 +30,18 @@ def output_metadata(spec: JobSpec) -> list[TensorMetadata]:
     ]
 
 
+def job_id_for(cache: ModelCache, name: str, owner_id: str | None) -> str:
+    """The job a v2 model name means: its id (a warm cache answers without the database), or its alias."""
+    try:
+        cache.get(name, owner_id)
+        return name
+    except NotFound:
+        with session_scope(read_only=True) as s:
+            return resolve_model_name(s, name, owner_id)
+
+
 def model_metadata(cache: ModelCache, name: str, owner_id: str | None) -> ModelMetadata:
-    model = cache.get(name, owner_id)
+    model = cache.get(job_id_for(cache, name, owner_id), owner_id)
     return ModelMetadata(
         name=name,
         platform="pytorch",
@@ -58,7 +70,7 @@ def input_array(request: InferRequest) -> np.ndarray:
 
 
 def infer(cache: ModelCache, name: str, owner_id: str | None, request: InferRequest) -> InferResponse:
-    answers = predict_tensors(cache, name, owner_id, input_array(request))
+    answers = predict_tensors(cache, job_id_for(cache, name, owner_id), owner_id, input_array(request))
     wanted = [o.name for o in request.outputs] if request.outputs else list(answers)
     for i, output in enumerate(wanted):
         if output not in answers:

@@ -2,6 +2,7 @@
 
 from collections import Counter
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from service.errors import Conflict, InvalidField, NotFound, TooManyRequests
@@ -17,7 +18,11 @@ VARIED_IN_SPACE = {"lr", "momentum", "weight_decay", "seed", "batch_size"}
 
 
 def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, settings: Settings) -> Sweep:
-    specs = request.member_specs()
+    try:
+        specs = request.member_specs()
+    except ValidationError as exc:  # a sampled or listed value the job spec refuses, e.g. lr > 100
+        error = exc.errors()[0]
+        raise InvalidField(("space", error["loc"][-1]), error["msg"]) from None
     shape = data_shape(session, request.base, owner_id)
     for spec in specs:
         try:

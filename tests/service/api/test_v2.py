@@ -99,3 +99,23 @@ def test_a_job_still_training_is_not_ready(server, triton_client):
     early = error_of(lambda: triton_client.infer(job["id"], [json_input(np.array([[1.0]]))]))
     assert early.status() == "409" and "succeeded" in early.message()
     server.client.post(f"/v1/jobs/{job['id']}/cancel")
+
+
+def test_an_alias_names_the_model_for_v2_clients(server, triton_client, regression):
+    alias = f"line-{regression[:8]}"
+    response = server.client.put(f"/v1/jobs/{regression}/alias", json={"alias": alias})
+    assert response.status_code == 200 and response.json()["alias"] == alias
+    assert triton_client.is_model_ready(alias)
+    rows = np.array([[0.5], [2.0]], dtype=np.float32)
+    by_alias = triton_client.infer(alias, [json_input(rows)], outputs=wanted("predictions"))
+    by_id = triton_client.infer(regression, [json_input(rows)], outputs=wanted("predictions"))
+    assert by_alias.as_numpy("predictions").tolist() == by_id.as_numpy("predictions").tolist()
+    other = server.train(tiny_regression(epochs=3))["id"]
+    taken = server.client.put(f"/v1/jobs/{other}/alias", json={"alias": alias})
+    assert taken.status_code == 409 and regression in taken.json()["detail"]
+    bad = server.client.put(f"/v1/jobs/{other}/alias", json={"alias": "no spaces allowed"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "alias"]
+    assert server.client.delete(f"/v1/jobs/{regression}/alias").json()["alias"] is None
+    with pytest.raises(InferenceServerException) as gone:
+        triton_client.get_model_metadata(alias)
+    assert "404" in str(gone.value) or "no model" in str(gone.value)
