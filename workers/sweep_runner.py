@@ -175,13 +175,16 @@ class BatchedRun:
             if figures is not None:
                 self.records.append(figures)
             now = time.perf_counter()
-            if now - last_report >= self.settings.REPORT_SECONDS or len(self.records) >= CHUNK or epoch == epochs:
+            checkpoint_due = now - last_checkpoint >= self.settings.CHECKPOINT_SECONDS and epoch < epochs
+            # a checkpoint follows a report: members resumed from it must find their curves up to it
+            report_due = now - last_report >= self.settings.REPORT_SECONDS or len(self.records) >= CHUNK
+            if report_due or checkpoint_due or epoch == epochs:
                 last_report = now
                 self.flush()
             if self.attempts[0].shutdown.is_set() and epoch < epochs:
                 self.stop_for_shutdown()
                 return
-            if now - last_checkpoint >= self.settings.CHECKPOINT_SECONDS and epoch < epochs:
+            if checkpoint_due:
                 last_checkpoint = now
                 self.checkpoint()
         self.finish_trained()
@@ -220,6 +223,7 @@ class BatchedRun:
                 job_repo.save_checkpoint(s, a.job_id, a.worker_id, a.attempt, self.trainer.progress.epoch, blob)
 
     def stop_for_shutdown(self) -> None:
+        self.flush()
         self.checkpoint()
         release_all([self.group[k] for k in self.active], self.attempts[0].worker_id)
 
