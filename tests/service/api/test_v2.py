@@ -77,7 +77,7 @@ def error_of(call) -> InferenceServerException:
 def test_errors_come_in_v2_shape_with_their_status(server, triton_client, regression):
     rows = np.array([[1.0]])
     missing = error_of(lambda: triton_client.infer("nope", [json_input(rows)]))
-    assert missing.status() == "404" and "no job 'nope'" in missing.message()
+    assert missing.status() == "404" and "no model 'nope'" in missing.message()
     assert not triton_client.is_model_ready("nope")
     wrong_width = error_of(lambda: triton_client.infer(regression, [json_input(np.ones((2, 3)))]))
     assert wrong_width.status() == "400" and "1 numbers" in wrong_width.message()
