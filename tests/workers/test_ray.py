@@ -116,6 +116,31 @@ def node_id_of(proc: subprocess.Popen, timeout: float = 60) -> str:
     raise AssertionError("the joined node's raylet never started")
 
 
+def kill_node(proc: subprocess.Popen) -> None:
+    """The node dies: its raylet, agents and worker processes at once, whatever session Ray gave them."""
+    for pid in [proc.pid, *descendants(proc.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def job_running_on(srv, ids: list[str], node_id: str, timeout: float = 120) -> dict:
     """The job among `ids` that has trained a while on the node `node_id`."""
     deadline = time.monotonic() + timeout
@@ -135,7 +160,7 @@ def test_a_job_whose_node_dies_is_rescued_on_another_node(make_server, tmp_path,
         srv = make_server(workers=1, FITSERVE_EXECUTOR="ray", RAY_ADDRESS=RAY_ADDRESS, **FAST_FAULTS).start()
         ids = [srv.submit(job_of(6))["id"] for _ in range(3)]  # one per node: three nodes of one CPU
         job = job_running_on(srv, ids, victim_id)
-        os.killpg(victim.pid, signal.SIGKILL)  # the node dies: raylet, its workers and agents at once
+        kill_node(victim)
         killed = time.monotonic()
         srv.wait_until(job["id"], lambda j: j["attempt"] == 2, timeout=60)
         with capsys.disabled():
@@ -143,7 +168,7 @@ def test_a_job_whose_node_dies_is_rescued_on_another_node(make_server, tmp_path,
         done = srv.wait_for(job["id"], timeout=180)
     finally:
         if victim.poll() is None:
-            os.killpg(victim.pid, signal.SIGKILL)
+            kill_node(victim)
         victim.wait(30)
     assert done["status"] == "succeeded" and done["attempt"] == 2 and done["node"] != victim_id
     curve = srv.client.get(f"/v1/jobs/{job['id']}/metrics", params={"max_points": 100_000}).json()
