@@ -66,7 +66,10 @@ def main() -> None:
     args = parser.parse_args()
     header(f"Sweeps vs separate jobs, {args.epochs} epochs, 1000 points, one worker: {machine()}")
     rows = []
-    with Service(workers=1) as svc:
+    # a 1024-member sweep is 1024 queued jobs: above the default per-owner cap
+    limits = {"FITSERVE_MAX_QUEUED_PER_OWNER": "10000", "FITSERVE_RATE_LIMIT_PER_SECOND": "100000",
+              "FITSERVE_RATE_LIMIT_BURST": "100000", "FITSERVE_TORCH_THREADS": "1"}
+    with Service(workers=1, **limits) as svc:
         for label, name in MODELS.items():
             base = base_spec(name, args.epochs)
             for k in [int(s) for s in args.sizes.split(",") if s]:
