@@ -84,8 +84,7 @@ def keep_leases(members: list[Job], worker_id: str, settings: Settings, done: th
     """Renew every claimed member's lease, in one transaction, while others are trained first."""
     while not done.wait(settings.LEASE_SECONDS / 3):
         with session_scope() as s:
-            for job in members:
-                job_repo.renew_lease(s, job.id, worker_id, job.attempt, settings.LEASE_SECONDS)
+            job_repo.renew_leases(s, worker_id, [(job.id, job.attempt) for job in members], settings.LEASE_SECONDS)
 
 
 def run_sweep_members(members: list[Job], worker_id: str, settings: Settings, gpu, shutdown: threading.Event) -> None:
@@ -193,18 +192,24 @@ class BatchedRun:
         """One read-back and one transaction for every member's new points."""
         points_by_member = self.trainer.to_points(self.records)
         self.records = []
-        failed = []
+        failed, entries = [], []
+        for k in sorted(self.active):
+            points = points_by_member[k]
+            bad = next((i for i, p in enumerate(points) if not math.isfinite(p.loss)), None)
+            if bad is not None:
+                points, failed = points[:bad], failed + [(k, points[bad])]
+            last = points[-1] if points else None
+            entries.append({
+                "job_id": self.attempts[k].job_id,
+                "attempt": self.attempts[k].attempt,
+                "epoch": last.epoch if last else self.trainer.progress.epoch,
+                "step": last.step if last else self.trainer.progress.step,
+                "points": [p.__dict__ for p in points],
+            })
         with session_scope() as s:
-            for k in sorted(self.active):
-                a, points = self.attempts[k], points_by_member[k]
-                bad = next((i for i, p in enumerate(points) if not math.isfinite(p.loss)), None)
-                if bad is not None:
-                    points, failed = points[:bad], failed + [(k, points[bad])]
-                rows = [p.__dict__ for p in points]
-                last = points[-1] if points else None
-                a.note(job_repo.record_progress(s, a.job_id, a.worker_id, a.attempt,
-                                                 last.epoch if last else self.trainer.progress.epoch,
-                                                 last.step if last else self.trainer.progress.step, rows))
+            flags = job_repo.record_progress_many(s, self.attempts[0].worker_id, entries)
+        for k in self.active:
+            self.attempts[k].note(flags[self.attempts[k].job_id])
         for k, point in failed:
             self.attempts[k].finish(JobStatus.FAILED, f"training diverged: loss became {point.loss} at epoch {point.epoch}")
             self.active.discard(k)
