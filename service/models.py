@@ -8,7 +8,6 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
-    Float,
     ForeignKey,
     Index,
     Integer,
@@ -110,18 +109,20 @@ class Job(Base):
     )
 
 
-class MetricPoint(Base):
-    """One point of a job's curve; (job_id, step) is unique, so no attempt can write it twice."""
+class MetricChunk(Base):
+    """A run of a job's curve points, one report's worth, as columns (service/curves.py).
 
-    __tablename__ = "metric_points"
+    Chunks of a job never overlap: a resumed attempt first trims the curve back to its checkpoint.
+    """
+
+    __tablename__ = "metric_chunks"
 
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
-    step: Mapped[int] = mapped_column(Integer, primary_key=True)
-    epoch: Mapped[int] = mapped_column(Integer)
-    loss: Mapped[float] = mapped_column(Float)
-    val_loss: Mapped[float | None] = mapped_column(Float)
-    accuracy: Mapped[float | None] = mapped_column(Float)
-    val_accuracy: Mapped[float | None] = mapped_column(Float)
+    first_step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_step: Mapped[int] = mapped_column(Integer)
+    count: Mapped[int] = mapped_column(Integer)
+    columns: Mapped[str] = mapped_column(String(100))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class JobWeights(Base):

@@ -2,11 +2,13 @@
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from service.db import make_engine
 from service.migrations import downgrade, upgrade
 from service.models import Base
+from service.repositories import metrics as metric_repo
+from sqlalchemy.orm import Session
 
 
 def test_migrations_match_the_models(tmp_path, databases):
@@ -28,5 +30,51 @@ def test_migrations_go_down_to_nothing_and_up_again(tmp_path, databases):
     engine.dispose()
     upgrade(url)
     engine = make_engine(url)
-    assert {"jobs", "metric_points", "job_weights", "checkpoints", "datasets"} <= set(inspect(engine).get_table_names())
+    assert {"jobs", "metric_chunks", "job_weights", "checkpoints", "datasets"} <= set(inspect(engine).get_table_names())
     engine.dispose()
+
+
+def stored_points(url: str) -> list[tuple]:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT job_id, step, epoch, loss, val_loss, accuracy, val_accuracy FROM metric_points ORDER BY job_id, step")
+        ).all()
+    engine.dispose()
+    return [tuple(r) for r in rows]
+
+
+def test_curves_stored_as_rows_move_into_chunks_and_back(tmp_path, databases):
+    """0006 moves every metric_points row into chunks; its downgrade gives back the same rows."""
+    url = databases.create(tmp_path / "curves.db")
+    upgrade(url, "0005")
+    engine = make_engine(url)
+    points = {
+        "a" * 32: [(s, s, 1.0 / s, None if s % 3 else 2.0 / s, None, None) for s in range(1, 2501)],
+        "b" * 32: [(10 * s, s, 0.5 + s, 0.25, s / 7, (s % 5) / 5) for s in range(1, 4)],
+    }
+    with engine.begin() as conn:
+        for job_id, rows in points.items():
+            conn.execute(
+                text("INSERT INTO jobs (id, status, spec, epochs, epoch, step, attempt, max_attempts, cancel_requested,"
+                     " created_at) VALUES (:id, 'succeeded', '{}', 1, 0, 0, 1, 3, false, '2026-11-27 00:00:00')"),
+                {"id": job_id},
+            )
+            conn.execute(
+                text("INSERT INTO metric_points VALUES (:j, :s, :e, :l, :v, :a, :va)"),
+                [dict(zip(("j", "s", "e", "l", "v", "a", "va"), (job_id, *r))) for r in rows],
+            )
+    engine.dispose()
+    before = stored_points(url)
+
+    upgrade(url)
+    engine = make_engine(url)
+    with Session(engine) as session:
+        for job_id, rows in points.items():
+            got = metric_repo.list_points(session, job_id, 0, 10_000)
+            assert [(p.step, p.epoch, p.loss, p.val_loss, p.accuracy, p.val_accuracy) for p in got] == rows
+            assert metric_repo.count_points(session, job_id, 1000) == sum(r[0] > 1000 for r in rows)
+    engine.dispose()
+
+    downgrade(url, "0005")
+    assert stored_points(url) == before

@@ -15,6 +15,7 @@ from service.db import session_scope
 from service.models import Job, JobStatus
 from service.repositories import datasets as dataset_repo
 from service.repositories import jobs as job_repo
+from service.repositories import metrics as metric_repo
 from service.schemas.spec import JobSpec
 from service.settings import Settings
 from workers.checkpoints import state_from_bytes, state_to_bytes
@@ -108,7 +109,7 @@ def build_trainer(job: Job, attempt: Attempt, device: torch.device, settings: Se
             trainer.load_state(state_from_bytes(blob))
             log.info("job %s resumes from its checkpoint at epoch %d", job.id, trainer.progress.epoch)
         # points past the resume point were written by an attempt that died: they are rewritten
-        job_repo.truncate_points(s, job.id, trainer.progress.step)
+        metric_repo.truncate_points(s, job.id, trainer.progress.step)
     return trainer
 
 

@@ -5,7 +5,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from service.models import Checkpoint, Job, JobStatus, JobWeights, MetricPoint, utcnow
+from service.models import Checkpoint, Job, JobStatus, JobWeights, utcnow
+from service.repositories import metrics as metric_repo
 
 
 def add_job(session: Session, job: Job) -> Job:
@@ -144,8 +145,7 @@ def record_progress(
     ).scalar()
     if cancel is None:
         return None
-    if points:
-        session.execute(MetricPoint.__table__.insert(), [{"job_id": job_id, **p} for p in points])
+    metric_repo.insert_points(session, [(job_id, points)])
     return cancel
 
 
@@ -184,11 +184,6 @@ def release_job(session: Session, job_id: str, worker_id: str, attempt: int, err
         ).scalar()
         is not None
     )
-
-
-def truncate_points(session: Session, job_id: str, after_step: int) -> None:
-    """Drop points past a checkpoint, so a resumed attempt rewrites them without duplicates."""
-    session.execute(delete(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step > after_step))
 
 
 def set_device(
@@ -303,9 +298,7 @@ def record_progress_many(session: Session, worker_id: str, entries: list[dict]) 
             [{"b_id": e["job_id"], "b_epoch": e["epoch"], "b_step": e["step"], "b_latest": e["points"][-1]}
              for e in with_points],
         )
-        session.execute(
-            MetricPoint.__table__.insert(), [{"job_id": e["job_id"], **p} for e in with_points for p in e["points"]]
-        )
+        metric_repo.insert_points(session, [(e["job_id"], e["points"]) for e in with_points])
     if without:
         session.execute(
             update(table).where(table.c.id == bindparam("b_id")).values(epoch=bindparam("b_epoch"), step=bindparam("b_step")),

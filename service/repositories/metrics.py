@@ -1,20 +1,49 @@
-"""Queries on curve points and weights."""
+"""Queries on curve points and weights. Points are stored in chunks (service/curves.py)."""
 
-from sqlalchemy import func, select
+from collections.abc import Iterator, Sequence
+
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from service.models import JobWeights, MetricPoint
+from service import curves
+from service.curves import CurvePoint
+from service.models import JobWeights, MetricChunk
+
+
+def insert_points(session: Session, entries: Sequence[tuple[str, Sequence[dict]]]) -> None:
+    """Store each (job id, points) as one chunk, in one statement."""
+    rows = []
+    for job_id, points in entries:
+        if points:
+            chunk = curves.encode(points)
+            rows.append({"job_id": job_id, **{name: getattr(chunk, name) for name in curves.Chunk.__slots__}})
+    if rows:
+        session.execute(MetricChunk.__table__.insert(), rows)
+
+
+def _chunks_after(session: Session, job_id: str, since_step: int) -> Iterator[MetricChunk]:
+    query = select(MetricChunk).where(MetricChunk.job_id == job_id, MetricChunk.last_step > since_step)
+    return iter(session.scalars(query.order_by(MetricChunk.first_step)))
 
 
 def count_points(session: Session, job_id: str, since_step: int) -> int:
-    query = select(func.count()).where(MetricPoint.job_id == job_id, MetricPoint.step > since_step)
-    return session.scalar(query) or 0
+    whole = select(func.sum(MetricChunk.count)).where(MetricChunk.job_id == job_id, MetricChunk.first_step > since_step)
+    total = session.scalar(whole) or 0
+    straddling = session.scalar(
+        select(MetricChunk).where(
+            MetricChunk.job_id == job_id, MetricChunk.first_step <= since_step, MetricChunk.last_step > since_step
+        )
+    )
+    if straddling is not None:
+        total += len(curves.decode(straddling.columns, straddling.data, straddling.count, since_step))
+    return total
 
 
-def list_points(session: Session, job_id: str, since_step: int, max_points: int) -> list[MetricPoint]:
+def list_points(session: Session, job_id: str, since_step: int, max_points: int) -> list[CurvePoint]:
     """Points after `since_step` in step order; at most `max_points`, evenly spaced, the first and last kept."""
-    query = select(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step > since_step)
-    points = list(session.scalars(query.order_by(MetricPoint.step)))
+    points = []
+    for c in _chunks_after(session, job_id, since_step):
+        points += curves.decode(c.columns, c.data, c.count, since_step)
     if len(points) <= max_points:
         return points
     if max_points == 1:
@@ -23,11 +52,31 @@ def list_points(session: Session, job_id: str, since_step: int, max_points: int)
     return [points[round(i * last / (max_points - 1))] for i in range(max_points)]
 
 
+def list_points_after(session: Session, job_id: str, since_step: int, limit: int) -> list[CurvePoint]:
+    """The next `limit` points after `since_step`, in step order, none skipped (for streams that must see each)."""
+    points: list[CurvePoint] = []
+    for c in _chunks_after(session, job_id, since_step):
+        points += curves.decode(c.columns, c.data, c.count, since_step)
+        if len(points) >= limit:
+            break
+    return points[:limit]
+
+
+def truncate_points(session: Session, job_id: str, after_step: int) -> None:
+    """Drop points past `after_step` (a checkpoint), so a resumed attempt rewrites them without duplicates."""
+    session.execute(delete(MetricChunk).where(MetricChunk.job_id == job_id, MetricChunk.first_step > after_step))
+    straddling = session.scalar(
+        select(MetricChunk).where(MetricChunk.job_id == job_id, MetricChunk.last_step > after_step)
+    )
+    if straddling is None:
+        return
+    kept = curves.trimmed(straddling.columns, straddling.data, straddling.count, after_step)
+    session.execute(
+        update(MetricChunk)
+        .where(MetricChunk.job_id == job_id, MetricChunk.first_step == straddling.first_step)
+        .values(last_step=kept.last_step, count=kept.count, columns=kept.columns, data=kept.data)
+    )
+
+
 def get_weights(session: Session, job_id: str) -> bytes | None:
     return session.scalar(select(JobWeights.data).where(JobWeights.job_id == job_id))
-
-
-def list_points_after(session: Session, job_id: str, since_step: int, limit: int) -> list[MetricPoint]:
-    """The next `limit` points after `since_step`, in step order, none skipped (for streams that must see each)."""
-    query = select(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step > since_step)
-    return list(session.scalars(query.order_by(MetricPoint.step).limit(limit)))
