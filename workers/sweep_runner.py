@@ -21,6 +21,7 @@ from modelzoo.weights import weights_to_bytes
 from service.db import session_scope
 from service.models import Job, JobStatus
 from service.repositories import jobs as job_repo
+from service.repositories import metrics as metric_repo
 from service.repositories import sweeps as sweep_repo
 from service.schemas.spec import JobSpec
 from service.settings import Settings
@@ -29,12 +30,13 @@ from workers.checkpoints import state_from_bytes, state_to_bytes
 from workers.data import load_data
 from workers.devices import resolve_device
 from workers.steps import transform_rows
-from workers.trainer import CHUNK, Callbacks, Trainer, fit_standardization
+from workers.trainer import Callbacks, Trainer, fit_standardization
 from workers.worker import Attempt, fetch_dataset, run_attempt
 
 log = logging.getLogger("fitserve.sweeps")
 PROBE_WARMUP, PROBE_ROUNDS, PROBE_EPOCHS, PROBE_SECONDS = 3, 5, 5, 1.0
 MIN_SPEEDUP = 1.2  # batched must beat one-by-one by this much to be chosen
+MEMBER_CHUNK = 1024  # recorded epochs kept before a report is forced (K points each)
 
 
 def prepare(spec: JobSpec, device: torch.device):
@@ -161,7 +163,7 @@ class BatchedRun:
         with session_scope() as s:
             for a in self.attempts:
                 job_repo.set_device(s, a.job_id, a.worker_id, a.attempt, device)
-                job_repo.truncate_points(s, a.job_id, self.trainer.progress.step)
+                metric_repo.truncate_points(s, a.job_id, self.trainer.progress.step)
         self.train()  # leases are kept by the sweep's keep_leases; stops are seen at each report
 
     def train(self) -> None:
@@ -176,7 +178,7 @@ class BatchedRun:
             now = time.perf_counter()
             checkpoint_due = now - last_checkpoint >= self.settings.CHECKPOINT_SECONDS and epoch < epochs
             # a checkpoint follows a report: members resumed from it must find their curves up to it
-            report_due = now - last_report >= self.settings.REPORT_SECONDS or len(self.records) >= CHUNK
+            report_due = now - last_report >= self.settings.REPORT_SECONDS or len(self.records) >= MEMBER_CHUNK
             if report_due or checkpoint_due or epoch == epochs:
                 last_report = now
                 self.flush()

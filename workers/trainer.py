@@ -21,7 +21,7 @@ from workers.cuda_graph import GraphedEpochs, can_graph
 from workers.data import TrainingData
 from workers.steps import Batches, Step, transform_rows
 
-CHUNK = 1024  # recorded epochs kept on the device before a report is forced
+CHUNK = 4096  # recorded epochs kept on the device before a report is forced
 
 
 @dataclass
