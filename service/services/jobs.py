@@ -15,6 +15,7 @@ from service.repositories import metrics as metric_repo
 from service.schemas.jobs import JobPage, JobPublic, MetricPointPublic, MetricsPage
 from service.schemas.data import DataShape, known_data_shape
 from service.schemas.spec import JobSpec, SpecError, check_spec
+from service import wakeup
 from service.settings import Settings
 
 
@@ -48,7 +49,9 @@ def submit_job(session: Session, spec: JobSpec, owner_id: str | None, settings: 
         epochs=spec.epochs,
         max_attempts=settings.MAX_ATTEMPTS,
     )
-    return job_repo.add_job(session, job)
+    job = job_repo.add_job(session, job)
+    wakeup.work_queued(session)
+    return job
 
 
 def get_job(session: Session, job_id: str, owner_id: str | None) -> Job:

@@ -12,6 +12,7 @@ from service.repositories import sweeps as sweep_repo
 from service.schemas.spec import SpecError, check_spec
 from service.schemas.sweeps import LeaderboardEntry, SweepCreate, SweepPage, SweepProgress, SweepPublic, SweepSummary
 from service.services.jobs import data_shape, decode_cursor, encode_cursor
+from service import wakeup
 from service.settings import Settings
 
 VARIED_IN_SPACE = {"lr", "momentum", "weight_decay", "seed", "batch_size"}
@@ -45,7 +46,9 @@ def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, s
         for i, spec in enumerate(specs)
     ]
     sweep = Sweep(owner_id=owner_id, name=request.name, request=request.model_dump(mode="json"), size=len(specs))
-    return sweep_repo.add_sweep(session, sweep, members)
+    sweep = sweep_repo.add_sweep(session, sweep, members)
+    wakeup.work_queued(session)
+    return sweep
 
 
 def get_sweep(session: Session, sweep_id: str, owner_id: str | None) -> Sweep:

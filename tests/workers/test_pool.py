@@ -171,3 +171,23 @@ def test_data_that_is_not_finite_fails_its_job_with_the_reason(make_server):
     assert "NaN or infinity" in job["error"] and "x" in job["error"]
     too_big = srv.client.post("/v1/datasets", files={"file": ("d.csv", b"a,y\n1e39,2\n2,4\n")}, data={"target": "y"})
     assert too_big.status_code == 422 and "float32" in too_big.json()["detail"][0]["msg"]
+
+
+@pytest.mark.parametrize("kind", ["job", "sweep"])
+def test_an_idle_worker_is_woken_by_a_submit_instead_of_its_next_poll(make_server, kind):
+    """With a 60 s poll, work submitted to an idle pool still starts at once; stopping stays prompt."""
+    srv = make_server(workers=1, FITSERVE_POLL_SECONDS="60").start()
+    first = srv.submit(tiny_regression(epochs=5))
+    assert srv.wait_for(first["id"], timeout=60)["status"] == "succeeded"  # the worker is up, and now idle
+    time.sleep(1.0)
+    if kind == "job":
+        job_id = srv.submit(tiny_regression(epochs=5))["id"]
+    else:
+        sweep = srv.client.post("/v1/sweeps", json={"base": tiny_regression(epochs=5), "space": {"lr": [0.01, 0.02]}})
+        assert sweep.status_code == 201, sweep.text
+        job_id = srv.client.get(f"/v1/sweeps/{sweep.json()['id']}").json()["leaderboard"][0]["job_id"]
+    job = srv.wait_for(job_id, timeout=20)
+    assert job["status"] == "succeeded"
+    started = time.monotonic()
+    assert srv.stop() == 0
+    assert time.monotonic() - started < 8

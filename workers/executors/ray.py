@@ -25,6 +25,7 @@ from service.db import session_scope
 from service.logs import configure_logging, job_logging
 from service.repositories import jobs as job_repo
 from service.settings import Settings, get_settings
+from service.wakeup import Listener
 from workers.pool import STOP_GRACE_SECONDS, rescue, stop_when_orphaned
 
 log = logging.getLogger("fitserve.dispatcher")
@@ -111,11 +112,18 @@ class Dispatcher:
 
     def supervise(self) -> None:
         """Run until `stopping` is set: reap finished tasks, sweep leases, place queued jobs."""
-        while not self.stopping.wait(self.settings.POLL_SECONDS):
-            self.reap()
-            self.renew_waiting()
-            self.sweep_if_due()
-            self.place()
+        listener = Listener(self.settings.DATABASE_URL)  # a submit wakes it before the next poll
+        try:
+            while not self.stopping.is_set():
+                listener.wait(self.settings.POLL_SECONDS, self.stopping)
+                if self.stopping.is_set():
+                    break
+                self.reap()
+                self.renew_waiting()
+                self.sweep_if_due()
+                self.place()
+        finally:
+            listener.close()
         self.stop_tasks()
         ray.shutdown()
 
