@@ -41,7 +41,6 @@ class Service:
         self.env = {
             **os.environ,
             "FITSERVE_DATABASE_URL": f"sqlite:///{self.dir.name}/fitserve.db",
-            "FITSERVE_POLL_SECONDS": "0.05",
             # the benchmarks send faster than a caller may by default: they measure the work, not the limiter
             "FITSERVE_RATE_LIMIT_PER_SECOND": "1000000",
             "FITSERVE_RATE_LIMIT_BURST": "1000000",
