@@ -15,7 +15,12 @@ class Settings(BaseSettings):
         default_factory=lambda: f"sqlite:///{Path('var').resolve() / 'fitserve.db'}",
         description="SQLAlchemy URL; a SQLite file under ./var/ unless set",
     )
-    WORKERS: int | None = Field(None, ge=0, description="worker processes; default one per visible GPU, else 1")
+    WORKERS: int | None = Field(
+        None, ge=0, description="worker processes; default WORKERS_PER_GPU per visible GPU, else 1"
+    )
+    WORKERS_PER_GPU: int = Field(
+        1, ge=1, le=64, description="workers sharing each GPU when WORKERS is unset (small jobs leave a GPU idle)"
+    )
     LEASE_SECONDS: float = Field(30.0, gt=0, description="a running job's lease; renewed by its worker")
     SWEEP_SECONDS: float = Field(5.0, gt=0, description="how often expired leases are looked for")
     POLL_SECONDS: float = Field(0.5, gt=0, description="how long an idle worker waits before looking again")

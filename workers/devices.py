@@ -27,8 +27,9 @@ def resolve_device(requested: str, gpu: int | None) -> torch.device:
     return torch.device("cuda", index)
 
 
-def default_workers() -> int:
-    return max(1, visible_gpus())
+def default_workers(per_gpu: int = 1) -> int:
+    """`per_gpu` workers on each visible GPU (the pool hands GPUs out round-robin), else one CPU worker."""
+    return max(1, visible_gpus() * per_gpu)
 
 
 def threads_per_worker(n_workers: int) -> int:

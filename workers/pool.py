@@ -76,7 +76,7 @@ def rescue(reason: str, worker_id: str | None = None) -> None:
 class Pool:
     def __init__(self, n_workers: int | None = None, settings: Settings | None = None):
         self.settings = settings or get_settings()
-        self.n = n_workers if n_workers is not None else (self.settings.WORKERS or default_workers())
+        self.n = n_workers if n_workers is not None else (self.settings.WORKERS or default_workers(self.settings.WORKERS_PER_GPU))
         self.gpus = visible_gpus()
         self.ctx = mp.get_context("spawn")
         self.procs: dict[int, tuple[str, mp.Process]] = {}

@@ -191,3 +191,13 @@ def test_an_idle_worker_is_woken_by_a_submit_instead_of_its_next_poll(make_serve
     started = time.monotonic()
     assert srv.stop() == 0
     assert time.monotonic() - started < 8
+
+
+def test_workers_per_gpu_sets_the_default_pool_size():
+    import torch
+
+    from workers.devices import default_workers, visible_gpus
+
+    gpus = visible_gpus()
+    assert gpus == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    assert default_workers(4) == (4 * gpus if gpus else 1)  # a CPU-only machine runs one worker
