@@ -25,3 +25,6 @@ else
 fi
 "$PY" -m pytest -q -p no:cacheprovider tests/workers/test_fast_path.py
 "$PY" -m bench.gpu_training --epochs-scale "$scale"
+if [ "$scale" = "1.0" ]; then
+    "$PY" -m bench.sweeps --epochs 2000 --sizes 64 --batched-only 1024
+fi
