@@ -90,6 +90,11 @@ class Job(Base):
     epoch: Mapped[int] = mapped_column(Integer, default=0)  # epochs completed
     step: Mapped[int] = mapped_column(Integer, default=0)  # optimizer steps taken
     latest_metrics: Mapped[dict | None] = mapped_column(JSON)
+    # with early stopping: the recorded epoch where patience ran out (None: it reached its last epoch),
+    # and the epoch whose weights the job kept, with that epoch's curve point
+    stopped_early_at: Mapped[int | None] = mapped_column(Integer)
+    best_epoch: Mapped[int | None] = mapped_column(Integer)
+    best_metrics: Mapped[dict | None] = mapped_column(JSON)
     attempt: Mapped[int] = mapped_column(Integer, default=0)  # 1 on the first claim
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     worker_id: Mapped[str | None] = mapped_column(String(64))

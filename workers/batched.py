@@ -17,6 +17,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from workers.data import TrainingData
+from workers.early_stopping import EarlyStopping
 from workers.steps import Batches, make_loss, transform_rows
 from workers.trainer import Point, Progress, make_optimizer
 
@@ -85,6 +86,10 @@ class BatchedTrainer:
         self.uses_momentum = any(o.momentum for o in opt)
         self.state: dict[str, dict[str, torch.Tensor]] = {}  # per parameter: momentum or Adam moments
         self.optimizer_steps = 0
+        # every member's (K,) early-stopping state; members of one batch share the spec's settings
+        self.early = None
+        if spec.early_stopping is not None:
+            self.early = EarlyStopping(spec, self.x_val is not None, list(self.params.values()), self.K)
 
     # ------------------------------------------------------------ one step
 
@@ -162,6 +167,8 @@ class BatchedTrainer:
             if self.classify:
                 yv = self.y_val if self.yv_dim is not None else self.y_val.expand(self.K, *self.y_val.shape)
                 val_correct = self.correct(val_outs, yv)
+        if self.early is not None:
+            self.early.observe(losses, val_loss, self.progress.epoch + 1, list(self.params.values()))
         return MemberFigures(self.progress.epoch + 1, self.progress.step, losses, correct, val_loss, val_correct)
 
     def correct(self, outs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -204,6 +211,8 @@ class BatchedTrainer:
             optimizer = make_optimizer(self.specs[k], net.parameters())
             optimizer.load_state_dict(state["optimizer"])
             self.gens[k].set_state(state["rng"])
+            if self.early is not None and "early_stopping" in state:
+                self.early.load_state(state["early_stopping"], k)
             names = [name for name, _ in net[1:].named_parameters()]
             for name, p in zip(names, net.parameters()):
                 with torch.no_grad():
@@ -217,12 +226,13 @@ class BatchedTrainer:
                     self.optimizer_steps = int(saved["step"])
         self.progress = Progress(epoch=states[0]["epoch"], step=states[0]["step"])
 
-    def member_net(self, k: int) -> nn.Sequential:
-        """Member k as a plain network, its weights copied out of the stack."""
+    def member_net(self, k: int, best: bool = False) -> nn.Sequential:
+        """Member k as a plain network, its weights (or, `best`, its best epoch's) copied out of the stack."""
         net = self.nets[k]
+        stack = self.early.weights if best else list(self.params.values())
         with torch.no_grad():
-            for name, p in net[1:].named_parameters():
-                p.copy_(self.params[name][k])
+            for p, weights in zip(net[1:].parameters(), stack):
+                p.copy_(weights[k])
         return net
 
     def member_state(self, k: int) -> dict:
@@ -242,13 +252,16 @@ class BatchedTrainer:
                     "exp_avg": state["exp_avg"][k].clone(),
                     "exp_avg_sq": state["exp_avg_sq"][k].clone(),
                 }
-        return {
+        state = {
             "model": net.state_dict(),
             "optimizer": optimizer.state_dict(),
             "epoch": self.progress.epoch,
             "step": self.progress.step,
             "rng": self.gens[k].get_state(),
         }
+        if self.early is not None:
+            state["early_stopping"] = self.early.state(k)
+        return state
 
 
 def take_members(t: torch.Tensor, orders: torch.Tensor) -> torch.Tensor:

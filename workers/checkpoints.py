@@ -5,9 +5,11 @@ import json
 import torch
 from safetensors.torch import load, save
 
+from workers.early_stopping import FIELDS as EARLY_FIELDS
+
 
 def state_to_bytes(state: dict) -> bytes:
-    """`state` as `Trainer.state()` returns it: model, optimizer, epoch, step, rng."""
+    """`state` as `Trainer.state()` returns it: model, optimizer, epoch, step, rng (and early_stopping)."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in state["model"].items()}
     opt = state["optimizer"]
     scalars: dict[str, dict] = {}
@@ -24,6 +26,12 @@ def state_to_bytes(state: dict) -> bytes:
         "param_groups": opt["param_groups"],
         "optimizer_scalars": scalars,
     }
+    if "early_stopping" in state:
+        early = state["early_stopping"]
+        tensors.update({f"early_stopping.{name}": early[name].detach().cpu() for name in EARLY_FIELDS})
+        for i, w in enumerate(early["weights"]):
+            tensors[f"early_stopping.weights.{i}"] = w.detach().cpu().contiguous()
+        meta["early_stopping_best_point"] = early["best_point"]
     return save(tensors, metadata={"fitserve.checkpoint": json.dumps(meta)})
 
 
@@ -39,10 +47,22 @@ def state_from_bytes(blob: bytes) -> dict:
             opt_state.setdefault(int(param_id), {})[name] = value  # load_state_dict places it
     for param_id, values in meta["optimizer_scalars"].items():
         opt_state.setdefault(int(param_id), {}).update(values)
-    return {
+    state = {
         "model": model,
         "optimizer": {"state": opt_state, "param_groups": meta["param_groups"]},
         "epoch": meta["epoch"],
         "step": meta["step"],
         "rng": tensors["rng"],
     }
+    if "early_stopping_best_point" in meta:
+        state["early_stopping"] = early_stopping_from(tensors, meta["early_stopping_best_point"])
+    return state
+
+
+def early_stopping_from(tensors: dict, best_point: dict | None) -> dict:
+    """The early-stopping state: its 0-d tensors, and the best weights in parameter order."""
+    early = {name: tensors[f"early_stopping.{name}"] for name in EARLY_FIELDS}
+    count = sum(key.startswith("early_stopping.weights.") for key in tensors)
+    early["weights"] = [tensors[f"early_stopping.weights.{i}"] for i in range(count)]
+    early["best_point"] = best_point
+    return early

@@ -54,6 +54,7 @@ class GraphedEpochs:
         else:  # one epoch per replay: a fresh permutation comes before each
             self.k, self.inside, self.align, self.positions = 1, False, 1, [0]
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.start = torch.zeros((), dtype=torch.int64, device=trainer.device)  # the epoch a replay starts from
         self.outputs: tuple[torch.Tensor | None, ...] = ()
         self.order: torch.Tensor | None = None  # the mini-batch permutation the graph reads
         self.failed = False
@@ -82,6 +83,8 @@ class GraphedEpochs:
             return False
         if self.order is not None:
             torch.randperm(t.batches.n, generator=t.gen, out=self.order)
+        if t.early is not None:
+            self.start.fill_(start)  # early stopping inside the graph numbers its epochs from it
         self.graph.replay()
         self.keep_records(start, t.progress.step)
         t.progress.epoch = start + self.k
@@ -110,7 +113,7 @@ class GraphedEpochs:
         for p in range(self.k):
             loss, out = t.step_fn(t.x, t.y)
             if p in positions:
-                self.figures(figures, loss, out, t.y)
+                self.figures(figures, loss, out, t.y, self.start + (p + 1))
         return tuple(torch.stack(f) if f else None for f in figures)
 
     def mini_batch_epoch(self) -> tuple[torch.Tensor | None, ...]:
@@ -125,16 +128,20 @@ class GraphedEpochs:
         self.figures(figures, t.batches.epoch_loss(losses), torch.cat(outs), ys)
         return tuple(torch.stack(f) if f else None for f in figures)
 
-    def figures(self, into: tuple[list, ...], loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor) -> None:
+    def figures(self, into: tuple[list, ...], loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor, epoch=None):
+        """The figures of a recorded epoch; with `epoch` (inside the replay), early stopping observes it too."""
         t = self.t
         into[0].append(loss)
         if t.classify:
             into[1].append(t.step_fn.correct(out, y))
+        val_loss = None
         if t.val and self.inside:
             val_loss, val_correct = t.step_fn.evaluate(t.x_val, t.data.y_val)
             into[2].append(val_loss)
             if val_correct is not None:
                 into[3].append(val_correct)
+        if t.early is not None and self.inside and epoch is not None:
+            t.early.observe(loss, val_loss, epoch, t.step_fn.params)
 
     def keep_records(self, start: int, step: int) -> None:
         """Copy the replay's figures out of the graph's buffers, which the next replay overwrites."""
@@ -147,3 +154,5 @@ class GraphedEpochs:
             val_loss, val_correct = t.step_fn.evaluate(t.x_val, t.data.y_val)
         steps = [step + (e - start) * per_epoch for e in epochs]
         t.records.add(epochs, steps, loss, correct, val_loss, val_correct)
+        if t.early is not None and not self.inside:  # one recorded epoch, at the replay's end: its weights are here
+            t.early.observe(loss[-1], val_loss, epochs[-1], t.step_fn.params)

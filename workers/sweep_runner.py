@@ -77,9 +77,10 @@ def measure_speedup(specs, nets, datas, device) -> float:
 
 
 def group_key(job: Job, checkpoint_epoch: int) -> tuple:
-    """Members that can share a step: same batch size, optimizer kind, device and starting epoch."""
+    """Members that can share a step: same batch size, optimizer kind, device, early stopping and starting epoch."""
     spec = job.spec
-    return spec["batch_size"], spec["optimizer"]["kind"], spec["device"], checkpoint_epoch
+    early = tuple(sorted((spec.get("early_stopping") or {}).items()))
+    return spec["batch_size"], spec["optimizer"]["kind"], spec["device"], early, checkpoint_epoch
 
 
 def keep_leases(members: list[Job], worker_id: str, settings: Settings, done: threading.Event) -> None:
@@ -194,20 +195,18 @@ class BatchedRun:
         """One read-back and one transaction for every member's new points."""
         points_by_member = self.trainer.to_points(self.records)
         self.records = []
-        failed, entries = [], []
+        early = self.trainer.early
+        if early is not None:  # a member that stopped has points up to its stop epoch only
+            points_by_member = early.settle(points_by_member)
+        failed, stopped, entries = [], [], []
         for k in sorted(self.active):
             points = points_by_member[k]
             bad = next((i for i, p in enumerate(points) if not math.isfinite(p.loss)), None)
             if bad is not None:
                 points, failed = points[:bad], failed + [(k, points[bad])]
-            last = points[-1] if points else None
-            entries.append({
-                "job_id": self.attempts[k].job_id,
-                "attempt": self.attempts[k].attempt,
-                "epoch": last.epoch if last else self.trainer.progress.epoch,
-                "step": last.step if last else self.trainer.progress.step,
-                "points": [p.__dict__ for p in points],
-            })
+            elif early is not None and early.stopped(k):
+                stopped.append(k)
+            entries.append(self.entry(k, points))
         with session_scope() as s:
             flags = job_repo.record_progress_many(s, self.attempts[0].worker_id, entries)
         for k in self.active:
@@ -215,12 +214,24 @@ class BatchedRun:
         for k, point in failed:
             self.attempts[k].finish(JobStatus.FAILED, f"training diverged: loss became {point.loss} at epoch {point.epoch}")
             self.active.discard(k)
+        self.finish_succeeded(stopped)  # trained: a stop asked for meanwhile comes too late, as for a solo job
         for k in list(self.active):
             reason = self.attempts[k].stop_reason()
             if reason == "cancelled":
                 self.attempts[k].finish(JobStatus.CANCELLED, "cancelled on request")
             if reason in ("cancelled", "lost"):
                 self.active.discard(k)
+
+    def entry(self, k: int, points: list) -> dict:
+        """Member k's share of a report: its new points, and its progress as of the last of them."""
+        last = points[-1] if points else None
+        return {
+            "job_id": self.attempts[k].job_id,
+            "attempt": self.attempts[k].attempt,
+            "epoch": last.epoch if last else self.trainer.progress.epoch,
+            "step": last.step if last else self.trainer.progress.step,
+            "points": [p.__dict__ for p in points],
+        }
 
     def checkpoint(self) -> None:
         blobs = {k: state_to_bytes(self.trainer.member_state(k)) for k in self.active}
@@ -235,8 +246,17 @@ class BatchedRun:
         release_all([self.group[k] for k in self.active], self.attempts[0].worker_id)
 
     def finish_trained(self) -> None:
-        weights = {k: weights_to_bytes(self.trainer.member_net(k), self.group[k].spec) for k in self.active}
+        self.finish_succeeded(sorted(self.active))
+
+    def finish_succeeded(self, members: list[int]) -> None:
+        """Members trained to their last epoch, or stopped early: with early stopping, their best epoch's weights."""
+        early, epochs = self.trainer.early, self.specs[0].epochs
+        nets = {k: self.trainer.member_net(k, best=early is not None and early.has_best(k)) for k in members}
+        weights = {k: weights_to_bytes(net, self.group[k].spec) for k, net in nets.items()}
         with session_scope() as s:
             for k, blob in weights.items():
                 a = self.attempts[k]
+                if early is not None:
+                    job_repo.record_early_stopping(s, a.job_id, a.worker_id, a.attempt, **early.outcome(k, epochs))
                 job_repo.finish_job(s, a.job_id, a.worker_id, a.attempt, JobStatus.SUCCEEDED, None, blob)
+        self.active.difference_update(members)

@@ -19,6 +19,7 @@ from torch import nn
 
 from workers.cuda_graph import GraphedEpochs, can_graph
 from workers.data import TrainingData
+from workers.early_stopping import EarlyStopping
 from workers.steps import Batches, Step, transform_rows
 
 CHUNK = 4096  # recorded epochs kept on the device before a report is forced
@@ -111,6 +112,7 @@ class Trainer:
         self.optimizer = make_optimizer(spec, net.parameters(), capturable=graphed)
         self.step_fn = Step(spec, net, self.optimizer)
         self.records = Records()
+        self.early = EarlyStopping(spec, self.val, self.step_fn.params) if spec.early_stopping else None
         self.gen = torch.Generator(device=device).manual_seed(spec.seed)
         self.graph = GraphedEpochs(self) if graphed else None
         self.x = self.x_val = None  # the transformed rows, made when `run` starts
@@ -120,19 +122,24 @@ class Trainer:
 
     def state(self) -> dict:
         """Everything a later attempt needs to continue exactly here."""
-        return {
+        state = {
             "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "epoch": self.progress.epoch,
             "step": self.progress.step,
             "rng": self.gen.get_state(),
         }
+        if self.early is not None:
+            state["early_stopping"] = self.early.state()
+        return state
 
     def load_state(self, state: dict) -> None:
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.progress = Progress(epoch=state["epoch"], step=state["step"])
         self.gen.set_state(state["rng"])
+        if self.early is not None and "early_stopping" in state:
+            self.early.load_state(state["early_stopping"])
 
     # ------------------------------------------------------------ loop
 
@@ -157,14 +164,28 @@ class Trainer:
             due = now - last_report >= self.cb.report_seconds or len(self.records.epochs) >= CHUNK or checkpoint_due
             if due or self.progress.epoch == epochs:
                 last_report = now
+                go_on = self.flush()
+                if self.early is not None and self.early.stopped():
+                    break
                 # a stop asked for during the last report comes too late: the job is trained
-                if not self.flush() and self.progress.epoch < epochs:
+                if not go_on and self.progress.epoch < epochs:
                     self.cb.checkpoint(self.state())
                     return False
             if checkpoint_due:
                 last_checkpoint = now
                 self.cb.checkpoint(self.state())
+        self.restore_best()
         return True
+
+    @torch.no_grad()
+    def restore_best(self) -> None:
+        """With early stopping, the job keeps its best recorded epoch's weights."""
+        if self.early is not None and self.early.has_best():
+            torch._foreach_copy_(self.step_fn.params, self.early.weights)
+
+    def early_outcome(self) -> dict | None:
+        """Where early stopping stopped the job and which epoch it kept; None without early stopping."""
+        return None if self.early is None else self.early.outcome(0, self.spec.epochs)
 
     def is_recorded(self, epoch: int) -> bool:
         return epoch % self.spec.metrics_every == 0 or epoch == self.spec.epochs
@@ -195,34 +216,48 @@ class Trainer:
         correct = self.step_fn.correct(out, y) if self.classify else None
         val_loss, val_correct = self.step_fn.evaluate(self.x_val, self.data.y_val) if self.val else (None, None)
         self.records.add([self.progress.epoch + 1], [self.progress.step], loss, correct, val_loss, val_correct)
+        if self.early is not None:
+            self.early.observe(loss, val_loss, self.progress.epoch + 1, self.step_fn.params)
 
     def flush(self) -> bool:
-        """One read-back: turn the recorded epochs into points and report them."""
-        rec = self.records
-        if not rec.epochs:
+        """One read-back: turn the recorded epochs into points and report them.
+
+        With early stopping, points past the epoch where patience ran out are dropped, and progress
+        goes back to that epoch: the job ends there (a later NaN loss is no divergence of the job).
+        """
+        if not self.records.epochs:
             return self.cb.report([], self.progress)
+        points = self.read_points()
+        if self.early is not None:
+            [points] = self.early.settle([points])
+            if self.early.stopped():
+                self.progress = Progress(epoch=points[-1].epoch, step=points[-1].step)
+        bad = next((i for i, p in enumerate(points) if not math.isfinite(p.loss)), None)
+        if bad is not None:
+            if bad:
+                self.cb.report(points[:bad], self.progress)
+            raise Diverged(points[bad].epoch, points[bad].loss)
+        return self.cb.report(points, self.progress)
+
+    def read_points(self) -> list[Point]:
+        """The recorded epochs as points (losses as read, NaN included); clears the records."""
+        rec = self.records
         losses, correct = rec.read("loss"), rec.read("correct")
         val_losses, val_correct = rec.read("val_loss"), rec.read("val_correct")
         n, n_val = len(self.data.x_train), (len(self.data.x_val) if self.val else 0)
-        points = []
-        for i, (epoch, step) in enumerate(zip(rec.epochs, rec.steps)):
-            if not math.isfinite(losses[i]):
-                rec.clear()
-                if points:
-                    self.cb.report(points, self.progress)
-                raise Diverged(epoch, losses[i])
-            points.append(
-                Point(
-                    step=step,
-                    epoch=epoch,
-                    loss=losses[i],
-                    accuracy=None if correct is None else correct[i] / n,
-                    val_loss=None if val_losses is None else _finite_or_none(val_losses[i]),
-                    val_accuracy=None if val_correct is None else val_correct[i] / n_val,
-                )
+        points = [
+            Point(
+                step=step,
+                epoch=epoch,
+                loss=losses[i],
+                accuracy=None if correct is None else correct[i] / n,
+                val_loss=None if val_losses is None else _finite_or_none(val_losses[i]),
+                val_accuracy=None if val_correct is None else val_correct[i] / n_val,
             )
+            for i, (epoch, step) in enumerate(zip(rec.epochs, rec.steps))
+        ]
         rec.clear()
-        return self.cb.report(points, self.progress)
+        return points
 
 
 def _finite_or_none(value: float) -> float | None:

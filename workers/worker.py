@@ -75,8 +75,13 @@ class Attempt:
         with session_scope() as s:
             job_repo.save_checkpoint(s, self.job_id, self.worker_id, self.attempt, state["epoch"], blob)
 
-    def finish(self, status: JobStatus, error: str | None = None, weights: bytes | None = None) -> None:
+    def finish(
+        self, status: JobStatus, error: str | None = None, weights: bytes | None = None, early: dict | None = None
+    ) -> None:
+        """End the attempt; `early` is what early stopping decided (Trainer.early_outcome)."""
         with session_scope() as s:
+            if early is not None:
+                job_repo.record_early_stopping(s, self.job_id, self.worker_id, self.attempt, **early)
             job_repo.finish_job(s, self.job_id, self.worker_id, self.attempt, status, error, weights)
 
 
@@ -143,8 +148,8 @@ def run_attempt(
             torch.cuda.empty_cache()
     reason = attempt.stop_reason() if not finished else None
     if finished:
-        weights = weights_to_bytes(trainer.net, job.spec)
-        attempt.finish(JobStatus.SUCCEEDED, weights=weights)
+        weights = weights_to_bytes(trainer.net, job.spec)  # the best epoch's, with early stopping
+        attempt.finish(JobStatus.SUCCEEDED, weights=weights, early=trainer.early_outcome())
     elif reason == "cancelled":
         attempt.finish(JobStatus.CANCELLED, "cancelled on request")
     elif reason == "shutdown":

@@ -321,3 +321,20 @@ def renew_leases(session: Session, worker_id: str, jobs: list[tuple[str, int]], 
         .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds)),
         [{"b_id": job_id, "b_attempt": attempt} for job_id, attempt in jobs],
     )
+
+
+def record_early_stopping(
+    session: Session,
+    job_id: str,
+    worker_id: str,
+    attempt: int,
+    stopped_early_at: int | None,
+    best_epoch: int | None,
+    best_metrics: dict | None,
+) -> None:
+    """What early stopping decided, written as the attempt finishes: where it stopped and the epoch kept."""
+    session.execute(
+        update(Job)
+        .where(_ours(job_id, worker_id, attempt))
+        .values(stopped_early_at=stopped_early_at, best_epoch=best_epoch, best_metrics=best_metrics)
+    )

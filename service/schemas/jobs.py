@@ -33,6 +33,11 @@ class JobPublic(BaseModel):
     spec: dict[str, Any]
     progress: Progress
     metrics: MetricPointPublic | None = Field(description="the latest curve point")
+    stopped_early_at: int | None = Field(
+        None, description="early stopping: the recorded epoch where patience ran out; null if it reached its last epoch"
+    )
+    best_epoch: int | None = Field(None, description="early stopping: the recorded epoch whose weights the job kept")
+    best_metrics: MetricPointPublic | None = Field(None, description="early stopping: the curve point at best_epoch")
     device: str | None
     node: str | None = Field(None, description="the host, or Ray node id, that ran the latest attempt")
     error: str | None
@@ -54,6 +59,9 @@ class JobPublic(BaseModel):
             spec=job.spec,
             progress=Progress(epoch=job.epoch, epochs=job.epochs),
             metrics=job.latest_metrics,
+            stopped_early_at=job.stopped_early_at,
+            best_epoch=job.best_epoch,
+            best_metrics=job.best_metrics,
             device=job.device,
             node=job.node,
             error=job.error,

@@ -148,6 +148,19 @@ class OptimizerSpec(Strict):
     weight_decay: float = Field(0.0, ge=0.0)
 
 
+class EarlyStoppingSpec(Strict):
+    """Stop when the monitored loss has not improved for `patience` recorded epochs; keep the best epoch's weights."""
+
+    patience: PositiveInt = Field(description="recorded epochs (see metrics_every) without improvement before stopping")
+    min_delta: float = Field(0.0, ge=0.0, allow_inf_nan=False, description="an improvement is a drop of more than this")
+    monitor: Literal["val_loss", "loss"] | None = Field(
+        None, description="default: val_loss when the data holds out a validation split, else loss"
+    )
+
+    def monitor_for(self, has_validation: bool) -> str:
+        return self.monitor or ("val_loss" if has_validation else "loss")
+
+
 Loss = Literal["mse", "sse", "cross_entropy", "bce"]
 Task = Literal["regression", "classification"]
 
@@ -168,6 +181,7 @@ class JobSpec(Strict):
     metrics_every: Annotated[int, Field(ge=1)] = Field(
         1, description="record a curve point every this many epochs (the last epoch always)"
     )
+    early_stopping: EarlyStoppingSpec | None = None
 
 
 
@@ -178,6 +192,7 @@ def check_spec(spec: JobSpec, shape: DataShape) -> None:
     if params > LIMITS.max_parameters:
         raise SpecError(("model",), f"the model has {params} parameters; at most {LIMITS.max_parameters}")
     check_data_fits(spec, shape)
+    check_early_stopping(spec, shape)
 
 
 def check_task(spec: JobSpec) -> None:
@@ -233,3 +248,14 @@ def check_data_fits(spec: JobSpec, shape: DataShape) -> None:
             ("epochs",),
             f"epochs x rows = {budget} exceeds the budget of {LIMITS.max_sample_epochs} sample-epochs",
         )
+
+
+def validation_rows(spec: JobSpec, shape: DataShape) -> int:
+    """Rows the worker will hold out (workers/data/loading.py rounds the same way)."""
+    return int(round(shape.n_rows * spec.data.validation_fraction))
+
+
+def check_early_stopping(spec: JobSpec, shape: DataShape) -> None:
+    early = spec.early_stopping
+    if early is not None and early.monitor == "val_loss" and not validation_rows(spec, shape):
+        raise SpecError(("early_stopping", "monitor"), "val_loss needs a validation split: set data.validation_fraction")

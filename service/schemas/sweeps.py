@@ -119,6 +119,7 @@ class LeaderboardEntry(BaseModel):
     val_loss: float | None
     accuracy: float | None
     val_accuracy: float | None
+    best_epoch: int | None = Field(None, description="with early stopping: the epoch of these metrics and the kept weights")
 
 
 class SweepProgress(BaseModel):

@@ -82,14 +82,19 @@ def hyperparameters(request: dict, job: Job) -> dict:
     return {name: optimizer[name] if name in optimizer else job.spec[name] for name in axes}
 
 
+def kept_metrics(job: Job) -> dict:
+    """The curve point of the weights the job kept: its best epoch's with early stopping, else its latest."""
+    return job.best_metrics or job.latest_metrics or {}
+
+
 def leaderboard(sweep: Sweep, members: list[Job], ranked_by: str) -> list[LeaderboardEntry]:
     def key(job: Job):
-        value = (job.latest_metrics or {}).get(ranked_by)
+        value = kept_metrics(job).get(ranked_by)
         return (job.status != JobStatus.SUCCEEDED, value is None, value if value is not None else 0.0)
 
     entries = []
     for rank, job in enumerate(sorted(members, key=key), start=1):
-        metrics = job.latest_metrics or {}
+        metrics = kept_metrics(job)
         entries.append(
             LeaderboardEntry(
                 rank=rank,
@@ -97,6 +102,7 @@ def leaderboard(sweep: Sweep, members: list[Job], ranked_by: str) -> list[Leader
                 status=job.status,
                 hyperparameters=hyperparameters(sweep.request, job),
                 **{k: metrics.get(k) for k in ("loss", "val_loss", "accuracy", "val_accuracy")},
+                best_epoch=job.best_epoch,
             )
         )
     return entries

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 from torch import nn
@@ -74,7 +76,14 @@ def setup(spec_dict: dict) -> tuple[JobSpec, nn.Sequential, object]:
 
 
 def plain_loop(spec: JobSpec, net: nn.Sequential, data) -> list[tuple]:
-    """The loop a tutorial writes: module forward, nn loss, torch.optim, zero_grad, backward, step."""
+    return list(plain_epochs(spec, net, data))
+
+
+def plain_epochs(spec: JobSpec, net: nn.Sequential, data) -> Iterator[tuple]:
+    """The loop a tutorial writes: module forward, nn loss, torch.optim, zero_grad, backward, step.
+
+    Yields each recorded epoch's (epoch, loss, accuracy[, val_loss[, val_accuracy]]), `net` holding its weights.
+    """
     loss_fn = {"mse": nn.MSELoss(), "sse": nn.MSELoss(reduction="sum"), "cross_entropy": nn.CrossEntropyLoss()}.get(
         spec.loss, nn.BCELoss() if spec.model.output_activation == "sigmoid" else nn.BCEWithLogitsLoss()
     )
@@ -87,7 +96,6 @@ def plain_loop(spec: JobSpec, net: nn.Sequential, data) -> list[tuple]:
     gen = torch.Generator().manual_seed(spec.seed)
     x, y, n = data.x_train, data.y_train, len(data.x_train)
     bs = spec.batch_size or n
-    curve = []
     for epoch in range(1, spec.epochs + 1):
         batches = [torch.arange(n)] if bs >= n else torch.randperm(n, generator=gen).split(bs)
         epoch_loss, correct = 0.0, 0
@@ -108,8 +116,7 @@ def plain_loop(spec: JobSpec, net: nn.Sequential, data) -> list[tuple]:
                 point += (loss_fn(out, data.y_val).item(),)
                 if spec.task == "classification":
                     point += (count(out, data.y_val, spec) / len(data.x_val),)
-        curve.append(point)
-    return curve
+        yield point
 
 
 def count(out: torch.Tensor, y: torch.Tensor, spec: JobSpec) -> int:

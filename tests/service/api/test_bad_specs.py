@@ -74,6 +74,20 @@ CASES = {
         with_changes(example("3_nonlinear_mlp"), model__hidden=[4096, 4096]),
         ["body", "model"],
     ),
+    "early stopping on val_loss without a validation split": (
+        with_changes(BASE, early_stopping={"patience": 3, "monitor": "val_loss"}),
+        ["body", "early_stopping", "monitor"],
+    ),
+    "early stopping on val_loss with a split of no rows": (
+        with_changes(BASE, data__validation_fraction=0.005, early_stopping={"patience": 3, "monitor": "val_loss"}),
+        ["body", "early_stopping", "monitor"],
+    ),
+    "early stopping with no patience": (
+        with_changes(BASE, early_stopping={"patience": 0}), ["body", "early_stopping", "patience"]
+    ),
+    "early stopping with a negative min_delta": (
+        with_changes(BASE, early_stopping={"patience": 2, "min_delta": -0.1}), ["body", "early_stopping", "min_delta"]
+    ),
 }
 
 

@@ -64,6 +64,31 @@ def test_a_member_matches_the_same_spec_trained_alone(server):
     assert entry["loss"] == pytest.approx(alone["metrics"]["loss"], rel=1e-3)
 
 
+def test_early_stopping_ends_a_member_alone_where_the_same_spec_alone_ends(server):
+    base = {**CUBIC, "data": {**CUBIC["data"], "validation_fraction": 0.2}, "early_stopping": {"patience": 3}}
+    sweep = submit_sweep(server, sweep_body({"lr": [0.02, 0.05]}, base=base, execution="batched"))
+    done = wait_sweep(server, sweep["id"])
+    assert done["execution"].startswith("batched") and done["progress"]["succeeded"] == 2
+    by_lr = {e["hyperparameters"]["lr"]: e for e in done["leaderboard"]}
+    went_on = server.client.get(f"/v1/jobs/{by_lr[0.02]['job_id']}").json()
+    assert went_on["stopped_early_at"] is None and went_on["progress"]["epoch"] == 150
+    stopped = server.client.get(f"/v1/jobs/{by_lr[0.05]['job_id']}").json()
+    alone = server.train({**base, "optimizer": {**base["optimizer"], "lr": 0.05}})
+    assert alone["status"] == stopped["status"] == "succeeded"
+    assert stopped["best_epoch"] < stopped["stopped_early_at"] < 150
+    assert (stopped["stopped_early_at"], stopped["best_epoch"]) == (alone["stopped_early_at"], alone["best_epoch"])
+    assert stopped["progress"]["epoch"] == stopped["stopped_early_at"] == stopped["metrics"]["epoch"]
+    points = server.client.get(f"/v1/jobs/{stopped['id']}/metrics").json()
+    assert points["total_points"] == stopped["stopped_early_at"]
+    assert stopped["best_metrics"]["val_loss"] == pytest.approx(alone["best_metrics"]["val_loss"], rel=1e-3)
+    # the leaderboard shows the kept weights' epoch: the best, not the last
+    assert by_lr[0.05]["val_loss"] == stopped["best_metrics"]["val_loss"] < stopped["metrics"]["val_loss"]
+    assert by_lr[0.05]["best_epoch"] == stopped["best_epoch"]
+    inputs = {"inputs": [[-2.0], [0.5], [2.5]]}
+    got, want = (server.client.post(f"/v1/jobs/{j['id']}/predict", json=inputs).json() for j in (stopped, alone))
+    assert got["predictions"] == pytest.approx(want["predictions"], rel=1e-3, abs=1e-4)
+
+
 def test_random_search_samples_inside_its_ranges_reproducibly(server):
     space = {"lr": {"distribution": "log_uniform", "low": 0.001, "high": 0.03}, "momentum": [0.0, 0.9]}
     body = sweep_body(space, search="random", count=5, search_seed=7)
@@ -110,9 +135,11 @@ def test_cancel_stops_every_member_still_to_finish(server):
         (sweep_body({"hidden": [[10]]}), ["body", "space", "hidden"]),
         (sweep_body({"lr": {"distribution": "log_uniform", "low": 1e16, "high": 1e300}}, search="random", count=2),
          ["body", "space", "lr"]),
+        (sweep_body({"lr": [0.01]}, base={**CUBIC, "early_stopping": {"patience": 2, "monitor": "val_loss"}}),
+         ["body", "base", "early_stopping", "monitor"]),
     ],
     ids=["empty-space", "grid-of-ranges", "random-without-count", "batch-too-big", "negative-lr", "shape-changing",
-         "sampled-lr-out-of-range"],
+         "sampled-lr-out-of-range", "val-loss-without-validation"],
 )
 def test_bad_sweeps_are_422(server, body, loc):
     response = server.client.post("/v1/sweeps", json=body)

@@ -1,0 +1,136 @@
+"""Early stopping: where a job stops and which weights it keeps, trained alone, batched and resumed.
+
+The reference is the tutorial's eager loop (`plain_epochs`) with the rule applied by hand: stop at the
+first recorded epoch where the monitored loss has not improved by more than min_delta for `patience`
+recorded epochs in a row, and keep the weights of the last epoch that did improve.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from tests.workers.test_batched import prepare
+from tests.workers.test_fast_path import CASES as FAST_CASES
+from tests.workers.test_fast_path import as_tuples, assert_same_curve, needs_cuda, plain_epochs, setup, train
+from workers.batched import BatchedTrainer
+from workers.checkpoints import state_from_bytes
+
+MINI_BATCHES = {**FAST_CASES["regression, mini-batch, momentum, validation"], "epochs": 200}
+CASES = {
+    "val_loss (the default with a validation split), mini-batches, momentum": {
+        **MINI_BATCHES,
+        "early_stopping": {"patience": 5},
+    },
+    "loss every 3rd epoch, min_delta, adam, full batch": {
+        **FAST_CASES["classification, full batch, adam, validation, every 3rd epoch"],
+        "epochs": 300,
+        "early_stopping": {"patience": 3, "monitor": "loss", "min_delta": 0.01},
+    },
+}
+
+
+@dataclass
+class Reference:
+    curve: list[tuple]  # as `plain_epochs` yields them, up to the stop
+    stopped_at: int | None
+    best_epoch: int
+    best_weights: dict
+    last_weights: dict
+
+
+def plain_early_stopping(spec_dict: dict) -> Reference:
+    spec, net, data = setup(spec_dict)
+    rule = spec.early_stopping
+    column = 3 if rule.monitor_for(data.x_val is not None) == "val_loss" else 1
+    best, best_epoch, best_weights, bad, curve = math.inf, 0, None, 0, []
+    for point in plain_epochs(spec, net, data):
+        curve.append(point)
+        if point[column] < best - rule.min_delta:
+            best, best_epoch, best_weights, bad = point[column], point[0], copy.deepcopy(net.state_dict()), 0
+        else:
+            bad += 1
+        if bad >= rule.patience:
+            return Reference(curve, point[0], best_epoch, best_weights, net.state_dict())
+    return Reference(curve, None, best_epoch, best_weights, net.state_dict())
+
+
+def predictions(spec_dict: dict, weights: dict, x: torch.Tensor) -> torch.Tensor:
+    _, net, _ = setup(spec_dict)
+    net.load_state_dict(weights)
+    with torch.no_grad():
+        return net(x)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_job_stops_where_the_rule_says_and_keeps_its_best_weights(name):
+    want = plain_early_stopping(CASES[name])
+    assert want.stopped_at is not None and want.best_epoch < want.stopped_at < CASES[name]["epochs"]
+    spec, net, data = setup(CASES[name])
+    points, finished, _, trainer = train(spec, net, data)
+    assert finished and trainer.progress.epoch == want.stopped_at
+    assert_same_curve(as_tuples(points, spec, data.x_val is not None), want.curve)  # it ends at the stop
+    outcome = trainer.early_outcome()
+    assert (outcome["stopped_early_at"], outcome["best_epoch"]) == (want.stopped_at, want.best_epoch)
+    assert outcome["best_metrics"]["epoch"] == want.best_epoch
+    with torch.no_grad():
+        got = trainer.net(data.x_train)
+    assert got == pytest.approx(predictions(CASES[name], want.best_weights, data.x_train), rel=1e-4, abs=1e-5)
+    assert not torch.allclose(got, predictions(CASES[name], want.last_weights, data.x_train), rtol=1e-3)
+
+
+def test_a_job_resumed_mid_patience_stops_at_the_same_epoch_with_the_same_weights():
+    spec_dict = CASES["val_loss (the default with a validation split), mini-batches, momentum"]
+    whole, _, _, trainer = train(*setup(spec_dict))
+    outcome = trainer.early_outcome()
+    middle = (outcome["best_epoch"] + outcome["stopped_early_at"]) // 2
+    first, finished, checkpoint, _ = train(*setup(spec_dict), stop_after=middle)
+    assert not finished and first[-1].epoch == middle
+    assert 0 < int(state_from_bytes(checkpoint)["early_stopping"]["bad"]) < spec_dict["early_stopping"]["patience"]
+    rest, finished, _, resumed = train(*setup(spec_dict), state=checkpoint)
+    assert finished and resumed.early_outcome() == outcome
+    assert [(p.epoch, p.loss, p.val_loss) for p in first + rest] == [(p.epoch, p.loss, p.val_loss) for p in whole]
+    for mine, theirs in zip(resumed.net.parameters(), trainer.net.parameters()):
+        assert torch.equal(mine, theirs)
+
+
+def test_batched_members_stop_each_where_it_stops_alone():
+    specs = [setup({**CASES["val_loss (the default with a validation split), mini-batches, momentum"], "epochs": 60,
+                    "optimizer": {**MINI_BATCHES["optimizer"], "lr": lr}})[0] for lr in (0.003, 0.01, 0.02)]
+    nets, datas = zip(*(prepare(s) for s in specs))
+    batched = BatchedTrainer(specs, list(nets), list(datas), torch.device("cpu"))
+    records = []
+    for epoch in range(1, specs[0].epochs + 1):
+        records.append(batched.train_epoch(record=True))
+        batched.progress.epoch = epoch
+    together = batched.early.settle(batched.to_points(records))
+    stops = []
+    for k, spec in enumerate(specs):
+        points, finished, _, alone = train(spec, *prepare(spec))
+        assert finished
+        assert [p.epoch for p in together[k]] == [p.epoch for p in points]
+        mine, theirs = batched.early.outcome(k, spec.epochs), alone.early_outcome()
+        assert (mine["stopped_early_at"], mine["best_epoch"]) == (theirs["stopped_early_at"], theirs["best_epoch"])
+        assert mine["best_metrics"]["val_loss"] == pytest.approx(theirs["best_metrics"]["val_loss"], rel=2e-4)
+        x = datas[k].x_train
+        with torch.no_grad():
+            assert batched.member_net(k, best=True)(x) == pytest.approx(alone.net(x), rel=2e-4, abs=1e-4)
+        stops.append(mine["stopped_early_at"])
+    assert stops[0] is None and stops[1] is not None and stops[2] is not None and stops[1] != stops[2]
+
+
+@needs_cuda
+@pytest.mark.parametrize("name", list(CASES))
+def test_cuda_graph_stops_where_the_cpu_stops(name):
+    cpu = train(*setup(CASES[name]))[3]
+    points, finished, _, cuda = train(*setup(CASES[name]), device=torch.device("cuda"))
+    assert finished and cuda.graph.graph is not None and not cuda.graph.failed
+    assert cuda.early_outcome()["stopped_early_at"] == cpu.early_outcome()["stopped_early_at"]
+    assert cuda.early_outcome()["best_epoch"] == cpu.early_outcome()["best_epoch"]
+    x = cpu.data.x_train
+    with torch.no_grad():
+        assert cuda.net(x.cuda()).cpu() == pytest.approx(cpu.net(x), rel=1e-4, abs=1e-5)
