@@ -45,18 +45,20 @@ def writing_seconds(per_report: int) -> float:
     from service.schemas.spec import JobSpec
     from service.services.jobs import submit_job
     from service.settings import get_settings
-    from workers.trainer import Point, Progress
+    from service.curves import Columns
+    from workers.trainer import Progress
     from workers.worker import Attempt, claim
 
     settings = get_settings()
     with session_scope() as s:
         submit_job(s, JobSpec.model_validate(json.loads(EXAMPLES[0].read_text())), None, settings)
     attempt = Attempt(claim("bench-worker", settings), "bench-worker", settings, threading.Event())
-    points = [Point(step=i, epoch=i, loss=1.0 / i) for i in range(1, POINTS + 1)]
+    steps = list(range(1, POINTS + 1))
+    points = Columns(step=steps, epoch=steps, loss=[1.0 / i for i in steps])
     start = time.perf_counter()
     for first in range(0, POINTS, per_report):
         batch = points[first : first + per_report]
-        attempt.report(batch, Progress(epoch=batch[-1].epoch, step=batch[-1].step))
+        attempt.report(batch, Progress(epoch=batch.epoch[-1], step=batch.step[-1]))
     return time.perf_counter() - start
 
 

@@ -8,6 +8,8 @@ float64, with NaN where a point has no value for an optional figure.
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +19,7 @@ INTEGER = ("step", "epoch")
 REQUIRED = ("step", "epoch", "loss")
 OPTIONAL = ("val_loss", "accuracy", "val_accuracy")
 DTYPES = {name: np.dtype("<i8") if name in INTEGER else np.dtype("<f8") for name in REQUIRED + OPTIONAL}
+FIELDS = REQUIRED + OPTIONAL
 
 
 @dataclass(slots=True)
@@ -27,6 +30,56 @@ class CurvePoint:
     val_loss: float | None = None
     accuracy: float | None = None
     val_accuracy: float | None = None
+
+    def as_dict(self) -> dict:
+        return {name: getattr(self, name) for name in FIELDS}
+
+
+@dataclass(slots=True)
+class Columns:
+    """Curve points as equal-length lists, the form a trainer reads its figures back in.
+
+    Points in step order; an optional figure is None as a whole when no point has it. Indexing
+    gives a CurvePoint, slicing more Columns: building one object per point is what it avoids.
+    """
+
+    step: list[int]
+    epoch: list[int]
+    loss: list[float]
+    val_loss: list[float | None] | None = None
+    accuracy: list[float] | None = None
+    val_accuracy: list[float] | None = None
+
+    @classmethod
+    def from_dicts(cls, points: Sequence[dict]) -> Columns:
+        cols = {name: [p.get(name) for p in points] for name in FIELDS}
+        return cls(**{n: None if n in OPTIONAL and v.count(None) == len(v) else v for n, v in cols.items()})
+
+    def __len__(self) -> int:
+        return len(self.step)
+
+    def __getitem__(self, index):
+        values = {name: getattr(self, name) for name in FIELDS}
+        if isinstance(index, slice):
+            return Columns(**{n: None if v is None else v[index] for n, v in values.items()})
+        return CurvePoint(**{n: None if v is None else v[index] for n, v in values.items()})
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def first_nonfinite_loss(self) -> int | None:
+        """Index of the first point whose loss is NaN or infinite."""
+        if math.isfinite(sum(self.loss)):  # one pass in C when all are finite, the common case
+            return None
+        return next((i for i, value in enumerate(self.loss) if not math.isfinite(value)), None)
+
+    def through_epoch(self, epoch: int) -> Columns:
+        """The points up to and including `epoch`."""
+        return self[: bisect.bisect_right(self.epoch, epoch)]
+
+    def at_epoch(self, epoch: int) -> CurvePoint | None:
+        i = bisect.bisect_left(self.epoch, epoch)
+        return self[i] if i < len(self) and self.epoch[i] == epoch else None
 
 
 @dataclass(slots=True)
@@ -40,16 +93,15 @@ class Chunk:
     data: bytes
 
 
-def encode(points: Sequence[dict]) -> Chunk:
-    """Points (dicts with the CurvePoint fields, in step order) as one chunk."""
+def encode(points: Columns) -> Chunk:
+    """Non-empty points as one chunk."""
     names, arrays = [], []
-    for name in REQUIRED + OPTIONAL:
-        values = [p[name] for p in points] if name in REQUIRED else [p.get(name) for p in points]
-        if name in OPTIONAL and values.count(None) == len(values):
-            continue
-        names.append(name)
-        arrays.append(np.asarray(values, dtype=DTYPES[name]).tobytes())  # None becomes NaN
-    return Chunk(points[0]["step"], points[-1]["step"], len(points), ",".join(names), b"".join(arrays))
+    for name in FIELDS:
+        values = getattr(points, name)
+        if values is not None:
+            names.append(name)
+            arrays.append(np.asarray(values, dtype=DTYPES[name]).tobytes())  # None becomes NaN
+    return Chunk(points.step[0], points.step[-1], len(points), ",".join(names), b"".join(arrays))
 
 
 def columns(chunk_columns: str, data: bytes, count: int) -> dict[str, np.ndarray]:
@@ -76,7 +128,9 @@ def decode(chunk_columns: str, data: bytes, count: int, after_step: int | None =
 
 def trimmed(chunk_columns: str, data: bytes, count: int, through_step: int) -> Chunk | None:
     """The chunk cut after `through_step`, or None when nothing of it is left."""
-    points = [p for p in decode(chunk_columns, data, count) if p.step <= through_step]
-    if not points:
+    cols = columns(chunk_columns, data, count)
+    keep = int(np.searchsorted(cols["step"], through_step, side="right"))
+    if keep == 0:
         return None
-    return encode([{name: getattr(p, name) for name in CurvePoint.__slots__} for p in points])
+    kept = b"".join(values[:keep].tobytes() for values in cols.values())
+    return Chunk(int(cols["step"][0]), int(cols["step"][keep - 1]), keep, chunk_columns, kept)

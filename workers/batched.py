@@ -16,10 +16,11 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from service.curves import Columns
 from workers.data import TrainingData
 from workers.early_stopping import EarlyStopping
 from workers.steps import Batches, make_loss, transform_rows
-from workers.trainer import Point, Progress, make_optimizer
+from workers.trainer import Progress, finite_or_none, make_optimizer
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
 
@@ -180,29 +181,24 @@ class BatchedTrainer:
 
     # ------------------------------------------------------------ members one at a time
 
-    def to_points(self, records: list[MemberFigures]) -> list[list[Point]]:
-        """One host sync for the lot: per member, its points in epoch order."""
+    def to_points(self, records: list[MemberFigures]) -> list[Columns]:
+        """One host sync for the lot: per member, its curve columns in epoch order."""
         cols = {}
         for name in ("loss", "correct", "val_loss", "val_correct"):
             values = [getattr(r, name) for r in records]
             cols[name] = torch.stack(values).T.tolist() if values and values[0] is not None else None
-        out = []
-        for k in range(self.K):
-            points = []
-            for i, r in enumerate(records):
-                val_loss = cols["val_loss"][k][i] if cols["val_loss"] else None
-                points.append(
-                    Point(
-                        step=r.step,
-                        epoch=r.epoch,
-                        loss=cols["loss"][k][i],
-                        accuracy=cols["correct"][k][i] / self.n if cols["correct"] else None,
-                        val_loss=val_loss if val_loss is None or math.isfinite(val_loss) else None,
-                        val_accuracy=cols["val_correct"][k][i] / self.n_val if cols["val_correct"] else None,
-                    )
-                )
-            out.append(points)
-        return out
+        steps, epochs = [r.step for r in records], [r.epoch for r in records]
+        return [
+            Columns(
+                step=steps,
+                epoch=epochs,
+                loss=cols["loss"][k],
+                accuracy=[c / self.n for c in cols["correct"][k]] if cols["correct"] else None,
+                val_loss=finite_or_none(cols["val_loss"][k]) if cols["val_loss"] else None,
+                val_accuracy=[c / self.n_val for c in cols["val_correct"][k]] if cols["val_correct"] else None,
+            )
+            for k in range(self.K)
+        ]
 
     def load_member_states(self, states: list[dict]) -> None:
         """Resume from each member's checkpoint (the solo format); all were taken at the same epoch."""

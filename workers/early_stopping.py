@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from workers.trainer import Point
+    from service.curves import Columns
 
 FIELDS = ("best", "bad", "best_epoch", "stop_epoch")
 
@@ -54,15 +54,16 @@ class EarlyStopping:
             mask = improved.view(*improved.shape, *([1] * (w.dim() - improved.dim())))
             best.copy_(torch.where(mask, w, best))
 
-    def settle(self, points: list[list[Point]]) -> list[list[Point]]:
+    def settle(self, points: list[Columns]) -> list[Columns]:
         """After a read-back: each member's new points up to the epoch it stopped at; one host sync."""
         stops, bests = torch.stack([self.stop_epoch, self.best_epoch]).reshape(2, -1).tolist()
         kept = []
         for k, member in enumerate(points):
             if stops[k]:
-                member = [p for p in member if p.epoch <= stops[k]]
+                member = member.through_epoch(stops[k])
             self.stops[k] = stops[k]
-            self.best_points[k] = next((dict(p.__dict__) for p in member if p.epoch == bests[k]), self.best_points[k])
+            best = member.at_epoch(bests[k])
+            self.best_points[k] = best.as_dict() if best is not None else self.best_points[k]
             kept.append(member)
         return kept
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import threading
 import time
 from collections import defaultdict
@@ -201,7 +200,7 @@ class BatchedRun:
         failed, stopped, entries = [], [], []
         for k in sorted(self.active):
             points = points_by_member[k]
-            bad = next((i for i, p in enumerate(points) if not math.isfinite(p.loss)), None)
+            bad = points.first_nonfinite_loss()
             if bad is not None:
                 points, failed = points[:bad], failed + [(k, points[bad])]
             elif early is not None and early.stopped(k):
@@ -230,7 +229,7 @@ class BatchedRun:
             "attempt": self.attempts[k].attempt,
             "epoch": last.epoch if last else self.trainer.progress.epoch,
             "step": last.step if last else self.trainer.progress.step,
-            "points": [p.__dict__ for p in points],
+            "points": points,
         }
 
     def checkpoint(self) -> None:

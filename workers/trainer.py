@@ -17,22 +17,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from service.curves import Columns
 from workers.cuda_graph import GraphedEpochs, can_graph
 from workers.data import TrainingData
 from workers.early_stopping import EarlyStopping
 from workers.steps import Batches, Step, transform_rows
 
 CHUNK = 4096  # recorded epochs kept on the device before a report is forced
-
-
-@dataclass
-class Point:
-    step: int
-    epoch: int
-    loss: float
-    val_loss: float | None = None
-    accuracy: float | None = None
-    val_accuracy: float | None = None
 
 
 class Diverged(Exception):
@@ -54,7 +45,7 @@ class Progress:
 @dataclass
 class Callbacks:
     # stores points; returning False stops training (cancelled, or the job is no longer ours)
-    report: Callable[[list[Point], Progress], bool]
+    report: Callable[[Columns, Progress], bool]
     # called every `checkpoint_seconds` and when stopping early
     checkpoint: Callable[[dict], None] = lambda state: None
     checkpoint_seconds: float = 60.0
@@ -231,37 +222,34 @@ class Trainer:
         if self.early is not None:
             [points] = self.early.settle([points])
             if self.early.stopped():
-                self.progress = Progress(epoch=points[-1].epoch, step=points[-1].step)
-        bad = next((i for i, p in enumerate(points) if not math.isfinite(p.loss)), None)
+                self.progress = Progress(epoch=points.epoch[-1], step=points.step[-1])
+        bad = points.first_nonfinite_loss()
         if bad is not None:
             if bad:
                 self.cb.report(points[:bad], self.progress)
             raise Diverged(points[bad].epoch, points[bad].loss)
         return self.cb.report(points, self.progress)
 
-    def read_points(self) -> list[Point]:
-        """The recorded epochs as points (losses as read, NaN included); clears the records."""
+    def read_points(self) -> Columns:
+        """The recorded epochs as curve columns (losses as read, NaN included); clears the records."""
         rec = self.records
-        losses, correct = rec.read("loss"), rec.read("correct")
-        val_losses, val_correct = rec.read("val_loss"), rec.read("val_correct")
+        correct, val_losses, val_correct = rec.read("correct"), rec.read("val_loss"), rec.read("val_correct")
         n, n_val = len(self.data.x_train), (len(self.data.x_val) if self.val else 0)
-        points = [
-            Point(
-                step=step,
-                epoch=epoch,
-                loss=losses[i],
-                accuracy=None if correct is None else correct[i] / n,
-                val_loss=None if val_losses is None else _finite_or_none(val_losses[i]),
-                val_accuracy=None if val_correct is None else val_correct[i] / n_val,
-            )
-            for i, (epoch, step) in enumerate(zip(rec.epochs, rec.steps))
-        ]
+        points = Columns(
+            step=list(rec.steps),
+            epoch=list(rec.epochs),
+            loss=rec.read("loss"),
+            accuracy=None if correct is None else [c / n for c in correct],
+            val_loss=None if val_losses is None else finite_or_none(val_losses),
+            val_accuracy=None if val_correct is None else [c / n_val for c in val_correct],
+        )
         rec.clear()
         return points
 
 
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+def finite_or_none(values: list[float]) -> list[float | None]:
+    """A held-out loss that is not finite is shown as no value (the job's own loss decides divergence)."""
+    return values if math.isfinite(sum(values)) else [v if math.isfinite(v) else None for v in values]
 
 
 def fit_standardization(net: nn.Module, x: torch.Tensor) -> None:

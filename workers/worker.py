@@ -11,6 +11,7 @@ import torch
 
 from modelzoo import build_network
 from modelzoo.weights import weights_to_bytes
+from service.curves import Columns
 from service.db import session_scope
 from service.models import Job, JobStatus
 from service.repositories import datasets as dataset_repo
@@ -21,7 +22,7 @@ from service.settings import Settings
 from workers.checkpoints import state_from_bytes, state_to_bytes
 from workers.data import load_data
 from workers.devices import resolve_device
-from workers.trainer import Callbacks, Diverged, Point, Progress, Trainer, fit_standardization
+from workers.trainer import Callbacks, Diverged, Progress, Trainer, fit_standardization
 
 log = logging.getLogger("fitserve.worker")
 
@@ -59,11 +60,10 @@ class Attempt:
             with session_scope() as s:
                 self.note(job_repo.renew_lease(s, self.job_id, self.worker_id, self.attempt, self.settings.LEASE_SECONDS))
 
-    def report(self, points: list[Point], progress: Progress) -> bool:
-        rows = [p.__dict__ for p in points]
+    def report(self, points: Columns, progress: Progress) -> bool:
         with session_scope() as s:
             cancel = job_repo.record_progress(
-                s, self.job_id, self.worker_id, self.attempt, progress.epoch, progress.step, rows
+                s, self.job_id, self.worker_id, self.attempt, progress.epoch, progress.step, points
             )
         self.note(cancel)
         return self.stop_reason() is None

@@ -59,7 +59,7 @@ def upgrade() -> None:
     for job_id, job_rows in groupby(rows, key=lambda r: r["job_id"]):
         job_points = [{name: r[name] for name in POINT_FIELDS} for r in job_rows]
         for first in range(0, len(job_points), CHUNK_POINTS):
-            chunk = curves.encode(job_points[first : first + CHUNK_POINTS])
+            chunk = curves.encode(curves.Columns.from_dicts(job_points[first : first + CHUNK_POINTS]))
             values = {name: getattr(chunk, name) for name in curves.Chunk.__slots__}
             conn.execute(chunks.insert().values(job_id=job_id, **values))
     op.drop_table("metric_points")

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from service.curves import Columns
 from service.models import Checkpoint, Job, JobStatus, JobWeights, utcnow
 from service.repositories import metrics as metric_repo
 
@@ -134,12 +135,12 @@ def renew_lease(session: Session, job_id: str, worker_id: str, attempt: int, lea
 
 
 def record_progress(
-    session: Session, job_id: str, worker_id: str, attempt: int, epoch: int, step: int, points: list[dict]
+    session: Session, job_id: str, worker_id: str, attempt: int, epoch: int, step: int, points: Columns
 ) -> bool | None:
     """Store new curve points and progress; returns cancel_requested, or None when no longer ours."""
     values = {"epoch": epoch, "step": step}
     if points:
-        values["latest_metrics"] = points[-1]
+        values["latest_metrics"] = points[-1].as_dict()
     cancel = session.execute(
         update(Job).where(_ours(job_id, worker_id, attempt)).values(**values).returning(Job.cancel_requested)
     ).scalar()
@@ -295,7 +296,7 @@ def record_progress_many(session: Session, worker_id: str, entries: list[dict]) 
         session.execute(
             update(table).where(table.c.id == bindparam("b_id"))
             .values(epoch=bindparam("b_epoch"), step=bindparam("b_step"), latest_metrics=bindparam("b_latest")),
-            [{"b_id": e["job_id"], "b_epoch": e["epoch"], "b_step": e["step"], "b_latest": e["points"][-1]}
+            [{"b_id": e["job_id"], "b_epoch": e["epoch"], "b_step": e["step"], "b_latest": e["points"][-1].as_dict()}
              for e in with_points],
         )
         metric_repo.insert_points(session, [(e["job_id"], e["points"]) for e in with_points])

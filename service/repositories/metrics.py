@@ -10,7 +10,7 @@ from service.curves import CurvePoint
 from service.models import JobWeights, MetricChunk
 
 
-def insert_points(session: Session, entries: Sequence[tuple[str, Sequence[dict]]]) -> None:
+def insert_points(session: Session, entries: Sequence[tuple[str, curves.Columns]]) -> None:
     """Store each (job id, points) as one chunk, in one statement."""
     rows = []
     for job_id, points in entries:
