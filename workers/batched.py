@@ -4,6 +4,8 @@ Each member keeps its own seed, data order and hyperparameters, and its numbers 
 `Trainer` gets (within float tolerance): the forward is `vmap(functional_call)` over the stacked
 weights, the gradients of the summed losses are each member's own (members share nothing), and the
 optimizer update repeats torch.optim's SGD / Adam / AdamW arithmetic with per-member rates.
+Dense stacks (the zoo's linear and mlp families) take `workers.batched_mlp` instead: the same
+arithmetic, by hand, several times faster on a CPU; vmap stays for the rest (CNNs).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from service.curves import Columns
+from workers.batched_mlp import FlatOptimizer, dense_path
 from workers.data import TrainingData
 from workers.early_stopping import EarlyStopping
 from workers.steps import Batches, make_loss, transform_rows
@@ -57,7 +60,11 @@ class MemberFigures:
 
 
 class BatchedTrainer:
-    def __init__(self, specs: list, nets: list[nn.Sequential], datas: list[TrainingData], device: torch.device):
+    def __init__(
+        self, specs: list, nets: list[nn.Sequential], datas: list[TrainingData], device: torch.device,
+        hand_written: bool = True,
+    ):
+        """`hand_written=False` keeps vmap and autograd even for a dense stack (to compare the two)."""
         spec = specs[0]
         self.specs, self.nets, self.device, self.K = specs, nets, device, len(specs)
         self.progress = Progress()
@@ -87,6 +94,13 @@ class BatchedTrainer:
         self.uses_momentum = any(o.momentum for o in opt)
         self.state: dict[str, dict[str, torch.Tensor]] = {}  # per parameter: momentum or Adam moments
         self.optimizer_steps = 0
+        # None: vmap and autograd
+        self.dense = dense_path(self.layers, self.params, spec.loss, device) if hand_written else None
+        if self.dense is not None:  # the same weights, now views of one flat tensor
+            self.params = self.dense.params
+            self.flat_optimizer = FlatOptimizer(
+                self.kind, self.lr, self.momentum, self.weight_decay, self.dense.shapes, self.state
+            )
         # every member's (K,) early-stopping state; members of one batch share the spec's settings
         self.early = None
         if spec.early_stopping is not None:
@@ -99,6 +113,11 @@ class BatchedTrainer:
         return self.loss_fn(out, y), out
 
     def step(self, x: torch.Tensor, x_dim, y: torch.Tensor, y_dim) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.dense is not None:
+            losses, outs = self.dense.step(x, x_dim, y, y_dim)
+            self.optimizer_steps += 1
+            self.flat_optimizer.step(self.dense.flat, self.dense.grad, self.optimizer_steps)
+            return losses, outs
         losses, outs = vmap(self.member_loss, in_dims=(0, x_dim, y_dim))(self.params, x, y)  # (K,), (K, B, out)
         grads = torch.autograd.grad(losses.sum(), list(self.params.values()))
         with torch.no_grad():

@@ -155,7 +155,8 @@ def test_unknown_sweep_is_404(server):
 def test_a_killed_sweep_resumes_from_its_checkpoints(make_server):
     srv = make_server(workers=1, FITSERVE_CHECKPOINT_SECONDS="0.3", FITSERVE_LEASE_SECONDS="3",
                       FITSERVE_SWEEP_SECONDS="0.5").start()
-    long = {**CUBIC, "epochs": 800}
+    # long enough that the kill lands mid-sweep: 800 epochs of these 4 members now take about a second
+    long = {**CUBIC, "epochs": 3000}
     sweep = submit_sweep(srv, sweep_body({"seed": [0, 1, 2, 3]}, base=long, execution="batched"))
     deadline = time.monotonic() + 60
     while srv.client.get(f"/v1/sweeps/{sweep['id']}").json()["progress"]["epochs_done"] < 4 * 100:
@@ -172,4 +173,4 @@ def test_a_killed_sweep_resumes_from_its_checkpoints(make_server):
         assert job["attempt"] == 2
         steps = [p["step"] for p in srv.client.get(f"/v1/jobs/{entry['job_id']}/metrics",
                                                    params={"max_points": 100_000}).json()["points"]]
-        assert steps == list(range(1, 801))
+        assert steps == list(range(1, 3001))
