@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -25,24 +26,30 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def auth_required(request: Request, settings: Settings) -> bool:
+async def auth_required(request: Request, settings: Settings) -> bool:
     if settings.AUTH != "auto":
         return settings.AUTH == "required"
-    return request.app.state.key_verifier.keys_exist()
+    verifier = request.app.state.key_verifier
+    exists = verifier.cached_keys_exist()
+    return await run_in_threadpool(verifier.keys_exist) if exists is None else exists
 
 
-def get_owner(
+async def get_owner(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> str | None:
     """The caller's owner id (None: the anonymous local owner, while keys are not required).
 
-    Every request also takes a token from its caller's rate-limit bucket.
+    Every request also takes a token from its caller's rate-limit bucket. Async, and off the event
+    loop only for a database read (a key not checked in the last few seconds): a thread hop for
+    every request costs more than the rest of this dependency.
     """
-    settings = get_settings()
+    verifier = request.app.state.key_verifier
     if credentials is not None:
-        owner = request.app.state.key_verifier.owner_of(credentials.credentials)
-    elif auth_required(request, settings):
+        owner = verifier.cached_owner_of(credentials.credentials)
+        if owner is None:
+            owner = await run_in_threadpool(verifier.owner_of, credentials.credentials)
+    elif await auth_required(request, get_settings()):
         raise Unauthorized("an API key is required: send `Authorization: Bearer <key>`")
     else:
         owner = None
@@ -51,7 +58,7 @@ def get_owner(
     return owner
 
 
-def get_model_cache(request: Request) -> ModelCache:
+async def get_model_cache(request: Request) -> ModelCache:
     return request.app.state.model_cache
 
 

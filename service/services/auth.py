@@ -59,28 +59,52 @@ class KeyVerifier:
         self.lock = threading.Lock()
 
     def owner_of(self, token: str) -> str:
+        """The token's owner; reads the database when the key's cached entry is missing or stale."""
+        key_id, secret = self.parts_of(token)
+        cached = self.fresh_entry(key_id)
+        if cached is None:
+            until = time.monotonic() + CACHE_SECONDS  # counted from before the read, so a revoke is never cached longer
+            with session_scope(read_only=True) as s:
+                key = key_repo.get_active_key(s, key_id)
+            cached = _Cached(key.owner_id if key else None, key.secret_sha256 if key else "", until)
+            with self.lock:
+                self.cache[key_id] = cached
+        return self.check(cached, secret)
+
+    def cached_owner_of(self, token: str) -> str | None:
+        """The owner from the cache alone, without touching the database; None when `owner_of` must look it up."""
+        key_id, secret = self.parts_of(token)
+        cached = self.fresh_entry(key_id)
+        return None if cached is None else self.check(cached, secret)
+
+    def parts_of(self, token: str) -> tuple[str, str]:
         parts = split_token(token)
         if parts is None:
             raise Unauthorized("malformed API key")
-        key_id, secret = parts
-        now = time.monotonic()
+        return parts
+
+    def fresh_entry(self, key_id: str) -> _Cached | None:
         with self.lock:
             cached = self.cache.get(key_id)
-        if cached is None or cached.until < now:
-            with session_scope(read_only=True) as s:
-                key = key_repo.get_active_key(s, key_id)
-                cached = _Cached(key.owner_id if key else None, key.secret_sha256 if key else "", now + CACHE_SECONDS)
-            with self.lock:
-                self.cache[key_id] = cached
+        return cached if cached is not None and cached.until >= time.monotonic() else None
+
+    @staticmethod
+    def check(cached: _Cached, secret: str) -> str:
         if cached.owner_id is None or not hmac.compare_digest(cached.secret_sha256, hash_secret(secret)):
             raise Unauthorized("invalid or revoked API key")
         return cached.owner_id
 
     def keys_exist(self) -> bool:
-        now = time.monotonic()
-        exists, until = self.any_key
-        if until < now:
+        """Whether any active key exists; reads the database when the cached answer is stale."""
+        exists = self.cached_keys_exist()
+        if exists is None:
+            until = time.monotonic() + CACHE_SECONDS
             with session_scope(read_only=True) as s:
                 exists = key_repo.any_active_key(s)
-            self.any_key = (exists, now + CACHE_SECONDS)
+            self.any_key = (exists, until)
         return exists
+
+    def cached_keys_exist(self) -> bool | None:
+        """`keys_exist` from the cache alone; None when it must be looked up."""
+        exists, until = self.any_key
+        return exists if until >= time.monotonic() else None
