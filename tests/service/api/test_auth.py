@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from service.services.auth import CACHE_SECONDS
 from tests.specs import tiny_regression
 
 
@@ -103,6 +104,26 @@ def test_a_revoked_key_stops_working(keyed):
     while keyed.client.get("/v1/jobs", headers=headers).status_code != 401:
         assert time.monotonic() < deadline, "revoked key still works"
         time.sleep(0.5)
+
+
+def test_a_revoked_key_cannot_predict_once_its_cache_entry_expires(keyed):
+    """Checked keys are cached for CACHE_SECONDS, off the database; a revoke is seen within that time."""
+    token = keyed.create_key("dave")
+    headers = {"Authorization": f"Bearer {token}"}
+    job = keyed.client.post("/v1/jobs", json=tiny_regression(epochs=5), headers=headers).json()
+    deadline = time.monotonic() + 60
+    while keyed.client.get(f"/v1/jobs/{job['id']}", headers=headers).json()["status"] != "succeeded":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    url, body = f"/v1/jobs/{job['id']}/predict", {"inputs": [[1.0]]}
+    assert keyed.client.post(url, json=body, headers=headers).status_code == 200
+    keyed.cli("keys", "revoke", token.split("_")[1])
+    deadline = time.monotonic() + CACHE_SECONDS + 1.0  # the second: one request's latency on a busy machine
+    while (response := keyed.client.post(url, json=body, headers=headers)).status_code == 200:
+        assert time.monotonic() < deadline, "revoked key still predicts"
+        time.sleep(0.2)
+    assert response.status_code == 401 and response.json()["detail"] == "invalid or revoked API key"
+    assert keyed.client.post(url, json=body, headers=headers).status_code == 401
 
 
 def test_serving_beyond_loopback_requires_keys_even_when_none_exist(make_server):
