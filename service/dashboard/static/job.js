@@ -51,6 +51,9 @@ function details(job) {
     ["Started", formatTime(job.started_at)], ["Finished", formatTime(job.finished_at)],
     ["Training time", formatDuration(job.started_at, job.finished_at)],
   ];
+  // early stopping: where patience ran out, and the epoch whose weights the job kept
+  if (job.stopped_early_at != null) rows.push(["Stopped early at", `epoch ${job.stopped_early_at}`]);
+  if (job.best_epoch != null) rows.push(["Weights kept", `epoch ${job.best_epoch} (best)`]);
   return h("dl", { class: "details" }, rows.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
 }
 

@@ -119,6 +119,19 @@ def test_finished_classifier_shows_its_curves_and_predicts(served, page):
     screenshot(page, "job-phone")
 
 
+def test_an_early_stopped_job_shows_where_it_stopped_and_the_epoch_it_kept(served, page):
+    sign_in(page, served)
+    # no epoch after the first improves by more than min_delta: patience 3 runs out at epoch 4
+    spec = tiny_regression(name="stops early", epochs=50, early_stopping={"patience": 3, "min_delta": 1e9, "monitor": "loss"})
+    job = served.train(spec)
+    assert (job["status"], job["stopped_early_at"], job["best_epoch"]) == ("succeeded", 4, 1), job
+    page.goto(url(served, f"#/jobs/{job['id']}"))
+    details = page.locator(".details")
+    expect(details).to_contain_text("Stopped early at")
+    expect(details).to_contain_text("epoch 4")
+    expect(details).to_contain_text("epoch 1 (best)")
+
+
 def test_compare_two_jobs_chosen_with_the_keyboard(served, page):
     sign_in(page, served)
     suffix = uuid.uuid4().hex[:6]
