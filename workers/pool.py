@@ -61,7 +61,13 @@ def worker_main(worker_id: str, gpu: int | None, n_workers: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: shutdown.set())
     stop_when_orphaned(shutdown)
+    warm_up(torch)
     work(worker_id, get_settings(), gpu, shutdown)
+
+
+def warm_up(torch) -> None:
+    """Pay once, before any job, what a process's first optimizer costs: ~1 s of torch's lazy imports."""
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
 
 
 def rescue(reason: str, worker_id: str | None = None) -> None:
