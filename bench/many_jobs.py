@@ -81,7 +81,7 @@ def breakdown(spec: dict, n_jobs: int) -> list[list]:
     cpu = torch.device("cpu")
     for _ in range(n_jobs):
         t0 = time.perf_counter()
-        job = claim("bench-worker", settings)
+        [job] = claim("bench-worker", settings)
         t1 = time.perf_counter()
         attempt = Attempt(job, "bench-worker", settings, threading.Event())
         with session_scope() as s:

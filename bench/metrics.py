@@ -52,7 +52,7 @@ def writing_seconds(per_report: int) -> float:
     settings = get_settings()
     with session_scope() as s:
         submit_job(s, JobSpec.model_validate(json.loads(EXAMPLES[0].read_text())), None, settings)
-    attempt = Attempt(claim("bench-worker", settings), "bench-worker", settings, threading.Event())
+    attempt = Attempt(claim("bench-worker", settings)[0], "bench-worker", settings, threading.Event())
     steps = list(range(1, POINTS + 1))
     points = Columns(step=steps, epoch=steps, loss=[1.0 / i for i in steps])
     start = time.perf_counter()

@@ -3,10 +3,8 @@
 import logging
 import threading
 
-from service.db import session_scope
 from service.logs import job_logging
 from service.models import Job
-from service.repositories import jobs as job_repo
 from service.settings import Settings
 from service.wakeup import Listener
 from workers.sweep_runner import run_sweep_members
@@ -20,22 +18,21 @@ def work(worker_id: str, settings: Settings, gpu: int | None, shutdown: threadin
     listener = Listener(settings.DATABASE_URL)
     try:
         while not shutdown.is_set():
-            job = claim(worker_id, settings)
-            if job is None:
-                listener.wait(settings.POLL_SECONDS, shutdown)
+            jobs = claim(worker_id, settings)
+            if jobs:
+                train(jobs, worker_id, settings, gpu, shutdown)
             else:
-                train(job, worker_id, settings, gpu, shutdown)
+                listener.wait(settings.POLL_SECONDS, shutdown)
     finally:
         listener.close()
 
 
-def train(job: Job, worker_id: str, settings: Settings, gpu: int | None, shutdown: threading.Event) -> None:
-    """One claimed job, or a sweep: this job and every queued member of its sweep."""
+def train(jobs: list[Job], worker_id: str, settings: Settings, gpu: int | None, shutdown: threading.Event) -> None:
+    """What one claim took: a job, or the queued members of a sweep."""
+    job = jobs[0]
     if job.sweep_id is not None:
-        with session_scope() as s:
-            siblings = job_repo.claim_sweep_members(s, job.sweep_id, worker_id, settings.LEASE_SECONDS)
-        log.info("sweep %s: %d members claimed by %s", job.sweep_id, 1 + len(siblings), worker_id)
-        run_sweep_members([job, *siblings], worker_id, settings, gpu, shutdown)
+        log.info("sweep %s: %d members claimed by %s", job.sweep_id, len(jobs), worker_id)
+        run_sweep_members(jobs, worker_id, settings, gpu, shutdown)
         return
     with job_logging(job.id):
         log.info("job %s attempt %d claimed by %s", job.id, job.attempt, worker_id)

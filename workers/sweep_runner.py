@@ -20,7 +20,7 @@ from modelzoo.weights import weights_to_bytes
 from service.db import session_scope
 from service.models import Job, JobStatus
 from service.repositories import jobs as job_repo
-from service.repositories import metrics as metric_repo
+from service.repositories import members as member_repo
 from service.repositories import sweeps as sweep_repo
 from service.schemas.spec import JobSpec
 from service.settings import Settings
@@ -29,7 +29,7 @@ from workers.checkpoints import state_from_bytes, state_to_bytes
 from workers.data import load_data
 from workers.devices import resolve_device
 from workers.steps import transform_rows
-from workers.trainer import Callbacks, Trainer, fit_standardization
+from workers.trainer import Callbacks, Trainer, fit_standardization, seed_network_init
 from workers.worker import Attempt, fetch_dataset, run_attempt
 
 log = logging.getLogger("fitserve.sweeps")
@@ -40,11 +40,13 @@ MEMBER_CHUNK = 1024  # recorded epochs kept before a report is forced (K points 
 
 def prepare(spec: JobSpec, device: torch.device):
     """A member's network and data, exactly as a solo attempt builds them."""
-    torch.manual_seed(spec.seed)
+    seed_network_init(spec.seed)
     net = build_network(spec.model)
     data = load_data(spec, fetch_dataset)
     if spec.data.standardize:
         fit_standardization(net, data.x_train)
+    if device.type == "cpu":  # built there: `to` would only walk the modules
+        return net, data
     return net.to(device), data.to(device)
 
 
@@ -54,7 +56,7 @@ def measure_speedup(specs, nets, datas, device) -> float:
     The two are timed in alternating short rounds and each keeps its best round, so a stall of the
     machine during one round cannot decide the choice.
     """
-    probe = BatchedTrainer(specs, [copy.deepcopy(n) for n in nets], datas, device)
+    probe = BatchedTrainer(specs, list(nets), datas, device)  # it trains stacked copies, never the nets
     solo = Trainer(specs[0], copy.deepcopy(nets[0]), datas[0], device, Callbacks(report=lambda *_: True))
     solo.x, solo.x_val = transform_rows(solo.net, datas[0].x_train), transform_rows(solo.net, datas[0].x_val)
     for _ in range(PROBE_WARMUP):  # first calls pay for lazy imports and allocator growth
@@ -86,7 +88,7 @@ def keep_leases(members: list[Job], worker_id: str, settings: Settings, done: th
     """Renew every claimed member's lease, in one transaction, while others are trained first."""
     while not done.wait(settings.LEASE_SECONDS / 3):
         with session_scope() as s:
-            job_repo.renew_leases(s, worker_id, [(job.id, job.attempt) for job in members], settings.LEASE_SECONDS)
+            member_repo.renew_leases(s, worker_id, [(job.id, job.attempt) for job in members], settings.LEASE_SECONDS)
 
 
 def run_sweep_members(members: list[Job], worker_id: str, settings: Settings, gpu, shutdown: threading.Event) -> None:
@@ -161,9 +163,8 @@ class BatchedRun:
 
     def run(self, device: str) -> None:
         with session_scope() as s:
-            for a in self.attempts:
-                job_repo.set_device(s, a.job_id, a.worker_id, a.attempt, device)
-                metric_repo.truncate_points(s, a.job_id, self.trainer.progress.step)
+            jobs = [(a.job_id, a.attempt) for a in self.attempts]
+            member_repo.start_members(s, self.attempts[0].worker_id, jobs, device, self.trainer.progress.step)
         self.train()  # leases are kept by the sweep's keep_leases; stops are seen at each report
 
     def train(self) -> None:
@@ -207,7 +208,7 @@ class BatchedRun:
                 stopped.append(k)
             entries.append(self.entry(k, points))
         with session_scope() as s:
-            flags = job_repo.record_progress_many(s, self.attempts[0].worker_id, entries)
+            flags = member_repo.record_progress_many(s, self.attempts[0].worker_id, entries)
         for k in self.active:
             self.attempts[k].note(flags[self.attempts[k].job_id])
         for k, point in failed:
@@ -251,11 +252,15 @@ class BatchedRun:
         """Members trained to their last epoch, or stopped early: with early stopping, their best epoch's weights."""
         early, epochs = self.trainer.early, self.specs[0].epochs
         nets = {k: self.trainer.member_net(k, best=early is not None and early.has_best(k)) for k in members}
-        weights = {k: weights_to_bytes(net, self.group[k].spec) for k, net in nets.items()}
+        entries = [
+            {
+                "job_id": self.attempts[k].job_id,
+                "attempt": self.attempts[k].attempt,
+                "weights": weights_to_bytes(net, self.group[k].spec),
+                **(early.outcome(k, epochs) if early is not None else {}),
+            }
+            for k, net in nets.items()
+        ]
         with session_scope() as s:
-            for k, blob in weights.items():
-                a = self.attempts[k]
-                if early is not None:
-                    job_repo.record_early_stopping(s, a.job_id, a.worker_id, a.attempt, **early.outcome(k, epochs))
-                job_repo.finish_job(s, a.job_id, a.worker_id, a.attempt, JobStatus.SUCCEEDED, None, blob)
+            member_repo.finish_members(s, self.attempts[0].worker_id, entries)
         self.active.difference_update(members)

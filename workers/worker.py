@@ -22,7 +22,7 @@ from service.settings import Settings
 from workers.checkpoints import state_from_bytes, state_to_bytes
 from workers.data import load_data
 from workers.devices import resolve_device
-from workers.trainer import Callbacks, Diverged, Progress, Trainer, fit_standardization
+from workers.trainer import Callbacks, Diverged, Progress, Trainer, fit_standardization, seed_network_init
 
 log = logging.getLogger("fitserve.worker")
 
@@ -95,7 +95,7 @@ def fetch_dataset(dataset_id: str) -> bytes:
 
 def build_trainer(job: Job, attempt: Attempt, device: torch.device, settings: Settings) -> Trainer:
     spec = JobSpec.model_validate(job.spec)
-    torch.manual_seed(spec.seed)
+    seed_network_init(spec.seed)
     net = build_network(spec.model)
     data = load_data(spec, fetch_dataset)
     if spec.data.standardize:
@@ -169,6 +169,14 @@ def device_is_cuda(job: Job) -> bool:
     return torch.cuda.is_available() and job.spec.get("device", "auto") != "cpu"
 
 
-def claim(worker_id: str, settings: Settings) -> Job | None:
+def claim(worker_id: str, settings: Settings) -> list[Job]:
+    """The next queued job, with every queued member of its sweep when it is one, in one transaction.
+
+    One transaction, so no other worker takes part of the sweep meanwhile (see `claim_next_job`): its
+    members train together. Empty when nothing is queued.
+    """
     with session_scope() as s:
-        return job_repo.claim_next_job(s, worker_id, settings.LEASE_SECONDS)
+        job = job_repo.claim_next_job(s, worker_id, settings.LEASE_SECONDS)
+        if job is None or job.sweep_id is None:
+            return [] if job is None else [job]
+        return [job, *job_repo.claim_sweep_members(s, job.sweep_id, worker_id, settings.LEASE_SECONDS)]

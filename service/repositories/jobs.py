@@ -2,7 +2,7 @@
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.curves import Columns
@@ -48,15 +48,15 @@ def claim_next_job(session: Session, worker_id: str, lease_seconds: float) -> Jo
     """Take the oldest queued job in one statement; no two workers can take the same one.
 
     PostgreSQL skips rows another claim has locked; SQLite serialises claims with BEGIN IMMEDIATE.
+    On PostgreSQL a claim also holds, until its transaction ends, an advisory lock on the job's sweep
+    (or the job, outside sweeps): another claim skips that sweep's members meanwhile, so the worker
+    that claims a member can take all its queued siblings in the same transaction.
     """
-    oldest = (
-        select(Job.id)
-        .where(Job.status == JobStatus.QUEUED)
-        .order_by(Job.created_at, Job.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
+    queued = select(Job.id).where(Job.status == JobStatus.QUEUED)
+    if session.get_bind().dialect.name == "postgresql":
+        unit = func.hashtext(func.coalesce(Job.sweep_id, Job.id))
+        queued = queued.where(func.pg_try_advisory_xact_lock(unit))
+    oldest = queued.order_by(Job.created_at, Job.id).limit(1).with_for_update(skip_locked=True).scalar_subquery()
     return _claim(session, oldest, worker_id, lease_seconds)
 
 
@@ -264,64 +264,6 @@ def get_job_by_alias(session: Session, alias: str, owner_id: str | None) -> Job 
 def set_alias(session: Session, job: Job, alias: str | None) -> None:
     session.execute(update(Job).where(Job.id == job.id).values(alias=alias))
     session.refresh(job)
-
-
-def record_progress_many(session: Session, worker_id: str, entries: list[dict]) -> dict[str, bool | None]:
-    """`record_progress` for many jobs of one worker in three statements (a sweep's members at each report).
-
-    Each entry: job_id, attempt, epoch, step, points. Returns cancel_requested per job, None where the job
-    is no longer this worker's attempt (nothing is written for it). The rows are locked first (PostgreSQL),
-    so no job changes hands between the check and the writes.
-    """
-    ids = [e["job_id"] for e in entries]
-    rows = session.execute(
-        select(Job.id, Job.attempt, Job.worker_id, Job.status, Job.cancel_requested)
-        .where(Job.id.in_(ids))
-        .with_for_update()
-    ).all()
-    state = {row.id: row for row in rows}
-    result: dict[str, bool | None] = {}
-    ours = []
-    for e in entries:
-        row = state.get(e["job_id"])
-        if row is None or (row.worker_id, row.attempt, row.status) != (worker_id, e["attempt"], JobStatus.RUNNING):
-            result[e["job_id"]] = None
-        else:
-            result[e["job_id"]] = row.cancel_requested
-            ours.append(e)
-    table = Job.__table__
-    with_points = [e for e in ours if e["points"]]
-    without = [e for e in ours if not e["points"]]
-    if with_points:
-        session.execute(
-            update(table).where(table.c.id == bindparam("b_id"))
-            .values(epoch=bindparam("b_epoch"), step=bindparam("b_step"), latest_metrics=bindparam("b_latest")),
-            [{"b_id": e["job_id"], "b_epoch": e["epoch"], "b_step": e["step"], "b_latest": e["points"][-1].as_dict()}
-             for e in with_points],
-        )
-        metric_repo.insert_points(session, [(e["job_id"], e["points"]) for e in with_points])
-    if without:
-        session.execute(
-            update(table).where(table.c.id == bindparam("b_id")).values(epoch=bindparam("b_epoch"), step=bindparam("b_step")),
-            [{"b_id": e["job_id"], "b_epoch": e["epoch"], "b_step": e["step"]} for e in without],
-        )
-    return result
-
-
-def renew_leases(session: Session, worker_id: str, jobs: list[tuple[str, int]], lease_seconds: float) -> None:
-    """Extend the leases of many (job id, attempt) of one worker in one statement."""
-    table = Job.__table__
-    session.execute(
-        update(table)
-        .where(
-            table.c.id == bindparam("b_id"),
-            table.c.attempt == bindparam("b_attempt"),
-            table.c.worker_id == worker_id,
-            table.c.status == JobStatus.RUNNING,
-        )
-        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds)),
-        [{"b_id": job_id, "b_attempt": attempt} for job_id, attempt in jobs],
-    )
 
 
 def record_early_stopping(

@@ -64,18 +64,23 @@ def list_points_after(session: Session, job_id: str, since_step: int, limit: int
 
 def truncate_points(session: Session, job_id: str, after_step: int) -> None:
     """Drop points past `after_step` (a checkpoint), so a resumed attempt rewrites them without duplicates."""
-    session.execute(delete(MetricChunk).where(MetricChunk.job_id == job_id, MetricChunk.first_step > after_step))
-    straddling = session.scalar(
-        select(MetricChunk).where(MetricChunk.job_id == job_id, MetricChunk.last_step > after_step)
-    )
-    if straddling is None:
-        return
-    kept = curves.trimmed(straddling.columns, straddling.data, straddling.count, after_step)
-    session.execute(
-        update(MetricChunk)
-        .where(MetricChunk.job_id == job_id, MetricChunk.first_step == straddling.first_step)
-        .values(last_step=kept.last_step, count=kept.count, columns=kept.columns, data=kept.data)
-    )
+    truncate_points_many(session, [job_id], after_step)
+
+
+def truncate_points_many(session: Session, job_ids: list[str], after_step: int) -> None:
+    """`truncate_points` for the jobs that resume from one step together (a sweep's members)."""
+    session.execute(delete(MetricChunk).where(MetricChunk.job_id.in_(job_ids), MetricChunk.first_step > after_step))
+    # what is left past the step is the end of chunks that began before it: at most one a job
+    straddling = session.scalars(
+        select(MetricChunk).where(MetricChunk.job_id.in_(job_ids), MetricChunk.last_step > after_step)
+    ).all()
+    for chunk in straddling:
+        kept = curves.trimmed(chunk.columns, chunk.data, chunk.count, after_step)
+        session.execute(
+            update(MetricChunk)
+            .where(MetricChunk.job_id == chunk.job_id, MetricChunk.first_step == chunk.first_step)
+            .values(last_step=kept.last_step, count=kept.count, columns=kept.columns, data=kept.data)
+        )
 
 
 def get_weights(session: Session, job_id: str) -> bytes | None:

@@ -56,6 +56,17 @@ def test_grid_sweep_trains_every_member_and_ranks_them(server):
     assert sweep["id"] in {s["id"] for s in server.client.get("/v1/sweeps").json()["items"]}
 
 
+def test_workers_woken_together_never_split_a_sweep(make_server):
+    """Two idle workers race for each new sweep; whichever wins claims every member in one transaction."""
+    srv = make_server(workers=2).start()
+    base = {**CUBIC, "epochs": 20}
+    sweeps = [submit_sweep(srv, sweep_body({"lr": [0.01, 0.02, 0.03]}, base=base, execution="batched")) for _ in range(4)]
+    for sweep in sweeps:
+        done = wait_sweep(srv, sweep["id"])
+        assert done["progress"]["succeeded"] == 3
+        assert done["execution"].startswith("batched: 3 members"), done["execution"]
+
+
 def test_a_member_matches_the_same_spec_trained_alone(server):
     sweep = submit_sweep(server, sweep_body({"lr": [0.01, 0.02, 0.005]}))
     done = wait_sweep(server, sweep["id"])

@@ -1,0 +1,102 @@
+"""Writes for many running jobs of one worker, a few statements for all: a sweep's members.
+
+Each write is guarded as for one job (`jobs._ours`): it touches only the jobs still running under
+this worker and the attempt given. The rows are locked first (PostgreSQL), so no job changes hands
+between the check and the writes.
+"""
+
+from datetime import timedelta
+
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from service.models import Checkpoint, Job, JobStatus, JobWeights, utcnow
+from service.repositories import metrics as metric_repo
+
+JOBS = Job.__table__
+
+
+def _rows(session: Session, worker_id: str, jobs: list[tuple[str, int]]) -> dict[str, bool]:
+    """cancel_requested of those (job id, attempt) still this worker's running attempt; the others are left out."""
+    rows = session.execute(
+        select(Job.id, Job.attempt, Job.worker_id, Job.status, Job.cancel_requested)
+        .where(Job.id.in_([job_id for job_id, _ in jobs]))
+        .with_for_update()
+    ).all()
+    state = {row.id: row for row in rows}
+    ours = {}
+    for job_id, attempt in jobs:
+        row = state.get(job_id)
+        if row is not None and (row.worker_id, row.attempt, row.status) == (worker_id, attempt, JobStatus.RUNNING):
+            ours[job_id] = row.cancel_requested
+    return ours
+
+
+def start_members(session: Session, worker_id: str, jobs: list[tuple[str, int]], device: str, step: int) -> None:
+    """Where the members train, and their curves trimmed back to `step` (a resumed attempt rewrites the rest)."""
+    ours = list(_rows(session, worker_id, jobs))
+    if ours:
+        session.execute(update(Job).where(Job.id.in_(ours)).values(device=device, node=None))
+        metric_repo.truncate_points_many(session, ours, step)
+
+
+def record_progress_many(session: Session, worker_id: str, entries: list[dict]) -> dict[str, bool | None]:
+    """`jobs.record_progress` for many jobs (a sweep's members at each report) in three statements.
+
+    Each entry: job_id, attempt, epoch, step, points. Returns cancel_requested per job, None where the job
+    is no longer this worker's attempt (nothing is written for it).
+    """
+    ours = _rows(session, worker_id, [(e["job_id"], e["attempt"]) for e in entries])
+    mine = [e for e in entries if e["job_id"] in ours]
+    with_points = [e for e in mine if e["points"]]
+    without = [e for e in mine if not e["points"]]
+    if with_points:
+        session.execute(
+            update(JOBS).where(JOBS.c.id == bindparam("b_id"))
+            .values(epoch=bindparam("b_epoch"), step=bindparam("b_step"), latest_metrics=bindparam("b_latest")),
+            [{"b_id": e["job_id"], "b_epoch": e["epoch"], "b_step": e["step"], "b_latest": e["points"][-1].as_dict()}
+             for e in with_points],
+        )
+        metric_repo.insert_points(session, [(e["job_id"], e["points"]) for e in with_points])
+    if without:
+        session.execute(
+            update(JOBS).where(JOBS.c.id == bindparam("b_id")).values(epoch=bindparam("b_epoch"), step=bindparam("b_step")),
+            [{"b_id": e["job_id"], "b_epoch": e["epoch"], "b_step": e["step"]} for e in without],
+        )
+    return {e["job_id"]: ours.get(e["job_id"]) for e in entries}
+
+
+def finish_members(session: Session, worker_id: str, entries: list[dict]) -> set[str]:
+    """Members trained: succeeded, with their weights and what early stopping decided; returns the ids closed.
+
+    Each entry: job_id, attempt, weights, and with early stopping stopped_early_at, best_epoch, best_metrics.
+    """
+    ours = _rows(session, worker_id, [(e["job_id"], e["attempt"]) for e in entries])
+    mine = [e for e in entries if e["job_id"] in ours]
+    if not mine:
+        return set()
+    early = ("stopped_early_at", "best_epoch", "best_metrics")
+    session.execute(
+        update(JOBS).where(JOBS.c.id == bindparam("b_id"))
+        .values(status=JobStatus.SUCCEEDED, error=None, finished_at=utcnow(), lease_expires_at=None,
+                **{name: bindparam(f"b_{name}") for name in early}),
+        [{"b_id": e["job_id"], **{f"b_{name}": e.get(name) for name in early}} for e in mine],
+    )
+    session.execute(insert(JobWeights), [{"job_id": e["job_id"], "data": e["weights"]} for e in mine])
+    session.execute(delete(Checkpoint).where(Checkpoint.job_id.in_([e["job_id"] for e in mine])))
+    return {e["job_id"] for e in mine}
+
+
+def renew_leases(session: Session, worker_id: str, jobs: list[tuple[str, int]], lease_seconds: float) -> None:
+    """Extend the leases of many (job id, attempt) of one worker in one statement."""
+    session.execute(
+        update(JOBS)
+        .where(
+            JOBS.c.id == bindparam("b_id"),
+            JOBS.c.attempt == bindparam("b_attempt"),
+            JOBS.c.worker_id == worker_id,
+            JOBS.c.status == JobStatus.RUNNING,
+        )
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds)),
+        [{"b_id": job_id, "b_attempt": attempt} for job_id, attempt in jobs],
+    )
