@@ -60,11 +60,19 @@ class Service:
                 raise RuntimeError(f"fitserve serve exited:\n{self.read_log()}")
             try:
                 if self.client.get("/readyz").status_code == 200:
+                    self.warm_up()
                     return self
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"fitserve serve not ready in 60s:\n{self.read_log()}")
+
+    def warm_up(self) -> None:
+        """A one-epoch job per worker, waited for: what is measured next does not pay for the workers' start
+        (a process spawn, torch's imports, ~2-5 s on this machine), which the API's readiness does not wait for."""
+        spec = {**load_example(EXAMPLES[0]), "epochs": 1}
+        for job_id in [self.submit(spec) for _ in range(self.workers)]:
+            self.wait(job_id, poll=0.05, timeout=120)
 
     def __exit__(self, *exc) -> None:
         self.proc.terminate()
