@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import select
 import socket
@@ -27,6 +28,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+log = logging.getLogger("fitserve.wakeup")
 CHANNEL = "fitserve_queue"
 PENDING = "fitserve_wake_workers"
 STOP_SLICE = 0.25  # seconds an idle worker may take to see a shutdown
@@ -126,7 +128,24 @@ class Listener:
                 except BlockingIOError:
                     break
             return bool(ready)
-        return any(True for _ in self.conn.notifies(timeout=timeout, stop_after=1))
+        return self.notified(timeout)
+
+    def notified(self, timeout: float) -> bool:
+        """PostgreSQL: a NOTIFY within `timeout`; a lost connection is reopened at the next wait, polling meanwhile."""
+        import psycopg
+
+        try:
+            if self.conn is None:
+                self.open_listen()
+            return any(True for _ in self.conn.notifies(timeout=timeout, stop_after=1))
+        except psycopg.OperationalError as exc:
+            log.warning("wake-ups: lost the LISTEN connection (%s); polling until it is back", exc)
+            with contextlib.suppress(psycopg.Error):
+                if self.conn is not None:
+                    self.conn.close()
+            self.conn = None
+            time.sleep(timeout)
+            return False
 
     def close(self) -> None:
         if self.sock is not None:

@@ -201,3 +201,21 @@ def test_workers_per_gpu_sets_the_default_pool_size():
     gpus = visible_gpus()
     assert gpus == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
     assert default_workers(4) == (4 * gpus if gpus else 1)  # a CPU-only machine runs one worker
+
+
+def test_a_worker_that_loses_its_listen_connection_keeps_working_and_listens_again(make_server, backend):
+    if backend != "postgresql":
+        pytest.skip("LISTEN/NOTIFY wake-ups are PostgreSQL's")
+    srv = make_server(workers=1, FITSERVE_POLL_SECONDS="60").start()
+    assert srv.wait_for(srv.submit(tiny_regression(epochs=5))["id"], timeout=60)["status"] == "succeeded"
+    workers = worker_pids(srv.proc.pid)
+    dropped = srv.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+    )
+    assert dropped == [(True,)]
+    time.sleep(2.0)  # the worker sees the loss within a wait slice, and opens a new connection at the next
+    job = srv.wait_for(srv.submit(tiny_regression(epochs=5))["id"], timeout=20)  # woken: the poll is 60 s
+    assert job["status"] == "succeeded"
+    assert worker_pids(srv.proc.pid) == workers  # the same worker process, never restarted
+    assert "lost the LISTEN connection" in srv.read_log()
