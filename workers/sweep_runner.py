@@ -36,6 +36,7 @@ log = logging.getLogger("fitserve.sweeps")
 PROBE_WARMUP, PROBE_ROUNDS, PROBE_EPOCHS, PROBE_SECONDS = 3, 5, 5, 1.0
 MIN_SPEEDUP = 1.2  # batched must beat one-by-one by this much to be chosen
 MEMBER_CHUNK = 1024  # recorded epochs kept before a report is forced (K points each)
+MAX_REPORT_SHARE = 0.05  # of a batched sweep's time, past REPORT_SECONDS
 
 
 def prepare(spec: JobSpec, device: torch.device):
@@ -170,6 +171,7 @@ class BatchedRun:
     def train(self) -> None:
         epochs, t = self.specs[0].epochs, self.trainer
         last_report = last_checkpoint = time.perf_counter()
+        report_seconds = self.settings.REPORT_SECONDS
         while t.progress.epoch < epochs and self.active:
             epoch = t.progress.epoch + 1
             figures = t.train_epoch(epoch % self.specs[0].metrics_every == 0 or epoch == epochs)
@@ -179,10 +181,12 @@ class BatchedRun:
             now = time.perf_counter()
             checkpoint_due = now - last_checkpoint >= self.settings.CHECKPOINT_SECONDS and epoch < epochs
             # a checkpoint follows a report: members resumed from it must find their curves up to it
-            report_due = now - last_report >= self.settings.REPORT_SECONDS or len(self.records) >= MEMBER_CHUNK
+            report_due = now - last_report >= report_seconds or len(self.records) >= MEMBER_CHUNK
             if report_due or checkpoint_due or epoch == epochs:
-                last_report = now
                 self.flush()
+                last_report = time.perf_counter()
+                # many members make a report long: space them so reports stay a small share of the time
+                report_seconds = max(self.settings.REPORT_SECONDS, (last_report - now) / MAX_REPORT_SHARE)
             if self.attempts[0].shutdown.is_set() and epoch < epochs:
                 self.stop_for_shutdown()
                 return
