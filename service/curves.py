@@ -114,16 +114,38 @@ def columns(chunk_columns: str, data: bytes, count: int) -> dict[str, np.ndarray
     return out
 
 
-def decode(chunk_columns: str, data: bytes, count: int, after_step: int | None = None) -> list[CurvePoint]:
-    """The chunk's points, those after `after_step` only when it is given."""
-    cols = columns(chunk_columns, data, count)
-    keep = slice(None) if after_step is None else slice(int(np.searchsorted(cols["step"], after_step, side="right")), None)
-    lists = {name: values[keep].tolist() for name, values in cols.items()}
+def after(cols: dict[str, np.ndarray], step: int | None) -> dict[str, np.ndarray]:
+    """The columns' points past `step` (all of them when it is None)."""
+    if step is None:
+        return cols
+    first = int(np.searchsorted(cols["step"], step, side="right"))
+    return {name: values[first:] for name, values in cols.items()}
+
+
+def joined(chunks: Sequence[tuple[str, bytes, int]], after_step: int) -> dict[str, np.ndarray]:
+    """Several chunks' points past `after_step` as one set of columns; a figure some chunk lacks is NaN there."""
+    parts = [after(columns(*chunk), after_step) for chunk in chunks]
+    if not parts:
+        return {name: np.empty(0, DTYPES[name]) for name in REQUIRED}
+    names = [name for name in FIELDS if any(name in part for part in parts)]
+    return {
+        name: np.concatenate([part[name] if name in part else np.full(len(part["step"]), np.nan) for part in parts])
+        for name in names
+    }
+
+
+def to_points(cols: dict[str, np.ndarray]) -> list[CurvePoint]:
+    lists = {name: values.tolist() for name, values in cols.items()}
     for name in OPTIONAL:
         if name in lists:
             lists[name] = [None if v != v else v for v in lists[name]]  # NaN means no value
     names = list(lists)
     return [CurvePoint(**dict(zip(names, row))) for row in zip(*lists.values())]
+
+
+def decode(chunk_columns: str, data: bytes, count: int, after_step: int | None = None) -> list[CurvePoint]:
+    """The chunk's points, those after `after_step` only when it is given."""
+    return to_points(after(columns(chunk_columns, data, count), after_step))
 
 
 def trimmed(chunk_columns: str, data: bytes, count: int, through_step: int) -> Chunk | None:

@@ -217,7 +217,7 @@ class Trainer:
         goes back to that epoch: the job ends there (a later NaN loss is no divergence of the job).
         """
         if not self.records.epochs:
-            return self.cb.report([], self.progress)
+            return self.cb.report(Columns(step=[], epoch=[], loss=[]), self.progress)
         points = self.read_points()
         if self.early is not None:
             [points] = self.early.settle([points])

@@ -35,21 +35,24 @@ def count_points(session: Session, job_id: str, since_step: int) -> int:
         )
     )
     if straddling is not None:
-        total += len(curves.decode(straddling.columns, straddling.data, straddling.count, since_step))
+        cols = curves.columns(straddling.columns, straddling.data, straddling.count)
+        total += len(curves.after(cols, since_step)["step"])
     return total
 
 
 def list_points(session: Session, job_id: str, since_step: int, max_points: int) -> list[CurvePoint]:
-    """Points after `since_step` in step order; at most `max_points`, evenly spaced, the first and last kept."""
-    points = []
-    for c in _chunks_after(session, job_id, since_step):
-        points += curves.decode(c.columns, c.data, c.count, since_step)
-    if len(points) <= max_points:
-        return points
-    if max_points == 1:
-        return points[-1:]
-    last = len(points) - 1
-    return [points[round(i * last / (max_points - 1))] for i in range(max_points)]
+    """Points after `since_step` in step order; at most `max_points`, evenly spaced, the first and last kept.
+
+    Chosen on the columns: only the points returned become objects.
+    """
+    chunks = [(c.columns, c.data, c.count) for c in _chunks_after(session, job_id, since_step)]
+    cols = curves.joined(chunks, since_step)
+    n = len(cols["step"])
+    if n > max_points:
+        last = n - 1
+        chosen = [last] if max_points == 1 else [round(i * last / (max_points - 1)) for i in range(max_points)]
+        cols = {name: values[chosen] for name, values in cols.items()}
+    return curves.to_points(cols)
 
 
 def list_points_after(session: Session, job_id: str, since_step: int, limit: int) -> list[CurvePoint]:
