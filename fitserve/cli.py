@@ -11,6 +11,7 @@ import signal
 import sys
 
 from fitserve.commands import add_client_commands
+from fitserve.supervision import Supervised
 from service.logs import configure_logging
 
 
@@ -28,7 +29,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     upgrade(settings.DATABASE_URL)
     warn_if_no_keys(settings)
     n_workers = args.workers if args.workers is not None else settings.WORKERS
-    pool = start_executor(settings, n_workers) if n_workers != 0 else None
+    if n_workers != 0:
+        os.environ["FITSERVE_READY_REQUIRES_WORKER"] = "true"  # this API's readiness includes its workers
+        get_settings.cache_clear()
+    executor = executor_process(settings, n_workers).start().watch_in_background() if n_workers != 0 else None
     # uvicorn re-raises the signal that stopped it once it has shut down; with these handlers that
     # lands here, so the pool below is stopped cleanly and the exit status is 0
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -36,26 +40,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         uvicorn.run("service.app:create_app", factory=True, host=args.host, port=args.port, log_level="info")
     finally:
-        if pool is not None:
-            pool.terminate()  # SIGTERM: workers checkpoint and hand their jobs back
-            pool.join(30)
+        if executor is not None:
+            executor.stop(settings.SHUTDOWN_SECONDS + 10)  # workers hand their jobs back first
     return 0
 
 
-def start_executor(settings, n_workers: int | None) -> mp.Process:
-    """A child process that runs jobs: the local worker pool, or (FITSERVE_EXECUTOR=ray) the Ray dispatcher."""
+def executor_process(settings, n_workers: int | None) -> Supervised:
+    """The child process that runs jobs, restarted whenever it dies: the local worker pool, or (FITSERVE_EXECUTOR=ray)
+    the Ray dispatcher."""
     if settings.EXECUTOR == "ray":
         from workers.executors.ray import require_ray_address, run_dispatcher
 
         require_ray_address()  # here, so a missing address stops `serve` instead of only its dispatcher
-        target, args, name = run_dispatcher, (True,), "fitserve-dispatcher"
-    else:
-        from workers.pool import run_pool
+        return Supervised("fitserve-dispatcher", run_dispatcher, (True,))
+    from workers.pool import run_pool
 
-        target, args, name = run_pool, (n_workers, True), "fitserve-pool"
-    proc = mp.get_context("spawn").Process(target=target, args=args, name=name)
-    proc.start()
-    return proc
+    return Supervised("fitserve-pool", run_pool, (n_workers, True))
 
 
 def is_loopback(host: str) -> bool:
@@ -101,12 +101,17 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    """A supervised worker pool: this process restarts the pool's supervisor if it dies, until SIGTERM or SIGINT."""
     from service.migrations import upgrade
     from service.settings import get_settings
-    from workers.pool import run_pool
 
-    upgrade(get_settings().DATABASE_URL)
-    run_pool(args.workers)
+    settings = get_settings()
+    upgrade(settings.DATABASE_URL)
+    pool = executor_process(settings.model_copy(update={"EXECUTOR": "local"}), args.workers).start()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: pool.stopping.set())
+    pool.watch()
+    pool.stop(settings.SHUTDOWN_SECONDS + 10)
     return 0
 
 

@@ -102,6 +102,7 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     device: Mapped[str | None] = mapped_column(String(32))
     node: Mapped[str | None] = mapped_column(String(64))  # host name, or Ray node id, of the latest attempt
+    execution: Mapped[str | None] = mapped_column(String(500))  # the path that trained it, and any fallback's reason
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
@@ -112,6 +113,29 @@ class Job(Base):
         Index("ix_jobs_created_at_id", "created_at", "id"),
         UniqueConstraint("owner_id", "alias", name="uq_jobs_owner_id_alias"),
     )
+
+
+class WorkerKind(enum.StrEnum):
+    POOL = "pool"  # a process of a local worker pool
+    RAY_TASK = "ray_task"  # a Ray task training one job
+    DISPATCHER = "dispatcher"  # the process that places jobs on a Ray cluster
+
+
+class Worker(Base):
+    """A live worker process: inserted when it starts, heartbeated, deleted when it stops or its heartbeat expires."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the worker_id its jobs carry
+    host: Mapped[str] = mapped_column(String(255))  # host name, or Ray node id
+    pid: Mapped[int] = mapped_column(Integer)
+    # boot id and pid namespace: a pid means this process only where the scope is the reader's own
+    process_scope: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(16))
+    device: Mapped[str] = mapped_column(String(32))
+    job_id: Mapped[str | None] = mapped_column(String(32))  # the job it trains now (a sweep's first member)
+    started_at: Mapped[datetime] = mapped_column()
+    heartbeat_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class MetricChunk(Base):

@@ -7,20 +7,25 @@ from service.logs import job_logging
 from service.models import Job
 from service.settings import Settings
 from service.wakeup import Listener
+from workers.registry import Registration
 from workers.sweep_runner import run_sweep_members
 from workers.worker import claim, run_attempt
 
 log = logging.getLogger("fitserve.worker")
 
 
-def work(worker_id: str, settings: Settings, gpu: int | None, shutdown: threading.Event) -> None:
+def work(
+    worker_id: str, settings: Settings, gpu: int | None, shutdown: threading.Event, registration: Registration
+) -> None:
     """Claim and train jobs until `shutdown` is set; idle, wait for a wake-up or the next poll."""
     listener = Listener(settings.DATABASE_URL)
     try:
         while not shutdown.is_set():
             jobs = claim(worker_id, settings)
             if jobs:
+                registration.set_job(jobs[0].id)
                 train(jobs, worker_id, settings, gpu, shutdown)
+                registration.set_job(None)
             else:
                 listener.wait(settings.POLL_SECONDS, shutdown)
     finally:

@@ -1,7 +1,9 @@
 """The worker pool: N worker processes, restarted if they die, stopped cleanly on SIGTERM.
 
-The pool's own process also sweeps: it requeues the jobs of a worker that died at once, and every
-SWEEP_SECONDS the jobs whose lease expired (a worker on another machine, or a hung one).
+The pool's own process also sweeps (service.services.rescue): it requeues the jobs of a worker that
+died at once, and every SWEEP_SECONDS those of dead workers and expired leases. The pool is itself
+supervised by the process above it (`serve` or `worker`); a worker whose pool died hands its job
+back and exits, and the restarted pool starts workers of its own.
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ import uuid
 
 from service.db import session_scope
 from service.logs import configure_logging
-from service.repositories import jobs as job_repo
+from service.models import WorkerKind
+from service.repositories import workers as worker_repo
+from service.services.rescue import rescue, sweep
 from service.settings import Settings, get_settings
 from workers.devices import default_workers, threads_per_worker, visible_gpus
+from workers.registry import Registration
 
 log = logging.getLogger("fitserve.pool")
-STOP_GRACE_SECONDS = 10.0
+QUICK_DEATH_SECONDS = 10.0  # a worker that dies sooner after its start is restarted with back-off
+MAX_BACKOFF_SECONDS = 30.0
 
 
 def new_worker_id() -> str:
@@ -62,21 +68,14 @@ def worker_main(worker_id: str, gpu: int | None, n_workers: int) -> None:
         signal.signal(sig, lambda *_: shutdown.set())
     stop_when_orphaned(shutdown)
     warm_up(torch)
-    work(worker_id, get_settings(), gpu, shutdown)
+    device = f"cuda:{gpu}" if gpu is not None else "cpu"
+    with Registration(worker_id, WorkerKind.POOL, device, get_settings()) as registration:
+        work(worker_id, get_settings(), gpu, shutdown, registration)
 
 
 def warm_up(torch) -> None:
     """Pay once, before any job, what a process's first optimizer costs: ~1 s of torch's lazy imports."""
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-
-
-def rescue(reason: str, worker_id: str | None = None) -> None:
-    with session_scope() as s:
-        requeued, failed = job_repo.rescue_jobs(s, reason, worker_id)
-    for job_id in requeued:
-        log.warning("job %s requeued: %s", job_id, reason)
-    for job_id in failed:
-        log.warning("job %s failed: %s on every attempt", job_id, reason)
 
 
 class Pool:
@@ -86,6 +85,9 @@ class Pool:
         self.gpus = visible_gpus()
         self.ctx = mp.get_context("spawn")
         self.procs: dict[int, tuple[str, mp.Process]] = {}
+        self.started_at: dict[int, float] = {}
+        self.backoff: dict[int, float] = {}
+        self.restart_at: dict[int, float] = {}
         self.stopping = threading.Event()
         self.last_sweep = 0.0
 
@@ -95,6 +97,7 @@ class Pool:
         proc = self.ctx.Process(target=worker_main, args=(worker_id, gpu, self.n), name=f"fitserve-worker-{slot}")
         proc.start()
         self.procs[slot] = (worker_id, proc)
+        self.started_at[slot] = time.monotonic()
         log.info("worker %s started (pid %s, %s)", worker_id, proc.pid, f"cuda:{gpu}" if gpu is not None else "cpu")
 
     def supervise(self) -> None:
@@ -103,24 +106,47 @@ class Pool:
             self.start_worker(slot)
         while not self.stopping.wait(min(1.0, self.settings.SWEEP_SECONDS)):
             for slot, (worker_id, proc) in list(self.procs.items()):
-                if not proc.is_alive():
-                    rescue(f"worker process died (exit code {proc.exitcode})", worker_id)
-                    self.start_worker(slot)
+                if not proc.is_alive() and slot not in self.restart_at:
+                    self.reap(slot, worker_id, proc)
+            self.restart_due()
             self.sweep_if_due()
         self.stop_workers()
+
+    def reap(self, slot: int, worker_id: str, proc: mp.Process) -> None:
+        """A worker died: rescue its job now and schedule its restart, later each time it dies young."""
+        rescue(f"worker process died (exit code {proc.exitcode})", worker_id)
+        with session_scope() as s:
+            worker_repo.remove(s, [worker_id])
+        lived = time.monotonic() - self.started_at[slot]
+        delay = min(MAX_BACKOFF_SECONDS, max(1.0, 2 * self.backoff.get(slot, 0.5))) if lived < QUICK_DEATH_SECONDS else 0.0
+        self.backoff[slot] = delay
+        self.restart_at[slot] = time.monotonic() + delay
+        log.warning("worker %s (pid %s) died with exit code %s after %.1f s; restarting in %.1f s",
+                    worker_id, proc.pid, proc.exitcode, lived, delay)
+
+    def restart_due(self) -> None:
+        now = time.monotonic()
+        for slot, at in list(self.restart_at.items()):
+            if at <= now:
+                del self.restart_at[slot]
+                self.start_worker(slot)
 
     def sweep_if_due(self) -> None:
         now = time.monotonic()
         if now - self.last_sweep >= self.settings.SWEEP_SECONDS:
             self.last_sweep = now
-            rescue("lease expired")
+            try:
+                sweep(self.settings)
+            except Exception:  # the database is away: the next sweep tries again
+                log.exception("sweep failed")
 
     def stop_workers(self) -> None:
         for _, proc in self.procs.values():
             if proc.is_alive():
-                proc.terminate()  # SIGTERM: finish the step, checkpoint, release the job
+                proc.terminate()  # SIGTERM: stop at the next step, hand the job back
+        deadline = time.monotonic() + self.settings.SHUTDOWN_SECONDS
         for worker_id, proc in self.procs.values():
-            proc.join(STOP_GRACE_SECONDS)
+            proc.join(max(0.0, deadline - time.monotonic()))
             if proc.is_alive():
                 proc.kill()
                 proc.join()

@@ -111,13 +111,28 @@ def run_groups(members: list[Job], worker_id: str, settings: Settings, gpu, shut
         if shutdown.is_set():
             release_all(group, worker_id)
             continue
-        if len(group) > 1 and run_batched(group, saved, worker_id, settings, gpu, shutdown):
-            continue
+        if len(group) > 1:
+            try:
+                if run_batched(group, saved, worker_id, settings, gpu, shutdown):
+                    continue
+            except Exception as exc:  # an optional fast path never fails a member: one by one instead
+                group = fall_back(group, worker_id, exc)
         for job in group:
             if shutdown.is_set():
                 release_all([job], worker_id)
             else:
                 run_attempt(job, worker_id, settings, gpu, shutdown)
+
+
+def fall_back(group: list[Job], worker_id: str, exc: Exception) -> list[Job]:
+    """After the batched path failed: the members it left running, to train one by one from their checkpoints."""
+    why = f"{type(exc).__name__}: {str(exc)[:300]}"
+    log.warning("sweep %s: the batched path failed (%s); its members go on one by one", group[0].sweep_id, why,
+                exc_info=exc)
+    with session_scope() as s:
+        sweep_repo.set_execution(s, group[0].sweep_id, f"one by one: the batched path failed ({why})")
+        running = job_repo.still_running(s, [(job.id, job.attempt) for job in group], worker_id)
+    return [job for job in group if job.id in running]
 
 
 def release_all(jobs: list[Job], worker_id: str) -> None:
@@ -149,7 +164,7 @@ def run_batched(group: list[Job], saved: dict, worker_id: str, settings: Setting
     states = [saved[job.id] for job in group]
     if all(states):
         trainer.load_member_states([state_from_bytes(c.data) for c in states])
-    BatchedRun(group, specs, trainer, worker_id, settings, shutdown).run(str(device))
+    BatchedRun(group, specs, trainer, worker_id, settings, shutdown).run(str(device), note)
     return True
 
 
@@ -162,10 +177,10 @@ class BatchedRun:
         self.active = set(range(len(group)))
         self.records = []
 
-    def run(self, device: str) -> None:
+    def run(self, device: str, execution: str) -> None:
         with session_scope() as s:
             jobs = [(a.job_id, a.attempt) for a in self.attempts]
-            member_repo.start_members(s, self.attempts[0].worker_id, jobs, device, self.trainer.progress.step)
+            member_repo.start_members(s, self.attempts[0].worker_id, jobs, device, self.trainer.progress.step, execution)
         self.train()  # leases are kept by the sweep's keep_leases; stops are seen at each report
 
     def train(self) -> None:

@@ -24,6 +24,7 @@ from workers.early_stopping import EarlyStopping
 from workers.steps import Batches, Step, transform_rows
 
 CHUNK = 4096  # recorded epochs kept on the device before a report is forced
+INTERRUPT_BATCHES = 8  # inside an epoch, stops are looked for every this many mini-batches
 
 
 class Diverged(Exception):
@@ -50,6 +51,8 @@ class Callbacks:
     checkpoint: Callable[[dict], None] = lambda state: None
     checkpoint_seconds: float = 60.0
     report_seconds: float = 0.5
+    # asked between the mini-batches of an epoch: True stops training at once (cancel, shutdown, job lost)
+    interrupted: Callable[[], bool] = lambda: False
 
 
 def make_optimizer(spec, params, capturable: bool = False) -> torch.optim.Optimizer:
@@ -91,7 +94,10 @@ class Records:
 
 
 class Trainer:
-    def __init__(self, spec, net: nn.Module, data: TrainingData, device: torch.device, callbacks: Callbacks):
+    def __init__(
+        self, spec, net: nn.Module, data: TrainingData, device: torch.device, callbacks: Callbacks, graphs: bool = True
+    ):
+        """`graphs=False` keeps to the plain eager path even where CUDA graphs could run."""
         self.spec, self.net, self.data, self.device, self.cb = spec, net, data, device, callbacks
         self.progress = Progress()
         self.classify = spec.task == "classification"
@@ -99,7 +105,7 @@ class Trainer:
         n = len(data.x_train)
         self.batch_size = n if spec.batch_size is None else min(spec.batch_size, n)
         self.batches = Batches(n, self.batch_size, spec.loss, device)
-        graphed = device.type == "cuda" and can_graph(self.batches)
+        graphed = graphs and device.type == "cuda" and can_graph(self.batches)
         self.optimizer = make_optimizer(spec, net.parameters(), capturable=graphed)
         self.step_fn = Step(spec, net, self.optimizer)
         self.records = Records()
@@ -147,7 +153,11 @@ class Trainer:
         while self.progress.epoch < epochs:
             if self.graph is None or not self.graph.replay():
                 epoch = self.progress.epoch + 1
-                self.train_epoch(self.is_recorded(epoch))
+                if not self.train_epoch(self.is_recorded(epoch)):
+                    # stopped inside the epoch: the epochs before it keep their points; no checkpoint of
+                    # half an epoch, so a resumed attempt starts again from the last checkpoint
+                    self.flush()
+                    return False
                 self.progress.epoch = epoch
             now = time.perf_counter()
             checkpoint_due = now - last_checkpoint >= self.cb.checkpoint_seconds and self.progress.epoch < epochs
@@ -181,19 +191,24 @@ class Trainer:
     def is_recorded(self, epoch: int) -> bool:
         return epoch % self.spec.metrics_every == 0 or epoch == self.spec.epochs
 
-    def train_epoch(self, record: bool) -> None:
-        """One epoch, eagerly: one step on all rows, or one per batch of a fresh permutation."""
+    def train_epoch(self, record: bool) -> bool:
+        """One epoch, eagerly: one step on all rows, or one per batch of a fresh permutation.
+
+        False when `interrupted` stopped it between two batches (asked every INTERRUPT_BATCHES batches).
+        """
         batches = self.batches
         if batches.full:  # the tutorial's loop, one step per epoch
             loss, out = self.step_fn(self.x, self.y)
             self.progress.step += 1
             if record:
                 self.record(loss, out, self.y)
-            return
+            return True
         order = torch.randperm(batches.n, device=self.device, generator=self.gen)
         xs, ys = self.x[order], self.y[order]  # one gather per epoch; batches are views of it
         losses, outs = [], []
-        for start, end in batches.bounds:
+        for i, (start, end) in enumerate(batches.bounds):
+            if i % INTERRUPT_BATCHES == INTERRUPT_BATCHES - 1 and self.cb.interrupted():
+                return False
             loss, out = self.step_fn(xs[start:end], ys[start:end])
             if record:
                 losses.append(loss)
@@ -201,6 +216,7 @@ class Trainer:
         self.progress.step += len(batches.bounds)
         if record:
             self.record(batches.epoch_loss(losses), torch.cat(outs), ys)
+        return True
 
     def record(self, loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor) -> None:
         """Keep the epoch's figures on the device; the epoch is the one now ending."""

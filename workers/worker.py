@@ -37,6 +37,7 @@ class Attempt:
         self.cancelled = threading.Event()
         self.lost = threading.Event()  # the job is no longer ours: write nothing more
         self.done = threading.Event()
+        self.next_poll = time.monotonic() + settings.REPORT_SECONDS
 
     def stop_reason(self) -> str | None:
         if self.lost.is_set():
@@ -52,6 +53,18 @@ class Attempt:
             self.lost.set()
         elif cancel:
             self.cancelled.set()
+
+    def interrupted(self) -> bool:
+        """Inside an epoch: stop now? Flags are read at once; the database (cancel) every REPORT_SECONDS."""
+        if self.stop_reason() is not None:
+            return True
+        now = time.monotonic()
+        if now < self.next_poll:
+            return False
+        self.next_poll = now + self.settings.REPORT_SECONDS
+        with session_scope() as s:
+            self.note(job_repo.renew_lease(s, self.job_id, self.worker_id, self.attempt, self.settings.LEASE_SECONDS))
+        return self.stop_reason() is not None
 
     def heartbeat(self) -> None:
         """Renew the lease until the attempt ends; a slow epoch must not cost the job."""
@@ -93,7 +106,7 @@ def fetch_dataset(dataset_id: str) -> bytes:
     return blob
 
 
-def build_trainer(job: Job, attempt: Attempt, device: torch.device, settings: Settings) -> Trainer:
+def build_trainer(job: Job, attempt: Attempt, device: torch.device, settings: Settings, graphs: bool = True) -> Trainer:
     spec = JobSpec.model_validate(job.spec)
     seed_network_init(spec.seed)
     net = build_network(spec.model)
@@ -105,8 +118,9 @@ def build_trainer(job: Job, attempt: Attempt, device: torch.device, settings: Se
         checkpoint=attempt.checkpoint,
         checkpoint_seconds=settings.CHECKPOINT_SECONDS,
         report_seconds=settings.REPORT_SECONDS,
+        interrupted=attempt.interrupted,
     )
-    trainer = Trainer(spec, net.to(device), data.to(device), device, callbacks)
+    trainer = Trainer(spec, net.to(device), data.to(device), device, callbacks, graphs=graphs)
     with session_scope() as s:
         saved = job_repo.get_checkpoint(s, job.id)
         blob = saved.data if saved is not None else None
@@ -128,10 +142,7 @@ def run_attempt(
     started = time.perf_counter()
     try:
         device = resolve_device(job.spec.get("device", "auto"), gpu)
-        with session_scope() as s:
-            job_repo.set_device(s, job.id, worker_id, job.attempt, str(device), node or socket.gethostname())
-        trainer = build_trainer(job, attempt, device, settings)
-        finished = trainer.run()
+        trainer, finished = train_with_fallback(job, attempt, device, settings, node or socket.gethostname())
     except Diverged as exc:
         attempt.finish(JobStatus.FAILED, f"training diverged: {exc}")
         return
@@ -156,6 +167,36 @@ def run_attempt(
         with session_scope() as s:
             job_repo.release_job(s, job.id, worker_id, job.attempt, "worker shut down; resumes from its checkpoint")
     log.info("job %s attempt %d: %s in %.2fs", job.id, job.attempt, reason or "succeeded", time.perf_counter() - started)
+
+
+def train_with_fallback(
+    job: Job, attempt: Attempt, device: torch.device, settings: Settings, node: str
+) -> tuple[Trainer, bool]:
+    """Train on the fast path (CUDA graphs) where it applies; if it fails, again on the plain eager path.
+
+    The plain attempt resumes from the last checkpoint, as after any interruption. The job's
+    `execution` says which path trained it, and why it fell back.
+    """
+    trainer = build_trainer(job, attempt, device, settings)
+    path = "cuda graph" if trainer.graph is not None else "eager"
+    set_execution(job, attempt, f"{path} on {device}", device, node)
+    if trainer.graph is None:
+        return trainer, trainer.run()
+    try:
+        return trainer, trainer.run()
+    except (Diverged, torch.OutOfMemoryError, MemoryError):
+        raise
+    except Exception as exc:
+        why = f"{type(exc).__name__}: {str(exc)[:300]}"
+        log.warning("job %s: the cuda graph path failed (%s); training again on the eager path", job.id, why)
+    set_execution(job, attempt, f"eager on {device}; the cuda graph path failed ({why})", device, node)
+    trainer = build_trainer(job, attempt, device, settings, graphs=False)
+    return trainer, trainer.run()
+
+
+def set_execution(job: Job, attempt: Attempt, note: str, device: torch.device, node: str) -> None:
+    with session_scope() as s:
+        job_repo.set_device(s, job.id, attempt.worker_id, attempt.attempt, str(device), node, note)
 
 
 def is_out_of_memory(exc: Exception) -> bool:

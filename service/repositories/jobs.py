@@ -188,28 +188,43 @@ def release_job(session: Session, job_id: str, worker_id: str, attempt: int, err
 
 
 def set_device(
-    session: Session, job_id: str, worker_id: str, attempt: int, device: str, node: str | None = None
+    session: Session, job_id: str, worker_id: str, attempt: int, device: str, node: str | None = None,
+    execution: str | None = None,
 ) -> None:
-    session.execute(update(Job).where(_ours(job_id, worker_id, attempt)).values(device=device, node=node))
+    """Where the attempt runs, and which path trains it (and why it fell back, if it did)."""
+    values = {"device": device, "node": node} | ({} if execution is None else {"execution": execution[:500]})
+    session.execute(update(Job).where(_ours(job_id, worker_id, attempt)).values(**values))
 
 
-def rescue_jobs(session: Session, reason: str, worker_id: str | None = None) -> tuple[list[str], list[str]]:
-    """Running jobs whose worker is gone: back to the queue, or failed once out of attempts.
+def still_running(session: Session, attempts: list[tuple[str, int]], worker_id: str) -> set[str]:
+    """Which of these (job id, attempt) pairs still run under this worker."""
+    ids = [job_id for job_id, _ in attempts]
+    rows = session.execute(
+        select(Job.id, Job.attempt).where(Job.id.in_(ids), Job.worker_id == worker_id, Job.status == JobStatus.RUNNING)
+    )
+    return {job_id for job_id, attempt in rows if (job_id, attempt) in set(attempts)}
+
+
+def rescue_jobs(session: Session, reason: str, worker_id: str | None = None) -> dict[str, list[str]]:
+    """Running jobs whose worker is gone: cancelled if a cancel was asked for, else requeued, or failed once out
+    of attempts. Returns the job ids by what became of them: `cancelled`, `failed`, `requeued`.
 
     With `worker_id`, that worker's jobs (its process died); without, every job whose lease expired.
     """
     now = utcnow()
     lost = Job.worker_id == worker_id if worker_id is not None else Job.lease_expires_at < now
     lost = and_(Job.status == JobStatus.RUNNING, lost)
+    ended = {"finished_at": now, "lease_expires_at": None}
+    cancelled = session.scalars(
+        update(Job)
+        .where(lost, Job.cancel_requested.is_(True))
+        .values(status=JobStatus.CANCELLED, error=f"cancelled on request ({reason})", **ended)
+        .returning(Job.id)
+    ).all()
     failed = session.scalars(
         update(Job)
         .where(lost, Job.attempt >= Job.max_attempts)
-        .values(
-            status=JobStatus.FAILED,
-            finished_at=now,
-            lease_expires_at=None,
-            error=f"{reason} on each of its attempts",
-        )
+        .values(status=JobStatus.FAILED, error=f"{reason} on each of its attempts", **ended)
         .returning(Job.id)
     ).all()
     requeued = session.scalars(
@@ -218,7 +233,7 @@ def rescue_jobs(session: Session, reason: str, worker_id: str | None = None) -> 
         .values(status=JobStatus.QUEUED, worker_id=None, lease_expires_at=None, error=f"{reason}; requeued")
         .returning(Job.id)
     ).all()
-    return list(requeued), list(failed)
+    return {"cancelled": list(cancelled), "failed": list(failed), "requeued": list(requeued)}
 
 
 def request_cancel(session: Session, job: Job) -> None:

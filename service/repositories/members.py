@@ -32,11 +32,14 @@ def _rows(session: Session, worker_id: str, jobs: list[tuple[str, int]]) -> dict
     return ours
 
 
-def start_members(session: Session, worker_id: str, jobs: list[tuple[str, int]], device: str, step: int) -> None:
-    """Where the members train, and their curves trimmed back to `step` (a resumed attempt rewrites the rest)."""
+def start_members(
+    session: Session, worker_id: str, jobs: list[tuple[str, int]], device: str, step: int, execution: str | None = None
+) -> None:
+    """Where and how the members train, and their curves trimmed back to `step` (a resumed attempt rewrites the rest)."""
     ours = list(_rows(session, worker_id, jobs))
     if ours:
-        session.execute(update(Job).where(Job.id.in_(ours)).values(device=device, node=None))
+        values = {"device": device, "node": None} | ({} if execution is None else {"execution": execution[:500]})
+        session.execute(update(Job).where(Job.id.in_(ours)).values(**values))
         metric_repo.truncate_points_many(session, ours, step)
 
 

@@ -23,10 +23,13 @@ import ray
 
 from service.db import session_scope
 from service.logs import configure_logging, job_logging
+from service.models import WorkerKind
 from service.repositories import jobs as job_repo
+from service.services.rescue import rescue, sweep
 from service.settings import Settings, get_settings
 from service.wakeup import Listener
-from workers.pool import STOP_GRACE_SECONDS, rescue, stop_when_orphaned
+from workers.pool import new_worker_id, stop_when_orphaned
+from workers.registry import Registration
 
 log = logging.getLogger("fitserve.dispatcher")
 task_log = logging.getLogger("fitserve.ray_task")
@@ -75,7 +78,9 @@ def run_claimed_job(job_id: str, worker_id: str, attempt: int) -> str:
     torch.set_num_threads(max(1, int(settings.RAY_CPUS_PER_JOB)))
     gpu = 0 if ray.get_gpu_ids() else None  # Ray narrows CUDA_VISIBLE_DEVICES to the GPU it gave the task
     shutdown = threading.Event()
-    with job_logging(job_id):
+    device = "cuda" if gpu is not None else "cpu"
+    with job_logging(job_id), Registration(worker_id, WorkerKind.RAY_TASK, device, settings, host=node) as registration:
+        registration.set_job(job_id)
         task_log.info("job %s attempt %d runs on Ray node %s as %s", job_id, attempt, node, worker_id)
         context = contextvars.copy_context()  # the job id of the log lines, into the runner's thread
         runner = threading.Thread(target=context.run, args=(run_attempt, job, worker_id, settings, gpu, shutdown, node))
@@ -83,7 +88,7 @@ def run_claimed_job(job_id: str, worker_id: str, attempt: int) -> str:
         try:
             while runner.is_alive():
                 runner.join(0.5)
-        except KeyboardInterrupt:  # ray.cancel: checkpoint and hand the job back, as on SIGTERM
+        except KeyboardInterrupt:  # ray.cancel: stop at the next step and hand the job back, as on SIGTERM
             shutdown.set()
             runner.join()
             return "handed back"
@@ -114,14 +119,15 @@ class Dispatcher:
         """Run until `stopping` is set: reap finished tasks, sweep leases, place queued jobs."""
         listener = Listener(self.settings.DATABASE_URL)  # a submit wakes it before the next poll
         try:
-            while not self.stopping.is_set():
-                listener.wait(self.settings.POLL_SECONDS, self.stopping)
-                if self.stopping.is_set():
-                    break
-                self.reap()
-                self.renew_waiting()
-                self.sweep_if_due()
-                self.place()
+            with Registration(new_worker_id(), WorkerKind.DISPATCHER, "ray", self.settings):
+                while not self.stopping.is_set():
+                    listener.wait(self.settings.POLL_SECONDS, self.stopping)
+                    if self.stopping.is_set():
+                        break
+                    self.reap()
+                    self.renew_waiting()
+                    self.sweep_if_due()
+                    self.place()
         finally:
             listener.close()
         self.stop_tasks()
@@ -183,7 +189,10 @@ class Dispatcher:
         now = time.monotonic()
         if now - self.last_sweep >= self.settings.SWEEP_SECONDS:
             self.last_sweep = now
-            rescue("lease expired")
+            try:
+                sweep(self.settings)
+            except Exception:  # the database is away: the next sweep tries again
+                log.exception("sweep failed")
 
     def stop_tasks(self) -> None:
         """Ask every task to hand its job back; requeue the jobs of those that did not."""
@@ -191,7 +200,7 @@ class Dispatcher:
         for ref in self.running:
             ray.cancel(ref)
         if self.running:
-            ray.wait(list(self.running), num_returns=len(self.running), timeout=STOP_GRACE_SECONDS)
+            ray.wait(list(self.running), num_returns=len(self.running), timeout=self.settings.SHUTDOWN_SECONDS)
         self.reap()
         for each in placed:  # a job handed back is no longer this worker's: nothing to do for it
             rescue("Ray task stopped with the dispatcher", each.worker_id)

@@ -1,0 +1,64 @@
+"""A worker process's row in the worker registry: inserted at start, heartbeated on a thread, deleted at exit."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+
+from service.db import session_scope
+from service.models import Worker, utcnow
+from service.repositories import workers as worker_repo
+from service.services.rescue import process_scope
+from service.settings import Settings
+
+log = logging.getLogger("fitserve.worker")
+
+
+class Registration:
+    """This process in the registry; `set_job` says what it trains. Heartbeats every LEASE_SECONDS / 3."""
+
+    def __init__(self, worker_id: str, kind: str, device: str, settings: Settings, host: str | None = None):
+        self.worker_id, self.kind, self.device = worker_id, kind, device
+        self.host = host or socket.gethostname()
+        self.interval = settings.LEASE_SECONDS / 3
+        self.started_at = utcnow()
+        self.job_id: str | None = None
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.beat, name="registry-heartbeat", daemon=True)
+
+    def row(self) -> Worker:
+        return Worker(
+            id=self.worker_id, host=self.host[:255], pid=os.getpid(), process_scope=process_scope(), kind=self.kind,
+            device=self.device, job_id=self.job_id, started_at=self.started_at, heartbeat_at=utcnow(),
+        )
+
+    def __enter__(self) -> Registration:
+        self.write()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.stopping.set()
+        try:
+            with session_scope() as s:
+                worker_repo.remove(s, [self.worker_id])
+        except Exception:  # the database is away: the row expires on its own
+            log.warning("worker %s could not remove its registry row", self.worker_id)
+
+    def set_job(self, job_id: str | None) -> None:
+        self.job_id = job_id
+        with session_scope() as s:
+            worker_repo.set_current_job(s, self.worker_id, job_id)
+
+    def write(self) -> None:
+        with session_scope() as s:
+            worker_repo.heartbeat(s, self.row())
+
+    def beat(self) -> None:
+        while not self.stopping.wait(self.interval):
+            try:
+                self.write()
+            except Exception:  # a missed beat is retried; a worker silent for a lease is expired by the sweepers
+                log.warning("worker %s: heartbeat failed", self.worker_id, exc_info=True)
