@@ -15,12 +15,12 @@ import yaml
 from pydantic import BaseModel
 
 from service.schemas.jobs import JobPage, JobPublic, MetricPointPublic, MetricsPage, PredictResponse
+from service.schemas.workers import WorkerList
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 FINAL = frozenset({"succeeded", "failed", "cancelled"})
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 LONG_POLL_SECONDS = 30.0  # under the server's 60 s cap, and short enough for proxies that cut idle requests
-MAX_POINTS = 100_000  # the server's cap: a page this large is never downsampled in practice
 
 
 class FitserveClientError(Exception):
@@ -125,9 +125,14 @@ def cancel(job_id: str) -> Call:
     return Call("POST", f"/v1/jobs/{job_id}/cancel", JobPublic)
 
 
-def metrics(job_id: str, since_step: int, max_points: int = MAX_POINTS) -> Call:
-    params = {"since_step": since_step, "max_points": max_points}
+def metrics(job_id: str, since_step: int, max_points: int | None = None) -> Call:
+    """A page of consecutive points after `since_step`; evenly spaced ones over all of them with `max_points`."""
+    params = {"since_step": since_step} if max_points is None else {"since_step": since_step, "max_points": max_points}
     return Call("GET", f"/v1/jobs/{job_id}/metrics", MetricsPage, params=params)
+
+
+def workers() -> Call:
+    return Call("GET", "/v1/workers", WorkerList)
 
 
 def predict(job_id: str, inputs: list) -> Call:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
-import multiprocessing as mp
 import os
 import signal
 import sys

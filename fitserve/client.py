@@ -20,6 +20,7 @@ import httpx
 from fitserve import calls
 from fitserve.calls import FINAL, LONG_POLL_SECONDS, ApiError, Call, Event, EventParser, Unreachable, job_id_of
 from service.schemas.jobs import JobPublic, MetricPointPublic, MetricsPage, PredictResponse
+from service.schemas.workers import WorkerList
 
 __all__ = ["ApiError", "AsyncClient", "Client", "Event", "Unreachable"]
 
@@ -101,6 +102,10 @@ class Client:
     def cancel(self, job: Job) -> JobPublic:
         return self.send(calls.cancel(job_id_of(job)))
 
+    def workers(self) -> WorkerList:
+        """The live workers (job ids only of the caller's own jobs)."""
+        return self.send(calls.workers())
+
     def wait(self, job: Job, timeout: float | None = None) -> JobPublic:
         """The job once it is final; TimeoutError after `timeout` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -109,7 +114,7 @@ class Client:
             current = self.get(current, wait=deadline_left(deadline, current, timeout))
         return current
 
-    def metrics(self, job: Job, since_step: int = 0, max_points: int = calls.MAX_POINTS) -> MetricsPage:
+    def metrics(self, job: Job, since_step: int = 0, max_points: int | None = None) -> MetricsPage:
         return self.send(calls.metrics(job_id_of(job), since_step, max_points))
 
     def iter_metrics(self, job: Job, since_step: int = 0) -> Iterator[MetricPointPublic]:
@@ -206,6 +211,9 @@ class AsyncClient:
     async def cancel(self, job: Job) -> JobPublic:
         return await self.send(calls.cancel(job_id_of(job)))
 
+    async def workers(self) -> WorkerList:
+        return await self.send(calls.workers())
+
     async def wait(self, job: Job, timeout: float | None = None) -> JobPublic:
         deadline = None if timeout is None else time.monotonic() + timeout
         current = await self.get(job)
@@ -213,7 +221,7 @@ class AsyncClient:
             current = await self.get(current, wait=deadline_left(deadline, current, timeout))
         return current
 
-    async def metrics(self, job: Job, since_step: int = 0, max_points: int = calls.MAX_POINTS) -> MetricsPage:
+    async def metrics(self, job: Job, since_step: int = 0, max_points: int | None = None) -> MetricsPage:
         return await self.send(calls.metrics(job_id_of(job), since_step, max_points))
 
     async def iter_metrics(self, job: Job, since_step: int = 0) -> AsyncIterator[MetricPointPublic]:

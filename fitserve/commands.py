@@ -49,6 +49,16 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_workers(args: argparse.Namespace) -> int:
+    with client_from(args) as fs:
+        workers = fs.workers().workers
+    print(f"{'id':28}  {'kind':10}  {'host':16}  {'pid':>7}  {'device':8}  {'state':5}  {'heartbeat (UTC)':19}  job")
+    for w in workers:
+        beat = f"{w.heartbeat_at:%Y-%m-%d %H:%M:%S}"
+        print(f"{w.id:28}  {w.kind:10}  {w.host[:16]:16}  {w.pid:>7}  {w.device:8}  {w.state:5}  {beat:19}  {w.job_id or '-'}")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     with client_from(args) as fs:
         print(fs.get(args.job_id).model_dump_json(indent=2))
@@ -150,6 +160,7 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
     jobs.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     jobs.add_argument("--limit", type=int, default=20)
     add("status", cmd_status, "print a job as JSON").add_argument("job_id")
+    add("workers", cmd_workers, "list the live workers: where they run, their last heartbeat and job")
     add("watch", cmd_watch, "a live progress bar until the job ends, then its final metrics").add_argument("job_id")
     predict = add("predict", cmd_predict, "predict with a succeeded job")
     predict.add_argument("job_id")

@@ -1,10 +1,11 @@
 """The one settings object, read from `FITSERVE_*` environment variables."""
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,8 +31,17 @@ class Settings(BaseSettings):
     TORCH_THREADS: int = Field(
         0, ge=0, description="torch threads per worker; 0: the machine's cores divided among the workers"
     )
-    WORKER_MEMORY_BYTES: int = Field(
-        0, ge=0, description="address-space cap of each CPU worker process; 0 for none"
+    WORKER_MEMORY_BYTES: int | None = Field(
+        None, ge=0, description="address-space cap of each CPU worker process; 0 for none; "
+        "default 3/4 of the machine's memory divided among WORKERS (1 when unset), at least 4 GiB",
+    )
+    MAX_JOB_BYTES: int | None = Field(
+        None, ge=1, description="largest estimated training peak of a job, or of a sweep's batched members, "
+        "accepted at submit (422); default half of WORKER_MEMORY_BYTES (the estimate leaves out torch itself)",
+    )
+    MAX_PREDICT_BYTES: int = Field(
+        256 * 1024 * 1024, ge=1024 * 1024,
+        description="largest estimated forward-pass memory of one prediction request (413 naming the rows that fit)",
     )
     EXECUTOR: Literal["local", "ray"] = Field(
         "local", description="local: a pool of worker processes; ray: a dispatcher places jobs on RAY_ADDRESS's cluster"
@@ -48,6 +58,30 @@ class Settings(BaseSettings):
     RATE_LIMIT_BURST: int = Field(200, ge=1, description="requests a key may send at once")
     MAX_QUEUED_PER_OWNER: int = Field(1000, ge=1, description="queued jobs one owner may have (429 past it)")
     IDEMPOTENCY_TTL_SECONDS: float = Field(24 * 3600, gt=0, description="how long an Idempotency-Key is kept")
+
+    @model_validator(mode="after")
+    def _size_memory_budgets(self) -> "Settings":
+        """Memory caps left unset are sized for this machine and its workers."""
+        machine, workers = machine_memory_bytes(), max(1, self.WORKERS or 1)
+        if self.WORKER_MEMORY_BYTES is None:
+            self.WORKER_MEMORY_BYTES = max(MIN_WORKER_MEMORY_BYTES, machine * 3 // 4 // workers)
+        if self.MAX_JOB_BYTES is None:
+            self.MAX_JOB_BYTES = (self.WORKER_MEMORY_BYTES or machine // workers) // 2
+        return self
+
+
+# a worker's address space with torch loaded and its threads started is ~1-2 GiB before any job
+MIN_WORKER_MEMORY_BYTES = 4 * 1024**3
+
+
+def machine_memory_bytes() -> int:
+    """Physical memory, or the container's cgroup limit when that is lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return total
+    return min(total, int(limit)) if limit.isdigit() else total
 
 
 @lru_cache

@@ -200,6 +200,16 @@ class Server:
             time.sleep(0.05)
         raise AssertionError(f"job {job_id} ({job['status']}) not there after {timeout}s:\n{self.read_log()[-3000:]}")
 
+    def wait_until_workers(self, count: int, timeout: float = 60.0) -> list[dict]:
+        """Poll the worker registry until `count` workers heartbeat; returns them."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            workers = self.client.get("/v1/workers").json()["workers"]
+            if len(workers) >= count:
+                return workers
+            time.sleep(0.1)
+        raise AssertionError(f"{count} workers not registered after {timeout}s:\n{self.read_log()[-3000:]}")
+
     def wait_for(self, job_id: str, statuses=FINAL, timeout: float = 120.0) -> dict:
         """Poll the job until its status is one of `statuses`."""
         return self.wait_until(job_id, lambda job: job["status"] in statuses, timeout)

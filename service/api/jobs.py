@@ -15,6 +15,7 @@ from service.services import events
 from service.services import jobs as job_service
 from service.services import predictions
 from service.services.plots import draw_curve
+from service.settings import get_settings
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
@@ -104,10 +105,12 @@ def get_weights(job_id: str, session: SessionDep, owner: OwnerDep):
 
 @router.post("/{job_id}/predict", response_model=PredictResponse, response_model_exclude_none=True)
 async def predict(job_id: str, body: PredictRequest, owner: OwnerDep, cache: ModelCacheDep):
-    model = cache.find(job_id, owner)
-    if model is not None and len(body.inputs) <= model.quick_rows:
-        answer = predictions.predict_loaded(model, body.inputs)  # quicker than a hop to a worker thread
+    """413 when the rows' forward pass would need more than FITSERVE_MAX_PREDICT_BYTES (the detail says how many fit)."""
+    # the settings object itself, not SettingsDep: a sync dependency would cost the quick path a thread hop
+    model, limit = cache.find(job_id, owner), get_settings().MAX_PREDICT_BYTES
+    if model is not None and len(body.inputs) <= model.quick_rows:  # a few multiply-adds: no hop to a thread
+        answer = predictions.predict_loaded(model, body.inputs, limit)
     else:
-        answer = await run_in_threadpool(predictions.predict, cache, job_id, owner, body.inputs)
+        answer = await run_in_threadpool(predictions.predict, cache, job_id, owner, body.inputs, limit)
     # lists of numbers in PredictResponse's shape: serialized as is, not validated again (inf and NaN as null)
     return Response(to_json(answer, inf_nan_mode="null"), media_type="application/json")

@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
 from service.api import health
-from service.api.deps import ModelCacheDep, OwnerDep
+from service.api.deps import ModelCacheDep, OwnerDep, SettingsDep
 from service.errors import FitserveError, InvalidField
 from service.schemas.v2 import InferRequest, InferResponse, ModelMetadata, ModelReady, ServerMetadata, V2Error
 from service.services import open_inference
@@ -67,7 +67,7 @@ V2_ERRORS: dict[int | str, dict] = {
         (401, "a missing or bad API key"),
         (404, "no such model for this owner"),
         (409, "the model is not trained yet"),
-        (413, "the request body is too large"),
+        (413, "the request body is too large, or its forward pass would exceed FITSERVE_MAX_PREDICT_BYTES"),
         (429, "rate limit reached"),
     ]
 }
@@ -106,5 +106,5 @@ async def model_ready(name: str, owner: OwnerDep, cache: ModelCacheDep):
 
 
 @router.post("/models/{name}/infer", response_model=InferResponse, response_model_exclude_none=True)
-async def infer(name: str, body: InferBody, owner: OwnerDep, cache: ModelCacheDep):
-    return await run_in_threadpool(open_inference.infer, cache, name, owner, body)
+async def infer(name: str, body: InferBody, owner: OwnerDep, cache: ModelCacheDep, settings: SettingsDep):
+    return await run_in_threadpool(open_inference.infer, cache, name, owner, body, settings.MAX_PREDICT_BYTES)

@@ -3,10 +3,12 @@
 import base64
 import binascii
 import json
+import math
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from modelzoo.memory import TrainingEstimate, estimate_training, format_bytes
 from service.errors import Conflict, InvalidField, NotFound, TooManyRequests
 from service.models import Job, JobStatus
 from service.repositories import datasets as dataset_repo
@@ -34,12 +36,38 @@ def data_shape(session: Session, spec: JobSpec, owner_id: str | None) -> DataSha
     )
 
 
+def estimate_memory(spec: JobSpec, shape: DataShape) -> TrainingEstimate:
+    """The peak memory of training the job, from its spec and its data's shape."""
+    return estimate_training(spec, shape.n_rows, math.prod(shape.sample_shape), shape.target_width)
+
+
+# the part of an estimate that is largest names the field to change, and how
+MEMORY_FIELDS = {
+    "activations": (("batch_size",), "set a smaller batch_size, or narrower layers"),
+    "weights": (("model",), "use a smaller model"),
+    "data": (("data",), "use fewer rows"),
+}
+
+
+def check_memory(estimate: TrainingEstimate, limit: int, what: str = "training") -> None:
+    """SpecError naming the estimate and FITSERVE_MAX_JOB_BYTES when a job would not fit a worker."""
+    if estimate.total <= limit:
+        return
+    part = max(MEMORY_FIELDS, key=lambda name: getattr(estimate, name))
+    loc, hint = MEMORY_FIELDS[part]
+    raise SpecError(
+        loc, f"{what} would need {estimate.describe()}; the limit (FITSERVE_MAX_JOB_BYTES) is {format_bytes(limit)}: {hint}"
+    )
+
+
 def submit_job(session: Session, spec: JobSpec, owner_id: str | None, settings: Settings) -> Job:
     queued = job_repo.count_queued(session, owner_id)
     if queued >= settings.MAX_QUEUED_PER_OWNER:
         raise TooManyRequests(f"you have {queued} queued jobs, the most allowed; wait for some to start", 5)
+    shape = data_shape(session, spec, owner_id)
     try:
-        check_spec(spec, data_shape(session, spec, owner_id))
+        check_spec(spec, shape)
+        check_memory(estimate_memory(spec, shape), settings.MAX_JOB_BYTES)
     except SpecError as exc:
         raise InvalidField(exc.loc, exc.msg) from None
     job = Job(

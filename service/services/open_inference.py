@@ -69,8 +69,9 @@ def input_array(request: InferRequest) -> np.ndarray:
     return flat.reshape(tensor.shape)
 
 
-def infer(cache: ModelCache, name: str, owner_id: str | None, request: InferRequest) -> InferResponse:
-    answers = predict_tensors(cache, job_id_for(cache, name, owner_id), owner_id, input_array(request))
+def infer(cache: ModelCache, name: str, owner_id: str | None, request: InferRequest, limit: int) -> InferResponse:
+    """The answer tensors; 413 when the batch's forward pass would need more than `limit` bytes."""
+    answers = predict_tensors(cache, job_id_for(cache, name, owner_id), owner_id, input_array(request), limit)
     wanted = [o.name for o in request.outputs] if request.outputs else list(answers)
     for i, output in enumerate(wanted):
         if output not in answers:

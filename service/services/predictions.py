@@ -6,6 +6,10 @@ the database: the cache entry carries the owner and the spec the answer needs.
 A small batch on a small dense network is quicker to run than to hand to a worker thread (a forward
 pass of a few rows through an MLP takes tens of microseconds, the hop about a hundred, more under
 load); `LoadedModel.quick_rows` says up to how many rows the API may run it on its event loop.
+
+Every other batch runs on a worker thread, in chunks of at most CHUNK_BYTES of activations, and a
+request whose forward pass would need more than FITSERVE_MAX_PREDICT_BYTES in all is refused (413)
+before anything runs: a convolution's feature maps can make one row cost megabytes (modelzoo.memory).
 """
 
 import threading
@@ -17,11 +21,12 @@ import torch
 from torch import nn
 
 from modelzoo import build_network, read_outputs
+from modelzoo.memory import format_bytes, forward_bytes_per_row, multiply_adds_per_row
 from modelzoo.weights import load_weights
 from service.db import session_scope
-from service.errors import Conflict, InvalidField
+from service.errors import Conflict, InvalidField, PayloadTooLarge
 from service.models import JobStatus
-from service.schemas.spec import CNNModel, JobSpec, count_parameters
+from service.schemas.spec import CNNModel, JobSpec
 from service.services.jobs import get_job, read_weights
 from service.telemetry import PREDICT_SECONDS
 
@@ -34,18 +39,20 @@ class LoadedModel:
     input_shape: tuple[int, ...]  # one sample, as the network takes it
     nbytes: int
     quick_rows: int  # batches up to this many rows are cheap enough to run without a worker thread
+    row_bytes: int  # activations one row's forward pass needs at its widest layer
 
 
 # A batch is quick when rows x multiply-adds per row is at most this (measured: under ~100 µs on one
 # core, inputs converted and answers listed); past QUICK_MAX_ROWS the nested lists alone take longer.
 QUICK_MAX_MULTIPLY_ADDS = 2**16
 QUICK_MAX_ROWS = 64
+# rows per forward pass: enough to amortise torch's per-call cost, few enough that a request holds little
+CHUNK_BYTES = 32 * 1024 * 1024
 
 
 def count_quick_rows(spec: JobSpec) -> int:
-    if isinstance(spec.model, CNNModel):
-        return 0  # a convolution's work is its weights times the positions of its map: not estimated, never quick
-    return min(QUICK_MAX_ROWS, QUICK_MAX_MULTIPLY_ADDS // count_parameters(spec.model))
+    """A convolution's work is its weights times the positions of its map, so a CNN is rarely quick."""
+    return min(QUICK_MAX_ROWS, QUICK_MAX_MULTIPLY_ADDS // multiply_adds_per_row(spec.model))
 
 
 def load_model(job_id: str, owner_id: str | None) -> LoadedModel:
@@ -58,7 +65,18 @@ def load_model(job_id: str, owner_id: str | None) -> LoadedModel:
     net = load_weights(build_network(spec.model), blob).eval()
     model = spec.model
     shape = (model.in_channels, *model.input_size) if isinstance(model, CNNModel) else (model.in_features,)
-    return LoadedModel(owner_id, spec, net, shape, len(blob), count_quick_rows(spec))
+    return LoadedModel(owner_id, spec, net, shape, len(blob), count_quick_rows(spec), forward_bytes_per_row(model))
+
+
+def check_rows(model: LoadedModel, rows: int, limit: int) -> None:
+    """413 naming FITSERVE_MAX_PREDICT_BYTES when `rows` through this network would need more."""
+    need = rows * model.row_bytes
+    if need > limit:
+        raise PayloadTooLarge(
+            f"{rows} rows through this model would need about {format_bytes(need)} of activations; the limit "
+            f"(FITSERVE_MAX_PREDICT_BYTES) is {format_bytes(limit)}: send at most {limit // model.row_bytes} rows "
+            "per request"
+        )
 
 
 class ModelCache:
@@ -112,28 +130,34 @@ def as_batch(inputs: list, input_shape: tuple[int, ...]) -> torch.Tensor:
     return torch.from_numpy(arr).reshape(len(arr), *input_shape)
 
 
-def predict_tensors(cache: ModelCache, job_id: str, owner_id: str | None, inputs) -> dict[str, torch.Tensor]:
-    """The named answer tensors for a batch of inputs (nested lists or an array)."""
+def predict_tensors(
+    cache: ModelCache, job_id: str, owner_id: str | None, inputs, limit: int
+) -> dict[str, torch.Tensor]:
+    """The named answer tensors for a batch of inputs (nested lists or an array), within `limit` bytes."""
     with PREDICT_SECONDS.time():
-        return run_network(cache.get(job_id, owner_id), inputs)
+        model = cache.get(job_id, owner_id)
+        check_rows(model, len(inputs), limit)
+        return run_network(model, inputs)
 
 
 def run_network(model: LoadedModel, inputs) -> dict[str, torch.Tensor]:
     x = as_batch(inputs, model.input_shape)
+    rows = max(1, CHUNK_BYTES // model.row_bytes)
     with torch.inference_mode():
-        outputs = model.net(x)  # one forward pass for the whole batch
+        outputs = torch.cat([model.net(chunk) for chunk in x.split(rows)])  # (N, out_features)
     spec = model.spec
     return read_outputs(outputs, spec.task, spec.loss, spec.model.output_activation)
 
 
-def predict(cache: ModelCache, job_id: str, owner_id: str | None, inputs: list) -> dict:
+def predict(cache: ModelCache, job_id: str, owner_id: str | None, inputs: list, limit: int) -> dict:
     """The answer as lists, loading the network if need be (so: on a worker thread)."""
-    return as_lists(predict_tensors(cache, job_id, owner_id, inputs))
+    return as_lists(predict_tensors(cache, job_id, owner_id, inputs, limit))
 
 
-def predict_loaded(model: LoadedModel, inputs: list) -> dict:
+def predict_loaded(model: LoadedModel, inputs: list, limit: int) -> dict:
     """The answer of a network already loaded, for a batch of at most `model.quick_rows` rows."""
     with PREDICT_SECONDS.time():
+        check_rows(model, len(inputs), limit)
         return as_lists(run_network(model, inputs))
 
 

@@ -1,21 +1,21 @@
 """Sweeps: many members of one architecture, each a job of its own, read back as one leaderboard."""
 
-from collections import Counter
+from collections import Counter, defaultdict
 
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from modelzoo.memory import together
 from service.errors import Conflict, InvalidField, NotFound, TooManyRequests
 from service.models import Job, JobStatus, Sweep
 from service.repositories import jobs as job_repo
 from service.repositories import sweeps as sweep_repo
-from service.schemas.spec import SpecError, check_spec
+from service.schemas.data import DataShape
+from service.schemas.spec import JobSpec, SpecError, check_spec
 from service.schemas.sweeps import LeaderboardEntry, SweepCreate, SweepPage, SweepProgress, SweepPublic, SweepSummary
-from service.services.jobs import data_shape, decode_cursor, encode_cursor
+from service.services.jobs import check_memory, data_shape, decode_cursor, encode_cursor, estimate_memory
 from service import wakeup
 from service.settings import Settings
-
-VARIED_IN_SPACE = {"lr", "momentum", "weight_decay", "seed", "batch_size"}
 
 
 def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, settings: Settings) -> Sweep:
@@ -28,10 +28,13 @@ def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, s
     for spec in specs:
         try:
             check_spec(spec, shape)
+            check_memory(estimate_memory(spec, shape), settings.MAX_JOB_BYTES, "training one member")
         except SpecError as exc:
             # a member breaks only where the space changed the base: name the space's field then
-            loc = ("space", exc.loc[-1]) if exc.loc[-1] in VARIED_IN_SPACE else ("base", *exc.loc)
+            loc = ("space", exc.loc[-1]) if exc.loc[-1] in request.space.axes() else ("base", *exc.loc)
             raise InvalidField(loc, exc.msg) from None
+    if request.execution != "one_by_one":
+        check_batched_memory(specs, shape, settings.MAX_JOB_BYTES)
     queued = job_repo.count_queued(session, owner_id)
     if queued + len(specs) > settings.MAX_QUEUED_PER_OWNER:
         raise TooManyRequests(f"{queued} queued jobs and {len(specs)} members exceed the limit", 5)
@@ -49,6 +52,18 @@ def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, s
     sweep = sweep_repo.add_sweep(session, sweep, members)
     wakeup.work_queued(session)
     return sweep
+
+
+def check_batched_memory(specs: list[JobSpec], shape: DataShape, limit: int) -> None:
+    """Members of one batch size may train as one computation (workers/sweep_runner.py): all of them must fit."""
+    groups: dict[int | None, list[JobSpec]] = defaultdict(list)
+    for spec in specs:
+        groups[spec.batch_size].append(spec)
+    for group in groups.values():
+        try:
+            check_memory(together([estimate_memory(s, shape) for s in group]), limit, f"{len(group)} members together")
+        except SpecError as exc:
+            raise InvalidField(("execution",), f"{exc.msg}; or set execution one_by_one") from None
 
 
 def get_sweep(session: Session, sweep_id: str, owner_id: str | None) -> Sweep:

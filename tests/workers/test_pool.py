@@ -58,6 +58,8 @@ def test_four_workers_claim_each_of_200_jobs_exactly_once(make_server, tmp_path)
     srv = make_server(workers=2).start()
     extra = start_extra_pool(srv, tmp_path, workers=2)
     try:
+        # every worker registered before the first job: the test is about claims, not about start-up times
+        srv.wait_until_workers(4)
         ids = [srv.submit(tiny_regression(epochs=1))["id"] for _ in range(200)]
         for job_id in ids:
             assert srv.wait_for(job_id, timeout=300)["status"] == "succeeded"
@@ -143,7 +145,8 @@ def test_a_job_that_keeps_killing_its_worker_fails_after_max_attempts(make_serve
 
 
 def test_a_job_that_runs_out_of_memory_fails_and_the_worker_takes_the_next(make_server):
-    srv = make_server(workers=1, FITSERVE_WORKER_MEMORY_BYTES=str(3 * 1024**3)).start()
+    # the submit check would refuse this job: lift it, so the worker's own cap is what stops it
+    srv = make_server(workers=1, FITSERVE_WORKER_MEMORY_BYTES=str(3 * 1024**3), FITSERVE_MAX_JOB_BYTES=str(2**50)).start()
     # 1M rows through a 4096-wide layer: 16 GB of activations, far past the 3 GB cap
     greedy = tiny_regression(
         model={"kind": "mlp", "in_features": 1, "hidden": [4096], "out_features": 1},

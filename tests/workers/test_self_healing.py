@@ -1,0 +1,167 @@
+"""Self-healing: no process death leaves work stuck, and /readyz says the truth.
+
+Each test kills or stops real processes of a real `fitserve serve` and watches what the service does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+from tests.conftest import worker_pids
+from tests.specs import tiny_regression
+from tests.workers.test_pool import FAST_FAULTS, assert_contiguous_curve, long_job, wait_for_epoch
+
+LEASE, SWEEP = float(FAST_FAULTS["FITSERVE_LEASE_SECONDS"]), float(FAST_FAULTS["FITSERVE_SWEEP_SECONDS"])
+
+
+def descendants(root: int) -> list[int]:
+    """Every process under `root` (pool, workers, multiprocessing's resource tracker), deepest last."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found.extend(kids)
+        todo.extend(kids)
+    return found
+
+
+def pool_pid(srv) -> int:
+    """The pool's supervisor: the child of `serve` that has worker processes under it."""
+    [pid] = [p for p in descendants(srv.proc.pid) if any(w in descendants(p) for w in worker_pids(srv.proc.pid))]
+    return pid
+
+
+def live_workers(srv) -> list[dict]:
+    return srv.client.get("/v1/workers").json()["workers"]
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def long_epoch_job(rows: int, epochs: int = 1) -> dict:
+    """Mini-batches of one row: a single epoch is `rows` optimizer steps."""
+    return tiny_regression(
+        epochs=epochs, batch_size=1, optimizer={"kind": "sgd", "lr": 0.001},
+        data={"source": "synthetic", "generator": "linear", "n": rows},
+    )
+
+
+def test_a_killed_pool_supervisor_is_restarted_and_a_later_job_succeeds(make_server):
+    srv = make_server(workers=1, **FAST_FAULTS).start()
+    [before] = live_workers(srv)
+    orphan = before["pid"]
+    os.kill(pool_pid(srv), signal.SIGKILL)
+    # the orphaned worker exits by itself; the restarted pool registers a worker of its own
+    wait_for(lambda: orphan not in worker_pids(srv.proc.pid) and not Path(f"/proc/{orphan}").exists(), 15, "orphan exits")
+    [after] = wait_for(lambda: [w for w in live_workers(srv) if w["pid"] != orphan] or None, 30, "a new worker")
+    assert after["id"] != before["id"] and after["kind"] == "pool"
+    assert re.search(r"fitserve-pool \(pid \d+\) died with exit code -9 .* restarting in", srv.read_log())
+    assert srv.train(tiny_regression(epochs=20), timeout=60)["status"] == "succeeded"
+    assert [w["pid"] for w in live_workers(srv)] == [after["pid"]]  # never two pools' workers at once
+
+
+def test_every_child_of_serve_killed_at_once_the_job_resumes_from_its_checkpoint(make_server):
+    srv = make_server(workers=1, **FAST_FAULTS).start()
+    job = srv.submit(long_job(40_000))
+    wait_for_epoch(srv, job["id"], 500)
+    wait_for(lambda: srv.query("SELECT epoch FROM checkpoints WHERE job_id = :id", id=job["id"]), 30, "a checkpoint")
+    killed = descendants(srv.proc.pid)
+    assert len(killed) >= 2  # the pool and its worker at least (and the resource tracker, where it runs)
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    done = srv.wait_for(job["id"], timeout=90)
+    assert done["status"] == "succeeded" and done["attempt"] == 2, done
+    resumed = re.search(rf"job {job['id']} resumes from its checkpoint at epoch (\d+)", srv.read_log())
+    assert resumed and int(resumed.group(1)) > 0
+    assert_contiguous_curve(srv, job["id"], 40_000)  # no point twice, none missing
+    assert not set(killed) & set(descendants(srv.proc.pid))
+
+
+def test_a_stopped_pool_loses_its_job_to_the_api_and_readyz_follows_the_workers(make_server):
+    srv = make_server(workers=1, **FAST_FAULTS).start()
+    assert srv.client.get("/readyz").status_code == 200
+    job = srv.submit(long_job(40_000))
+    wait_for_epoch(srv, job["id"], 200)
+    pool = descendants(srv.proc.pid)
+    for pid in pool:
+        os.kill(pid, signal.SIGSTOP)
+    stopped_at = time.monotonic()
+    try:
+        # no process but the API runs: it alone requeues the job, within a lease and a sweep
+        srv.wait_for(job["id"], statuses={"queued"}, timeout=LEASE + SWEEP + 5)
+        assert time.monotonic() - stopped_at < LEASE + SWEEP + 3
+        unready = wait_for(lambda: (r := srv.client.get("/readyz")).status_code == 503 and r, LEASE + 3, "readyz 503")
+        assert "no worker has heartbeated" in unready.json()["detail"]
+    finally:
+        for pid in pool:
+            os.kill(pid, signal.SIGKILL)  # no worker lives now; the supervisor in `serve` starts a new pool
+            os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: srv.client.get("/readyz").status_code == 200, 30, "readyz 200 after the restart")
+    assert srv.cli("--url", str(srv.client.base_url), "workers").count(" pool ") == 1
+    done = srv.wait_for(job["id"], timeout=90)
+    assert done["status"] == "succeeded" and done["attempt"] == 2
+
+
+def test_a_long_epoch_is_cancelled_within_two_seconds(make_server):
+    srv = make_server(workers=1).start()
+    job = srv.submit(long_epoch_job(200_000))
+    srv.wait_until(job["id"], lambda j: j["status"] == "running" and j["execution"], timeout=60)
+    time.sleep(0.5)  # inside the epoch's steps
+    asked = time.monotonic()
+    assert srv.client.post(f"/v1/jobs/{job['id']}/cancel").status_code == 200
+    done = srv.wait_for(job["id"], timeout=10)
+    assert done["status"] == "cancelled"
+    assert time.monotonic() - asked < 2.0
+    assert done["progress"]["epoch"] == 0  # it was stopped inside its only epoch
+
+
+def test_sigterm_inside_a_long_epoch_exits_within_the_limit_and_the_job_resumes(make_server):
+    shutdown = 10.0  # the default: the worker hands its job back well before (it is killed at this limit)
+    srv = make_server(workers=1, FITSERVE_SHUTDOWN_SECONDS=str(shutdown), **FAST_FAULTS).start()
+    job = srv.submit(long_epoch_job(60_000, epochs=3))
+    wait_for_epoch(srv, job["id"], 1)
+    wait_for(lambda: srv.query("SELECT epoch FROM checkpoints WHERE job_id = :id", id=job["id"]), 30, "a checkpoint")
+    [(checkpointed,)] = srv.query("SELECT epoch FROM checkpoints WHERE job_id = :id", id=job["id"])
+    started = time.monotonic()
+    assert srv.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < shutdown
+    [(status, error)] = srv.query("SELECT status, error FROM jobs WHERE id = :id", id=job["id"])
+    assert status == "queued" and error.startswith("worker shut down")  # handed back, not rescued after a kill
+
+    srv.start()
+    done = srv.wait_for(job["id"], timeout=120)
+    assert done["status"] == "succeeded" and done["attempt"] == 2
+    resumed = re.search(rf"job {job['id']} resumes from its checkpoint at epoch (\d+)", srv.read_log())
+    assert resumed and int(resumed.group(1)) >= checkpointed >= 1  # the interrupted epoch started again
+    assert_contiguous_curve(srv, job["id"], 3)
+
+
+def test_a_worker_killed_with_a_cancel_pending_ends_the_job_cancelled(make_server):
+    srv = make_server(workers=1, **FAST_FAULTS).start()
+    job = srv.submit(long_job(40_000))
+    wait_for_epoch(srv, job["id"], 200)
+    [pid] = worker_pids(srv.proc.pid)
+    os.kill(pid, signal.SIGSTOP)  # it cannot see the cancel: only the rescue decides
+    assert srv.client.post(f"/v1/jobs/{job['id']}/cancel").json()["cancel_requested"] is True
+    os.kill(pid, signal.SIGKILL)
+    done = srv.wait_for(job["id"], timeout=30)
+    assert done["status"] == "cancelled" and done["attempt"] == 1
+    assert "worker process died" in done["error"]
+    [(status,)] = srv.query("SELECT status FROM jobs WHERE id = :id", id=job["id"])
+    assert status == "cancelled"  # never requeued
