@@ -28,8 +28,8 @@ WARMUP_EPOCHS = 3  # eager epochs on the capture stream before capturing
 log = logging.getLogger("fitserve.trainer")
 
 
-def can_graph(batches: Batches) -> bool:
-    return len(batches.bounds) <= MAX_BATCHES
+def can_graph(batches: Batches, device: torch.device) -> bool:
+    return device.type == "cuda" and len(batches.bounds) <= MAX_BATCHES
 
 
 def epochs_per_graph(every: int) -> tuple[int, bool]:

@@ -105,7 +105,7 @@ class Trainer:
         n = len(data.x_train)
         self.batch_size = n if spec.batch_size is None else min(spec.batch_size, n)
         self.batches = Batches(n, self.batch_size, spec.loss, device)
-        graphed = graphs and device.type == "cuda" and can_graph(self.batches)
+        graphed = graphs and can_graph(self.batches, device)
         self.optimizer = make_optimizer(spec, net.parameters(), capturable=graphed)
         self.step_fn = Step(spec, net, self.optimizer)
         self.records = Records()

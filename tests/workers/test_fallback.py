@@ -1,0 +1,99 @@
+"""Optional fast paths never fail a job: when one raises, the job trains on the plain path and says so.
+
+The worker code runs in this process against a real server's database, with the fast path made to
+fail: CUDA graphs cannot run on this CPU machine, so the graph is a stand-in that raises on replay;
+the batched sweep step is the real one, patched to raise after some epochs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import pytest
+
+from service.db import get_engine, get_sessionmaker
+from service.settings import get_settings
+from tests.specs import tiny_regression
+from workers import trainer as trainer_module
+from workers.batched import BatchedTrainer
+from workers.loop import train
+from workers.worker import claim
+
+
+@pytest.fixture
+def worker_here(make_server, monkeypatch):
+    """A server without workers (for HTTP), and this process set up as a worker on its database."""
+    srv = make_server(workers=0).start()
+    monkeypatch.setenv("FITSERVE_DATABASE_URL", srv.db_url)
+    for cached in (get_settings, get_engine, get_sessionmaker):
+        cached.cache_clear()
+    yield srv, get_settings()
+    get_engine().dispose()
+    for cached in (get_settings, get_engine, get_sessionmaker):
+        cached.cache_clear()
+
+
+def claim_and_train(settings) -> None:
+    jobs = claim("test-worker", settings)
+    assert jobs, "nothing was queued"
+    train(jobs, "test-worker", settings, None, threading.Event())
+
+
+class FailingGraph:
+    """A CUDA graph whose replay fails, as a driver error would."""
+
+    def __init__(self, trainer):
+        self.t = trainer
+
+    def running(self):
+        return contextlib.nullcontext()
+
+    def replay(self) -> bool:
+        if self.t.progress.epoch >= 5:
+            raise RuntimeError("injected: CUDA graph replay failed")
+        return False  # eager epochs first, as before a capture
+
+
+def test_a_failing_cuda_graph_falls_back_to_the_eager_path(worker_here, monkeypatch):
+    srv, settings = worker_here
+    monkeypatch.setattr(trainer_module, "can_graph", lambda batches, device: True)
+    monkeypatch.setattr(trainer_module, "GraphedEpochs", FailingGraph)
+    reference = tiny_regression(epochs=50)
+    job = srv.submit(reference)
+    claim_and_train(settings)
+    done = srv.client.get(f"/v1/jobs/{job['id']}").json()
+    assert done["status"] == "succeeded", done
+    assert done["execution"].startswith("eager on cpu; the cuda graph path failed (RuntimeError: injected")
+    assert done["progress"]["epoch"] == 50
+    points = srv.client.get(f"/v1/jobs/{job['id']}/metrics").json()["points"]
+    assert [p["epoch"] for p in points] == list(range(1, 51))  # the failed run's points were replaced once
+
+    monkeypatch.undo()  # the same spec on the plain path from the start: the same final loss
+    plain = srv.submit(reference)
+    worker_settings = get_settings()
+    claim_and_train(worker_settings)
+    again = srv.client.get(f"/v1/jobs/{plain['id']}").json()
+    assert again["execution"] == "eager on cpu"
+    assert again["metrics"]["loss"] == pytest.approx(done["metrics"]["loss"], rel=1e-6)
+
+
+def test_a_failing_batched_sweep_step_falls_back_to_one_by_one(worker_here, monkeypatch):
+    srv, settings = worker_here
+    real_epoch = BatchedTrainer.train_epoch
+
+    def failing_epoch(self, record):
+        if self.progress.epoch >= 10:
+            raise RuntimeError("injected: batched step failed")
+        return real_epoch(self, record)
+
+    monkeypatch.setattr(BatchedTrainer, "train_epoch", failing_epoch)
+    body = {"base": tiny_regression(epochs=30), "space": {"lr": [0.01, 0.02, 0.03]}, "execution": "batched"}
+    response = srv.client.post("/v1/sweeps", json=body)
+    assert response.status_code == 201, response.text
+    claim_and_train(settings)
+    sweep = srv.client.get(f"/v1/sweeps/{response.json()['id']}").json()
+    assert sweep["execution"].startswith("one by one: the batched path failed (RuntimeError: injected")
+    members = [srv.client.get(f"/v1/jobs/{row['job_id']}").json() for row in sweep["leaderboard"]]
+    assert [m["status"] for m in members] == ["succeeded"] * 3
+    assert all(m["execution"] == "eager on cpu" and m["progress"]["epoch"] == 30 for m in members)
