@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     RATE_LIMIT_BURST: int = Field(200, ge=1, description="requests a key may send at once")
     MAX_QUEUED_PER_OWNER: int = Field(1000, ge=1, description="queued jobs one owner may have (429 past it)")
     IDEMPOTENCY_TTL_SECONDS: float = Field(24 * 3600, gt=0, description="how long an Idempotency-Key is kept")
+    CURVE_PAGE_POINTS: int = Field(
+        100_000, ge=1, description="curve points one `/metrics` page holds at most; `next_since_step` continues it"
+    )
 
     @model_validator(mode="after")
     def _size_memory_budgets(self) -> "Settings":

@@ -23,6 +23,8 @@ StatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 WaitSeconds = Annotated[
     float, Query(ge=0, le=events.MAX_WAIT_SECONDS, description="long-poll: answer once the job changes, or after this")
 ]
+# compared in SQL: past a signed 64-bit integer SQLite's driver overflows (a 500); here it is a 422
+SinceStep = Annotated[int, Query(ge=0, le=LIMITS.max_step, description="only points after this step")]
 
 
 @router.post("", status_code=201, response_model=JobPublic)
@@ -78,10 +80,14 @@ def get_metrics(
     job_id: str,
     session: SessionDep,
     owner: OwnerDep,
-    since_step: Annotated[int, Query(ge=0)] = 0,
-    max_points: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+    settings: SettingsDep,
+    since_step: SinceStep = 0,
+    max_points: Annotated[
+        int | None, Query(ge=1, le=100_000, description="downsample: this many evenly spaced points (at most a page)")
+    ] = None,
 ):
-    return job_service.read_metrics(session, job_id, owner, since_step, max_points)
+    """Pages of consecutive points (`FITSERVE_CURVE_PAGE_POINTS` each), or `max_points` evenly spaced ones."""
+    return job_service.read_metrics(session, job_id, owner, since_step, max_points, settings.CURVE_PAGE_POINTS)
 
 
 @router.get("/{job_id}/metrics.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
@@ -89,9 +95,10 @@ def get_metrics_png(
     job_id: str,
     session: SessionDep,
     owner: OwnerDep,
+    settings: SettingsDep,
     max_points: Annotated[int, Query(ge=2, le=100_000)] = 2000,
 ):
-    page = job_service.read_metrics(session, job_id, owner, 0, max_points)
+    page = job_service.read_metrics(session, job_id, owner, 0, max_points, settings.CURVE_PAGE_POINTS)
     job = job_service.get_job(session, job_id, owner)
     return Response(draw_curve(job.name or job.id, page.points), media_type="image/png")
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictFloat, StrictInt, Tag, model_validator
+from typing_extensions import TypeAliasType
 
 from service.schemas.limits import LIMITS
 
@@ -13,7 +13,32 @@ FLOAT32_MAX = 3.4028234663852886e38
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Python's json reads NaN and Infinity; no float of a request may be either
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def number_tag(value: Any) -> str:
+    """Which branch of `Numbers` a value takes, so an error names one reason, not one per branch."""
+    if isinstance(value, list):
+        return "list"
+    return "int" if isinstance(value, int) and not isinstance(value, bool) else "float"
+
+
+# Nested lists of finite numbers (rows of samples, prediction inputs); ints stay ints, so a stored spec
+# is what was sent. Whether the lists are rectangular is the reader's check (`_nested_shape`).
+Numbers = TypeAliasType(
+    "Numbers",
+    list[
+        Annotated[
+            Union[
+                Annotated[StrictInt, Tag("int")],
+                Annotated[StrictFloat, Field(allow_inf_nan=False), Tag("float")],
+                Annotated["Numbers", Tag("list")],
+            ],
+            Discriminator(number_tag),
+        ]
+    ],
+)
 
 
 class DataBase(Strict):
@@ -23,8 +48,8 @@ class DataBase(Strict):
 
 class InlineData(DataBase):
     source: Literal["inline"]
-    x: list[Any] = Field(min_length=1, max_length=LIMITS.max_inline_rows)
-    y: list[Any] = Field(min_length=1, max_length=LIMITS.max_inline_rows)
+    x: Numbers = Field(min_length=1, max_length=LIMITS.max_inline_rows)
+    y: Numbers = Field(min_length=1, max_length=LIMITS.max_inline_rows)
 
     @model_validator(mode="after")
     def _check_rows(self) -> InlineData:
@@ -39,14 +64,10 @@ class InlineData(DataBase):
 
 
 def _nested_shape(rows: list[Any], name: str) -> tuple[int, ...]:
-    """Shape of a rectangular nested list of finite numbers; ValueError naming the first bad row."""
+    """Shape of a rectangular nested list of `Numbers`; ValueError naming the first bad row."""
 
     def shape_of(value: Any, path: str) -> tuple[int, ...]:
-        if isinstance(value, bool) or not isinstance(value, (int, float, list)):
-            raise ValueError(f"{path} is not a number or a list")
         if not isinstance(value, list):
-            if not math.isfinite(value):
-                raise ValueError(f"{path} is not finite")
             if abs(value) > FLOAT32_MAX:
                 raise ValueError(f"{path} is beyond the float32 range training uses")
             return ()

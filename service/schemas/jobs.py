@@ -5,6 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.schemas.data import Numbers
 from service.schemas.limits import LIMITS
 
 
@@ -83,9 +84,14 @@ class MetricsPage(BaseModel):
     job_id: str
     status: str
     points: list[MetricPointPublic]
-    next_since_step: int = Field(description="pass as `since_step` to fetch only newer points")
-    total_points: int = Field(description="points after `since_step` before downsampling")
-    downsampled: bool = Field(description="true when evenly spaced points were kept (first and last always)")
+    next_since_step: int = Field(
+        description="the step of the last point here: pass as `since_step` for the next page, or for newer points"
+    )
+    total_points: int = Field(description="points after `since_step`, in this page and the ones after it")
+    has_more: bool = Field(False, description="more points follow `next_since_step` already: fetch the next page")
+    downsampled: bool = Field(
+        description="with `max_points` only: evenly spaced points of all those after `since_step` (first and last kept)"
+    )
 
 
 class AliasUpdate(BaseModel):
@@ -97,7 +103,7 @@ class AliasUpdate(BaseModel):
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    inputs: list[Any] = Field(min_length=1, max_length=LIMITS.max_predict_rows)
+    inputs: Numbers = Field(min_length=1, max_length=LIMITS.max_predict_rows)
 
 
 class PredictResponse(BaseModel):

@@ -152,7 +152,7 @@ class EarlyStoppingSpec(Strict):
     """Stop when the monitored loss has not improved for `patience` recorded epochs; keep the best epoch's weights."""
 
     patience: PositiveInt = Field(description="recorded epochs (see metrics_every) without improvement before stopping")
-    min_delta: float = Field(0.0, ge=0.0, allow_inf_nan=False, description="an improvement is a drop of more than this")
+    min_delta: float = Field(0.0, ge=0.0, description="an improvement is a drop of more than this")
     monitor: Literal["val_loss", "loss"] | None = Field(
         None, description="default: val_loss when the data holds out a validation split, else loss"
     )

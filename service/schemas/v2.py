@@ -4,6 +4,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from service.schemas.data import Numbers
+
 
 class TensorMetadata(BaseModel):
     name: str
@@ -33,7 +35,7 @@ class InferInputTensor(BaseModel):
     name: str
     shape: list[int]
     datatype: str
-    data: list[Any] = Field(description="row-major, flat or nested")
+    data: Numbers = Field(description="row-major, flat or nested; finite numbers")
     parameters: dict[str, Any] | None = None
 
 

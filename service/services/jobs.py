@@ -119,17 +119,25 @@ def cancel_job(session: Session, job_id: str, owner_id: str | None) -> Job:
     return job
 
 
-def read_metrics(session: Session, job_id: str, owner_id: str | None, since_step: int, max_points: int) -> MetricsPage:
+def read_metrics(
+    session: Session, job_id: str, owner_id: str | None, since_step: int, max_points: int | None, page_points: int
+) -> MetricsPage:
+    """The next `page_points` points after `since_step`, none skipped; or, asked for `max_points`, that many
+    evenly spaced over all of them (at most a page), so a page never hides points the next one cannot reach."""
     job = get_job(session, job_id, owner_id)
     total = metric_repo.count_points(session, job_id, since_step)
-    points = metric_repo.list_points(session, job_id, since_step, max_points)
+    if max_points is None:
+        points = metric_repo.list_points_after(session, job_id, since_step, page_points)
+    else:
+        points = metric_repo.list_points(session, job_id, since_step, min(max_points, page_points))
     return MetricsPage(
         job_id=job.id,
         status=job.status,
         points=[MetricPointPublic.model_validate(p) for p in points],
         next_since_step=points[-1].step if points else since_step,
         total_points=total,
-        downsampled=len(points) < total,
+        has_more=max_points is None and len(points) < total,
+        downsampled=max_points is not None and len(points) < total,
     )
 
 
