@@ -24,6 +24,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # never open to the network by accident: beyond loopback, every request needs a key
         os.environ["FITSERVE_AUTH"] = "required"
         get_settings.cache_clear()
+    use_workers_flag(args.workers)
     settings = get_settings()
     upgrade(settings.DATABASE_URL)
     warn_if_no_keys(settings)
@@ -55,6 +56,15 @@ def executor_process(settings, n_workers: int | None) -> Supervised:
     from workers.pool import run_pool
 
     return Supervised("fitserve-pool", run_pool, (n_workers, True))
+
+
+def use_workers_flag(workers: int | None) -> None:
+    """`--workers N` wins over FITSERVE_WORKERS, here and in every child: memory caps are shared out by it."""
+    from service.settings import get_settings
+
+    if workers is not None:
+        os.environ["FITSERVE_WORKERS"] = str(workers)
+        get_settings.cache_clear()
 
 
 def is_loopback(host: str) -> bool:
@@ -104,6 +114,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from service.migrations import upgrade
     from service.settings import get_settings
 
+    use_workers_flag(args.workers)
     settings = get_settings()
     upgrade(settings.DATABASE_URL)
     pool = executor_process(settings.model_copy(update={"EXECUTOR": "local"}), args.workers).start()
