@@ -23,7 +23,7 @@ StatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 WaitSeconds = Annotated[
     float, Query(ge=0, le=events.MAX_WAIT_SECONDS, description="long-poll: answer once the job changes, or after this")
 ]
-# compared in SQL: past a signed 64-bit integer SQLite's driver overflows (a 500); here it is a 422
+# compared with INTEGER columns in SQL: past their range the database errs (a 500); here it is a 422
 SinceStep = Annotated[int, Query(ge=0, le=LIMITS.max_step, description="only points after this step")]
 
 

@@ -15,7 +15,8 @@ class Limits:
     max_sample_epochs: int = 2_000_000_000
     max_predict_rows: int = 10_000
     max_page_size: int = 200
-    max_step: int = 2**63 - 1  # the largest integer a database parameter may carry (SQLite: signed 64-bit)
+    # curve steps are INTEGER columns (32 bits on PostgreSQL); a job's steps stay below, as rows x epochs <= 2e9
+    max_step: int = 2**31 - 1
     max_dataset_bytes: int = 64 * 1024 * 1024
 
 
