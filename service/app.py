@@ -1,12 +1,11 @@
 """The FastAPI application factory."""
 
-from fastapi import FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic_core import to_json
 
 from service.api import dashboard, datasets, events, exports, health, jobs, prometheus, sweeps, v2
-from service.api.limits import BodySizeLimit, RateLimiter
+from service.api.intake import Authenticator, RequestIntake
+from service.api.limits import FailedAuthLimiter, RateLimiter, UploadSlots, give_back_memory
 from service.errors import FitserveError
 from service.services.auth import KeyVerifier
 from service.services.predictions import ModelCache
@@ -17,10 +16,11 @@ async def handle_fitserve_error(_request: Request, exc: FitserveError) -> JSONRe
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-async def handle_validation_error(_request: Request, exc: RequestValidationError) -> Response:
-    """FastAPI's 422, except that a NaN or Infinity echoed as `input` is a string: JSON has no such numbers."""
-    body = to_json({"detail": exc.errors()}, inf_nan_mode="strings", serialize_unknown=True)
-    return Response(body, status_code=422, media_type="application/json")
+async def handle_memory_error(_request: Request, exc: MemoryError) -> JSONResponse:
+    """Out of memory while serving one request: refuse it (413) and give the memory back, never a 500."""
+    give_back_memory(exc)
+    detail = "the request needs more memory than the server can give it; send less (see README, Limits)"
+    return JSONResponse({"detail": detail}, status_code=413)
 
 
 def create_app() -> FastAPI:
@@ -32,10 +32,13 @@ def create_app() -> FastAPI:
     )
     app.state.model_cache = ModelCache(settings.MODEL_CACHE_BYTES)
     app.state.key_verifier = KeyVerifier()
-    app.state.rate_limiter = RateLimiter(settings.RATE_LIMIT_PER_SECOND, settings.RATE_LIMIT_BURST)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_BODY_BYTES)
+    rates = RateLimiter(settings.RATE_LIMIT_PER_SECOND, settings.RATE_LIMIT_BURST)
+    failures = FailedAuthLimiter(settings.AUTH_FAILURES_PER_WINDOW, settings.AUTH_FAILURE_WINDOW_SECONDS)
+    app.state.authenticator = Authenticator(settings, app.state.key_verifier, rates, failures)
+    uploads = UploadSlots(settings.MAX_UPLOADS_PER_OWNER)
+    app.add_middleware(RequestIntake, authenticator=app.state.authenticator, upload_slots=uploads, settings=settings)
     app.add_exception_handler(FitserveError, handle_fitserve_error)
-    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(MemoryError, handle_memory_error)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(datasets.router)

@@ -16,6 +16,13 @@ class Settings(BaseSettings):
         default_factory=lambda: f"sqlite:///{Path('var').resolve() / 'fitserve.db'}",
         description="SQLAlchemy URL; a SQLite file under ./var/ unless set",
     )
+    DB_POOL_SIZE: int = Field(
+        5, ge=1, description="database connections each process keeps open (the API's sync requests hold one each)"
+    )
+    DB_MAX_OVERFLOW: int = Field(10, ge=0, description="connections a process may open beyond DB_POOL_SIZE under load")
+    DB_POOL_TIMEOUT_SECONDS: float = Field(
+        10.0, gt=0, description="how long a request waits for a free database connection before it fails (503)"
+    )
     WORKERS: int | None = Field(
         None, ge=0, description="worker processes; default WORKERS_PER_GPU per visible GPU, else 1"
     )
@@ -28,6 +35,15 @@ class Settings(BaseSettings):
     REPORT_SECONDS: float = Field(0.5, gt=0, description="how often a running job writes its new curve points")
     CHECKPOINT_SECONDS: float = Field(30.0, gt=0, description="how often a running job saves a checkpoint")
     MAX_ATTEMPTS: int = Field(3, ge=1, description="attempts before a job whose worker keeps dying fails")
+    SHUTDOWN_SECONDS: float = Field(
+        10.0, gt=0, description="how long a stopping worker may take to hand its job back before it is killed"
+    )
+    READY_QUEUE_SECONDS: float = Field(
+        300.0, gt=0, description="/readyz fails when the oldest queued job is older than this and no worker lives"
+    )
+    READY_REQUIRES_WORKER: bool = Field(
+        False, description="/readyz fails while no worker heartbeats; `serve` sets it when it runs a pool"
+    )
     TORCH_THREADS: int = Field(
         0, ge=0, description="torch threads per worker; 0: the machine's cores divided among the workers"
     )
@@ -54,9 +70,33 @@ class Settings(BaseSettings):
         description="auto: keys are required once any key exists, or when serving beyond loopback",
     )
     MAX_BODY_BYTES: int = Field(64 * 1024 * 1024, ge=1024, description="largest request body accepted (413)")
+    MAX_JSON_BYTES: int = Field(
+        8 * 1024 * 1024, ge=1024, description="largest JSON request body (413); uploads have MAX_BODY_BYTES"
+    )
+    MAX_JSON_DEPTH: int = Field(64, ge=2, le=500, description="deepest nesting of arrays/objects in a JSON body (422)")
+    AUTH_FAILURES_PER_WINDOW: int = Field(
+        20, ge=1, description="failed authentications from one client address before it gets 429s"
+    )
+    AUTH_FAILURE_WINDOW_SECONDS: float = Field(
+        60.0, gt=0, description="the window failed authentications are counted in; an address over it waits it out"
+    )
+    MAX_UPLOADS_PER_OWNER: int = Field(2, ge=1, description="dataset uploads one owner may have in flight (429)")
+    MAX_DATASET_ROWS: int = Field(1_000_000, ge=1, description="rows an uploaded dataset may have (413)")
+    MAX_DATASET_COLUMNS: int = Field(
+        10_000, ge=2, description="CSV columns, or NPZ values per row of x, an uploaded dataset may have (413)"
+    )
+    MAX_DATASET_CELLS: int = Field(
+        16 * 1024 * 1024, ge=1, description="values (rows x columns) an uploaded dataset may have, checked before decoding (413)"
+    )
     RATE_LIMIT_PER_SECOND: float = Field(50.0, gt=0, description="sustained requests per second per key")
     RATE_LIMIT_BURST: int = Field(200, ge=1, description="requests a key may send at once")
     MAX_QUEUED_PER_OWNER: int = Field(1000, ge=1, description="queued jobs one owner may have (429 past it)")
+    MAX_WATCHERS_PER_OWNER: int = Field(
+        20, ge=1, description="event streams and long-polls one owner may have open at once in an API process (429)"
+    )
+    MAX_WATCHERS: int = Field(
+        500, ge=1, description="event streams and long-polls open at once in an API process, all owners (429)"
+    )
     IDEMPOTENCY_TTL_SECONDS: float = Field(24 * 3600, gt=0, description="how long an Idempotency-Key is kept")
     CURVE_PAGE_POINTS: int = Field(
         100_000, ge=1, description="curve points one `/metrics` page holds at most; `next_since_step` continues it"

@@ -1,16 +1,18 @@
 """/v1/datasets: upload a CSV or NPZ file, read its description."""
 
 import hashlib
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 from fastapi import APIRouter, File, Form, UploadFile
 
 from service.api.deps import ERROR_RESPONSES, OwnerDep, SessionDep, SettingsDep
 from service.api.idempotent import IdempotencyKeyHeader, create_once
+from service.dataset_files import DatasetBudget
 from service.errors import PayloadTooLarge
 from service.schemas.jobs import DatasetPublic
 from service.schemas.limits import LIMITS
 from service.services import datasets as dataset_service
+from service.settings import Settings
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
 
@@ -25,16 +27,31 @@ def upload_dataset(
     name: Annotated[str | None, Form(max_length=200)] = None,
     idempotency_key: IdempotencyKeyHeader = None,
 ):
-    blob = file.file.read(LIMITS.max_dataset_bytes + 1)
-    if len(blob) > LIMITS.max_dataset_bytes:
+    # the multipart parser spooled the file to disk; it is read from there as a stream, never whole
+    stream = file.file
+    if stream.seek(0, 2) > LIMITS.max_dataset_bytes:
         raise PayloadTooLarge(f"the file exceeds {LIMITS.max_dataset_bytes} bytes")
 
     def create() -> tuple[dict, str]:
-        dataset = dataset_service.create_dataset(session, blob, file.filename, target, name, owner)
+        dataset = dataset_service.create_dataset(
+            session, stream, file.filename, target, name, owner, budget_of(settings)
+        )
         return DatasetPublic.model_validate(dataset).model_dump(mode="json"), f"/v1/datasets/{dataset.id}"
 
-    content = {"file": hashlib.sha256(blob).hexdigest(), "filename": file.filename, "target": target, "name": name}
+    content = {"file": sha256_of(stream), "filename": file.filename, "target": target, "name": name}
     return create_once(session, settings, owner, "POST /v1/datasets", idempotency_key, content, create)
+
+
+def budget_of(settings: Settings) -> DatasetBudget:
+    return DatasetBudget(settings.MAX_DATASET_ROWS, settings.MAX_DATASET_COLUMNS, settings.MAX_DATASET_CELLS)
+
+
+def sha256_of(stream: BinaryIO) -> str:
+    stream.seek(0)
+    digest = hashlib.sha256()
+    while chunk := stream.read(1 << 20):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic)

@@ -4,13 +4,12 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from service.api.intake import OWNER_KEY, client_address
 from service.db import session_scope
 from service.schemas.jobs import ErrorResponse
-from service.services.auth import Unauthorized
 from service.services.predictions import ModelCache
 from service.settings import Settings, get_settings
 
@@ -26,36 +25,20 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-async def auth_required(request: Request, settings: Settings) -> bool:
-    if settings.AUTH != "auto":
-        return settings.AUTH == "required"
-    verifier = request.app.state.key_verifier
-    exists = verifier.cached_keys_exist()
-    return await run_in_threadpool(verifier.keys_exist) if exists is None else exists
-
-
 async def get_owner(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> str | None:
     """The caller's owner id (None: the anonymous local owner, while keys are not required).
 
-    Every request also takes a token from its caller's rate-limit bucket. Async, and off the event
-    loop only for a database read (a key not checked in the last few seconds): a thread hop for
-    every request costs more than the rest of this dependency.
+    The intake middleware has already authenticated every request under its prefixes (before the body
+    was read) and left the owner in the scope; any other route that needs an owner authenticates here,
+    the same way. `credentials` is declared so the OpenAPI document shows the bearer scheme.
     """
-    verifier = request.app.state.key_verifier
-    if credentials is not None:
-        owner = verifier.cached_owner_of(credentials.credentials)
-        if owner is None:
-            owner = await run_in_threadpool(verifier.owner_of, credentials.credentials)
-    elif await auth_required(request, get_settings()):
-        raise Unauthorized("an API key is required: send `Authorization: Bearer <key>`")
-    else:
-        owner = None
-    caller = owner if owner is not None else f"anonymous@{request.client.host if request.client else '-'}"
-    request.app.state.rate_limiter.take(caller)
-    return owner
+    if OWNER_KEY in request.scope:
+        return request.scope[OWNER_KEY]
+    authenticator = request.app.state.authenticator
+    return await authenticator.authenticate(request.headers.get("authorization"), client_address(request.scope))
 
 
 async def get_model_cache(request: Request) -> ModelCache:

@@ -1,50 +1,17 @@
-"""Request limits: body size on the bytes received, and a token bucket per caller."""
+"""Request limits: a token bucket per caller, failed authentications per address, uploads in flight per owner."""
 
+import ctypes
+import gc
 import threading
 import time
-
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from fastapi import HTTPException
+import traceback
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from service.errors import TooManyRequests
 
-
-class BodySizeLimit:
-    """413 for a body over `max_bytes`: at once for a declared length, else as soon as the bytes exceed it."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self.reject(send)
-            return
-        received = 0
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    # raised where the app reads the body; FastAPI passes an HTTPException through as 413
-                    raise HTTPException(413, f"the request body exceeds {self.max_bytes} bytes")
-            return message
-
-        await self.app(scope, counting_receive, send)
-
-    async def reject(self, send: Send) -> None:
-        body = b'{"detail":"the request body exceeds %d bytes"}' % self.max_bytes
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   (b"connection", b"close")]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+MAX_TRACKED_ADDRESSES = 10_000  # past this many, addresses whose failures are all old are forgotten
 
 
 class RateLimiter:
@@ -64,3 +31,79 @@ class RateLimiter:
                 self.buckets[caller] = (tokens, now)
                 raise TooManyRequests("rate limit exceeded; slow down", (1 - tokens) / self.rate)
             self.buckets[caller] = (tokens - 1, now)
+
+
+class FailedAuthLimiter:
+    """After `limit` failed authentications from one address within `window` seconds, that address gets 429s.
+
+    Every request from a blocked address is refused before its key is looked at, a right key too: otherwise
+    a burst of guesses could go on as long as one request in it carried a real key.
+    """
+
+    def __init__(self, limit: int, window: float):
+        self.limit, self.window = limit, window
+        self.failures: dict[str, deque[float]] = {}  # address -> times of its latest `limit` failures
+        self.lock = threading.Lock()
+
+    def check(self, address: str) -> None:
+        now = time.monotonic()
+        with self.lock:
+            times = self.failures.get(address)
+            while times and times[0] <= now - self.window:
+                times.popleft()
+            if times is not None and not times:
+                del self.failures[address]
+            elif times is not None and len(times) >= self.limit:
+                raise TooManyRequests(
+                    f"{self.limit} failed authentications from {address} within {self.window:g} s "
+                    "(FITSERVE_AUTH_FAILURES_PER_WINDOW); wait before trying again",
+                    times[0] + self.window - now,
+                )
+
+    def record(self, address: str) -> None:
+        now = time.monotonic()
+        with self.lock:
+            if address not in self.failures and len(self.failures) >= MAX_TRACKED_ADDRESSES:
+                self.forget_old(now)
+            self.failures.setdefault(address, deque(maxlen=self.limit)).append(now)
+
+    def forget_old(self, now: float) -> None:
+        for address in [a for a, times in self.failures.items() if times[-1] <= now - self.window]:
+            del self.failures[address]
+
+
+class UploadSlots:
+    """At most `per_owner` uploads of one owner in flight at once (429 past it)."""
+
+    def __init__(self, per_owner: int):
+        self.per_owner = per_owner
+        self.in_flight: dict[str | None, int] = {}
+        self.lock = threading.Lock()
+
+    @contextmanager
+    def hold(self, owner: str | None) -> Iterator[None]:
+        with self.lock:
+            if self.in_flight.get(owner, 0) >= self.per_owner:
+                raise TooManyRequests(
+                    f"{self.per_owner} uploads of yours are in flight (FITSERVE_MAX_UPLOADS_PER_OWNER); "
+                    "wait for one to finish",
+                    1.0,
+                )
+            self.in_flight[owner] = self.in_flight.get(owner, 0) + 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.in_flight[owner] -= 1
+                if not self.in_flight[owner]:
+                    del self.in_flight[owner]
+
+
+def give_back_memory(exc: BaseException) -> None:
+    """Drop what a failed request's frames hold and hand freed heap pages back to the OS (glibc only)."""
+    traceback.clear_frames(exc.__traceback__)
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: freed memory stays with the process's allocator
+        pass

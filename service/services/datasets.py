@@ -1,10 +1,12 @@
-"""Uploading datasets: parse strictly, describe, store as NPZ."""
+"""Uploading datasets: parse strictly within a budget, describe, store as NPZ."""
+
+from typing import BinaryIO
 
 import numpy as np
 from sqlalchemy.orm import Session
 
-from service.dataset_files import DatasetFileError, parse_csv, read_npz, write_npz
-from service.errors import InvalidField, NotFound
+from service.dataset_files import DatasetBudget, DatasetFileError, DatasetTooLarge, parse_csv, read_npz, write_npz
+from service.errors import InvalidField, NotFound, PayloadTooLarge
 from service.models import Dataset
 from service.repositories import datasets as dataset_repo
 
@@ -19,26 +21,36 @@ def describe_targets(y: np.ndarray) -> tuple[int | None, int]:
     return n_classes, width
 
 
-def create_dataset(
-    session: Session, blob: bytes, filename: str | None, target: str | None, name: str | None, owner_id: str | None
-) -> Dataset:
-    is_npz = blob.startswith(NPZ_MAGIC)
+def read_arrays(file: BinaryIO, target: str | None, budget: DatasetBudget) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(x, y, whether the file was NPZ); 413 past the budget, 422 for anything unreadable."""
+    is_npz = file.read(len(NPZ_MAGIC)) == NPZ_MAGIC
+    file.seek(0)
+    if not is_npz and not target:
+        raise InvalidField(("target",), "a CSV upload needs `target`, the name of the target column")
     try:
-        if is_npz:
-            x, y = read_npz(blob)
-        else:
-            if not target:
-                raise InvalidField(("target",), "a CSV upload needs `target`, the name of the target column")
-            try:
-                text = blob.decode("utf-8-sig")
-            except UnicodeDecodeError:
-                raise DatasetFileError("the file is neither an NPZ archive nor UTF-8 CSV text") from None
-            x, y = parse_csv(text, target)
+        x, y = read_npz(file, budget) if is_npz else parse_csv(file, target, budget)
+    except DatasetTooLarge as exc:
+        raise PayloadTooLarge(str(exc)) from None
     except DatasetFileError as exc:
         raise InvalidField(("file",), str(exc)) from None
+    return x, y, is_npz
+
+
+def create_dataset(
+    session: Session,
+    file: BinaryIO,
+    filename: str | None,
+    target: str | None,
+    name: str | None,
+    owner_id: str | None,
+    budget: DatasetBudget,
+) -> Dataset:
+    size_bytes = file.seek(0, 2)
+    file.seek(0)
+    x, y, is_npz = read_arrays(file, target, budget)
     n_classes, width = describe_targets(y)
     with np.errstate(over="ignore"):
-        x = x.astype(np.float32)
+        x = x.astype(np.float32, copy=False)
     if not np.isfinite(x).all():
         raise InvalidField(("file",), "values beyond the float32 range training uses")
     data = write_npz(x, y.astype(np.int64) if n_classes is not None else y.astype(np.float32))
@@ -50,7 +62,7 @@ def create_dataset(
         sample_shape=list(x.shape[1:]) or [1],
         n_classes=n_classes,
         target_width=width,
-        size_bytes=len(blob),
+        size_bytes=size_bytes,
         data=data,
     )
     return dataset_repo.add_dataset(session, dataset)

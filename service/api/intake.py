@@ -1,0 +1,189 @@
+"""What a request goes through before the app reads its body: its key, its size, its JSON nesting.
+
+A pure ASGI middleware, so a caller without a valid key, or over a limit, is answered before one byte
+of the body is read: a large body costs the server nothing it has not been asked for by a known owner.
+"""
+
+import re
+from contextlib import ExitStack
+
+import anyio
+import numpy as np
+from fastapi.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.api.limits import FailedAuthLimiter, RateLimiter, UploadSlots
+from service.errors import FitserveError, InvalidField, PayloadTooLarge
+from service.services.auth import KeyVerifier, Unauthorized
+from service.settings import Settings
+
+# every route under these takes an owner; the others (probes, /metrics, the dashboard, /v2 metadata) do not
+AUTHENTICATED_PREFIXES = ("/v1/", "/v2/models/")
+UPLOAD_ROUTES = {("POST", "/v1/datasets")}
+OWNER_KEY = "fitserve.owner"  # the scope key the middleware leaves the caller's owner id under
+INLINE_SCAN_BYTES = 64 * 1024  # smaller bodies are scanned on the event loop: a thread hop costs more
+JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+OPENERS, CLOSERS = np.frombuffer(b"[{", np.uint8), np.frombuffer(b"]}", np.uint8)
+
+
+class Authenticator:
+    """Authorization header -> owner id; the one place that decides whether a key is needed."""
+
+    def __init__(self, settings: Settings, verifier: KeyVerifier, rates: RateLimiter, failures: FailedAuthLimiter):
+        self.settings, self.verifier, self.rates, self.failures = settings, verifier, rates, failures
+
+    async def authenticate(self, authorization: str | None, address: str) -> str | None:
+        """The owner (None: the anonymous local owner); takes a token from the caller's rate bucket."""
+        self.failures.check(address)
+        try:
+            owner = await self.owner_of(bearer_token(authorization))
+        except Unauthorized:
+            self.failures.record(address)
+            raise
+        self.rates.take(owner if owner is not None else f"anonymous@{address}")
+        return owner
+
+    async def owner_of(self, token: str | None) -> str | None:
+        if token is not None:
+            owner = self.verifier.cached_owner_of(token)
+            return owner if owner is not None else await run_in_threadpool(self.verifier.owner_of, token)
+        if await self.keys_required():
+            raise Unauthorized("an API key is required: send `Authorization: Bearer <key>`")
+        return None
+
+    async def keys_required(self) -> bool:
+        if self.settings.AUTH != "auto":
+            return self.settings.AUTH == "required"
+        exists = self.verifier.cached_keys_exist()
+        return await run_in_threadpool(self.verifier.keys_exist) if exists is None else exists
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of a `Bearer` Authorization header; None for none or another scheme (as HTTPBearer)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else "-"
+
+
+def json_depth(body: bytes) -> int:
+    """How deep arrays and objects nest in a JSON text (exact for valid JSON; strings are skipped)."""
+    codes = np.frombuffer(JSON_STRING.sub(b"", body), np.uint8)
+    steps = np.isin(codes, OPENERS).astype(np.int32) - np.isin(codes, CLOSERS)
+    return int(np.cumsum(steps).max(initial=0))
+
+
+class RequestIntake:
+    """Authenticates, then caps the body per route (JSON or upload) and bounds JSON nesting, all before the app.
+
+    An upload holds one of its owner's upload slots from before its body is read until it is answered.
+    """
+
+    def __init__(self, app: ASGIApp, authenticator: Authenticator, upload_slots: UploadSlots, settings: Settings):
+        self.app, self.authenticator, self.upload_slots, self.settings = app, authenticator, upload_slots, settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+        with ExitStack() as slot:
+            try:
+                if scope["path"].startswith(AUTHENTICATED_PREFIXES):
+                    authorization, address = headers.get("authorization"), client_address(scope)
+                    scope[OWNER_KEY] = await self.authenticator.authenticate(authorization, address)
+                if (scope["method"], scope["path"]) in UPLOAD_ROUTES:
+                    slot.enter_context(self.upload_slots.hold(scope[OWNER_KEY]))
+                receive = await self.admit_body(scope, headers, receive) if has_body else receive
+            except FitserveError as exc:
+                # the unread body stays on the socket: close the connection rather than read it
+                extra = {"Connection": "close"} if has_body else {}
+                response = JSONResponse(
+                    {"detail": exc.detail}, exc.status_code, headers={**(exc.headers or {}), **extra}
+                )
+                await response(scope, receive, send)
+                return
+            if receive is not None:
+                await self.app(scope, receive, send)
+
+    async def admit_body(self, scope: Scope, headers: Headers, receive: Receive) -> Receive | None:
+        """The receive the app should read from; None when the client left before sending its body."""
+        upload = (scope["method"], scope["path"]) in UPLOAD_ROUTES
+        limit, setting = (
+            (self.settings.MAX_BODY_BYTES, "FITSERVE_MAX_BODY_BYTES")
+            if upload
+            else (min(self.settings.MAX_JSON_BYTES, self.settings.MAX_BODY_BYTES), "FITSERVE_MAX_JSON_BYTES")
+        )
+        too_large = f"the request body exceeds {limit} bytes ({setting})"
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(too_large)
+        if headers.get("content-type", "").startswith("multipart/"):
+            return counting_receive(receive, limit, too_large)  # parsed as a stream, files spooled to disk
+        body = await read_body(receive, limit, too_large)
+        if body is None:
+            return None
+        if is_json(headers) and body:
+            depth = (
+                json_depth(body) if len(body) <= INLINE_SCAN_BYTES else await anyio.to_thread.run_sync(json_depth, body)
+            )
+            if depth > self.settings.MAX_JSON_DEPTH:
+                raise InvalidField(
+                    (),
+                    f"the JSON nests {depth} levels deep; at most {self.settings.MAX_JSON_DEPTH} (FITSERVE_MAX_JSON_DEPTH)",
+                )
+        return replay_receive(body, receive)
+
+
+def is_json(headers: Headers) -> bool:
+    content_type = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    return content_type == "application/json" or content_type.endswith("+json")
+
+
+async def read_body(receive: Receive, limit: int, too_large: str) -> bytes | None:
+    """The whole body, refused once it passes `limit`; None when the client disconnects first."""
+    chunks, received = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        if received > limit:
+            raise PayloadTooLarge(too_large)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replay_receive(body: bytes, receive: Receive) -> Receive:
+    """Hands the app the body already read, then the connection's own messages (a disconnect)."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
+
+
+def counting_receive(receive: Receive, limit: int, too_large: str) -> Receive:
+    received = 0
+
+    async def counting() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                # raised where the app reads the body; FastAPI passes an HTTPException through as 413
+                raise HTTPException(413, too_large)
+        return message
+
+    return counting

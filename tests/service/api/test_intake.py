@@ -1,0 +1,159 @@
+"""Before the body: unauthenticated bodies are refused unread, failed keys are rate-limited per address,
+JSON bodies are capped in size and nesting."""
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Server
+from tests.specs import tiny_regression
+
+FAILURES, WINDOW = 5, 3.0
+RSS_GROWTH_BOUND = 60 * 2**20  # the API's peak resident memory may grow this much during an attack
+LATENCY_BOUND = 1.0  # seconds another owner's GET and /healthz may take while an attack runs
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory, databases):
+    path = tmp_path_factory.mktemp("intake") / "fitserve.db"
+    srv = Server(
+        path,
+        workers=0,
+        db_url=databases.create(path),
+        FITSERVE_AUTH_FAILURES_PER_WINDOW=str(FAILURES),
+        FITSERVE_AUTH_FAILURE_WINDOW_SECONDS=str(WINDOW),
+        FITSERVE_MAX_JSON_BYTES=str(2 * 2**20),
+    )
+    srv.keys = {"alice": srv.create_key("alice"), "bob": srv.create_key("bob")}
+    yield srv.start()
+    srv.stop()
+
+
+def from_address(srv: Server, address: str, who: str) -> httpx.Client:
+    """A client of `who` whose requests come from another loopback address (the limits are per address)."""
+    transport = httpx.HTTPTransport(local_address=address)
+    headers = {"Authorization": f"Bearer {srv.keys[who]}"}
+    return httpx.Client(base_url=srv.client.base_url, transport=transport, headers=headers, timeout=30)
+
+
+def reset_peak_rss(pid: int) -> int:
+    """Start counting the process's peak resident memory afresh; returns its resident memory now."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    return proc_status_bytes(pid, "VmRSS")
+
+
+def proc_status_bytes(pid: int, field: str) -> int:
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
+
+
+def send_unauthenticated_body(srv: Server, declared: int, sent: int) -> bytes:
+    """POST /v1/jobs without a key, declaring `declared` bytes but sending only `sent`; returns the answer."""
+    head = b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % declared
+    with socket.create_connection((srv.client.base_url.host, srv.client.base_url.port), timeout=10) as sock:
+        sock.sendall(head + b"[" * sent)
+        return sock.recv(4096)
+
+
+class Watcher:
+    """Times another owner's GET and /healthz, from another address, while an attack runs."""
+
+    def __init__(self, client: httpx.Client):
+        self.client, self.latencies, self.codes = client, [], set()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for path in ("/healthz", "/v1/jobs"):
+                started = time.monotonic()
+                self.codes.add(self.client.get(path).status_code)
+                self.latencies.append(time.monotonic() - started)
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def test_an_unauthenticated_57mb_body_is_401_before_it_is_read(keyed):
+    started = time.monotonic()
+    # 64 KiB of a declared 57 MB: an app that read the body would wait for the rest, not answer
+    answer = send_unauthenticated_body(keyed, 57_000_000, 65536)
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+    assert time.monotonic() - started < 2
+    time.sleep(WINDOW)  # this failure leaves the window before the next tests
+
+
+def test_a_flood_of_unauthenticated_bodies_costs_no_memory_and_others_stay_fast(keyed):
+    baseline = reset_peak_rss(keyed.proc.pid)
+    answers: list[bytes] = []
+
+    def attack() -> None:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            answers.append(send_unauthenticated_body(keyed, 57_000_000, 65536)[:12])
+
+    with from_address(keyed, "127.0.0.2", "bob") as bob, Watcher(bob) as watcher:
+        attackers = [threading.Thread(target=attack) for _ in range(4)]
+        for thread in attackers:
+            thread.start()
+        for thread in attackers:
+            thread.join()
+    assert answers and set(answers) <= {b"HTTP/1.1 401", b"HTTP/1.1 429"}, set(answers)
+    assert b"HTTP/1.1 429" in answers  # the address ran out of failures
+    peak = proc_status_bytes(keyed.proc.pid, "VmHWM")
+    assert peak - baseline < RSS_GROWTH_BOUND, (peak - baseline) / 2**20
+    assert watcher.codes == {200} and max(watcher.latencies) < LATENCY_BOUND, max(watcher.latencies)
+    time.sleep(WINDOW)
+
+
+def test_a_burst_of_bad_keys_is_429_for_the_address_even_with_a_right_key(keyed):
+    attacker = from_address(keyed, "127.0.0.3", "alice")
+    forged = {"Authorization": f"Bearer fs_{keyed.keys['alice'].split('_')[1]}_{'x' * 43}"}
+    codes = [attacker.get("/v1/jobs", headers=forged).status_code for _ in range(FAILURES + 3)]
+    assert codes == [401] * FAILURES + [429] * 3
+    refused = attacker.get("/v1/jobs")  # alice's real key, from the blocked address
+    assert refused.status_code == 429 and "FITSERVE_AUTH_FAILURES_PER_WINDOW" in refused.json()["detail"]
+    assert 1 <= int(refused.headers["retry-after"]) <= WINDOW + 1
+    with from_address(keyed, "127.0.0.4", "alice") as elsewhere:
+        assert elsewhere.get("/v1/jobs").status_code == 200  # only that address is blocked
+    deadline = time.monotonic() + WINDOW + 2
+    while (answer := attacker.get("/v1/jobs")).status_code == 429:
+        assert time.monotonic() < deadline, "the address is still blocked after the window"
+        time.sleep(0.2)
+    assert answer.status_code == 200
+    attacker.close()
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "1" + "]" * depth
+
+
+def test_deeply_nested_json_is_422_naming_the_limit(keyed):
+    with from_address(keyed, "127.0.0.5", "alice") as alice:
+        spec = tiny_regression(data={"source": "inline", "x": "DEEP", "y": [1.0]})
+        deep = json.dumps(spec).replace('"DEEP"', nested(900))
+        response = alice.post("/v1/jobs", content=deep, headers={"Content-Type": "application/json"})
+        assert response.status_code == 422, response.text
+        assert "FITSERVE_MAX_JSON_DEPTH" in response.json()["detail"][0]["msg"]
+        assert alice.post("/v1/jobs", json=tiny_regression()).status_code == 201  # shallow JSON still works
+
+
+def test_a_json_body_over_its_cap_is_413_while_uploads_have_their_own(keyed):
+    with from_address(keyed, "127.0.0.6", "alice") as alice:
+        big = tiny_regression(data={"source": "inline", "x": [0.5] * 600_000, "y": [0.5] * 600_000})
+        response = alice.post("/v1/jobs", json=big)
+        assert response.status_code == 413 and "FITSERVE_MAX_JSON_BYTES" in response.json()["detail"]
+        csv = b"a,y\n" + b"0.25,0.5\n" * 300_000  # 2.7 MB: over the JSON cap, under the upload cap
+        upload = alice.post("/v1/datasets", files={"file": ("d.csv", csv)}, data={"target": "y"})
+        assert upload.status_code == 201, upload.text
