@@ -165,3 +165,29 @@ def test_a_worker_killed_with_a_cancel_pending_ends_the_job_cancelled(make_serve
     assert "worker process died" in done["error"]
     [(status,)] = srv.query("SELECT status FROM jobs WHERE id = :id", id=job["id"])
     assert status == "cancelled"  # never requeued
+
+
+def metric(srv, name: str) -> dict[str, float]:
+    """Samples of one Prometheus metric: labels text -> value."""
+    samples = {}
+    for line in srv.client.get("/metrics").text.splitlines():
+        if line.startswith(name) and not line.startswith(f"{name}_"):
+            labels, value = line[len(name):].rsplit(" ", 1)
+            samples[labels] = float(value)
+    return samples
+
+
+def test_queued_work_with_no_worker_fails_readiness_and_shows_in_metrics(make_server):
+    api = make_server(workers=0, FITSERVE_READY_QUEUE_SECONDS="1").start()
+    assert api.client.get("/readyz").status_code == 200  # an API alone is ready while nothing waits
+    job = api.submit(tiny_regression(epochs=5))
+    unready = wait_for(lambda: (r := api.client.get("/readyz")).status_code == 503 and r, 10, "readyz 503")
+    assert "no worker lives" in unready.json()["detail"]
+    assert metric(api, "fitserve_workers") == {}
+    assert metric(api, "fitserve_oldest_queued_job_age_seconds")[""] >= 1.0
+
+    pool = make_server(workers=1).start()  # a pool of its own on the same database takes the job
+    assert pool.wait_for(job["id"], timeout=60)["status"] == "succeeded"
+    assert api.client.get("/readyz").status_code == 200
+    assert metric(api, "fitserve_workers") == {'{device="cpu",state="idle"}': 1.0}
+    assert metric(api, "fitserve_oldest_queued_job_age_seconds")[""] == 0.0
