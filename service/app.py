@@ -1,14 +1,17 @@
 """The FastAPI application factory."""
 
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from service.api import dashboard, datasets, events, exports, health, jobs, prometheus, sweeps, v2
+from service.api import dashboard, datasets, events, exports, health, jobs, prometheus, sweeps, v2, workers
 from service.api.intake import Authenticator, RequestIntake
 from service.api.limits import FailedAuthLimiter, RateLimiter, UploadSlots, give_back_memory
 from service.errors import FitserveError
 from service.services.auth import KeyVerifier
 from service.services.predictions import ModelCache
+from service.services.rescue import Sweeper
 from service.settings import get_settings
 
 
@@ -23,12 +26,21 @@ async def handle_memory_error(_request: Request, exc: MemoryError) -> JSONRespon
     return JSONResponse({"detail": detail}, status_code=413)
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    """The API sweeps too: a job whose worker and pool are gone is rescued with no worker's help."""
+    sweeper = Sweeper(get_settings()).start()
+    yield
+    sweeper.stop()
+
+
 def create_app() -> FastAPI:
     settings = get_settings()
     app = FastAPI(
         title="fitserve",
         summary="Train small PyTorch models over HTTP: submit, poll, plot, predict.",
         version="0.1.0",
+        lifespan=lifespan,
     )
     app.state.model_cache = ModelCache(settings.MODEL_CACHE_BYTES)
     app.state.key_verifier = KeyVerifier()
@@ -43,6 +55,7 @@ def create_app() -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(datasets.router)
     app.include_router(sweeps.router)
+    app.include_router(workers.router)
     app.include_router(events.router)
     app.include_router(exports.router)
     app.include_router(v2.router)

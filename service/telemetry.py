@@ -9,6 +9,9 @@ from prometheus_client.registry import Collector
 from service.db import session_scope
 from service.models import JobStatus, utcnow
 from service.repositories import stats
+from service.repositories import workers as worker_repo
+from service.services.workers import worker_state
+from service.settings import get_settings
 
 # not the default registry: the app factory may run more than once in a process (tests), and the
 # process-wide collectors (gc, platform) say nothing about jobs
@@ -47,3 +50,27 @@ class JobCollector(Collector):
 
 
 REGISTRY.register(JobCollector())
+
+
+class WorkerCollector(Collector):
+    """The worker registry at scrape time: live workers by state and device, and how long the oldest job has waited."""
+
+    def collect(self) -> Iterator[Metric]:
+        with session_scope(read_only=True) as s:
+            live = worker_repo.list_live(s, get_settings().LEASE_SECONDS)
+            oldest = worker_repo.oldest_queued_at(s)
+        counts: dict[tuple[str, str], int] = {}
+        for w in live:
+            key = (worker_state(w), w.device)
+            counts[key] = counts.get(key, 0) + 1
+        workers = GaugeMetricFamily("fitserve_workers", "Live workers (heartbeat within a lease)", labels=["state", "device"])
+        for (state, device), n in sorted(counts.items()):
+            workers.add_metric([state, device], n)
+        yield workers
+        age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
+        yield GaugeMetricFamily(
+            "fitserve_oldest_queued_job_age_seconds", "How long the oldest queued job has waited (0: none queued)", value=age
+        )
+
+
+REGISTRY.register(WorkerCollector())

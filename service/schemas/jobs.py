@@ -41,6 +41,9 @@ class JobPublic(BaseModel):
     best_metrics: MetricPointPublic | None = Field(None, description="early stopping: the curve point at best_epoch")
     device: str | None
     node: str | None = Field(None, description="the host, or Ray node id, that ran the latest attempt")
+    execution: str | None = Field(
+        None, description="the path that trained the latest attempt (e.g. eager, cuda graph, batched), and any fallback"
+    )
     error: str | None
     attempt: int
     max_attempts: int
@@ -65,6 +68,7 @@ class JobPublic(BaseModel):
             best_metrics=job.best_metrics,
             device=job.device,
             node=job.node,
+            execution=job.execution,
             error=job.error,
             attempt=job.attempt,
             max_attempts=job.max_attempts,
