@@ -4,6 +4,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from service.api import dashboard, datasets, events, exports, health, jobs, prometheus, sweeps, v2, workers
 from service.api.intake import Authenticator, RequestIntake
@@ -12,6 +13,7 @@ from service.errors import FitserveError
 from service.services.auth import KeyVerifier
 from service.services.predictions import ModelCache
 from service.services.rescue import Sweeper
+from service.services.watchers import Watchers
 from service.settings import get_settings
 
 
@@ -24,6 +26,12 @@ async def handle_memory_error(_request: Request, exc: MemoryError) -> JSONRespon
     give_back_memory(exc)
     detail = "the request needs more memory than the server can give it; send less (see README, Limits)"
     return JSONResponse({"detail": detail}, status_code=413)
+
+
+async def handle_pool_timeout(_request: Request, _exc: PoolTimeout) -> JSONResponse:
+    """No database connection came free within FITSERVE_DB_POOL_TIMEOUT_SECONDS: busy, not broken."""
+    detail = "the server is busy: no database connection came free in time (FITSERVE_DB_POOL_SIZE); retry shortly"
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
 
 
 @asynccontextmanager
@@ -44,12 +52,14 @@ def create_app() -> FastAPI:
     )
     app.state.model_cache = ModelCache(settings.MODEL_CACHE_BYTES)
     app.state.key_verifier = KeyVerifier()
+    app.state.watchers = Watchers(settings)
     rates = RateLimiter(settings.RATE_LIMIT_PER_SECOND, settings.RATE_LIMIT_BURST)
     failures = FailedAuthLimiter(settings.AUTH_FAILURES_PER_WINDOW, settings.AUTH_FAILURE_WINDOW_SECONDS)
     app.state.authenticator = Authenticator(settings, app.state.key_verifier, rates, failures)
     uploads = UploadSlots(settings.MAX_UPLOADS_PER_OWNER)
     app.add_middleware(RequestIntake, authenticator=app.state.authenticator, upload_slots=uploads, settings=settings)
     app.add_exception_handler(FitserveError, handle_fitserve_error)
+    app.add_exception_handler(PoolTimeout, handle_pool_timeout)
     app.add_exception_handler(MemoryError, handle_memory_error)
     app.include_router(health.router)
     app.include_router(jobs.router)

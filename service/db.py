@@ -9,19 +9,32 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.settings import get_settings
+from service.settings import Settings, get_settings
 
 SQLITE_BUSY_MS = 30_000
 READ_ONLY = "fitserve_read_only"
 
 
+def pool_options(settings: Settings) -> dict:
+    """The connection pool's size, from the settings: each process has its own pool."""
+    return {
+        "pool_size": settings.DB_POOL_SIZE,
+        "max_overflow": settings.DB_MAX_OVERFLOW,
+        "pool_timeout": settings.DB_POOL_TIMEOUT_SECONDS,
+    }
+
+
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
+    pool = pool_options(get_settings())
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, **pool)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000, "check_same_thread": False})
+    else:
+        pool = {}  # an in-memory database lives in one connection: no queue of connections to size
+    connect_args = {"timeout": SQLITE_BUSY_MS / 1000, "check_same_thread": False}
+    engine = create_engine(url, connect_args=connect_args, **pool)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:

@@ -1,40 +1,102 @@
-"""GET /v1/jobs/{id}/events: a job's status changes and new curve points as Server-Sent Events."""
+"""GET /v1/jobs/{id}/events: a job's status changes and new curve points as Server-Sent Events.
 
+Streams and long-polls (`GET /v1/jobs/{id}?wait=`) are watchers: each takes a slot under the caps
+FITSERVE_MAX_WATCHERS_PER_OWNER and FITSERVE_MAX_WATCHERS (429 past them), given back when it ends or
+its client goes away.
+"""
+
+import re
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+import anyio
+from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from service.api.deps import ERROR_RESPONSES, OwnerDep, SessionDep
 from service.errors import InvalidField
+from service.models import JobStatus
+from service.schemas.jobs import JobPublic
+from service.schemas.limits import LIMITS
 from service.services import events
 from service.services import jobs as job_service
+from service.services.watchers import Watchers
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 EVENT_STREAM = "text/event-stream"
+EVENT_ID = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdigit() also takes '²', which int() refuses
 
 
 def parse_event_id(last_event_id: str | None) -> int:
     if last_event_id is None:
         return 0
-    if not last_event_id.isdigit():
-        raise InvalidField(("Last-Event-ID",), "must be an event id this stream sent (a step number)", where="header")
+    # compared in SQL with INTEGER step columns: past LIMITS.max_step PostgreSQL refuses it (a 500)
+    if not EVENT_ID.fullmatch(last_event_id) or int(last_event_id) > LIMITS.max_step:
+        raise InvalidField(
+            ("Last-Event-ID",),
+            f"must be an event id this stream sent: a step from 0 to {LIMITS.max_step}",
+            where="header",
+        )
     return int(last_event_id)
+
+
+def watchers_of(request: Request) -> Watchers:
+    return request.app.state.watchers
+
+
+def caller_of(request: Request, owner: str | None) -> str:
+    """Whom a watcher counts against: its owner, or its address while keys are not required."""
+    return owner if owner is not None else f"anonymous@{request.client.host if request.client else '-'}"
+
+
+async def until_disconnected(request: Request) -> None:
+    """Returns once the client has gone (a GET's body, if any, is read and dropped meanwhile)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def long_poll(request: Request, owner: str | None, first: JobPublic, seconds: float) -> JobPublic:
+    """`first` once it changes, or after `seconds`, holding a watcher's slot meanwhile; cut short if the client goes."""
+    if JobStatus(first.status).is_final:
+        return first  # never changes: answered at once, with no slot taken
+    watchers = watchers_of(request)
+    slot = watchers.caps.take(caller_of(request, owner))
+    answer = first
+    try:
+        async with anyio.create_task_group() as tasks:
+
+            async def wait() -> None:
+                nonlocal answer
+                answer = await events.wait_for_change(first, owner, seconds, watchers)
+                tasks.cancel_scope.cancel()
+
+            tasks.start_soon(wait)
+            await until_disconnected(request)
+            tasks.cancel_scope.cancel()
+    finally:
+        slot.release()
+    return answer
 
 
 @router.get("/{job_id}/events", response_class=StreamingResponse, responses={200: {"content": {EVENT_STREAM: {}}}})
 async def job_events(
     job_id: str,
+    request: Request,
     session: SessionDep,
     owner: OwnerDep,
-    last_event_id: Annotated[str | None, Header(description="resume after this event id")] = None,
+    last_event_id: Annotated[str | None, Header(description="resume after this event id (a step)")] = None,
 ):
     after_step = parse_event_id(last_event_id)
-    # a missing job is a 404 before the stream starts; then the request's transaction ends, since it
-    # holds SQLite's write lock and the stream may last as long as the job
-    await run_in_threadpool(job_service.get_job, session, job_id, owner)
-    await run_in_threadpool(session.commit)
+    watchers = watchers_of(request)
+    slot = watchers.caps.take(caller_of(request, owner))  # before any database work: a refusal costs nothing
+    try:
+        # a missing job is a 404 before the stream starts; then the request's transaction ends, since it
+        # holds SQLite's write lock and the stream may last as long as the job
+        await run_in_threadpool(job_service.get_job, session, job_id, owner)
+        await run_in_threadpool(session.commit)
+    except BaseException:
+        slot.release()
+        raise
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    stream = events.job_events(job_id, owner, after_step)
+    stream = events.job_events(job_id, owner, after_step, watchers, slot)
     return StreamingResponse(stream, media_type=EVENT_STREAM, headers=headers)

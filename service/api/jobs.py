@@ -2,11 +2,12 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic_core import to_json
 
 from service.api.deps import ERROR_RESPONSES, ModelCacheDep, OwnerDep, SessionDep, SettingsDep
+from service.api.events import long_poll
 from service.api.idempotent import IdempotencyKeyHeader, create_once
 from service.schemas.jobs import AliasUpdate, JobPage, JobPublic, MetricsPage, PredictRequest, PredictResponse
 from service.schemas.limits import LIMITS
@@ -51,12 +52,13 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-async def get_job(job_id: str, session: SessionDep, owner: OwnerDep, wait: WaitSeconds = 0):
+async def get_job(job_id: str, request: Request, session: SessionDep, owner: OwnerDep, wait: WaitSeconds = 0):
+    """With `wait`, a long-poll: one of the owner's watchers (FITSERVE_MAX_WATCHERS_PER_OWNER, 429 past it)."""
     job = await run_in_threadpool(lambda: JobPublic.from_job(job_service.get_job(session, job_id, owner)))
     if wait == 0:
         return job
-    await run_in_threadpool(session.commit)  # end the request's transaction (SQLite's write lock) before waiting
-    return await events.wait_for_change(job, owner, wait)
+    await run_in_threadpool(session.commit)  # end the request's transaction: a waiting watcher holds no connection
+    return await long_poll(request, owner, job, wait)
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)

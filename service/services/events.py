@@ -1,29 +1,31 @@
 """Watching a job change: the long-poll and the Server-Sent Events stream.
 
-Both poll the database at a short interval, each read in its own short transaction: on SQLite
-every transaction takes the write lock (BEGIN IMMEDIATE), so none may stay open while waiting.
+Both wait on the process's change feed (service/services/watchers.py), holding no database connection
+meanwhile, and read after each change in a short transaction of their own: on SQLite every writing
+transaction takes the write lock, and a connection held while waiting is one the pool cannot lend.
 """
 
 import time
 from collections.abc import AsyncIterator
-
-import anyio
+from contextlib import aclosing
 
 from service.db import session_scope
 from service.models import JobStatus
 from service.repositories import metrics as metric_repo
+from service.repositories.job_versions import JobVersion, version_of
 from service.schemas.jobs import JobPublic, MetricPointPublic
 from service.services.jobs import get_job
+from service.services.watchers import Slot, WatchedJob, Watchers
 
-POLL_SECONDS = 0.25
 MAX_WAIT_SECONDS = 60
 KEEPALIVE_SECONDS = 15.0  # a comment line now and then, so proxies do not close an idle stream
 POINTS_PER_READ = 1000
 
 
-def version(job: JobPublic) -> tuple:
-    """What a watcher counts as a change: status, progress, the latest point, a cancel request."""
-    return job.status, job.progress.epoch, job.metrics.step if job.metrics else 0, job.cancel_requested, job.attempt
+def version(job: JobPublic) -> JobVersion:
+    """What a watcher counts as a change: status, progress, the latest point, a cancel request, an attempt."""
+    latest = {"step": job.metrics.step} if job.metrics else None
+    return version_of(job.status, job.progress.epoch, latest, job.cancel_requested, job.attempt)
 
 
 def read_job(job_id: str, owner_id: str | None) -> JobPublic:
@@ -39,15 +41,20 @@ def read_changes(job_id: str, owner_id: str | None, since_step: int) -> tuple[Jo
         return job, [MetricPointPublic.model_validate(p) for p in points]
 
 
-async def wait_for_change(first: JobPublic, owner_id: str | None, seconds: float) -> JobPublic:
+async def wait_for_change(first: JobPublic, owner_id: str | None, seconds: float, watchers: Watchers) -> JobPublic:
     """The job as soon as it differs from `first`, or as it is after `seconds`; at once if it is final."""
     deadline = time.monotonic() + seconds
     job = first
-    while not JobStatus(job.status).is_final and (left := deadline - time.monotonic()) > 0:
-        await anyio.sleep(min(POLL_SECONDS, left))
-        job = await anyio.to_thread.run_sync(read_job, first.id, owner_id)
-        if version(job) != version(first):
-            break
+    with watchers.feed.watch(first.id) as entry:
+        # a feed that has seen another version than `first` may have seen a change since: read again at once
+        seen = entry.generation if entry.version in (None, version(first)) else -1
+        while not JobStatus(job.status).is_final and (left := deadline - time.monotonic()) > 0:
+            if not await entry.wait_past(seen, left):
+                break
+            seen = entry.generation
+            job = await watchers.read(read_job, first.id, owner_id)
+            if version(job) != version(first):
+                break
     return job
 
 
@@ -55,15 +62,31 @@ def sse(event: str, data: str, event_id: int) -> str:
     return f"event: {event}\nid: {event_id}\ndata: {data}\n\n"
 
 
-async def job_events(job_id: str, owner_id: str | None, after_step: int) -> AsyncIterator[str]:
+async def job_events(
+    job_id: str, owner_id: str | None, after_step: int, watchers: Watchers, slot: Slot
+) -> AsyncIterator[str]:
     """`metric` events (id = step) after `after_step`, `status` events on connect and on each status change.
 
     Every event's id is the last step sent, so a client that reconnects with Last-Event-ID misses no point
-    and sees no point twice. The stream ends after the status event of a final job.
+    and sees no point twice. The stream ends after the status event of a final job. `slot` is given back
+    when the stream ends, however it ends.
     """
-    cursor, last_status, last_sent = after_step, None, time.monotonic()
+    try:
+        with watchers.feed.watch(job_id) as entry:
+            async with aclosing(_job_events(job_id, owner_id, after_step, watchers, entry)) as stream:
+                async for event in stream:
+                    yield event
+    finally:
+        slot.release()
+
+
+async def _job_events(
+    job_id: str, owner_id: str | None, cursor: int, watchers: Watchers, entry: WatchedJob
+) -> AsyncIterator[str]:
+    last_status, last_sent = None, time.monotonic()
     while True:
-        job, points = await anyio.to_thread.run_sync(read_changes, job_id, owner_id, cursor)
+        seen = entry.generation  # before the read: a change the feed sees during it is read again
+        job, points = await watchers.read(read_changes, job_id, owner_id, cursor)
         sent = bool(points)
         for point in points:
             cursor = point.step
@@ -76,8 +99,6 @@ async def job_events(job_id: str, owner_id: str | None, after_step: int) -> Asyn
             return
         if sent:
             last_sent = time.monotonic()
-        elif time.monotonic() - last_sent >= KEEPALIVE_SECONDS:
+        while caught_up and not await entry.wait_past(seen, last_sent + KEEPALIVE_SECONDS - time.monotonic()):
             last_sent = time.monotonic()
             yield ": keepalive\n\n"
-        if caught_up:
-            await anyio.sleep(POLL_SECONDS)
