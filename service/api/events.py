@@ -6,12 +6,14 @@ its client goes away.
 """
 
 import re
+from collections.abc import Callable
 from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 
 from service.api.deps import ERROR_RESPONSES, OwnerDep, SessionDep
 from service.errors import InvalidField
@@ -55,14 +57,18 @@ async def until_disconnected(request: Request) -> None:
         pass
 
 
-async def long_poll(request: Request, owner: str | None, first: JobPublic, seconds: float) -> JobPublic:
-    """`first` once it changes, or after `seconds`, holding a watcher's slot meanwhile; cut short if the client goes."""
-    if JobStatus(first.status).is_final:
-        return first  # never changes: answered at once, with no slot taken
+async def long_poll(request: Request, owner: str | None, seconds: float, read: Callable[[], JobPublic]) -> JobPublic:
+    """The job `read` returns, once it changes or after `seconds`; cut short if the client goes away.
+
+    The watcher's slot is taken before `read` (a refusal costs no database work) and held until the answer;
+    a final job, which never changes, is answered at once.
+    """
     watchers = watchers_of(request)
     slot = watchers.caps.take(caller_of(request, owner))
-    answer = first
     try:
+        answer = first = await run_in_threadpool(read)
+        if JobStatus(first.status).is_final:
+            return first
         async with anyio.create_task_group() as tasks:
 
             async def wait() -> None:
@@ -73,9 +79,15 @@ async def long_poll(request: Request, owner: str | None, first: JobPublic, secon
             tasks.start_soon(wait)
             await until_disconnected(request)
             tasks.cancel_scope.cancel()
+        return answer
     finally:
         slot.release()
-    return answer
+
+
+def check_job(session: Session, job_id: str, owner: str | None) -> None:
+    """404 unless the job is the owner's; then the request's transaction ends, in the same thread hop."""
+    job_service.get_job(session, job_id, owner)
+    session.commit()
 
 
 @router.get("/{job_id}/events", response_class=StreamingResponse, responses={200: {"content": {EVENT_STREAM: {}}}})
@@ -90,10 +102,8 @@ async def job_events(
     watchers = watchers_of(request)
     slot = watchers.caps.take(caller_of(request, owner))  # before any database work: a refusal costs nothing
     try:
-        # a missing job is a 404 before the stream starts; then the request's transaction ends, since it
-        # holds SQLite's write lock and the stream may last as long as the job
-        await run_in_threadpool(job_service.get_job, session, job_id, owner)
-        await run_in_threadpool(session.commit)
+        # a missing job is a 404 before the stream starts; the stream itself holds no connection
+        await run_in_threadpool(check_job, session, job_id, owner)
     except BaseException:
         slot.release()
         raise
