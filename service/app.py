@@ -8,6 +8,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from service.api import dashboard, datasets, events, exports, health, jobs, prometheus, sweeps, v2, workers
 from service.api.intake import Authenticator, RequestIntake
+from service.api.prometheus import HttpMetrics
 from service.api.limits import FailedAuthLimiter, RateLimiter, UploadSlots, give_back_memory
 from service.errors import FitserveError
 from service.services.auth import KeyVerifier
@@ -58,6 +59,7 @@ def create_app() -> FastAPI:
     app.state.authenticator = Authenticator(settings, app.state.key_verifier, rates, failures)
     uploads = UploadSlots(settings.MAX_UPLOADS_PER_OWNER)
     app.add_middleware(RequestIntake, authenticator=app.state.authenticator, upload_slots=uploads, settings=settings)
+    app.add_middleware(HttpMetrics)  # added last, so outermost: it also counts what the intake refuses
     app.add_exception_handler(FitserveError, handle_fitserve_error)
     app.add_exception_handler(PoolTimeout, handle_pool_timeout)
     app.add_exception_handler(MemoryError, handle_memory_error)

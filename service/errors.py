@@ -25,6 +25,10 @@ class PayloadTooLarge(FitserveError):
     status_code = 413
 
 
+class UnsupportedMediaType(FitserveError):
+    status_code = 415
+
+
 class TooManyRequests(FitserveError):
     status_code = 429
 

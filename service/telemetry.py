@@ -1,8 +1,9 @@
-"""Prometheus metrics: a registry of this process's own, the predict latency, and job figures read from the database."""
+"""Prometheus metrics: a registry of this process's own, its process and HTTP figures, the predict latency, and job
+figures read from the database."""
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -16,11 +17,27 @@ from service.settings import get_settings
 # not the default registry: the app factory may run more than once in a process (tests), and the
 # process-wide collectors (gc, platform) say nothing about jobs
 REGISTRY = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)  # process_cpu_seconds_total, process_resident_memory_bytes, open fds, ...
 
 PREDICT_SECONDS = Histogram(
     "fitserve_predict_seconds",
     "Time to answer one prediction request (v1 or v2), model loading included",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=REGISTRY,
+)
+
+# by route template ("/v1/jobs/{job_id}"), never the raw path: no ids in labels, a bounded number of series
+HTTP_REQUESTS = Counter(
+    "fitserve_http_requests",
+    "HTTP requests answered, by method, route template and status code",
+    labelnames=("method", "route", "status"),
+    registry=REGISTRY,
+)
+HTTP_SECONDS = Histogram(
+    "fitserve_http_request_duration_seconds",
+    "Time from a request's arrival to the end of its response (a stream's whole life), by method, route and status",
+    labelnames=("method", "route", "status"),
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0),
     registry=REGISTRY,
 )
 
@@ -37,6 +54,14 @@ class JobCollector(Collector):
         for status in JobStatus:
             jobs.add_metric([status.value], counts.get(status.value, 0))
         yield jobs
+        # final statuses are final and jobs are never deleted, so these counts only grow: counters, right however
+        # many processes (workers, API replicas) ended the jobs, and across restarts
+        finished = CounterMetricFamily(
+            "fitserve_jobs_finished", "Jobs that ended, by final status", labels=["status"]
+        )
+        for status in stats.FINAL:
+            finished.add_metric([status.value], counts.get(status.value, 0))
+        yield finished
         yield GaugeMetricFamily("fitserve_queue_depth", "Jobs waiting for a worker", value=counts.get("queued", 0))
         seconds = sum((end - start).total_seconds() for start, end in spans)
         yield CounterMetricFamily("fitserve_training_seconds", "Seconds finished jobs spent training", seconds)

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.limits import FailedAuthLimiter, RateLimiter, UploadSlots
-from service.errors import FitserveError, InvalidField, PayloadTooLarge
+from service.errors import FitserveError, InvalidField, PayloadTooLarge, UnsupportedMediaType
 from service.services.auth import KeyVerifier, Unauthorized
 from service.settings import Settings
 
@@ -101,6 +101,8 @@ class RequestIntake:
                     scope[OWNER_KEY] = await self.authenticator.authenticate(authorization, address)
                 if (scope["method"], scope["path"]) in UPLOAD_ROUTES:
                     slot.enter_context(self.upload_slots.hold(scope[OWNER_KEY]))
+                if has_body:
+                    check_content_type(scope, headers)
                 receive = await self.admit_body(scope, headers, receive) if has_body else receive
             except FitserveError as exc:
                 # the unread body stays on the socket: close the connection rather than read it
@@ -140,6 +142,17 @@ class RequestIntake:
                     f"the JSON nests {depth} levels deep; at most {self.settings.MAX_JSON_DEPTH} (FITSERVE_MAX_JSON_DEPTH)",
                 )
         return replay_receive(body, receive)
+
+
+def check_content_type(scope: Scope, headers: Headers) -> None:
+    """415 for a /v1 body (but an upload) not sent as JSON: FastAPI would read it as bytes, and its validation
+    error would echo them whole. /v2 is not checked: it also takes binary tensors."""
+    if not scope["path"].startswith("/v1/") or (scope["method"], scope["path"]) in UPLOAD_ROUTES:
+        return
+    sent = headers.get("content-type")
+    if sent is None or not is_json(headers):
+        got = "none" if sent is None else repr(sent[:100])
+        raise UnsupportedMediaType(f"the body must be JSON: send `Content-Type: application/json` (got {got})")
 
 
 def is_json(headers: Headers) -> bool:

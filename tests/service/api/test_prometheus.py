@@ -63,4 +63,61 @@ def test_metrics_name_no_job_of_any_owner(make_server):
     assert response.status_code == 200
     families = {f.name: f.samples for f in text_string_to_metric_families(response.text)}
     assert value(families["fitserve_epochs_per_second"], "fitserve_epochs_per_second") > 0
-    assert job["id"] not in response.text and "job_id" not in response.text
+    assert job["id"] not in response.text and 'job_id="' not in response.text  # "{job_id}" in a route is no id
+
+
+def test_process_metrics_of_the_api_process(server):
+    families = scrape(server)
+    assert value(families["process_resident_memory_bytes"], "process_resident_memory_bytes") > 10 * 2**20
+    assert value(families["process_cpu_seconds"], "process_cpu_seconds_total") > 0
+    assert value(families["process_open_fds"], "process_open_fds") > 0
+
+
+def test_http_requests_by_route_template_and_status(make_server):
+    """Labels are route templates, never paths: an id, or a scanner's random path, makes no series of its own."""
+    srv = make_server(workers=0).start()
+    for _ in range(3):
+        assert srv.client.get("/v1/jobs/no-such-job").status_code == 404
+    assert srv.client.get("/no/such/path/3f0c9a").status_code == 404
+    assert srv.client.post("/v1/jobs", content=b"{", headers={"Content-Type": "application/json"}).status_code == 422
+    response = srv.client.get("/metrics")
+    families = {f.name: f.samples for f in text_string_to_metric_families(response.text)}
+    requests, seconds = families["fitserve_http_requests"], families["fitserve_http_request_duration_seconds"]
+    job_route = {"method": "GET", "route": "/v1/jobs/{job_id}", "status": "404"}
+    assert value(requests, "fitserve_http_requests_total", **job_route) == 3
+    assert value(seconds, "fitserve_http_request_duration_seconds_count", **job_route) == 3
+    assert value(seconds, "fitserve_http_request_duration_seconds_sum", **job_route) > 0
+    assert value(requests, "fitserve_http_requests_total", method="GET", route="unmatched", status="404") == 1
+    assert value(requests, "fitserve_http_requests_total", method="POST", route="/v1/jobs", status="422") == 1
+    assert "no-such-job" not in response.text and "3f0c9a" not in response.text
+
+
+def test_requests_refused_before_routing_are_counted_by_their_route(make_server):
+    """A missing key is answered before the router runs; the label is still the template the path matches."""
+    srv = make_server(workers=0, FITSERVE_AUTH="required").start()
+    assert srv.client.get("/v1/jobs/abc123").status_code == 401
+    response = srv.client.get("/metrics")
+    families = {f.name: f.samples for f in text_string_to_metric_families(response.text)}
+    requests = families["fitserve_http_requests"]
+    assert value(requests, "fitserve_http_requests_total", method="GET", route="/v1/jobs/{job_id}", status="401") == 1
+    assert "abc123" not in response.text
+
+
+def test_jobs_finished_are_counters_by_final_status(make_server):
+    """Counted from the database at scrape time: right whichever process ended the job, and after a restart."""
+    srv = make_server(workers=1).start()
+    ok = srv.train(tiny_regression(epochs=5))
+    assert ok["status"] == "succeeded"
+    failing = tiny_regression(epochs=50, optimizer={"kind": "sgd", "lr": 100.0})  # diverges: NaN loss fails the job
+    assert srv.train(failing)["status"] == "failed"
+    queued = srv.submit(tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20}))
+    srv.client.post(f"/v1/jobs/{queued['id']}/cancel")
+    srv.wait_for(queued["id"])
+    srv.stop()
+    srv.start()  # another process: the counts come from the database, not from this process's memory
+    families = {f.name: (f.type, f.samples) for f in text_string_to_metric_families(srv.client.get("/metrics").text)}
+    kind, finished = families["fitserve_jobs_finished"]
+    assert kind == "counter"
+    assert {s.labels["status"]: s.value for s in finished if s.name == "fitserve_jobs_finished_total"} == {
+        "succeeded": 1, "failed": 1, "cancelled": 1
+    }
