@@ -2,8 +2,10 @@
 
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic_core import to_json
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from service.api import dashboard, datasets, events, exports, health, jobs, prometheus, sweeps, v2, workers
@@ -35,6 +37,12 @@ async def handle_pool_timeout(_request: Request, _exc: PoolTimeout) -> JSONRespo
     return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
 
 
+async def handle_validation_error(_request: Request, exc: RequestValidationError) -> Response:
+    """FastAPI's 422, except that a NaN or Infinity echoed as `input` is a string: JSON has no such numbers."""
+    body = to_json({"detail": exc.errors()}, inf_nan_mode="strings", serialize_unknown=True)
+    return Response(body, status_code=422, media_type="application/json")
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     """The API sweeps too: a job whose worker and pool are gone is rescued with no worker's help."""
@@ -63,6 +71,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(FitserveError, handle_fitserve_error)
     app.add_exception_handler(PoolTimeout, handle_pool_timeout)
     app.add_exception_handler(MemoryError, handle_memory_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(datasets.router)
