@@ -10,11 +10,11 @@ from collections.abc import Callable
 
 log = logging.getLogger("fitserve.supervisor")
 STABLE_SECONDS = 60.0  # a child that lived this long before dying is restarted at once
-MAX_BACKOFF_SECONDS = 30.0
+MAX_BACKOFF_SECONDS = 10.0
 
 
 class Supervised:
-    """`target(*args)` in a spawned child, restarted until `stop`; a child dying young waits 1, 2, 4 ... 30 s."""
+    """`target(*args)` in a spawned child, restarted until `stop`; a child dying young waits 1, 2, 4 ... 10 s."""
 
     def __init__(self, name: str, target: Callable, args: tuple = ()):
         self.name, self.target, self.args = name, target, args

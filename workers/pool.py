@@ -29,21 +29,24 @@ from workers.registry import Registration
 
 log = logging.getLogger("fitserve.pool")
 QUICK_DEATH_SECONDS = 10.0  # a worker that dies sooner after its start is restarted with back-off
-MAX_BACKOFF_SECONDS = 30.0
+MAX_BACKOFF_SECONDS = 10.0
 
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-def stop_when_orphaned(stop: threading.Event) -> None:
-    """Set `stop` if the parent process dies, so no worker outlives the pool that started it."""
-    parent = os.getppid()
+def stop_when_orphaned(stop: threading.Event, parent: int) -> None:
+    """Set `stop` once `parent` is no longer this process's parent (it died), so no worker outlives its pool.
+
+    `parent` is passed in, not read here: a parent that died before this process got this far would
+    otherwise be taken for init, and never missed.
+    """
 
     def watch() -> None:
-        while not stop.wait(1.0):
-            if os.getppid() != parent:
-                stop.set()
+        while os.getppid() == parent and not stop.wait(1.0):
+            pass
+        stop.set()
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
@@ -54,7 +57,7 @@ def cap_memory(limit: int, gpu: int | None) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def worker_main(worker_id: str, gpu: int | None, n_workers: int) -> None:
+def worker_main(worker_id: str, gpu: int | None, n_workers: int, pool_pid: int) -> None:
     """Entry point of one worker process."""
     import torch
 
@@ -66,7 +69,7 @@ def worker_main(worker_id: str, gpu: int | None, n_workers: int) -> None:
     shutdown = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: shutdown.set())
-    stop_when_orphaned(shutdown)
+    stop_when_orphaned(shutdown, pool_pid)
     warm_up(torch)
     device = f"cuda:{gpu}" if gpu is not None else "cpu"
     with Registration(worker_id, WorkerKind.POOL, device, get_settings()) as registration:
@@ -94,7 +97,7 @@ class Pool:
     def start_worker(self, slot: int) -> None:
         worker_id = new_worker_id()
         gpu = slot % self.gpus if self.gpus else None
-        proc = self.ctx.Process(target=worker_main, args=(worker_id, gpu, self.n), name=f"fitserve-worker-{slot}")
+        proc = self.ctx.Process(target=worker_main, args=(worker_id, gpu, self.n, os.getpid()), name=f"fitserve-worker-{slot}")
         proc.start()
         self.procs[slot] = (worker_id, proc)
         self.started_at[slot] = time.monotonic()
@@ -153,12 +156,12 @@ class Pool:
                 rescue("worker killed at shutdown", worker_id)
 
 
-def run_pool(n_workers: int | None = None, with_parent: bool = False) -> None:
-    """Run a pool in this process until SIGTERM or SIGINT (or, `with_parent`, the parent's exit)."""
+def run_pool(n_workers: int | None = None, parent_pid: int | None = None) -> None:
+    """Run a pool in this process until SIGTERM or SIGINT (or, with `parent_pid`, that parent's exit)."""
     configure_logging()
     pool = Pool(n_workers)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: pool.stopping.set())
-    if with_parent:
-        stop_when_orphaned(pool.stopping)
+    if parent_pid is not None:
+        stop_when_orphaned(pool.stopping, parent_pid)
     pool.supervise()
