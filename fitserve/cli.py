@@ -52,10 +52,10 @@ def executor_process(settings, n_workers: int | None) -> Supervised:
         from workers.executors.ray import require_ray_address, run_dispatcher
 
         require_ray_address()  # here, so a missing address stops `serve` instead of only its dispatcher
-        return Supervised("fitserve-dispatcher", run_dispatcher, (True,))
+        return Supervised("fitserve-dispatcher", run_dispatcher, (os.getpid(),))
     from workers.pool import run_pool
 
-    return Supervised("fitserve-pool", run_pool, (n_workers, True))
+    return Supervised("fitserve-pool", run_pool, (n_workers, os.getpid()))
 
 
 def use_workers_flag(workers: int | None) -> None:

@@ -206,13 +206,13 @@ class Dispatcher:
             rescue("Ray task stopped with the dispatcher", each.worker_id)
 
 
-def run_dispatcher(with_parent: bool = False) -> None:
-    """Run a dispatcher in this process until SIGTERM or SIGINT (or, `with_parent`, the parent's exit)."""
+def run_dispatcher(parent_pid: int | None = None) -> None:
+    """Run a dispatcher in this process until SIGTERM or SIGINT (or, with `parent_pid`, that parent's exit)."""
     configure_logging()
     dispatcher = Dispatcher()
     dispatcher.connect()  # first: ray.init installs a SIGTERM handler of its own, which would kill us
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: dispatcher.stopping.set())
-    if with_parent:
-        stop_when_orphaned(dispatcher.stopping)
+    if parent_pid is not None:
+        stop_when_orphaned(dispatcher.stopping, parent_pid)
     dispatcher.supervise()
