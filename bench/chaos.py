@@ -22,7 +22,7 @@ import time
 
 from bench.common import FINAL, Service, header, print_table
 from service.settings import Settings
-from tests.workers.test_self_healing import descendants
+from tests.conftest import descendants
 
 EPOCHS = 20_000
 

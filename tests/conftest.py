@@ -262,8 +262,8 @@ def is_spawned_worker(pid: int) -> bool:
     return b"spawn_main" in cmdline and b"resource_tracker" not in cmdline
 
 
-def worker_pids(root_pid: int) -> list[int]:
-    """Worker processes under a server: the spawned leaves of its process tree."""
+def process_children() -> dict[int, list[int]]:
+    """Every process's children, read from /proc."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -271,11 +271,20 @@ def worker_pids(root_pid: int) -> list[int]:
         except OSError:
             continue
         children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    leaves, todo = [], [root_pid]
+    return children
+
+
+def descendants(root_pid: int) -> list[int]:
+    """Every process under `root_pid` (a server's pool, workers, multiprocessing's resource tracker)."""
+    children, found, todo = process_children(), [], [root_pid]
     while todo:
-        pid = todo.pop()
-        kids = children.get(pid, [])
-        if not kids and pid != root_pid and is_spawned_worker(pid):
-            leaves.append(pid)
+        kids = children.get(todo.pop(), [])
+        found.extend(kids)
         todo.extend(kids)
-    return leaves
+    return found
+
+
+def worker_pids(root_pid: int) -> list[int]:
+    """Worker processes under a server: the spawned leaves of its process tree."""
+    children = process_children()
+    return [pid for pid in descendants(root_pid) if not children.get(pid) and is_spawned_worker(pid)]

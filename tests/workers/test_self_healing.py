@@ -11,28 +11,11 @@ import signal
 import time
 from pathlib import Path
 
-from tests.conftest import worker_pids
+from tests.conftest import descendants, worker_pids
 from tests.specs import tiny_regression
 from tests.workers.test_pool import FAST_FAULTS, assert_contiguous_curve, long_job, wait_for_epoch
 
 LEASE, SWEEP = float(FAST_FAULTS["FITSERVE_LEASE_SECONDS"]), float(FAST_FAULTS["FITSERVE_SWEEP_SECONDS"])
-
-
-def descendants(root: int) -> list[int]:
-    """Every process under `root` (pool, workers, multiprocessing's resource tracker), deepest last."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [root]
-    while todo:
-        kids = children.get(todo.pop(), [])
-        found.extend(kids)
-        todo.extend(kids)
-    return found
 
 
 def pool_pid(srv) -> int:
