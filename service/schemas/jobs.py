@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.schemas.data import Numbers
 from service.schemas.limits import LIMITS
+from service.schemas.lints import job_warnings
 
 
 class Progress(BaseModel):
@@ -32,6 +33,9 @@ class JobPublic(BaseModel):
     name: str | None
     status: str
     spec: dict[str, Any]
+    warnings: list[str] = Field(
+        default_factory=list, description="what in the spec is valid but likely not what was meant, field first"
+    )
     progress: Progress
     metrics: MetricPointPublic | None = Field(description="the latest curve point")
     stopped_early_at: int | None = Field(
@@ -61,6 +65,7 @@ class JobPublic(BaseModel):
             name=job.name,
             status=job.status,
             spec=job.spec,
+            warnings=job_warnings(job.id, job.spec),
             progress=Progress(epoch=job.epoch, epochs=job.epochs),
             metrics=job.latest_metrics,
             stopped_early_at=job.stopped_early_at,

@@ -1,14 +1,18 @@
-"""A succeeded job's network as ONNX, answering what `/predict` answers."""
+"""A succeeded job's network as ONNX, answering what `/predict` answers, its spec and classes in `metadata_props`."""
 
 import copy
 import io
+import json
 import threading
 import warnings
+from importlib.metadata import PackageNotFoundError, version
 
+import onnx
 import torch
 from torch import nn
 
 from modelzoo import read_outputs
+from modelzoo.weights import SPEC_KEY
 from service.schemas.spec import JobSpec
 from service.services.predictions import ModelCache
 
@@ -28,12 +32,47 @@ class Answering(nn.Module):
         return tuple(read_outputs(self.net(x), self.task, self.loss, self.output_activation).values())
 
 
+def class_labels(spec: JobSpec) -> list[int] | None:
+    """The labels `predictions` takes, in the order of the `probabilities` columns; None for regression."""
+    if spec.task == "regression":
+        return None
+    return [0, 1] if spec.loss == "bce" else list(range(spec.model.out_features))
+
+
+def fitserve_version() -> str:
+    try:
+        return version("fitserve")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def metadata_props(spec: JobSpec, job_id: str) -> dict[str, str]:
+    """What a runtime cannot read from the graph: where the model came from and what its outputs mean."""
+    props = {
+        SPEC_KEY: json.dumps(spec.model_dump(mode="json")),
+        "fitserve.job_id": job_id,
+        "fitserve.version": fitserve_version(),
+        "fitserve.task": spec.task,
+    }
+    classes = class_labels(spec)
+    if classes is not None:
+        props["fitserve.classes"] = json.dumps(classes)
+    return props
+
+
+def with_metadata(blob: bytes, props: dict[str, str]) -> bytes:
+    model = onnx.load_model_from_string(blob)
+    onnx.helper.set_model_props(model, props)
+    return model.SerializeToString()
+
+
 def output_names(spec: JobSpec) -> list[str]:
     return ["predictions"] if spec.task == "regression" else ["predictions", "probabilities"]
 
 
 def export_onnx(cache: ModelCache, job_id: str, owner_id: str | None) -> bytes:
-    """ONNX bytes with input `input` (batch, *sample shape) and outputs named as `/predict` names them."""
+    """ONNX bytes with input `input` (batch, *sample shape), outputs named as `/predict` names them, and
+    `metadata_props` (see docs/artifacts.md)."""
     model = cache.get(job_id, owner_id)
     # the cached network serves predictions on other threads meanwhile; tracing gets a copy of its own
     graph = Answering(copy.deepcopy(model.net), model.spec).eval()
@@ -52,4 +91,4 @@ def export_onnx(cache: ModelCache, job_id: str, owner_id: str | None) -> bytes:
             output_names=names,
             dynamic_axes={name: {0: "batch"} for name in [INPUT_NAME, *names]},
         )
-    return buffer.getvalue()
+    return with_metadata(buffer.getvalue(), metadata_props(model.spec, job_id))

@@ -79,6 +79,8 @@ export async function showJob(root, signal, jobId) {
 
   const status = h("span"), progress = h("div", { class: "progress-line" }), info = h("div");
   const error = h("pre", { class: "job-error", hidden: true });
+  // valid but likely not what was meant (the spec lints): shown above the curve, where the surprise would be
+  const warnings = h("ul", { class: "warnings", "aria-label": "Spec warnings", hidden: true });
   const predict = h("div");
   const chartBox = h("div", { class: "chart" });
   const count = h("span", { class: "points" });
@@ -90,6 +92,7 @@ export async function showJob(root, signal, jobId) {
     progress,
     h("div", { class: "actions" }, cancel, weights, onnx),
     message,
+    warnings,
     h("figure", { class: "curve" }, chartBox, h("figcaption", {}, count)),
     h("div", { class: "columns" },
       h("section", {}, h("h2", {}, "Details"), info, error),
@@ -106,6 +109,8 @@ export async function showJob(root, signal, jobId) {
     progress.replaceChildren(...summary(job, latest));
     info.replaceChildren(details(job));
     error.hidden = !job.error;
+    warnings.hidden = !job.warnings?.length;
+    warnings.replaceChildren(...(job.warnings ?? []).map((text) => h("li", {}, text)));
     error.textContent = job.error ?? "";
     cancel.disabled = FINAL.has(job.status) || job.cancel_requested;
     weights.disabled = onnx.disabled = job.status !== "succeeded";

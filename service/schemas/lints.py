@@ -1,0 +1,151 @@
+"""Spec lints: specs that are valid, and train, but are likely not what their author meant.
+
+A lint never refuses a job (that is `check_spec`'s business); its words go in the job's `warnings`.
+They are computed from the stored spec whenever a job is shown, so they need no column and old jobs get
+them too; each job's are kept in a small cache, and the costly one (a learning rate's stability limit,
+below) only runs on data whose moments are known in closed form or that is small.
+"""
+
+import math
+
+import numpy as np
+
+INLINE_VALUES_SCANNED = 10_000  # inline x larger than this is not read for the stability limit
+MAX_FEATURES_SCANNED = 64  # an eigenvalue problem of this size costs well under a millisecond
+STATIC_LR_LIMIT = 1.0  # plain SGD past this on unstandardized data diverges for most tutorial models
+CACHE_JOBS = 4096
+CACHE: dict[str, tuple[str, ...]] = {}  # job id -> its warnings
+
+
+def lint_spec(spec: dict) -> list[str]:
+    """Warnings, each naming the field it is about, for a spec as stored (`JobSpec.model_dump(mode="json")`)."""
+    return [*output_lints(spec), *learning_rate_lints(spec)]
+
+
+def job_warnings(job_id: str, spec: dict) -> list[str]:
+    """A job's warnings, linted once per process: its spec never changes, and a list shows 200 jobs at once."""
+    found = CACHE.get(job_id)
+    if found is None:
+        if len(CACHE) >= CACHE_JOBS:
+            CACHE.clear()
+        try:
+            found = tuple(lint_spec(spec))
+        except (KeyError, TypeError):  # a spec stored by an older version may lack a field a lint reads
+            found = ()
+        CACHE[job_id] = found
+    return list(found)
+
+
+def output_lints(spec: dict) -> list[str]:
+    model, loss = spec["model"], spec["loss"]
+    activation, k = model.get("output_activation"), model["out_features"]
+    if loss == "cross_entropy" and activation in ("softmax", "sigmoid"):
+        # cross-entropy applies log-softmax itself; outputs confined to [0, 1] reach at best
+        # softmax([1, 0, ..., 0]) = e / (e + k - 1), and the loss at best -log of that
+        best = math.e / (math.e + k - 1)
+        if activation == "softmax":
+            effect = "applies softmax twice"
+            fix = ": /predict then answers the softmax of the logits as probabilities"
+        else:
+            effect = f"reads outputs in [0, 1] as logits, so no probability can pass {best:.2f}, even where it is sure"
+            fix = " (/predict answers the softmax of the logits), or for two classes use loss bce with out_features 1"
+        return [
+            f"model.output_activation: {activation} before cross_entropy {effect} (cross_entropy takes logits); "
+            f"the loss cannot fall below {-math.log(best):.3g} and learns slowly near it. "
+            f"Leave output_activation unset{fix}"
+        ]
+    if spec["task"] == "regression" and activation == "softmax":
+        return [f"model.output_activation: softmax on a regression makes the {k} outputs sum to 1"
+                + (" (a constant 1 with one output)" if k == 1 else "")]
+    if spec["task"] == "regression" and activation == "sigmoid":
+        return ["model.output_activation: sigmoid confines regression predictions to (0, 1): right only if "
+                "every target lies there"]
+    return []
+
+
+def learning_rate_lints(spec: dict) -> list[str]:
+    optimizer = spec["optimizer"]
+    if optimizer["kind"] != "sgd":
+        return []
+    limit = sgd_stability_limit(spec)
+    lr = optimizer["lr"]
+    if limit is not None:
+        if lr <= limit:
+            return []
+        return [
+            f"optimizer.lr: {lr:g} is above {limit:.3g}, the largest rate at which gradient descent on this linear "
+            f"model's {spec['loss']} loss over this data converges (2(1 + momentum) over the loss's largest "
+            "curvature): the loss will grow until it overflows; lower lr"
+            + (", or set data.standardize" if not spec["data"].get("standardize") else "")
+        ]
+    if lr > STATIC_LR_LIMIT and not spec["data"].get("standardize"):
+        return [
+            f"optimizer.lr: {lr:g} with plain SGD on unstandardized data usually diverges; "
+            "try lr <= 0.1, or set data.standardize"
+        ]
+    return []
+
+
+def sgd_stability_limit(spec: dict) -> float | None:
+    """The learning rate past which (heavy-ball) gradient descent diverges on a linear model's squared loss.
+
+    The loss is quadratic in the weights, with curvature (Hessian) c * E[x x^T] over inputs x with a 1
+    appended for the bias: c = 2 / out_features for mse (a mean over rows and outputs), 2 * rows per
+    step for sse (a sum). Gradient descent with momentum m and weight decay wd converges iff
+    lr < 2 (1 + m) / (c * lambda_max + wd). None when the model is not a plain linear one or the data's
+    moments are not cheaply known (builtin and uploaded datasets, large inline data).
+    """
+    model, loss = spec["model"], spec["loss"]
+    if model["kind"] != "linear" or loss not in ("mse", "sse") or model.get("output_activation") is not None:
+        return None
+    moments = input_moments(spec["data"])
+    if moments is None:
+        return None
+    mean, second, rows = moments
+    if spec["data"].get("standardize"):
+        mean, second = standardized(mean, second)
+    augmented = np.block([[second, mean[:, None]], [mean[None, :], np.ones((1, 1))]])
+    curvature = float(np.linalg.eigvalsh(augmented)[-1])
+    train_rows = max(1, round(rows * (1 - spec["data"].get("validation_fraction", 0.0))))
+    step_rows = min(spec.get("batch_size") or train_rows, train_rows)
+    scale = 2.0 / model["out_features"] if loss == "mse" else 2.0 * step_rows
+    optimizer = spec["optimizer"]
+    hessian = scale * curvature + optimizer.get("weight_decay", 0.0)
+    return 2 * (1 + optimizer.get("momentum", 0.0)) / hessian if hessian > 0 else None
+
+
+def input_moments(data: dict) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """(E[x], E[x x^T], rows) of the training inputs, from the spec alone; None where that is not cheap."""
+    if data["source"] == "synthetic" and data["generator"] in ("linear", "polynomial"):
+        n, low, high = data["n"], data["low"], data["high"]  # x evenly spaced from low to high
+        mean = (low + high) / 2
+        variance = (high - low) ** 2 / 12 * (n + 1) / (n - 1) if n > 1 else 0.0
+        return np.array([mean]), np.array([[variance + mean**2]]), n
+    if data["source"] == "synthetic" and data["generator"] == "blobs":
+        clusters = data["clusters"]
+        if len(clusters[0]["mean"]) > MAX_FEATURES_SCANNED:
+            return None
+        n = sum(c["n"] for c in clusters)
+        means = np.array([c["mean"] for c in clusters], dtype=np.float64)  # (clusters, d)
+        weights = np.array([c["n"] / n for c in clusters])
+        spread = sum(w * c["std"] ** 2 for w, c in zip(weights, clusters))
+        second = (means * weights[:, None]).T @ means + spread * np.eye(means.shape[1])
+        return weights @ means, second, n
+    if data["source"] == "inline":
+        x = data["x"]
+        width = len(x[0]) if isinstance(x[0], list) else 1
+        if len(x) * width > INLINE_VALUES_SCANNED or width > MAX_FEATURES_SCANNED:
+            return None
+        rows = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        if rows.shape[1] != width:  # nested deeper (images): not a linear model's input
+            return None
+        return rows.mean(axis=0), rows.T @ rows / len(rows), len(rows)
+    return None
+
+
+def standardized(mean: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The moments after the input transform: mean 0, the covariance scaled to unit variances (a 0 std stays 1)."""
+    covariance = second - np.outer(mean, mean)
+    std = np.sqrt(np.clip(np.diag(covariance), 0, None))
+    std = np.where(std > 0, std, 1.0)
+    return np.zeros_like(mean), covariance / np.outer(std, std)

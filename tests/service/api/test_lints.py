@@ -1,0 +1,111 @@
+"""Spec lints: `warnings` on jobs whose specs are valid but likely not what was meant; checked against training."""
+
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.specs import example, tiny_regression
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+# example 1 (sse, five points up to x = 21): gradient descent diverges past lr = 2 / (2 * lambda_max) = 0.00118
+STABLE_LR, UNSTABLE_LR = 0.0011, 0.0013
+
+
+def lr_warnings(job: dict) -> list[str]:
+    return [w for w in job["warnings"] if w.startswith("optimizer.lr")]
+
+
+def test_sigmoid_before_cross_entropy_warns_and_caps_probabilities_as_it_says(server):
+    """The tutorial's logistic regression: classes right, probabilities never past e / (e + 1)."""
+    job = server.submit(example("4_logistic_regression", epochs=300))
+    assert len(job["warnings"]) == 1
+    warning = job["warnings"][0]
+    assert warning.startswith("model.output_activation: sigmoid before cross_entropy") and "0.73" in warning
+    assert server.client.get(f"/v1/jobs/{job['id']}").json()["warnings"] == job["warnings"]
+    listed = server.client.get("/v1/jobs", params={"limit": 200}).json()["items"]
+    assert next(j for j in listed if j["id"] == job["id"])["warnings"] == job["warnings"]
+    assert server.wait_for(job["id"])["status"] == "succeeded"
+    answer = server.client.post(f"/v1/jobs/{job['id']}/predict", json={"inputs": [[4, 4], [-4, -4], [9, 9]]}).json()
+    assert answer["predictions"] == [0, 1, 0]
+    assert max(max(row) for row in answer["probabilities"]) <= math.e / (math.e + 1) + 1e-6
+
+
+def test_softmax_before_cross_entropy_warns(server):
+    job = server.submit(example("5_softmax_classification", epochs=5))
+    assert len(job["warnings"]) == 1 and "applies softmax twice" in job["warnings"][0]
+    assert "0.551" in job["warnings"][0]  # -log(e / (e + 2)): the floor of the loss for three classes
+    server.client.post(f"/v1/jobs/{job['id']}/cancel")
+
+
+def test_specs_as_meant_have_no_warnings(server):
+    for spec in (tiny_regression(), example("6_cnn_digits", epochs=1), example("2_linear_regression", epochs=1),
+                 example("1_linear_gradient_descent", epochs=1)):
+        job = server.submit(spec)
+        assert job["warnings"] == [], job["warnings"]
+        server.client.post(f"/v1/jobs/{job['id']}/cancel")
+
+
+def test_the_learning_rate_limit_is_where_training_really_diverges(server):
+    """Just under the computed limit the loss falls and there is no warning; just over it, both change."""
+    def submit(lr: float) -> dict:
+        return server.submit(example("1_linear_gradient_descent", epochs=2000, optimizer={"kind": "sgd", "lr": lr}))
+
+    stable, unstable = submit(STABLE_LR), submit(UNSTABLE_LR)
+    assert lr_warnings(stable) == []
+    (warning,) = lr_warnings(unstable)
+    assert "0.0013 is above 0.00118" in warning
+    stable, unstable = server.wait_for(stable["id"]), server.wait_for(unstable["id"])
+    assert stable["status"] == "succeeded", stable
+    first = server.client.get(f"/v1/jobs/{stable['id']}/metrics", params={"max_points": 2}).json()["points"][0]
+    assert stable["metrics"]["loss"] < first["loss"] / 10
+    assert unstable["status"] == "failed", unstable  # the loss overflowed
+
+
+def test_momentum_and_standardization_move_the_limit(server):
+    """Heavy-ball momentum m allows (1 + m) times the rate; standardized inputs have curvature near 1."""
+    momentum = {"kind": "sgd", "lr": 0.002, "momentum": 0.9}
+    with_momentum = example("1_linear_gradient_descent", epochs=1, optimizer=momentum)
+    standardized = example("1_linear_gradient_descent", epochs=1, optimizer={"kind": "sgd", "lr": 0.002})
+    standardized["data"] = {**standardized["data"], "standardize": True}
+    for spec in (with_momentum, standardized):
+        job = server.submit(spec)
+        assert lr_warnings(job) == [], job["warnings"]
+        server.client.post(f"/v1/jobs/{job['id']}/cancel")
+
+
+def test_a_large_rate_with_plain_sgd_on_unstandardized_data_warns(server):
+    """Where the limit is not computed (an MLP), a static rule: lr > 1 with SGD on raw inputs."""
+    mlp = example("3_nonlinear_mlp", epochs=1, optimizer={"kind": "sgd", "lr": 2.0})
+    job = server.submit(mlp)
+    assert len(lr_warnings(job)) == 1 and "data.standardize" in lr_warnings(job)[0]
+    server.client.post(f"/v1/jobs/{job['id']}/cancel")
+    for spec in (
+        {**mlp, "optimizer": {"kind": "adam", "lr": 2.0}},
+        {**mlp, "data": {**mlp["data"], "standardize": True}},
+    ):
+        job = server.submit(spec)
+        assert lr_warnings(job) == [], job["warnings"]
+        server.client.post(f"/v1/jobs/{job['id']}/cancel")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (Debian's chromium; .ci/run installs it)")
+def test_the_job_page_shows_the_warnings(server):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra) is not installed")
+    warned = server.submit(example("4_logistic_regression", epochs=5))
+    plain = server.submit(tiny_regression(epochs=5))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=flags, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(f"{server.client.base_url}/#/jobs/{warned['id']}")
+            items = page.locator(".warnings li")
+            sync_api.expect(items).to_have_count(1)
+            sync_api.expect(items.first).to_have_text(warned["warnings"][0])
+            page.goto(f"{server.client.base_url}/#/jobs/{plain['id']}")
+            sync_api.expect(page.locator(".details")).to_contain_text(plain["id"])
+            sync_api.expect(page.locator(".warnings")).to_be_hidden()
+        finally:
+            browser.close()
