@@ -1,11 +1,15 @@
-"""Weights as safetensors bytes, with the job spec in the metadata: rebuildable anywhere, never unpickled."""
+"""Weights as safetensors bytes, with the job spec in the metadata: rebuildable anywhere, never unpickled.
+
+The layout is a public contract, documented in docs/artifacts.md (tensor names, the standardization layer,
+how outputs become answers) and checked by tests/service/api/test_artifacts.py: change all three together.
+"""
 
 import json
 
 from safetensors.torch import load, save
 from torch import nn
 
-SPEC_KEY = "fitserve.spec"
+SPEC_KEY = "fitserve.spec"  # the metadata key of the spec, as JSON; also a key of the ONNX export's metadata_props
 
 
 def weights_to_bytes(net: nn.Module, spec: dict) -> bytes:

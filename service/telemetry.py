@@ -1,6 +1,7 @@
 """Prometheus metrics: a registry of this process's own, its process and HTTP figures, the predict latency, and job
 figures read from the database."""
 
+import threading
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
@@ -42,8 +43,34 @@ HTTP_SECONDS = Histogram(
 )
 
 
+class FinishedTally:
+    """Jobs ended, by final status, as counters: counted in the database, the one place every process writes to.
+
+    A final status never changes, so the counts only grow, but for deletions: a counter that fell would read
+    to Prometheus as a reset, and `increase()` would count every job again. A fall moves the baseline instead,
+    so the counters never fall; jobs that end in the same scrape interval as finished jobs are deleted may be
+    missed. The first scrape starts from the jobs the database holds.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.seen: dict[str, int] = {}  # the database's counts at the last scrape
+        self.totals: dict[str, int] = {}
+
+    def update(self, counts: dict[str, int]) -> dict[str, int]:
+        with self.lock:
+            for status in (s.value for s in stats.FINAL):
+                now = counts.get(status, 0)
+                self.totals[status] = self.totals.get(status, now) + max(0, now - self.seen.get(status, now))
+                self.seen[status] = now
+            return dict(self.totals)
+
+
 class JobCollector(Collector):
     """Job figures read at scrape time: workers run in other processes, so the database is the one place that knows."""
+
+    def __init__(self):
+        self.finished = FinishedTally()
 
     def collect(self) -> Iterator[Metric]:
         with session_scope(read_only=True) as s:
@@ -54,13 +81,11 @@ class JobCollector(Collector):
         for status in JobStatus:
             jobs.add_metric([status.value], counts.get(status.value, 0))
         yield jobs
-        # final statuses are final and jobs are never deleted, so these counts only grow: counters, right however
-        # many processes (workers, API replicas) ended the jobs, and across restarts
         finished = CounterMetricFamily(
             "fitserve_jobs_finished", "Jobs that ended, by final status", labels=["status"]
         )
-        for status in stats.FINAL:
-            finished.add_metric([status.value], counts.get(status.value, 0))
+        for status, total in self.finished.update(counts).items():
+            finished.add_metric([status], total)
         yield finished
         yield GaugeMetricFamily("fitserve_queue_depth", "Jobs waiting for a worker", value=counts.get("queued", 0))
         seconds = sum((end - start).total_seconds() for start, end in spans)

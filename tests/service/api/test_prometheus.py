@@ -121,3 +121,26 @@ def test_jobs_finished_are_counters_by_final_status(make_server):
     assert {s.labels["status"]: s.value for s in finished if s.name == "fitserve_jobs_finished_total"} == {
         "succeeded": 1, "failed": 1, "cancelled": 1
     }
+
+
+def finished_totals(srv) -> dict[str, float]:
+    families = {f.name: f.samples for f in text_string_to_metric_families(srv.client.get("/metrics").text)}
+    return {s.labels["status"]: s.value for s in families["fitserve_jobs_finished"] if s.name.endswith("_total")}
+
+
+def test_jobs_finished_never_fall_when_finished_jobs_are_deleted(make_server):
+    """A counter that fell would read as a reset; a deleted job's end stays counted, and later ends add to it."""
+    srv = make_server(workers=0).start()  # no workers: a cancelled queued job ends at once and holds nothing else
+    spec = tiny_regression()
+
+    def cancel_one() -> str:
+        job = srv.submit(spec)
+        assert srv.client.post(f"/v1/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
+        return job["id"]
+
+    gone = cancel_one()
+    assert finished_totals(srv)["cancelled"] == 1
+    srv.query("DELETE FROM jobs WHERE id = :id", id=gone)
+    assert finished_totals(srv)["cancelled"] == 1  # the database holds none
+    cancel_one()
+    assert finished_totals(srv)["cancelled"] == 2  # the database holds one
