@@ -9,6 +9,7 @@ from pydantic_core import to_json
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from service.api import dashboard, datasets, events, exports, health, jobs, prometheus, sweeps, v2, workers
+from service.api import usage
 from service.api.intake import Authenticator, RequestIntake
 from service.api.prometheus import HttpMetrics
 from service.api.limits import FailedAuthLimiter, RateLimiter, UploadSlots, give_back_memory
@@ -76,6 +77,7 @@ def create_app() -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(datasets.router)
     app.include_router(sweeps.router)
+    app.include_router(usage.router)
     app.include_router(workers.router)
     app.include_router(events.router)
     app.include_router(exports.router)

@@ -41,6 +41,8 @@ def make_engine(url: str) -> Engine:
         # let SQLAlchemy, not the driver, begin transactions (see _on_begin)
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
+        # a new file frees pages a few at a time (services/retention.py); an older one switches at its first VACUUM
+        cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
         cur.execute("PRAGMA synchronous=NORMAL")

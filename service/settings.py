@@ -112,6 +112,19 @@ class Settings(BaseSettings):
             self.MAX_JOB_BYTES = (self.WORKER_MEMORY_BYTES or machine // workers) // 2
         return self
 
+    RETENTION_CHECKPOINTS: float = Field(
+        0.0, ge=0, description="seconds a failed or cancelled job keeps its checkpoint (a succeeded job's goes at once)"
+    )
+    RETENTION_DAYS: float | None = Field(
+        None, gt=0, description="ended jobs of every owner are deleted this many days after they end; unset: kept"
+    )
+    RETENTION_BATCH: int = Field(
+        200, ge=1, le=10_000, description="jobs (and checkpoints) the sweeper deletes at most per sweep, per kind"
+    )
+    RECLAIM_FREE_BYTES: int = Field(
+        4 * 1024 * 1024, ge=0,
+        description="SQLite: free space in the file past which the sweeper gives it back to the file system",
+    )
 
 # a worker's address space with torch loaded and its threads started is ~1-2 GiB before any job
 MIN_WORKER_MEMORY_BYTES = 4 * 1024**3

@@ -3,15 +3,16 @@
 import hashlib
 from typing import Annotated, BinaryIO
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 
 from service.api.deps import ERROR_RESPONSES, OwnerDep, SessionDep, SettingsDep
 from service.api.idempotent import IdempotencyKeyHeader, create_once
 from service.dataset_files import DatasetBudget
 from service.errors import PayloadTooLarge
-from service.schemas.jobs import DatasetPublic
+from service.schemas.jobs import DatasetPage, DatasetPublic
 from service.schemas.limits import LIMITS
 from service.services import datasets as dataset_service
+from service.services import lifecycle
 from service.settings import Settings
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
@@ -54,6 +55,24 @@ def sha256_of(stream: BinaryIO) -> str:
     return digest.hexdigest()
 
 
+@router.get("", response_model=DatasetPage)
+def list_datasets(
+    session: SessionDep,
+    owner: OwnerDep,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=LIMITS.max_page_size)] = 50,
+):
+    """The owner's datasets, newest first; `next_cursor` continues."""
+    return dataset_service.list_datasets(session, owner, cursor, limit)
+
+
 @router.get("/{dataset_id}", response_model=DatasetPublic)
 def get_dataset(dataset_id: str, session: SessionDep, owner: OwnerDep):
     return dataset_service.get_dataset(session, dataset_id, owner)
+
+
+@router.delete("/{dataset_id}", status_code=204, response_class=Response)
+def delete_dataset(dataset_id: str, session: SessionDep, owner: OwnerDep):
+    """409 while a queued or running job trains on it; ended jobs keep their weights and curves."""
+    lifecycle.delete_dataset(session, dataset_id, owner)
+    return Response(status_code=204)

@@ -2,12 +2,13 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
-from service.api.deps import ERROR_RESPONSES, OwnerDep, SessionDep, SettingsDep
+from service.api.deps import ERROR_RESPONSES, ModelCacheDep, OwnerDep, SessionDep, SettingsDep
 from service.api.idempotent import IdempotencyKeyHeader, create_once
 from service.schemas.limits import LIMITS
 from service.schemas.sweeps import SweepCreate, SweepPage, SweepPublic
+from service.services import lifecycle
 from service.services import sweeps as sweep_service
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"], responses=ERROR_RESPONSES)
@@ -47,3 +48,10 @@ def get_sweep(sweep_id: str, session: SessionDep, owner: OwnerDep):
 @router.post("/{sweep_id}/cancel", response_model=SweepPublic)
 def cancel_sweep(sweep_id: str, session: SessionDep, owner: OwnerDep):
     return sweep_service.describe(session, sweep_service.cancel_sweep(session, sweep_id, owner))
+
+
+@router.delete("/{sweep_id}", status_code=204, response_class=Response)
+def delete_sweep(sweep_id: str, session: SessionDep, owner: OwnerDep, cache: ModelCacheDep):
+    """The sweep and every member, running ones too (they stop at their next report)."""
+    cache.forget(lifecycle.delete_sweep(session, sweep_id, owner))
+    return Response(status_code=204)

@@ -1,6 +1,8 @@
 """Queries on uploaded datasets."""
 
-from sqlalchemy import select
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, defer
 
 from service.models import Dataset
@@ -21,3 +23,14 @@ def get_dataset(session: Session, dataset_id: str, owner_id: str | None) -> Data
 
 def get_dataset_bytes(session: Session, dataset_id: str) -> bytes | None:
     return session.scalar(select(Dataset.data).where(Dataset.id == dataset_id))
+
+
+def list_datasets(session: Session, owner_id: str | None, after: tuple[datetime, str] | None, limit: int) -> list[Dataset]:
+    """Newest first, their bytes not loaded; `after` is the (created_at, id) of the last of the previous page."""
+    query = select(Dataset).options(defer(Dataset.data)).where(owned_by(Dataset.owner_id, owner_id))
+    if after is not None:
+        created_at, dataset_id = after
+        query = query.where(
+            or_(Dataset.created_at < created_at, and_(Dataset.created_at == created_at, Dataset.id < dataset_id))
+        )
+    return list(session.scalars(query.order_by(Dataset.created_at.desc(), Dataset.id.desc()).limit(limit)))

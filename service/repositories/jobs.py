@@ -170,7 +170,8 @@ def finish_job(
         return False
     if weights is not None:
         session.add(JobWeights(job_id=job_id, data=weights))
-    session.execute(delete(Checkpoint).where(Checkpoint.job_id == job_id))
+    if status == JobStatus.SUCCEEDED:  # others keep theirs FITSERVE_RETENTION_CHECKPOINTS (services/retention.py)
+        session.execute(delete(Checkpoint).where(Checkpoint.job_id == job_id))
     return True
 
 
@@ -250,8 +251,12 @@ def request_cancel(session: Session, job: Job) -> None:
 
 
 def save_checkpoint(session: Session, job_id: str, worker_id: str, attempt: int, epoch: int, data: bytes) -> bool:
-    """Replace the job's checkpoint, if the job is still ours."""
-    if session.scalar(select(Job.id).where(_ours(job_id, worker_id, attempt))) is None:
+    """Replace the job's checkpoint, if the job is still ours.
+
+    The job's row stays locked until the write commits (PostgreSQL): a concurrent delete waits, then takes
+    the checkpoint with the job, instead of the insert finding its job gone.
+    """
+    if session.scalar(select(Job.id).where(_ours(job_id, worker_id, attempt)).with_for_update()) is None:
         return False
     session.merge(Checkpoint(job_id=job_id, attempt=attempt, epoch=epoch, data=data, created_at=utcnow()))
     return True

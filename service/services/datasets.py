@@ -9,6 +9,8 @@ from service.dataset_files import DatasetBudget, DatasetFileError, DatasetTooLar
 from service.errors import InvalidField, NotFound, PayloadTooLarge
 from service.models import Dataset
 from service.repositories import datasets as dataset_repo
+from service.schemas.jobs import DatasetPage, DatasetPublic
+from service.services.jobs import decode_cursor, encode_cursor
 
 NPZ_MAGIC = b"PK\x03\x04"
 
@@ -73,3 +75,11 @@ def get_dataset(session: Session, dataset_id: str, owner_id: str | None) -> Data
     if dataset is None:
         raise NotFound(f"no dataset {dataset_id!r}")
     return dataset
+
+
+def list_datasets(session: Session, owner_id: str | None, cursor: str | None, limit: int) -> DatasetPage:
+    after = decode_cursor(cursor) if cursor else None
+    datasets = dataset_repo.list_datasets(session, owner_id, after, limit + 1)
+    page = datasets[:limit]
+    next_cursor = encode_cursor(page[-1]) if len(datasets) > limit else None
+    return DatasetPage(items=[DatasetPublic.model_validate(d) for d in page], next_cursor=next_cursor)

@@ -102,6 +102,13 @@ class ModelCache:
                 self.size -= old.nbytes
         return entry
 
+    def forget(self, job_ids: list[str]) -> None:
+        """Drop the networks of deleted jobs."""
+        with self.lock:
+            for job_id in job_ids:
+                entry = self.entries.pop(job_id, None)
+                self.size -= entry.nbytes if entry is not None else 0
+
     def find(self, job_id: str, owner_id: str | None) -> LoadedModel | None:
         """The owner's network if it is loaded already; never reads the database."""
         with self.lock:

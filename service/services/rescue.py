@@ -5,6 +5,7 @@ No rescue depends on the worker that stalled. Each sweep
 - expires the registry rows of workers silent for longer than a lease,
 - requeues every running job whose lease expired (a worker on another machine, a hung or stopped one).
 A job whose cancel was requested is ended `cancelled` instead of requeued.
+Each sweep then applies retention (services/retention.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from service.db import session_scope
 from service.repositories import jobs as job_repo
 from service.repositories import workers as worker_repo
+from service.services.retention import apply_retention
 from service.settings import Settings
 
 log = logging.getLogger("fitserve.rescue")
@@ -76,6 +78,7 @@ def sweep(settings: Settings) -> None:
     for worker_id in expired:
         log.warning("worker %s expired: no heartbeat for %.0f s", worker_id, settings.LEASE_SECONDS)
     rescue("lease expired")
+    apply_retention(settings)
 
 
 class Sweeper:

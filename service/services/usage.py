@@ -1,0 +1,31 @@
+"""An owner's usage: jobs by status, stored bytes, training seconds today (UTC) and in all."""
+
+from datetime import UTC, datetime, time
+
+from sqlalchemy.orm import Session
+
+from service.models import utcnow
+from service.repositories import usage as usage_repo
+from service.schemas.usage import JobCounts, StoredBytes, TrainingSeconds, UsagePublic
+
+
+def measure_usage(session: Session, owner_id: str | None) -> UsagePublic:
+    counts = usage_repo.count_by_status(session, owner_id)
+    stored = usage_repo.stored_bytes(session, owner_id)
+    now = utcnow()
+    midnight = datetime.combine(now.date(), time(), tzinfo=UTC)
+    return UsagePublic(
+        owner=owner_id,
+        jobs=JobCounts(**counts, total=sum(counts.values())),
+        stored_bytes=StoredBytes(**stored, total=sum(stored.values())),
+        training_seconds=TrainingSeconds(
+            today=usage_repo.training_seconds(session, owner_id, now, since=midnight),
+            total=usage_repo.training_seconds(session, owner_id, now),
+        ),
+    )
+
+
+def measure_all(session: Session, owner_id: str | None = None, every_owner: bool = False) -> list[UsagePublic]:
+    """The usage of `owner_id`, or with `every_owner` of each owner that has jobs or datasets (operators)."""
+    owners = usage_repo.owners(session) if every_owner else [owner_id]
+    return [measure_usage(session, owner) for owner in owners]
