@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel
 
 from service.schemas.jobs import JobPage, JobPublic, MetricPointPublic, MetricsPage, PredictResponse
+from service.schemas.usage import UsagePublic
 from service.schemas.workers import WorkerList
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -123,6 +124,15 @@ def list_page(status: str | None, cursor: str | None, limit: int) -> Call:
 
 def cancel(job_id: str) -> Call:
     return Call("POST", f"/v1/jobs/{job_id}/cancel", JobPublic)
+
+
+def delete(kind: str, resource_id: str) -> Call:
+    """Delete a job, sweep or dataset (`kind`: jobs, sweeps, datasets) with everything it owns; 204, no body."""
+    return Call("DELETE", f"/v1/{kind}/{resource_id}")
+
+
+def usage() -> Call:
+    return Call("GET", "/v1/usage", UsagePublic)
 
 
 def metrics(job_id: str, since_step: int, max_points: int | None = None) -> Call:

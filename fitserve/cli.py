@@ -140,11 +140,50 @@ def cmd_db(args: argparse.Namespace) -> int:
     from service.settings import get_settings
 
     url = get_settings().DATABASE_URL
+    if args.action == "backup":
+        return backup_database(url, args.path)
     if args.action == "upgrade":
         upgrade(url, args.revision or "head")
     else:
         downgrade(url, args.revision or "-1")
     print(f"database {args.action}d: {url}")
+    return 0
+
+
+def backup_database(url: str, path: str) -> int:
+    """A copy of the live SQLite database; for PostgreSQL, advice on pg_dump and exit status 2."""
+    from pathlib import Path
+
+    from service.backup import BackupError, backup
+
+    try:
+        jobs = backup(url, Path(path))
+    except BackupError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"backed up {jobs} jobs to {path}")
+    return 0
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    """Each owner's usage (or one's, with --owner), read from the database: for operators."""
+    from modelzoo.memory import format_bytes
+    from service.db import session_scope
+    from service.migrations import upgrade
+    from service.services.usage import measure_all
+    from service.settings import get_settings
+
+    upgrade(get_settings().DATABASE_URL)
+    with session_scope(read_only=True) as s:
+        usages = measure_all(s, args.owner, every_owner=args.owner is None)
+    print(f"{'owner':20}  {'queued':>6}  {'running':>7}  {'ended':>7}  {'curves':>10}  {'weights':>10}  "
+          f"{'checkpoints':>11}  {'datasets':>10}  {'trained today':>13}  {'trained':>10}")
+    for u in usages:
+        ended = u.jobs.succeeded + u.jobs.failed + u.jobs.cancelled
+        b, t = u.stored_bytes, u.training_seconds
+        print(f"{u.owner or '(anonymous)':20}  {u.jobs.queued:>6}  {u.jobs.running:>7}  {ended:>7}  "
+              f"{format_bytes(b.curves):>10}  {format_bytes(b.weights):>10}  {format_bytes(b.checkpoints):>11}  "
+              f"{format_bytes(b.datasets):>10}  {t.today:>12.1f}s  {t.total:>9.1f}s")
     return 0
 
 
@@ -167,10 +206,17 @@ def build_parser() -> argparse.ArgumentParser:
     dispatcher = sub.add_parser("dispatcher", help="place queued jobs on the Ray cluster at $RAY_ADDRESS, alone")
     dispatcher.set_defaults(func=cmd_dispatcher)
 
-    db = sub.add_parser("db", help="apply or roll back migrations")
-    db.add_argument("action", choices=["upgrade", "downgrade"])
-    db.add_argument("revision", nargs="?", default=None)
+    db = sub.add_parser("db", help="apply or roll back migrations; back up a SQLite database")
+    db_actions = db.add_subparsers(dest="action", required=True)
+    for action in ("upgrade", "downgrade"):
+        db_actions.add_parser(action, help=f"{action} the schema").add_argument("revision", nargs="?", default=None)
+    backup = db_actions.add_parser("backup", help="copy the live SQLite database to PATH (PostgreSQL: pg_dump advice)")
+    backup.add_argument("path", metavar="PATH")
     db.set_defaults(func=cmd_db)
+
+    usage = sub.add_parser("usage", help="each owner's jobs, stored bytes and training time (reads the database)")
+    usage.add_argument("--owner", default=None, help="only this owner")
+    usage.set_defaults(func=cmd_usage)
 
     add_client_commands(sub)
     keys = sub.add_parser("keys", help="create, list and revoke API keys")

@@ -20,6 +20,7 @@ import httpx
 from fitserve import calls
 from fitserve.calls import FINAL, LONG_POLL_SECONDS, ApiError, Call, Event, EventParser, Unreachable, job_id_of
 from service.schemas.jobs import JobPublic, MetricPointPublic, MetricsPage, PredictResponse
+from service.schemas.usage import UsagePublic
 from service.schemas.workers import WorkerList
 
 __all__ = ["ApiError", "AsyncClient", "Client", "Event", "Unreachable"]
@@ -101,6 +102,22 @@ class Client:
 
     def cancel(self, job: Job) -> JobPublic:
         return self.send(calls.cancel(job_id_of(job)))
+
+    def delete(self, job: Job) -> None:
+        """Delete the job with its curve, weights and checkpoint; a running one is stopped. ApiError 404 if gone."""
+        self.send(calls.delete("jobs", job_id_of(job)))
+
+    def delete_sweep(self, sweep_id: str) -> None:
+        """Delete the sweep and every member."""
+        self.send(calls.delete("sweeps", sweep_id))
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        """Delete the dataset; ApiError 409 while a queued or running job trains on it."""
+        self.send(calls.delete("datasets", dataset_id))
+
+    def usage(self) -> UsagePublic:
+        """The caller's jobs by status, stored bytes and training seconds."""
+        return self.send(calls.usage())
 
     def workers(self) -> WorkerList:
         """The live workers (job ids only of the caller's own jobs)."""
@@ -210,6 +227,18 @@ class AsyncClient:
 
     async def cancel(self, job: Job) -> JobPublic:
         return await self.send(calls.cancel(job_id_of(job)))
+
+    async def delete(self, job: Job) -> None:
+        await self.send(calls.delete("jobs", job_id_of(job)))
+
+    async def delete_sweep(self, sweep_id: str) -> None:
+        await self.send(calls.delete("sweeps", sweep_id))
+
+    async def delete_dataset(self, dataset_id: str) -> None:
+        await self.send(calls.delete("datasets", dataset_id))
+
+    async def usage(self) -> UsagePublic:
+        return await self.send(calls.usage())
 
     async def workers(self) -> WorkerList:
         return await self.send(calls.workers())

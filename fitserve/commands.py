@@ -14,6 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from fitserve import calls
 from fitserve.calls import FitserveClientError
 from fitserve.client import Client
 from service.schemas.jobs import JobPublic
@@ -46,6 +47,16 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         epochs = f"{job.progress.epoch}/{job.progress.epochs}"
         created = f"{job.created_at:%Y-%m-%d %H:%M:%S}"
         print(f"{job.id:32}  {job.status:9}  {epochs:>13}  {loss:>10}  {created:19}  {job.name or ''}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    """Delete each id given; a running job is stopped first (by the server)."""
+    kind = "sweeps" if args.sweep else "datasets" if args.dataset else "jobs"
+    with client_from(args) as fs:
+        for resource_id in args.ids:
+            fs.send(calls.delete(kind, resource_id))
+            print(f"deleted {kind[:-1]} {resource_id}")
     return 0
 
 
@@ -160,6 +171,11 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
     jobs.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     jobs.add_argument("--limit", type=int, default=20)
     add("status", cmd_status, "print a job as JSON").add_argument("job_id")
+    delete = add("delete", cmd_delete, "delete jobs (or sweeps, or datasets) with their curves, weights, checkpoints")
+    delete.add_argument("ids", nargs="+", metavar="id")
+    what = delete.add_mutually_exclusive_group()
+    what.add_argument("--sweep", action="store_true", help="the ids are sweeps: each is deleted with its members")
+    what.add_argument("--dataset", action="store_true", help="the ids are datasets (409 while a job trains on one)")
     add("workers", cmd_workers, "list the live workers: where they run, their last heartbeat and job")
     add("watch", cmd_watch, "a live progress bar until the job ends, then its final metrics").add_argument("job_id")
     predict = add("predict", cmd_predict, "predict with a succeeded job")
