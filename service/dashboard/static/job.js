@@ -1,6 +1,6 @@
-// One job: its live curve, details, spec, cancel, downloads and a prediction form.
+// One job: its live curve, details, spec, cancel, delete, downloads and a prediction form.
 
-import { FINAL, download, followEvents, getJSON, postJSON } from "./api.js";
+import { FINAL, download, followEvents, getJSON, postJSON, request } from "./api.js";
 import { COLORS, Chart, logToggle } from "./charts.js";
 import { formatDuration, formatNumber, formatTime, h, jobTitle, progressBar, statusBadge } from "./dom.js";
 import { predictForm } from "./predict.js";
@@ -76,6 +76,13 @@ export async function showJob(root, signal, jobId) {
   const cancel = act("Cancel job", async () => { render(await postJSON(`${path}/cancel`, undefined, { signal })); say("Cancel requested."); });
   const weights = act("Download weights", () => download(`${path}/weights`, `${job.id}.safetensors`));
   const onnx = act("Download ONNX", () => download(`${path}/model.onnx`, `${job.id}.onnx`));
+  const remove = act("Delete job", async () => {
+    const what = job.status === "running" ? "It is stopped, and its" : "Its";
+    if (!confirm(`Delete job ${jobTitle(job)}? ${what} curve, weights and checkpoints go with it; this cannot be undone.`)) return;
+    await request(path, { method: "DELETE", signal });
+    location.hash = "#/";
+  });
+  remove.classList.add("danger");
 
   const status = h("span"), progress = h("div", { class: "progress-line" }), info = h("div");
   const error = h("pre", { class: "job-error", hidden: true });
@@ -90,7 +97,7 @@ export async function showJob(root, signal, jobId) {
     h("p", { class: "crumbs" }, h("a", { href: "#/" }, "← All jobs")),
     h("div", { class: "title-line" }, title, status),
     progress,
-    h("div", { class: "actions" }, cancel, weights, onnx),
+    h("div", { class: "actions" }, cancel, weights, onnx, remove),
     message,
     warnings,
     h("figure", { class: "curve" }, chartBox, h("figcaption", {}, count)),

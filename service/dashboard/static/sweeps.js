@@ -1,6 +1,6 @@
 // Sweeps: the list (on the jobs page) and a sweep's page with its leaderboard; its members compare on one chart.
 
-import { FINAL, getJSON, sleep } from "./api.js";
+import { FINAL, getJSON, request, sleep } from "./api.js";
 import { formatNumber, formatTime, h, statusBadge } from "./dom.js";
 
 const POLL_MS = 1000;
@@ -45,9 +45,20 @@ export async function showSweep(root, signal, id) {
   const title = h("h1");
   const summary = h("p", { class: "note", role: "status" });
   const compare = h("a", { class: "button" }, "Compare the best members");
+  const message = h("p", { class: "message", role: "status" });
+  const remove = h("button", { type: "button", class: "danger", onclick: async () => {
+    if (!confirm(`Delete sweep ${title.textContent}? Every member goes with it, running ones too; this cannot be undone.`)) return;
+    try {
+      await request(`/v1/sweeps/${encodeURIComponent(id)}`, { method: "DELETE", signal });
+      location.hash = "#/";
+    } catch (err) {
+      message.textContent = err.message;
+      message.classList.add("error");
+    }
+  } }, "Delete sweep");
   const tbody = h("tbody");
   root.replaceChildren(h("section", { class: "sweep" },
-    h("p", {}, h("a", { href: "#/" }, "← All jobs")), title, summary, h("p", {}, compare),
+    h("p", {}, h("a", { href: "#/" }, "← All jobs")), title, summary, h("p", { class: "actions" }, compare, remove), message,
     h("div", { class: "table-wrap" }, h("table", {},
       h("thead", {}, h("tr", {}, h("th", { scope: "col", class: "num" }, "Rank"), h("th", { scope: "col" }, "Member"),
         h("th", { scope: "col" }, "Status"), h("th", { scope: "col", class: "num" }, "Loss"),
