@@ -67,11 +67,17 @@ def sqlite_sizes(path: Path) -> int:
     return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
 
 
-def run_sqlite(n: int) -> list[tuple[str, str]]:
+def run_sqlite(n: int, made_before: bool) -> list[tuple[str, str]]:
+    """`made_before`: a file made before incremental vacuum, which the sweeper switches with one VACUUM."""
+    import sqlite3
+
     from service.services.retention import reclaim_space
     from service.settings import get_settings
 
     path = Path(tempfile.mkdtemp(prefix="fitserve-space-")) / "fitserve.db"
+    if made_before:
+        with sqlite3.connect(path) as older:
+            older.execute("CREATE TABLE made_before (id INTEGER)")
     use_database(f"sqlite:///{path}")
     ids = fill(n)
     full = sqlite_sizes(path)
@@ -82,8 +88,9 @@ def run_sqlite(n: int) -> list[tuple[str, str]]:
         rounds += 1
     reclaimed = sqlite_sizes(path)
     refilled = fill(n) and sqlite_sizes(path)
+    kind = "a file made before incremental vacuum" if made_before else "a new file"
     return [
-        ("SQLite: file + WAL with the jobs", mib(full)),
+        (f"SQLite, {kind}: file + WAL with the jobs", mib(full)),
         ("  after deleting them", mib(deleted)),
         (f"  after the sweeper's reclaim ({rounds} rounds, {time.perf_counter() - start:.2f} s)", mib(reclaimed)),
         ("  after writing as many jobs again", mib(refilled)),
@@ -155,7 +162,7 @@ def main() -> int:
     parser.add_argument("--postgres", default=None, help="an admin URL; the run uses a database of its own")
     parser.add_argument("--autovacuum-wait", type=float, default=180.0)
     args = parser.parse_args()
-    rows = run_sqlite(args.jobs)
+    rows = run_sqlite(args.jobs, made_before=False) + run_sqlite(args.jobs, made_before=True)
     if args.postgres:
         rows += run_postgres(args.postgres, args.jobs, args.autovacuum_wait)
     width = max(len(label) for label, _ in rows)
