@@ -71,6 +71,7 @@ class Sweep(Base):
     size: Mapped[int] = mapped_column(Integer)  # members
     execution: Mapped[str | None] = mapped_column(String(200))  # how the worker ran them, and why
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    tags: Mapped[dict] = mapped_column(JSON, default=dict, server_default="{}")  # given to each member too
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_sweeps_created_at_id", "created_at", "id"),)
@@ -84,6 +85,9 @@ class Job(Base):
     sweep_id: Mapped[str | None] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
     name: Mapped[str | None] = mapped_column(String(200))
     alias: Mapped[str | None] = mapped_column(String(64))  # a second name for the v2 protocol, unique per owner
+    # orders one owner's queued jobs, higher first; owners share the workers by fair share (repositories/queue.py)
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    tags: Mapped[dict] = mapped_column(JSON, default=dict, server_default="{}")  # as read; job_tags is what filters
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     spec: Mapped[dict] = mapped_column(JSON)
     epochs: Mapped[int] = mapped_column(Integer)
@@ -111,8 +115,28 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_status_created_at", "status", "created_at"),
         Index("ix_jobs_created_at_id", "created_at", "id"),
+        # fair share: an owner's next queued job, and when the owner last had one started
+        Index("ix_jobs_owner_id_started_at", "owner_id", "started_at"),
         UniqueConstraint("owner_id", "alias", name="uq_jobs_owner_id_alias"),
     )
+
+
+# fair share: an owner's next queued job is the first entry of its (status, owner_id) range, no sort
+Index(
+    "ix_jobs_status_owner_id_priority", Job.status, Job.owner_id, Job.priority.desc(), Job.created_at, Job.id
+)
+
+
+class JobTag(Base):
+    """One tag of a job, a row each so `?tag=key:value` finds jobs by an index (jobs.tags holds the same)."""
+
+    __tablename__ = "job_tags"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+
+    __table_args__ = (Index("ix_job_tags_key_value", "key", "value"),)
 
 
 class WorkerKind(enum.StrEnum):

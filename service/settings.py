@@ -91,6 +91,14 @@ class Settings(BaseSettings):
     RATE_LIMIT_PER_SECOND: float = Field(50.0, gt=0, description="sustained requests per second per key")
     RATE_LIMIT_BURST: int = Field(200, ge=1, description="requests a key may send at once")
     MAX_QUEUED_PER_OWNER: int = Field(1000, ge=1, description="queued jobs one owner may have (429 past it)")
+    MAX_RUNNING_PER_OWNER: int | None = Field(
+        None, ge=1, description="jobs (sweep members each) one owner may have running at once; unset: no cap"
+    )
+    CLAIM_ORDER: Literal["fair", "fifo"] = Field(
+        "fair",
+        description="fair: the owner with the least running work first, then priority, then age; fifo: oldest first",
+    )
+    MAX_TAGS: int = Field(32, ge=1, le=256, description="tags one job or sweep may carry (422 past it)")
     MAX_WATCHERS_PER_OWNER: int = Field(
         20, ge=1, description="event streams and long-polls one owner may have open at once in an API process (429)"
     )

@@ -17,6 +17,7 @@ from service.models import Job, JobStatus
 from service.repositories import datasets as dataset_repo
 from service.repositories import jobs as job_repo
 from service.repositories import metrics as metric_repo
+from service.repositories import queue as queue_repo
 from service.schemas.spec import JobSpec
 from service.settings import Settings
 from workers.checkpoints import state_from_bytes, state_to_bytes
@@ -214,10 +215,13 @@ def claim(worker_id: str, settings: Settings) -> list[Job]:
     """The next queued job, with every queued member of its sweep when it is one, in one transaction.
 
     One transaction, so no other worker takes part of the sweep meanwhile (see `claim_next_job`): its
-    members train together. Empty when nothing is queued.
+    members train together, as many as FITSERVE_MAX_RUNNING_PER_OWNER leaves room for (each counts as a
+    running job); the others wait for a later claim. Empty when nothing may be claimed.
     """
+    cap = settings.MAX_RUNNING_PER_OWNER if settings.CLAIM_ORDER == "fair" else None
     with session_scope() as s:
-        job = job_repo.claim_next_job(s, worker_id, settings.LEASE_SECONDS)
+        job = job_repo.claim_next_job(s, worker_id, settings.LEASE_SECONDS, settings.CLAIM_ORDER, cap)
         if job is None or job.sweep_id is None:
             return [] if job is None else [job]
-        return [job, *job_repo.claim_sweep_members(s, job.sweep_id, worker_id, settings.LEASE_SECONDS)]
+        room = None if cap is None else queue_repo.room_to_run(s, job.owner_id, cap)
+        return [job, *job_repo.claim_sweep_members(s, job.sweep_id, worker_id, settings.LEASE_SECONDS, room)]

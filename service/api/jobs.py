@@ -1,5 +1,6 @@
 """/v1/jobs: submit, read, list, cancel; curves, weights and predictions."""
 
+from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Literal
 
@@ -11,7 +12,16 @@ from sqlalchemy.orm import Session
 from service.api.deps import ERROR_RESPONSES, ModelCacheDep, OwnerDep, SessionDep, SettingsDep
 from service.api.events import long_poll
 from service.api.idempotent import IdempotencyKeyHeader, create_once
-from service.schemas.jobs import AliasUpdate, JobPage, JobPublic, MetricsPage, PredictRequest, PredictResponse
+from service.repositories.job_search import JobFilter
+from service.schemas.jobs import (
+    AliasUpdate,
+    JobPage,
+    JobPublic,
+    JobUpdate,
+    MetricsPage,
+    PredictRequest,
+    PredictResponse,
+)
 from service.schemas.limits import LIMITS
 from service.schemas.spec import JobSpec
 from service.services import events
@@ -43,15 +53,47 @@ def submit_job(
     return create_once(session, settings, owner, "POST /v1/jobs", idempotency_key, content, create)
 
 
+SortOrder = Literal[
+    "-created_at", "created_at", "loss", "-loss", "val_loss", "-val_loss", "val_accuracy", "-val_accuracy"
+]
+
+
 @router.get("", response_model=JobPage)
 def list_jobs(
     session: SessionDep,
     owner: OwnerDep,
+    settings: SettingsDep,
     status: StatusFilter | None = None,
-    cursor: str | None = None,
+    name: Annotated[str | None, Query(max_length=200, description="a part of the name, any case")] = None,
+    tag: Annotated[
+        list[str] | None, Query(description="key:value, or key for any value; repeat for all of several")
+    ] = None,
+    sweep_id: Annotated[str | None, Query(max_length=32)] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    sort: Annotated[SortOrder, Query(description="`-` first: descending; metrics of the kept weights, none last")] = (
+        "-created_at"
+    ),
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
     limit: Annotated[int, Query(ge=1, le=LIMITS.max_page_size)] = 50,
 ):
-    return job_service.list_jobs(session, owner, status, cursor, limit)
+    """The owner's jobs, filtered and sorted; pages continue with `next_cursor` (it carries the sort)."""
+    where = JobFilter(
+        status=status, name=name, tags=job_service.parse_tag_filters(tag or [], settings), sweep_id=sweep_id,
+        created_after=as_utc(created_after), created_before=as_utc(created_before), sort=sort,
+    )
+    return job_service.list_jobs(session, owner, where, cursor, limit)
+
+
+@router.patch("/{job_id}", response_model=JobPublic)
+def update_job(job_id: str, body: JobUpdate, session: SessionDep, owner: OwnerDep, settings: SettingsDep):
+    """Rename, and set or remove tags (`{"tags": {"k": null}}` removes k); nothing else may change (422)."""
+    return JobPublic.from_job(job_service.update_job(session, job_id, owner, body, settings))
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """A time without a zone is UTC."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 @router.get("/{job_id}", response_model=JobPublic)

@@ -1,13 +1,14 @@
 """Queries on jobs: create, read, list, claim, lease and finish."""
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from service.curves import Columns
 from service.models import Checkpoint, Job, JobStatus, JobWeights, utcnow
 from service.repositories import metrics as metric_repo
+from service.repositories import queue
 
 
 def add_job(session: Session, job: Job) -> Job:
@@ -26,44 +27,49 @@ def get_job(session: Session, job_id: str, owner_id: str | None) -> Job | None:
     return session.scalar(select(Job).where(Job.id == job_id, owned_by(Job.owner_id, owner_id)))
 
 
-def list_jobs(
-    session: Session, owner_id: str | None, status: str | None, after: tuple[datetime, str] | None, limit: int
-) -> list[Job]:
-    """Newest first; `after` is the (created_at, id) of the last job of the previous page."""
-    query = select(Job).where(owned_by(Job.owner_id, owner_id))
-    if status is not None:
-        query = query.where(Job.status == status)
-    if after is not None:
-        created_at, job_id = after
-        query = query.where(or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < job_id)))
-    return list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
-
-
 def count_queued(session: Session, owner_id: str | None) -> int:
     query = select(func.count()).select_from(Job).where(owned_by(Job.owner_id, owner_id), Job.status == JobStatus.QUEUED)
     return session.scalar(query) or 0
 
 
-def claim_next_job(session: Session, worker_id: str, lease_seconds: float) -> Job | None:
-    """Take the oldest queued job in one statement; no two workers can take the same one.
+def claim_next_job(
+    session: Session, worker_id: str, lease_seconds: float, order: str = "fair", max_running: int | None = None
+) -> Job | None:
+    """Take the next queued job (fair share between owners, see repositories/queue.py) in one statement;
+    no two workers can take the same one.
 
     PostgreSQL skips rows another claim has locked; SQLite serialises claims with BEGIN IMMEDIATE.
     On PostgreSQL a claim also holds, until its transaction ends, an advisory lock on the job's sweep
     (or the job, outside sweeps): another claim skips that sweep's members meanwhile, so the worker
     that claims a member can take all its queued siblings in the same transaction.
+    With `max_running`, a claim that finds its owner past the cap once it holds the owner's lock (two
+    claims raced on PostgreSQL) is undone: None.
     """
-    queued = select(Job.id).where(Job.status == JobStatus.QUEUED)
-    if session.get_bind().dialect.name == "postgresql":
-        unit = func.hashtext(func.coalesce(Job.sweep_id, Job.id))
-        queued = queued.where(func.pg_try_advisory_xact_lock(unit))
-    oldest = queued.order_by(Job.created_at, Job.id).limit(1).with_for_update(skip_locked=True).scalar_subquery()
-    return _claim(session, oldest, worker_id, lease_seconds)
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if order == "fifo":
+        return _claim(session, queue.next_job_fifo(postgresql).scalar_subquery(), worker_id, lease_seconds)
+    which = queue.next_job_fair(postgresql, max_running).scalar_subquery()
+    if max_running is None:
+        return _claim(session, which, worker_id, lease_seconds)
+    savepoint = session.begin_nested()
+    job = _claim(session, which, worker_id, lease_seconds)
+    if job is not None and queue.room_to_run(session, job.owner_id, max_running) < 0:
+        savepoint.rollback()
+        return None
+    savepoint.commit()
+    return job
 
 
-def list_queued(session: Session, limit: int) -> list[tuple[str, dict]]:
-    """(id, spec) of the oldest queued jobs, for a dispatcher to choose by the resources they need."""
-    query = select(Job.id, Job.spec).where(Job.status == JobStatus.QUEUED).order_by(Job.created_at, Job.id)
-    return [tuple(row) for row in session.execute(query.limit(limit))]
+def list_queued(
+    session: Session, limit: int, order: str = "fair", max_running: int | None = None
+) -> list[tuple[str, dict]]:
+    """(id, spec) of queued jobs in claim order, for a dispatcher to choose by the resources they need."""
+    if order == "fifo":
+        query = select(Job.id, Job.spec).where(Job.status == JobStatus.QUEUED).order_by(Job.created_at, Job.id)
+        query = query.limit(limit)
+    else:
+        query = queue.list_fair(limit, max_running)
+    return [tuple(row) for row in session.execute(query)]
 
 
 def claim_job(session: Session, job_id: str, worker_id: str, lease_seconds: float) -> Job | None:
@@ -266,11 +272,17 @@ def get_checkpoint(session: Session, job_id: str) -> Checkpoint | None:
     return session.get(Checkpoint, job_id)
 
 
-def claim_sweep_members(session: Session, sweep_id: str, worker_id: str, lease_seconds: float) -> list[Job]:
-    """Take every queued member of a sweep at once, so one worker can train them together."""
+def claim_sweep_members(
+    session: Session, sweep_id: str, worker_id: str, lease_seconds: float, limit: int | None = None
+) -> list[Job]:
+    """Take every queued member of a sweep at once (the oldest `limit`, under a running cap), so one worker
+    can train them together."""
+    members = select(Job.id).where(Job.sweep_id == sweep_id, Job.status == JobStatus.QUEUED)
+    if limit is not None:
+        members = members.order_by(Job.created_at, Job.id).limit(max(limit, 0))
     claimed = session.scalars(
         update(Job)
-        .where(Job.sweep_id == sweep_id, Job.status == JobStatus.QUEUED)
+        .where(Job.id.in_(members), Job.status == JobStatus.QUEUED)
         .values(**claimed_values(worker_id, lease_seconds))
         .returning(Job.id)
     ).all()

@@ -1,13 +1,14 @@
 """What the jobs and datasets endpoints answer (the spec itself is in spec.py)."""
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.schemas.data import Numbers
+from service.schemas.data import Numbers, Strict
 from service.schemas.limits import LIMITS
 from service.schemas.lints import job_warnings
+from service.schemas.spec import MAX_TAGS_PARSED, TagKey, TagValue
 
 
 class Progress(BaseModel):
@@ -32,6 +33,8 @@ class JobPublic(BaseModel):
     alias: str | None = Field(None, description="a second name for the v2 protocol")
     name: str | None
     status: str
+    priority: int = Field(0, description="orders the owner's queued jobs: higher first")
+    tags: dict[str, str] = Field(default_factory=dict)
     spec: dict[str, Any]
     warnings: list[str] = Field(
         default_factory=list, description="what in the spec is valid but likely not what was meant, field first"
@@ -64,6 +67,8 @@ class JobPublic(BaseModel):
             alias=job.alias,
             name=job.name,
             status=job.status,
+            priority=job.priority,
+            tags=job.tags or {},
             spec=job.spec,
             warnings=job_warnings(job.id, job.spec),
             progress=Progress(epoch=job.epoch, epochs=job.epochs),
@@ -101,6 +106,13 @@ class MetricsPage(BaseModel):
     downsampled: bool = Field(
         description="with `max_points` only: evenly spaced points of all those after `since_step` (first and last kept)"
     )
+
+
+class JobUpdate(Strict):
+    """The body of `PATCH /v1/jobs/{id}`: a name, and tags merged into the job's (a null value removes a key)."""
+
+    name: str | None = Field(None, max_length=200, description="null removes the name")
+    tags: Annotated[dict[TagKey, TagValue | None], Field(max_length=MAX_TAGS_PARSED)] | None = None
 
 
 class AliasUpdate(BaseModel):

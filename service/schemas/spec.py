@@ -17,6 +17,14 @@ from service.schemas.limits import LIMITS
 PositiveInt = Annotated[int, Field(ge=1)]
 Width = Annotated[int, Field(ge=1, le=LIMITS.max_layer_width)]
 
+# tags: keys never hold ':' (`?tag=key:value` splits on the first one); sizes are the job_tags columns'.
+# How many a job may carry is FITSERVE_MAX_TAGS (checked by the services); MAX_TAGS_PARSED bounds the parse.
+MAX_TAGS_PARSED = 256
+TagKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-/]{1,64}$")]
+TagValue = Annotated[str, Field(max_length=256)]
+Tags = Annotated[dict[TagKey, TagValue], Field(max_length=MAX_TAGS_PARSED)]
+Priority = Annotated[int, Field(ge=-1000, le=1000)]
+
 
 class SpecError(ValueError):
     """A spec that contradicts itself; `loc` names the field inside the spec."""
@@ -182,7 +190,8 @@ class JobSpec(Strict):
         1, description="record a curve point every this many epochs (the last epoch always)"
     )
     early_stopping: EarlyStoppingSpec | None = None
-
+    priority: Priority = Field(0, description="orders this owner's queued jobs: higher first (-1000..1000)")
+    tags: Tags = Field(default_factory=dict, description="string keys and values, to find jobs by (`?tag=key:value`)")
 
 
 def check_spec(spec: JobSpec, shape: DataShape) -> None:

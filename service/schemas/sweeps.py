@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from service.schemas.spec import JobSpec, Strict
+from service.schemas.spec import JobSpec, Strict, Tags
 
 MAX_MEMBERS = 4096
 
@@ -52,6 +52,7 @@ class SweepCreate(Strict):
     search: Literal["grid", "random"] = "grid"
     count: Annotated[int, Field(ge=1, le=MAX_MEMBERS)] | None = Field(None, description="members, for random search")
     search_seed: int = Field(0, ge=0, description="seeds random search, so a resubmitted sweep is the same")
+    tags: Tags = Field(default_factory=dict, description="the sweep's; each member carries them too, over the base's")
     execution: Literal["auto", "batched", "one_by_one"] = Field(
         "auto", description="auto: batched when a probe measures it faster on the worker's device"
     )
@@ -142,6 +143,7 @@ class SweepPublic(BaseModel):
     ranked_by: str = Field(description="val_loss when the members hold out a validation split, else loss")
     leaderboard: list[LeaderboardEntry]
     request: dict[str, Any]
+    tags: dict[str, str] = Field(default_factory=dict)
     created_at: datetime
 
 
@@ -149,6 +151,7 @@ class SweepSummary(BaseModel):
     id: str
     name: str | None
     status: str
+    tags: dict[str, str] = Field(default_factory=dict)
     progress: SweepProgress
     created_at: datetime
 

@@ -4,6 +4,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -13,12 +14,15 @@ from service.errors import Conflict, InvalidField, NotFound, TooManyRequests
 from service.models import Job, JobStatus
 from service.repositories import datasets as dataset_repo
 from service.repositories import jobs as job_repo
+from service.repositories import job_search as search_repo
 from service.repositories import metrics as metric_repo
-from service.schemas.jobs import JobPage, JobPublic, MetricPointPublic, MetricsPage
+from service.schemas.jobs import JobPage, JobPublic, JobUpdate, MetricPointPublic, MetricsPage
 from service.schemas.data import DataShape, known_data_shape
 from service.schemas.spec import JobSpec, SpecError, check_spec
 from service import wakeup
 from service.settings import Settings
+
+TAG_KEY = re.compile(r"[A-Za-z0-9_.\-/]{1,64}")  # as schemas.spec.TagKey
 
 
 def data_shape(session: Session, spec: JobSpec, owner_id: str | None) -> DataShape:
@@ -70,16 +74,25 @@ def submit_job(session: Session, spec: JobSpec, owner_id: str | None, settings: 
         check_memory(estimate_memory(spec, shape), settings.MAX_JOB_BYTES)
     except SpecError as exc:
         raise InvalidField(exc.loc, exc.msg) from None
+    check_tags(spec.tags, settings)
     job = Job(
         owner_id=owner_id,
         name=spec.name,
         spec=spec.model_dump(mode="json"),
         epochs=spec.epochs,
         max_attempts=settings.MAX_ATTEMPTS,
+        priority=spec.priority,
+        tags=spec.tags,
     )
     job = job_repo.add_job(session, job)
+    search_repo.write_tags(session, [(job.id, job.tags)])
     wakeup.work_queued(session)
     return job
+
+
+def check_tags(tags: dict, settings: Settings, loc: tuple[str, ...] = ("tags",)) -> None:
+    if len(tags) > settings.MAX_TAGS:
+        raise InvalidField(loc, f"{len(tags)} tags; at most {settings.MAX_TAGS} (FITSERVE_MAX_TAGS)")
 
 
 def get_job(session: Session, job_id: str, owner_id: str | None) -> Job:
@@ -103,12 +116,66 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidField(("cursor",), "not a cursor this service gave out", where="query") from None
 
 
-def list_jobs(session: Session, owner_id: str | None, status: str | None, cursor: str | None, limit: int) -> JobPage:
-    after = decode_cursor(cursor) if cursor else None
-    jobs = job_repo.list_jobs(session, owner_id, status, after, limit + 1)
+def encode_job_cursor(job: Job, sort: str) -> str:
+    """A cursor for the job list in this sort: the sort, and the last job's (sort key, id)."""
+    value = search_repo.sort_value(job, sort.lstrip("-"))
+    raw = json.dumps([sort, value.isoformat() if isinstance(value, datetime) else value, job.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_job_cursor(cursor: str, sort: str) -> tuple[object, str]:
+    """The (sort key, id) a cursor of `encode_job_cursor` carries; 422 for one of another sort."""
+    try:
+        given, value, job_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if given != sort:
+            raise InvalidField(("cursor",), f"a cursor of sort={given}; this page is sort={sort}", where="query")
+        if sort.lstrip("-") == "created_at":
+            return datetime.fromisoformat(value), str(job_id)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError("not a number")
+        return value, str(job_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise InvalidField(("cursor",), "not a cursor this service gave out", where="query") from None
+
+
+def parse_tag_filters(tags: list[str], settings: Settings) -> list[tuple[str, str | None]]:
+    """`key:value` (that value) or `key` (any value), each; 422 naming `tag` for a malformed one."""
+    if len(tags) > settings.MAX_TAGS:
+        raise InvalidField(("tag",), f"{len(tags)} tag filters; at most {settings.MAX_TAGS}", where="query")
+    parsed = []
+    for tag in tags:
+        key, sep, value = tag.partition(":")
+        if not TAG_KEY.fullmatch(key) or len(value) > 256:
+            raise InvalidField(
+                ("tag",), f"{tag[:100]!r}: expected key:value, a key of 1-64 letters, digits or _.-/", where="query"
+            )
+        parsed.append((key, value if sep else None))
+    return parsed
+
+
+def list_jobs(
+    session: Session, owner_id: str | None, where: search_repo.JobFilter, cursor: str | None, limit: int
+) -> JobPage:
+    after = decode_job_cursor(cursor, where.sort) if cursor else None
+    jobs = search_repo.list_jobs(session, owner_id, where, after, limit + 1)
     page = jobs[:limit]
-    next_cursor = encode_cursor(page[-1]) if len(jobs) > limit else None
+    next_cursor = encode_job_cursor(page[-1], where.sort) if len(jobs) > limit else None
     return JobPage(items=[JobPublic.from_job(j) for j in page], next_cursor=next_cursor)
+
+
+def update_job(session: Session, job_id: str, owner_id: str | None, change: JobUpdate, settings: Settings) -> Job:
+    """PATCH: the name, and tags merged into the job's (a null value removes that key)."""
+    job = get_job(session, job_id, owner_id)
+    values = {}
+    if "name" in change.model_fields_set:
+        values["name"] = change.name
+    if change.tags is not None:
+        tags = {**(job.tags or {}), **change.tags}
+        values["tags"] = {key: value for key, value in tags.items() if value is not None}
+        check_tags(values["tags"], settings)
+    if values:
+        search_repo.update_job(session, job, values)
+    return job
 
 
 def cancel_job(session: Session, job_id: str, owner_id: str | None) -> Job:

@@ -8,12 +8,13 @@ from sqlalchemy.orm import Session
 from modelzoo.memory import together
 from service.errors import Conflict, InvalidField, NotFound, TooManyRequests
 from service.models import Job, JobStatus, Sweep
+from service.repositories import job_search as search_repo
 from service.repositories import jobs as job_repo
 from service.repositories import sweeps as sweep_repo
 from service.schemas.data import DataShape
 from service.schemas.spec import JobSpec, SpecError, check_spec
 from service.schemas.sweeps import LeaderboardEntry, SweepCreate, SweepPage, SweepProgress, SweepPublic, SweepSummary
-from service.services.jobs import check_memory, data_shape, decode_cursor, encode_cursor, estimate_memory
+from service.services.jobs import check_memory, check_tags, data_shape, decode_cursor, encode_cursor, estimate_memory
 from service import wakeup
 from service.settings import Settings
 
@@ -35,6 +36,7 @@ def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, s
             raise InvalidField(loc, exc.msg) from None
     if request.execution != "one_by_one":
         check_batched_memory(specs, shape, settings.MAX_JOB_BYTES)
+    check_tags(request.base.tags | request.tags, settings)  # what each member carries
     queued = job_repo.count_queued(session, owner_id)
     if queued + len(specs) > settings.MAX_QUEUED_PER_OWNER:
         raise TooManyRequests(f"{queued} queued jobs and {len(specs)} members exceed the limit", 5)
@@ -45,11 +47,15 @@ def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, s
             spec=spec.model_dump(mode="json"),
             epochs=spec.epochs,
             max_attempts=settings.MAX_ATTEMPTS,
+            priority=spec.priority,
+            tags=spec.tags | request.tags,
         )
         for i, spec in enumerate(specs)
     ]
-    sweep = Sweep(owner_id=owner_id, name=request.name, request=request.model_dump(mode="json"), size=len(specs))
+    request_body = request.model_dump(mode="json")
+    sweep = Sweep(owner_id=owner_id, name=request.name, request=request_body, size=len(specs), tags=request.tags)
     sweep = sweep_repo.add_sweep(session, sweep, members)
+    search_repo.write_tags(session, [(job.id, job.tags) for job in members])
     wakeup.work_queued(session)
     return sweep
 
@@ -136,6 +142,7 @@ def describe(session: Session, sweep: Sweep) -> SweepPublic:
         ranked_by=ranked_by,
         leaderboard=leaderboard(sweep, members, ranked_by),
         request=sweep.request,
+        tags=sweep.tags or {},
         created_at=sweep.created_at,
     )
 
@@ -151,7 +158,7 @@ def list_sweeps(session: Session, owner_id: str | None, cursor: str | None, limi
     for sweep in page:
         progress = progress_of(members[sweep.id])
         items.append(SweepSummary(id=sweep.id, name=sweep.name, status=status_of(sweep, progress), progress=progress,
-                                  created_at=sweep.created_at))
+                                  tags=sweep.tags or {}, created_at=sweep.created_at))
     return SweepPage(items=items, next_cursor=encode_cursor(page[-1]) if len(sweeps) > limit else None)
 
 

@@ -147,7 +147,8 @@ class Dispatcher:
         if free["num_cpus"] <= 0:
             return
         with session_scope(read_only=True) as s:
-            queued = job_repo.list_queued(s, QUEUED_LOOKAHEAD)
+            cap = self.settings.MAX_RUNNING_PER_OWNER if self.settings.CLAIM_ORDER == "fair" else None
+            queued = job_repo.list_queued(s, QUEUED_LOOKAHEAD, self.settings.CLAIM_ORDER, cap)
         has_gpus = ray.cluster_resources().get("GPU", 0.0) > 0
         for job_id, spec in queued:
             demand = resources_for(spec, self.settings.RAY_CPUS_PER_JOB, has_gpus)

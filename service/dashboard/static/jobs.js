@@ -1,12 +1,17 @@
 // The job list: every job of this key's owner with status, live progress and loss; pick several to compare.
+// Filters and sorts as `GET /v1/jobs` does: status, a part of the name, a tag (key:value or key), the sort.
 
-import { FINAL, getJSON, sleep } from "./api.js";
+import { ApiError, FINAL, getJSON, sleep } from "./api.js";
 import { formatNumber, formatTime, h, jobTitle, progressBar, statusBadge } from "./dom.js";
 import { sweepList } from "./sweeps.js";
 
 const POLL_MS = 1000;
 const PAGE = 50;
 const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
+const SORTS = [
+  ["-created_at", "newest first"], ["created_at", "oldest first"], ["loss", "lowest loss"],
+  ["val_loss", "lowest val_loss"], ["-val_accuracy", "highest val_accuracy"],
+];
 
 function jobRow(job, selected, onSelect) {
   const title = jobTitle(job);
@@ -46,6 +51,7 @@ function renderRows(tbody, jobs, selected, onSelect) {
 export async function showJobs(root, signal) {
   const selected = new Set();
   let status = "";
+  let search = { name: "", tag: "", sort: "-created_at" };
   let limit = PAGE;
   let refresh = () => {};
 
@@ -59,6 +65,13 @@ export async function showJobs(root, signal) {
   };
   const filter = h("select", { id: "status-filter", onchange: () => { status = filter.value; refresh(); } },
     h("option", { value: "" }, "all"), STATUSES.map((s) => h("option", { value: s }, s)));
+  const typed = (id, key, label) => {
+    const input = h("input", { id, type: "search", placeholder: label, "aria-label": label,
+      onchange: () => { search = { ...search, [key]: input.value.trim() }; refresh(); } });
+    return input;
+  };
+  const sort = h("select", { id: "sort-order", onchange: () => { search = { ...search, sort: sort.value }; refresh(); } },
+    SORTS.map(([value, label]) => h("option", { value }, label)));
   const tbody = h("tbody");
   const empty = h("p", { class: "empty", hidden: true }, "No jobs yet. Submit one with POST /v1/jobs (see the API docs).");
   const more = h("button", { type: "button", hidden: true, onclick: () => { limit += PAGE; refresh(); } }, "Show more");
@@ -67,7 +80,9 @@ export async function showJobs(root, signal) {
 
   root.replaceChildren(h("section", { class: "jobs" },
     h("h1", {}, "Jobs"),
-    h("div", { class: "toolbar" }, h("label", { for: "status-filter" }, "Status "), filter, compare),
+    h("div", { class: "toolbar" }, h("label", { for: "status-filter" }, "Status "), filter,
+      typed("name-filter", "name", "Name contains"), typed("tag-filter", "tag", "Tag key:value"),
+      h("label", { for: "sort-order" }, "Sort "), sort, compare),
     h("div", { class: "table-wrap" }, h("table", {},
       h("thead", {}, h("tr", {},
         h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Compare")),
@@ -81,9 +96,21 @@ export async function showJobs(root, signal) {
     const wake = new Promise((resolve) => { refresh = resolve; });
     const query = new URLSearchParams({ limit: String(Math.min(limit, 200)) });
     if (status) query.set("status", status);
-    const [page] = await Promise.all([getJSON(`/v1/jobs?${query}`, { signal }), sweeps.update(signal)]);
+    for (const key of ["name", "tag"]) if (search[key]) query.set(key, search[key]);
+    if (search.sort !== "-created_at") query.set("sort", search.sort);
+    let page;
+    try {
+      [page] = await Promise.all([getJSON(`/v1/jobs?${query}`, { signal }), sweeps.update(signal)]);
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.status !== 422) throw error;
+      live.textContent = error.message;  // e.g. a malformed tag: say so, and wait for the next change
+      await Promise.race([sleep(POLL_MS, signal), wake]);
+      continue;
+    }
     renderRows(tbody, page.items, selected, onSelect);
     empty.hidden = page.items.length > 0;
+    const filtered = status || search.name || search.tag;
+    empty.textContent = filtered ? "No jobs match." : "No jobs yet. Submit one with POST /v1/jobs (see the API docs).";
     more.hidden = !page.next_cursor || limit >= 200;
     const running = page.items.filter((job) => !FINAL.has(job.status)).length;
     live.textContent = running ? `${running} queued or running; updates every second.` : "";

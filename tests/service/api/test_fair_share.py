@@ -1,0 +1,121 @@
+"""Fair share: another owner's job starts ahead of a backlog, priority orders one owner's jobs, a running cap holds.
+
+Orders are read from the database (`started_at`, the time of each claim) once the jobs ran, never from timing.
+"""
+
+import time
+from datetime import datetime, timedelta
+
+from tests.specs import tiny_regression
+
+QUICK = {"epochs": 5}  # a claim, a few steps, a finish: what is measured here is the order of claims
+
+
+def steady() -> dict:
+    """A job of some hundreds of milliseconds: 2000 small steps."""
+    data = {"source": "synthetic", "generator": "linear", "n": 1000, "slope": 2.0, "intercept": 1.0}
+    return tiny_regression(data=data, batch_size=50, epochs=100)
+
+
+def keyed_api(make_server, **env):
+    """An API without workers on a fresh database with keys for alice and bob: jobs queue up."""
+    api = make_server(workers=0, **env)
+    api.keys = {who: api.create_key(who) for who in ("alice", "bob")}
+    return api.start()
+
+
+def submit(srv, who: str, body: dict, path: str = "/v1/jobs") -> dict:
+    response = srv.client.post(path, json=body, headers={"Authorization": f"Bearer {srv.keys[who]}"})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def claim_order(srv) -> list[tuple[str, str]]:
+    """(owner, job id) of every job that started, in the order workers claimed them."""
+    rows = srv.query("SELECT owner_id, id FROM jobs WHERE started_at IS NOT NULL ORDER BY started_at, id")
+    return [(owner, job_id) for owner, job_id in rows]
+
+
+def wait_for_jobs(srv, job_ids: list[str], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        marks = ",".join(f"'{job_id}'" for job_id in job_ids)
+        ended = srv.query(f"SELECT count(*) FROM jobs WHERE id IN ({marks}) AND finished_at IS NOT NULL")[0][0]
+        if ended == len(job_ids):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"jobs not done after {timeout}s:\n{srv.read_log()[-3000:]}")
+
+
+def test_another_owners_job_starts_ahead_of_a_backlog(make_server):
+    api = keyed_api(make_server)
+    backlog = [submit(api, "alice", tiny_regression(name=f"a{i}", **QUICK))["id"] for i in range(30)]
+    bobs = submit(api, "bob", tiny_regression(name="b", **QUICK))["id"]
+    make_server(workers=1).start()  # one worker, on the same database, finds all 31 queued
+    wait_for_jobs(api, [bobs])
+    order = claim_order(api)
+    position = [job_id for _, job_id in order].index(bobs)
+    # alice's and bob's turns alternate: one of alice's jobs (a tie, broken by owner id) may go first, not 30
+    assert position <= 1, order
+    alices = [job_id for owner, job_id in order if owner == "alice"]
+    assert alices == backlog[: len(alices)]  # oldest first within an owner
+
+
+def test_priority_orders_one_owners_jobs_higher_first(make_server):
+    api = keyed_api(make_server)
+    priorities = [0, 5, -3, 5, 10, -1000, 1000]
+    ids = [submit(api, "alice", tiny_regression(priority=p, **QUICK))["id"] for p in priorities]
+    assert api.client.get(f"/v1/jobs/{ids[1]}", headers={"Authorization": f"Bearer {api.keys['alice']}"}).json()[
+        "priority"
+    ] == 5
+    make_server(workers=1).start()
+    wait_for_jobs(api, ids)
+    expected = [ids[i] for i in sorted(range(len(ids)), key=lambda i: (-priorities[i], i))]
+    assert [job_id for _, job_id in claim_order(api)] == expected
+
+
+def test_priority_out_of_bounds_is_422_naming_it(make_server):
+    api = keyed_api(make_server)
+    for bad in (1001, -1001, "high", 2**63):
+        response = api.client.post(
+            "/v1/jobs", json=tiny_regression(priority=bad), headers={"Authorization": f"Bearer {api.keys['alice']}"}
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"] == ["body", "priority"]
+
+
+def test_running_cap_keeps_an_owner_to_one_job_at_a_time(make_server):
+    """Two workers, FITSERVE_MAX_RUNNING_PER_OWNER=1: alice's jobs (a sweep's members too) never overlap."""
+    cap = {"FITSERVE_MAX_RUNNING_PER_OWNER": "1"}
+    api = keyed_api(make_server, **cap)
+    alices = [submit(api, "alice", steady())["id"] for _ in range(4)]
+    sweep = submit(api, "alice", {"base": steady(), "space": {"lr": [0.01, 0.02, 0.03]}}, "/v1/sweeps")
+    bobs = submit(api, "bob", steady())["id"]
+    make_server(workers=2, **cap).start()
+    members = [job_id for (job_id,) in api.query("SELECT id FROM jobs WHERE sweep_id = :s", s=sweep["id"])]
+    everything = [*alices, *members, bobs]
+    deadline, most = time.monotonic() + 180, 0
+    while time.monotonic() < deadline:  # sampled as the jobs run; the intervals below are the proof
+        running = api.query("SELECT count(*) FROM jobs WHERE owner_id = 'alice' AND status = 'running'")[0][0]
+        most = max(most, running)
+        if api.query("SELECT count(*) FROM jobs WHERE finished_at IS NULL")[0][0] == 0:
+            break
+        time.sleep(0.05)
+    wait_for_jobs(api, everything, timeout=5)
+    assert most <= 1
+    spans = sorted(
+        (parse(started), parse(finished)) for started, finished in api.query(
+            "SELECT started_at, finished_at FROM jobs WHERE owner_id = 'alice' AND status = 'succeeded'"
+        )
+    )
+    assert len(spans) == len(alices) + len(members)
+    # each of alice's jobs started once the one before it ended; the slack is the clocks': a claim stamps
+    # its start before it waits for SQLite's write lock, which the finishing job may still hold
+    slack = timedelta(seconds=0.1)
+    assert min(finished - started for started, finished in spans) > 2 * slack  # a job takes longer than that
+    for (_, finished), (started, _) in zip(spans, spans[1:]):
+        assert finished <= started + slack, spans
+
+
+def parse(moment) -> datetime:
+    return moment if isinstance(moment, datetime) else datetime.fromisoformat(moment)
