@@ -49,17 +49,18 @@ def output_lints(spec: dict) -> list[str]:
         else:
             effect = f"reads outputs in [0, 1] as logits, so no probability can pass {best:.2f}, even where it is sure"
             fix = " (/predict answers the softmax of the logits), or for two classes use loss bce with out_features 1"
-        return [
+        message = (
             f"model.output_activation: {activation} before cross_entropy {effect} (cross_entropy takes logits); "
             f"the loss cannot fall below {-math.log(best):.3g} and learns slowly near it. "
             f"Leave output_activation unset{fix}"
-        ]
+        )
+        return [message]
     if spec["task"] == "regression" and activation == "softmax":
-        return [f"model.output_activation: softmax on a regression makes the {k} outputs sum to 1"
-                + (" (a constant 1 with one output)" if k == 1 else "")]
+        effect = "makes its one output a constant 1" if k == 1 else f"makes its {k} outputs sum to 1"
+        return [f"model.output_activation: softmax on a regression {effect}"]
     if spec["task"] == "regression" and activation == "sigmoid":
-        return ["model.output_activation: sigmoid confines regression predictions to (0, 1): right only if "
-                "every target lies there"]
+        message = "model.output_activation: sigmoid confines regression predictions to (0, 1): right only if every "
+        return [message + "target lies there"]
     return []
 
 
@@ -72,17 +73,16 @@ def learning_rate_lints(spec: dict) -> list[str]:
     if limit is not None:
         if lr <= limit:
             return []
-        return [
+        hint = "" if spec["data"].get("standardize") else ", or set data.standardize"
+        message = (
             f"optimizer.lr: {lr:g} is above {limit:.3g}, the largest rate at which gradient descent on this linear "
             f"model's {spec['loss']} loss over this data converges (2(1 + momentum) over the loss's largest "
-            "curvature): the loss will grow until it overflows; lower lr"
-            + (", or set data.standardize" if not spec["data"].get("standardize") else "")
-        ]
+            f"curvature): the loss will grow until it overflows; lower lr{hint}"
+        )
+        return [message]
     if lr > STATIC_LR_LIMIT and not spec["data"].get("standardize"):
-        return [
-            f"optimizer.lr: {lr:g} with plain SGD on unstandardized data usually diverges; "
-            "try lr <= 0.1, or set data.standardize"
-        ]
+        message = f"optimizer.lr: {lr:g} with plain SGD on unstandardized data usually diverges; try lr <= 0.1, or set "
+        return [message + "data.standardize"]
     return []
 
 

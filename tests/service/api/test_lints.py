@@ -39,6 +39,14 @@ def test_softmax_before_cross_entropy_warns(server):
     server.client.post(f"/v1/jobs/{job['id']}/cancel")
 
 
+def test_squashing_a_regression_output_warns(server):
+    for activation, words in (("softmax", "a constant 1"), ("sigmoid", "to (0, 1)")):
+        model = {"kind": "mlp", "in_features": 1, "hidden": [4], "out_features": 1, "output_activation": activation}
+        job = server.submit(tiny_regression(model=model))
+        assert len(job["warnings"]) == 1 and words in job["warnings"][0], job["warnings"]
+        server.client.post(f"/v1/jobs/{job['id']}/cancel")
+
+
 def test_specs_as_meant_have_no_warnings(server):
     for spec in (tiny_regression(), example("6_cnn_digits", epochs=1), example("2_linear_regression", epochs=1),
                  example("1_linear_gradient_descent", epochs=1)):
