@@ -1,5 +1,8 @@
 """GET /v1/jobs/{id}/events: a job's status changes and new curve points as Server-Sent Events.
 
+A reconnect (Last-Event-ID) to a finished job whose closing event the client has seen is answered 204 No
+Content, which the WHATWG EventSource standard makes the end of reconnecting.
+
 Streams and long-polls (`GET /v1/jobs/{id}?wait=`) are watchers: each takes a slot under the caps
 FITSERVE_MAX_WATCHERS_PER_OWNER and FITSERVE_MAX_WATCHERS (429 past them), given back when it ends or
 its client goes away.
@@ -10,7 +13,7 @@ from collections.abc import Callable
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
@@ -32,11 +35,12 @@ EVENT_ID = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdigit() also t
 def parse_event_id(last_event_id: str | None) -> int:
     if last_event_id is None:
         return 0
-    # compared in SQL with INTEGER step columns: past LIMITS.max_step PostgreSQL refuses it (a 500)
-    if not EVENT_ID.fullmatch(last_event_id) or int(last_event_id) > LIMITS.max_step:
+    # one past the last step: a final job's closing event (the stream clamps it before SQL compares it with
+    # INTEGER step columns, which PostgreSQL refuses past LIMITS.max_step: a 500)
+    if not EVENT_ID.fullmatch(last_event_id) or int(last_event_id) > LIMITS.max_step + 1:
         raise InvalidField(
             ("Last-Event-ID",),
-            f"must be an event id this stream sent: a step from 0 to {LIMITS.max_step}",
+            f"must be an event id this stream sent: from 0 to {LIMITS.max_step + 1}",
             where="header",
         )
     return int(last_event_id)
@@ -84,29 +88,42 @@ async def long_poll(request: Request, owner: str | None, seconds: float, read: C
         slot.release()
 
 
-def check_job(session: Session, job_id: str, owner: str | None) -> None:
-    """404 unless the job is the owner's; then the request's transaction ends, in the same thread hop."""
-    job_service.get_job(session, job_id, owner)
+def check_job(session: Session, job_id: str, owner: str | None) -> JobPublic:
+    """The job, 404 unless it is the owner's; then the request's transaction ends, in the same thread hop."""
+    job = JobPublic.from_job(job_service.get_job(session, job_id, owner))
     session.commit()
+    return job
 
 
-@router.get("/{job_id}/events", response_class=StreamingResponse, responses={200: {"content": {EVENT_STREAM: {}}}})
+STREAM_RESPONSES: dict[int | str, dict] = {
+    200: {"content": {EVENT_STREAM: {}}, "description": "the job's events, from a `status` event to its closing one"},
+    204: {"description": "the client has seen the whole stream of this finished job: an EventSource stops here"},
+}
+
+
+@router.get("/{job_id}/events", response_class=StreamingResponse, responses=STREAM_RESPONSES)
 async def job_events(
     job_id: str,
     request: Request,
     session: SessionDep,
     owner: OwnerDep,
-    last_event_id: Annotated[str | None, Header(description="resume after this event id (a step)")] = None,
+    last_event_id: Annotated[
+        str | None, Header(description="resume after this event id: a step, or a finished job's closing id")
+    ] = None,
 ):
     after_step = parse_event_id(last_event_id)
     watchers = watchers_of(request)
     slot = watchers.caps.take(caller_of(request, owner))  # before any database work: a refusal costs nothing
     try:
         # a missing job is a 404 before the stream starts; the stream itself holds no connection
-        await run_in_threadpool(check_job, session, job_id, owner)
+        job = await run_in_threadpool(check_job, session, job_id, owner)
     except BaseException:
         slot.release()
         raise
+    if events.has_ended(job, after_step):
+        # what the EventSource standard gives a server to stop a client reconnecting: 204 No Content
+        slot.release()
+        return Response(status_code=204)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     stream = events.job_events(job_id, owner, after_step, watchers, slot)
     return StreamingResponse(stream, media_type=EVENT_STREAM, headers=headers)

@@ -14,6 +14,7 @@ from service.models import JobStatus
 from service.repositories import metrics as metric_repo
 from service.repositories.job_versions import JobVersion, version_of
 from service.schemas.jobs import JobPublic, MetricPointPublic
+from service.schemas.limits import LIMITS
 from service.services.jobs import get_job
 from service.services.watchers import Slot, WatchedJob, Watchers
 
@@ -62,20 +63,40 @@ def sse(event: str, data: str, event_id: int) -> str:
     return f"event: {event}\nid: {event_id}\ndata: {data}\n\n"
 
 
+def last_step(job: JobPublic) -> int:
+    return job.metrics.step if job.metrics else 0
+
+
+def end_id(job: JobPublic, cursor: int = 0) -> int:
+    """The id of a final job's closing `status` event: one past its last step.
+
+    Apart from every point's id, so a client that saw the last point but lost the closing event is sent it
+    again, and one that saw the closing event is told to stop (`has_ended`).
+    """
+    return max(last_step(job), cursor) + 1
+
+
+def has_ended(job: JobPublic, after_step: int) -> bool:
+    """Whether a client that saw the event `after_step` has seen the whole stream: the job is final and it saw the end."""
+    return JobStatus(job.status).is_final and after_step >= end_id(job)
+
+
 async def job_events(
     job_id: str, owner_id: str | None, after_step: int, watchers: Watchers, slot: Slot
 ) -> AsyncIterator[str]:
-    """`metric` events (id = step) after `after_step`, `status` events on connect and on each status change.
+    """A `status` event first, then `metric` events (id = step) after `after_step` and a `status` event on each change.
 
-    Every event's id is the last step sent, so a client that reconnects with Last-Event-ID misses no point
-    and sees no point twice. The stream ends after the status event of a final job. `slot` is given back
+    A point's id is its step and a status event's id the last step sent, so a client that reconnects with
+    Last-Event-ID misses no point and sees no point twice. A final job's stream ends with its `status` event,
+    id `end_id`. Each read's events go out as one chunk: a client gone away is noticed between two writes,
+    not after thousands (each write to a closed socket past the fifth logs a warning). `slot` is given back
     when the stream ends, however it ends.
     """
     try:
         with watchers.feed.watch(job_id) as entry:
             async with aclosing(_job_events(job_id, owner_id, after_step, watchers, entry)) as stream:
-                async for event in stream:
-                    yield event
+                async for chunk in stream:
+                    yield chunk
     finally:
         slot.release()
 
@@ -86,19 +107,25 @@ async def _job_events(
     last_status, last_sent = None, time.monotonic()
     while True:
         seen = entry.generation  # before the read: a change the feed sees during it is read again
-        job, points = await watchers.read(read_changes, job_id, owner_id, cursor)
-        sent = bool(points)
+        job, points = await watchers.read(read_changes, job_id, owner_id, min(cursor, LIMITS.max_step))
+        caught_up = len(points) < POINTS_PER_READ
+        ended = caught_up and JobStatus(job.status).is_final
+        events = []
+        if last_status is None and (points or not ended):  # the opening status, unless it is the closing one too
+            last_status = job.status
+            events.append(sse("status", job.model_dump_json(), cursor))
         for point in points:
             cursor = point.step
-            yield sse("metric", point.model_dump_json(), cursor)
-        caught_up = len(points) < POINTS_PER_READ
-        if caught_up and job.status != last_status:
-            last_status, sent = job.status, True
-            yield sse("status", job.model_dump_json(), cursor)
-        if caught_up and JobStatus(job.status).is_final:
+            events.append(sse("metric", point.model_dump_json(), cursor))
+        if ended:
+            yield "".join(events) + sse("status", job.model_dump_json(), end_id(job, cursor))
             return
-        if sent:
+        if caught_up and job.status != last_status:
+            last_status = job.status
+            events.append(sse("status", job.model_dump_json(), cursor))
+        if events:
             last_sent = time.monotonic()
+            yield "".join(events)
         while caught_up and not await entry.wait_past(seen, last_sent + KEEPALIVE_SECONDS - time.monotonic()):
             last_sent = time.monotonic()
             yield ": keepalive\n\n"

@@ -100,6 +100,7 @@ export async function followEvents(jobId, lastEventId, onEvent, signal) {
       const headers = last ? { "Last-Event-ID": String(last) } : {};
       const response = await request(`/v1/jobs/${encodeURIComponent(jobId)}/events`, { signal, headers });
       failures = 0;
+      if (response.status === 204) return; // the server's word that this stream is over (as for EventSource)
       await readEvents(response.body, (event) => {
         if (event.id !== null) last = event.id;
         if (event.event === "status" && FINAL.has(event.data.status)) finished = true;

@@ -29,7 +29,7 @@ def test_stream_sends_status_changes_and_every_point_then_ends(server):
     assert [e["id"] for e in points] == list(range(1, 151)) == [e["data"]["step"] for e in points]
     assert statuses[0]["data"]["status"] in ("queued", "running")
     assert events[-1] == statuses[-1] and statuses[-1]["data"]["status"] == "succeeded"
-    assert statuses[-1]["id"] == 150  # the last step sent: resuming from here repeats nothing
+    assert statuses[-1]["id"] == 151  # one past the last step: a reconnect with it is told to stop (204)
     assert len({s["data"]["status"] for s in statuses}) == len(statuses)  # only changes are sent
 
 
@@ -37,7 +37,9 @@ def test_last_event_id_resumes_after_that_step(server):
     job = server.train(tiny_regression(epochs=100))
     events = read_events(server.client, job["id"], **{"Last-Event-ID": "60"})
     assert [e["id"] for e in events if e["event"] == "metric"] == list(range(61, 101))
-    assert [e["data"]["status"] for e in events if e["event"] == "status"] == ["succeeded"]
+    # the job as it is when the stream opens, and the closing event after the last point
+    assert [(e["event"], e["data"]["status"]) for e in events if e["event"] == "status"] == [("status", "succeeded")] * 2
+    assert events[0]["event"] == "status" and events[0]["id"] == 60
 
 
 def test_stream_of_a_queued_job_ends_once_it_is_cancelled(make_server):
