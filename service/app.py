@@ -15,6 +15,7 @@ from service.api.prometheus import HttpMetrics
 from service.api.limits import FailedAuthLimiter, RateLimiter, UploadSlots, give_back_memory
 from service.errors import FitserveError
 from service.services.auth import KeyVerifier
+from service.services.inference_stats import InferenceStats
 from service.services.predictions import ModelCache
 from service.services.rescue import Sweeper
 from service.services.watchers import Watchers
@@ -61,6 +62,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     app.state.model_cache = ModelCache(settings.MODEL_CACHE_BYTES)
+    app.state.inference_stats = InferenceStats()
     app.state.key_verifier = KeyVerifier()
     app.state.watchers = Watchers(settings)
     rates = RateLimiter(settings.RATE_LIMIT_PER_SECOND, settings.RATE_LIMIT_BURST)
@@ -68,6 +70,7 @@ def create_app() -> FastAPI:
     app.state.authenticator = Authenticator(settings, app.state.key_verifier, rates, failures)
     uploads = UploadSlots(settings.MAX_UPLOADS_PER_OWNER)
     app.add_middleware(RequestIntake, authenticator=app.state.authenticator, upload_slots=uploads, settings=settings)
+    app.add_middleware(v2.ProtocolErrors)  # outside the intake: its refusals under /v2 too answer {"error": ...}
     app.add_middleware(HttpMetrics)  # added last, so outermost: it also counts what the intake refuses
     app.add_exception_handler(FitserveError, handle_fitserve_error)
     app.add_exception_handler(PoolTimeout, handle_pool_timeout)

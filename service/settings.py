@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     )
     RAY_CPUS_PER_JOB: float = Field(1.0, gt=0, description="CPUs each job's Ray task asks for (and torch threads)")
     MODEL_CACHE_BYTES: int = Field(256 * 1024 * 1024, ge=0, description="loaded models kept for predictions")
+    MAX_INDEX_MODELS: int = Field(
+        1000, ge=1, description="models the v2 repository index (`POST /v2/repository/index`) lists, newest first"
+    )
 
     AUTH: Literal["auto", "required", "off"] = Field(
         "auto",

@@ -133,8 +133,9 @@ class RequestIntake:
         if body is None:
             return None
         if is_json(headers) and body:
+            text = json_part(body, headers)
             depth = (
-                json_depth(body) if len(body) <= INLINE_SCAN_BYTES else await anyio.to_thread.run_sync(json_depth, body)
+                json_depth(text) if len(text) <= INLINE_SCAN_BYTES else await anyio.to_thread.run_sync(json_depth, text)
             )
             if depth > self.settings.MAX_JSON_DEPTH:
                 raise InvalidField(
@@ -142,6 +143,13 @@ class RequestIntake:
                     f"the JSON nests {depth} levels deep; at most {self.settings.MAX_JSON_DEPTH} (FITSERVE_MAX_JSON_DEPTH)",
                 )
         return replay_receive(body, receive)
+
+
+def json_part(body: bytes, headers: Headers) -> bytes:
+    """The JSON of a body: a v2 binary tensor request's is its first Inference-Header-Content-Length bytes (raw
+    tensor bytes, which may hold any byte, follow); a length that does not fit is the v2 route's 400."""
+    length = headers.get("inference-header-content-length", "")
+    return body[: int(length)] if length.isdigit() else body
 
 
 def check_content_type(scope: Scope, headers: Headers) -> None:

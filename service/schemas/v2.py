@@ -1,10 +1,12 @@
-"""Open Inference Protocol v2 (KServe / Triton REST) bodies, JSON tensors only."""
+"""Open Inference Protocol v2 (KServe / Triton REST) bodies, with Triton's model config, index and statistics."""
 
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from service.schemas.data import Numbers
+
+MODEL_VERSION = "1"  # a job is trained once: its model has this one version
 
 
 class TensorMetadata(BaseModel):
@@ -15,6 +17,7 @@ class TensorMetadata(BaseModel):
 
 class ModelMetadata(BaseModel):
     name: str
+    versions: list[str] = [MODEL_VERSION]
     platform: str
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
@@ -35,18 +38,23 @@ class InferInputTensor(BaseModel):
     name: str
     shape: list[int]
     datatype: str
-    data: Numbers = Field(description="row-major, flat or nested; finite numbers")
+    data: Numbers | None = Field(
+        None, description="row-major, flat or nested; finite numbers. Left out when `parameters.binary_data_size` "
+        "says the tensor's raw bytes follow the JSON (binary tensor data extension)",
+    )
     parameters: dict[str, Any] | None = None
 
 
 class RequestedOutput(BaseModel):
     name: str
-    parameters: dict[str, Any] | None = None
+    parameters: dict[str, Any] | None = Field(None, description="`binary_data: true` for raw bytes after the JSON")
 
 
 class InferRequest(BaseModel):
     id: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: dict[str, Any] | None = Field(
+        None, description="`binary_data_output: true` for every output's raw bytes after the JSON"
+    )
     inputs: list[InferInputTensor] = Field(min_length=1)
     outputs: list[RequestedOutput] | None = None
 
@@ -55,13 +63,28 @@ class InferOutputTensor(BaseModel):
     name: str
     shape: list[int]
     datatype: str
-    data: list[Any]
+    data: list[float | int] | None = None
+    parameters: dict[str, Any] | None = None
 
 
 class InferResponse(BaseModel):
     model_name: str
+    model_version: str = MODEL_VERSION
     id: str | None = None
     outputs: list[InferOutputTensor]
+
+
+class RepositoryIndexRequest(BaseModel):
+    ready: bool = Field(False, description="true: only the models ready for inference")
+
+
+class RepositoryModel(BaseModel):
+    """One entry of Triton's repository index: a job, READY once it has succeeded."""
+
+    name: str
+    version: str = MODEL_VERSION
+    state: str = Field(description="READY, or UNAVAILABLE with the job's status as `reason`")
+    reason: str = ""
 
 
 class V2Error(BaseModel):

@@ -1,21 +1,37 @@
-"""Open Inference Protocol v2 on the prediction cache: model metadata, and inference on JSON tensors."""
+"""Open Inference Protocol v2 on the prediction cache: metadata, Triton's config and index, and inference on JSON
+or binary tensors."""
 
 import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from service.db import session_scope
-from service.errors import InvalidField, NotFound
+from service.errors import FitserveError, InvalidField, NotFound
+from service.models import JobStatus
+from service.repositories.model_index import list_models
 from service.schemas.limits import LIMITS
 from service.schemas.spec import JobSpec
-from service.schemas.v2 import InferInputTensor, InferOutputTensor, InferRequest, InferResponse, ModelMetadata
-from service.schemas.v2 import TensorMetadata
+from service.schemas.v2 import (
+    MODEL_VERSION,
+    InferInputTensor,
+    InferOutputTensor,
+    InferRequest,
+    InferResponse,
+    ModelMetadata,
+    RepositoryModel,
+    TensorMetadata,
+)
 from service.services.exports import INPUT_NAME
+from service.services.inference_stats import InferenceStats
 from service.services.jobs import resolve_model_name
 from service.services.predictions import ModelCache, predict_tensors
+from service.services.tensors import DTYPES, binary_size, check_all_read, encode_binary, read_binary, wants_binary
 
-NUMERIC = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
 DATATYPES = {torch.float32: "FP32", torch.int64: "INT64"}
 
 
@@ -28,6 +44,12 @@ def output_metadata(spec: JobSpec) -> list[TensorMetadata]:
         TensorMetadata(name="predictions", datatype="INT64", shape=[-1]),
         TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, classes]),
     ]
+
+
+def check_version(version: str | None) -> None:
+    """A job's model has one version; any other is the protocol's 404."""
+    if version is not None and version != MODEL_VERSION:
+        raise NotFound(f"no version {version!r} of this model; its only version is {MODEL_VERSION!r}")
 
 
 def job_id_for(cache: ModelCache, name: str, owner_id: str | None) -> str:
@@ -50,16 +72,64 @@ def model_metadata(cache: ModelCache, name: str, owner_id: str | None) -> ModelM
     )
 
 
-def input_array(request: InferRequest) -> np.ndarray:
-    """The one input tensor as an array of its declared shape; 422 naming the field otherwise."""
+def config_tensor(tensor: TensorMetadata) -> dict:
+    """Triton's tensor config: dims leave out the batch dimension; a scalar per row is dims [1] reshaped to []."""
+    dims = tensor.shape[1:]
+    entry = {"name": tensor.name, "data_type": f"TYPE_{tensor.datatype}", "dims": dims or [1]}
+    return entry if dims else {**entry, "reshape": {"shape": []}}
+
+
+def model_config(cache: ModelCache, name: str, owner_id: str | None, limit: int) -> dict:
+    """Triton's model configuration; `max_batch_size` is the most rows one request may send (rows and memory caps)."""
+    meta = model_metadata(cache, name, owner_id)
+    model = cache.get(job_id_for(cache, name, owner_id), owner_id)
+    return {
+        "name": name,
+        "platform": meta.platform,
+        "backend": meta.platform,
+        "version_policy": {"specific": {"versions": [int(MODEL_VERSION)]}},
+        "max_batch_size": max(1, min(LIMITS.max_predict_rows, limit // model.row_bytes)),
+        "input": [config_tensor(t) for t in meta.inputs],
+        "output": [config_tensor(t) for t in meta.outputs],
+    }
+
+
+def model_stats(stats: InferenceStats, name: str, owner_id: str | None) -> list[dict]:
+    """Triton's statistics of one model, trained or not (so not through the cache, which loads succeeded jobs only)."""
+    with session_scope(read_only=True) as s:
+        return stats.of_owner(owner_id, resolve_model_name(s, name, owner_id))
+
+
+def repository_index(owner_id: str | None, ready_only: bool, limit: int) -> list[RepositoryModel]:
+    """The owner's newest `limit` jobs as models: READY once succeeded, else UNAVAILABLE with the job's status."""
+    with session_scope(read_only=True) as s:
+        rows = list_models(s, owner_id, ready_only, limit)
+    return [
+        RepositoryModel(name=job_id, state="READY")
+        if status == JobStatus.SUCCEEDED
+        else RepositoryModel(name=job_id, state="UNAVAILABLE", reason=status)
+        for job_id, status in rows
+    ]
+
+
+def input_array(request: InferRequest, raw: memoryview) -> np.ndarray:
+    """The one input tensor, from its JSON `data` or its raw bytes, in its declared shape; 422 naming the field."""
     if len(request.inputs) != 1 or request.inputs[0].name != INPUT_NAME:
         names = [t.name for t in request.inputs]
         raise InvalidField(("inputs",), f"expected one input named {INPUT_NAME!r}; got {names}")
     tensor: InferInputTensor = request.inputs[0]
-    if tensor.datatype not in NUMERIC:
+    if tensor.datatype not in DTYPES:
         raise InvalidField(("inputs", 0, "datatype"), f"datatype {tensor.datatype} is not numeric; send FP32")
     if len(tensor.shape) < 1 or min(tensor.shape) < 1 or tensor.shape[0] > LIMITS.max_predict_rows:
         raise InvalidField(("inputs", 0, "shape"), f"need a batch of 1 to {LIMITS.max_predict_rows} rows")
+    size = binary_size(tensor.parameters, ("inputs", 0))
+    if (size is None) == (tensor.data is None):
+        raise InvalidField(("inputs", 0, "data"), "send either data or parameters.binary_data_size (raw bytes)")
+    if size is not None:
+        array = read_binary(raw, 0, size, tensor.datatype, tensor.shape, ("inputs", 0))
+        check_all_read(raw, size)
+        return array.astype(np.float32)  # a copy: the body's bytes are read-only, and torch wants float32
+    check_all_read(raw, 0)
     try:
         flat = np.asarray(tensor.data, dtype=np.float32).reshape(-1)
     except (ValueError, TypeError):
@@ -69,15 +139,61 @@ def input_array(request: InferRequest) -> np.ndarray:
     return flat.reshape(tensor.shape)
 
 
-def infer(cache: ModelCache, name: str, owner_id: str | None, request: InferRequest, limit: int) -> InferResponse:
-    """The answer tensors; 413 when the batch's forward pass would need more than `limit` bytes."""
-    answers = predict_tensors(cache, job_id_for(cache, name, owner_id), owner_id, input_array(request), limit)
-    wanted = [o.name for o in request.outputs] if request.outputs else list(answers)
-    for i, output in enumerate(wanted):
+@dataclass
+class InferAnswer:
+    """A JSON answer, or a binary one: its body and the length of the JSON header that starts it."""
+
+    response: InferResponse | None = None
+    body: bytes = b""
+    header_length: int = 0
+
+
+def encode_answer(name: str, request: InferRequest, answers: dict[str, torch.Tensor]) -> InferAnswer:
+    """The requested outputs (all when none are named), each as JSON data or raw bytes as the request asks."""
+    wanted = [(o.name, o.parameters) for o in request.outputs] if request.outputs else [(n, None) for n in answers]
+    for i, (output, _) in enumerate(wanted):
         if output not in answers:
             raise InvalidField(("outputs", i, "name"), f"no output {output!r}; this model has {list(answers)}")
-    outputs = [
-        InferOutputTensor(name=n, shape=list(t.shape), datatype=DATATYPES[t.dtype], data=t.flatten().tolist())
-        for n, t in ((n, answers[n]) for n in wanted)
-    ]
-    return InferResponse(model_name=name, id=request.id, outputs=outputs)
+    outputs, raw = [], []
+    for output, parameters in wanted:
+        tensor = answers[output]
+        meta = {"name": output, "shape": list(tensor.shape), "datatype": DATATYPES[tensor.dtype]}
+        if wants_binary(parameters, request.parameters):
+            raw.append(tensor.numpy())
+            outputs.append({**meta, "parameters": {"binary_data_size": raw[-1].nbytes}})
+        else:
+            outputs.append({**meta, "data": tensor.flatten().tolist()})
+    if not raw:
+        return InferAnswer(InferResponse(model_name=name, id=request.id, outputs=[InferOutputTensor(**o) for o in outputs]))
+    header = {"model_name": name, "model_version": MODEL_VERSION, "outputs": outputs}
+    body, length = encode_binary({**header, "id": request.id} if request.id is not None else header, raw)
+    return InferAnswer(body=body, header_length=length)
+
+
+@contextmanager
+def timed(phases: dict[str, int], phase: str) -> Iterator[None]:
+    start = time.perf_counter_ns()
+    try:
+        yield
+    finally:
+        phases[phase] = time.perf_counter_ns() - start
+
+
+def infer(
+    cache: ModelCache, stats: InferenceStats, name: str, owner_id: str | None, request: InferRequest,
+    raw: memoryview, limit: int,
+) -> InferAnswer:
+    """The answer; 413 when the batch's forward pass would need more than `limit` bytes. Counted in `stats`."""
+    job_id, phases = job_id_for(cache, name, owner_id), {}
+    try:
+        with timed(phases, "compute_input"):
+            inputs = input_array(request, raw)
+        with timed(phases, "compute_infer"):
+            answers = predict_tensors(cache, job_id, owner_id, inputs, limit)
+        with timed(phases, "compute_output"):
+            answer = encode_answer(name, request, answers)
+    except FitserveError:
+        stats.record(job_id, owner_id, 0, phases, ok=False)
+        raise
+    stats.record(job_id, owner_id, len(inputs), phases, ok=True)
+    return answer
