@@ -9,6 +9,7 @@ from pydantic_core import to_json
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from service.api import dashboard, datasets, events, exports, health, jobs, prometheus, sweeps, v2, workers
+from service.api import docs
 from service.api import usage
 from service.api.intake import Authenticator, RequestIntake
 from service.api.prometheus import HttpMetrics
@@ -60,6 +61,8 @@ def create_app() -> FastAPI:
         summary="Train small PyTorch models over HTTP: submit, poll, plot, predict.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served by service/api/docs.py from the package's own files, not a CDN
+        redoc_url=None,
     )
     app.state.model_cache = ModelCache(settings.MODEL_CACHE_BYTES)
     app.state.inference_stats = InferenceStats()
@@ -87,4 +90,6 @@ def create_app() -> FastAPI:
     app.include_router(v2.router)
     app.include_router(prometheus.router)
     app.include_router(dashboard.router)
+    app.include_router(docs.router)
+    docs.install_openapi(app, settings)
     return app

@@ -13,7 +13,12 @@ from service.schemas.jobs import ErrorResponse
 from service.services.predictions import ModelCache
 from service.settings import Settings, get_settings
 
-bearer = HTTPBearer(auto_error=False, description="an API key made with `fitserve keys create`")
+bearer = HTTPBearer(
+    auto_error=False,
+    description="an API key made with `fitserve keys create`. FITSERVE_AUTH=required: always needed; auto (the "
+    "default): needed once any key exists or when serving beyond loopback; off: never. The document lists `{}` "
+    "(no key) beside it unless FITSERVE_AUTH=required.",
+)
 
 
 def get_session(request: Request) -> Iterator[Session]:

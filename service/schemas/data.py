@@ -24,6 +24,18 @@ def number_tag(value: Any) -> str:
     return "int" if isinstance(value, int) and not isinstance(value, bool) else "float"
 
 
+class AnyOfInSchema:
+    """Documents a union as JSON Schema's anyOf: under oneOf an integer, being a number too, would match
+    two branches and be refused by every validator."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema, handler):
+        schema = handler(core_schema)
+        if "oneOf" in schema:
+            schema["anyOf"] = schema.pop("oneOf")
+        return schema
+
+
 # Nested lists of finite numbers (rows of samples, prediction inputs); ints stay ints, so a stored spec
 # is what was sent. Whether the lists are rectangular is the reader's check (`_nested_shape`).
 Numbers = TypeAliasType(
@@ -36,6 +48,7 @@ Numbers = TypeAliasType(
                 Annotated["Numbers", Tag("list")],
             ],
             Discriminator(number_tag),
+            AnyOfInSchema,
         ]
     ],
 )

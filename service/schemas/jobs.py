@@ -1,9 +1,10 @@
 """What the jobs and datasets endpoints answer (the spec itself is in spec.py)."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypeAliasType
 
 from service.schemas.data import Numbers, Strict
 from service.schemas.limits import LIMITS
@@ -127,8 +128,12 @@ class PredictRequest(BaseModel):
     inputs: Numbers = Field(min_length=1, max_length=LIMITS.max_predict_rows)
 
 
+# a prediction: a number (a class index, a value), or a list of them per output; NaN and infinity come as null
+Prediction = TypeAliasType("Prediction", Union[int, float, None, list["Prediction"]])
+
+
 class PredictResponse(BaseModel):
-    predictions: list[Any]
+    predictions: list[Prediction]
     probabilities: list[list[float]] | None = None
 
 
