@@ -73,7 +73,7 @@ def end_id(job: JobPublic, cursor: int = 0) -> int:
     Apart from every point's id, so a client that saw the last point but lost the closing event is sent it
     again, and one that saw the closing event is told to stop (`has_ended`).
     """
-    return max(last_step(job), cursor) + 1
+    return max(last_step(job), min(cursor, LIMITS.max_step)) + 1
 
 
 def has_ended(job: JobPublic, after_step: int) -> bool:
