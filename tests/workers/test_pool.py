@@ -21,7 +21,11 @@ FAST_FAULTS = {
 }
 
 
-def long_job(epochs: int = 40_000) -> dict:
+# long enough (seconds) that a worker can be stopped or killed mid-job after a checkpoint, on a quiet machine too
+LONG_EPOCHS = 40_000
+
+
+def long_job(epochs: int = LONG_EPOCHS) -> dict:
     return tiny_regression(epochs=epochs, data={"source": "synthetic", "generator": "linear", "n": 20})
 
 
@@ -75,8 +79,8 @@ def test_four_workers_claim_each_of_200_jobs_exactly_once(make_server, tmp_path)
 
 def test_a_stalled_worker_loses_its_job_and_cannot_write_to_it(make_server, tmp_path):
     srv = make_server(workers=1, **FAST_FAULTS).start()
-    reference = srv.train(long_job(3000))
-    job = srv.submit(long_job(3000))
+    reference = srv.train(long_job(LONG_EPOCHS))
+    job = srv.submit(long_job(LONG_EPOCHS))
     wait_for_epoch(srv, job["id"], 300)
     [stalled] = worker_pids(srv.proc.pid)
     os.kill(stalled, signal.SIGSTOP)
@@ -91,8 +95,8 @@ def test_a_stalled_worker_loses_its_job_and_cannot_write_to_it(make_server, tmp_
         extra.wait(30)
     assert done["status"] == "succeeded" and done["attempt"] == 2
     after = srv.client.get(f"/v1/jobs/{job['id']}").json()
-    assert after["status"] == "succeeded" and after["attempt"] == 2 and after["progress"]["epoch"] == 3000
-    assert_contiguous_curve(srv, job["id"], 3000)
+    assert after["status"] == "succeeded" and after["attempt"] == 2 and after["progress"]["epoch"] == LONG_EPOCHS
+    assert_contiguous_curve(srv, job["id"], LONG_EPOCHS)
     assert after["metrics"]["loss"] == pytest.approx(reference["metrics"]["loss"], rel=1e-5)
 
 
@@ -117,7 +121,7 @@ def test_sigterm_hands_the_job_back_and_it_resumes_from_its_checkpoint(make_serv
 
 def test_a_killed_worker_is_replaced_and_its_job_rescued(make_server):
     srv = make_server(workers=1, **FAST_FAULTS).start()
-    job = srv.submit(long_job(4000))
+    job = srv.submit(long_job(LONG_EPOCHS))
     wait_for_epoch(srv, job["id"], 1000)
     srv.wait_until(job["id"], lambda _: srv.query("SELECT epoch FROM checkpoints WHERE job_id = :id", id=job["id"]))
     [(checkpointed,)] = srv.query("SELECT epoch FROM checkpoints WHERE job_id = :id", id=job["id"])
@@ -128,7 +132,7 @@ def test_a_killed_worker_is_replaced_and_its_job_rescued(make_server):
     assert done["attempt"] == 2
     resumed = re.search(rf"job {job['id']} resumes from its checkpoint at epoch (\d+)", srv.read_log())
     assert resumed and int(resumed.group(1)) >= checkpointed > 0
-    assert_contiguous_curve(srv, job["id"], 4000)
+    assert_contiguous_curve(srv, job["id"], LONG_EPOCHS)
     assert pid not in worker_pids(srv.proc.pid)
 
 
