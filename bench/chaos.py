@@ -4,8 +4,9 @@
 run, a random child process of `serve` (the pool's supervisor, a worker, multiprocessing's resource tracker) is
 SIGKILLed every 1-3 s for `--minutes`. Then every job must end `succeeded` with its curve whole (each epoch
 exactly once). For each kill of a process that held jobs, the time from the kill until each of those jobs was
-claimed again (or had ended) is its rescue time; the worst is compared with the bound the README promises
-(FITSERVE_LEASE_SECONDS + FITSERVE_SWEEP_SECONDS). The baseline is the same jobs with no kills, in the same run.
+back in the queue (or claimed again, or had ended) is its rescue time; the worst is compared with the bound the
+README promises (FITSERVE_LEASE_SECONDS + FITSERVE_SWEEP_SECONDS). The time until it trained again is printed too:
+it includes waiting for a worker to start. The baseline is the same jobs with no kills, in the same run.
 
     .venv/bin/python -m bench.chaos [--jobs 300] [--minutes 4] [--no-baseline]
 """
@@ -22,7 +23,7 @@ import time
 
 from bench.common import FINAL, Service, header, print_table
 from service.settings import Settings
-from tests.conftest import descendants
+from tests.conftest import descendants, is_spawned_worker, process_children
 
 EPOCHS = 20_000
 
@@ -45,30 +46,26 @@ class Chaos:
     def __init__(self, svc: Service, minutes: float):
         self.svc, self.until = svc, time.monotonic() + 60 * minutes
         self.kills: list[str] = []  # what each kill hit: pool, worker or other
-        self.rescues: list[float] = []
+        self.rescues: list[float] = []  # kill -> the job back in the queue (or claimed again, or ended)
+        self.restarts: list[float] = []  # kill -> the job claimed again (or ended)
         self.lock = threading.Lock()
         self.watchers: list[threading.Thread] = []
 
-    def workers(self) -> list[dict]:
-        return self.svc.client.get("/v1/workers").json()["workers"]
-
     def victims(self) -> dict[int, str]:
-        """Every process under `serve`, named by what it is."""
-        workers = {w["pid"] for w in self.workers()}
+        """Every process under `serve`, named by its place: the pool is a child of `serve`, workers are its children."""
+        children = process_children()
         named = {}
-        for pid in descendants(self.svc.proc.pid):
-            if pid in workers:
-                named[pid] = "worker"
-            elif workers & set(descendants(pid)):
-                named[pid] = "pool"
-            else:
-                named[pid] = "other"  # the resource tracker, or a worker not yet registered
+        for child in children.get(self.svc.proc.pid, []):
+            grandchildren = descendants(child)
+            named[child] = "pool" if is_spawned_worker(child) else "other"  # other: the resource tracker
+            named.update({pid: "worker" for pid in grandchildren})
         return named
 
     def held_jobs(self, pid: int) -> list[str]:
         """The jobs a kill of `pid` takes from their workers: its own, or, for a pool, its workers'."""
         under = set(descendants(pid)) | {pid}
-        return [w["job_id"] for w in self.workers() if w["pid"] in under and w["job_id"]]
+        workers = self.svc.client.get("/v1/workers").json()["workers"]
+        return [w["job_id"] for w in workers if w["pid"] in under and w["job_id"]]
 
     def run(self) -> None:
         while time.monotonic() < self.until:
@@ -93,12 +90,17 @@ class Chaos:
         return self.svc.client.get(f"/v1/jobs/{job_id}").json()
 
     def watch(self, job_id: str, attempt: int, killed_at: float) -> None:
-        """Until the job is claimed again (a later attempt runs) or has ended: its rescue time."""
+        """Until the job is rescued (back in the queue, claimed again, or ended), then until it trains again."""
+        rescued = None
         while True:
             job = self.job(job_id)
-            if job["attempt"] > attempt or job["status"] in FINAL:
+            again = job["attempt"] > attempt or job["status"] in FINAL
+            if rescued is None and (again or job["status"] == "queued"):
+                rescued = time.monotonic() - killed_at
+            if again:
                 with self.lock:
-                    self.rescues.append(time.monotonic() - killed_at)
+                    self.rescues.append(rescued)
+                    self.restarts.append(time.monotonic() - killed_at)
                 return
             time.sleep(0.05)
 
@@ -155,12 +157,13 @@ def main() -> None:
     calm = None if args.no_baseline else run(args.jobs, None)
     wild = run(args.jobs, args.minutes)
     chaos: Chaos = wild["chaos"]
-    rescues = sorted(chaos.rescues)
+    rescues, restarts = sorted(chaos.rescues), sorted(chaos.restarts)
     rows = [
         ["kills (pool / worker / other)", " / ".join(str(chaos.kills.count(k)) for k in ("pool", "worker", "other"))],
         ["jobs taken from a worker by a kill", len(rescues)],
         ["rescue time p50 / worst (s)", f"{statistics.median(rescues):.2f} / {rescues[-1]:.2f}" if rescues else "-"],
         ["worst rescue / promised bound", f"{rescues[-1] / bound:.2f} (bound {bound:g} s)" if rescues else "-"],
+        ["kill to training again p50 / worst (s)", f"{statistics.median(restarts):.2f} / {restarts[-1]:.2f}" if restarts else "-"],
         ["final statuses", wild["statuses"]],
         ["curves not exactly epochs 1..N", wild["broken"]],
         ["jobs claimed more than once", wild["reclaimed"]],
