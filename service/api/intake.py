@@ -21,7 +21,7 @@ from service.services.auth import KeyVerifier, Unauthorized
 from service.settings import Settings
 
 # every route under these takes an owner; the others (probes, /metrics, the dashboard, /v2 metadata) do not
-AUTHENTICATED_PREFIXES = ("/v1/", "/v2/models/")
+AUTHENTICATED_PREFIXES = ("/v1/", "/v2/models/", "/v2/repository/")
 UPLOAD_ROUTES = {("POST", "/v1/datasets")}
 OWNER_KEY = "fitserve.owner"  # the scope key the middleware leaves the caller's owner id under
 INLINE_SCAN_BYTES = 64 * 1024  # smaller bodies are scanned on the event loop: a thread hop costs more
