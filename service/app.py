@@ -34,16 +34,16 @@ async def handle_memory_error(_request: Request, exc: MemoryError) -> JSONRespon
     return JSONResponse({"detail": detail}, status_code=413)
 
 
-async def handle_pool_timeout(_request: Request, _exc: PoolTimeout) -> JSONResponse:
-    """No database connection came free within FITSERVE_DB_POOL_TIMEOUT_SECONDS: busy, not broken."""
-    detail = "the server is busy: no database connection came free in time (FITSERVE_DB_POOL_SIZE); retry shortly"
-    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
-
-
 async def handle_validation_error(_request: Request, exc: RequestValidationError) -> Response:
     """FastAPI's 422, except that a NaN or Infinity echoed as `input` is a string: JSON has no such numbers."""
     body = to_json({"detail": exc.errors()}, inf_nan_mode="strings", serialize_unknown=True)
     return Response(body, status_code=422, media_type="application/json")
+
+
+async def handle_pool_timeout(_request: Request, _exc: PoolTimeout) -> JSONResponse:
+    """No database connection came free within FITSERVE_DB_POOL_TIMEOUT_SECONDS: busy, not broken."""
+    detail = "the server is busy: no database connection came free in time (FITSERVE_DB_POOL_SIZE); retry shortly"
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
 
 
 @asynccontextmanager

@@ -112,17 +112,6 @@ class Settings(BaseSettings):
     CURVE_PAGE_POINTS: int = Field(
         100_000, ge=1, description="curve points one `/metrics` page holds at most; `next_since_step` continues it"
     )
-
-    @model_validator(mode="after")
-    def _size_memory_budgets(self) -> "Settings":
-        """Memory caps left unset are sized for this machine and its workers."""
-        machine, workers = machine_memory_bytes(), max(1, self.WORKERS or 1)
-        if self.WORKER_MEMORY_BYTES is None:
-            self.WORKER_MEMORY_BYTES = max(MIN_WORKER_MEMORY_BYTES, machine * 3 // 4 // workers)
-        if self.MAX_JOB_BYTES is None:
-            self.MAX_JOB_BYTES = (self.WORKER_MEMORY_BYTES or machine // workers) // 2
-        return self
-
     RETENTION_CHECKPOINTS: float = Field(
         0.0, ge=0, description="seconds a failed or cancelled job keeps its checkpoint (a succeeded job's goes at once)"
     )
@@ -136,6 +125,17 @@ class Settings(BaseSettings):
         4 * 1024 * 1024, ge=0,
         description="SQLite: free space in the file past which the sweeper gives it back to the file system",
     )
+
+    @model_validator(mode="after")
+    def _size_memory_budgets(self) -> "Settings":
+        """Memory caps left unset are sized for this machine and its workers."""
+        machine, workers = machine_memory_bytes(), max(1, self.WORKERS or 1)
+        if self.WORKER_MEMORY_BYTES is None:
+            self.WORKER_MEMORY_BYTES = max(MIN_WORKER_MEMORY_BYTES, machine * 3 // 4 // workers)
+        if self.MAX_JOB_BYTES is None:
+            self.MAX_JOB_BYTES = (self.WORKER_MEMORY_BYTES or machine // workers) // 2
+        return self
+
 
 # a worker's address space with torch loaded and its threads started is ~1-2 GiB before any job
 MIN_WORKER_MEMORY_BYTES = 4 * 1024**3

@@ -26,6 +26,7 @@ from service.schemas.limits import LIMITS
 from service.schemas.spec import JobSpec
 from service.services import events
 from service.services import jobs as job_service
+from service.services import lifecycle
 from service.services import predictions
 from service.services.plots import draw_curve
 from service.settings import get_settings
@@ -36,7 +37,6 @@ StatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 WaitSeconds = Annotated[
     float, Query(ge=0, le=events.MAX_WAIT_SECONDS, description="long-poll: answer once the job changes, or after this")
 ]
-from service.services import lifecycle
 # compared with INTEGER columns in SQL: past their range the database errs (a 500); here it is a 422
 SinceStep = Annotated[int, Query(ge=0, le=LIMITS.max_step, description="only points after this step")]
 
@@ -118,6 +118,13 @@ def cancel_job(job_id: str, session: SessionDep, owner: OwnerDep):
     return JobPublic.from_job(job_service.cancel_job(session, job_id, owner))
 
 
+@router.delete("/{job_id}", status_code=204, response_class=Response)
+def delete_job(job_id: str, session: SessionDep, owner: OwnerDep, cache: ModelCacheDep):
+    """The job and its curve, weights, checkpoint and alias; a running one stops at its next report (README)."""
+    cache.forget(lifecycle.delete_job(session, job_id, owner))
+    return Response(status_code=204)
+
+
 @router.put("/{job_id}/alias", response_model=JobPublic)
 def set_alias(job_id: str, body: AliasUpdate, session: SessionDep, owner: OwnerDep):
     """Name the job's model for the v2 protocol: `/v2/models/{alias}` then answers for it."""
@@ -160,13 +167,6 @@ def get_metrics_png(
 @router.get("/{job_id}/weights", response_class=Response)
 def get_weights(job_id: str, session: SessionDep, owner: OwnerDep):
     blob = job_service.read_weights(session, job_id, owner)
-@router.delete("/{job_id}", status_code=204, response_class=Response)
-def delete_job(job_id: str, session: SessionDep, owner: OwnerDep, cache: ModelCacheDep):
-    """The job and its curve, weights, checkpoint and alias; a running one stops at its next report (README)."""
-    cache.forget(lifecycle.delete_job(session, job_id, owner))
-    return Response(status_code=204)
-
-
     headers = {"Content-Disposition": f'attachment; filename="{job_id}.safetensors"'}
     return Response(blob, media_type="application/octet-stream", headers=headers)
 

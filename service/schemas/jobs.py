@@ -151,12 +151,12 @@ class DatasetPublic(BaseModel):
     created_at: datetime
 
 
-class ErrorResponse(BaseModel):
-    """Every error: a message, or for 422 a list naming each bad field."""
-
-    detail: str | list[dict[str, Any]]
 class DatasetPage(BaseModel):
     items: list[DatasetPublic]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last")
 
 
+class ErrorResponse(BaseModel):
+    """Every error: a message, or for 422 a list naming each bad field."""
+
+    detail: str | list[dict[str, Any]]
