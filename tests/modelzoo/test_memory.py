@@ -1,6 +1,5 @@
 """The memory estimate: exact where it counts (parameters), and within a small factor of a real training run."""
 
-import json
 import math
 import subprocess
 import sys
