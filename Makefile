@@ -3,7 +3,7 @@
 #   make test   install and run the tests
 PYTHON ?= python3
 VENV ?= .venv
-# The CPU build of torch keeps installs small; for CUDA: make TORCH="torch --index-url https://download.pytorch.org/whl/cu126"
+# torch==2.13.0 from the configured indexes (PyPI: the CUDA build on Linux x86-64); README shows the CPU-only and CUDA index URLs
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
