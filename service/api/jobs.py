@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from service.api.deps import ERROR_RESPONSES, ModelCacheDep, OwnerDep, SessionDep, SettingsDep
 from service.api.events import long_poll
 from service.api.idempotent import IdempotencyKeyHeader, create_once
+from service.api.routing import OffLoopJSONRoute
 from service.repositories.job_search import JobFilter
 from service.schemas.jobs import (
     AliasUpdate,
@@ -24,14 +25,12 @@ from service.schemas.jobs import (
 )
 from service.schemas.limits import LIMITS
 from service.schemas.spec import JobSpec
-from service.services import events
+from service.services import events, lifecycle, predictions
 from service.services import jobs as job_service
-from service.services import lifecycle
-from service.services import predictions
 from service.services.plots import draw_curve
 from service.settings import get_settings
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES, route_class=OffLoopJSONRoute)
 
 StatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 WaitSeconds = Annotated[

@@ -6,12 +6,13 @@ from fastapi import APIRouter, Query, Response
 
 from service.api.deps import ERROR_RESPONSES, ModelCacheDep, OwnerDep, SessionDep, SettingsDep
 from service.api.idempotent import IdempotencyKeyHeader, create_once
+from service.api.routing import OffLoopJSONRoute
 from service.schemas.limits import LIMITS
 from service.schemas.sweeps import SweepCreate, SweepPage, SweepPublic
 from service.services import lifecycle
 from service.services import sweeps as sweep_service
 
-router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"], responses=ERROR_RESPONSES, route_class=OffLoopJSONRoute)
 
 
 @router.post("", status_code=201, response_model=SweepPublic)
