@@ -15,20 +15,25 @@ from tests.specs import example
 
 # Trains the spec for one epoch in a fresh process, through the workers' own data loading and Trainer,
 # and prints how far the peak resident memory rose past the process's after imports.
+# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child of a big pytest process would start
+# from its parent's peak.
 MEASURE = """
-import json, resource, sys
+import json, sys
 import torch
 torch.set_num_threads(1)
 from modelzoo import build_network
 from service.schemas.spec import CNNModel, JobSpec
 from workers.data import load_data
 from workers.trainer import Callbacks, Trainer, seed_network_init
+def peak():
+    line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+    return int(line.split()[1])
 spec = JobSpec.model_validate(json.loads(sys.argv[1]))
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak()
 seed_network_init(0)
 net = build_network(spec.model)
 Trainer(spec, net, load_data(spec, None), torch.device("cpu"), Callbacks(report=lambda *_: True)).run()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+print((peak() - before) * 1024)
 """
 
 
