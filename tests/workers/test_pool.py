@@ -103,20 +103,20 @@ def test_a_stalled_worker_loses_its_job_and_cannot_write_to_it(make_server, tmp_
 
 def test_sigterm_hands_the_job_back_and_it_resumes_from_its_checkpoint(make_server):
     srv = make_server(workers=1, **FAST_FAULTS).start()
-    reference = srv.train(long_job(10_000))  # the same job, never interrupted
-    job = srv.submit(long_job(10_000))
+    reference = srv.train(long_job())  # the same job, never interrupted
+    job = srv.submit(long_job())
     wait_for_epoch(srv, job["id"], 500)
     started = time.monotonic()
     assert srv.stop(signal.SIGTERM) == 0
     assert time.monotonic() - started < 15
     [(status, epoch)] = srv.query("SELECT status, epoch FROM jobs WHERE id = :id", id=job["id"])
     [(checkpoint_epoch,)] = srv.query("SELECT epoch FROM checkpoints WHERE job_id = :id", id=job["id"])
-    assert status == "queued" and 0 < checkpoint_epoch == epoch < 10_000
+    assert status == "queued" and 0 < checkpoint_epoch == epoch < LONG_EPOCHS
 
     srv.start()
     done = srv.wait_for(job["id"])
     assert done["status"] == "succeeded" and done["attempt"] == 2
-    assert_contiguous_curve(srv, job["id"], 10_000)
+    assert_contiguous_curve(srv, job["id"], LONG_EPOCHS)
     assert done["metrics"]["loss"] == pytest.approx(reference["metrics"]["loss"], rel=1e-5)
 
 

@@ -247,7 +247,7 @@ def test_a_sweep_page_shows_its_leaderboard_and_compares_its_members(served, pag
     rows = page.locator(".sweep tbody tr")
     expect(rows).to_have_count(3)
     expect(rows.first).to_contain_text("lr=")
-    expect(page.locator(".sweep [role=status]")).to_contain_text("ranked by loss")
+    expect(page.locator(".sweep .note[role=status]")).to_contain_text("ranked by loss")
     screenshot(page, "sweep")
     page.get_by_role("link", name="Compare the best members").click()
     expect(page).to_have_url(re.compile("#/compare/"))
