@@ -234,6 +234,22 @@ def server(tmp_path_factory, databases) -> Server:
     databases.drop(srv.db_url)
 
 
+def keyed_server(tmp_path_factory, databases: Databases, name: str, **env: str):
+    """A module's server with one worker and keys for alice and bob (`srv.keys`); stopped and dropped after."""
+    path = tmp_path_factory.mktemp(name) / "fitserve.db"
+    srv = Server(path, workers=1, db_url=databases.create(path), **env)
+    srv.keys = {who: srv.create_key(who) for who in ("alice", "bob")}
+    srv.start()
+    yield srv
+    srv.stop()
+    databases.drop(srv.db_url)
+
+
+def as_(srv: Server, who: str) -> dict:
+    """The Authorization header of `who`'s key on `srv`."""
+    return {"Authorization": f"Bearer {srv.keys[who]}"}
+
+
 @pytest.fixture
 def make_server(tmp_path, databases):
     """Start servers of a test's own, on its own database (one per `db_name`); all are stopped at the end."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import FINAL
+from tests.conftest import FINAL, as_, keyed_server
 from tests.specs import tiny_regression
 
 CSV = b"x1,x2,y\n" + b"".join(f"{i / 60},{i % 7 / 7},{i / 30 + 1}\n".encode() for i in range(60))
@@ -19,20 +19,8 @@ OWNED = ("metric_chunks", "job_weights", "checkpoints")
 
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory, databases):
-    """A server with one worker and keys for alice and bob; checkpoints every half second."""
-    from tests.conftest import Server
-
-    path = tmp_path_factory.mktemp("delete") / "fitserve.db"
-    srv = Server(path, workers=1, db_url=databases.create(path), FITSERVE_CHECKPOINT_SECONDS="0.3")
-    srv.keys = {"alice": srv.create_key("alice"), "bob": srv.create_key("bob")}
-    srv.start()
-    yield srv
-    srv.stop()
-    databases.drop(srv.db_url)
-
-
-def as_(srv, who: str) -> dict:
-    return {"Authorization": f"Bearer {srv.keys[who]}"}
+    """A server with one worker and keys for alice and bob; checkpoints every 0.3 s."""
+    yield from keyed_server(tmp_path_factory, databases, "delete", FITSERVE_CHECKPOINT_SECONDS="0.3")
 
 
 def submit(srv, who: str, spec: dict, **headers) -> dict:

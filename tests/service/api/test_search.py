@@ -4,25 +4,14 @@ import time
 
 import pytest
 
+from tests.conftest import as_, keyed_server
 from tests.specs import tiny_regression
 
 
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory, databases):
     """A server with one worker, keys for alice and bob, and at most 4 tags a job."""
-    from tests.conftest import Server
-
-    path = tmp_path_factory.mktemp("search") / "fitserve.db"
-    srv = Server(path, workers=1, db_url=databases.create(path), FITSERVE_MAX_TAGS="4")
-    srv.keys = {"alice": srv.create_key("alice"), "bob": srv.create_key("bob")}
-    srv.start()
-    yield srv
-    srv.stop()
-    databases.drop(srv.db_url)
-
-
-def as_(srv, who: str) -> dict:
-    return {"Authorization": f"Bearer {srv.keys[who]}"}
+    yield from keyed_server(tmp_path_factory, databases, "search", FITSERVE_MAX_TAGS="4")
 
 
 def submit(srv, who: str, spec: dict) -> dict:

@@ -6,6 +6,7 @@ from datetime import time as midnight_time
 
 import pytest
 
+from tests.conftest import as_, keyed_server
 from tests.specs import tiny_regression
 
 CSV = b"x,y\n" + b"".join(f"{i / 40},{i / 20 + 1}\n".encode() for i in range(40))
@@ -20,20 +21,7 @@ BLOBS = {
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory, databases):
     """Keys for alice and bob; failed and cancelled jobs keep their checkpoints an hour."""
-    from tests.conftest import Server
-
-    path = tmp_path_factory.mktemp("usage") / "fitserve.db"
-    srv = Server(path, workers=1, db_url=databases.create(path), FITSERVE_CHECKPOINT_SECONDS="0.3",
-                 FITSERVE_RETENTION_CHECKPOINTS="3600")
-    srv.keys = {"alice": srv.create_key("alice"), "bob": srv.create_key("bob")}
-    srv.start()
-    yield srv
-    srv.stop()
-    databases.drop(srv.db_url)
-
-
-def as_(srv, who: str) -> dict:
-    return {"Authorization": f"Bearer {srv.keys[who]}"}
+    yield from keyed_server(tmp_path_factory, databases, "usage", FITSERVE_CHECKPOINT_SECONDS="0.3", FITSERVE_RETENTION_CHECKPOINTS="3600")
 
 
 def when(value) -> datetime:
