@@ -7,8 +7,9 @@ from modelzoo.cnn import build_cnn
 from modelzoo.layers import OUTPUT_ACTIVATIONS
 from modelzoo.linear import build_linear
 from modelzoo.mlp import build_mlp
+from modelzoo.sequential import build_sequential
 
-BUILDERS = {"linear": build_linear, "mlp": build_mlp, "cnn": build_cnn}
+BUILDERS = {"linear": build_linear, "mlp": build_mlp, "cnn": build_cnn, "sequential": build_sequential}
 
 
 def build_network(spec) -> nn.Sequential:

@@ -67,18 +67,25 @@ def format_bytes(n: int) -> str:
     return f"{n:.1f} TiB"
 
 
-def dense_layers(widths: list[int], activation_after_last: bool = False) -> list[Layer]:
-    """Linear layers through `widths` and the activation between them (as modelzoo.layers.dense_stack)."""
+def dense_layers(
+    widths: list[int], activation_after_last: bool = False, dropout: list[float] | None = None, batch_norm: bool = False
+) -> list[Layer]:
+    """Linear layers through `widths` and what follows each hidden one (as modelzoo.layers.dense_stack)."""
     layers = []
     for i, (a, b) in enumerate(zip(widths, widths[1:])):
         layers.append(Layer(out=b, multiply_adds=a * b))
-        if i < len(widths) - 2 or activation_after_last:
+        hidden = i < len(widths) - 2
+        if hidden and batch_norm:
             layers.append(Layer(out=b))
+        if hidden or activation_after_last:
+            layers.append(Layer(out=b))
+        if hidden and dropout and dropout[i] > 0:
+            layers.append(Layer(out=2 * b))  # its output and the mask kept for the backward pass
     return layers
 
 
 def conv_layers(model) -> list[Layer]:
-    """Conv, activation and pool of each block; map sizes as nn.Conv2d and nn.MaxPool2d compute them."""
+    """Conv, batch norm, activation and pool of each block; map sizes as nn.Conv2d and nn.MaxPool2d compute them."""
     layers = []
     c, (h, w) = model.in_channels, model.input_size
     for block in model.conv:
@@ -86,6 +93,8 @@ def conv_layers(model) -> list[Layer]:
         h, w = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
         positions = block.out_channels * h * w
         layers.append(Layer(out=positions, multiply_adds=positions * c * k * k))
+        if getattr(model, "batch_norm", False):
+            layers.append(Layer(out=positions))
         layers.append(Layer(out=positions))  # the activation
         if block.pool is not None:
             h, w = h // block.pool.size, w // block.pool.size
@@ -95,32 +104,90 @@ def conv_layers(model) -> list[Layer]:
     return layers
 
 
+def sequential_layers(model) -> list[Layer]:
+    """One tensor per layer of a `sequential` stack, sizes followed as its spec checked them."""
+    shape, layers = tuple(model.input_shape), []
+    for layer in model.layers:
+        kind, size = layer.kind, math.prod(shape)
+        if kind == "linear":
+            shape = (layer.out_features,)
+            layers.append(Layer(out=layer.out_features, multiply_adds=size * layer.out_features))
+            continue
+        if kind == "conv2d":
+            k, s, p = layer.kernel_size, layer.stride, layer.padding
+            shape = (layer.out_channels, (shape[1] + 2 * p - k) // s + 1, (shape[2] + 2 * p - k) // s + 1)
+            layers.append(Layer(out=math.prod(shape), multiply_adds=math.prod(shape) * size // shape[0] * k * k))
+            continue
+        if kind in ("max_pool", "avg_pool"):
+            shape = (shape[0], shape[1] // layer.size, shape[2] // layer.size)
+            pooled = math.prod(shape)
+            layers.append(Layer(out=pooled, indices=pooled if kind == "max_pool" else 0))
+        elif kind == "dropout":
+            layers.append(Layer(out=2 * size))  # its output and the mask
+        elif kind != "flatten":  # flatten is a view; batch norm and activations make one tensor
+            layers.append(Layer(out=size))
+    return layers
+
+
 def network_layers(model) -> list[Layer]:
     """Every tensor the network's forward pass makes, in order, the (transformed) input first."""
-    if model.kind == "cnn":
+    if model.kind == "sequential":
+        layers = [Layer(out=math.prod(model.input_shape)), *sequential_layers(model)]
+    elif model.kind == "cnn":
         convs = conv_layers(model)
         flat = convs[-1].out
         layers = [Layer(out=model.in_channels * math.prod(model.input_size)), *convs]
-        layers += dense_layers([flat, *model.hidden, model.out_features])
+        layers += dense_layers([flat, *model.hidden, model.out_features], False, *layer_options(model))
     else:
         hidden = model.hidden if model.kind == "mlp" else []
-        layers = [Layer(out=model.in_features), *dense_layers([model.in_features, *hidden, model.out_features])]
+        dense = dense_layers([model.in_features, *hidden, model.out_features], False, *layer_options(model))
+        layers = [Layer(out=model.in_features), *dense]
     if model.output_activation is not None:
         layers.append(Layer(out=model.out_features))
     return layers
 
 
+def layer_options(model) -> tuple[list[float] | None, bool]:
+    """Dropout rates per hidden layer and batch norm, for the families that have them."""
+    if model.kind not in ("mlp", "cnn"):
+        return None, False
+    return model.dropout_rates(len(model.hidden)), model.batch_norm
+
+
 def count_parameters(model) -> int:
-    """Weights and biases of the network the spec describes."""
+    """Weights and biases (and batch norm's scales and shifts) of the network the spec describes."""
+    if model.kind == "sequential":
+        return sequential_parameters(model)
+    norms = 2 * sum(model.hidden) if model.kind in ("mlp", "cnn") and model.batch_norm else 0
     if model.kind != "cnn":
         widths = [model.in_features, *(model.hidden if model.kind == "mlp" else []), model.out_features]
-        return sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+        return norms + sum((a + 1) * b for a, b in zip(widths, widths[1:]))
     total, c = 0, model.in_channels
     for block in model.conv:
         total += block.out_channels * (c * block.kernel_size**2 + 1)
+        total += 2 * block.out_channels if model.batch_norm else 0
         c = block.out_channels
     widths = [conv_layers(model)[-1].out, *model.hidden, model.out_features]
-    return total + sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+    return norms + total + sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+
+
+def sequential_parameters(model) -> int:
+    total, shape = 0, tuple(model.input_shape)
+    for layer in model.layers:
+        if layer.kind == "linear":
+            total += (shape[0] + 1) * layer.out_features
+            shape = (layer.out_features,)
+        elif layer.kind == "conv2d":
+            total += layer.out_channels * (shape[0] * layer.kernel_size**2 + 1)
+            k, s, p = layer.kernel_size, layer.stride, layer.padding
+            shape = (layer.out_channels, (shape[1] + 2 * p - k) // s + 1, (shape[2] + 2 * p - k) // s + 1)
+        elif layer.kind == "batch_norm":
+            total += 2 * shape[0]
+        elif layer.kind in ("max_pool", "avg_pool"):
+            shape = (shape[0], shape[1] // layer.size, shape[2] // layer.size)
+        elif layer.kind == "flatten":
+            shape = (math.prod(shape),)
+    return total
 
 
 def training_bytes_per_row(model) -> int:
@@ -156,10 +223,12 @@ def estimate_training(spec, n_rows: int, sample_size: int, target_width: int) ->
     if spec.early_stopping is not None:
         weights += params  # the best epoch's weights
     n_val = int(round(n_rows * spec.data.validation_fraction))
-    n_train = n_rows - n_val
+    n_test = int(round(n_rows * getattr(spec.data, "test_fraction", 0.0)))
+    n_train = max(1, n_rows - n_val - n_test)
     rows = n_train if spec.batch_size is None else min(spec.batch_size, n_train)
     step = rows * training_bytes_per_row(spec.model)
-    evaluation = n_val * forward_bytes_per_row(spec.model)  # held-out rows go through in one pass, no gradients
+    # held-out rows go through in one pass, no gradients (the test split at the final evaluation)
+    evaluation = max(n_val, n_test) * forward_bytes_per_row(spec.model)
     data = n_rows * (sample_size + target_width) * FLOAT_BYTES * DATA_COPIES
     return TrainingEstimate(
         weights=weights * FLOAT_BYTES, activations=max(step, evaluation), data=data, rows_per_step=rows

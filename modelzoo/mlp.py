@@ -1,4 +1,4 @@
-"""Multi-layer perceptron: dense layers with a non-linearity between them."""
+"""Multi-layer perceptron: dense layers with a non-linearity (and optional batch norm, dropout) between them."""
 
 from torch import nn
 
@@ -7,4 +7,5 @@ from modelzoo.layers import InputTransform, dense_stack
 
 def build_mlp(spec) -> nn.Sequential:
     widths = [spec.in_features, *spec.hidden, spec.out_features]
-    return nn.Sequential(InputTransform((spec.in_features,)), *dense_stack(widths, spec.activation))
+    hidden = dense_stack(widths, spec.activation, spec.dropout_rates(len(spec.hidden)), spec.batch_norm)
+    return nn.Sequential(InputTransform((spec.in_features,)), *hidden)

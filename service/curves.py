@@ -17,7 +17,7 @@ import numpy as np
 
 INTEGER = ("step", "epoch")
 REQUIRED = ("step", "epoch", "loss")
-OPTIONAL = ("val_loss", "accuracy", "val_accuracy")
+OPTIONAL = ("val_loss", "accuracy", "val_accuracy", "lr")  # lr: jobs with a schedule
 DTYPES = {name: np.dtype("<i8") if name in INTEGER else np.dtype("<f8") for name in REQUIRED + OPTIONAL}
 FIELDS = REQUIRED + OPTIONAL
 
@@ -30,6 +30,7 @@ class CurvePoint:
     val_loss: float | None = None
     accuracy: float | None = None
     val_accuracy: float | None = None
+    lr: float | None = None
 
     def as_dict(self) -> dict:
         return {name: getattr(self, name) for name in FIELDS}
@@ -49,6 +50,7 @@ class Columns:
     val_loss: list[float | None] | None = None
     accuracy: list[float] | None = None
     val_accuracy: list[float] | None = None
+    lr: list[float] | None = None
 
     @classmethod
     def from_dicts(cls, points: Sequence[dict]) -> Columns:

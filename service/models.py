@@ -99,6 +99,8 @@ class Job(Base):
     stopped_early_at: Mapped[int | None] = mapped_column(Integer)
     best_epoch: Mapped[int | None] = mapped_column(Integer)
     best_metrics: Mapped[dict | None] = mapped_column(JSON)
+    # the kept weights measured on the held-out splits as training ended (modelzoo/metrics.py)
+    evaluation: Mapped[dict | None] = mapped_column(JSON)
     attempt: Mapped[int] = mapped_column(Integer, default=0)  # 1 on the first claim
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     worker_id: Mapped[str | None] = mapped_column(String(64))

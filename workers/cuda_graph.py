@@ -141,7 +141,7 @@ class GraphedEpochs:
             if val_correct is not None:
                 into[3].append(val_correct)
         if t.early is not None and self.inside and epoch is not None:
-            t.early.observe(loss, val_loss, epoch, t.step_fn.params)
+            t.early.observe(loss, val_loss, epoch, t.step_fn.kept)
 
     def keep_records(self, start: int, step: int) -> None:
         """Copy the replay's figures out of the graph's buffers, which the next replay overwrites."""
@@ -155,4 +155,4 @@ class GraphedEpochs:
         steps = [step + (e - start) * per_epoch for e in epochs]
         t.records.add(epochs, steps, loss, correct, val_loss, val_correct)
         if t.early is not None and not self.inside:  # one recorded epoch, at the replay's end: its weights are here
-            t.early.observe(loss[-1], val_loss, epochs[-1], t.step_fn.params)
+            t.early.observe(loss[-1], val_loss, epochs[-1], t.step_fn.kept)

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modelzoo.layers import has_modal_layers
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -58,6 +60,12 @@ class Step:
         self.layers = [module.forward for module in net[1:]]  # net[0], the input transform, ran on the data
         self.loss = make_loss(spec)
         self.params = [p for p in net.parameters() if p.requires_grad]
+        self.net = net
+        # dropout and batch norm: train mode for steps, eval mode for held-out rows
+        self.modal = has_modal_layers(net)
+        # what the kept (best) weights are: the parameters, and batch norm's running statistics
+        self.kept = self.params + [b for name, b in net.named_buffers() if name.endswith(("running_mean", "running_var"))]
+        self.clip = spec.optimizer.clip_grad_norm
         self.optimizer = optimizer
         self.lr = plain_sgd_lr(optimizer)
         self.classify = spec.task == "classification"
@@ -73,6 +81,8 @@ class Step:
         out = self.forward(x)
         loss = self.loss(out, y)
         grads = torch.autograd.grad(loss, self.params)
+        if self.clip is not None:
+            grads = clip_grad_norm(grads, self.clip)
         self.update(grads)
         return loss.detach(), out.detach()
 
@@ -90,9 +100,20 @@ class Step:
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Loss (and correct count, when classifying) on held-out rows, without training."""
+        """Loss (and correct count, when classifying) on held-out rows, without training, in eval mode."""
+        if self.modal:
+            self.net.eval()
         out = self.forward(x)
+        if self.modal:
+            self.net.train()
         return self.loss(out, y), (self.correct(out, y) if self.classify else None)
+
+
+def clip_grad_norm(grads: tuple[torch.Tensor, ...], max_norm: float) -> list[torch.Tensor]:
+    """torch.nn.utils.clip_grad_norm_'s scaling, on gradients that are not `.grad` yet; no host sync."""
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    return torch._foreach_mul(grads, scale)
 
 
 class Batches:

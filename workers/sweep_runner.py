@@ -28,6 +28,7 @@ from workers.batched import BatchedTrainer
 from workers.checkpoints import state_from_bytes, state_to_bytes
 from workers.data import load_data
 from workers.devices import resolve_device
+from workers.evaluation import evaluate_splits
 from workers.steps import transform_rows
 from workers.trainer import Callbacks, Trainer, fit_standardization, seed_network_init
 from workers.worker import Attempt, fetch_dataset, run_attempt
@@ -164,15 +165,16 @@ def run_batched(group: list[Job], saved: dict, worker_id: str, settings: Setting
     states = [saved[job.id] for job in group]
     if all(states):
         trainer.load_member_states([state_from_bytes(c.data) for c in states])
-    BatchedRun(group, specs, trainer, worker_id, settings, shutdown).run(str(device), note)
+    BatchedRun(group, specs, trainer, worker_id, settings, shutdown, list(datas)).run(str(device), note)
     return True
 
 
 class BatchedRun:
     """The loop around a BatchedTrainer: reports, checkpoints, divergence and stops, member by member."""
 
-    def __init__(self, group, specs, trainer: BatchedTrainer, worker_id, settings: Settings, shutdown):
+    def __init__(self, group, specs, trainer: BatchedTrainer, worker_id, settings: Settings, shutdown, datas):
         self.group, self.specs, self.trainer, self.settings = group, specs, trainer, settings
+        self.datas = datas  # each member's splits: its held-out ones are measured as it finishes
         self.attempts = [Attempt(job, worker_id, settings, shutdown) for job in group]
         self.active = set(range(len(group)))
         self.records = []
@@ -276,6 +278,7 @@ class BatchedRun:
                 "job_id": self.attempts[k].job_id,
                 "attempt": self.attempts[k].attempt,
                 "weights": weights_to_bytes(net, self.group[k].spec),
+                "evaluation": evaluate_splits(net, self.datas[k], self.specs[k]),
                 **(early.outcome(k, epochs) if early is not None else {}),
             }
             for k, net in nets.items()

@@ -21,6 +21,7 @@ from service.curves import Columns
 from workers.cuda_graph import GraphedEpochs, can_graph
 from workers.data import TrainingData
 from workers.early_stopping import EarlyStopping
+from workers.schedules import LearningRates, eager_reason
 from workers.steps import Batches, Step, transform_rows
 
 CHUNK = 4096  # recorded epochs kept on the device before a report is forced
@@ -75,6 +76,7 @@ class Records:
     correct: list[torch.Tensor] = field(default_factory=list)
     val_loss: list[torch.Tensor] = field(default_factory=list)
     val_correct: list[torch.Tensor] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)  # host numbers, with a schedule only
 
     def add(self, epochs: list[int], steps: list[int], loss, correct=None, val_loss=None, val_correct=None) -> None:
         self.epochs += epochs
@@ -89,7 +91,7 @@ class Records:
         return torch.cat([v.reshape(-1) for v in values]).tolist() if values else None
 
     def clear(self) -> None:
-        for values in (self.epochs, self.steps, self.loss, self.correct, self.val_loss, self.val_correct):
+        for values in (self.epochs, self.steps, self.loss, self.correct, self.val_loss, self.val_correct, self.lr):
             values.clear()
 
 
@@ -105,11 +107,12 @@ class Trainer:
         n = len(data.x_train)
         self.batch_size = n if spec.batch_size is None else min(spec.batch_size, n)
         self.batches = Batches(n, self.batch_size, spec.loss, device)
-        graphed = graphs and can_graph(self.batches, device)
+        graphed = graphs and can_graph(self.batches, device) and eager_reason(spec, net) is None
         self.optimizer = make_optimizer(spec, net.parameters(), capturable=graphed)
         self.step_fn = Step(spec, net, self.optimizer)
+        self.rates = LearningRates(spec, self.optimizer, self.step_fn, self.val) if spec.optimizer.schedule else None
         self.records = Records()
-        self.early = EarlyStopping(spec, self.val, self.step_fn.params) if spec.early_stopping else None
+        self.early = EarlyStopping(spec, self.val, self.step_fn.kept) if spec.early_stopping else None
         self.gen = torch.Generator(device=device).manual_seed(spec.seed)
         self.graph = GraphedEpochs(self) if graphed else None
         self.x = self.x_val = None  # the transformed rows, made when `run` starts
@@ -128,6 +131,8 @@ class Trainer:
         }
         if self.early is not None:
             state["early_stopping"] = self.early.state()
+        if self.rates is not None:
+            state["schedule"] = self.rates.state()
         return state
 
     def load_state(self, state: dict) -> None:
@@ -137,6 +142,8 @@ class Trainer:
         self.gen.set_state(state["rng"])
         if self.early is not None and "early_stopping" in state:
             self.early.load_state(state["early_stopping"])
+        if self.rates is not None:
+            self.rates.load_state(state.get("schedule"))
 
     # ------------------------------------------------------------ loop
 
@@ -153,6 +160,8 @@ class Trainer:
         while self.progress.epoch < epochs:
             if self.graph is None or not self.graph.replay():
                 epoch = self.progress.epoch + 1
+                if self.rates is not None:
+                    self.rates.start_epoch(epoch)
                 if not self.train_epoch(self.is_recorded(epoch)):
                     # stopped inside the epoch: the epochs before it keep their points; no checkpoint of
                     # half an epoch, so a resumed attempt starts again from the last checkpoint
@@ -182,7 +191,7 @@ class Trainer:
     def restore_best(self) -> None:
         """With early stopping, the job keeps its best recorded epoch's weights."""
         if self.early is not None and self.early.has_best():
-            torch._foreach_copy_(self.step_fn.params, self.early.weights)
+            torch._foreach_copy_(self.step_fn.kept, self.early.weights)
 
     def early_outcome(self) -> dict | None:
         """Where early stopping stopped the job and which epoch it kept; None without early stopping."""
@@ -223,8 +232,11 @@ class Trainer:
         correct = self.step_fn.correct(out, y) if self.classify else None
         val_loss, val_correct = self.step_fn.evaluate(self.x_val, self.data.y_val) if self.val else (None, None)
         self.records.add([self.progress.epoch + 1], [self.progress.step], loss, correct, val_loss, val_correct)
+        if self.rates is not None:
+            self.records.lr.append(self.rates.current)
+            self.rates.observe(loss, val_loss)
         if self.early is not None:
-            self.early.observe(loss, val_loss, self.progress.epoch + 1, self.step_fn.params)
+            self.early.observe(loss, val_loss, self.progress.epoch + 1, self.step_fn.kept)
 
     def flush(self) -> bool:
         """One read-back: turn the recorded epochs into points and report them.
@@ -258,6 +270,7 @@ class Trainer:
             accuracy=None if correct is None else [c / n for c in correct],
             val_loss=None if val_losses is None else finite_or_none(val_losses),
             val_accuracy=None if val_correct is None else [c / n_val for c in val_correct],
+            lr=list(rec.lr) if rec.lr else None,
         )
         rec.clear()
         return points

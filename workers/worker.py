@@ -23,6 +23,7 @@ from service.settings import Settings
 from workers.checkpoints import state_from_bytes, state_to_bytes
 from workers.data import load_data
 from workers.devices import resolve_device
+from workers.evaluation import evaluate_splits
 from workers.trainer import Callbacks, Diverged, Progress, Trainer, fit_standardization, seed_network_init
 
 log = logging.getLogger("fitserve.worker")
@@ -90,13 +91,14 @@ class Attempt:
             job_repo.save_checkpoint(s, self.job_id, self.worker_id, self.attempt, state["epoch"], blob)
 
     def finish(
-        self, status: JobStatus, error: str | None = None, weights: bytes | None = None, early: dict | None = None
+        self, status: JobStatus, error: str | None = None, weights: bytes | None = None, early: dict | None = None,
+        evaluation: dict | None = None,
     ) -> None:
         """End the attempt; `early` is what early stopping decided (Trainer.early_outcome)."""
         with session_scope() as s:
             if early is not None:
                 job_repo.record_early_stopping(s, self.job_id, self.worker_id, self.attempt, **early)
-            job_repo.finish_job(s, self.job_id, self.worker_id, self.attempt, status, error, weights)
+            job_repo.finish_job(s, self.job_id, self.worker_id, self.attempt, status, error, weights, evaluation)
 
 
 def fetch_dataset(dataset_id: str) -> bytes:
@@ -161,7 +163,8 @@ def run_attempt(
     reason = attempt.stop_reason() if not finished else None
     if finished:
         weights = weights_to_bytes(trainer.net, job.spec)  # the best epoch's, with early stopping
-        attempt.finish(JobStatus.SUCCEEDED, weights=weights, early=trainer.early_outcome())
+        evaluation = evaluate_splits(trainer.net, trainer.data, trainer.spec)
+        attempt.finish(JobStatus.SUCCEEDED, weights=weights, early=trainer.early_outcome(), evaluation=evaluation)
     elif reason == "cancelled":
         attempt.finish(JobStatus.CANCELLED, "cancelled on request")
     elif reason == "shutdown":

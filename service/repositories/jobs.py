@@ -164,12 +164,13 @@ def finish_job(
     status: JobStatus,
     error: str | None = None,
     weights: bytes | None = None,
+    evaluation: dict | None = None,
 ) -> bool:
-    """Close an attempt: final status, error and weights; False when the job is no longer ours."""
+    """Close an attempt: final status, error, weights and evaluation; False when the job is no longer ours."""
     done = session.execute(
         update(Job)
         .where(_ours(job_id, worker_id, attempt))
-        .values(status=status, error=error, finished_at=utcnow(), lease_expires_at=None)
+        .values(status=status, error=error, finished_at=utcnow(), lease_expires_at=None, evaluation=evaluation)
         .returning(Job.id)
     ).scalar()
     if done is None:

@@ -56,7 +56,16 @@ Numbers = TypeAliasType(
 
 class DataBase(Strict):
     validation_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    test_fraction: float = Field(
+        0.0, ge=0.0, lt=1.0, description="rows set aside for the final evaluation: never trained on, never monitored"
+    )
     standardize: bool = False
+
+    @model_validator(mode="after")
+    def _check_fractions(self):
+        if self.validation_fraction + self.test_fraction >= 1.0:
+            raise ValueError("validation_fraction + test_fraction must be below 1: rows must be left to train on")
+        return self
 
 
 class InlineData(DataBase):

@@ -26,6 +26,7 @@ class MetricPointPublic(BaseModel):
     val_loss: float | None = None
     accuracy: float | None = None
     val_accuracy: float | None = None
+    lr: float | None = Field(None, description="the learning rate the epoch trained at (jobs with a schedule)")
 
 
 class JobPublic(BaseModel):
@@ -47,6 +48,11 @@ class JobPublic(BaseModel):
     )
     best_epoch: int | None = Field(None, description="early stopping: the recorded epoch whose weights the job kept")
     best_metrics: MetricPointPublic | None = Field(None, description="early stopping: the curve point at best_epoch")
+    evaluation: dict[str, Any] | None = Field(
+        None,
+        description="the kept weights measured on the held-out splits as training ended: "
+        '{"validation": measures | null, "test": measures | null} (see POST /v1/jobs/{id}/evaluate)',
+    )
     device: str | None
     node: str | None = Field(None, description="the host, or Ray node id, that ran the latest attempt")
     execution: str | None = Field(
@@ -77,6 +83,7 @@ class JobPublic(BaseModel):
             stopped_early_at=job.stopped_early_at,
             best_epoch=job.best_epoch,
             best_metrics=job.best_metrics,
+            evaluation=job.evaluation,
             device=job.device,
             node=job.node,
             execution=job.execution,

@@ -12,7 +12,9 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, model_validator
 
 from service.schemas.data import DataShape, DataSpec, Strict
+from service.schemas.layers import Activation, DropoutRate, OutputActivation, SequentialBase, sequential_parameters
 from service.schemas.limits import LIMITS
+from service.schemas.schedules import Schedule
 
 PositiveInt = Annotated[int, Field(ge=1)]
 Width = Annotated[int, Field(ge=1, le=LIMITS.max_layer_width)]
@@ -59,8 +61,27 @@ class DefaultInit(Strict):
 
 
 Init = Annotated[Union[UniformInit, ZerosInit, DefaultInit], Field(discriminator="kind")]
-Activation = Literal["relu", "tanh", "sigmoid"]
-OutputActivation = Literal["sigmoid", "softmax"]
+# one rate for every hidden layer, or one per hidden layer
+Dropout = DropoutRate | list[DropoutRate]
+
+
+class HiddenLayerOptions(Strict):
+    """Dropout after, and batch norm before, the activation of each hidden layer (conv blocks: batch norm only)."""
+
+    dropout: Dropout | None = Field(None, description="rate (0 <= rate < 1) after each hidden layer, or one per layer")
+    batch_norm: bool = False
+
+    def dropout_rates(self, hidden: int) -> list[float]:
+        """The rate after each of `hidden` hidden layers (0: none)."""
+        if self.dropout is None:
+            return [0.0] * hidden
+        return list(self.dropout) if isinstance(self.dropout, list) else [self.dropout] * hidden
+
+    def check_dropout(self, hidden: int) -> None:
+        if isinstance(self.dropout, list) and len(self.dropout) != hidden:
+            raise ValueError(f"dropout lists {len(self.dropout)} rates for {hidden} hidden layers")
+        if self.dropout is not None and hidden == 0:
+            raise ValueError("dropout acts after hidden layers; this model has none")
 
 
 class LinearModel(Strict):
@@ -71,7 +92,7 @@ class LinearModel(Strict):
     init: Init | None = None
 
 
-class MLPModel(Strict):
+class MLPModel(HiddenLayerOptions):
     kind: Literal["mlp"]
     in_features: Width
     hidden: list[Width] = Field(min_length=1, max_length=LIMITS.max_layers)
@@ -79,6 +100,11 @@ class MLPModel(Strict):
     activation: Activation = "relu"
     output_activation: OutputActivation | None = None
     init: Init | None = None
+
+    @model_validator(mode="after")
+    def _check_dropout(self) -> MLPModel:
+        self.check_dropout(len(self.hidden))
+        return self
 
 
 class PoolSpec(Strict):
@@ -94,7 +120,7 @@ class ConvLayer(Strict):
     pool: PoolSpec | None = None
 
 
-class CNNModel(Strict):
+class CNNModel(HiddenLayerOptions):
     kind: Literal["cnn"]
     in_channels: Annotated[int, Field(ge=1, le=64)]
     input_size: tuple[Annotated[int, Field(ge=1, le=512)], Annotated[int, Field(ge=1, le=512)]]
@@ -108,6 +134,7 @@ class CNNModel(Strict):
     @model_validator(mode="after")
     def _check_shapes(self) -> CNNModel:
         self.feature_map_shapes()
+        self.check_dropout(len(self.hidden))
         return self
 
     def feature_map_shapes(self) -> list[tuple[int, int, int]]:
@@ -128,11 +155,33 @@ class CNNModel(Strict):
         return shapes
 
 
-ModelSpec = Annotated[Union[LinearModel, MLPModel, CNNModel], Field(discriminator="kind")]
+class SequentialModel(SequentialBase):
+    init: Init | None = None
 
 
-def count_parameters(model: LinearModel | MLPModel | CNNModel) -> int:
-    """Trainable parameter count of the network the spec describes (weights and biases)."""
+ModelSpec = Annotated[Union[LinearModel, MLPModel, CNNModel, SequentialModel], Field(discriminator="kind")]
+
+
+def model_input_shape(model) -> tuple[int, ...]:
+    """One sample's shape as the network takes it."""
+    if isinstance(model, CNNModel):
+        return (model.in_channels, *model.input_size)
+    if isinstance(model, SequentialModel):
+        return tuple(model.input_shape)
+    return (model.in_features,)
+
+
+def count_parameters(model: LinearModel | MLPModel | CNNModel | SequentialModel) -> int:
+    """Trainable parameter count of the network the spec describes (weights, biases, batch-norm scales and shifts)."""
+    if isinstance(model, SequentialModel):
+        return sequential_parameters(model)
+    norms = 0
+    if isinstance(model, (MLPModel, CNNModel)) and model.batch_norm:
+        norms = 2 * (sum(model.hidden) + (sum(c.out_channels for c in model.conv) if isinstance(model, CNNModel) else 0))
+    return norms + count_dense_parameters(model)
+
+
+def count_dense_parameters(model: LinearModel | MLPModel | CNNModel) -> int:
     if isinstance(model, CNNModel):
         total, c = 0, model.in_channels
         for layer in model.conv:
@@ -154,6 +203,19 @@ class OptimizerSpec(Strict):
     lr: float = Field(gt=0.0, le=100.0)
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
+    schedule: Schedule | None = Field(None, description="how lr changes from epoch to epoch; none: constant")
+    clip_grad_norm: float | None = Field(
+        None, gt=0.0, description="scale each step's gradients so their global L2 norm is at most this"
+    )
+
+    @model_validator(mode="after")
+    def _check_schedule(self) -> OptimizerSpec:
+        schedule = self.schedule
+        if schedule is not None and schedule.kind == "one_cycle" and schedule.max_lr < self.lr:
+            raise ValueError("schedule.max_lr must be at least lr (one_cycle starts at lr and rises to max_lr)")
+        if schedule is not None and schedule.kind == "cosine" and schedule.min_lr >= self.lr:
+            raise ValueError("schedule.min_lr must be below lr (cosine falls from lr to min_lr)")
+        return self
 
 
 class EarlyStoppingSpec(Strict):
@@ -202,6 +264,8 @@ def check_spec(spec: JobSpec, shape: DataShape) -> None:
         raise SpecError(("model",), f"the model has {params} parameters; at most {LIMITS.max_parameters}")
     check_data_fits(spec, shape)
     check_early_stopping(spec, shape)
+    check_schedule(spec)
+    check_splits(spec, shape)
 
 
 def check_task(spec: JobSpec) -> None:
@@ -231,6 +295,12 @@ def check_data_fits(spec: JobSpec, shape: DataShape) -> None:
             raise SpecError(
                 ("model", "input_size"),
                 f"the data's samples have shape {list(sample)}; the model expects {list(expected)}",
+            )
+    elif isinstance(model, SequentialModel):
+        if math.prod(sample) != math.prod(model.input_shape):
+            raise SpecError(
+                ("model", "input_shape"),
+                f"the data's samples have shape {list(sample)}; the model expects {model.input_shape}",
             )
     elif math.prod(sample) != model.in_features:
         raise SpecError(
@@ -262,6 +332,29 @@ def check_data_fits(spec: JobSpec, shape: DataShape) -> None:
 def validation_rows(spec: JobSpec, shape: DataShape) -> int:
     """Rows the worker will hold out (workers/data/loading.py rounds the same way)."""
     return int(round(shape.n_rows * spec.data.validation_fraction))
+
+
+def test_rows(spec: JobSpec, shape: DataShape) -> int:
+    """Rows the worker sets aside for the final evaluation only (workers/data/loading.py rounds the same way)."""
+    return int(round(shape.n_rows * spec.data.test_fraction))
+
+
+def check_schedule(spec: JobSpec) -> None:
+    schedule = spec.optimizer.schedule
+    if schedule is not None and schedule.kind == "cosine" and schedule.warmup_epochs >= spec.epochs:
+        raise SpecError(
+            ("optimizer", "schedule", "warmup_epochs"),
+            f"warmup_epochs ({schedule.warmup_epochs}) must be below epochs ({spec.epochs})",
+        )
+
+
+def check_splits(spec: JobSpec, shape: DataShape) -> None:
+    held_out = validation_rows(spec, shape) + test_rows(spec, shape)
+    if held_out >= shape.n_rows:
+        raise SpecError(
+            ("data", "test_fraction"),
+            f"validation and test splits take {held_out} of the {shape.n_rows} rows: none would be left to train on",
+        )
 
 
 def check_early_stopping(spec: JobSpec, shape: DataShape) -> None:

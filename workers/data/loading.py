@@ -17,10 +17,14 @@ class TrainingData:
     y_train: torch.Tensor  # (N, k) float32 for regression and bce, (N,) int64 for cross-entropy
     x_val: torch.Tensor | None
     y_val: torch.Tensor | None
+    # data.test_fraction's rows: read only by the final evaluation (workers/evaluation.py), never by training
+    x_test: torch.Tensor | None = None
+    y_test: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> "TrainingData":
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return TrainingData(move(self.x_train), move(self.y_train), move(self.x_val), move(self.y_val))
+        tensors = (self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test)
+        return TrainingData(*(move(t) for t in tensors))
 
 
 def raw_arrays(spec, fetch_dataset: Callable[[str], bytes]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,16 +60,27 @@ def check_finite(x: torch.Tensor, y: torch.Tensor) -> None:
 
 
 def load_data(spec, fetch_dataset: Callable[[str], bytes]) -> TrainingData:
-    """Tensors on the CPU; the split is a seeded permutation, so a rerun holds out the same rows."""
+    """Tensors on the CPU; the splits come from one seeded permutation, so a rerun holds out the same rows.
+
+    The permutation's first rows are the validation split, the next the test split, the rest train: the
+    three are disjoint, and a spec without a test split holds out the rows it always did.
+    """
     x, y = raw_arrays(spec, fetch_dataset)
     if x.dim() == 1:
         x = x.unsqueeze(1)  # a flat list of numbers is one feature per row
     y = shape_targets(y, spec)
     check_finite(x, y)
-    n_val = int(round(len(x) * spec.data.validation_fraction))
-    if n_val == 0:
+    n_val, n_test = split_sizes(len(x), spec.data.validation_fraction, spec.data.test_fraction)
+    if n_val == 0 and n_test == 0:
         return TrainingData(x, y, None, None)
-    n_val = min(n_val, len(x) - 1)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(spec.seed))
-    val, train = order[:n_val], order[n_val:]
-    return TrainingData(x[train], y[train], x[val], y[val])
+    val, test, train = order[:n_val], order[n_val : n_val + n_test], order[n_val + n_test :]
+    held = lambda rows, n: (x[rows], y[rows]) if n else (None, None)  # noqa: E731
+    return TrainingData(x[train], y[train], *held(val, n_val), *held(test, n_test))
+
+
+def split_sizes(n: int, validation_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """Validation and test rows of `n`; at least one row is left to train on."""
+    n_val = min(int(round(n * validation_fraction)), n - 1)
+    n_test = min(int(round(n * test_fraction)), n - 1 - n_val)
+    return n_val, n_test
