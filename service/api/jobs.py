@@ -23,9 +23,10 @@ from service.schemas.jobs import (
     PredictRequest,
     PredictResponse,
 )
+from service.schemas.evaluation import EvaluateRequest
 from service.schemas.limits import LIMITS
 from service.schemas.spec import JobSpec
-from service.services import events, lifecycle, predictions
+from service.services import evaluation, events, lifecycle, predictions
 from service.services import jobs as job_service
 from service.services.plots import draw_curve
 from service.settings import get_settings
@@ -168,6 +169,13 @@ def get_weights(job_id: str, session: SessionDep, owner: OwnerDep):
     blob = job_service.read_weights(session, job_id, owner)
     headers = {"Content-Disposition": f'attachment; filename="{job_id}.safetensors"'}
     return Response(blob, media_type="application/octet-stream", headers=headers)
+
+
+@router.post("/{job_id}/evaluate")
+def evaluate(job_id: str, body: EvaluateRequest, session: SessionDep, owner: OwnerDep, cache: ModelCacheDep):
+    """The measures of the job's `evaluation` on `{"x", "y"}` or `{"dataset_id"}`; limits as for /predict."""
+    limit = get_settings().MAX_PREDICT_BYTES
+    return evaluation.evaluate(session, cache, job_id, owner, body, limit)
 
 
 @router.post("/{job_id}/predict", response_model=PredictResponse, response_model_exclude_none=True)

@@ -1,0 +1,54 @@
+"""`POST /v1/jobs/{id}/evaluate`: a succeeded job's network measured on data the caller brings.
+
+The measures are those of the job's own `evaluation` (modelzoo/metrics.py), through the same loaded
+network, eval mode and limits as `/predict`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sqlalchemy.orm import Session
+
+from modelzoo.metrics import score
+from service.dataset_files import read_npz
+from service.errors import InvalidField
+from service.schemas.evaluation import EvaluateRequest
+from service.services.datasets import get_dataset
+from service.services.predictions import LoadedModel, ModelCache, check_rows, run_network
+
+
+def evaluate(session: Session, cache: ModelCache, job_id: str, owner_id: str | None, body: EvaluateRequest, limit: int):
+    """The measures of the job's answers on the body's rows; 404 for another owner's job or dataset."""
+    model = cache.get(job_id, owner_id)
+    if body.dataset_id is not None:
+        x, y = read_npz(get_dataset(session, body.dataset_id, owner_id).data)
+        x_field = y_field = ("dataset_id",)
+    else:
+        x, y = body.x, body.y
+        x_field, y_field = ("x",), ("y",)
+    check_rows(model, len(x), limit)
+    targets = check_targets(model, np.asarray(y, dtype=np.float64), y_field)
+    try:
+        answers = run_network(model, x)
+    except InvalidField as exc:  # /predict's check of the rows' shape, which names its own field
+        raise InvalidField(x_field, exc.detail[0]["msg"]) from None
+    arrays = {name: t.to(torch.float64).numpy() if t.is_floating_point() else t.numpy() for name, t in answers.items()}
+    return score(arrays, targets, model.spec.task)
+
+
+def check_targets(model: LoadedModel, y: np.ndarray, field: tuple[str, ...]) -> np.ndarray:
+    """Targets the job's task can be measured on: class labels 0..k-1, or as many values per row as outputs."""
+    spec = model.spec
+    if not np.isfinite(y).all():
+        raise InvalidField(field, "targets must be finite numbers")
+    if spec.task == "classification":
+        classes = 2 if spec.loss == "bce" else spec.model.out_features
+        labels = y.reshape(len(y), -1)
+        if labels.shape[1] != 1 or not np.all(np.mod(labels, 1) == 0) or labels.min() < 0 or labels.max() >= classes:
+            raise InvalidField(field, f"classification targets are one class label per row, 0..{classes - 1}")
+        return labels.reshape(-1).astype(np.int64)
+    width = spec.model.out_features
+    if int(np.prod(y.shape[1:])) != width:
+        raise InvalidField(field, f"each row needs {width} target value(s); got shape {list(y.shape[1:])}")
+    return y.reshape(len(y), width)
