@@ -38,7 +38,7 @@ def job_warnings(job_id: str, spec: dict) -> list[str]:
 
 def output_lints(spec: dict) -> list[str]:
     model, loss = spec["model"], spec["loss"]
-    activation, k = model.get("output_activation"), model["out_features"]
+    activation, k = model.get("output_activation"), model.get("out_features") or last_linear_width(model)
     if loss == "cross_entropy" and activation in ("softmax", "sigmoid"):
         # cross-entropy applies log-softmax itself; outputs confined to [0, 1] reach at best
         # softmax([1, 0, ..., 0]) = e / (e + k - 1), and the loss at best -log of that
@@ -62,6 +62,11 @@ def output_lints(spec: dict) -> list[str]:
         message = "model.output_activation: sigmoid confines regression predictions to (0, 1): right only if every "
         return [message + "target lies there"]
     return []
+
+
+def last_linear_width(model: dict) -> int:
+    """A `sequential` model's outputs: its last linear layer's width."""
+    return next(layer["out_features"] for layer in reversed(model["layers"]) if layer["kind"] == "linear")
 
 
 def learning_rate_lints(spec: dict) -> list[str]:
@@ -106,7 +111,8 @@ def sgd_stability_limit(spec: dict) -> float | None:
         mean, second = standardized(mean, second)
     augmented = np.block([[second, mean[:, None]], [mean[None, :], np.ones((1, 1))]])
     curvature = float(np.linalg.eigvalsh(augmented)[-1])
-    train_rows = max(1, round(rows * (1 - spec["data"].get("validation_fraction", 0.0))))
+    held_out = spec["data"].get("validation_fraction", 0.0) + spec["data"].get("test_fraction", 0.0)
+    train_rows = max(1, round(rows * (1 - held_out)))
     step_rows = min(spec.get("batch_size") or train_rows, train_rows)
     scale = 2.0 / model["out_features"] if loss == "mse" else 2.0 * step_rows
     optimizer = spec["optimizer"]

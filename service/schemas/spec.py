@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, StrictBool, model_validator
 
 from service.schemas.data import DataShape, DataSpec, Strict
 from service.schemas.layers import Activation, DropoutRate, OutputActivation, SequentialBase, sequential_parameters
@@ -69,7 +69,7 @@ class HiddenLayerOptions(Strict):
     """Dropout after, and batch norm before, the activation of each hidden layer (conv blocks: batch norm only)."""
 
     dropout: Dropout | None = Field(None, description="rate (0 <= rate < 1) after each hidden layer, or one per layer")
-    batch_norm: bool = False
+    batch_norm: StrictBool = False
 
     def dropout_rates(self, hidden: int) -> list[float]:
         """The rate after each of `hidden` hidden layers (0: none)."""

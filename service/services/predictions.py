@@ -26,7 +26,7 @@ from modelzoo.weights import load_weights
 from service.db import session_scope
 from service.errors import Conflict, InvalidField, PayloadTooLarge
 from service.models import JobStatus
-from service.schemas.spec import CNNModel, JobSpec
+from service.schemas.spec import JobSpec, model_input_shape
 from service.services.jobs import get_job, read_weights
 from service.telemetry import PREDICT_SECONDS
 
@@ -64,8 +64,7 @@ def load_model(job_id: str, owner_id: str | None) -> LoadedModel:
         spec = JobSpec.model_validate(job.spec)
     net = load_weights(build_network(spec.model), blob).eval()
     model = spec.model
-    shape = (model.in_channels, *model.input_size) if isinstance(model, CNNModel) else (model.in_features,)
-    return LoadedModel(owner_id, spec, net, shape, len(blob), count_quick_rows(spec), forward_bytes_per_row(model))
+    return LoadedModel(owner_id, spec, net, model_input_shape(model), len(blob), count_quick_rows(spec), forward_bytes_per_row(model))
 
 
 def check_rows(model: LoadedModel, rows: int, limit: int) -> None:
