@@ -20,6 +20,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from service.curves import Columns
 from workers.batched_mlp import FlatOptimizer, dense_path
+from workers.batched_options import member_rates
 from workers.data import TrainingData
 from workers.early_stopping import EarlyStopping
 from workers.steps import Batches, make_loss, transform_rows
@@ -57,6 +58,7 @@ class MemberFigures:
     correct: torch.Tensor | None
     val_loss: torch.Tensor | None
     val_correct: torch.Tensor | None
+    lr: list[float] | None = None  # each member's rate, with schedules
 
 
 class BatchedTrainer:
@@ -88,6 +90,7 @@ class BatchedTrainer:
         self.params = {k: v.detach().to(device).requires_grad_() for k, v in params.items()}
         opt = [s.optimizer for s in specs]
         self.lr = per_member([o.lr for o in opt], device)
+        self.rates: list[float] | None = None  # this epoch's per-member rates, with schedules
         self.momentum = per_member([o.momentum for o in opt], device)
         self.weight_decay = per_member([o.weight_decay for o in opt], device)
         self.decays = any(o.weight_decay for o in opt)
@@ -156,6 +159,16 @@ class BatchedTrainer:
 
     # ------------------------------------------------------------ one epoch
 
+    def start_epoch(self, epoch: int) -> None:
+        """Each member's scheduled rate for epoch `epoch` (nothing to do without schedules)."""
+        rates = member_rates(self.specs, epoch)
+        if rates is None or rates == self.rates:
+            return
+        self.rates = rates
+        self.lr.copy_(per_member(rates, self.device))
+        if self.dense is not None:
+            self.flat_optimizer.set_lr(self.lr)
+
     def train_epoch(self, record: bool) -> MemberFigures | None:
         b = self.batches
         if b.full:
@@ -189,7 +202,9 @@ class BatchedTrainer:
                 val_correct = self.correct(val_outs, yv)
         if self.early is not None:
             self.early.observe(losses, val_loss, self.progress.epoch + 1, list(self.params.values()))
-        return MemberFigures(self.progress.epoch + 1, self.progress.step, losses, correct, val_loss, val_correct)
+        return MemberFigures(
+            self.progress.epoch + 1, self.progress.step, losses, correct, val_loss, val_correct, self.rates
+        )
 
     def correct(self, outs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Correct predictions per member: (K,)."""
@@ -215,9 +230,14 @@ class BatchedTrainer:
                 accuracy=[c / self.n for c in cols["correct"][k]] if cols["correct"] else None,
                 val_loss=finite_or_none(cols["val_loss"][k]) if cols["val_loss"] else None,
                 val_accuracy=[c / self.n_val for c in cols["val_correct"][k]] if cols["val_correct"] else None,
+                lr=[r.lr[k] for r in records] if self.scheduled(k, records) else None,
             )
             for k in range(self.K)
         ]
+
+    def scheduled(self, k: int, records: list[MemberFigures]) -> bool:
+        """Member k's curve records its rates: it has a schedule (a solo job without one records none)."""
+        return bool(records) and records[0].lr is not None and self.specs[k].optimizer.schedule is not None
 
     def load_member_states(self, states: list[dict]) -> None:
         """Resume from each member's checkpoint (the solo format); all were taken at the same epoch."""

@@ -223,6 +223,10 @@ class FlatOptimizer:
         self.decays, self.uses_momentum = bool((weight_decay != 0).any()), bool((momentum != 0).any())
         self.flat_state: dict[str, torch.Tensor] = {}
 
+    def set_lr(self, lr: torch.Tensor) -> None:
+        """New per-member rates (K,), as a schedule sets them each epoch."""
+        self.lr = per_float(lr, self.shapes)
+
     def slot(self, key: str, like: torch.Tensor) -> torch.Tensor:
         if key not in self.flat_state:
             buf = torch.zeros_like(like)

@@ -25,6 +25,7 @@ from service.repositories import sweeps as sweep_repo
 from service.schemas.spec import JobSpec
 from service.settings import Settings
 from workers.batched import BatchedTrainer
+from workers.batched_options import one_by_one_reason
 from workers.checkpoints import state_from_bytes, state_to_bytes
 from workers.data import load_data
 from workers.devices import resolve_device
@@ -149,7 +150,10 @@ def run_batched(group: list[Job], saved: dict, worker_id: str, settings: Setting
     nets, datas = zip(*(prepare(spec, device) for spec in specs))
     with session_scope(read_only=True) as s:
         asked = sweep_repo.get_sweep(s, group[0].sweep_id, group[0].owner_id).request.get("execution", "auto")
-    if asked == "auto":
+    unsupported = one_by_one_reason(specs, nets)
+    if unsupported is not None:
+        batched, why = False, unsupported
+    elif asked == "auto":
         speedup = measure_speedup(specs, nets, datas, device)
         batched = speedup >= MIN_SPEEDUP
         why = f"batched measured {speedup:.1f}x the speed of one by one"
@@ -191,6 +195,7 @@ class BatchedRun:
         report_seconds = self.settings.REPORT_SECONDS
         while t.progress.epoch < epochs and self.active:
             epoch = t.progress.epoch + 1
+            t.start_epoch(epoch)
             figures = t.train_epoch(epoch % self.specs[0].metrics_every == 0 or epoch == epochs)
             t.progress.epoch = epoch
             if figures is not None:

@@ -8,7 +8,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from service.schemas.layers import DropoutRate
+from service.schemas.schedules import Schedule
 from service.schemas.spec import JobSpec, Strict, Tags
+
+OPTIMIZER_AXES = ("lr", "momentum", "weight_decay", "schedule", "clip_grad_norm")
+MODEL_AXES = ("dropout",)
 
 MAX_MEMBERS = 4096
 
@@ -40,6 +45,9 @@ class SearchSpace(Strict):
     weight_decay: list[Annotated[float, Field(ge=0)]] | Range | None = None
     seed: list[Annotated[int, Field(ge=0, le=2**63 - 1)]] | None = None
     batch_size: list[Annotated[int, Field(ge=1)] | None] | None = None
+    schedule: list[Schedule | None] | None = Field(None, description="optimizer.schedule values (null: constant lr)")
+    clip_grad_norm: list[Annotated[float, Field(gt=0)] | None] | None = None
+    dropout: list[DropoutRate] | None = Field(None, description="model.dropout values (mlp and cnn)")
 
     def axes(self) -> dict[str, Any]:
         return {name: value for name, value in self if value is not None}
@@ -93,10 +101,14 @@ class SweepCreate(Strict):
         base = self.base.model_dump(mode="json")
         specs = []
         for overrides in self.member_overrides():
-            spec = {**base, "optimizer": dict(base["optimizer"])}
+            spec = {**base, "optimizer": dict(base["optimizer"]), "model": dict(base["model"])}
             for name, value in overrides.items():
-                if name in ("lr", "momentum", "weight_decay"):
+                if isinstance(value, Strict):  # a schedule
+                    value = value.model_dump(mode="json")
+                if name in OPTIMIZER_AXES:
                     spec["optimizer"][name] = value
+                elif name in MODEL_AXES:
+                    spec["model"][name] = value
                 else:
                     spec[name] = value
             specs.append(JobSpec.model_validate(spec))

@@ -99,8 +99,15 @@ def status_of(sweep: Sweep, progress: SweepProgress) -> str:
 
 def hyperparameters(request: dict, job: Job) -> dict:
     axes = [name for name, value in request["space"].items() if value is not None]
-    optimizer = job.spec["optimizer"]
-    return {name: optimizer[name] if name in optimizer else job.spec[name] for name in axes}
+    return {name: axis_value(job.spec, name) for name in axes}
+
+
+def axis_value(spec: dict, name: str):
+    """A member's value of a search-space axis: an optimizer's or model's field, or the spec's own."""
+    for part in (spec["optimizer"], spec["model"]):
+        if name in part:
+            return part[name]
+    return spec[name]
 
 
 def kept_metrics(job: Job) -> dict:
