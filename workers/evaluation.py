@@ -10,6 +10,9 @@ from modelzoo.metrics import score
 from workers.data import TrainingData
 
 EVAL_ROWS = 8192  # rows per forward pass: the split may be large, a pass's activations should not be
+# regression: this many (actual, predicted) pairs of the first target are kept for the dashboard's scatter
+# plot; few enough that a page of 200 jobs stays light
+SAMPLE_ROWS = 64
 
 
 @torch.no_grad()
@@ -33,4 +36,9 @@ def measure(net: nn.Module, x: torch.Tensor, y: torch.Tensor, spec) -> dict:
     outputs = torch.cat([net(chunk) for chunk in x.split(EVAL_ROWS)])  # x: raw rows; net[0] transforms them
     answers = read_outputs(outputs, spec.task, spec.loss, spec.model.output_activation)
     arrays = {name: t.double().cpu().numpy() if t.is_floating_point() else t.cpu().numpy() for name, t in answers.items()}
-    return score(arrays, y.cpu().numpy(), spec.task)
+    measures = score(arrays, y.cpu().numpy(), spec.task)
+    if spec.task == "regression":
+        actual = y[:SAMPLE_ROWS].reshape(min(len(y), SAMPLE_ROWS), -1)[:, 0]
+        predicted = arrays["predictions"][:SAMPLE_ROWS].reshape(len(actual), -1)[:, 0]
+        measures["sample"] = {"actual": actual.double().cpu().tolist(), "predicted": predicted.tolist()}
+    return measures

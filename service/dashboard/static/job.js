@@ -3,6 +3,7 @@
 import { FINAL, download, followEvents, getJSON, postJSON, request } from "./api.js";
 import { COLORS, Chart, logToggle } from "./charts.js";
 import { formatDuration, formatNumber, formatTime, h, jobTitle, progressBar, statusBadge } from "./dom.js";
+import { evaluationView } from "./evaluation.js";
 import { predictForm } from "./predict.js";
 
 const HISTORY_POINTS = 5000;
@@ -16,21 +17,33 @@ function curvesOf(spec) {
 }
 
 class Curves {
-  constructor(container, spec) {
+  constructor(container, spec, lrContainer) {
     this.fields = curvesOf(spec);
     this.data = [[], ...this.fields.map(() => [])];
     this.chart = new Chart(container, this.fields.map(([key, label]) => ({
       label, color: COLORS[key.includes("accuracy") ? 2 : 0], dash: key.startsWith("val_") ? [6, 4] : undefined,
       scale: key.includes("accuracy") ? "accuracy" : "loss",
     })));
+    // with a schedule, the rate each recorded epoch trained at, on a chart of its own (linear)
+    this.lr = spec.optimizer?.schedule ? [[], []] : null;
+    this.lrChart = this.lr
+      ? new Chart(lrContainer, [{ label: "learning rate", color: COLORS[3], scale: "loss" }], { log: false, lossLabel: "learning rate" })
+      : null;
   }
 
   add(points) {
     for (const point of points) {
       this.data[0].push(point.epoch);
       this.fields.forEach(([key], i) => this.data[i + 1].push(point[key]));
+      if (this.lr) { this.lr[0].push(point.epoch); this.lr[1].push(point.lr); }
     }
     this.chart.setData(this.data);
+    this.lrChart?.setData(this.lr);
+  }
+
+  destroy() {
+    this.chart.destroy();
+    this.lrChart?.destroy();
   }
 
   get length() {
@@ -90,6 +103,8 @@ export async function showJob(root, signal, jobId) {
   const warnings = h("ul", { class: "warnings", "aria-label": "Spec warnings", hidden: true });
   const predict = h("div");
   const chartBox = h("div", { class: "chart" });
+  const lrBox = h("div", { class: "chart lr-chart" });
+  const evaluation = h("section", { class: "evaluation-section" }, h("h2", {}, "Evaluation"));
   const count = h("span", { class: "points" });
   const title = h("h1", {}, jobTitle(job));
 
@@ -101,20 +116,23 @@ export async function showJob(root, signal, jobId) {
     message,
     warnings,
     h("figure", { class: "curve" }, chartBox, h("figcaption", {}, count)),
+    h("figure", { class: "curve", hidden: !job.spec.optimizer?.schedule }, lrBox, h("figcaption", {}, "learning rate")),
+    evaluation,
     h("div", { class: "columns" },
       h("section", {}, h("h2", {}, "Details"), info, error),
       h("section", {}, h("h2", {}, "Predict"), predict)),
     h("section", {}, h("h2", {}, "Spec"), h("pre", { class: "spec" }, formatSpec(job.spec)))));
 
-  const curves = new Curves(chartBox, job.spec);
+  const curves = new Curves(chartBox, job.spec, lrBox);
   chartBox.after(h("div", { class: "chart-tools" }, logToggle(curves.chart)));
-  signal.addEventListener("abort", () => curves.chart.destroy());
+  signal.addEventListener("abort", () => curves.destroy());
 
   function render(next) {
     job = next;
     status.replaceChildren(statusBadge(job.status), job.cancel_requested && !FINAL.has(job.status) ? " cancelling…" : "");
     progress.replaceChildren(...summary(job, latest));
     info.replaceChildren(details(job));
+    evaluation.replaceChildren(h("h2", {}, "Evaluation"), ...evaluationView(job));
     error.hidden = !job.error;
     warnings.hidden = !job.warnings?.length;
     warnings.replaceChildren(...(job.warnings ?? []).map((text) => h("li", {}, text)));
