@@ -32,6 +32,8 @@ def state_to_bytes(state: dict) -> bytes:
         for i, w in enumerate(early["weights"]):
             tensors[f"early_stopping.weights.{i}"] = w.detach().cpu().contiguous()
         meta["early_stopping_best_point"] = early["best_point"]
+    if state.get("schedule") is not None:  # a plateau schedule's state: numbers only
+        meta["schedule"] = state["schedule"]
     return save(tensors, metadata={"fitserve.checkpoint": json.dumps(meta)})
 
 
@@ -56,6 +58,8 @@ def state_from_bytes(blob: bytes) -> dict:
     }
     if "early_stopping_best_point" in meta:
         state["early_stopping"] = early_stopping_from(tensors, meta["early_stopping_best_point"])
+    if "schedule" in meta:
+        state["schedule"] = meta["schedule"]
     return state
 
 

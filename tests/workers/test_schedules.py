@@ -7,6 +7,7 @@ import torch
 
 from modelzoo import build_network
 from service.schemas.spec import JobSpec
+from workers.checkpoints import state_from_bytes, state_to_bytes
 from workers.data import load_data
 from workers.steps import clip_grad_norm
 from workers.trainer import Callbacks, Trainer, seed_network_init
@@ -100,7 +101,8 @@ def test_plateau_state_survives_a_checkpoint():
     _, whole = train(spec)
     first = spec.model_copy(update={"epochs": 20})
     trainer, _ = train(first)
-    state = trainer.state()
+    state = state_from_bytes(state_to_bytes(trainer.state()))  # as a resumed attempt reads its checkpoint
+    assert state["schedule"]["num_bad_epochs"] == trainer.rates.plateau.num_bad_epochs
     _, resumed = train(spec, state)
     assert [p.lr for p in resumed] == pytest.approx([p.lr for p in whole[20:]])
 
