@@ -24,6 +24,8 @@ from service.repositories import members as member_repo
 from service.repositories import sweeps as sweep_repo
 from service.schemas.spec import JobSpec
 from service.settings import Settings
+from workers.asha import BatchedAsha, rungs_for
+from workers.asha_solo import run_rungwise
 from workers.batched import BatchedTrainer
 from workers.checkpoints import state_from_bytes, state_to_bytes
 from workers.data import load_data
@@ -104,6 +106,8 @@ def run_sweep_members(members: list[Job], worker_id: str, settings: Settings, gp
 def run_groups(members: list[Job], worker_id: str, settings: Settings, gpu, shutdown: threading.Event) -> None:
     with session_scope(read_only=True) as s:
         saved = {job.id: job_repo.get_checkpoint(s, job.id) for job in members}
+        sweep = sweep_repo.get_sweep(s, members[0].sweep_id, members[0].owner_id)
+        rungs = rungs_for(sweep, members)  # None unless the sweep searches by ASHA
     groups: dict[tuple, list[Job]] = defaultdict(list)
     for job in members:
         groups[group_key(job, saved[job.id].epoch if saved[job.id] else 0)].append(job)
@@ -113,10 +117,13 @@ def run_groups(members: list[Job], worker_id: str, settings: Settings, gpu, shut
             continue
         if len(group) > 1:
             try:
-                if run_batched(group, saved, worker_id, settings, gpu, shutdown):
+                if run_batched(group, saved, worker_id, settings, gpu, shutdown, rungs):
                     continue
             except Exception as exc:  # an optional fast path never fails a member: one by one instead
                 group = fall_back(group, worker_id, exc)
+        if rungs is not None and len(group) > 1:  # one by one, rung by rung: every member to a rung, then decide
+            run_rungwise(group, rungs, worker_id, settings, gpu, shutdown)
+            continue
         for job in group:
             if shutdown.is_set():
                 release_all([job], worker_id)
@@ -141,7 +148,7 @@ def release_all(jobs: list[Job], worker_id: str) -> None:
             job_repo.release_job(s, job.id, worker_id, job.attempt, "worker shut down; resumes from its checkpoint")
 
 
-def run_batched(group: list[Job], saved: dict, worker_id: str, settings: Settings, gpu, shutdown) -> bool:
+def run_batched(group: list[Job], saved: dict, worker_id: str, settings: Settings, gpu, shutdown, rungs=None) -> bool:
     """Train the group together if that measures faster; False to leave it to one-by-one."""
     specs = [JobSpec.model_validate(job.spec) for job in group]
     device = resolve_device(specs[0].device, gpu)
@@ -164,15 +171,17 @@ def run_batched(group: list[Job], saved: dict, worker_id: str, settings: Setting
     states = [saved[job.id] for job in group]
     if all(states):
         trainer.load_member_states([state_from_bytes(c.data) for c in states])
-    BatchedRun(group, specs, trainer, worker_id, settings, shutdown).run(str(device), note)
+    search = BatchedAsha(rungs) if rungs is not None else None
+    BatchedRun(group, specs, trainer, worker_id, settings, shutdown, search).run(str(device), note)
     return True
 
 
 class BatchedRun:
     """The loop around a BatchedTrainer: reports, checkpoints, divergence and stops, member by member."""
 
-    def __init__(self, group, specs, trainer: BatchedTrainer, worker_id, settings: Settings, shutdown):
-        self.group, self.specs, self.trainer, self.settings = group, specs, trainer, settings
+    def __init__(self, group, specs, trainer: BatchedTrainer, worker_id, settings: Settings, shutdown, search=None):
+        """`search`: an adaptive search's hook (workers/asha.py), called after every epoch."""
+        self.group, self.specs, self.trainer, self.settings, self.search = group, specs, trainer, settings, search
         self.attempts = [Attempt(job, worker_id, settings, shutdown) for job in group]
         self.active = set(range(len(group)))
         self.records = []
@@ -189,7 +198,8 @@ class BatchedRun:
         report_seconds = self.settings.REPORT_SECONDS
         while t.progress.epoch < epochs and self.active:
             epoch = t.progress.epoch + 1
-            figures = t.train_epoch(epoch % self.specs[0].metrics_every == 0 or epoch == epochs)
+            searched = self.search is not None and self.search.records(epoch)
+            figures = t.train_epoch(epoch % self.specs[0].metrics_every == 0 or epoch == epochs or searched)
             t.progress.epoch = epoch
             if figures is not None:
                 self.records.append(figures)
@@ -202,6 +212,10 @@ class BatchedRun:
                 last_report = time.perf_counter()
                 # many members make a report long: space them so reports stay a small share of the time
                 report_seconds = max(self.settings.REPORT_SECONDS, (last_report - now) / MAX_REPORT_SHARE)
+            if searched:  # the decision needs every member's curve up to here: report first
+                if self.records:
+                    self.flush()
+                self.search.after_epoch(self, epoch, figures)
             if self.attempts[0].shutdown.is_set() and epoch < epochs:
                 self.stop_for_shutdown()
                 return

@@ -46,6 +46,9 @@ class JobPublic(BaseModel):
         None, description="early stopping: the recorded epoch where patience ran out; null if it reached its last epoch"
     )
     best_epoch: int | None = Field(None, description="early stopping: the recorded epoch whose weights the job kept")
+    stop_reason: str | None = Field(
+        None, description="a sweep member an adaptive search stopped at stopped_early_at: why, e.g. 'pruned at rung 2'"
+    )
     best_metrics: MetricPointPublic | None = Field(None, description="early stopping: the curve point at best_epoch")
     device: str | None
     node: str | None = Field(None, description="the host, or Ray node id, that ran the latest attempt")
@@ -76,6 +79,7 @@ class JobPublic(BaseModel):
             metrics=job.latest_metrics,
             stopped_early_at=job.stopped_early_at,
             best_epoch=job.best_epoch,
+            stop_reason=job.stop_reason,
             best_metrics=job.best_metrics,
             device=job.device,
             node=job.node,

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from service.schemas.search import AshaSettings, PbtSettings
 from service.schemas.spec import JobSpec, Strict, Tags
 
 MAX_MEMBERS = 4096
@@ -49,9 +50,13 @@ class SweepCreate(Strict):
     name: str | None = Field(None, max_length=200)
     base: JobSpec
     space: SearchSpace
-    search: Literal["grid", "random"] = "grid"
-    count: Annotated[int, Field(ge=1, le=MAX_MEMBERS)] | None = Field(None, description="members, for random search")
-    search_seed: int = Field(0, ge=0, description="seeds random search, so a resubmitted sweep is the same")
+    search: Literal["grid", "random", "asha", "pbt"] = "grid"
+    count: Annotated[int, Field(ge=1, le=MAX_MEMBERS)] | None = Field(
+        None, description="members, for random, asha and pbt search (sampled as random search samples them)"
+    )
+    search_seed: int = Field(0, ge=0, description="seeds the sampling (and PBT's choices), so a resubmitted sweep is the same")
+    asha: AshaSettings | None = Field(None, description="search asha: the rungs")
+    pbt: PbtSettings | None = Field(None, description="search pbt: how often and how many members exploit and explore")
     tags: Tags = Field(default_factory=dict, description="the sweep's; each member carries them too, over the base's")
     execution: Literal["auto", "batched", "one_by_one"] = Field(
         "auto", description="auto: batched when a probe measures it faster on the worker's device"
@@ -62,8 +67,8 @@ class SweepCreate(Strict):
         axes = self.space.axes()
         if not axes:
             raise ValueError("space names nothing to vary")
-        if self.search == "random" and self.count is None:
-            raise ValueError("random search needs count")
+        if self.search != "grid" and self.count is None:
+            raise ValueError(f"{self.search} search needs count")
         if self.search == "grid":
             if self.count is not None:
                 raise ValueError("count is for random search; a grid has every combination")
@@ -121,6 +126,8 @@ class LeaderboardEntry(BaseModel):
     accuracy: float | None
     val_accuracy: float | None
     best_epoch: int | None = Field(None, description="with early stopping: the epoch of these metrics and the kept weights")
+    stopped_early_at: int | None = Field(None, description="where early stopping or an adaptive search stopped it")
+    stop_reason: str | None = Field(None, description="why an adaptive search stopped it, e.g. 'pruned at rung 2'")
 
 
 class SweepProgress(BaseModel):
@@ -142,6 +149,9 @@ class SweepPublic(BaseModel):
     progress: SweepProgress
     ranked_by: str = Field(description="val_loss when the members hold out a validation split, else loss")
     leaderboard: list[LeaderboardEntry]
+    search_state: dict[str, Any] | None = Field(
+        None, description="an adaptive search's decisions: asha's rungs (who went on, who stopped, their values)"
+    )
     request: dict[str, Any]
     tags: dict[str, str] = Field(default_factory=dict)
     created_at: datetime

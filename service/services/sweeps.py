@@ -14,12 +14,14 @@ from service.repositories import sweeps as sweep_repo
 from service.schemas.data import DataShape
 from service.schemas.spec import JobSpec, SpecError, check_spec
 from service.schemas.sweeps import LeaderboardEntry, SweepCreate, SweepPage, SweepProgress, SweepPublic, SweepSummary
+from service.services.search import check_search
 from service.services.jobs import check_memory, check_tags, data_shape, decode_cursor, encode_cursor, estimate_memory
 from service import wakeup
 from service.settings import Settings
 
 
 def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, settings: Settings) -> Sweep:
+    check_search(request)
     try:
         specs = request.member_specs()
     except ValidationError as exc:  # a sampled or listed value the job spec refuses, e.g. lr > 100
@@ -111,7 +113,9 @@ def kept_metrics(job: Job) -> dict:
 def leaderboard(sweep: Sweep, members: list[Job], ranked_by: str) -> list[LeaderboardEntry]:
     def key(job: Job):
         value = kept_metrics(job).get(ranked_by)
-        return (job.status != JobStatus.SUCCEEDED, value is None, value if value is not None else 0.0)
+        # members an adaptive search stopped rank below those that went further
+        reached = job.stopped_early_at if job.stop_reason else job.epochs
+        return (job.status != JobStatus.SUCCEEDED, -reached, value is None, value if value is not None else 0.0)
 
     entries = []
     for rank, job in enumerate(sorted(members, key=key), start=1):
@@ -124,6 +128,8 @@ def leaderboard(sweep: Sweep, members: list[Job], ranked_by: str) -> list[Leader
                 hyperparameters=hyperparameters(sweep.request, job),
                 **{k: metrics.get(k) for k in ("loss", "val_loss", "accuracy", "val_accuracy")},
                 best_epoch=job.best_epoch,
+                stopped_early_at=job.stopped_early_at,
+                stop_reason=job.stop_reason,
             )
         )
     return entries
@@ -141,6 +147,7 @@ def describe(session: Session, sweep: Sweep) -> SweepPublic:
         progress=progress,
         ranked_by=ranked_by,
         leaderboard=leaderboard(sweep, members, ranked_by),
+        search_state=sweep.search_state,
         request=sweep.request,
         tags=sweep.tags or {},
         created_at=sweep.created_at,
