@@ -1,153 +1,153 @@
-"""Finding jobs: tags set at submit and by PATCH, filters on name, tag, sweep and dates, sorts with cursor pages."""
+"""Adaptive sweeps end to end: ASHA's rungs and PBT's exploits, through real HTTP, workers and databases."""
 
+import math
+import os
+import signal
 import time
 
 import pytest
 
-from tests.conftest import as_, keyed_server
-from tests.specs import tiny_regression
+from tests.conftest import worker_pids
+from tests.service.api.test_sweeps import CUBIC, submit_sweep, sweep_body, wait_sweep
+
+VALIDATED = {**CUBIC, "epochs": 45, "data": {**CUBIC["data"], "validation_fraction": 0.2}}
+SPACE = {"lr": {"distribution": "log_uniform", "low": 0.001, "high": 0.05}, "momentum": [0.0, 0.5, 0.9]}
 
 
-@pytest.fixture(scope="module")
-def keyed(tmp_path_factory, databases):
-    """A server with one worker, keys for alice and bob, and at most 4 tags a job."""
-    yield from keyed_server(tmp_path_factory, databases, "search", FITSERVE_MAX_TAGS="4")
+def asha_body(base=VALIDATED, count=9, min_epochs=5, eta=3, **extra) -> dict:
+    return sweep_body(SPACE, base=base, search="asha", count=count, search_seed=3,
+                      asha={"min_epochs": min_epochs, "reduction_factor": eta}, **extra)
 
 
-def submit(srv, who: str, spec: dict) -> dict:
-    response = srv.client.post("/v1/jobs", json=spec, headers=as_(srv, who))
-    assert response.status_code == 201, response.text
-    return response.json()
+def curve(srv, job_id: str) -> list[dict]:
+    return srv.client.get(f"/v1/jobs/{job_id}/metrics", params={"max_points": 100_000}).json()["points"]
 
 
-def listed(srv, who: str = "alice", **params) -> list[str]:
-    """Ids of every page of `GET /v1/jobs` with these parameters, following `next_cursor`."""
-    ids, cursor = [], None
-    for _ in range(100):
-        response = srv.client.get("/v1/jobs", params={**params, **({"cursor": cursor} if cursor else {})},
-                                  headers=as_(srv, who))
-        assert response.status_code == 200, response.text
-        page = response.json()
-        ids += [job["id"] for job in page["items"]]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return ids
-    raise AssertionError("pages never ended")
+def expected_decisions(srv, done: dict, rungs: list[int], eta: int) -> list[set]:
+    """The members the rule keeps at each rung, worked out from the members' own curves."""
+    curves = {e["job_id"]: {p["epoch"]: p["val_loss"] for p in curve(srv, e["job_id"])} for e in done["leaderboard"]}
+    alive, kept = set(curves), []
+    for epoch in rungs:
+        ranked = sorted(alive, key=lambda j: curves[j][epoch])
+        alive = set(ranked[: max(1, len(ranked) // eta)])
+        kept.append(alive)
+    return kept
 
 
-def wait_done(srv, who: str, job_ids: list[str], timeout: float = 120.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        jobs = [srv.client.get(f"/v1/jobs/{j}", headers=as_(srv, who)).json() for j in job_ids]
-        if all(job["status"] == "succeeded" for job in jobs):
-            return jobs
-        time.sleep(0.1)
-    raise AssertionError(f"jobs not done:\n{srv.read_log()[-3000:]}")
+def hyperparameters_of(done: dict, ids) -> set:
+    by_id = {e["job_id"]: e["hyperparameters"] for e in done["leaderboard"]}
+    return {tuple(sorted(by_id[j].items())) for j in ids}
 
 
-@pytest.fixture(scope="module")
-def trained(keyed) -> list[dict]:
-    """Six of alice's jobs that ran: three hold out a validation split (val_loss), three do not (none)."""
-    ids = []
-    for i in range(6):
-        data = {"source": "synthetic", "generator": "linear", "n": 50, "slope": 2.0, "intercept": 1.0}
-        if i % 2:
-            data["validation_fraction"] = 0.2
-        spec = tiny_regression(name=f"ranked {i}", epochs=10 + 7 * i, data=data, tags={"set": "ranked", "i": str(i)})
-        ids.append(submit(keyed, "alice", spec)["id"])
-    return wait_done(keyed, "alice", ids)
+@pytest.mark.parametrize("execution", ["batched", "one_by_one"])
+def test_asha_stops_exactly_the_members_the_rule_says(server, execution):
+    done = wait_sweep(server, submit_sweep(server, asha_body(execution=execution))["id"])
+    assert done["status"] == "succeeded" and done["progress"]["succeeded"] == 9, done
+    expect = expected_decisions(server, done, [5, 15], 3)
+    assert [len(k) for k in expect] == [3, 1]
+    rungs = done["search_state"]["rungs"]
+    assert [set(rungs[r]["kept"]) for r in ("1", "2")] == expect
+    assert rungs["1"]["metric"] == "val_loss" and rungs["2"]["epoch"] == 15
+    for entry in done["leaderboard"]:
+        job = server.client.get(f"/v1/jobs/{entry['job_id']}").json()
+        assert job["status"] == "succeeded"
+        points = curve(server, job["id"])
+        if job["id"] in expect[1]:
+            assert job["stopped_early_at"] is None and job["stop_reason"] is None and len(points) == 45
+            continue
+        rung = 2 if job["id"] in expect[0] else 1
+        epoch = (5, 15)[rung - 1]
+        assert (job["stopped_early_at"], job["stop_reason"]) == (epoch, f"pruned at rung {rung}")
+        assert entry["stop_reason"] == job["stop_reason"]
+        # the curve ends at its rung, and the weights it keeps are the rung's
+        assert [p["epoch"] for p in points] == list(range(1, epoch + 1))
+        assert job["metrics"]["epoch"] == epoch
+        assert server.client.post(f"/v1/jobs/{job['id']}/predict", json={"inputs": [[0.5]]}).status_code == 200
+    # the finished member first, then those stopped at rung 2, then rung 1
+    reached = [e["stopped_early_at"] or 45 for e in done["leaderboard"]]
+    assert reached == sorted(reached, reverse=True) and reached[:2] == [45, 15]
+    assert done["leaderboard"][0]["job_id"] in expect[1]
+    # the survivor equals the same spec trained alone
+    winner = done["leaderboard"][0]
+    hp = winner["hyperparameters"]
+    alone = server.train({**VALIDATED, "optimizer": {**VALIDATED["optimizer"], **hp}})
+    assert winner["val_loss"] == pytest.approx(alone["metrics"]["val_loss"], rel=1e-3)
 
 
-def test_tags_set_at_submit_are_found_by_key_and_value(keyed):
-    a = submit(keyed, "alice", tiny_regression(epochs=1, tags={"team": "vision", "run": "a:1"}))
-    b = submit(keyed, "alice", tiny_regression(epochs=1, tags={"team": "vision"}))
-    c = submit(keyed, "alice", tiny_regression(epochs=1, tags={"team": "nlp", "run": "a:1"}))
-    assert a["tags"] == {"team": "vision", "run": "a:1"}
-    assert keyed.client.get(f"/v1/jobs/{a['id']}", headers=as_(keyed, "alice")).json()["tags"] == a["tags"]
-    assert set(listed(keyed, tag="team:vision")) == {a["id"], b["id"]}
-    assert set(listed(keyed, tag="run:a:1")) == {a["id"], c["id"]}  # the value is all after the first ':'
-    assert set(listed(keyed, tag=["team:vision", "run"])) == {a["id"]}  # several tags: all of them; a key: any value
-    assert listed(keyed, "bob", tag="team:vision") == []  # another owner's jobs are never found
+def test_asha_decides_the_same_batched_and_one_by_one_for_one_search_seed(server):
+    decided = []
+    for execution in ("batched", "one_by_one"):
+        done = wait_sweep(server, submit_sweep(server, asha_body(count=6, eta=2, execution=execution))["id"])
+        rungs = done["search_state"]["rungs"]
+        decided.append([hyperparameters_of(done, rungs[r]["kept"]) for r in sorted(rungs, key=int)])
+    # rungs at 5, 10, 20 and 40 epochs: 6 members, then 3, then 1
+    assert decided[0] == decided[1] and [len(k) for k in decided[0]] == [3, 1, 1, 1]
 
 
-def test_bad_tags_are_422_naming_the_field(keyed):
-    for tags, loc in (
-        ({f"k{i}": "v" for i in range(5)}, ["body", "tags"]),  # FITSERVE_MAX_TAGS is 4 here
-        ({"bad:key": "v"}, ["body", "tags", "bad:key", "[key]"]),
-        ({"k": "v" * 257}, ["body", "tags", "k"]),
-        ({"k": 1}, ["body", "tags", "k"]),
-    ):
-        response = keyed.client.post("/v1/jobs", json=tiny_regression(tags=tags), headers=as_(keyed, "alice"))
-        assert response.status_code == 422, response.text
-        assert response.json()["detail"][0]["loc"] == loc
-    for tag in (":v", "x" * 65, "a b:c"):
-        response = keyed.client.get("/v1/jobs", params={"tag": tag}, headers=as_(keyed, "alice"))
-        assert response.status_code == 422, response.text
-        assert response.json()["detail"][0]["loc"] == ["query", "tag"]
+def test_a_killed_asha_sweep_resumes_with_the_same_decisions(make_server):
+    srv = make_server(workers=1, FITSERVE_CHECKPOINT_SECONDS="0.3", FITSERVE_LEASE_SECONDS="3",
+                      FITSERVE_SWEEP_SECONDS="0.5").start()
+    base = {**VALIDATED, "epochs": 3000}
+    body = asha_body(base=base, min_epochs=400, eta=3, execution="batched")  # rungs at 400 and 1200
+    sweep = submit_sweep(srv, body)
+    deadline = time.monotonic() + 120
+    while not (srv.client.get(f"/v1/sweeps/{sweep['id']}").json()["search_state"] or {}).get("rungs"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for pid in worker_pids(srv.proc.pid):
+        os.kill(pid, signal.SIGKILL)
+    killed = wait_sweep(srv, sweep["id"], timeout=300)
+    again = wait_sweep(srv, submit_sweep(srv, body)["id"], timeout=300)  # the same search, never killed
+    assert killed["status"] == again["status"] == "succeeded"
+    decisions = [[hyperparameters_of(d, d["search_state"]["rungs"][r]["kept"]) for r in ("1", "2")]
+                 for d in (killed, again)]
+    assert decisions[0] == decisions[1]
+    survivor = srv.client.get(f"/v1/jobs/{killed['leaderboard'][0]['job_id']}").json()
+    assert survivor["attempt"] == 2 and survivor["progress"]["epoch"] == 3000
+    steps = [p["step"] for p in curve(srv, survivor["id"])]
+    assert steps == list(range(1, 3001))
+    want = {e["hyperparameters"]["lr"]: e["val_loss"] for e in again["leaderboard"]}
+    for entry in killed["leaderboard"]:
+        assert entry["val_loss"] == pytest.approx(want[entry["hyperparameters"]["lr"]], rel=1e-4)
+        assert not math.isnan(entry["val_loss"])
 
 
-def test_patch_renames_and_merges_tags_and_refuses_anything_else(keyed):
-    job = submit(keyed, "alice", tiny_regression(name="before", epochs=1, tags={"keep": "1", "drop": "1"}))
-    path, alice = f"/v1/jobs/{job['id']}", as_(keyed, "alice")
-    response = keyed.client.patch(path, json={"name": "after", "tags": {"drop": None, "new": "x"}}, headers=alice)
-    assert response.status_code == 200, response.text
-    assert (response.json()["name"], response.json()["tags"]) == ("after", {"keep": "1", "new": "x"})
-    assert job["id"] in listed(keyed, tag="new:x")
-    assert job["id"] not in listed(keyed, tag="drop")  # the index follows the tags
-    assert job["id"] in listed(keyed, name="AFT")
-    assert keyed.client.patch(path, json={"tags": {"a": "1", "b": "2", "c": "3"}}, headers=alice).status_code == 422
-    for body in ({"status": "succeeded"}, {"priority": 3}, {"spec": {}}):
-        response = keyed.client.patch(path, json=body, headers=alice)
-        assert response.status_code == 422, response.text
-        assert response.json()["detail"][0]["loc"] == ["body", next(iter(body))]
-    assert keyed.client.patch(path, json={"name": "theirs"}, headers=as_(keyed, "bob")).status_code == 404
-    again = keyed.client.get(path, headers=alice).json()
-    assert (again["name"], again["tags"]) == ("after", {"keep": "1", "new": "x"})
-    assert again["spec"]["tags"] == job["spec"]["tags"]  # the spec stays what was submitted
+ASHA = {"asha": {"min_epochs": 5, "reduction_factor": 3}}
 
 
-def test_filters_by_name_sweep_and_creation_time(keyed):
-    first = submit(keyed, "alice", tiny_regression(name="Needle in a stack", epochs=1))
-    time.sleep(0.05)  # distinct creation times to filter between
-    middle = submit(keyed, "alice", tiny_regression(name="hay 100%_x", epochs=1))
-    time.sleep(0.05)
-    last = submit(keyed, "alice", tiny_regression(name="other needle", epochs=1))
-    assert set(listed(keyed, name="needle")) >= {first["id"], last["id"]}
-    assert middle["id"] not in listed(keyed, name="needle")
-    assert listed(keyed, name="100%_") == [middle["id"]]  # % and _ are plain characters
-    between = listed(keyed, created_after=first["created_at"], created_before=last["created_at"])
-    assert between == [middle["id"]]
-    body = {"name": "findable", "base": tiny_regression(epochs=1), "space": {"lr": [0.01, 0.02]}, "tags": {"s": "1"}}
-    sweep = keyed.client.post("/v1/sweeps", json=body, headers=as_(keyed, "alice")).json()
-    members = listed(keyed, sweep_id=sweep["id"])
-    assert len(members) == 2
-    assert set(listed(keyed, tag="s:1")) == set(members)  # the sweep's tags go to its members
-    assert keyed.client.get(f"/v1/sweeps/{sweep['id']}", headers=as_(keyed, "alice")).json()["tags"] == {"s": "1"}
+@pytest.mark.parametrize(
+    "extra,loc",
+    [
+        ({"search": "random", "count": 4, **ASHA}, ["body", "asha"]),
+        ({"search": "asha", "count": 4}, ["body", "asha"]),
+        ({"search": "asha", "count": 4, "asha": {"min_epochs": 45, "reduction_factor": 3}}, ["body", "asha", "min_epochs"]),
+        ({"search": "asha", "count": 4, "asha": {"min_epochs": 5, "reduction_factor": 1}},
+         ["body", "asha", "reduction_factor"]),
+        ({"search": "asha", **ASHA}, ["body"]),
+        ({"search": "pbt", "count": 4, "pbt": {"interval_epochs": 5, "quantile": 0.6}}, ["body", "pbt", "quantile"]),
+        ({"search": "pbt", "count": 4, "pbt": {"interval_epochs": 45}}, ["body", "pbt", "interval_epochs"]),
+        ({"search": "pbt", "count": 1, "pbt": {"interval_epochs": 5}}, ["body", "count"]),
+        ({"search": "pbt", "count": 4, "pbt": {"interval_epochs": 5}, "execution": "one_by_one"}, ["body", "execution"]),
+        ({"search": "asha", "count": 4, **ASHA, "pbt": {"interval_epochs": 5}}, ["body", "pbt"]),
+    ],
+    ids=["asha-with-random", "asha-without-settings", "min-epochs-past-epochs", "eta-below-2", "asha-without-count",
+         "quantile-above-half", "interval-past-epochs", "pbt-of-one", "pbt-one-by-one", "pbt-settings-with-asha"],
+)
+def test_bad_adaptive_sweeps_are_422(server, extra, loc):
+    response = server.client.post("/v1/sweeps", json=sweep_body(SPACE, base=VALIDATED, **extra))
+    assert response.status_code == 422, response.text
+    assert any(d["loc"][: len(loc)] == loc for d in response.json()["detail"]), response.json()
 
 
-@pytest.mark.parametrize("sort", ["loss", "-loss", "val_loss", "-val_loss", "-val_accuracy", "created_at"])
-def test_every_sort_pages_through_all_jobs_in_order(keyed, trained, sort):
-    name, descending = sort.lstrip("-"), sort.startswith("-")
-    got = listed(keyed, tag="set:ranked", sort=sort, limit=2)
-
-    def key(job):
-        value = job[name] if name == "created_at" else (job["metrics"] or {}).get(name)
-        return value is None, value, job["id"]
-
-    present = sorted((job for job in trained if key(job)[0] is False), key=key, reverse=descending)
-    missing = sorted((job for job in trained if key(job)[0] is True), key=lambda job: job["id"], reverse=descending)
-    assert got == [job["id"] for job in present + missing]  # jobs without the metric last, either way
-
-
-def test_default_sort_is_newest_first_and_a_cursor_keeps_its_sort(keyed, trained):
-    newest = listed(keyed, tag="set:ranked", limit=4)
-    assert newest == [job["id"] for job in sorted(trained, key=lambda j: (j["created_at"], j["id"]), reverse=True)]
-    page = keyed.client.get("/v1/jobs", params={"sort": "loss", "limit": 2, "tag": "set:ranked"},
-                            headers=as_(keyed, "alice")).json()
-    response = keyed.client.get("/v1/jobs", params={"sort": "-val_loss", "cursor": page["next_cursor"]},
-                                headers=as_(keyed, "alice"))
-    assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["query", "cursor"]
-    response = keyed.client.get("/v1/jobs", params={"sort": "accuracy"}, headers=as_(keyed, "alice"))
-    assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["query", "sort"]
+@pytest.mark.parametrize(
+    "space,base,loc",
+    [
+        ({**SPACE, "batch_size": [10, 20]}, VALIDATED, ["body", "space", "batch_size"]),
+        (SPACE, {**VALIDATED, "early_stopping": {"patience": 3}}, ["body", "base", "early_stopping"]),
+    ],
+    ids=["batch-size-varies", "early-stopping"],
+)
+def test_adaptive_sweeps_refuse_what_would_split_or_stop_the_batch(server, space, base, loc):
+    response = server.client.post("/v1/sweeps", json=sweep_body(space, base=base, search="asha", count=4, **ASHA))
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == loc
