@@ -91,6 +91,9 @@ class BatchedAsha:
     def records(self, epoch: int) -> bool:
         return self.rungs.rung_at(epoch) is not None
 
+    def on_start(self, run) -> None:
+        """Nothing to restore: members a rung stopped were closed with it."""
+
     def after_epoch(self, run, epoch: int, figures) -> None:
         """`run` has just trained `epoch` (recorded in `figures`) and reported it."""
         rung = self.rungs.rung_at(epoch)

@@ -24,12 +24,13 @@ from service.repositories import members as member_repo
 from service.repositories import sweeps as sweep_repo
 from service.schemas.spec import JobSpec
 from service.settings import Settings
-from workers.asha import BatchedAsha, rungs_for
+from workers.asha import BatchedAsha, Rungs, rungs_for
 from workers.asha_solo import run_rungwise
 from workers.batched import BatchedTrainer
 from workers.checkpoints import state_from_bytes, state_to_bytes
 from workers.data import load_data
 from workers.devices import resolve_device
+from workers.pbt import Population, population_for
 from workers.steps import transform_rows
 from workers.trainer import Callbacks, Trainer, fit_standardization, seed_network_init
 from workers.worker import Attempt, fetch_dataset, run_attempt
@@ -107,7 +108,7 @@ def run_groups(members: list[Job], worker_id: str, settings: Settings, gpu, shut
     with session_scope(read_only=True) as s:
         saved = {job.id: job_repo.get_checkpoint(s, job.id) for job in members}
         sweep = sweep_repo.get_sweep(s, members[0].sweep_id, members[0].owner_id)
-        rungs = rungs_for(sweep, members)  # None unless the sweep searches by ASHA
+        search = rungs_for(sweep, members) or population_for(sweep, members)  # None: grid or random
     groups: dict[tuple, list[Job]] = defaultdict(list)
     for job in members:
         groups[group_key(job, saved[job.id].epoch if saved[job.id] else 0)].append(job)
@@ -117,12 +118,12 @@ def run_groups(members: list[Job], worker_id: str, settings: Settings, gpu, shut
             continue
         if len(group) > 1:
             try:
-                if run_batched(group, saved, worker_id, settings, gpu, shutdown, rungs):
+                if run_batched(group, saved, worker_id, settings, gpu, shutdown, search):
                     continue
             except Exception as exc:  # an optional fast path never fails a member: one by one instead
                 group = fall_back(group, worker_id, exc)
-        if rungs is not None and len(group) > 1:  # one by one, rung by rung: every member to a rung, then decide
-            run_rungwise(group, rungs, worker_id, settings, gpu, shutdown)
+        if isinstance(search, Rungs) and len(group) > 1:  # one by one, rung by rung: all to a rung, then decide
+            run_rungwise(group, search, worker_id, settings, gpu, shutdown)
             continue
         for job in group:
             if shutdown.is_set():
@@ -148,14 +149,16 @@ def release_all(jobs: list[Job], worker_id: str) -> None:
             job_repo.release_job(s, job.id, worker_id, job.attempt, "worker shut down; resumes from its checkpoint")
 
 
-def run_batched(group: list[Job], saved: dict, worker_id: str, settings: Settings, gpu, shutdown, rungs=None) -> bool:
+def run_batched(group: list[Job], saved: dict, worker_id: str, settings: Settings, gpu, shutdown, search=None) -> bool:
     """Train the group together if that measures faster; False to leave it to one-by-one."""
     specs = [JobSpec.model_validate(job.spec) for job in group]
     device = resolve_device(specs[0].device, gpu)
     nets, datas = zip(*(prepare(spec, device) for spec in specs))
     with session_scope(read_only=True) as s:
         asked = sweep_repo.get_sweep(s, group[0].sweep_id, group[0].owner_id).request.get("execution", "auto")
-    if asked == "auto":
+    if isinstance(search, Population):
+        batched, why = True, "pbt copies state between the members of one stack"
+    elif asked == "auto":
         speedup = measure_speedup(specs, nets, datas, device)
         batched = speedup >= MIN_SPEEDUP
         why = f"batched measured {speedup:.1f}x the speed of one by one"
@@ -171,7 +174,7 @@ def run_batched(group: list[Job], saved: dict, worker_id: str, settings: Setting
     states = [saved[job.id] for job in group]
     if all(states):
         trainer.load_member_states([state_from_bytes(c.data) for c in states])
-    search = BatchedAsha(rungs) if rungs is not None else None
+    search = BatchedAsha(search) if isinstance(search, Rungs) else search
     BatchedRun(group, specs, trainer, worker_id, settings, shutdown, search).run(str(device), note)
     return True
 
@@ -190,6 +193,8 @@ class BatchedRun:
         with session_scope() as s:
             jobs = [(a.job_id, a.attempt) for a in self.attempts]
             member_repo.start_members(s, self.attempts[0].worker_id, jobs, device, self.trainer.progress.step, execution)
+        if self.search is not None:
+            self.search.on_start(self)
         self.train()  # leases are kept by the sweep's keep_leases; stops are seen at each report
 
     def train(self) -> None:

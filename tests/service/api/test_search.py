@@ -151,3 +151,89 @@ def test_adaptive_sweeps_refuse_what_would_split_or_stop_the_batch(server, space
     response = server.client.post("/v1/sweeps", json=sweep_body(space, base=base, search="asha", count=4, **ASHA))
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == loc
+
+
+# ---------------------------------------------------------------- PBT
+
+# momentum stays the base's: a member explored from momentum 0 to more would keep its last gradient as
+# buffer batched, where torch.optim starts a new one, and the replay below would drift
+PBT_BASE = {**VALIDATED, "epochs": 60, "optimizer": {"kind": "sgd", "lr": 0.01, "momentum": 0.9}}
+PBT_SPACE = {"lr": {"distribution": "log_uniform", "low": 0.0005, "high": 0.02}, "weight_decay": [0.0, 0.001, 0.01]}
+
+
+def pbt_body(base=PBT_BASE, interval=10) -> dict:
+    return sweep_body(PBT_SPACE, base=base, search="pbt", count=6, search_seed=5,
+                      pbt={"interval_epochs": interval, "quantile": 0.25})
+
+
+def replay_alone(spec: dict, stretches) -> dict:
+    """Train one network alone through a member's lineage of values; its last curve point."""
+    import torch
+
+    from service.schemas.spec import JobSpec
+    from tests.workers.test_batched import prepare
+    from workers.trainer import Callbacks, Trainer
+
+    spec = JobSpec.model_validate(spec)
+    net, data = prepare(spec)
+    points = []
+    trainer = Trainer(spec, net, data, torch.device("cpu"), Callbacks(report=lambda p, _: points.extend(p) or True))
+    for _, last, values in stretches:
+        for group in trainer.optimizer.param_groups:
+            group.update(values)
+        trainer.spec = spec.model_copy(update={"epochs": last})
+        assert trainer.run()
+    return points[-1].as_dict()
+
+
+def test_pbt_exploits_the_top_members_and_its_best_replays_alone(server):
+    from workers.pbt import lineage
+
+    done = wait_sweep(server, submit_sweep(server, pbt_body())["id"])
+    assert done["status"] == "succeeded" and done["execution"].startswith("batched"), done
+    pbt = done["search_state"]["pbt"]
+    assert sorted(pbt["intervals"], key=int) == ["10", "20", "30", "40", "50"]
+    curves = {e["job_id"]: {p["epoch"]: p["val_loss"] for p in curve(server, e["job_id"])} for e in done["leaderboard"]}
+    for epoch, decision in pbt["intervals"].items():
+        # the ranking is the members' own val_loss at the interval; the bottom 2 copy one of the top 2
+        want = sorted(curves, key=lambda j: curves[j][int(epoch)])
+        assert decision["ranked"] == want
+        assert {c["target"] for c in decision["copies"]} == set(want[-2:])
+        for c in decision["copies"]:
+            assert c["source"] in want[:2]
+            assert 0.0005 <= c["values"]["lr"] <= 0.02 and c["values"]["weight_decay"] in (0.0, 0.001, 0.01)
+            assert pbt["history"][c["target"]][-1]["epoch"] <= 50
+    assert any(len(h) > 1 for h in pbt["history"].values())
+    best = done["leaderboard"][0]
+    stretches = lineage(pbt["history"], best["job_id"], 60)
+    assert stretches[0][0] == 1 and stretches[-1][1] == 60
+    replayed = replay_alone(PBT_BASE, stretches)
+    assert replayed["val_loss"] == pytest.approx(best["val_loss"], rel=1e-3)
+    assert replayed["loss"] == pytest.approx(best["loss"], rel=1e-3)
+
+
+def test_a_killed_pbt_sweep_resumes_with_the_same_decisions(make_server):
+    srv = make_server(workers=1, FITSERVE_CHECKPOINT_SECONDS="0.3", FITSERVE_LEASE_SECONDS="3",
+                      FITSERVE_SWEEP_SECONDS="0.5").start()
+    body = pbt_body(base={**PBT_BASE, "epochs": 3000}, interval=400)
+    sweep = submit_sweep(srv, body)
+    deadline = time.monotonic() + 120
+    while not (srv.client.get(f"/v1/sweeps/{sweep['id']}").json()["search_state"] or {}).get("pbt"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for pid in worker_pids(srv.proc.pid):
+        os.kill(pid, signal.SIGKILL)
+    killed = wait_sweep(srv, sweep["id"], timeout=300)
+    again = wait_sweep(srv, submit_sweep(srv, body)["id"], timeout=300)
+
+    def decisions(done):
+        names = {e["job_id"]: srv.client.get(f"/v1/jobs/{e['job_id']}").json()["name"] for e in done["leaderboard"]}
+        return {epoch: [(names[c["target"]], names[c["source"]], c["values"]) for c in d["copies"]]
+                for epoch, d in done["search_state"]["pbt"]["intervals"].items()}, names
+
+    (got, names), (want, _) = decisions(killed), decisions(again)
+    assert got == want and len(got) == 7
+    assert {srv.client.get(f"/v1/jobs/{j}").json()["attempt"] for j in names} == {2}
+    final = {names[e["job_id"]]: e["val_loss"] for e in killed["leaderboard"]}
+    again_names = decisions(again)[1]
+    assert final == pytest.approx({again_names[e["job_id"]]: e["val_loss"] for e in again["leaderboard"]}, rel=1e-4)
