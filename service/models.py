@@ -74,6 +74,8 @@ class Sweep(Base):
     tags: Mapped[dict] = mapped_column(JSON, default=dict, server_default="{}")  # given to each member too
     # an adaptive search's decisions so far (ASHA's rungs, PBT's exploits): a resumed worker repeats them
     search_state: Mapped[dict | None] = mapped_column(JSON)
+    # TPE: rounds still to create; each is created, once, when every member so far has ended
+    search_rounds_left: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_sweeps_created_at_id", "created_at", "id"),)

@@ -22,9 +22,10 @@ from workers.batch_members import keep_members
 class Rungs:
     """One ASHA sweep's rungs, and the decisions taken at them."""
 
-    def __init__(self, sweep_id: str, request: dict, members: list[Job]):
+    def __init__(self, sweep_id: str, request: dict, members: list[Job], tpe_round: int | None = None):
+        """`tpe_round`: ASHA inside a TPE sweep's round (0 first), whose decisions are kept with the round."""
         asha, base = request["asha"], request["base"]
-        self.sweep_id = sweep_id
+        self.sweep_id, self.tpe_round = sweep_id, tpe_round
         self.eta = asha["reduction_factor"]
         self.epochs = asha_rungs(asha["min_epochs"], self.eta, base["epochs"])
         self.metric = "val_loss" if base["data"].get("validation_fraction") else "loss"
@@ -39,7 +40,8 @@ class Rungs:
         """The members (ids) that go on past `rung`: the decision stored, else one taken now and stored."""
         values = {job_id: (v if v is not None and math.isfinite(v) else None) for job_id, v in values.items()}
         state = search_repo.lock_search_state(session, self.sweep_id)
-        rungs = state.setdefault("rungs", {})
+        holder = state if self.tpe_round is None else state["tpe"]["rounds"][self.tpe_round]
+        rungs = holder.setdefault("rungs", {})
         decision = rungs.get(str(rung))
         if decision is None:
             order = ranked(sorted(values.items(), key=lambda item: self.order.get(item[0], 0)))
@@ -79,7 +81,15 @@ class Rungs:
 
 
 def rungs_for(sweep, members: list[Job]) -> Rungs | None:
-    return Rungs(sweep.id, sweep.request, members) if sweep.request.get("search") == "asha" else None
+    """ASHA's rungs for these members of a sweep: an asha search's, or those of the TPE round they belong to."""
+    if sweep.request.get("asha") is None:
+        return None
+    if sweep.request["search"] != "tpe":
+        return Rungs(sweep.id, sweep.request, members)
+    rounds = (sweep.search_state or {}).get("tpe", {}).get("rounds", [])
+    ids = {job.id for job in members}
+    tpe_round = next(i for i, r in enumerate(rounds) if ids & set(r["members"]))
+    return Rungs(sweep.id, sweep.request, members, tpe_round)
 
 
 class BatchedAsha:

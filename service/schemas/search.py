@@ -6,7 +6,8 @@ from pydantic import Field
 
 from service.schemas.spec import Strict
 
-ADAPTIVE = ("asha", "pbt")
+ADAPTIVE = ("asha", "pbt", "tpe")
+MAX_ROUNDS = 100
 PERTURB_FACTORS = (0.8, 1.2)  # PBT's explore: a copied value times one of these, clipped to the space
 HYPERPARAMETERS = ("lr", "momentum", "weight_decay")  # what PBT may change while a member trains
 
@@ -23,6 +24,12 @@ class PbtSettings(Strict):
 
     interval_epochs: int = Field(ge=1, le=1_000_000)
     quantile: float = Field(0.25, gt=0, le=0.5)
+
+
+class TpeSettings(Strict):
+    """Rounds of `count` members each; a round's members come from Optuna's TPE sampler told every earlier result."""
+
+    rounds: int = Field(ge=1, le=MAX_ROUNDS)
 
 
 def asha_rungs(min_epochs: int, reduction_factor: int, epochs: int) -> list[int]:

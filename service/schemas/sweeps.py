@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from service.schemas.search import AshaSettings, PbtSettings
+from service.schemas.search import AshaSettings, PbtSettings, TpeSettings
 from service.schemas.spec import JobSpec, Strict, Tags
 
 MAX_MEMBERS = 4096
@@ -50,13 +50,14 @@ class SweepCreate(Strict):
     name: str | None = Field(None, max_length=200)
     base: JobSpec
     space: SearchSpace
-    search: Literal["grid", "random", "asha", "pbt"] = "grid"
+    search: Literal["grid", "random", "asha", "pbt", "tpe"] = "grid"
     count: Annotated[int, Field(ge=1, le=MAX_MEMBERS)] | None = Field(
-        None, description="members, for random, asha and pbt search (sampled as random search samples them)"
+        None, description="members, for random, asha and pbt search (sampled as random search samples them); tpe: per round"
     )
     search_seed: int = Field(0, ge=0, description="seeds the sampling (and PBT's choices), so a resubmitted sweep is the same")
-    asha: AshaSettings | None = Field(None, description="search asha: the rungs")
+    asha: AshaSettings | None = Field(None, description="search asha (or tpe, inside each round): the rungs")
     pbt: PbtSettings | None = Field(None, description="search pbt: how often and how many members exploit and explore")
+    tpe: TpeSettings | None = Field(None, description="search tpe: how many rounds of count members")
     tags: Tags = Field(default_factory=dict, description="the sweep's; each member carries them too, over the base's")
     execution: Literal["auto", "batched", "one_by_one"] = Field(
         "auto", description="auto: batched when a probe measures it faster on the worker's device"
@@ -94,10 +95,11 @@ class SweepCreate(Strict):
         rng = random.Random(self.search_seed)
         return [{name: sample(value, rng) for name, value in axes.items()} for _ in range(self.count)]
 
-    def member_specs(self) -> list[JobSpec]:
+    def member_specs(self, overrides: list[dict[str, Any]] | None = None) -> list[JobSpec]:
+        """The members' specs: of `overrides` when given (a TPE round's suggestions), else of the search's own."""
         base = self.base.model_dump(mode="json")
         specs = []
-        for overrides in self.member_overrides():
+        for overrides in self.member_overrides() if overrides is None else overrides:
             spec = {**base, "optimizer": dict(base["optimizer"])}
             for name, value in overrides.items():
                 if name in ("lr", "momentum", "weight_decay"):

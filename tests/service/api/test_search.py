@@ -237,3 +237,64 @@ def test_a_killed_pbt_sweep_resumes_with_the_same_decisions(make_server):
     final = {names[e["job_id"]]: e["val_loss"] for e in killed["leaderboard"]}
     again_names = decisions(again)[1]
     assert final == pytest.approx({again_names[e["job_id"]]: e["val_loss"] for e in again["leaderboard"]}, rel=1e-4)
+
+
+# ---------------------------------------------------------------- TPE
+
+TPE_BASE = {**VALIDATED, "epochs": 30}
+TPE_SPACE = {"lr": {"distribution": "log_uniform", "low": 0.0003, "high": 0.3}, "momentum": [0.0, 0.9]}
+
+
+def tpe_body(base=TPE_BASE, rounds=2, count=8, **extra) -> dict:
+    return sweep_body(TPE_SPACE, base=base, search="tpe", count=count, search_seed=11, tpe={"rounds": rounds}, **extra)
+
+
+def rounds_of(done: dict) -> list[list[dict]]:
+    by_id = {e["job_id"]: e for e in done["leaderboard"]}
+    return [[by_id[j] for j in r["members"]] for r in done["search_state"]["tpe"]["rounds"]]
+
+
+def median(values: list[float]) -> float:
+    values = sorted(values)
+    return (values[(len(values) - 1) // 2] + values[len(values) // 2]) / 2
+
+
+def test_tpe_moves_its_second_round_toward_the_better_results(server):
+    done = wait_sweep(server, submit_sweep(server, tpe_body())["id"], timeout=300)
+    assert done["status"] == "succeeded" and done["progress"]["members"] == 16, done["progress"]
+    first, second = rounds_of(done)
+    assert len(first) == len(second) == 8
+    score = lambda e: e["val_loss"] if e["val_loss"] is not None else math.inf  # noqa: E731
+    ordered = sorted(first, key=score)
+    good, bad = ordered[:4], ordered[4:]
+    log_lr = lambda entries: median([math.log(e["hyperparameters"]["lr"]) for e in entries])  # noqa: E731
+    # round 1 tells which side of the lr range did better; round 2's lrs move to that side
+    toward = 1 if log_lr(good) > log_lr(bad) else -1
+    assert (log_lr(second) - log_lr(first)) * toward > 0, (log_lr(first), log_lr(second), log_lr(good))
+    assert median([score(e) for e in second]) < median([score(e) for e in first])
+    # round 2 differs from round 1, and a resubmitted search suggests exactly the same members
+    assert {e["hyperparameters"]["lr"] for e in first}.isdisjoint({e["hyperparameters"]["lr"] for e in second})
+
+
+def test_tpe_rounds_with_asha_inside_are_the_same_after_a_worker_sigkill(make_server):
+    srv = make_server(workers=1, FITSERVE_CHECKPOINT_SECONDS="0.3", FITSERVE_LEASE_SECONDS="3",
+                      FITSERVE_SWEEP_SECONDS="0.5").start()
+    body = tpe_body(base={**TPE_BASE, "epochs": 2000}, count=6, asha={"min_epochs": 200, "reduction_factor": 2},
+                    execution="batched")
+    sweep = submit_sweep(srv, body)
+    deadline = time.monotonic() + 120
+    while "rungs" not in srv.client.get(f"/v1/sweeps/{sweep['id']}").json()["search_state"]["tpe"]["rounds"][0]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for pid in worker_pids(srv.proc.pid):
+        os.kill(pid, signal.SIGKILL)
+    killed = wait_sweep(srv, sweep["id"], timeout=400)
+    again = wait_sweep(srv, submit_sweep(srv, body)["id"], timeout=400)
+    assert killed["status"] == again["status"] == "succeeded" and killed["progress"]["members"] == 12
+    for got, want in zip(rounds_of(killed), rounds_of(again)):
+        assert [e["hyperparameters"] for e in got] == [e["hyperparameters"] for e in want]
+        assert [e["stop_reason"] for e in got] == [e["stop_reason"] for e in want]
+    assert any(e["stop_reason"] for e in killed["leaderboard"])
+    rungs = [r["rungs"] for r in killed["search_state"]["tpe"]["rounds"]]
+    for r in rungs:  # members that diverged before a rung are not among its candidates
+        assert len(r["1"]["kept"]) == max(1, len(r["1"]["values"]) // 2)
