@@ -8,6 +8,7 @@ alone; the others go on.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import threading
 import time
@@ -82,10 +83,12 @@ def measure_speedup(specs, nets, datas, device) -> float:
 
 
 def group_key(job: Job, checkpoint_epoch: int) -> tuple:
-    """Members that can share a step: same batch size, optimizer kind, device, early stopping and starting epoch."""
+    """Members that can share a step: same architecture, batch size, optimizer kind, device, early stopping and
+    starting epoch (a search over `hidden`, `activation` or `channels` makes a group per shape, trained in turn)."""
     spec = job.spec
     early = tuple(sorted((spec.get("early_stopping") or {}).items()))
-    return spec["batch_size"], spec["optimizer"]["kind"], spec["device"], early, checkpoint_epoch
+    shape = json.dumps(spec["model"], sort_keys=True)
+    return shape, spec["batch_size"], spec["optimizer"]["kind"], spec["device"], early, checkpoint_epoch
 
 
 def keep_leases(members: list[Job], worker_id: str, settings: Settings, done: threading.Event) -> None:

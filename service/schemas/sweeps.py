@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from service.schemas.search import AshaSettings, PbtSettings, TpeSettings
-from service.schemas.spec import JobSpec, Strict, Tags
+from service.schemas.spec import Activation, JobSpec, Strict, Tags, Width
 
 MAX_MEMBERS = 4096
 
@@ -33,14 +33,21 @@ class Uniform(Strict):
 Range = Annotated[LogUniform | Uniform, Field(discriminator="distribution")]
 
 
+ARCHITECTURE = ("hidden", "activation", "channels")  # axes that change a member's network: members grouped by shape
+
+
 class SearchSpace(Strict):
-    """Values to try for what keeps the architecture's shapes: a list each, or a range for random search."""
+    """Values to try: a list each, or a range for random search; `hidden`, `activation` and (CNN) `channels`,
+    one out_channels per conv layer, change the architecture."""
 
     lr: list[Annotated[float, Field(gt=0, le=100)]] | Range | None = None
     momentum: list[Annotated[float, Field(ge=0, lt=1)]] | Range | None = None
     weight_decay: list[Annotated[float, Field(ge=0)]] | Range | None = None
     seed: list[Annotated[int, Field(ge=0, le=2**63 - 1)]] | None = None
     batch_size: list[Annotated[int, Field(ge=1)] | None] | None = None
+    hidden: list[list[Width]] | None = None
+    activation: list[Activation] | None = None
+    channels: list[list[Width]] | None = None
 
     def axes(self) -> dict[str, Any]:
         return {name: value for name, value in self if value is not None}
@@ -101,13 +108,27 @@ class SweepCreate(Strict):
         specs = []
         for overrides in self.member_overrides() if overrides is None else overrides:
             spec = {**base, "optimizer": dict(base["optimizer"])}
+            spec["model"] = dict(spec["model"])
             for name, value in overrides.items():
                 if name in ("lr", "momentum", "weight_decay"):
                     spec["optimizer"][name] = value
+                elif name == "channels":
+                    spec["model"]["conv"] = with_channels(spec["model"].get("conv"), value)
+                elif name in ARCHITECTURE:
+                    spec["model"][name] = value
                 else:
                     spec[name] = value
             specs.append(JobSpec.model_validate(spec))
         return specs
+
+
+def with_channels(conv: list[dict] | None, channels: list[int]) -> list[dict]:
+    """The base's conv layers with these out_channels, one a layer."""
+    if conv is None:
+        raise ValueError("space.channels is for a cnn base")
+    if len(channels) != len(conv):
+        raise ValueError(f"space.channels: {len(channels)} values for {len(conv)} conv layers")
+    return [{**layer, "out_channels": c} for layer, c in zip(conv, channels)]
 
 
 def sample(value, rng: random.Random):

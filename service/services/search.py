@@ -2,7 +2,7 @@
 
 from service.errors import InvalidField
 from service.schemas.search import HYPERPARAMETERS
-from service.schemas.sweeps import MAX_MEMBERS, SweepCreate
+from service.schemas.sweeps import ARCHITECTURE, MAX_MEMBERS, SweepCreate
 
 ALLOWED = {"asha": ("asha", "tpe"), "pbt": ("pbt",), "tpe": ("tpe",)}  # settings -> the searches that take them
 
@@ -42,6 +42,9 @@ def check_pbt(request: SweepCreate) -> None:
         raise InvalidField(("count",), "pbt needs at least 2 members")
     if request.space.seed is not None:
         raise InvalidField(("space", "seed"), "pbt members copy each other's weights: they share the base's seed and data")
+    for name in ARCHITECTURE:
+        if getattr(request.space, name) is not None:
+            raise InvalidField(("space", name), "pbt members copy each other's weights: they share one architecture")
     if not any(getattr(request.space, name) is not None for name in HYPERPARAMETERS):
         raise InvalidField(("space",), f"pbt explores {', '.join(HYPERPARAMETERS)}: vary at least one")
     if request.pbt.interval_epochs >= request.base.epochs:

@@ -61,7 +61,10 @@ def checked_specs(request: SweepCreate, overrides: list[dict] | None) -> list[Jo
         return request.member_specs(overrides)
     except ValidationError as exc:  # a sampled or listed value the job spec refuses, e.g. lr > 100
         error = exc.errors()[0]
-        raise InvalidField(("space", error["loc"][-1]), error["msg"]) from None
+        name = next((str(n) for n in reversed(error["loc"]) if str(n) in request.space.axes()), error["loc"][-1])
+        raise InvalidField(("space", name), error["msg"]) from None
+    except ValueError as exc:  # channels that do not fit the base's conv layers
+        raise InvalidField(("space", "channels"), str(exc)) from None
 
 
 def new_members(request: SweepCreate, specs: list[JobSpec], owner_id: str | None, settings: Settings, first: int) -> list[Job]:
@@ -119,8 +122,14 @@ def status_of(sweep: Sweep, progress: SweepProgress) -> str:
 
 def hyperparameters(request: dict, job: Job) -> dict:
     axes = [name for name, value in request["space"].items() if value is not None]
-    optimizer = job.spec["optimizer"]
-    return {name: optimizer[name] if name in optimizer else job.spec[name] for name in axes}
+    optimizer, model = job.spec["optimizer"], job.spec["model"]
+    values = {}
+    for name in axes:
+        if name == "channels":
+            values[name] = [layer["out_channels"] for layer in model["conv"]]
+        else:
+            values[name] = optimizer[name] if name in optimizer else model[name] if name in model else job.spec[name]
+    return values
 
 
 def kept_metrics(job: Job) -> dict:

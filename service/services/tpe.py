@@ -9,25 +9,30 @@ suggestions, so a round created again after a crash is the same round.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
-import optuna
-from optuna.distributions import CategoricalDistribution, FloatDistribution
-from optuna.trial import TrialState, create_trial
-
 from service.schemas.sweeps import LogUniform, SweepCreate, Uniform
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+def optuna_module():
+    """Optuna, imported on first use: seconds at start-up that a service running no TPE sweep never pays."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
 
 
 def distributions(request: SweepCreate) -> dict[str, Any]:
+    """Optuna's distribution per axis; list values (hidden, channels) as JSON strings, which Optuna can hold."""
+    distribution = optuna_module().distributions
     dists = {}
     for name, axis in request.space.axes().items():
         if isinstance(axis, list):
-            dists[name] = CategoricalDistribution(axis)
+            dists[name] = distribution.CategoricalDistribution([encode(v) for v in axis])
         else:
-            dists[name] = FloatDistribution(axis.low, axis.high, log=isinstance(axis, LogUniform))
+            dists[name] = distribution.FloatDistribution(axis.low, axis.high, log=isinstance(axis, LogUniform))
     return dists
 
 
@@ -36,17 +41,28 @@ def suggest(request: SweepCreate, told: list[dict]) -> list[dict[str, Any]]:
 
     Each told entry: params, and value (complete), or pruned_at and value (stopped by a rung), or neither (failed).
     """
-    dists = distributions(request)
+    optuna, dists = optuna_module(), distributions(request)
     rounds_so_far = len(told) // request.count
     sampler = optuna.samplers.TPESampler(seed=request.search_seed + rounds_so_far, n_startup_trials=1)
     study = optuna.create_study(direction="minimize", sampler=sampler)
     for entry in told:
         study.add_trial(trial_of(entry, dists))
-    return [study.ask(dists).params for _ in range(request.count)]
+    asked = [study.ask(dists).params for _ in range(request.count)]
+    return [{name: decode(value) for name, value in params.items()} for params in asked]
 
 
-def trial_of(entry: dict, dists: dict) -> optuna.trial.FrozenTrial:
-    params, value = {k: v for k, v in entry["params"].items() if k in dists}, entry.get("value")
+def encode(value):
+    return json.dumps(value) if isinstance(value, list) else value
+
+
+def decode(value):
+    return json.loads(value) if isinstance(value, str) and value.startswith("[") else value
+
+
+def trial_of(entry: dict, dists: dict):
+    """An Optuna FrozenTrial of a member that ended."""
+    TrialState, create_trial = optuna_module().trial.TrialState, optuna_module().trial.create_trial
+    params, value = {k: encode(v) for k, v in entry["params"].items() if k in dists}, entry.get("value")
     if value is None or not math.isfinite(value):
         return create_trial(params=params, distributions=dists, state=TrialState.FAIL)
     if entry.get("pruned_at"):

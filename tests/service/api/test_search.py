@@ -298,3 +298,39 @@ def test_tpe_rounds_with_asha_inside_are_the_same_after_a_worker_sigkill(make_se
     rungs = [r["rungs"] for r in killed["search_state"]["tpe"]["rounds"]]
     for r in rungs:  # members that diverged before a rung are not among its candidates
         assert len(r["1"]["kept"]) == max(1, len(r["1"]["values"]) // 2)
+
+
+# ---------------------------------------------------------------- spaces over the architecture
+
+
+def test_a_grid_over_hidden_widths_trains_each_shape_as_alone(server):
+    done = wait_sweep(server, submit_sweep(server, sweep_body({"hidden": [[8], [24, 8]], "activation": ["relu", "tanh"]},
+                                                             base={**CUBIC, "epochs": 40}, execution="batched"))["id"])
+    assert done["status"] == "succeeded" and done["progress"]["succeeded"] == 4
+    shapes = {(tuple(e["hyperparameters"]["hidden"]), e["hyperparameters"]["activation"]) for e in done["leaderboard"]}
+    assert shapes == {((8,), "relu"), ((8,), "tanh"), ((24, 8), "relu"), ((24, 8), "tanh")}
+    entry = next(e for e in done["leaderboard"] if e["hyperparameters"] == {"hidden": [24, 8], "activation": "tanh"})
+    job = server.client.get(f"/v1/jobs/{entry['job_id']}").json()
+    assert job["spec"]["model"]["hidden"] == [24, 8] and job["spec"]["model"]["activation"] == "tanh"
+    alone = server.train({**CUBIC, "epochs": 40, "model": {**CUBIC["model"], "hidden": [24, 8], "activation": "tanh"}})
+    assert entry["loss"] == pytest.approx(alone["metrics"]["loss"], rel=1e-3)
+
+
+def test_asha_over_widths_decides_across_the_shape_groups(server):
+    space = {**SPACE, "hidden": [[4], [16], [32]]}
+    body = sweep_body(space, base=VALIDATED, search="asha", count=9, search_seed=2,
+                      asha={"min_epochs": 5, "reduction_factor": 3})
+    done = wait_sweep(server, submit_sweep(server, body)["id"])
+    assert done["status"] == "succeeded" and done["progress"]["succeeded"] == 9
+    assert len({tuple(e["hyperparameters"]["hidden"]) for e in done["leaderboard"]}) > 1
+    rung = done["search_state"]["rungs"]["1"]
+    assert set(rung["kept"]) | set(rung["pruned"]) == {e["job_id"] for e in done["leaderboard"]}
+    best_kept = min(rung["values"][j] for j in rung["kept"])
+    assert all(rung["values"][j] > best_kept for j in rung["pruned"])
+
+
+def test_pbt_refuses_a_space_over_the_architecture(server):
+    body = pbt_body()
+    body["space"] = {**body["space"], "hidden": [[8], [16]]}
+    response = server.client.post("/v1/sweeps", json=body)
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "space", "hidden"]
