@@ -9,7 +9,7 @@ PyTorch network on the same tensors in trials, as their users write them. Each r
 is followed over time; the target is 5% above the best loss any run reached. Prints, per run: wall time,
 time to the target, best validation loss, epochs spent, and the time-to-target ratio against fitserve asha.
 
-    python -m bench.search [--trials 27] [--epochs 300] [--problems cubic,blobs]
+    python -m bench.search [--trials 27] [--epochs 300] [--problems cubic,blobs] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ SPACE = {
 }
 
 
-def base_spec(problem: str, epochs: int) -> dict:
+def base_spec(problem: str, epochs: int, device: str) -> dict:
     spec = load_example(next(p for p in EXAMPLES if p.stem == PROBLEMS[problem]))
-    spec["epochs"] = epochs
+    spec["epochs"], spec["device"] = epochs, device
     spec["data"]["validation_fraction"] = 0.2
     if spec["data"]["generator"] == "blobs":
         for cluster in spec["data"]["clusters"]:
@@ -106,7 +106,7 @@ def tensors(base: dict):
     from service.schemas.spec import JobSpec
     from workers.data import load_data
 
-    data = load_data(JobSpec.model_validate(base), None)
+    data = load_data(JobSpec.model_validate(base), None).to(torch.device(base["device"]))
     return data.x_train, data.y_train, data.x_val, data.y_val
 
 
@@ -120,7 +120,7 @@ def train_trial(base: dict, data, config: dict, report) -> None:
     """Full-batch SGD as the spec says; `report(epoch, val_loss)` after each epoch returns False to stop."""
     torch.set_num_threads(1)
     x, y, xv, yv = data
-    net = network(base, config["hidden"])
+    net = network(base, config["hidden"]).to(x.device)
     opt = torch.optim.SGD(net.parameters(), lr=config["lr"], momentum=config["momentum"],
                           weight_decay=config["weight_decay"])
     loss_fn = nn.CrossEntropyLoss() if base["loss"] == "cross_entropy" else nn.MSELoss()
@@ -147,12 +147,14 @@ def run_ray_tune(base: dict, trials: int, epochs: int, seed: int) -> tuple[Timel
         train_trial(base, data, config, lambda epoch, val: tune.report({"val_loss": val, "at": time.perf_counter()})
                     or True)
 
+    resources = {"cpu": 1, "gpu": 1 / os.cpu_count()} if base["device"] != "cpu" else {"cpu": 1}
+
     space = {"lr": tune.loguniform(0.001, 0.3), "momentum": tune.uniform(0.0, 0.95),
              "weight_decay": tune.loguniform(1e-6, 1e-2), "hidden": tune.choice(WIDTHS)}
     scheduler = ASHAScheduler(max_t=epochs, grace_period=max(1, epochs // 9), reduction_factor=3)
     with tempfile.TemporaryDirectory() as storage:
         tuner = tune.Tuner(
-            tune.with_resources(trainable, {"cpu": 1}), param_space=space,
+            tune.with_resources(trainable, resources), param_space=space,
             tune_config=tune.TuneConfig(metric="val_loss", mode="min", scheduler=scheduler, num_samples=trials,
                                         search_alg=tune.search.BasicVariantGenerator(random_state=seed)),
             run_config=tune.RunConfig(storage_path=storage, verbose=0),
@@ -206,13 +208,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--problems", default="cubic,blobs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="where every tool trains: cpu or cuda")
     args = parser.parse_args()
     load_before = open("/proc/loadavg").read().split()[:3]
     header(f"Adaptive search: {args.trials} trials of at most {args.epochs} epochs each, one worker")
     rows = []
     env = {"FITSERVE_TORCH_THREADS": "1", "FITSERVE_MAX_QUEUED_PER_OWNER": "100000"}
     for problem in args.problems.split(","):
-        base = base_spec(problem, args.epochs)
+        base = base_spec(problem, args.epochs, args.device)
         runs: dict[str, tuple[Timeline, float]] = {}
         with Service(workers=1, **env) as svc:
             for search in ("asha", "pbt", "tpe", "random"):

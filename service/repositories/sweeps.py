@@ -38,7 +38,8 @@ def list_members(session: Session, sweep_ids: list[str]) -> list[Job]:
 
 
 def mark_cancel_requested(session: Session, sweep_id: str) -> None:
-    session.execute(update(Sweep).where(Sweep.id == sweep_id).values(cancel_requested=True))
+    """Cancelled: and a TPE sweep makes no more rounds."""
+    session.execute(update(Sweep).where(Sweep.id == sweep_id).values(cancel_requested=True, search_rounds_left=0))
 
 
 def set_execution(session: Session, sweep_id: str, execution: str) -> None:

@@ -199,7 +199,7 @@ def list_sweeps(session: Session, owner_id: str | None, cursor: str | None, limi
 def cancel_sweep(session: Session, sweep_id: str, owner_id: str | None) -> Sweep:
     sweep = get_sweep(session, sweep_id, owner_id)
     members = sweep_repo.list_members(session, [sweep.id])
-    if all(JobStatus(job.status).is_final for job in members):
+    if all(JobStatus(job.status).is_final for job in members) and not sweep.search_rounds_left:
         raise Conflict(f"every member of sweep {sweep_id} has already ended")
     sweep_repo.mark_cancel_requested(session, sweep.id)
     for job in members:
