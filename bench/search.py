@@ -7,7 +7,7 @@ the width: its members copy each other's weights), `tpe` (rounds, ASHA inside) a
 service (one worker); Ray Tune's ASHAScheduler and Optuna's TPESampler + HyperbandPruner train the same
 PyTorch network on the same tensors in trials, as their users write them. Each run's best validation loss
 is followed over time; the target is 5% above the best loss any run reached. Prints, per run: wall time,
-time to the target, best validation loss, epochs spent, and the time-to-target ratio against fitserve asha.
+time to the target, best validation loss, epochs spent, and the time to the target over fitserve's fastest.
 
     python -m bench.search [--trials 27] [--epochs 300] [--problems cubic,blobs] [--device cpu|cuda]
 """
@@ -111,9 +111,11 @@ def tensors(base: dict):
 
 
 def network(base: dict, width: int) -> nn.Sequential:
-    model = base["model"]
-    layers = [nn.Linear(model["in_features"], width), nn.ReLU(), nn.Linear(width, model["out_features"])]
-    return nn.Sequential(*layers)
+    """fitserve's own network for the spec with this width (output softmax included, for the blobs)."""
+    from modelzoo import build_network
+    from service.schemas.spec import JobSpec
+
+    return build_network(JobSpec.model_validate({**base, "model": {**base["model"], "hidden": [width]}}).model)
 
 
 def train_trial(base: dict, data, config: dict, report) -> None:
@@ -123,7 +125,10 @@ def train_trial(base: dict, data, config: dict, report) -> None:
     net = network(base, config["hidden"]).to(x.device)
     opt = torch.optim.SGD(net.parameters(), lr=config["lr"], momentum=config["momentum"],
                           weight_decay=config["weight_decay"])
-    loss_fn = nn.CrossEntropyLoss() if base["loss"] == "cross_entropy" else nn.MSELoss()
+    from service.schemas.spec import JobSpec
+    from workers.steps import make_loss
+
+    loss_fn = make_loss(JobSpec.model_validate(base))  # fitserve's loss for the spec, as its trainer computes it
     for epoch in range(1, base["epochs"] + 1):
         opt.zero_grad()
         loss_fn(net(x), y).backward()
@@ -224,7 +229,8 @@ def main() -> None:
         runs["Ray Tune ASHA"] = run_ray_tune(base, args.trials, args.epochs, args.seed)
         runs["Optuna TPE + Hyperband"] = run_optuna(base, args.trials, args.epochs, args.seed)
         target = 1.05 * min(line.best() for line, _ in runs.values())
-        anchor = runs["fitserve asha"][0].reached(target)
+        fitserve = [line.reached(target) for name, (line, _) in runs.items() if name.startswith("fitserve")]
+        anchor = min((t for t in fitserve if t is not None), default=None)
         for name, (line, wall) in runs.items():
             reached = line.reached(target)
             ratio = reached / anchor if reached is not None and anchor else "-"
@@ -232,7 +238,7 @@ def main() -> None:
                          target, line.epochs, ratio])
     load_after = open("/proc/loadavg").read().split()[:3]
     print_table(["problem", "run", "wall s", "to target s", "best val loss", "target", "epochs spent",
-                 "to target / fitserve asha"], rows)
+                 "to target / fitserve's fastest"], rows)
     print(f"\nload average (1, 5, 15 min): before {' '.join(load_before)}, after {' '.join(load_after)}")
 
 
