@@ -14,7 +14,7 @@ from modelzoo.weights import weights_to_bytes
 from service.db import session_scope
 from service.models import Job
 from service.repositories import members as member_repo
-from service.repositories import search as search_repo
+from service.repositories import search_state as search_repo
 from service.schemas.search import asha_keep, asha_rungs, ranked
 from workers.batch_members import keep_members
 

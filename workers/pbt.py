@@ -16,7 +16,7 @@ import random
 
 from service.db import session_scope
 from service.models import Job
-from service.repositories import search as search_repo
+from service.repositories import search_state as search_repo
 from service.schemas.search import HYPERPARAMETERS, PERTURB_FACTORS, pbt_intervals, pbt_split, ranked
 from workers.batch_members import copy_member, set_hyperparameters
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from service import wakeup
 from service.db import session_scope
 from service.models import Job, JobStatus, Sweep
-from service.repositories import search as search_state_repo
+from service.repositories import search_state as search_state_repo
 from service.repositories import sweeps as sweep_repo
 from service.schemas.sweeps import SweepCreate
 from service.services import tpe

@@ -10,7 +10,7 @@ from service.errors import Conflict, InvalidField, NotFound, TooManyRequests
 from service.models import Job, JobStatus, Sweep
 from service.repositories import job_search as search_repo
 from service.repositories import jobs as job_repo
-from service.repositories import search as search_state_repo
+from service.repositories import search_state as search_state_repo
 from service.repositories import sweeps as sweep_repo
 from service.schemas.data import DataShape
 from service.schemas.spec import JobSpec, SpecError, check_spec
