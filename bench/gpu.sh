@@ -27,4 +27,6 @@ fi
 "$PY" -m bench.gpu_training --epochs-scale "$scale"
 if [ "$scale" = "1.0" ]; then
     "$PY" -m bench.sweeps --epochs 2000 --sizes 64 --batched-only 1024
+    # adaptive search (asha, pbt, tpe, random) vs Ray Tune ASHA and Optuna TPE + Hyperband, on the GPU
+    "$PY" -m bench.search --trials 81 --epochs 1000 --device cuda
 fi

@@ -72,6 +72,10 @@ class Sweep(Base):
     execution: Mapped[str | None] = mapped_column(String(200))  # how the worker ran them, and why
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     tags: Mapped[dict] = mapped_column(JSON, default=dict, server_default="{}")  # given to each member too
+    # an adaptive search's decisions so far (ASHA's rungs, PBT's exploits): a resumed worker repeats them
+    search_state: Mapped[dict | None] = mapped_column(JSON)
+    # TPE: rounds still to create; each is created, once, when every member so far has ended
+    search_rounds_left: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_sweeps_created_at_id", "created_at", "id"),)
@@ -101,6 +105,7 @@ class Job(Base):
     best_metrics: Mapped[dict | None] = mapped_column(JSON)
     # the kept weights measured on the held-out splits as training ended (modelzoo/metrics.py)
     evaluation: Mapped[dict | None] = mapped_column(JSON)
+    stop_reason: Mapped[str | None] = mapped_column(String(200))  # an adaptive search's, e.g. "pruned at rung 2"
     attempt: Mapped[int] = mapped_column(Integer, default=0)  # 1 on the first claim
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     worker_id: Mapped[str | None] = mapped_column(String(64))

@@ -3,8 +3,10 @@
 import logging
 import threading
 
+from service.db import session_scope
 from service.logs import job_logging
 from service.models import Job
+from service.services import rounds
 from service.settings import Settings
 from service.wakeup import Listener
 from workers.registry import Registration
@@ -12,6 +14,15 @@ from workers.sweep_runner import run_sweep_members
 from workers.worker import claim, run_attempt
 
 log = logging.getLogger("fitserve.worker")
+
+
+def start_next_round(sweep_id: str, settings: Settings) -> None:
+    """A TPE sweep whose round just ended: its next round at once, rather than at the next sweeper pass."""
+    try:
+        with session_scope() as s:
+            rounds.start_next_round(s, sweep_id, settings)
+    except Exception:  # the sweepers try again
+        log.exception("sweep %s: the next round could not be made", sweep_id)
 
 
 def work(
@@ -38,6 +49,7 @@ def train(jobs: list[Job], worker_id: str, settings: Settings, gpu: int | None, 
     if job.sweep_id is not None:
         log.info("sweep %s: %d members claimed by %s", job.sweep_id, len(jobs), worker_id)
         run_sweep_members(jobs, worker_id, settings, gpu, shutdown)
+        start_next_round(job.sweep_id, settings)
         return
     with job_logging(job.id):
         log.info("job %s attempt %d claimed by %s", job.id, job.attempt, worker_id)

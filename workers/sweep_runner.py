@@ -8,6 +8,7 @@ alone; the others go on.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import threading
 import time
@@ -24,12 +25,15 @@ from service.repositories import members as member_repo
 from service.repositories import sweeps as sweep_repo
 from service.schemas.spec import JobSpec
 from service.settings import Settings
+from workers.asha import BatchedAsha, Rungs, rungs_for
+from workers.asha_solo import run_rungwise
 from workers.batched import BatchedTrainer
 from workers.batched_options import one_by_one_reason
 from workers.checkpoints import state_from_bytes, state_to_bytes
 from workers.data import load_data
 from workers.devices import resolve_device
 from workers.evaluation import evaluate_splits
+from workers.pbt import Population, population_for
 from workers.steps import transform_rows
 from workers.trainer import Callbacks, Trainer, fit_standardization, seed_network_init
 from workers.worker import Attempt, fetch_dataset, run_attempt
@@ -81,10 +85,12 @@ def measure_speedup(specs, nets, datas, device) -> float:
 
 
 def group_key(job: Job, checkpoint_epoch: int) -> tuple:
-    """Members that can share a step: same batch size, optimizer kind, device, early stopping and starting epoch."""
+    """Members that can share a step: same architecture, batch size, optimizer kind, device, early stopping and
+    starting epoch (a search over `hidden`, `activation` or `channels` makes a group per shape, trained in turn)."""
     spec = job.spec
     early = tuple(sorted((spec.get("early_stopping") or {}).items()))
-    return spec["batch_size"], spec["optimizer"]["kind"], spec["device"], early, checkpoint_epoch
+    shape = json.dumps(spec["model"], sort_keys=True)
+    return shape, spec["batch_size"], spec["optimizer"]["kind"], spec["device"], early, checkpoint_epoch
 
 
 def keep_leases(members: list[Job], worker_id: str, settings: Settings, done: threading.Event) -> None:
@@ -106,6 +112,8 @@ def run_sweep_members(members: list[Job], worker_id: str, settings: Settings, gp
 def run_groups(members: list[Job], worker_id: str, settings: Settings, gpu, shutdown: threading.Event) -> None:
     with session_scope(read_only=True) as s:
         saved = {job.id: job_repo.get_checkpoint(s, job.id) for job in members}
+        sweep = sweep_repo.get_sweep(s, members[0].sweep_id, members[0].owner_id)
+        search = rungs_for(sweep, members) or population_for(sweep, members)  # None: grid or random
     groups: dict[tuple, list[Job]] = defaultdict(list)
     for job in members:
         groups[group_key(job, saved[job.id].epoch if saved[job.id] else 0)].append(job)
@@ -115,10 +123,13 @@ def run_groups(members: list[Job], worker_id: str, settings: Settings, gpu, shut
             continue
         if len(group) > 1:
             try:
-                if run_batched(group, saved, worker_id, settings, gpu, shutdown):
+                if run_batched(group, saved, worker_id, settings, gpu, shutdown, search):
                     continue
             except Exception as exc:  # an optional fast path never fails a member: one by one instead
                 group = fall_back(group, worker_id, exc)
+        if isinstance(search, Rungs) and len(group) > 1:  # one by one, rung by rung: all to a rung, then decide
+            run_rungwise(group, search, worker_id, settings, gpu, shutdown)
+            continue
         for job in group:
             if shutdown.is_set():
                 release_all([job], worker_id)
@@ -143,7 +154,7 @@ def release_all(jobs: list[Job], worker_id: str) -> None:
             job_repo.release_job(s, job.id, worker_id, job.attempt, "worker shut down; resumes from its checkpoint")
 
 
-def run_batched(group: list[Job], saved: dict, worker_id: str, settings: Settings, gpu, shutdown) -> bool:
+def run_batched(group: list[Job], saved: dict, worker_id: str, settings: Settings, gpu, shutdown, search=None) -> bool:
     """Train the group together if that measures faster; False to leave it to one-by-one."""
     specs = [JobSpec.model_validate(job.spec) for job in group]
     device = resolve_device(specs[0].device, gpu)
@@ -153,6 +164,8 @@ def run_batched(group: list[Job], saved: dict, worker_id: str, settings: Setting
     unsupported = one_by_one_reason(specs, nets)
     if unsupported is not None:
         batched, why = False, unsupported
+    elif isinstance(search, Population):
+        batched, why = True, "pbt copies state between the members of one stack"
     elif asked == "auto":
         speedup = measure_speedup(specs, nets, datas, device)
         batched = speedup >= MIN_SPEEDUP
@@ -169,16 +182,20 @@ def run_batched(group: list[Job], saved: dict, worker_id: str, settings: Setting
     states = [saved[job.id] for job in group]
     if all(states):
         trainer.load_member_states([state_from_bytes(c.data) for c in states])
-    BatchedRun(group, specs, trainer, worker_id, settings, shutdown, list(datas)).run(str(device), note)
+    search = BatchedAsha(search) if isinstance(search, Rungs) else search
+    BatchedRun(group, specs, trainer, worker_id, settings, shutdown, list(datas), search).run(str(device), note)
     return True
 
 
 class BatchedRun:
     """The loop around a BatchedTrainer: reports, checkpoints, divergence and stops, member by member."""
 
-    def __init__(self, group, specs, trainer: BatchedTrainer, worker_id, settings: Settings, shutdown, datas):
-        self.group, self.specs, self.trainer, self.settings = group, specs, trainer, settings
-        self.datas = datas  # each member's splits: its held-out ones are measured as it finishes
+    def __init__(self, group, specs, trainer: BatchedTrainer, worker_id, settings: Settings, shutdown, datas,
+                 search=None):
+        """`datas`: each member's splits (its held-out ones are measured as it finishes); `search`: an adaptive
+        search's hook (workers/asha.py, workers/pbt.py), called after every epoch."""
+        self.group, self.specs, self.trainer, self.settings, self.search = group, specs, trainer, settings, search
+        self.datas = datas
         self.attempts = [Attempt(job, worker_id, settings, shutdown) for job in group]
         self.active = set(range(len(group)))
         self.records = []
@@ -187,6 +204,8 @@ class BatchedRun:
         with session_scope() as s:
             jobs = [(a.job_id, a.attempt) for a in self.attempts]
             member_repo.start_members(s, self.attempts[0].worker_id, jobs, device, self.trainer.progress.step, execution)
+        if self.search is not None:
+            self.search.on_start(self)
         self.train()  # leases are kept by the sweep's keep_leases; stops are seen at each report
 
     def train(self) -> None:
@@ -196,7 +215,8 @@ class BatchedRun:
         while t.progress.epoch < epochs and self.active:
             epoch = t.progress.epoch + 1
             t.start_epoch(epoch)
-            figures = t.train_epoch(epoch % self.specs[0].metrics_every == 0 or epoch == epochs)
+            searched = self.search is not None and self.search.records(epoch)
+            figures = t.train_epoch(epoch % self.specs[0].metrics_every == 0 or epoch == epochs or searched)
             t.progress.epoch = epoch
             if figures is not None:
                 self.records.append(figures)
@@ -209,6 +229,10 @@ class BatchedRun:
                 last_report = time.perf_counter()
                 # many members make a report long: space them so reports stay a small share of the time
                 report_seconds = max(self.settings.REPORT_SECONDS, (last_report - now) / MAX_REPORT_SHARE)
+            if searched:  # the decision needs every member's curve up to here: report first
+                if self.records:
+                    self.flush()
+                self.search.after_epoch(self, epoch, figures)
             if self.attempts[0].shutdown.is_set() and epoch < epochs:
                 self.stop_for_shutdown()
                 return

@@ -73,13 +73,13 @@ def finish_members(session: Session, worker_id: str, entries: list[dict]) -> set
     """Members trained: succeeded, with their weights and what early stopping decided; returns the ids closed.
 
     Each entry: job_id, attempt, weights, evaluation, and with early stopping stopped_early_at, best_epoch,
-    best_metrics.
+    best_metrics; a member an adaptive search stopped has stopped_early_at and stop_reason.
     """
     ours = _rows(session, worker_id, [(e["job_id"], e["attempt"]) for e in entries])
     mine = [e for e in entries if e["job_id"] in ours]
     if not mine:
         return set()
-    early = ("stopped_early_at", "best_epoch", "best_metrics", "evaluation")
+    early = ("stopped_early_at", "best_epoch", "best_metrics", "evaluation", "stop_reason")
     session.execute(
         update(JOBS).where(JOBS.c.id == bindparam("b_id"))
         .values(status=JobStatus.SUCCEEDED, error=None, finished_at=utcnow(), lease_expires_at=None,

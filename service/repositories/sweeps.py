@@ -38,8 +38,32 @@ def list_members(session: Session, sweep_ids: list[str]) -> list[Job]:
 
 
 def mark_cancel_requested(session: Session, sweep_id: str) -> None:
-    session.execute(update(Sweep).where(Sweep.id == sweep_id).values(cancel_requested=True))
+    """Cancelled: and a TPE sweep makes no more rounds."""
+    session.execute(update(Sweep).where(Sweep.id == sweep_id).values(cancel_requested=True, search_rounds_left=0))
 
 
 def set_execution(session: Session, sweep_id: str, execution: str) -> None:
     session.execute(update(Sweep).where(Sweep.id == sweep_id).values(execution=execution[:200]))
+
+
+def add_members(session: Session, sweep_id: str, members: list[Job]) -> None:
+    """A later round's members (TPE), and the sweep's size grown by them."""
+    for job in members:
+        job.sweep_id = sweep_id
+    session.add_all(members)
+    session.flush()
+    session.execute(update(Sweep).where(Sweep.id == sweep_id).values(size=Sweep.size + len(members)))
+
+
+def take_round(session: Session, sweep_id: str, rounds_left: int) -> bool:
+    """Claim the creation of a sweep's next round: False when another process already took it."""
+    done = session.execute(
+        update(Sweep).where(Sweep.id == sweep_id, Sweep.search_rounds_left == rounds_left)
+        .values(search_rounds_left=rounds_left - 1)
+    )
+    return done.rowcount == 1
+
+
+def with_rounds_left(session: Session) -> list[Sweep]:
+    """TPE sweeps with rounds still to create."""
+    return list(session.scalars(select(Sweep).where(Sweep.search_rounds_left > 0)))

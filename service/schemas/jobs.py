@@ -47,6 +47,9 @@ class JobPublic(BaseModel):
         None, description="early stopping: the recorded epoch where patience ran out; null if it reached its last epoch"
     )
     best_epoch: int | None = Field(None, description="early stopping: the recorded epoch whose weights the job kept")
+    stop_reason: str | None = Field(
+        None, description="a sweep member an adaptive search stopped at stopped_early_at: why, e.g. 'pruned at rung 2'"
+    )
     best_metrics: MetricPointPublic | None = Field(None, description="early stopping: the curve point at best_epoch")
     evaluation: dict[str, Any] | None = Field(
         None,
@@ -82,6 +85,7 @@ class JobPublic(BaseModel):
             metrics=job.latest_metrics,
             stopped_early_at=job.stopped_early_at,
             best_epoch=job.best_epoch,
+            stop_reason=job.stop_reason,
             best_metrics=job.best_metrics,
             evaluation=job.evaluation,
             device=job.device,

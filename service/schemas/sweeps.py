@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field, model_validator
 
 from service.schemas.layers import DropoutRate
 from service.schemas.schedules import Schedule
-from service.schemas.spec import JobSpec, Strict, Tags
+from service.schemas.search import AshaSettings, PbtSettings, TpeSettings
+from service.schemas.spec import Activation, JobSpec, Strict, Tags, Width
 
 OPTIMIZER_AXES = ("lr", "momentum", "weight_decay", "schedule", "clip_grad_norm")
 MODEL_AXES = ("dropout",)
@@ -37,8 +38,12 @@ class Uniform(Strict):
 Range = Annotated[LogUniform | Uniform, Field(discriminator="distribution")]
 
 
+ARCHITECTURE = ("hidden", "activation", "channels")  # axes that change a member's network: members grouped by shape
+
+
 class SearchSpace(Strict):
-    """Values to try for what keeps the architecture's shapes: a list each, or a range for random search."""
+    """Values to try: a list each, or a range for random search; `hidden`, `activation` and (CNN) `channels`,
+    one out_channels per conv layer, change the architecture."""
 
     lr: list[Annotated[float, Field(gt=0, le=100)]] | Range | None = None
     momentum: list[Annotated[float, Field(ge=0, lt=1)]] | Range | None = None
@@ -48,6 +53,9 @@ class SearchSpace(Strict):
     schedule: list[Schedule | None] | None = Field(None, description="optimizer.schedule values (null: constant lr)")
     clip_grad_norm: list[Annotated[float, Field(gt=0)] | None] | None = None
     dropout: list[DropoutRate] | None = Field(None, description="model.dropout values (mlp and cnn)")
+    hidden: list[list[Width]] | None = None
+    activation: list[Activation] | None = None
+    channels: list[list[Width]] | None = None
 
     def axes(self) -> dict[str, Any]:
         return {name: value for name, value in self if value is not None}
@@ -57,9 +65,14 @@ class SweepCreate(Strict):
     name: str | None = Field(None, max_length=200)
     base: JobSpec
     space: SearchSpace
-    search: Literal["grid", "random"] = "grid"
-    count: Annotated[int, Field(ge=1, le=MAX_MEMBERS)] | None = Field(None, description="members, for random search")
-    search_seed: int = Field(0, ge=0, description="seeds random search, so a resubmitted sweep is the same")
+    search: Literal["grid", "random", "asha", "pbt", "tpe"] = "grid"
+    count: Annotated[int, Field(ge=1, le=MAX_MEMBERS)] | None = Field(
+        None, description="members, for random, asha and pbt search (sampled as random search samples them); tpe: per round"
+    )
+    search_seed: int = Field(0, ge=0, description="seeds the sampling (and PBT's choices), so a resubmitted sweep is the same")
+    asha: AshaSettings | None = Field(None, description="search asha (or tpe, inside each round): the rungs")
+    pbt: PbtSettings | None = Field(None, description="search pbt: how often and how many members exploit and explore")
+    tpe: TpeSettings | None = Field(None, description="search tpe: how many rounds of count members")
     tags: Tags = Field(default_factory=dict, description="the sweep's; each member carries them too, over the base's")
     execution: Literal["auto", "batched", "one_by_one"] = Field(
         "auto", description="auto: batched when a probe measures it faster on the worker's device"
@@ -70,8 +83,8 @@ class SweepCreate(Strict):
         axes = self.space.axes()
         if not axes:
             raise ValueError("space names nothing to vary")
-        if self.search == "random" and self.count is None:
-            raise ValueError("random search needs count")
+        if self.search != "grid" and self.count is None:
+            raise ValueError(f"{self.search} search needs count")
         if self.search == "grid":
             if self.count is not None:
                 raise ValueError("count is for random search; a grid has every combination")
@@ -97,22 +110,34 @@ class SweepCreate(Strict):
         rng = random.Random(self.search_seed)
         return [{name: sample(value, rng) for name, value in axes.items()} for _ in range(self.count)]
 
-    def member_specs(self) -> list[JobSpec]:
+    def member_specs(self, overrides: list[dict[str, Any]] | None = None) -> list[JobSpec]:
+        """The members' specs: of `overrides` when given (a TPE round's suggestions), else of the search's own."""
         base = self.base.model_dump(mode="json")
         specs = []
-        for overrides in self.member_overrides():
+        for overrides in self.member_overrides() if overrides is None else overrides:
             spec = {**base, "optimizer": dict(base["optimizer"]), "model": dict(base["model"])}
             for name, value in overrides.items():
                 if isinstance(value, Strict):  # a schedule
                     value = value.model_dump(mode="json")
                 if name in OPTIMIZER_AXES:
                     spec["optimizer"][name] = value
-                elif name in MODEL_AXES:
+                elif name == "channels":
+                    spec["model"]["conv"] = with_channels(spec["model"].get("conv"), value)
+                elif name in ARCHITECTURE or name in MODEL_AXES:
                     spec["model"][name] = value
                 else:
                     spec[name] = value
             specs.append(JobSpec.model_validate(spec))
         return specs
+
+
+def with_channels(conv: list[dict] | None, channels: list[int]) -> list[dict]:
+    """The base's conv layers with these out_channels, one a layer."""
+    if conv is None:
+        raise ValueError("space.channels is for a cnn base")
+    if len(channels) != len(conv):
+        raise ValueError(f"space.channels: {len(channels)} values for {len(conv)} conv layers")
+    return [{**layer, "out_channels": c} for layer, c in zip(conv, channels)]
 
 
 def sample(value, rng: random.Random):
@@ -133,6 +158,8 @@ class LeaderboardEntry(BaseModel):
     accuracy: float | None
     val_accuracy: float | None
     best_epoch: int | None = Field(None, description="with early stopping: the epoch of these metrics and the kept weights")
+    stopped_early_at: int | None = Field(None, description="where early stopping or an adaptive search stopped it")
+    stop_reason: str | None = Field(None, description="why an adaptive search stopped it, e.g. 'pruned at rung 2'")
 
 
 class SweepProgress(BaseModel):
@@ -154,6 +181,9 @@ class SweepPublic(BaseModel):
     progress: SweepProgress
     ranked_by: str = Field(description="val_loss when the members hold out a validation split, else loss")
     leaderboard: list[LeaderboardEntry]
+    search_state: dict[str, Any] | None = Field(
+        None, description="an adaptive search's decisions: asha's rungs (who went on, who stopped, their values)"
+    )
     request: dict[str, Any]
     tags: dict[str, str] = Field(default_factory=dict)
     created_at: datetime

@@ -21,6 +21,7 @@ from service.db import session_scope
 from service.repositories import jobs as job_repo
 from service.repositories import workers as worker_repo
 from service.services.retention import apply_retention
+from service.services.rounds import advance_rounds
 from service.settings import Settings
 
 log = logging.getLogger("fitserve.rescue")
@@ -78,6 +79,7 @@ def sweep(settings: Settings) -> None:
     for worker_id in expired:
         log.warning("worker %s expired: no heartbeat for %.0f s", worker_id, settings.LEASE_SECONDS)
     rescue("lease expired")
+    advance_rounds(settings)
     apply_retention(settings)
 
 

@@ -10,21 +10,23 @@ from service.errors import Conflict, InvalidField, NotFound, TooManyRequests
 from service.models import Job, JobStatus, Sweep
 from service.repositories import job_search as search_repo
 from service.repositories import jobs as job_repo
+from service.repositories import search_state as search_state_repo
 from service.repositories import sweeps as sweep_repo
 from service.schemas.data import DataShape
 from service.schemas.spec import JobSpec, SpecError, check_spec
 from service.schemas.sweeps import LeaderboardEntry, SweepCreate, SweepPage, SweepProgress, SweepPublic, SweepSummary
+from service.services import tpe
+from service.services.search import check_search
 from service.services.jobs import check_memory, check_tags, data_shape, decode_cursor, encode_cursor, estimate_memory
 from service import wakeup
 from service.settings import Settings
 
 
 def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, settings: Settings) -> Sweep:
-    try:
-        specs = request.member_specs()
-    except ValidationError as exc:  # a sampled or listed value the job spec refuses, e.g. lr > 100
-        error = exc.errors()[0]
-        raise InvalidField(("space", error["loc"][-1]), error["msg"]) from None
+    check_search(request)
+    specs = checked_specs(request, tpe.first_round(request) if request.search == "tpe" else None)
+    if request.search == "tpe":  # later rounds sample the same ranges: their ends must make valid members too
+        checked_specs(request, tpe.range_ends(request))
     shape = data_shape(session, request.base, owner_id)
     for spec in specs:
         try:
@@ -38,12 +40,39 @@ def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, s
         check_batched_memory(specs, shape, settings.MAX_JOB_BYTES)
     check_tags(request.base.tags | request.tags, settings)  # what each member carries
     queued = job_repo.count_queued(session, owner_id)
-    if queued + len(specs) > settings.MAX_QUEUED_PER_OWNER:
-        raise TooManyRequests(f"{queued} queued jobs and {len(specs)} members exceed the limit", 5)
-    members = [
+    total = len(specs) * (request.tpe.rounds if request.tpe else 1)  # every round's members will queue
+    if queued + total > settings.MAX_QUEUED_PER_OWNER:
+        raise TooManyRequests(f"{queued} queued jobs and {total} members exceed the limit", 5)
+    members = new_members(request, specs, owner_id, settings, 0)
+    request_body = request.model_dump(mode="json")
+    sweep = Sweep(owner_id=owner_id, name=request.name, request=request_body, size=len(specs), tags=request.tags)
+    if request.tpe:
+        sweep.search_rounds_left = request.tpe.rounds - 1
+    sweep = sweep_repo.add_sweep(session, sweep, members)
+    if request.tpe:
+        search_state_repo.set_search_state(session, sweep.id, {"tpe": {"rounds": [{"members": [j.id for j in members]}]}})
+    search_repo.write_tags(session, [(job.id, job.tags) for job in members])
+    wakeup.work_queued(session)
+    return sweep
+
+
+def checked_specs(request: SweepCreate, overrides: list[dict] | None) -> list[JobSpec]:
+    try:
+        return request.member_specs(overrides)
+    except ValidationError as exc:  # a sampled or listed value the job spec refuses, e.g. lr > 100
+        error = exc.errors()[0]
+        name = next((str(n) for n in reversed(error["loc"]) if str(n) in request.space.axes()), error["loc"][-1])
+        raise InvalidField(("space", name), error["msg"]) from None
+    except ValueError as exc:  # channels that do not fit the base's conv layers
+        raise InvalidField(("space", "channels"), str(exc)) from None
+
+
+def new_members(request: SweepCreate, specs: list[JobSpec], owner_id: str | None, settings: Settings, first: int) -> list[Job]:
+    """Member jobs of these specs, numbered from `first` in their names."""
+    return [
         Job(
             owner_id=owner_id,
-            name=f"{request.name or 'sweep'} #{i}",
+            name=f"{request.name or 'sweep'} #{first + i}",
             spec=spec.model_dump(mode="json"),
             epochs=spec.epochs,
             max_attempts=settings.MAX_ATTEMPTS,
@@ -52,12 +81,6 @@ def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, s
         )
         for i, spec in enumerate(specs)
     ]
-    request_body = request.model_dump(mode="json")
-    sweep = Sweep(owner_id=owner_id, name=request.name, request=request_body, size=len(specs), tags=request.tags)
-    sweep = sweep_repo.add_sweep(session, sweep, members)
-    search_repo.write_tags(session, [(job.id, job.tags) for job in members])
-    wakeup.work_queued(session)
-    return sweep
 
 
 def check_batched_memory(specs: list[JobSpec], shape: DataShape, limit: int) -> None:
@@ -90,7 +113,7 @@ def progress_of(members: list[Job]) -> SweepProgress:
 
 
 def status_of(sweep: Sweep, progress: SweepProgress) -> str:
-    if progress.queued + progress.running:
+    if progress.queued + progress.running or (sweep.search_rounds_left and not sweep.cancel_requested):
         return "queued" if progress.queued == progress.members else "running"
     if sweep.cancel_requested and progress.cancelled:
         return "cancelled"
@@ -103,7 +126,9 @@ def hyperparameters(request: dict, job: Job) -> dict:
 
 
 def axis_value(spec: dict, name: str):
-    """A member's value of a search-space axis: an optimizer's or model's field, or the spec's own."""
+    """A member's value of a search-space axis: a CNN's channels, an optimizer's or model's field, or the spec's own."""
+    if name == "channels":
+        return [layer["out_channels"] for layer in spec["model"]["conv"]]
     for part in (spec["optimizer"], spec["model"]):
         if name in part:
             return part[name]
@@ -118,7 +143,9 @@ def kept_metrics(job: Job) -> dict:
 def leaderboard(sweep: Sweep, members: list[Job], ranked_by: str) -> list[LeaderboardEntry]:
     def key(job: Job):
         value = kept_metrics(job).get(ranked_by)
-        return (job.status != JobStatus.SUCCEEDED, value is None, value if value is not None else 0.0)
+        # members an adaptive search stopped rank below those that went further
+        reached = job.stopped_early_at if job.stop_reason else job.epochs
+        return (job.status != JobStatus.SUCCEEDED, -reached, value is None, value if value is not None else 0.0)
 
     entries = []
     for rank, job in enumerate(sorted(members, key=key), start=1):
@@ -131,6 +158,8 @@ def leaderboard(sweep: Sweep, members: list[Job], ranked_by: str) -> list[Leader
                 hyperparameters=hyperparameters(sweep.request, job),
                 **{k: metrics.get(k) for k in ("loss", "val_loss", "accuracy", "val_accuracy")},
                 best_epoch=job.best_epoch,
+                stopped_early_at=job.stopped_early_at,
+                stop_reason=job.stop_reason,
             )
         )
     return entries
@@ -148,6 +177,7 @@ def describe(session: Session, sweep: Sweep) -> SweepPublic:
         progress=progress,
         ranked_by=ranked_by,
         leaderboard=leaderboard(sweep, members, ranked_by),
+        search_state=sweep.search_state,
         request=sweep.request,
         tags=sweep.tags or {},
         created_at=sweep.created_at,
@@ -172,7 +202,7 @@ def list_sweeps(session: Session, owner_id: str | None, cursor: str | None, limi
 def cancel_sweep(session: Session, sweep_id: str, owner_id: str | None) -> Sweep:
     sweep = get_sweep(session, sweep_id, owner_id)
     members = sweep_repo.list_members(session, [sweep.id])
-    if all(JobStatus(job.status).is_final for job in members):
+    if all(JobStatus(job.status).is_final for job in members) and not sweep.search_rounds_left:
         raise Conflict(f"every member of sweep {sweep_id} has already ended")
     sweep_repo.mark_cancel_requested(session, sweep.id)
     for job in members:

@@ -29,15 +29,28 @@ export function sweepList() {
   return { section, update };
 }
 
-function leaderboardRow(entry) {
-  const params = Object.entries(entry.hyperparameters).map(([k, v]) => `${k}=${formatNumber(v)}`).join(", ");
+const formatValue = (v) => (Array.isArray(v) ? `[${v.join(",")}]` : typeof v === "number" ? formatNumber(v) : String(v));
+const formatValues = (values) => Object.entries(values).map(([k, v]) => `${k}=${formatValue(v)}`).join(", ");
+
+/** Where an adaptive search stopped a member (ASHA), or the copies its weights came through (PBT). */
+function searchNote(entry, sweep) {
+  if (entry.stop_reason) return `${entry.stop_reason} (epoch ${entry.stopped_early_at})`;
+  const history = sweep.search_state?.pbt?.history?.[entry.job_id] ?? [];
+  const rank = Object.fromEntries(sweep.leaderboard.map((e) => [e.job_id, e.rank]));
+  return history.filter((event) => event.source)
+    .map((event) => `epoch ${event.epoch}: copied #${rank[event.source]}, ${formatValues(event.values)}`).join("; ");
+}
+
+function leaderboardRow(entry, sweep) {
+  const params = formatValues(entry.hyperparameters);
   return h("tr", { "data-job-id": entry.job_id },
     h("td", { class: "num" }, String(entry.rank)),
     h("td", {}, h("a", { href: `#/jobs/${encodeURIComponent(entry.job_id)}` }, params)),
     h("td", {}, statusBadge(entry.status)),
     h("td", { class: "num" }, formatNumber(entry.loss)),
     h("td", { class: "num" }, formatNumber(entry.val_loss)),
-    h("td", { class: "num" }, formatNumber(entry.val_accuracy ?? entry.accuracy)));
+    h("td", { class: "num" }, formatNumber(entry.val_accuracy ?? entry.accuracy)),
+    h("td", { class: "search-note" }, searchNote(entry, sweep)));
 }
 
 /** A sweep's page: status, how the worker ran it, the leaderboard, and a link comparing its best members. */
@@ -62,7 +75,8 @@ export async function showSweep(root, signal, id) {
     h("div", { class: "table-wrap" }, h("table", {},
       h("thead", {}, h("tr", {}, h("th", { scope: "col", class: "num" }, "Rank"), h("th", { scope: "col" }, "Member"),
         h("th", { scope: "col" }, "Status"), h("th", { scope: "col", class: "num" }, "Loss"),
-        h("th", { scope: "col", class: "num" }, "Val. loss"), h("th", { scope: "col", class: "num" }, "Accuracy"))),
+        h("th", { scope: "col", class: "num" }, "Val. loss"), h("th", { scope: "col", class: "num" }, "Accuracy"),
+        h("th", { scope: "col" }, "Rung stop / PBT lineage"))),
       tbody))));
   while (!signal.aborted) {
     const sweep = await getJSON(`/v1/sweeps/${encodeURIComponent(id)}`, { signal });
@@ -70,7 +84,7 @@ export async function showSweep(root, signal, id) {
     summary.textContent = `${membersDone(sweep)} members done, ranked by ${sweep.ranked_by}. ${sweep.execution ?? "Waiting for a worker."}`;
     const best = sweep.leaderboard.slice(0, COMPARE_AT_MOST).map((entry) => encodeURIComponent(entry.job_id));
     compare.href = `#/compare/${best.join(",")}`;
-    tbody.replaceChildren(...sweep.leaderboard.map(leaderboardRow));
+    tbody.replaceChildren(...sweep.leaderboard.map((entry) => leaderboardRow(entry, sweep)));
     if (FINAL.has(sweep.status)) return;
     await sleep(POLL_MS, signal);
   }

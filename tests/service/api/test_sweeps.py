@@ -143,13 +143,13 @@ def test_cancel_stops_every_member_still_to_finish(server):
         (sweep_body({"lr": [0.1]}, search="random"), ["body"]),
         (sweep_body({"batch_size": [10, 1000]}), ["body", "space", "batch_size"]),
         (sweep_body({"lr": [-1.0]}), ["body", "space", "lr"]),
-        (sweep_body({"hidden": [[10]]}), ["body", "space", "hidden"]),
+        (sweep_body({"channels": [[10]]}), ["body", "space", "channels"]),
         (sweep_body({"lr": {"distribution": "log_uniform", "low": 1e16, "high": 1e300}}, search="random", count=2),
          ["body", "space", "lr"]),
         (sweep_body({"lr": [0.01]}, base={**CUBIC, "early_stopping": {"patience": 2, "monitor": "val_loss"}}),
          ["body", "base", "early_stopping", "monitor"]),
     ],
-    ids=["empty-space", "grid-of-ranges", "random-without-count", "batch-too-big", "negative-lr", "shape-changing",
+    ids=["empty-space", "grid-of-ranges", "random-without-count", "batch-too-big", "negative-lr", "channels-on-an-mlp",
          "sampled-lr-out-of-range", "val-loss-without-validation"],
 )
 def test_bad_sweeps_are_422(server, body, loc):

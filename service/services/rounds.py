@@ -1,0 +1,66 @@
+"""A TPE sweep's next round, created once every member so far has ended.
+
+Every long-lived process runs `advance_rounds` with its sweeper (services/rescue.py), and a worker right
+after it trains a sweep, so no single process has to live for the search to go on. A round is taken
+by a guarded update of `sweeps.search_rounds_left` (one process wins), in the transaction that adds
+its members and records them in `search_state`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.orm import Session
+
+from service import wakeup
+from service.db import session_scope
+from service.models import Job, JobStatus, Sweep
+from service.repositories import search_state as search_state_repo
+from service.repositories import sweeps as sweep_repo
+from service.schemas.sweeps import SweepCreate
+from service.services import tpe
+from service.services.sweeps import checked_specs, hyperparameters, kept_metrics, new_members
+from service.settings import Settings
+
+log = logging.getLogger("fitserve.sweeps")
+
+
+def advance_rounds(settings: Settings) -> None:
+    with session_scope(read_only=True) as s:
+        candidates = [sweep.id for sweep in sweep_repo.with_rounds_left(s)]
+    for sweep_id in candidates:
+        with session_scope() as s:
+            start_next_round(s, sweep_id, settings)
+
+
+def start_next_round(session: Session, sweep_id: str, settings: Settings) -> list[Job]:
+    """The next round's members, or none when the sweep is not ready (or another process made them)."""
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is None or sweep.search_rounds_left <= 0:
+        return []
+    members = sweep_repo.list_members(session, [sweep.id])
+    if any(not JobStatus(job.status).is_final for job in members):
+        return []
+    if sweep.cancel_requested:  # a cancelled search makes no more rounds
+        sweep_repo.take_round(session, sweep.id, sweep.search_rounds_left)
+        return []
+    request = SweepCreate.model_validate(sweep.request)
+    ranked_by = "val_loss" if request.base.data.validation_fraction else "loss"
+    told = [told_entry(sweep.request, job, ranked_by) for job in members]
+    specs = checked_specs(request, tpe.suggest(request, told))
+    if not sweep_repo.take_round(session, sweep.id, sweep.search_rounds_left):
+        return []
+    jobs = new_members(request, specs, sweep.owner_id, settings, len(members))
+    sweep_repo.add_members(session, sweep.id, jobs)
+    state = search_state_repo.lock_search_state(session, sweep.id)
+    state.setdefault("tpe", {"rounds": []})["rounds"].append({"members": [job.id for job in jobs]})
+    search_state_repo.set_search_state(session, sweep.id, state)
+    wakeup.work_queued(session)
+    log.info("sweep %s: round %d of TPE, %d members", sweep.id, len(state["tpe"]["rounds"]), len(jobs))
+    return jobs
+
+
+def told_entry(request: dict, job: Job, ranked_by: str) -> dict:
+    value = kept_metrics(job).get(ranked_by) if job.status == JobStatus.SUCCEEDED else None
+    return {"params": hyperparameters(request, job), "value": value,
+            "pruned_at": job.stopped_early_at if job.stop_reason else None}

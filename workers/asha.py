@@ -1,0 +1,130 @@
+"""ASHA in a sweep: at each rung, the members still training are ranked and all but the top 1/eta stop.
+
+A rung's decision is written to the sweep (`search_state["rungs"]`) in the transaction that closes the
+members it stops, so a worker that resumes the sweep from checkpoints finds it and repeats it, whatever
+the members it now holds. A stopped member ends `succeeded` with its weights and curve as of the rung,
+`stopped_early_at` the rung's epoch and `stop_reason` "pruned at rung i".
+"""
+
+from __future__ import annotations
+
+import math
+
+from modelzoo.weights import weights_to_bytes
+from service.db import session_scope
+from service.models import Job
+from service.repositories import members as member_repo
+from service.repositories import search_state as search_repo
+from service.schemas.search import asha_keep, asha_rungs, ranked
+from workers.batch_members import keep_members
+from workers.evaluation import evaluate_splits
+
+
+class Rungs:
+    """One ASHA sweep's rungs, and the decisions taken at them."""
+
+    def __init__(self, sweep_id: str, request: dict, members: list[Job], tpe_round: int | None = None):
+        """`tpe_round`: ASHA inside a TPE sweep's round (0 first), whose decisions are kept with the round."""
+        asha, base = request["asha"], request["base"]
+        self.sweep_id, self.tpe_round = sweep_id, tpe_round
+        self.eta = asha["reduction_factor"]
+        self.epochs = asha_rungs(asha["min_epochs"], self.eta, base["epochs"])
+        self.metric = "val_loss" if base["data"].get("validation_fraction") else "loss"
+        # ties keep the order the members were made in
+        self.order = {job.id: i for i, job in enumerate(sorted(members, key=lambda j: (j.created_at, j.id)))}
+
+    def rung_at(self, epoch: int) -> int | None:
+        """The rung (1 first) whose epoch this is, or None."""
+        return self.epochs.index(epoch) + 1 if epoch in self.epochs else None
+
+    def decide(self, session, rung: int, values: dict[str, float | None]) -> set[str]:
+        """The members (ids) that go on past `rung`: the decision stored, else one taken now and stored."""
+        values = {job_id: (v if v is not None and math.isfinite(v) else None) for job_id, v in values.items()}
+        state = search_repo.lock_search_state(session, self.sweep_id)
+        holder = state if self.tpe_round is None else state["tpe"]["rounds"][self.tpe_round]
+        rungs = holder.setdefault("rungs", {})
+        decision = rungs.get(str(rung))
+        if decision is None:
+            order = ranked(sorted(values.items(), key=lambda item: self.order.get(item[0], 0)))
+            kept = order[: asha_keep(len(order), self.eta)]
+            decision = {"epoch": self.epochs[rung - 1], "metric": self.metric, "kept": kept,
+                        "pruned": order[len(kept):], "values": values}
+        else:
+            decision = self.admit_newcomers(decision, values)
+        rungs[str(rung)] = decision
+        search_repo.set_search_state(session, self.sweep_id, state)
+        return set(decision["kept"])
+
+    @staticmethod
+    def admit_newcomers(decision: dict, values: dict) -> dict:
+        """Members the stored decision never saw (claimed later, under a running cap) go on when they
+        rank no worse than the worst member it kept; the others stop. Those seen keep their fate."""
+        seen = set(decision["kept"]) | set(decision["pruned"])
+        kept_values = [decision["values"].get(j) for j in decision["kept"]]
+        bar = max((v for v in kept_values if v is not None), default=None)
+        decision = {**decision, "kept": list(decision["kept"]), "pruned": list(decision["pruned"]),
+                    "values": dict(decision["values"])}
+        for job_id, value in values.items():
+            if job_id in seen:
+                continue
+            goes_on = value is not None and (bar is None or value <= bar)
+            decision["kept" if goes_on else "pruned"].append(job_id)
+            decision["values"][job_id] = value
+        return decision
+
+    def stop_members(self, session, worker_id: str, rung: int, entries: list[dict]) -> None:
+        """Close the members stopped at `rung`: each entry job_id, attempt and weights."""
+        epoch = self.epochs[rung - 1]
+        member_repo.finish_members(
+            session, worker_id,
+            [{**e, "stopped_early_at": epoch, "stop_reason": f"pruned at rung {rung}"} for e in entries],
+        )
+
+
+def rungs_for(sweep, members: list[Job]) -> Rungs | None:
+    """ASHA's rungs for these members of a sweep: an asha search's, or those of the TPE round they belong to."""
+    if sweep.request.get("asha") is None:
+        return None
+    if sweep.request["search"] != "tpe":
+        return Rungs(sweep.id, sweep.request, members)
+    rounds = (sweep.search_state or {}).get("tpe", {}).get("rounds", [])
+    ids = {job.id for job in members}
+    tpe_round = next(i for i, r in enumerate(rounds) if ids & set(r["members"]))
+    return Rungs(sweep.id, sweep.request, members, tpe_round)
+
+
+class BatchedAsha:
+    """ASHA inside a BatchedRun: at a rung's epoch, stop the losers and shrink the stack to the rest."""
+
+    def __init__(self, rungs: Rungs):
+        self.rungs = rungs
+
+    def records(self, epoch: int) -> bool:
+        return self.rungs.rung_at(epoch) is not None
+
+    def on_start(self, run) -> None:
+        """Nothing to restore: members a rung stopped were closed with it."""
+
+    def after_epoch(self, run, epoch: int, figures) -> None:
+        """`run` has just trained `epoch` (recorded in `figures`) and reported it."""
+        rung = self.rungs.rung_at(epoch)
+        if rung is None or not run.active:
+            return
+        column = figures.val_loss if self.rungs.metric == "val_loss" else figures.loss
+        metric = column.tolist()
+        values = {run.attempts[k].job_id: metric[k] for k in sorted(run.active)}
+        worker_id = run.attempts[0].worker_id
+        with session_scope() as s:
+            kept = self.rungs.decide(s, rung, values)
+            stopped = [k for k in sorted(run.active) if run.attempts[k].job_id not in kept]
+            nets = {k: run.trainer.member_net(k) for k in stopped}
+            entries = [{"job_id": run.attempts[k].job_id, "attempt": run.attempts[k].attempt,
+                        "weights": weights_to_bytes(net, run.group[k].spec),
+                        "evaluation": evaluate_splits(net, run.datas[k], run.specs[k])} for k, net in nets.items()]
+            self.rungs.stop_members(s, worker_id, rung, entries)
+        survivors = sorted(run.active.difference(stopped))
+        if len(survivors) < run.trainer.K:
+            keep_members(run.trainer, survivors)
+            run.group, run.specs, run.attempts, run.datas = (
+                [items[k] for k in survivors] for items in (run.group, run.specs, run.attempts, run.datas))
+            run.active = set(range(len(survivors)))

@@ -1,0 +1,69 @@
+"""Changing which members a BatchedTrainer holds, and their state, between two epochs.
+
+`keep_members` drops members from the stacked weights, data and optimizer state, so later steps cost
+what the members left cost (ASHA's pruning). `copy_member` and `set_hyperparameters` are PBT's exploit
+and explore: one member takes another's weights, optimizer state and data order exactly, then values
+of its own. Every member's arithmetic stays its own, so a member's numbers do not depend on the others.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from workers.batched import BatchedTrainer
+from workers.batched_mlp import StackedDense, per_float, FlatOptimizer
+
+
+def keep_members(t: BatchedTrainer, keep: list[int]) -> None:
+    """Only members `keep` (indices, in their new order) stay; the stack shrinks to them."""
+    if t.early is not None:  # the adaptive searches refuse early stopping at submit
+        raise ValueError("members with early stopping cannot be dropped from a batch")
+    index = torch.tensor(keep, device=t.device)
+    t.specs, t.nets, t.gens = ([items[k] for k in keep] for items in (t.specs, t.nets, t.gens))
+    t.K = len(keep)
+    if t.x_dim is not None:
+        t.x = t.x[index]
+    if t.y_dim is not None:
+        t.y = t.y[index]
+    if t.xv_dim is not None:
+        t.x_val = t.x_val[index]
+    if t.yv_dim is not None:
+        t.y_val = t.y_val[index]
+    t.lr, t.momentum, t.weight_decay = t.lr[index], t.momentum[index], t.weight_decay[index]
+    params = {name: p.detach()[index].clone() for name, p in t.params.items()}
+    t.state = {name: {key: v[index].clone() for key, v in slots.items()} for name, slots in t.state.items()}
+    if t.dense is None:
+        t.params = {name: p.requires_grad_() for name, p in params.items()}
+        return
+    group = t.dense.group
+    t.dense = StackedDense(t.dense.plan, params, t.loss_kind, t.device)
+    t.dense.group = group
+    t.params = t.dense.params
+    # takes the sliced state over into flat tensors of its own at its first step
+    t.flat_optimizer = FlatOptimizer(t.kind, t.lr, t.momentum, t.weight_decay, t.dense.shapes, t.state)
+
+
+@torch.no_grad()
+def copy_member(t: BatchedTrainer, source: int, target: int) -> None:
+    """Member `target` becomes an exact copy of member `source`: weights, optimizer state, data order."""
+    for p in t.params.values():
+        p[target].copy_(p[source])
+    for slots in t.state.values():
+        for v in slots.values():
+            v[target].copy_(v[source])
+    t.gens[target].set_state(t.gens[source].get_state())
+
+
+def set_hyperparameters(t: BatchedTrainer, k: int, values: dict[str, float]) -> None:
+    """Member k's lr, momentum and weight decay from the next step on."""
+    for name, tensor in (("lr", t.lr), ("momentum", t.momentum), ("weight_decay", t.weight_decay)):
+        if name in values:
+            tensor[k] = values[name]
+    if t.dense is not None:
+        opt = t.flat_optimizer
+        opt.lr, opt.momentum, opt.wd = (per_float(v, opt.shapes) for v in (t.lr, t.momentum, t.weight_decay))
+    t.decays = t.decays or bool((t.weight_decay != 0).any())
+    t.uses_momentum = t.uses_momentum or bool((t.momentum != 0).any())
+    if t.dense is not None:
+        t.flat_optimizer.decays = t.flat_optimizer.decays or t.decays
+        t.flat_optimizer.uses_momentum = t.flat_optimizer.uses_momentum or t.uses_momentum
