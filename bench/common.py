@@ -149,3 +149,8 @@ def fmt(value) -> str:
 
 def header(title: str) -> None:
     print(f"## {title}\n\n{datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; {machine()}\n")
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: the machine is shared, so every table says what it ran under."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])

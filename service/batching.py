@@ -1,0 +1,25 @@
+"""Which separately submitted jobs can train as one batched computation: a key over their specs.
+
+Two jobs share a key when they differ only in what a batched step keeps per job: the seed (and so the
+initial weights, the data order and synthetic data drawn from it), the optimizer's rate, momentum and
+weight decay, and what does not touch training (name, tags, priority). Everything else (architecture,
+task, data spec, loss, optimizer kind, epochs, batch size, device, metrics_every, early stopping) must be
+equal, so their networks, data shapes and step schedules are the same. Workers claim queued jobs of
+their first job's key (FITSERVE_AUTO_BATCH; see workers/auto_batch.py).
+"""
+
+import hashlib
+import json
+
+from service.schemas.spec import JobSpec
+
+PER_JOB = {"seed", "name", "tags", "priority"}
+PER_JOB_OPTIMIZER = {"lr", "momentum", "weight_decay"}
+
+
+def batch_key(spec: JobSpec) -> str:
+    """A digest of the spec less what may differ between jobs of one batch (64 hex digits)."""
+    shared = spec.model_dump(mode="json", exclude=PER_JOB)
+    shared["optimizer"] = {k: v for k, v in shared["optimizer"].items() if k not in PER_JOB_OPTIMIZER}
+    canonical = json.dumps(shared, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
