@@ -32,7 +32,7 @@ def _running(session: Session, owners: set[str]) -> dict[str, int]:
     rows = session.execute(
         select(owner, func.count()).where(Job.status == JobStatus.RUNNING, owner.in_(owners)).group_by(owner)
     )
-    return {o: n for o, n in rows} | {o: 0 for o in owners - {o for o, _ in rows}}
+    return {o: 0 for o in owners} | {o: n for o, n in rows}
 
 
 def _lock_owners(session: Session, owners: set[str], held: str) -> set[str]:
