@@ -35,7 +35,8 @@ def free_port() -> int:
 class Service:
     """`fitserve serve` on a free port over its own SQLite file, as a user runs it."""
 
-    def __init__(self, workers: int = 1, **env: str):
+    def __init__(self, workers: int = 1, owners: tuple[str, ...] = (), **env: str):
+        """`owners`: API keys created for these owners before the start; `submit` takes one's name."""
         self.dir = tempfile.TemporaryDirectory(prefix="fitserve-bench-")
         self.port = free_port()
         self.env = {
@@ -47,10 +48,21 @@ class Service:
             **env,
         }
         self.workers = workers
+        self.owners = owners
+        self.keys: dict[str, str] = {}
         self.proc: subprocess.Popen | None = None
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
 
+    def create_keys(self) -> None:
+        for owner in self.owners:
+            done = subprocess.run(
+                [sys.executable, "-m", "fitserve.cli", "keys", "create", "--owner", owner],
+                cwd=ROOT, env=self.env, capture_output=True, text=True, check=True,
+            )
+            self.keys[owner] = done.stdout.strip().splitlines()[-1]
+
     def __enter__(self) -> Service:
+        self.create_keys()
         cmd = [sys.executable, "-m", "fitserve.cli", "serve", "--port", str(self.port), "--workers", str(self.workers)]
         self.log = open(Path(self.dir.name) / "serve.log", "wb")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
@@ -84,15 +96,22 @@ class Service:
     def read_log(self) -> str:
         return (Path(self.dir.name) / "serve.log").read_text(errors="replace")
 
-    def submit(self, spec: dict) -> str:
-        response = self.client.post("/v1/jobs", json=spec)
+    def headers(self, owner: str | None) -> dict:
+        owner = owner or next(iter(self.keys), None)
+        return {"Authorization": f"Bearer {self.keys[owner]}"} if owner else {}
+
+    def submit(self, spec: dict, owner: str | None = None) -> str:
+        response = self.client.post("/v1/jobs", json=spec, headers=self.headers(owner))
         response.raise_for_status()
         return response.json()["id"]
 
-    def wait(self, job_id: str, poll: float = 0.01, timeout: float = 3600) -> dict:
+    def get(self, job_id: str, owner: str | None = None) -> dict:
+        return self.client.get(f"/v1/jobs/{job_id}", headers=self.headers(owner)).json()
+
+    def wait(self, job_id: str, poll: float = 0.01, timeout: float = 3600, owner: str | None = None) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            job = self.client.get(f"/v1/jobs/{job_id}").json()
+            job = self.get(job_id, owner)
             if job["status"] in FINAL:
                 if job["status"] != "succeeded":
                     raise RuntimeError(f"job {job_id} {job['status']}: {job['error']}")

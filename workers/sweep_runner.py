@@ -136,7 +136,7 @@ def run_groups(
     members: list[Job], worker_id: str, settings: Settings, gpu, shutdown: threading.Event, policy=SWEEP
 ) -> None:
     with session_scope(read_only=True) as s:
-        saved = {job.id: job_repo.get_checkpoint(s, job.id) for job in members}
+        saved = member_repo.get_checkpoints(s, [job.id for job in members])
     groups: dict[tuple, list[Job]] = defaultdict(list)
     for job in members:
         groups[group_key(job, saved[job.id].epoch if saved[job.id] else 0)].append(job)
