@@ -18,6 +18,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
 FINAL = {"succeeded", "failed", "cancelled"}
+READY_SECONDS = 300  # a worker's start (spawn, torch's imports) takes over a minute on a loaded shared machine
 
 
 def load_example(path: Path, epochs_scale: float = 1.0) -> dict:
@@ -66,7 +67,7 @@ class Service:
         cmd = [sys.executable, "-m", "fitserve.cli", "serve", "--port", str(self.port), "--workers", str(self.workers)]
         self.log = open(Path(self.dir.name) / "serve.log", "wb")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + READY_SECONDS
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"fitserve serve exited:\n{self.read_log()}")
@@ -77,7 +78,7 @@ class Service:
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"fitserve serve not ready in 60s:\n{self.read_log()}")
+        raise RuntimeError(f"fitserve serve not ready in {READY_SECONDS}s:\n{self.read_log()}")
 
     def warm_up(self) -> None:
         """A one-epoch job per worker, waited for: what is measured next does not pay for the workers' start
