@@ -18,6 +18,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
 FINAL = {"succeeded", "failed", "cancelled"}
+READY_SECONDS = 300  # a worker's start (spawn, torch's imports) takes over a minute on a loaded shared machine
 
 
 def load_example(path: Path, epochs_scale: float = 1.0) -> dict:
@@ -35,7 +36,8 @@ def free_port() -> int:
 class Service:
     """`fitserve serve` on a free port over its own SQLite file, as a user runs it."""
 
-    def __init__(self, workers: int = 1, **env: str):
+    def __init__(self, workers: int = 1, owners: tuple[str, ...] = (), **env: str):
+        """`owners`: API keys created for these owners before the start; `submit` takes one's name."""
         self.dir = tempfile.TemporaryDirectory(prefix="fitserve-bench-")
         self.port = free_port()
         self.env = {
@@ -47,14 +49,25 @@ class Service:
             **env,
         }
         self.workers = workers
+        self.owners = owners
+        self.keys: dict[str, str] = {}
         self.proc: subprocess.Popen | None = None
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
 
+    def create_keys(self) -> None:
+        for owner in self.owners:
+            done = subprocess.run(
+                [sys.executable, "-m", "fitserve.cli", "keys", "create", "--owner", owner],
+                cwd=ROOT, env=self.env, capture_output=True, text=True, check=True,
+            )
+            self.keys[owner] = done.stdout.strip().splitlines()[-1]
+
     def __enter__(self) -> Service:
+        self.create_keys()
         cmd = [sys.executable, "-m", "fitserve.cli", "serve", "--port", str(self.port), "--workers", str(self.workers)]
         self.log = open(Path(self.dir.name) / "serve.log", "wb")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + READY_SECONDS
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"fitserve serve exited:\n{self.read_log()}")
@@ -65,7 +78,7 @@ class Service:
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"fitserve serve not ready in 60s:\n{self.read_log()}")
+        raise RuntimeError(f"fitserve serve not ready in {READY_SECONDS}s:\n{self.read_log()}")
 
     def warm_up(self) -> None:
         """A one-epoch job per worker, waited for: what is measured next does not pay for the workers' start
@@ -84,15 +97,22 @@ class Service:
     def read_log(self) -> str:
         return (Path(self.dir.name) / "serve.log").read_text(errors="replace")
 
-    def submit(self, spec: dict) -> str:
-        response = self.client.post("/v1/jobs", json=spec)
+    def headers(self, owner: str | None) -> dict:
+        owner = owner or next(iter(self.keys), None)
+        return {"Authorization": f"Bearer {self.keys[owner]}"} if owner else {}
+
+    def submit(self, spec: dict, owner: str | None = None) -> str:
+        response = self.client.post("/v1/jobs", json=spec, headers=self.headers(owner))
         response.raise_for_status()
         return response.json()["id"]
 
-    def wait(self, job_id: str, poll: float = 0.01, timeout: float = 3600) -> dict:
+    def get(self, job_id: str, owner: str | None = None) -> dict:
+        return self.client.get(f"/v1/jobs/{job_id}", headers=self.headers(owner)).json()
+
+    def wait(self, job_id: str, poll: float = 0.01, timeout: float = 3600, owner: str | None = None) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            job = self.client.get(f"/v1/jobs/{job_id}").json()
+            job = self.get(job_id, owner)
             if job["status"] in FINAL:
                 if job["status"] != "succeeded":
                     raise RuntimeError(f"job {job_id} {job['status']}: {job['error']}")
@@ -149,3 +169,8 @@ def fmt(value) -> str:
 
 def header(title: str) -> None:
     print(f"## {title}\n\n{datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; {machine()}\n")
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: the machine is shared, so every table says what it ran under."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])

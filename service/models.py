@@ -114,6 +114,7 @@ class Job(Base):
     device: Mapped[str | None] = mapped_column(String(32))
     node: Mapped[str | None] = mapped_column(String(64))  # host name, or Ray node id, of the latest attempt
     execution: Mapped[str | None] = mapped_column(String(500))  # the path that trained it, and any fallback's reason
+    batch_key: Mapped[str | None] = mapped_column(String(64))  # jobs that may train batched together (service/batching.py)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
@@ -124,6 +125,8 @@ class Job(Base):
         Index("ix_jobs_created_at_id", "created_at", "id"),
         # fair share: an owner's next queued job, and when the owner last had one started
         Index("ix_jobs_owner_id_started_at", "owner_id", "started_at"),
+        # auto-batching: a claimed job's queued batch mates
+        Index("ix_jobs_batch_key_status", "batch_key", "status"),
         UniqueConstraint("owner_id", "alias", name="uq_jobs_owner_id_alias"),
     )
 

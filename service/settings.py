@@ -101,6 +101,14 @@ class Settings(BaseSettings):
         "fair",
         description="fair: the owner with the least running work first, then priority, then age; fifo: oldest first",
     )
+    AUTO_BATCH: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="a worker that claims a job also claims queued jobs that can share its step and trains them as "
+        "one batched computation; auto: when its probe measures that faster than one by one; on: always; off: never",
+    )
+    AUTO_BATCH_MAX: int = Field(
+        64, ge=1, le=1024, description="jobs one auto-batched computation takes at most (the claimed job included)"
+    )
     MAX_TAGS: int = Field(32, ge=1, le=256, description="tags one job or sweep may carry (422 past it)")
     MAX_WATCHERS_PER_OWNER: int = Field(
         20, ge=1, description="event streams and long-polls one owner may have open at once in an API process (429)"

@@ -9,6 +9,7 @@ from service.models import Job
 from service.services import rounds
 from service.settings import Settings
 from service.wakeup import Listener
+from workers.auto_batch import run_batch
 from workers.registry import Registration
 from workers.sweep_runner import run_sweep_members
 from workers.worker import claim, run_attempt
@@ -44,8 +45,11 @@ def work(
 
 
 def train(jobs: list[Job], worker_id: str, settings: Settings, gpu: int | None, shutdown: threading.Event) -> None:
-    """What one claim took: a job, or the queued members of a sweep."""
+    """What one claim took: a job, the queued members of a sweep, or a job and its batch mates."""
     job = jobs[0]
+    if job.sweep_id is None and len(jobs) > 1:
+        run_batch(jobs, worker_id, settings, gpu, shutdown)
+        return
     if job.sweep_id is not None:
         log.info("sweep %s: %d members claimed by %s", job.sweep_id, len(jobs), worker_id)
         run_sweep_members(jobs, worker_id, settings, gpu, shutdown)

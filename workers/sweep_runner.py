@@ -93,6 +93,35 @@ def group_key(job: Job, checkpoint_epoch: int) -> tuple:
     return shape, spec["batch_size"], spec["optimizer"]["kind"], spec["device"], early, checkpoint_epoch
 
 
+class SweepPolicy:
+    """How a group of claimed jobs chooses its path and where the choice is written: a sweep's way.
+
+    Auto-batched jobs (workers/auto_batch.py) take the same path with a policy of their own.
+    """
+
+    forced = "as the sweep asked"  # why, when the path was asked for rather than measured
+    members = "members"
+
+    def asked(self, group: list[Job]) -> str:
+        """auto, batched or one_by_one."""
+        with session_scope(read_only=True) as s:
+            return sweep_repo.get_sweep(s, group[0].sweep_id, group[0].owner_id).request.get("execution", "auto")
+
+    def speedup(self, group: list[Job], specs, nets, datas, device) -> float:
+        return measure_speedup(specs, nets, datas, device)
+
+    def note(self, group: list[Job], note: str) -> None:
+        with session_scope() as s:
+            sweep_repo.set_execution(s, group[0].sweep_id, note)
+
+    def one_by_one(self, group: list[Job], worker_id: str) -> list[Job]:
+        """The jobs to train here one by one, batched judged slower: all of a sweep's members."""
+        return group
+
+
+SWEEP = SweepPolicy()
+
+
 def keep_leases(members: list[Job], worker_id: str, settings: Settings, done: threading.Event) -> None:
     """Renew every claimed member's lease, in one transaction, while others are trained first."""
     while not done.wait(settings.LEASE_SECONDS / 3):
@@ -100,20 +129,26 @@ def keep_leases(members: list[Job], worker_id: str, settings: Settings, done: th
             member_repo.renew_leases(s, worker_id, [(job.id, job.attempt) for job in members], settings.LEASE_SECONDS)
 
 
-def run_sweep_members(members: list[Job], worker_id: str, settings: Settings, gpu, shutdown: threading.Event) -> None:
+def run_sweep_members(
+    members: list[Job], worker_id: str, settings: Settings, gpu, shutdown: threading.Event, policy=SWEEP
+) -> None:
     done = threading.Event()
     threading.Thread(target=keep_leases, args=(members, worker_id, settings, done), daemon=True).start()
     try:
-        run_groups(members, worker_id, settings, gpu, shutdown)
+        run_groups(members, worker_id, settings, gpu, shutdown, policy)
     finally:
         done.set()
 
 
-def run_groups(members: list[Job], worker_id: str, settings: Settings, gpu, shutdown: threading.Event) -> None:
+def run_groups(
+    members: list[Job], worker_id: str, settings: Settings, gpu, shutdown: threading.Event, policy=SWEEP
+) -> None:
     with session_scope(read_only=True) as s:
-        saved = {job.id: job_repo.get_checkpoint(s, job.id) for job in members}
-        sweep = sweep_repo.get_sweep(s, members[0].sweep_id, members[0].owner_id)
-        search = rungs_for(sweep, members) or population_for(sweep, members)  # None: grid or random
+        saved = member_repo.get_checkpoints(s, [job.id for job in members])
+        search = None  # auto-batched jobs: no sweep, no search
+        if members[0].sweep_id is not None:
+            sweep = sweep_repo.get_sweep(s, members[0].sweep_id, members[0].owner_id)
+            search = rungs_for(sweep, members) or population_for(sweep, members)  # None: grid or random
     groups: dict[tuple, list[Job]] = defaultdict(list)
     for job in members:
         groups[group_key(job, saved[job.id].epoch if saved[job.id] else 0)].append(job)
@@ -123,10 +158,11 @@ def run_groups(members: list[Job], worker_id: str, settings: Settings, gpu, shut
             continue
         if len(group) > 1:
             try:
-                if run_batched(group, saved, worker_id, settings, gpu, shutdown, search):
+                if run_batched(group, saved, worker_id, settings, gpu, shutdown, policy, search):
                     continue
+                group = policy.one_by_one(group, worker_id)
             except Exception as exc:  # an optional fast path never fails a member: one by one instead
-                group = fall_back(group, worker_id, exc)
+                group = fall_back(group, worker_id, exc, policy)
         if isinstance(search, Rungs) and len(group) > 1:  # one by one, rung by rung: all to a rung, then decide
             run_rungwise(group, search, worker_id, settings, gpu, shutdown)
             continue
@@ -137,13 +173,13 @@ def run_groups(members: list[Job], worker_id: str, settings: Settings, gpu, shut
                 run_attempt(job, worker_id, settings, gpu, shutdown)
 
 
-def fall_back(group: list[Job], worker_id: str, exc: Exception) -> list[Job]:
+def fall_back(group: list[Job], worker_id: str, exc: Exception, policy=SWEEP) -> list[Job]:
     """After the batched path failed: the members it left running, to train one by one from their checkpoints."""
     why = f"{type(exc).__name__}: {str(exc)[:300]}"
     log.warning("sweep %s: the batched path failed (%s); its members go on one by one", group[0].sweep_id, why,
                 exc_info=exc)
+    policy.note(group, f"one by one: the batched path failed ({why})")
     with session_scope() as s:
-        sweep_repo.set_execution(s, group[0].sweep_id, f"one by one: the batched path failed ({why})")
         running = job_repo.still_running(s, [(job.id, job.attempt) for job in group], worker_id)
     return [job for job in group if job.id in running]
 
@@ -154,28 +190,28 @@ def release_all(jobs: list[Job], worker_id: str) -> None:
             job_repo.release_job(s, job.id, worker_id, job.attempt, "worker shut down; resumes from its checkpoint")
 
 
-def run_batched(group: list[Job], saved: dict, worker_id: str, settings: Settings, gpu, shutdown, search=None) -> bool:
+def run_batched(
+    group: list[Job], saved: dict, worker_id: str, settings: Settings, gpu, shutdown, policy=SWEEP, search=None
+) -> bool:
     """Train the group together if that measures faster; False to leave it to one-by-one."""
     specs = [JobSpec.model_validate(job.spec) for job in group]
     device = resolve_device(specs[0].device, gpu)
     nets, datas = zip(*(prepare(spec, device) for spec in specs))
-    with session_scope(read_only=True) as s:
-        asked = sweep_repo.get_sweep(s, group[0].sweep_id, group[0].owner_id).request.get("execution", "auto")
+    asked = policy.asked(group)
     unsupported = one_by_one_reason(specs, nets)
     if unsupported is not None:
         batched, why = False, unsupported
     elif isinstance(search, Population):
         batched, why = True, "pbt copies state between the members of one stack"
     elif asked == "auto":
-        speedup = measure_speedup(specs, nets, datas, device)
+        speedup = policy.speedup(group, specs, nets, datas, device)
         batched = speedup >= MIN_SPEEDUP
         why = f"batched measured {speedup:.1f}x the speed of one by one"
     else:
-        batched, why = asked == "batched", "as the sweep asked"
-    note = f"{'batched' if batched else 'one by one'}: {len(group)} members on {device}; {why}"
+        batched, why = asked == "batched", policy.forced
+    note = f"{'batched' if batched else 'one by one'}: {len(group)} {policy.members} on {device}; {why}"
     log.info("sweep %s: %s", group[0].sweep_id, note)
-    with session_scope() as s:
-        sweep_repo.set_execution(s, group[0].sweep_id, note)
+    policy.note(group, note)
     if not batched:
         return False
     trainer = BatchedTrainer(specs, list(nets), list(datas), device)

@@ -215,7 +215,8 @@ def device_is_cuda(job: Job) -> bool:
 
 
 def claim(worker_id: str, settings: Settings) -> list[Job]:
-    """The next queued job, with every queued member of its sweep when it is one, in one transaction.
+    """The next queued job, with every queued member of its sweep when it is one, or with the queued jobs
+    that can train batched with it (workers/auto_batch.py), in one transaction.
 
     One transaction, so no other worker takes part of the sweep meanwhile (see `claim_next_job`): its
     members train together, as many as FITSERVE_MAX_RUNNING_PER_OWNER leaves room for (each counts as a
@@ -224,7 +225,11 @@ def claim(worker_id: str, settings: Settings) -> list[Job]:
     cap = settings.MAX_RUNNING_PER_OWNER if settings.CLAIM_ORDER == "fair" else None
     with session_scope() as s:
         job = job_repo.claim_next_job(s, worker_id, settings.LEASE_SECONDS, settings.CLAIM_ORDER, cap)
-        if job is None or job.sweep_id is None:
-            return [] if job is None else [job]
+        if job is None:
+            return []
+        if job.sweep_id is None:
+            from workers.auto_batch import claim_mates  # it imports this module
+
+            return [job, *claim_mates(s, job, worker_id, settings, cap)]
         room = None if cap is None else queue_repo.room_to_run(s, job.owner_id, cap)
         return [job, *job_repo.claim_sweep_members(s, job.sweep_id, worker_id, settings.LEASE_SECONDS, room)]

@@ -91,6 +91,12 @@ def finish_members(session: Session, worker_id: str, entries: list[dict]) -> set
     return {e["job_id"] for e in mine}
 
 
+def get_checkpoints(session: Session, job_ids: list[str]) -> dict[str, Checkpoint | None]:
+    """Each job's checkpoint (None where it has none), in one statement."""
+    found = {c.job_id: c for c in session.scalars(select(Checkpoint).where(Checkpoint.job_id.in_(job_ids)))}
+    return {job_id: found.get(job_id) for job_id in job_ids}
+
+
 def renew_leases(session: Session, worker_id: str, jobs: list[tuple[str, int]], lease_seconds: float) -> None:
     """Extend the leases of many (job id, attempt) of one worker in one statement."""
     session.execute(

@@ -20,6 +20,7 @@ from service.schemas.jobs import JobPage, JobPublic, JobUpdate, MetricPointPubli
 from service.schemas.data import DataShape, known_data_shape
 from service.schemas.spec import JobSpec, SpecError, check_spec
 from service import wakeup
+from service.batching import batch_key
 from service.settings import Settings
 
 TAG_KEY = re.compile(r"[A-Za-z0-9_.\-/]{1,64}")  # as schemas.spec.TagKey
@@ -83,6 +84,7 @@ def submit_job(session: Session, spec: JobSpec, owner_id: str | None, settings: 
         max_attempts=settings.MAX_ATTEMPTS,
         priority=spec.priority,
         tags=spec.tags,
+        batch_key=batch_key(spec),
     )
     job = job_repo.add_job(session, job)
     search_repo.write_tags(session, [(job.id, job.tags)])

@@ -1,0 +1,143 @@
+"""Auto-batching: jobs submitted one by one, claimed together and trained as one batched computation.
+
+The jobs queue on an API without workers, then one worker starts on the same database and finds them
+all: what a claim takes is then decided by the queue alone, never by timing.
+"""
+
+import os
+import re
+import signal
+
+import pytest
+
+from service.schemas.spec import JobSpec
+from tests.conftest import worker_pids
+from tests.service.api.test_fair_share import keyed_api, submit, wait_for_jobs
+from tests.specs import example, tiny_regression
+from tests.workers.test_batched import solo_points
+
+ON = {"FITSERVE_AUTO_BATCH": "on"}
+FAST_FAULTS = {"FITSERVE_CHECKPOINT_SECONDS": "0.3", "FITSERVE_LEASE_SECONDS": "3", "FITSERVE_SWEEP_SECONDS": "0.5"}
+
+
+def cubic(seed: int, lr: float, momentum: float = 0.0) -> dict:
+    spec = example("3_nonlinear_mlp", epochs=40, seed=seed)
+    spec["data"]["n"] = 300
+    spec["optimizer"].update(lr=lr, momentum=momentum)
+    return spec
+
+
+def long_job(seed: int, epochs: int = 40_000) -> dict:
+    """Seconds of small steps: a batch of these can be cancelled or killed mid-way."""
+    return tiny_regression(epochs=epochs, seed=seed, data={"source": "synthetic", "generator": "linear", "n": 20})
+
+
+def batches_in_log(srv) -> list[list[str]]:
+    """The job ids of each auto-batch the workers claimed, in order."""
+    return [line.split(", ") for line in re.findall(r"auto-batch: \d+ jobs claimed by \S+: (.+)", srv.read_log())]
+
+
+def curve(srv, job_id: str) -> list[dict]:
+    return srv.client.get(f"/v1/jobs/{job_id}/metrics", params={"max_points": 100_000}).json()["points"]
+
+
+def assert_equals_training_alone(srv, job_id: str, spec: dict) -> None:
+    alone = solo_points(JobSpec.model_validate(spec))
+    points = curve(srv, job_id)
+    assert [p["step"] for p in points] == [p.step for p in alone]
+    assert [p["loss"] for p in points] == pytest.approx([p.loss for p in alone], rel=2e-4, abs=1e-6)
+
+
+def test_compatible_jobs_train_as_one_batch_each_equal_to_training_alone(make_server):
+    api = make_server(workers=0).start()
+    specs = [cubic(0, 0.01), cubic(1, 0.01, momentum=0.9), cubic(2, 0.003), cubic(3, 0.02)]
+    ids = [api.submit(spec)["id"] for spec in specs]
+    other = api.submit({**cubic(0, 0.01), "model": {**cubic(0, 0.01)["model"], "hidden": [7]}})["id"]  # another shape
+    worker = make_server(workers=1, **ON).start()
+    wait_for_jobs(api, [*ids, other])
+    assert batches_in_log(worker) == [ids]
+    for job_id, spec in zip(ids, specs):
+        job = api.client.get(f"/v1/jobs/{job_id}").json()
+        assert job["status"] == "succeeded" and job["attempt"] == 1
+        assert job["execution"].startswith("batched: 4 jobs auto-batched on cpu"), job["execution"]
+        assert_equals_training_alone(api, job_id, spec)
+        weights = api.client.get(f"/v1/jobs/{job_id}/weights")
+        assert weights.status_code == 200
+    alone = api.client.get(f"/v1/jobs/{other}").json()
+    assert alone["status"] == "succeeded" and "batched" not in alone["execution"]
+
+
+def test_auto_batch_off_trains_each_job_alone(make_server):
+    api = make_server(workers=0).start()
+    ids = [api.submit(cubic(seed, 0.01))["id"] for seed in range(3)]
+    worker = make_server(workers=1, FITSERVE_AUTO_BATCH="off").start()
+    wait_for_jobs(api, ids)
+    assert batches_in_log(worker) == []
+    for job_id in ids:
+        job = api.client.get(f"/v1/jobs/{job_id}").json()
+        assert job["status"] == "succeeded" and job["execution"] == "eager on cpu"
+
+
+def test_cancelling_one_job_of_a_batch_stops_only_it(make_server):
+    api = make_server(workers=0).start()
+    ids = [api.submit(long_job(seed))["id"] for seed in range(3)]
+    worker = make_server(workers=1, **ON).start()
+    api.wait_until(ids[1], lambda job: job["progress"]["epoch"] >= 500, timeout=60)
+    assert batches_in_log(worker) == [ids]
+    assert api.client.post(f"/v1/jobs/{ids[1]}/cancel").status_code == 200
+    wait_for_jobs(api, ids, timeout=180)
+    statuses = {job_id: api.client.get(f"/v1/jobs/{job_id}").json() for job_id in ids}
+    assert [statuses[i]["status"] for i in ids] == ["succeeded", "cancelled", "succeeded"]
+    assert statuses[ids[1]]["progress"]["epoch"] < 40_000
+    assert all(statuses[i]["progress"]["epoch"] == 40_000 for i in (ids[0], ids[2]))
+
+
+def test_a_killed_workers_batch_is_rescued_and_each_job_resumes(make_server):
+    api = make_server(workers=0).start()
+    specs = [long_job(seed) for seed in range(3)]
+    ids = [api.submit(spec)["id"] for spec in specs]
+    worker = make_server(workers=1, **ON, **FAST_FAULTS).start()
+    api.wait_until(ids[0], lambda _: len(api.query("SELECT epoch FROM checkpoints WHERE epoch > 0")) == 3, timeout=60)
+    checkpointed = dict(api.query("SELECT job_id, epoch FROM checkpoints"))
+    [pid] = worker_pids(worker.proc.pid)
+    os.kill(pid, signal.SIGKILL)
+    wait_for_jobs(api, ids, timeout=180)
+    assert batches_in_log(worker)[:2] == [ids, ids]  # claimed again together after the rescue
+    for job_id, spec in zip(ids, specs):
+        job = api.client.get(f"/v1/jobs/{job_id}").json()
+        assert job["status"] == "succeeded" and job["attempt"] == 2, job
+        assert 0 < checkpointed[job_id] < 40_000
+        points = curve(api, job_id)
+        assert [p["epoch"] for p in points] == list(range(1, 40_001))  # resumed: no epoch lost or written twice
+        alone = solo_points(JobSpec.model_validate(spec))
+        assert points[-1]["loss"] == pytest.approx(alone[-1].loss, rel=1e-4)
+    assert pid not in worker_pids(worker.proc.pid)
+
+
+def test_a_batch_takes_mates_from_every_owner_in_turn(make_server):
+    api = keyed_api(make_server)
+    api.keys["carol"] = api.create_key("carol")
+    alices = [submit(api, "alice", cubic(seed, 0.01))["id"] for seed in range(6)]
+    bobs = [submit(api, "bob", cubic(10 + seed, 0.01))["id"] for seed in range(2)]
+    carols = [submit(api, "carol", cubic(20 + seed, 0.01))["id"] for seed in range(2)]
+    worker = make_server(workers=1, FITSERVE_AUTO_BATCH_MAX="4", **ON).start()
+    wait_for_jobs(api, alices + bobs + carols)
+    first = batches_in_log(worker)[0]
+    owners = {job_id: owner for owner, ids in (("a", alices), ("b", bobs), ("c", carols)) for job_id in ids}
+    # the claimed job, then the first of each other owner (none running), then a second of one of them:
+    # the claimed job's owner, with one running already, waits for the others' turns
+    taken = [owners[j] for j in first]
+    assert len(first) == 4 and set(taken) == {"a", "b", "c"}, taken
+    assert taken.count(taken[0]) == 1, taken
+
+
+def test_a_batch_stays_under_the_owners_running_cap(make_server):
+    api = keyed_api(make_server)
+    alices = [submit(api, "alice", cubic(seed, 0.01))["id"] for seed in range(6)]
+    bobs = [submit(api, "bob", cubic(10 + seed, 0.01))["id"] for seed in range(3)]
+    worker = make_server(workers=1, FITSERVE_MAX_RUNNING_PER_OWNER="2", **ON).start()
+    wait_for_jobs(api, alices + bobs)
+    batches = batches_in_log(worker)
+    assert batches and max(len(b) for b in batches) == 4  # two of each owner, the most the cap allows
+    for batch in batches:
+        assert sum(j in alices for j in batch) <= 2 and sum(j in bobs for j in batch) <= 2, batch
