@@ -61,6 +61,13 @@ def cnn(channels: int, padding: int = 1, pool: int = 2, size: int = 16) -> dict:
             "out_features": 2}
 
 
+CONV = {"kind": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1}
+SEQUENTIAL_CNN = {"kind": "sequential", "input_shape": [1, 16, 16], "layers": [
+    CONV, {"kind": "batch_norm"}, {"kind": "relu"}, {"kind": "max_pool", "size": 2},
+    CONV, {"kind": "batch_norm"}, {"kind": "gelu"}, {"kind": "max_pool", "size": 2},
+    {"kind": "flatten"}, {"kind": "dropout", "rate": 0.2}, {"kind": "linear", "out_features": 64},
+    {"kind": "batch_norm"}, {"kind": "silu"}, {"kind": "linear", "out_features": 2}]}
+
 # each grows a process by 100-250 MB, where activations, weights and optimizer state each dominate once
 MEASURED = {
     "mlp, full batch": classifier(
@@ -69,6 +76,14 @@ MEASURED = {
     "cnn, batches of 500": classifier(cnn(64), blobs(256, 2000), "adam", batch_size=500),
     "wide mlp, adam": classifier(
         {"kind": "mlp", "in_features": 1024, "hidden": [2048, 1024], "out_features": 2}, blobs(1024, 1000), "adam", 128
+    ),
+    "mlp with batch norm and dropout, full batch": classifier(
+        {"kind": "mlp", "in_features": 16, "hidden": [1024, 1024], "out_features": 2, "dropout": 0.3,
+         "batch_norm": True},
+        blobs(16, 8000),
+    ),
+    "sequential cnn with batch norm and dropout, batches of 500": classifier(
+        SEQUENTIAL_CNN, blobs(256, 2000), "adam", batch_size=500
     ),
 }
 
@@ -88,6 +103,20 @@ def test_the_estimate_is_within_a_small_factor_of_a_real_training_run(name):
 @pytest.mark.parametrize("name", ["3_nonlinear_mlp", "4_logistic_regression", "6_cnn_digits"])
 def test_parameters_are_counted_as_torch_counts_them(name):
     spec = JobSpec.model_validate(example(name))
+    assert count_parameters(spec.model) == sum(p.numel() for p in build_network(spec.model).parameters())
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"kind": "mlp", "in_features": 4, "hidden": [8, 6], "out_features": 3, "batch_norm": True, "dropout": [0.1, 0.2]},
+        {**cnn(8), "batch_norm": True, "dropout": 0.5},
+        SEQUENTIAL_CNN,
+    ],
+    ids=["mlp", "cnn", "sequential"],
+)
+def test_batch_norm_and_sequential_parameters_are_counted_as_torch_counts_them(model):
+    spec = classifier(model, blobs(256 if model["kind"] != "mlp" else 4, 10))
     assert count_parameters(spec.model) == sum(p.numel() for p in build_network(spec.model).parameters())
 
 
