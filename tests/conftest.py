@@ -127,7 +127,7 @@ class Server:
         self.proc: subprocess.Popen | None = None
         self.client: httpx.Client | None = None
 
-    def start(self, timeout: float = 60.0, port: int | None = None) -> Server:
+    def start(self, timeout: float = 120.0, port: int | None = None) -> Server:
         port = port or free_port()
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
@@ -149,7 +149,9 @@ class Server:
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError(f"server not ready in {timeout}s:\n{self.read_log()}")
+        log = self.read_log()
+        self.stop()  # a server that never became ready is not left behind
+        raise RuntimeError(f"server not ready in {timeout}s:\n{log}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         if self.proc is None:
