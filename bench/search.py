@@ -24,7 +24,8 @@ import time
 import torch
 from torch import nn
 
-from bench.common import EXAMPLES, Service, header, load_example, print_table
+from bench.common import Service, header, print_table
+from bench.sweeps import base_spec as sweep_base_spec
 
 PROBLEMS = {"cubic": "3_nonlinear_mlp", "blobs": "5_softmax_classification"}
 WIDTHS = [8, 16, 32]
@@ -37,14 +38,9 @@ SPACE = {
 
 
 def base_spec(problem: str, epochs: int, device: str) -> dict:
-    spec = load_example(next(p for p in EXAMPLES if p.stem == PROBLEMS[problem]))
-    spec["epochs"], spec["device"] = epochs, device
+    spec = sweep_base_spec(PROBLEMS[problem], epochs)  # 1000 points, as bench/sweeps.py
+    spec["device"] = device
     spec["data"]["validation_fraction"] = 0.2
-    if spec["data"]["generator"] == "blobs":
-        for cluster in spec["data"]["clusters"]:
-            cluster["n"] = 1000 // len(spec["data"]["clusters"]) + 1
-    else:
-        spec["data"]["n"] = 1000
     return spec
 
 

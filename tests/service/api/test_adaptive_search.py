@@ -19,6 +19,16 @@ def asha_body(base=VALIDATED, count=9, min_epochs=5, eta=3, **extra) -> dict:
                       asha={"min_epochs": min_epochs, "reduction_factor": eta}, **extra)
 
 
+def kill_workers_after(srv, sweep_id: str, decided) -> None:
+    """SIGKILL the server's workers once `decided(search_state)` holds: a decision taken, more to come."""
+    deadline = time.monotonic() + 120
+    while not decided(srv.client.get(f"/v1/sweeps/{sweep_id}").json()["search_state"] or {}):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for pid in worker_pids(srv.proc.pid):
+        os.kill(pid, signal.SIGKILL)
+
+
 def curve(srv, job_id: str) -> list[dict]:
     return srv.client.get(f"/v1/jobs/{job_id}/metrics", params={"max_points": 100_000}).json()["points"]
 
@@ -94,12 +104,7 @@ def test_a_killed_asha_sweep_resumes_with_the_same_decisions(make_server):
     base = {**VALIDATED, "epochs": 3000}
     body = asha_body(base=base, min_epochs=400, eta=3, execution="batched")  # rungs at 400 and 1200
     sweep = submit_sweep(srv, body)
-    deadline = time.monotonic() + 120
-    while not (srv.client.get(f"/v1/sweeps/{sweep['id']}").json()["search_state"] or {}).get("rungs"):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    for pid in worker_pids(srv.proc.pid):
-        os.kill(pid, signal.SIGKILL)
+    kill_workers_after(srv, sweep["id"], lambda state: state.get("rungs"))
     killed = wait_sweep(srv, sweep["id"], timeout=300)
     again = wait_sweep(srv, submit_sweep(srv, body)["id"], timeout=300)  # the same search, never killed
     assert killed["status"] == again["status"] == "succeeded"
@@ -221,12 +226,7 @@ def test_a_killed_pbt_sweep_resumes_with_the_same_decisions(make_server):
                       FITSERVE_SWEEP_SECONDS="0.5").start()
     body = pbt_body(base={**PBT_BASE, "epochs": 3000}, interval=400)
     sweep = submit_sweep(srv, body)
-    deadline = time.monotonic() + 120
-    while not (srv.client.get(f"/v1/sweeps/{sweep['id']}").json()["search_state"] or {}).get("pbt"):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    for pid in worker_pids(srv.proc.pid):
-        os.kill(pid, signal.SIGKILL)
+    kill_workers_after(srv, sweep["id"], lambda state: state.get("pbt"))
     killed = wait_sweep(srv, sweep["id"], timeout=300)
     again = wait_sweep(srv, submit_sweep(srv, body)["id"], timeout=300)
 
@@ -286,12 +286,7 @@ def test_tpe_rounds_with_asha_inside_are_the_same_after_a_worker_sigkill(make_se
     body = tpe_body(base={**TPE_BASE, "epochs": 2000}, count=6, asha={"min_epochs": 200, "reduction_factor": 2},
                     execution="batched")
     sweep = submit_sweep(srv, body)
-    deadline = time.monotonic() + 120
-    while "rungs" not in srv.client.get(f"/v1/sweeps/{sweep['id']}").json()["search_state"]["tpe"]["rounds"][0]:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    for pid in worker_pids(srv.proc.pid):
-        os.kill(pid, signal.SIGKILL)
+    kill_workers_after(srv, sweep["id"], lambda state: "rungs" in state["tpe"]["rounds"][0])
     killed = wait_sweep(srv, sweep["id"], timeout=400)
     again = wait_sweep(srv, submit_sweep(srv, body)["id"], timeout=400)
     assert killed["status"] == again["status"] == "succeeded" and killed["progress"]["members"] == 12
