@@ -136,6 +136,8 @@ def train_trial(base: dict, data, config: dict, report) -> None:
 
 
 def run_ray_tune(base: dict, trials: int, epochs: int, seed: int) -> tuple[Timeline, float]:
+    # a loopback-only cluster of this run's own: no auth token written to ~/.ray for later clusters to pick up
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
