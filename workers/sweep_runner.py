@@ -89,7 +89,8 @@ def group_key(job: Job, checkpoint_epoch: int) -> tuple:
     starting epoch (a search over `hidden`, `activation` or `channels` makes a group per shape, trained in turn)."""
     spec = job.spec
     early = tuple(sorted((spec.get("early_stopping") or {}).items()))
-    shape = json.dumps(spec["model"], sort_keys=True)
+    # dropout rates change no shape: such members meet in one group, which then says why it trains one by one
+    shape = json.dumps({k: v for k, v in spec["model"].items() if k != "dropout"}, sort_keys=True)
     return shape, spec["batch_size"], spec["optimizer"]["kind"], spec["device"], early, checkpoint_epoch
 
 

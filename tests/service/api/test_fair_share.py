@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from tests.specs import tiny_regression
 
 QUICK = {"epochs": 5}  # a claim, a few steps, a finish: what is measured here is the order of claims
+# one job a claim: auto-batching would start equal jobs together (its own fair share: tests/workers/test_auto_batch.py)
+ALONE = {"FITSERVE_AUTO_BATCH": "off"}
 
 
 def steady() -> dict:
@@ -51,7 +53,7 @@ def test_another_owners_job_starts_ahead_of_a_backlog(make_server):
     api = keyed_api(make_server)
     backlog = [submit(api, "alice", tiny_regression(name=f"a{i}", **QUICK))["id"] for i in range(30)]
     bobs = submit(api, "bob", tiny_regression(name="b", **QUICK))["id"]
-    make_server(workers=1).start()  # one worker, on the same database, finds all 31 queued
+    make_server(workers=1, **ALONE).start()  # one worker, on the same database, finds all 31 queued
     wait_for_jobs(api, [bobs])
     order = claim_order(api)
     position = [job_id for _, job_id in order].index(bobs)
@@ -68,7 +70,7 @@ def test_priority_orders_one_owners_jobs_higher_first(make_server):
     assert api.client.get(f"/v1/jobs/{ids[1]}", headers={"Authorization": f"Bearer {api.keys['alice']}"}).json()[
         "priority"
     ] == 5
-    make_server(workers=1).start()
+    make_server(workers=1, **ALONE).start()
     wait_for_jobs(api, ids)
     expected = [ids[i] for i in sorted(range(len(ids)), key=lambda i: (-priorities[i], i))]
     assert [job_id for _, job_id in claim_order(api)] == expected
@@ -91,7 +93,7 @@ def test_running_cap_keeps_an_owner_to_one_job_at_a_time(make_server):
     alices = [submit(api, "alice", steady())["id"] for _ in range(4)]
     sweep = submit(api, "alice", {"base": steady(), "space": {"lr": [0.01, 0.02, 0.03]}}, "/v1/sweeps")
     bobs = submit(api, "bob", steady())["id"]
-    make_server(workers=2, **cap).start()
+    make_server(workers=2, **cap, **ALONE).start()
     members = [job_id for (job_id,) in api.query("SELECT id FROM jobs WHERE sweep_id = :s", s=sweep["id"])]
     everything = [*alices, *members, bobs]
     deadline, most = time.monotonic() + 180, 0
