@@ -36,7 +36,9 @@ def pytest_generate_tests(metafunc) -> None:
     if "backend" not in metafunc.fixturenames:
         return
     in_suites = Path(metafunc.definition.path).relative_to(ROOT).as_posix().startswith(BACKEND_SUITES)
-    backends = backends_wanted() if in_suites else backends_wanted()[:1]
+    # a module that sets ONE_BACKEND = True tests the trainer and the HTTP contract through no statement of its own
+    one = getattr(metafunc.module, "ONE_BACKEND", False)
+    backends = backends_wanted() if in_suites and not one else backends_wanted()[:1]
     metafunc.parametrize("backend", backends, indirect=True, scope="session")
 
 

@@ -3,6 +3,9 @@
 from tests.service.api.test_dashboard_browser import browser, expect, page, screenshot, served, sign_in, url  # noqa: F401
 from tests.specs import example, tiny_regression
 
+# specs, training and measures: nothing here queries the database but through the service's shared paths
+ONE_BACKEND = True
+
 
 def test_a_classifier_shows_its_evaluation_and_its_learning_rate(served, page):  # noqa: F811
     sign_in(page, served)

@@ -8,6 +8,9 @@ from sklearn import metrics as sk
 
 from tests.specs import tiny_regression
 
+# specs, training and measures: nothing here queries the database but through the service's shared paths
+ONE_BACKEND = True
+
 IRIS = datasets.load_iris()
 
 

@@ -5,6 +5,9 @@ import pytest
 from tests.service.api.test_sweeps import sweep_body, submit_sweep, wait_sweep
 from tests.specs import example
 
+# specs, training and measures: nothing here queries the database but through the service's shared paths
+ONE_BACKEND = True
+
 BLOBS = example("5_softmax_classification", epochs=20)
 BLOBS["data"]["validation_fraction"] = 0.2
 STEP = {"kind": "step", "step_epochs": 5, "gamma": 0.5}

@@ -7,6 +7,9 @@ import pytest
 from tests.service.api.test_bad_specs import with_changes
 from tests.specs import example, tiny_regression
 
+# specs, training and measures: nothing here queries the database but through the service's shared paths
+ONE_BACKEND = True
+
 BASE = tiny_regression()
 MLP = {
     "model": {"kind": "mlp", "in_features": 4, "hidden": [8, 8], "out_features": 3},
