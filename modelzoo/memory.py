@@ -76,7 +76,7 @@ def dense_layers(
         layers.append(Layer(out=b, multiply_adds=a * b))
         hidden = i < len(widths) - 2
         if hidden and batch_norm:
-            layers.append(Layer(out=b))
+            layers.append(Layer(out=2 * b))  # its output, and its backward's full-size temporary in train mode
         if hidden or activation_after_last:
             layers.append(Layer(out=b))
         if hidden and dropout and dropout[i] > 0:
@@ -94,7 +94,7 @@ def conv_layers(model) -> list[Layer]:
         positions = block.out_channels * h * w
         layers.append(Layer(out=positions, multiply_adds=positions * c * k * k))
         if getattr(model, "batch_norm", False):
-            layers.append(Layer(out=positions))
+            layers.append(Layer(out=2 * positions))  # batch norm: its output and its backward's full-size temporary
         layers.append(Layer(out=positions))  # the activation
         if block.pool is not None:
             h, w = h // block.pool.size, w // block.pool.size
@@ -124,7 +124,9 @@ def sequential_layers(model) -> list[Layer]:
             layers.append(Layer(out=pooled, indices=pooled if kind == "max_pool" else 0))
         elif kind == "dropout":
             layers.append(Layer(out=2 * size))  # its output and the mask
-        elif kind != "flatten":  # flatten is a view; batch norm and activations make one tensor
+        elif kind == "batch_norm":
+            layers.append(Layer(out=2 * size))  # batch norm: its output and its backward's full-size temporary
+        elif kind != "flatten":  # flatten is a view; activations make one tensor
             layers.append(Layer(out=size))
     return layers
 
