@@ -20,15 +20,9 @@ from datetime import datetime
 
 from bench.claims import DEFAULT_POSTGRES, PostgresDatabase
 from bench.common import Service, header, load_average, print_table
+from bench.fairness import TINY
 
-SPEC = {
-    "model": {"kind": "linear", "in_features": 1, "out_features": 1},
-    "task": "regression",
-    "data": {"source": "synthetic", "generator": "linear", "n": 20, "slope": 2.0, "intercept": 1.0},
-    "loss": "mse",
-    "optimizer": {"kind": "sgd", "lr": 0.05},
-    "epochs": 1,
-}
+SPEC = {**TINY, "data": {**TINY["data"], "n": 20}, "epochs": 1}  # bench.fairness's tiny job, as short as a job gets
 IDLE_SECONDS = 0.1
 
 
