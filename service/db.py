@@ -26,7 +26,15 @@ def pool_options(settings: Settings) -> dict:
 
 def make_engine(url: str) -> Engine:
     parsed = make_url(url)
-    pool = pool_options(get_settings())
+    settings = get_settings()
+    pool = pool_options(settings)
+    if parsed.get_backend_name() == "postgresql":
+        # A process stopped inside a transaction (SIGSTOP, a frozen host) keeps its row locks; the API's
+        # rescue and cancel would wait on them forever. No fitserve transaction idles for a lease, so the
+        # server ends such a session after one, and its locks go with it.
+        idle = settings.DB_IDLE_IN_TRANSACTION_SECONDS or settings.LEASE_SECONDS
+        options = f"-c idle_in_transaction_session_timeout={max(1, round(idle * 1000))}"
+        return create_engine(url, pool_pre_ping=True, connect_args={"options": options}, **pool)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, **pool)
     if parsed.database and parsed.database != ":memory:":

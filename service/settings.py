@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     )
     LEASE_SECONDS: float = Field(30.0, gt=0, description="a running job's lease; renewed by its worker")
     SWEEP_SECONDS: float = Field(5.0, gt=0, description="how often expired leases are looked for")
+    DB_IDLE_IN_TRANSACTION_SECONDS: float | None = Field(
+        None, gt=0, description="PostgreSQL ends a session that sits in an open transaction this long (a frozen "
+        "process's locks would otherwise block every other writer); default LEASE_SECONDS",
+    )
     POLL_SECONDS: float = Field(0.5, gt=0, description="how long an idle worker waits before looking again")
     REPORT_SECONDS: float = Field(0.5, gt=0, description="how often a running job writes its new curve points")
     CHECKPOINT_SECONDS: float = Field(30.0, gt=0, description="how often a running job saves a checkpoint")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -177,6 +178,35 @@ class Server:
         )
         assert done.returncode == 0, done.stderr
         return done.stdout
+
+    def freeze(self, pids: list[int], timeout: float = 30.0) -> None:
+        """SIGSTOP `pids` at a moment none of them holds SQLite's write lock.
+
+        A process stopped inside a write transaction keeps the file's one write lock, and every other
+        writer (the API's cancel and rescue too) waits on it: SQLite has no way to take it back. On
+        PostgreSQL the server ends such a session after DB_IDLE_IN_TRANSACTION_SECONDS, so any moment will do.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            if not self.db_url.startswith("sqlite") or self.write_lock_free():
+                return
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+            assert time.monotonic() < deadline, "the write lock was never free"
+            time.sleep(0.01)
+
+    def write_lock_free(self) -> bool:
+        conn = sqlite3.connect(self.db_url.removeprefix("sqlite:///"), timeout=0.5, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:  # "database is locked": a stopped process holds it
+            return False
+        finally:
+            conn.close()
 
     def create_key(self, owner: str) -> str:
         return self.cli("keys", "create", "--owner", owner).strip().splitlines()[-1]

@@ -60,7 +60,9 @@ def start_extra_pool(srv, tmp_path, workers: int) -> subprocess.Popen:
 
 def test_four_workers_claim_each_of_200_jobs_exactly_once(make_server, tmp_path):
     # 200 submits at once and the polls after them: past the default burst of one caller
-    srv = make_server(workers=2, FITSERVE_RATE_LIMIT_BURST="100000", FITSERVE_RATE_LIMIT_PER_SECOND="100000").start()
+    # one job a claim (auto-batching off): with it on, one worker may take a whole batch of these
+    fast = {"FITSERVE_RATE_LIMIT_BURST": "100000", "FITSERVE_RATE_LIMIT_PER_SECOND": "100000", "FITSERVE_AUTO_BATCH": "off"}
+    srv = make_server(workers=2, **fast).start()
     extra = start_extra_pool(srv, tmp_path, workers=2)
     try:
         # every worker registered before the first job: the test is about claims, not about start-up times
@@ -84,7 +86,7 @@ def test_a_stalled_worker_loses_its_job_and_cannot_write_to_it(make_server, tmp_
     job = srv.submit(long_job(LONG_EPOCHS))
     wait_for_epoch(srv, job["id"], 300)
     [stalled] = worker_pids(srv.proc.pid)
-    os.kill(stalled, signal.SIGSTOP)
+    srv.freeze([stalled])
     extra = start_extra_pool(srv, tmp_path, workers=1)
     try:
         done = srv.wait_for(job["id"], timeout=120)  # rescued after the lease (3 s), finished elsewhere

@@ -82,8 +82,7 @@ def test_a_stopped_pool_loses_its_job_to_the_api_and_readyz_follows_the_workers(
     job = srv.submit(long_job(40_000))
     wait_for_epoch(srv, job["id"], 200)
     pool = descendants(srv.proc.pid)
-    for pid in pool:
-        os.kill(pid, signal.SIGSTOP)
+    srv.freeze(pool)
     stopped_at = time.monotonic()
     try:
         # no process but the API runs: it alone requeues the job, within a lease and a sweep
@@ -140,7 +139,7 @@ def test_a_worker_killed_with_a_cancel_pending_ends_the_job_cancelled(make_serve
     job = srv.submit(long_job(40_000))
     wait_for_epoch(srv, job["id"], 200)
     [pid] = worker_pids(srv.proc.pid)
-    os.kill(pid, signal.SIGSTOP)  # it cannot see the cancel: only the rescue decides
+    srv.freeze([pid])  # it cannot see the cancel: only the rescue decides
     assert srv.client.post(f"/v1/jobs/{job['id']}/cancel").json()["cancel_requested"] is True
     os.kill(pid, signal.SIGKILL)
     done = srv.wait_for(job["id"], timeout=30)
