@@ -21,8 +21,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/fitserve serve
 
+# The suite mostly waits (servers starting, jobs training on one thread each): two processes, each
+# taking whole files, keep both cores busy. TEST_PROCS=0 runs it in this process alone.
+TEST_PROCS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_PROCS)),,-n $(TEST_PROCS) --dist loadfile)
 
 clean:
 	rm -rf $(VENV) var
