@@ -7,7 +7,6 @@ with its weights as of the rung, the others go on to the next rung.
 
 from __future__ import annotations
 
-import socket
 import threading
 
 from modelzoo.weights import weights_to_bytes
@@ -16,7 +15,7 @@ from service.models import Job, JobStatus
 from service.repositories import jobs as job_repo
 from service.settings import Settings
 from workers.asha import Rungs
-from workers.devices import resolve_device
+from workers.devices import resolve_device, this_node
 from workers.trainer import Diverged
 from workers.worker import Attempt, build_trainer, set_execution
 
@@ -59,7 +58,7 @@ def run_rungwise(group: list[Job], rungs: Rungs, worker_id: str, settings: Setti
     members = []
     for job in group:
         member = RungMember(job, worker_id, settings, device, shutdown)
-        set_execution(job, member.attempt, f"eager on {device}; asha rung by rung", device, socket.gethostname())
+        set_execution(job, member.attempt, f"eager on {device}; asha rung by rung", device, this_node())
         members.append(member)
     epochs = group[0].spec["epochs"]
     for rung, epoch in enumerate([*rungs.epochs, epochs], start=1):

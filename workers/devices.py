@@ -1,8 +1,21 @@
 """Which device a job trains on, and how the pool spreads workers over GPUs."""
 
 import os
+import socket
 
 import torch
+
+_node = socket.gethostname()
+
+
+def this_node() -> str:
+    """Where this process trains, as jobs show it (`node`): the host, or the Ray node a task runs on."""
+    return _node
+
+
+def set_node(name: str) -> None:
+    global _node
+    _node = name
 
 
 class DeviceUnavailable(RuntimeError):

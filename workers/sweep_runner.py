@@ -31,7 +31,7 @@ from workers.batched import BatchedTrainer
 from workers.batched_options import one_by_one_reason
 from workers.checkpoints import state_from_bytes, state_to_bytes
 from workers.data import load_data
-from workers.devices import resolve_device
+from workers.devices import resolve_device, this_node
 from workers.evaluation import evaluate_splits
 from workers.pbt import Population, population_for
 from workers.steps import transform_rows
@@ -94,6 +94,14 @@ def group_key(job: Job, checkpoint_epoch: int) -> tuple:
     return shape, spec["batch_size"], spec["optimizer"]["kind"], spec["device"], early, checkpoint_epoch
 
 
+def shape_groups(jobs: list[Job], epochs: dict[str, int]) -> list[list[Job]]:
+    """The jobs split by `group_key`, each resuming from `epochs[job.id]`: one batched computation per group."""
+    groups: dict[tuple, list[Job]] = defaultdict(list)
+    for job in jobs:
+        groups[group_key(job, epochs[job.id])].append(job)
+    return list(groups.values())
+
+
 class SweepPolicy:
     """How a group of claimed jobs chooses its path and where the choice is written: a sweep's way.
 
@@ -150,10 +158,7 @@ def run_groups(
         if members[0].sweep_id is not None:
             sweep = sweep_repo.get_sweep(s, members[0].sweep_id, members[0].owner_id)
             search = rungs_for(sweep, members) or population_for(sweep, members)  # None: grid or random
-    groups: dict[tuple, list[Job]] = defaultdict(list)
-    for job in members:
-        groups[group_key(job, saved[job.id].epoch if saved[job.id] else 0)].append(job)
-    for group in groups.values():
+    for group in shape_groups(members, {job_id: c.epoch if c else 0 for job_id, c in saved.items()}):
         if shutdown.is_set():
             release_all(group, worker_id)
             continue
@@ -240,7 +245,9 @@ class BatchedRun:
     def run(self, device: str, execution: str) -> None:
         with session_scope() as s:
             jobs = [(a.job_id, a.attempt) for a in self.attempts]
-            member_repo.start_members(s, self.attempts[0].worker_id, jobs, device, self.trainer.progress.step, execution)
+            member_repo.start_members(
+                s, self.attempts[0].worker_id, jobs, device, self.trainer.progress.step, execution, this_node()
+            )
         if self.search is not None:
             self.search.on_start(self)
         self.train()  # leases are kept by the sweep's keep_leases; stops are seen at each report

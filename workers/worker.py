@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 
@@ -22,7 +21,7 @@ from service.schemas.spec import JobSpec
 from service.settings import Settings
 from workers.checkpoints import state_from_bytes, state_to_bytes
 from workers.data import load_data
-from workers.devices import resolve_device
+from workers.devices import resolve_device, this_node
 from workers.evaluation import evaluate_splits
 from workers.trainer import Callbacks, Diverged, Progress, Trainer, fit_standardization, seed_network_init
 
@@ -145,7 +144,7 @@ def run_attempt(
     started = time.perf_counter()
     try:
         device = resolve_device(job.spec.get("device", "auto"), gpu)
-        trainer, finished = train_with_fallback(job, attempt, device, settings, node or socket.gethostname())
+        trainer, finished = train_with_fallback(job, attempt, device, settings, node or this_node())
     except Diverged as exc:
         attempt.finish(JobStatus.FAILED, f"training diverged: {exc}")
         return
@@ -222,14 +221,26 @@ def claim(worker_id: str, settings: Settings) -> list[Job]:
     members train together, as many as FITSERVE_MAX_RUNNING_PER_OWNER leaves room for (each counts as a
     running job); the others wait for a later claim. Empty when nothing may be claimed.
     """
-    cap = settings.MAX_RUNNING_PER_OWNER if settings.CLAIM_ORDER == "fair" else None
+    cap = running_cap(settings)
     with session_scope() as s:
         job = job_repo.claim_next_job(s, worker_id, settings.LEASE_SECONDS, settings.CLAIM_ORDER, cap)
         if job is None:
             return []
-        if job.sweep_id is None:
-            from workers.auto_batch import claim_mates  # it imports this module
+        return [job, *claim_mates_of(s, job, worker_id, settings)]
 
-            return [job, *claim_mates(s, job, worker_id, settings, cap)]
-        room = None if cap is None else queue_repo.room_to_run(s, job.owner_id, cap)
-        return [job, *job_repo.claim_sweep_members(s, job.sweep_id, worker_id, settings.LEASE_SECONDS, room)]
+
+def running_cap(settings: Settings) -> int | None:
+    """FITSERVE_MAX_RUNNING_PER_OWNER where claims take turns between owners (CLAIM_ORDER=fair)."""
+    return settings.MAX_RUNNING_PER_OWNER if settings.CLAIM_ORDER == "fair" else None
+
+
+def claim_mates_of(session, job: Job, worker_id: str, settings: Settings) -> list[Job]:
+    """What trains with a job just claimed, in the claim's transaction: the queued members of its sweep, or
+    the queued jobs that can train batched with it (workers/auto_batch.py)."""
+    cap = running_cap(settings)
+    if job.sweep_id is None:
+        from workers.auto_batch import claim_mates  # it imports this module
+
+        return claim_mates(session, job, worker_id, settings, cap)
+    room = None if cap is None else queue_repo.room_to_run(session, job.owner_id, cap)
+    return job_repo.claim_sweep_members(session, job.sweep_id, worker_id, settings.LEASE_SECONDS, room)

@@ -33,12 +33,14 @@ def _rows(session: Session, worker_id: str, jobs: list[tuple[str, int]]) -> dict
 
 
 def start_members(
-    session: Session, worker_id: str, jobs: list[tuple[str, int]], device: str, step: int, execution: str | None = None
+    session: Session, worker_id: str, jobs: list[tuple[str, int]], device: str, step: int, execution: str | None = None,
+    node: str | None = None,
 ) -> None:
-    """Where and how the members train, and their curves trimmed back to `step` (a resumed attempt rewrites the rest)."""
+    """Where (`node`: host or Ray node) and how the members train, and their curves trimmed back to `step` (a
+    resumed attempt rewrites the rest)."""
     ours = list(_rows(session, worker_id, jobs))
     if ours:
-        values = {"device": device, "node": None} | ({} if execution is None else {"execution": execution[:500]})
+        values = {"device": device, "node": node} | ({} if execution is None else {"execution": execution[:500]})
         session.execute(update(Job).where(Job.id.in_(ours)).values(**values))
         metric_repo.truncate_points_many(session, ours, step)
 
@@ -95,6 +97,21 @@ def get_checkpoints(session: Session, job_ids: list[str]) -> dict[str, Checkpoin
     """Each job's checkpoint (None where it has none), in one statement."""
     found = {c.job_id: c for c in session.scalars(select(Checkpoint).where(Checkpoint.job_id.in_(job_ids)))}
     return {job_id: found.get(job_id) for job_id in job_ids}
+
+
+def checkpoint_epochs(session: Session, job_ids: list[str]) -> dict[str, int]:
+    """The epoch each job resumes from: its checkpoint's, 0 where it has none (the blobs are not read)."""
+    found = dict(session.execute(select(Checkpoint.job_id, Checkpoint.epoch).where(Checkpoint.job_id.in_(job_ids))).all())
+    return {job_id: found.get(job_id, 0) for job_id in job_ids}
+
+
+def hand_over(session: Session, job_ids: list[str], from_worker: str, to_worker: str) -> None:
+    """Claimed jobs that have not started pass to another worker id (a Ray task of their own), attempt unchanged."""
+    session.execute(
+        update(Job)
+        .where(Job.id.in_(job_ids), Job.worker_id == from_worker, Job.status == JobStatus.RUNNING)
+        .values(worker_id=to_worker)
+    )
 
 
 def renew_leases(session: Session, worker_id: str, jobs: list[tuple[str, int]], lease_seconds: float) -> None:

@@ -4,7 +4,9 @@ Needs RAY_ADDRESS, a running cluster of at least two nodes with one CPU each (.c
 skipped without it. The node-death test joins a node of its own to that cluster and kills it.
 """
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -88,6 +90,28 @@ def test_a_gpu_job_waits_for_a_gpu_while_cpu_jobs_run(ray_server):
     waiting = ray_server.client.get(f"/v1/jobs/{gpu_job['id']}").json()
     assert waiting["status"] == "queued" and waiting["attempt"] == 0  # never claimed on a cluster without GPUs
     ray_server.client.post(f"/v1/jobs/{gpu_job['id']}/cancel")
+
+
+def test_a_sweep_runs_as_one_batched_task_per_shape_group(ray_server):
+    from tests.service.api.test_sweeps import CUBIC, submit_sweep, sweep_body, wait_sweep
+
+    # two widths x two learning rates: two shape groups of two members each
+    body = sweep_body({"hidden": [[8], [16]], "lr": [0.003, 0.01]}, {**CUBIC, "epochs": 60}, execution="batched")
+    sweep = submit_sweep(ray_server, body)
+    done = wait_sweep(ray_server, sweep["id"], timeout=240)
+    assert done["status"] == "succeeded" and done["progress"]["succeeded"] == 4, done
+    rows = ray_server.query("SELECT worker_id, node, attempt, execution FROM jobs WHERE sweep_id = :id", id=sweep["id"])
+    tasks = Counter(worker for worker, *_ in rows)
+    assert sorted(tasks.values()) == [2, 2] and all(worker.startswith("ray-") for worker in tasks)
+    for worker_id in tasks:  # each task trained one width, batched
+        members = ray_server.query(
+            "SELECT spec FROM jobs WHERE sweep_id = :id AND worker_id = :w", id=sweep["id"], w=worker_id
+        )
+        widths = {str(json.loads(spec)["model"]["hidden"]) if isinstance(spec, str) else str(spec["model"]["hidden"])
+                  for (spec,) in members}
+        assert len(widths) == 1
+        assert re.search(rf"2 jobs \([^)]*\) of sweep {sweep['id']} placed on Ray as {worker_id}", ray_server.read_log())
+    assert all(attempt == 1 and len(node) == 56 and execution.startswith("batched") for _, node, attempt, execution in rows)
 
 
 def join_node(tmp_path) -> subprocess.Popen:

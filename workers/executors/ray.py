@@ -6,6 +6,12 @@ Ray task, exactly as a local worker claims one, then submits the task; the task 
 mean what they mean locally. A task or node that dies is rescued: the dispatcher requeues its job as
 soon as Ray reports the failure, and the sweeper does once its lease expires, whichever comes first.
 One dispatcher per cluster: it counts the resources its own tasks hold to place no more than fit.
+
+A sweep's queued members are claimed together and split by shape (workers/sweep_runner.py `group_key`);
+each group is one task that trains it as one batched computation, so a sweep's groups run in parallel,
+as many as the cluster has room for. (ASHA's groups stay in one task, in turn: they share each rung's
+decision, which would otherwise go to whichever group got there first.) With FITSERVE_AUTO_BATCH=on, a job's batch mates go in its task too
+(`auto` needs a probe on the worker, which the dispatcher has not got: there each job is a task).
 """
 
 from __future__ import annotations
@@ -24,12 +30,18 @@ import ray
 from service.db import session_scope
 from service.logs import configure_logging, job_logging
 from service.models import WorkerKind
+from service.repositories import batches as batch_repo
 from service.repositories import jobs as job_repo
+from service.repositories import members as member_repo
+from service.repositories import sweeps as sweep_repo
 from service.services.rescue import rescue, sweep
 from service.settings import Settings, get_settings
 from service.wakeup import Listener
+from workers.devices import set_node
 from workers.pool import new_worker_id, stop_when_orphaned
 from workers.registry import Registration
+from workers.sweep_runner import shape_groups
+from workers.worker import claim_mates_of, running_cap
 
 log = logging.getLogger("fitserve.dispatcher")
 task_log = logging.getLogger("fitserve.ray_task")
@@ -60,30 +72,35 @@ def require_ray_address() -> str:
     return address
 
 
-def run_claimed_job(job_id: str, worker_id: str, attempt: int) -> str:
-    """The body of a Ray task: train a job claimed for `worker_id`; returns how the attempt ended."""
+def run_claimed_jobs(claimed: list[tuple[str, int]], worker_id: str) -> str:
+    """The body of a Ray task: train the (job id, attempt) pairs claimed for `worker_id` (one job, a sweep's
+    shape group, or a job and its batch mates) as a local worker trains what it claims; returns how it ended."""
     import torch
 
-    from workers.worker import run_attempt
+    from workers.loop import train
 
     configure_logging()
     settings = get_settings()
     node = ray.get_runtime_context().get_node_id()
+    set_node(node)
     with session_scope() as s:
-        # from here on this task's heartbeat keeps the lease, not the dispatcher; a job rescued
+        # from here on this task's heartbeat keeps the leases, not the dispatcher; a job rescued
         # meanwhile (the dispatcher died) is no longer ours and must not be trained
-        job = job_repo.start_claimed_job(s, job_id, worker_id, attempt, settings.LEASE_SECONDS, node)
-    if job is None:
+        started = [job_repo.start_claimed_job(s, job_id, worker_id, attempt, settings.LEASE_SECONDS, node)
+                   for job_id, attempt in claimed]
+    jobs = [job for job in started if job is not None]
+    if not jobs:
         return "lost before it started"
     torch.set_num_threads(max(1, int(settings.RAY_CPUS_PER_JOB)))
     gpu = 0 if ray.get_gpu_ids() else None  # Ray narrows CUDA_VISIBLE_DEVICES to the GPU it gave the task
     shutdown = threading.Event()
     device = "cuda" if gpu is not None else "cpu"
-    with job_logging(job_id), Registration(worker_id, WorkerKind.RAY_TASK, device, settings, host=node) as registration:
-        registration.set_job(job_id)
-        task_log.info("job %s attempt %d runs on Ray node %s as %s", job_id, attempt, node, worker_id)
+    ids = ", ".join(f"{job.id} attempt {job.attempt}" for job in jobs)
+    with job_logging(jobs[0].id), Registration(worker_id, WorkerKind.RAY_TASK, device, settings, host=node) as registration:
+        registration.set_job(jobs[0].id)
+        task_log.info("job %s runs on Ray node %s as %s", ids, node, worker_id)
         context = contextvars.copy_context()  # the job id of the log lines, into the runner's thread
-        runner = threading.Thread(target=context.run, args=(run_attempt, job, worker_id, settings, gpu, shutdown, node))
+        runner = threading.Thread(target=context.run, args=(train, jobs, worker_id, settings, gpu, shutdown))
         runner.start()
         try:
             while runner.is_alive():
@@ -97,9 +114,18 @@ def run_claimed_job(job_id: str, worker_id: str, attempt: int) -> str:
 
 @dataclass
 class Placement:
-    job_id: str
+    job_ids: list[str]
     worker_id: str
     demand: dict[str, float]
+
+
+def shares_rungs(session, job) -> bool:
+    """ASHA's shape groups share each rung's decision (workers/asha.py): the first group at a rung takes it."""
+    return sweep_repo.get_sweep(session, job.sweep_id, job.owner_id).request.get("asha") is not None
+
+
+def new_task_id() -> str:
+    return f"ray-{uuid.uuid4().hex[:16]}"
 
 
 class Dispatcher:
@@ -108,7 +134,7 @@ class Dispatcher:
         self.running: dict[ray.ObjectRef, Placement] = {}
         self.stopping = threading.Event()
         self.last_sweep = 0.0
-        self.task = ray.remote(max_retries=0)(run_claimed_job)  # a rerun is the database's call, not Ray's
+        self.task = ray.remote(max_retries=0)(run_claimed_jobs)  # a rerun is the database's call, not Ray's
 
     def connect(self) -> None:
         address = require_ray_address()
@@ -147,25 +173,52 @@ class Dispatcher:
         if free["num_cpus"] <= 0:
             return
         with session_scope(read_only=True) as s:
-            cap = self.settings.MAX_RUNNING_PER_OWNER if self.settings.CLAIM_ORDER == "fair" else None
-            queued = job_repo.list_queued(s, QUEUED_LOOKAHEAD, self.settings.CLAIM_ORDER, cap)
+            queued = job_repo.list_queued(s, QUEUED_LOOKAHEAD, self.settings.CLAIM_ORDER, running_cap(self.settings))
         has_gpus = ray.cluster_resources().get("GPU", 0.0) > 0
+        taken: set[str] = set()  # claimed in this round with an earlier job (its sweep's or batch's mates)
         for job_id, spec in queued:
             demand = resources_for(spec, self.settings.RAY_CPUS_PER_JOB, has_gpus)
-            if fits(demand, free) and self.submit(job_id, demand):
-                for key, amount in demand.items():
-                    free[key] -= amount
+            if job_id not in taken and fits(demand, free):
+                taken.update(self.submit(job_id, demand, free))
 
-    def submit(self, job_id: str, demand: dict[str, float]) -> bool:
-        worker_id = f"ray-{uuid.uuid4().hex[:16]}"
+    def submit(self, job_id: str, demand: dict[str, float], free: dict[str, float]) -> list[str]:
+        """Claim the job, with its sweep's queued members or its batch mates, and place one task per shape
+        group while they fit in `free` (which shrinks); the groups that do not fit go back to the queue."""
+        worker_id = new_task_id()
         with session_scope() as s:
             job = job_repo.claim_job(s, job_id, worker_id, self.settings.LEASE_SECONDS)
-        if job is None:
-            return False  # another dispatcher or a local worker took it
-        ref = self.task.options(**demand, name=f"fitserve-job-{job_id}").remote(job_id, worker_id, job.attempt)
-        self.running[ref] = Placement(job_id, worker_id, demand)
-        log.info("job %s attempt %d placed on Ray as %s (%s)", job_id, job.attempt, worker_id, demand)
-        return True
+            if job is None:
+                return []  # another dispatcher or a local worker took it
+            mates = []
+            if job.sweep_id is not None or self.settings.AUTO_BATCH == "on":
+                mates = claim_mates_of(s, job, worker_id, self.settings)
+            claimed = [job, *mates]
+            groups = shape_groups(claimed, member_repo.checkpoint_epochs(s, [j.id for j in claimed]))
+            if job.sweep_id is not None and shares_rungs(s, job):
+                groups = [claimed]  # one task trains the groups in turn: a rung's decision would race otherwise
+            groups.sort(key=lambda group: job not in group)  # the job's own group first: its demand was checked
+            tasks, spill = [], []
+            for group in groups:
+                if tasks and not fits(demand, free):
+                    spill.extend(j.id for j in group)
+                    continue
+                task_id = worker_id if not tasks else new_task_id()
+                if task_id != worker_id:
+                    member_repo.hand_over(s, [j.id for j in group], worker_id, task_id)
+                tasks.append((task_id, group))
+                for key, amount in demand.items():
+                    free[key] -= amount
+            batch_repo.unclaim(s, worker_id, spill)  # as if never claimed: a later round takes them
+        for task_id, group in tasks:
+            claimed_pairs = [(j.id, j.attempt) for j in group]
+            name = f"fitserve-job-{group[0].id}" + (f"-and-{len(group) - 1}" if len(group) > 1 else "")
+            ref = self.task.options(**demand, name=name).remote(claimed_pairs, task_id)
+            self.running[ref] = Placement([j.id for j in group], task_id, demand)
+            what = f"job {group[0].id} attempt {group[0].attempt}" if len(group) == 1 else (
+                f"{len(group)} jobs ({', '.join(j.id for j in group)})"
+                + (f" of sweep {group[0].sweep_id}" if group[0].sweep_id else ""))
+            log.info("%s placed on Ray as %s (%s)", what, task_id, demand)
+        return [j.id for j in claimed]
 
     def reap(self) -> None:
         """Forget finished tasks; a task that failed (its worker or node died) has its job requeued now."""
@@ -175,7 +228,7 @@ class Dispatcher:
         for ref in done:
             placed = self.running.pop(ref)
             try:
-                log.info("job %s task %s: %s", placed.job_id, placed.worker_id, ray.get(ref))
+                log.info("job %s task %s: %s", ", ".join(placed.job_ids), placed.worker_id, ray.get(ref))
             except ray.exceptions.RayError as exc:
                 rescue(f"Ray task failed ({type(exc).__name__})", placed.worker_id)
 

@@ -52,7 +52,11 @@ class RawRequest:
         head = self.data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")[1:]
         return {name.lower(): value for name, value in (line.split(": ", 1) for line in head)}
 
-    def body(self) -> bytes:
+    def body(self, timeout: float = 5.0) -> bytes:
+        """The whole body of an answer that ends (the headers may come in a segment before it)."""
+        length = int(self.headers().get("content-length", 0))
+        if len(self.data.split(b"\r\n\r\n", 1)[1]) < length:
+            self.receive(b"\0never", timeout)  # until the server closes: each request says Connection: close
         return self.data.split(b"\r\n\r\n", 1)[1]
 
     def close(self) -> None:
