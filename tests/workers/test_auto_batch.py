@@ -27,7 +27,10 @@ def cubic(seed: int, lr: float, momentum: float = 0.0) -> dict:
     return spec
 
 
-def long_job(seed: int, epochs: int = 40_000) -> dict:
+LONG = 20_000
+
+
+def long_job(seed: int, epochs: int = LONG) -> dict:
     """Seconds of small steps: a batch of these can be cancelled or killed mid-way."""
     return tiny_regression(epochs=epochs, seed=seed, data={"source": "synthetic", "generator": "linear", "n": 20})
 
@@ -88,8 +91,8 @@ def test_cancelling_one_job_of_a_batch_stops_only_it(make_server):
     wait_for_jobs(api, ids, timeout=180)
     statuses = {job_id: api.client.get(f"/v1/jobs/{job_id}").json() for job_id in ids}
     assert [statuses[i]["status"] for i in ids] == ["succeeded", "cancelled", "succeeded"]
-    assert statuses[ids[1]]["progress"]["epoch"] < 40_000
-    assert all(statuses[i]["progress"]["epoch"] == 40_000 for i in (ids[0], ids[2]))
+    assert statuses[ids[1]]["progress"]["epoch"] < LONG
+    assert all(statuses[i]["progress"]["epoch"] == LONG for i in (ids[0], ids[2]))
 
 
 def test_a_killed_workers_batch_is_rescued_and_each_job_resumes(make_server):
@@ -106,9 +109,9 @@ def test_a_killed_workers_batch_is_rescued_and_each_job_resumes(make_server):
     for job_id, spec in zip(ids, specs):
         job = api.client.get(f"/v1/jobs/{job_id}").json()
         assert job["status"] == "succeeded" and job["attempt"] == 2, job
-        assert 0 < checkpointed[job_id] < 40_000
+        assert 0 < checkpointed[job_id] < LONG
         points = curve(api, job_id)
-        assert [p["epoch"] for p in points] == list(range(1, 40_001))  # resumed: no epoch lost or written twice
+        assert [p["epoch"] for p in points] == list(range(1, LONG + 1))  # resumed: no epoch lost or written twice
         alone = solo_points(JobSpec.model_validate(spec))
         assert points[-1]["loss"] == pytest.approx(alone[-1].loss, rel=1e-4)
     assert pid not in worker_pids(worker.proc.pid)

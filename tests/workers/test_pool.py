@@ -22,7 +22,7 @@ FAST_FAULTS = {
 
 
 # long enough (seconds) that a worker can be stopped or killed mid-job after a checkpoint, on a quiet machine too
-LONG_EPOCHS = 40_000
+LONG_EPOCHS = 20_000
 
 
 def long_job(epochs: int = LONG_EPOCHS) -> dict:
