@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -120,11 +120,17 @@ class Service:
             time.sleep(poll)
         raise TimeoutError(f"job {job_id} still running after {timeout}s")
 
-    def train(self, spec: dict) -> tuple[float, float, dict]:
-        """Submit and wait: seconds end to end, seconds the worker trained (finished_at - started_at), the job."""
-        start = time.perf_counter()
-        job = self.wait(self.submit(spec))
-        wall = time.perf_counter() - start
+    def train(self, spec: dict, poll: float = 0.25) -> tuple[float, float, dict]:
+        """Submit and wait: seconds end to end, seconds the worker trained (finished_at - started_at), the job.
+
+        End to end runs from just before the POST to the job's `finished_at` (the server's clock is this
+        machine's): the poll, every `poll` seconds, neither adds its interval nor takes a core from the job.
+        Polled every 10 ms, example 2 trained 1.9x slower than polled every 0.25 s (0.685 against 0.364 s on a
+        quiet 2-core machine): the API answers each poll on a core the job's threads share.
+        """
+        start = datetime.now(timezone.utc)
+        job = self.wait(self.submit(spec), poll=poll)
+        wall = (datetime.fromisoformat(job["finished_at"]) - start).total_seconds()
         return wall, seconds_between(job["started_at"], job["finished_at"]), job
 
     def pids(self) -> dict[str, list[int]]:

@@ -52,7 +52,7 @@ def measure(path, args, service: Service) -> list:
     runs = {"e2e": [], "train": [], "trainer": [], "hand1": [], "handN": [], "lightning": []}
     losses = {}
     for _ in range(args.repeat):
-        wall, trained, job = service.train(spec)
+        wall, trained, job = service.train(spec, poll=args.poll)
         runs["e2e"].append(wall)
         runs["train"].append(trained)
         losses["service"] = job["metrics"]["loss"]
@@ -79,6 +79,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--no-lightning", dest="lightning", action="store_false")
     parser.add_argument("--workers", type=int, default=1, help="service workers (loops get cores // workers threads)")
+    parser.add_argument("--poll", type=float, default=0.25,
+                        help="seconds between the client's status polls (the end is the job's finished_at)")
     parser.add_argument("--jobs", default="", help="comma-separated example prefixes, e.g. 1,4 (default: all)")
     args = parser.parse_args()
     logging.getLogger("lightning").setLevel(logging.ERROR)
