@@ -101,7 +101,8 @@ def get_checkpoints(session: Session, job_ids: list[str]) -> dict[str, Checkpoin
 
 def checkpoint_epochs(session: Session, job_ids: list[str]) -> dict[str, int]:
     """The epoch each job resumes from: its checkpoint's, 0 where it has none (the blobs are not read)."""
-    found = dict(session.execute(select(Checkpoint.job_id, Checkpoint.epoch).where(Checkpoint.job_id.in_(job_ids))).all())
+    rows = session.execute(select(Checkpoint.job_id, Checkpoint.epoch).where(Checkpoint.job_id.in_(job_ids)))
+    found = dict(rows.all())
     return {job_id: found.get(job_id, 0) for job_id in job_ids}
 
 

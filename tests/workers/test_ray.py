@@ -110,8 +110,11 @@ def test_a_sweep_runs_as_one_batched_task_per_shape_group(ray_server):
         widths = {str(json.loads(spec)["model"]["hidden"]) if isinstance(spec, str) else str(spec["model"]["hidden"])
                   for (spec,) in members}
         assert len(widths) == 1
-        assert re.search(rf"2 jobs \([^)]*\) of sweep {sweep['id']} placed on Ray as {worker_id}", ray_server.read_log())
-    assert all(attempt == 1 and len(node) == 56 and execution.startswith("batched") for _, node, attempt, execution in rows)
+        placed = rf"2 jobs \([^)]*\) of sweep {sweep['id']} placed on Ray as {worker_id}"
+        assert re.search(placed, ray_server.read_log())
+    assert all(
+        attempt == 1 and len(node) == 56 and execution.startswith("batched") for _, node, attempt, execution in rows
+    )
 
 
 def join_node(tmp_path) -> subprocess.Popen:

@@ -10,8 +10,9 @@ One dispatcher per cluster: it counts the resources its own tasks hold to place 
 A sweep's queued members are claimed together and split by shape (workers/sweep_runner.py `group_key`);
 each group is one task that trains it as one batched computation, so a sweep's groups run in parallel,
 as many as the cluster has room for. (ASHA's groups stay in one task, in turn: they share each rung's
-decision, which would otherwise go to whichever group got there first.) With FITSERVE_AUTO_BATCH=on, a job's batch mates go in its task too
-(`auto` needs a probe on the worker, which the dispatcher has not got: there each job is a task).
+decision, which would otherwise go to whichever group got there first.) With FITSERVE_AUTO_BATCH=on, a
+job's batch mates go in its task too (`auto` needs a probe on the worker, which the dispatcher has not
+got: there each job is a task).
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def run_claimed_jobs(claimed: list[tuple[str, int]], worker_id: str) -> str:
     shutdown = threading.Event()
     device = "cuda" if gpu is not None else "cpu"
     ids = ", ".join(f"{job.id} attempt {job.attempt}" for job in jobs)
-    with job_logging(jobs[0].id), Registration(worker_id, WorkerKind.RAY_TASK, device, settings, host=node) as registration:
+    registered = Registration(worker_id, WorkerKind.RAY_TASK, device, settings, host=node)
+    with job_logging(jobs[0].id), registered as registration:
         registration.set_job(jobs[0].id)
         task_log.info("job %s runs on Ray node %s as %s", ids, node, worker_id)
         context = contextvars.copy_context()  # the job id of the log lines, into the runner's thread
