@@ -23,10 +23,19 @@ else
     echo "no CUDA GPU: CUDA tests skip, benchmark rows on the CPU at 2% of the epochs"
     scale=0.02
 fi
-"$PY" -m pytest -q -p no:cacheprovider tests/workers/test_fast_path.py
-"$PY" -m bench.gpu_training --epochs-scale "$scale"
+# each step has its own time limit, so one that runs long still leaves the others their turn (the GPU
+# machine is lent for minutes); a step that runs out says so and the script goes on
+step() {
+    local limit=$1; shift
+    echo; echo "### $* (limit ${limit}s)"; local t0=$SECONDS rc=0
+    timeout "$limit" "$@" || rc=$?
+    echo "### exit $rc after $((SECONDS - t0)) s"
+}
+step 120 "$PY" -m pytest -q -p no:cacheprovider tests/workers/test_fast_path.py
+step 120 "$PY" -m bench.gpu_training --epochs-scale "$scale"
 if [ "$scale" = "1.0" ]; then
-    "$PY" -m bench.sweeps --epochs 2000 --sizes 64 --batched-only 1024
-    # adaptive search (asha, pbt, tpe, random) vs Ray Tune ASHA and Optuna TPE + Hyperband, on the GPU
-    "$PY" -m bench.search --trials 81 --epochs 1000 --device cuda
+    # adaptive search (asha, pbt, tpe, random) vs Optuna TPE + Hyperband (and Ray Tune ASHA where ray is
+    # installed; its wheels are too large to carry to the GPU machine), every tool training on the GPU
+    step 150 "$PY" -m bench.search --trials 27 --epochs 300 --problems cubic --device cuda
+    step 80 "$PY" -m bench.sweeps --epochs 2000 --sizes 16 --batched-only 256,1024
 fi

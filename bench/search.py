@@ -205,6 +205,16 @@ def run_optuna(base: dict, trials: int, epochs: int, seed: int) -> tuple[Timelin
     return line, time.perf_counter() - line.start
 
 
+def installed(anchor: str) -> bool:
+    module = {"ray": "ray.tune", "optuna": "optuna"}[anchor]
+    try:
+        __import__(module)
+    except ImportError:
+        print(f"{anchor}: not installed here ({module} does not import); its rows are skipped")
+        return False
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=27)
@@ -212,7 +222,10 @@ def main() -> None:
     parser.add_argument("--problems", default="cubic,blobs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="where every tool trains: cpu or cuda")
+    parser.add_argument("--anchors", default="ray,optuna",
+                        help="the other tools to run (ray, optuna); one not installed here is skipped, saying so")
     args = parser.parse_args()
+    anchors = [name for name in args.anchors.split(",") if name and installed(name)]
     load_before = open("/proc/loadavg").read().split()[:3]
     header(f"Adaptive search: {args.trials} trials of at most {args.epochs} epochs each, one worker")
     rows = []
@@ -224,8 +237,10 @@ def main() -> None:
             for search in ("asha", "pbt", "tpe", "random"):
                 runs[f"fitserve {search}"] = run_fitserve(svc, copy.deepcopy(base), search, args.trials, args.epochs,
                                                           args.seed)
-        runs["Ray Tune ASHA"] = run_ray_tune(base, args.trials, args.epochs, args.seed)
-        runs["Optuna TPE + Hyperband"] = run_optuna(base, args.trials, args.epochs, args.seed)
+        if "ray" in anchors:
+            runs["Ray Tune ASHA"] = run_ray_tune(base, args.trials, args.epochs, args.seed)
+        if "optuna" in anchors:
+            runs["Optuna TPE + Hyperband"] = run_optuna(base, args.trials, args.epochs, args.seed)
         target = 1.05 * min(line.best() for line, _ in runs.values())
         fitserve = [line.reached(target) for name, (line, _) in runs.items() if name.startswith("fitserve")]
         anchor = min((t for t in fitserve if t is not None), default=None)
