@@ -31,7 +31,7 @@ step() {
     timeout "$limit" "$@" || rc=$?
     echo "### exit $rc after $((SECONDS - t0)) s"
 }
-step 120 "$PY" -m pytest -q -p no:cacheprovider tests/workers/test_fast_path.py
+step 120 "$PY" -m pytest -q -p no:cacheprovider tests/workers/test_fast_path.py tests/workers/test_early_stopping.py
 step 120 "$PY" -m bench.gpu_training --epochs-scale "$scale"
 if [ "$scale" = "1.0" ]; then
     # adaptive search (asha, pbt, tpe, random) vs Optuna TPE + Hyperband (and Ray Tune ASHA where ray is

@@ -75,14 +75,16 @@ def setup(spec_dict: dict) -> tuple[JobSpec, nn.Sequential, object]:
     return spec, net, data
 
 
-def plain_loop(spec: JobSpec, net: nn.Sequential, data) -> list[tuple]:
-    return list(plain_epochs(spec, net, data))
+def plain_loop(spec: JobSpec, net: nn.Sequential, data, order_device: str = "cpu") -> list[tuple]:
+    return list(plain_epochs(spec, net, data, order_device))
 
 
-def plain_epochs(spec: JobSpec, net: nn.Sequential, data) -> Iterator[tuple]:
+def plain_epochs(spec: JobSpec, net: nn.Sequential, data, order_device: str = "cpu") -> Iterator[tuple]:
     """The loop a tutorial writes: module forward, nn loss, torch.optim, zero_grad, backward, step.
 
     Yields each recorded epoch's (epoch, loss, accuracy[, val_loss[, val_accuracy]]), `net` holding its weights.
+    Mini-batch order comes from a generator seeded with the spec's seed on `order_device`, as the trainer
+    draws it on the device it trains on (a CUDA generator gives another order than a CPU one).
     """
     loss_fn = {"mse": nn.MSELoss(), "sse": nn.MSELoss(reduction="sum"), "cross_entropy": nn.CrossEntropyLoss()}.get(
         spec.loss, nn.BCELoss() if spec.model.output_activation == "sigmoid" else nn.BCEWithLogitsLoss()
@@ -93,11 +95,11 @@ def plain_epochs(spec: JobSpec, net: nn.Sequential, data) -> Iterator[tuple]:
     else:
         cls = torch.optim.Adam if opt.kind == "adam" else torch.optim.AdamW
         optimizer = cls(net.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
-    gen = torch.Generator().manual_seed(spec.seed)
+    gen = torch.Generator(device=order_device).manual_seed(spec.seed)
     x, y, n = data.x_train, data.y_train, len(data.x_train)
     bs = spec.batch_size or n
     for epoch in range(1, spec.epochs + 1):
-        batches = [torch.arange(n)] if bs >= n else torch.randperm(n, generator=gen).split(bs)
+        batches = [torch.arange(n)] if bs >= n else torch.randperm(n, generator=gen, device=order_device).cpu().split(bs)
         epoch_loss, correct = 0.0, 0
         for idx in batches:
             out = net(x[idx])
@@ -136,7 +138,8 @@ def as_tuples(points, spec: JobSpec, val: bool) -> list[tuple]:
     return rows
 
 
-def train(spec: JobSpec, net, data, device=torch.device("cpu"), stop_after: int | None = None, state=None):
+def train(spec: JobSpec, net, data, device=torch.device("cpu"), stop_after: int | None = None, state=None,
+          graphs: bool = True):
     """Run the trainer; returns its points, whether it finished, and the checkpoint it left."""
     points, saved = [], []
 
@@ -145,7 +148,7 @@ def train(spec: JobSpec, net, data, device=torch.device("cpu"), stop_after: int 
         return stop_after is None or progress.epoch < stop_after
 
     callbacks = Callbacks(report=report, checkpoint=lambda s: saved.append(state_to_bytes(s)), report_seconds=0.0)
-    trainer = Trainer(spec, net.to(device), data.to(device), device, callbacks)
+    trainer = Trainer(spec, net.to(device), data.to(device), device, callbacks, graphs=graphs)
     if state is not None:
         trainer.load_state(state_from_bytes(state))
     finished = trainer.run()
@@ -199,7 +202,9 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 def test_cuda_graph_gives_the_plain_loops_curve(name):
     spec_dict = {**CASES[name], "epochs": 120}  # past the warm-up and a full replay of STEPS_PER_GRAPH epochs
     spec, net, data = setup(spec_dict)
-    want = plain_loop(*setup(spec_dict))
+    # the plain loop on the GPU too: the same mini-batch order (a CUDA generator's) and the same arithmetic
+    _, plain_net, plain_data = setup(spec_dict)
+    want = plain_loop(spec, plain_net.cuda(), plain_data.to(torch.device("cuda")), order_device="cuda")
     points, finished, _, trainer = train(spec, net, data, device=torch.device("cuda"))
     assert finished and trainer.graph.graph is not None and not trainer.graph.failed
     assert_same_curve(as_tuples(points, spec, data.x_val is not None), want)
