@@ -69,7 +69,8 @@ class Timeline:
 # ---------------------------------------------------------------- fitserve, through the service
 
 
-def run_fitserve(svc: Service, base: dict, search: str, trials: int, epochs: int, seed: int) -> tuple[Timeline, float]:
+def run_fitserve(svc: Service, base: dict, search: str, trials: int, epochs: int, seed: int,
+                 tpe_rounds: int = 3) -> tuple[Timeline, float]:
     space = dict(SPACE)
     body = {"name": f"bench {search}", "base": base, "space": space, "search": search, "search_seed": seed,
             "count": trials}
@@ -80,7 +81,7 @@ def run_fitserve(svc: Service, base: dict, search: str, trials: int, epochs: int
         space.pop("hidden")  # members copy each other's weights: one width
         body["pbt"] = {"interval_epochs": max(1, epochs // 10), "quantile": 0.25}
     elif search == "tpe":
-        body.update(count=trials // 3, tpe={"rounds": 3}, asha=rungs)
+        body.update(count=trials // tpe_rounds, tpe={"rounds": tpe_rounds}, asha=rungs)
     line = Timeline()
     sweep = svc.client.post("/v1/sweeps", json=body).raise_for_status().json()
     while True:
@@ -222,6 +223,7 @@ def main() -> None:
     parser.add_argument("--problems", default="cubic,blobs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="where every tool trains: cpu or cuda")
+    parser.add_argument("--tpe-rounds", type=int, default=3, help="fitserve tpe: rounds of trials/rounds members")
     parser.add_argument("--anchors", default="ray,optuna",
                         help="the other tools to run (ray, optuna); one not installed here is skipped, saying so")
     args = parser.parse_args()
@@ -236,7 +238,7 @@ def main() -> None:
         with Service(workers=1, **env) as svc:
             for search in ("asha", "pbt", "tpe", "random"):
                 runs[f"fitserve {search}"] = run_fitserve(svc, copy.deepcopy(base), search, args.trials, args.epochs,
-                                                          args.seed)
+                                                          args.seed, args.tpe_rounds)
         if "ray" in anchors:
             runs["Ray Tune ASHA"] = run_ray_tune(base, args.trials, args.epochs, args.seed)
         if "optuna" in anchors:
