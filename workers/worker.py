@@ -5,8 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from modelzoo import build_network
 from modelzoo.weights import weights_to_bytes
@@ -24,6 +28,8 @@ from workers.data import load_data
 from workers.devices import resolve_device, this_node
 from workers.evaluation import evaluate_splits
 from workers.trainer import Callbacks, Diverged, Progress, Trainer, fit_standardization, seed_network_init
+
+T = TypeVar("T")
 
 log = logging.getLogger("fitserve.worker")
 
@@ -63,22 +69,24 @@ class Attempt:
         if now < self.next_poll:
             return False
         self.next_poll = now + self.settings.REPORT_SECONDS
-        with session_scope() as s:
-            self.note(job_repo.renew_lease(s, self.job_id, self.worker_id, self.attempt, self.settings.LEASE_SECONDS))
+        self.note(write_guarded(self.renew))
         return self.stop_reason() is not None
+
+    def renew(self, s: Session) -> bool | None:
+        return job_repo.renew_lease(s, self.job_id, self.worker_id, self.attempt, self.settings.LEASE_SECONDS)
 
     def heartbeat(self) -> None:
         """Renew the lease until the attempt ends; a slow epoch must not cost the job."""
         interval = self.settings.LEASE_SECONDS / 3
         while not self.done.wait(interval):
-            with session_scope() as s:
-                self.note(job_repo.renew_lease(s, self.job_id, self.worker_id, self.attempt, self.settings.LEASE_SECONDS))
+            self.note(write_guarded(self.renew))
 
     def report(self, points: Columns, progress: Progress) -> bool:
-        with session_scope() as s:
-            cancel = job_repo.record_progress(
+        cancel = write_guarded(
+            lambda s: job_repo.record_progress(
                 s, self.job_id, self.worker_id, self.attempt, progress.epoch, progress.step, points
             )
+        )
         self.note(cancel)
         return self.stop_reason() is None
 
@@ -98,6 +106,24 @@ class Attempt:
             if early is not None:
                 job_repo.record_early_stopping(s, self.job_id, self.worker_id, self.attempt, **early)
             job_repo.finish_job(s, self.job_id, self.worker_id, self.attempt, status, error, weights, evaluation)
+
+
+def write_guarded(write: Callable[[Session], T]) -> T:
+    """One of an attempt's (worker, attempt)-guarded writes, in a transaction of its own.
+
+    Tried once more on a fresh connection when the database dropped the one it had: PostgreSQL ends the
+    session of a process frozen inside a transaction (FITSERVE_DB_IDLE_IN_TRANSACTION_SECONDS). Once the
+    process runs again, the retry's guard answers as for any stale worker: the job is lost, write nothing.
+    """
+    try:
+        with session_scope() as s:
+            return write(s)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.warning("the database dropped this worker's connection (%s); trying the write again", type(exc.orig).__name__)
+        with session_scope() as s:
+            return write(s)
 
 
 def fetch_dataset(dataset_id: str) -> bytes:
