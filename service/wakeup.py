@@ -13,6 +13,7 @@ a job submitted to an idle pool starts within milliseconds instead of up to a po
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -34,6 +35,7 @@ PENDING = "fitserve_wake_workers"
 STOP_SLICE = 0.25  # seconds an idle worker may take to see a shutdown
 
 
+@functools.lru_cache(maxsize=8)
 def socket_dir(database_url: str) -> Path:
     """Where a SQLite database's idle workers listen: short enough for a Unix socket path."""
     database = Path(make_url(database_url).database or "").resolve()
