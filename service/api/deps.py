@@ -1,14 +1,16 @@
 """Dependencies the routers share, as `Annotated` aliases."""
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from service.api.intake import OWNER_KEY, client_address
-from service.db import session_scope
+from service.db import get_sessionmaker
 from service.schemas.jobs import ErrorResponse
 from service.services.predictions import ModelCache
 from service.settings import Settings, get_settings
@@ -21,13 +23,45 @@ bearer = HTTPBearer(
 )
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One session per request: committed when the endpoint returns (before the response is sent).
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One session per request: committed when the endpoint returns (before the response is sent), or rolled
+    back if it raised.
 
-    GET requests only read, so theirs never takes SQLite's write lock.
+    GET requests only read, so theirs never takes SQLite's write lock. Opening a session does no I/O, so it
+    happens on the event loop; so does closing one with no transaction left (an endpoint that committed its
+    own work, as the creating POSTs do). Only a commit or rollback still to do goes to a worker thread:
+    each thread hop costs a request about as much as its database work.
     """
-    with session_scope(read_only=request.method == "GET") as session:
+    session = get_sessionmaker(read_only=request.method == "GET")()
+    try:
         yield session
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(end_session, session, False)
+        raise
+    if session.in_transaction():
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(end_session, session, True)
+    else:
+        session.close()
+
+
+def end_session(session: Session, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+async def get_settings_now() -> Settings:
+    """The settings, read on the event loop: a plain function would be run in a worker thread."""
+    return get_settings()
 
 
 async def get_owner(
@@ -64,5 +98,5 @@ ERROR_RESPONSES: dict[int | str, dict] = {
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 OwnerDep = Annotated[str | None, Depends(get_owner)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(get_settings_now)]
 ModelCacheDep = Annotated[ModelCache, Depends(get_model_cache)]

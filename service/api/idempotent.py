@@ -36,6 +36,9 @@ def create_once(
         body, location = create()
         if key is not None:
             idempotency.complete(session, owner, scope, key, 201, body, location)
+        # commit here, in the endpoint's thread: the write lock is let go now, not after a hop back through the
+        # event loop to the session's clean-up (under concurrent submitters that hop was most of a POST's hold)
+        session.commit()
     except BaseException:
         if key is not None:
             session.rollback()  # let go of the write lock before freeing the key in a session of its own
