@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from service.curves import Columns
@@ -27,9 +27,18 @@ def get_job(session: Session, job_id: str, owner_id: str | None) -> Job | None:
     return session.scalar(select(Job).where(Job.id == job_id, owned_by(Job.owner_id, owner_id)))
 
 
+# built once: every submit counts, and building the statement cost more than running it
+_QUEUED = select(func.count()).select_from(Job).where(Job.status == JobStatus.QUEUED)
+_COUNT_QUEUED = {
+    "anonymous": _QUEUED.where(Job.owner_id.is_(None)),
+    "owner": _QUEUED.where(Job.owner_id == bindparam("owner_id")),
+}
+
+
 def count_queued(session: Session, owner_id: str | None) -> int:
-    query = select(func.count()).select_from(Job).where(owned_by(Job.owner_id, owner_id), Job.status == JobStatus.QUEUED)
-    return session.scalar(query) or 0
+    if owner_id is None:
+        return session.scalar(_COUNT_QUEUED["anonymous"]) or 0
+    return session.scalar(_COUNT_QUEUED["owner"], {"owner_id": owner_id}) or 0
 
 
 def claim_next_job(
