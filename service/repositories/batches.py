@@ -4,7 +4,7 @@ Fair share decides what a batch takes, as it decides claims (repositories/queue.
 candidates are numbered in its own order (priority, then age); an owner's n-th candidate comes after
 every owner's (n-1)-th, counting the jobs each already has running, so four owners with queued mates
 get about a quarter of the batch each; with FITSERVE_MAX_RUNNING_PER_OWNER an owner gets no more
-than its room. The jobs are then claimed in one UPDATE ... RETURNING.
+than its room. The jobs are then claimed in one UPDATE ... RETURNING, skipping any another claim holds.
 """
 
 from sqlalchemy import func, select, update
@@ -73,9 +73,12 @@ def claim_batch_mates(
     chosen = pick_fairly(candidates, _running(session, owners), limit, max_running)
     if not chosen:
         return []
+    # PostgreSQL: rows another claim holds are skipped, never waited on (two claims each waiting on a mate
+    # the other took first would deadlock); SQLite serialises claims anyway
+    free = select(Job.id).where(Job.id.in_(chosen), Job.status == JobStatus.QUEUED).with_for_update(skip_locked=True)
     claimed = session.scalars(
         update(Job)
-        .where(Job.id.in_(chosen), Job.status == JobStatus.QUEUED)
+        .where(Job.id.in_(free), Job.status == JobStatus.QUEUED)
         .values(**claimed_values(worker_id, lease_seconds))
         .returning(Job.id)
     ).all()
