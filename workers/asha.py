@@ -123,6 +123,9 @@ class BatchedAsha:
                         "evaluation": evaluate_splits(net, run.datas[k], run.specs[k])} for k, net in nets.items()]
             self.rungs.stop_members(s, worker_id, rung, entries)
         survivors = sorted(run.active.difference(stopped))
+        if not survivors:  # the rung kept only members trained elsewhere (another shape's group): this run ends
+            run.active = set()
+            return
         if len(survivors) < run.trainer.K:
             keep_members(run.trainer, survivors)
             run.group, run.specs, run.attempts, run.datas = (
