@@ -136,8 +136,10 @@ def test_sigterm_inside_a_long_epoch_exits_within_the_limit_and_the_job_resumes(
 
 def test_a_worker_killed_with_a_cancel_pending_ends_the_job_cancelled(make_server):
     # a dead local worker is rescued at once, with no lease to wait out: a long lease keeps a busy machine's slow
-    # renewal from requeueing the job before the test's kill
-    srv = make_server(workers=1, **{**FAST_FAULTS, "FITSERVE_LEASE_SECONDS": "60"}).start()
+    # renewal from requeueing the job before the test's kill. PostgreSQL's idle-in-transaction limit (a lease by
+    # default) stays short: the worker may be frozen holding the job's row, which the cancel waits for.
+    faults = {**FAST_FAULTS, "FITSERVE_LEASE_SECONDS": "60", "FITSERVE_DB_IDLE_IN_TRANSACTION_SECONDS": "3"}
+    srv = make_server(workers=1, **faults).start()
     job = srv.submit(long_job(40_000))
     wait_for_epoch(srv, job["id"], 200)
     [pid] = worker_pids(srv.proc.pid)
