@@ -101,7 +101,9 @@ def make_engine(url: str) -> Engine:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         # a new file frees pages a few at a time (services/retention.py); an older one switches at its first VACUUM
-        cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        # (setting it takes the write lock even when it is set already: a new connection would wait for any writer)
+        if cur.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:  # 2: INCREMENTAL
+            cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
         cur.execute("PRAGMA synchronous=NORMAL")

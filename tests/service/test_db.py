@@ -31,3 +31,42 @@ def test_postgresql_ends_a_session_idle_in_a_transaction_and_frees_its_locks(mon
         engine.dispose()
         other.dispose()
         get_settings.cache_clear()
+
+
+def test_sqlite_writers_of_one_process_take_turns_without_sqlite_sleeps(tmp_path):
+    """A writer that waits for another thread's transaction starts as soon as it commits (no 1-100 ms retry
+    sleeps), rollback and close free the turn too, and reads never wait."""
+    import threading
+
+    engine = make_engine(f"sqlite:///{tmp_path}/turns.db")
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE t (n INTEGER)"))
+        started: list[float] = []
+        holder = engine.connect()
+        holder.execute(text("INSERT INTO t VALUES (1)"))  # holds the write turn (BEGIN IMMEDIATE)
+
+        def second_writer() -> None:
+            with engine.begin() as conn:
+                started.append(time.perf_counter())
+                conn.execute(text("INSERT INTO t VALUES (2)"))
+
+        waiter = threading.Thread(target=second_writer)
+        waiter.start()
+        time.sleep(0.3)
+        assert started == []  # it waits its turn
+        with engine.connect().execution_options(fitserve_read_only=True) as reader:
+            assert reader.execute(text("SELECT count(*) FROM t")).scalar() == 0  # reads don't wait
+        released = time.perf_counter()
+        holder.commit()
+        waiter.join(5)
+        assert started and started[0] - released < 0.05, started[0] - released
+
+        holder.execute(text("INSERT INTO t VALUES (3)"))
+        holder.rollback()  # a rollback frees the turn
+        holder.execute(text("INSERT INTO t VALUES (4)"))
+        holder.close()  # so does closing a connection mid-transaction
+        with engine.begin() as conn:
+            assert sorted(conn.execute(text("SELECT n FROM t")).scalars()) == [1, 2]
+    finally:
+        engine.dispose()
