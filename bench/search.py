@@ -10,6 +10,7 @@ is followed over time; the target is 5% above the best loss any run reached. Pri
 time to the target, best validation loss, epochs spent, and the time to the target over fitserve's fastest.
 
     python -m bench.search [--trials 27] [--epochs 300] [--problems cubic,blobs] [--device cpu|cuda]
+                           [--seeds 5] [--report-seconds 0.05] [--anchors optuna]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import copy
 import math
 import os
+import statistics
 import tempfile
 import time
 
@@ -222,39 +224,65 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--problems", default="cubic,blobs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="run every tool with seeds seed .. seed+N-1 and report medians: which tool reaches the "
+                             "target first is partly the luck of its first samples")
+    parser.add_argument("--report-seconds", type=float, default=None,
+                        help="the service's FITSERVE_REPORT_SECONDS (how often running members write their curves; "
+                             "the service's default when not given)")
     parser.add_argument("--device", default="cpu", help="where every tool trains: cpu or cuda")
     parser.add_argument("--tpe-rounds", type=int, default=3, help="fitserve tpe: rounds of trials/rounds members")
     parser.add_argument("--anchors", default="ray,optuna",
                         help="the other tools to run (ray, optuna); one not installed here is skipped, saying so")
     args = parser.parse_args()
     anchors = [name for name in args.anchors.split(",") if name and installed(name)]
+    seeds = range(args.seed, args.seed + args.seeds)
     load_before = open("/proc/loadavg").read().split()[:3]
-    header(f"Adaptive search: {args.trials} trials of at most {args.epochs} epochs each, one worker")
+    header(f"Adaptive search: {args.trials} trials of at most {args.epochs} epochs each, one worker, "
+           f"seeds {seeds.start}-{seeds.stop - 1}")
     rows = []
     env = {"FITSERVE_TORCH_THREADS": "1", "FITSERVE_MAX_QUEUED_PER_OWNER": "100000"}
+    if args.report_seconds is not None:
+        env["FITSERVE_REPORT_SECONDS"] = str(args.report_seconds)
     for problem in args.problems.split(","):
         base = base_spec(problem, args.epochs, args.device)
-        runs: dict[str, tuple[Timeline, float]] = {}
+        runs: dict[str, list[tuple[Timeline, float]]] = {}
         with Service(workers=1, **env) as svc:
-            for search in ("asha", "pbt", "tpe", "random"):
-                runs[f"fitserve {search}"] = run_fitserve(svc, copy.deepcopy(base), search, args.trials, args.epochs,
-                                                          args.seed, args.tpe_rounds)
-        if "ray" in anchors:
-            runs["Ray Tune ASHA"] = run_ray_tune(base, args.trials, args.epochs, args.seed)
-        if "optuna" in anchors:
-            runs["Optuna TPE + Hyperband"] = run_optuna(base, args.trials, args.epochs, args.seed)
-        target = 1.05 * min(line.best() for line, _ in runs.values())
-        fitserve = [line.reached(target) for name, (line, _) in runs.items() if name.startswith("fitserve")]
-        anchor = min((t for t in fitserve if t is not None), default=None)
-        for name, (line, wall) in runs.items():
-            reached = line.reached(target)
-            ratio = reached / anchor if reached is not None and anchor else "-"
-            rows.append([problem, name, wall, reached if reached is not None else "not reached", line.best(),
-                         target, line.epochs, ratio])
+            for seed in seeds:
+                for search in ("asha", "pbt", "tpe", "random"):
+                    runs.setdefault(f"fitserve {search}", []).append(
+                        run_fitserve(svc, copy.deepcopy(base), search, args.trials, args.epochs, seed, args.tpe_rounds))
+        for seed in seeds:
+            if "ray" in anchors:
+                runs.setdefault("Ray Tune ASHA", []).append(run_ray_tune(base, args.trials, args.epochs, seed))
+            if "optuna" in anchors:
+                runs.setdefault("Optuna TPE + Hyperband", []).append(run_optuna(base, args.trials, args.epochs, seed))
+        # one target for every run and seed: 5% above the best loss any of them reached
+        target = 1.05 * min(line.best() for seeded in runs.values() for line, _ in seeded)
+        median_to_target = {name: median_reached(seeded, target) for name, seeded in runs.items()}
+        anchor = min((t for name, t in median_to_target.items() if name.startswith("fitserve")), default=math.inf)
+        for name, seeded in runs.items():
+            reached = median_to_target[name]
+            spread = [line.reached(target) for line, _ in seeded]
+            hits = [t for t in spread if t is not None]
+            rows.append([
+                problem, name, f"{len(hits)}/{len(seeded)}", statistics.median([wall for _, wall in seeded]),
+                reached if math.isfinite(reached) else "not reached",
+                f"{min(hits):.3f}-{max(hits):.3f}" if hits else "-",
+                statistics.median([line.best() for line, _ in seeded]), target, statistics.median([line.epochs for line, _ in seeded]),
+                reached / anchor if math.isfinite(reached) and math.isfinite(anchor) else "-",
+            ])
     load_after = open("/proc/loadavg").read().split()[:3]
-    print_table(["problem", "run", "wall s", "to target s", "best val loss", "target", "epochs spent",
-                 "to target / fitserve's fastest"], rows)
-    print(f"\nload average (1, 5, 15 min): before {' '.join(load_before)}, after {' '.join(load_after)}")
+    print_table(["problem", "run", "seeds reaching target", "median wall s", "median to target s", "to target s, range",
+                 "median best val loss", "target", "median epochs spent", "median to target / fitserve's fastest"],
+                rows)
+    print("\n(a seed that never reached the target counts as never in the median)")
+    print(f"load average (1, 5, 15 min): before {' '.join(load_before)}, after {' '.join(load_after)}")
+
+
+def median_reached(seeded: list[tuple[Timeline, float]], target: float) -> float:
+    """The median over seeds of the time to the target; a seed that never reached it counts as infinitely late."""
+    return statistics.median([t if (t := line.reached(target)) is not None else math.inf for line, _ in seeded])
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ the way a sweep's members train (workers/sweep_runner.py): one BatchedTrainer, e
 own lease, curve, checkpoint, weights, status and cancel. FITSERVE_AUTO_BATCH:
 
 - auto: batched when the probe measures it at least MIN_SPEEDUP faster than one by one. A verdict is
-  kept per batch key and size (powers of two) in this process. When batched is slower the mates go
+  kept per batch key and size (powers of two) in this process; a size that a probe of another size
+  already proves faster (AutoBatchPolicy.speedup_floor) is not probed again. When batched is slower the mates go
   back to the queue untouched, for any worker, instead of waiting here; a key found slower at about
   the size a claim would take claims no mates again.
 - on: batched whenever mates are queued. off: never; every job alone, as before.
@@ -45,16 +46,37 @@ class AutoBatchPolicy(SweepPolicy):
     def __init__(self, settings: Settings):
         self.settings = settings
         self.speedups: dict[tuple[str, int], float] = {}  # (batch key, size bucket) -> measured speedup
+        self.probed_sizes: dict[tuple[str, int], int] = {}  # (batch key, size bucket) -> jobs in that probe
 
     def asked(self, group: list[Job]) -> str:
         return "batched" if self.settings.AUTO_BATCH == "on" else "auto"
 
     def speedup(self, group: list[Job], specs, nets, datas, device) -> float:
-        """Probed once per key and size bucket in this process: a probe costs about a second."""
-        at = (group[0].batch_key, size_bucket(len(group)))
-        if at not in self.speedups:
-            self.speedups[at] = measure_speedup(specs, nets, datas, device)
+        """Probed once per key and size bucket in this process (a probe costs up to a second), unless a probe at
+        another size already proves batching faster at this one."""
+        key, n = group[0].batch_key, len(group)
+        at = (key, size_bucket(n))
+        if at in self.speedups:
+            return self.speedups[at]
+        floor = self.speedup_floor(key, n)
+        if floor >= MIN_SPEEDUP:
+            return floor
+        self.speedups[at] = measure_speedup(specs, nets, datas, device)
+        self.probed_sizes[at] = n
         return self.speedups[at]
+
+    def speedup_floor(self, key: str, n: int) -> float:
+        """The least speedup batching n jobs of this key can have, from the probes of other sizes (0 if none).
+
+        A probe of m jobs measured s = m * solo / batched(m). A batched step of n < m jobs costs no more than
+        one of m, so batching n is at least s * n / m faster; one of n > m jobs costs at most n / m steps of m
+        (it is the same work, stacked wider), so at least s.
+        """
+        return max(
+            (speedup * min(1.0, n / self.probed_sizes[(k, bucket)])
+             for (k, bucket), speedup in self.speedups.items() if k == key),
+            default=0.0,
+        )
 
     def slower(self, key: str, limit: int) -> bool:
         """Batching this key was measured slower at about the size a claim would take: claim no mates."""

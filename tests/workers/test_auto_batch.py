@@ -144,3 +144,37 @@ def test_a_batch_stays_under_the_owners_running_cap(make_server):
     assert batches and max(len(b) for b in batches) == 4  # two of each owner, the most the cap allows
     for batch in batches:
         assert sum(j in alices for j in batch) <= 2 and sum(j in bobs for j in batch) <= 2, batch
+
+
+def probed_policy(sizes: list[int]):
+    """An auto-batch policy that has probed, for real, groups of these sizes of one key, in this order."""
+    import torch
+
+    from service.models import Job
+    from service.settings import get_settings
+    from workers.auto_batch import AutoBatchPolicy
+    from workers.sweep_runner import prepare
+
+    policy, cpu = AutoBatchPolicy(get_settings()), torch.device("cpu")
+    answers = []
+    for n in sizes:
+        specs = [JobSpec.model_validate(tiny_regression(seed=i, epochs=50)) for i in range(n)]
+        group = [Job(batch_key="tiny", spec=spec.model_dump(mode="json")) for spec in specs]
+        nets, datas = zip(*(prepare(spec, cpu) for spec in specs))
+        answers.append(policy.speedup(group, specs, nets, datas, cpu))
+    return policy, answers
+
+
+def test_a_probe_of_a_large_batch_bounds_a_smaller_ones_speedup_without_probing_again():
+    from workers.sweep_runner import MIN_SPEEDUP
+
+    policy, (at_16, at_6) = probed_policy([16, 6])
+    assert policy.probed_sizes == {("tiny", 16): 16}
+    assert at_16 == policy.speedups[("tiny", 16)]
+    assert policy.speedup_floor("tiny", 6) == pytest.approx(at_16 * 6 / 16)
+    assert policy.speedup_floor("tiny", 32) == at_16  # wider costs at most in proportion
+    assert policy.speedup_floor("other key", 6) == 0.0
+    if at_16 * 6 / 16 >= MIN_SPEEDUP:  # 16 stacked 50-point regressions measure about 10x here: the usual case
+        assert at_6 == pytest.approx(at_16 * 6 / 16) and ("tiny", 8) not in policy.speedups
+    else:  # the bound proves nothing: the smaller size is probed on its own
+        assert policy.probed_sizes[("tiny", 8)] == 6 and at_6 == policy.speedups[("tiny", 8)]
