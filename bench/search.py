@@ -269,7 +269,8 @@ def main() -> None:
                 problem, name, f"{len(hits)}/{len(seeded)}", statistics.median([wall for _, wall in seeded]),
                 reached if math.isfinite(reached) else "not reached",
                 f"{min(hits):.3f}-{max(hits):.3f}" if hits else "-",
-                statistics.median([line.best() for line, _ in seeded]), target, statistics.median([line.epochs for line, _ in seeded]),
+                statistics.median([line.best() for line, _ in seeded]), target,
+                statistics.median([line.epochs for line, _ in seeded]),
                 reached / anchor if math.isfinite(reached) and math.isfinite(anchor) else "-",
             ])
     load_after = open("/proc/loadavg").read().split()[:3]

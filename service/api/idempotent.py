@@ -23,9 +23,13 @@ def create_once(
     scope: str,
     key: str | None,
     content,
-    create: Callable[[], tuple[dict, str]],
+    create: Callable[[], tuple[dict | Callable[[], dict], str]],
 ) -> JSONResponse:
-    """201 with what `create` made; with a key, the first response again for every retry."""
+    """201 with what `create` made; with a key, the first response again for every retry.
+
+    `create` gives the body, or a function that renders it without the database: that runs after the commit
+    (unless the key must store the body), so the write lock is not held while it runs.
+    """
     if key is not None:
         print_ = idempotency.fingerprint(content)
         replay = idempotency.claim(owner, scope, key, print_, settings.IDEMPOTENCY_TTL_SECONDS)
@@ -35,6 +39,7 @@ def create_once(
     try:
         body, location = create()
         if key is not None:
+            body = body() if callable(body) else body
             idempotency.complete(session, owner, scope, key, 201, body, location)
         # commit here, in the endpoint's thread: the write lock is let go now, not after a hop back through the
         # event loop to the session's clean-up (under concurrent submitters that hop was most of a POST's hold)
@@ -44,4 +49,4 @@ def create_once(
             session.rollback()  # let go of the write lock before freeing the key in a session of its own
             idempotency.release(owner, scope, key)
         raise
-    return JSONResponse(body, status_code=201, headers={"Location": location})
+    return JSONResponse(body() if callable(body) else body, status_code=201, headers={"Location": location})

@@ -1,5 +1,6 @@
 """/v1/jobs: submit, read, list, cancel; curves, weights and predictions."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Literal
@@ -45,11 +46,11 @@ SinceStep = Annotated[int, Query(ge=0, le=LIMITS.max_step, description="only poi
 def submit_job(
     spec: JobSpec, session: SessionDep, owner: OwnerDep, settings: SettingsDep, idempotency_key: IdempotencyKeyHeader = None
 ):
-    def create() -> tuple[dict, str]:
+    def create() -> tuple[Callable[[], dict], str]:
         job = job_service.submit_job(session, spec, owner, settings)
-        return JobPublic.from_job(job).model_dump(mode="json"), f"/v1/jobs/{job.id}"
+        return lambda: JobPublic.from_job(job).model_dump(mode="json"), f"/v1/jobs/{job.id}"
 
-    content = spec.model_dump(mode="json")
+    content = spec.model_dump(mode="json") if idempotency_key is not None else None  # only a key's fingerprint reads it
     return create_once(session, settings, owner, "POST /v1/jobs", idempotency_key, content, create)
 
 

@@ -66,16 +66,11 @@ def check_memory(estimate: TrainingEstimate, limit: int, what: str = "training")
 
 
 def submit_job(session: Session, spec: JobSpec, owner_id: str | None, settings: Settings) -> Job:
-    queued = job_repo.count_queued(session, owner_id)
-    if queued >= settings.MAX_QUEUED_PER_OWNER:
-        raise TooManyRequests(f"you have {queued} queued jobs, the most allowed; wait for some to start", 5)
-    shape = data_shape(session, spec, owner_id)
-    try:
-        check_spec(spec, shape)
-        check_memory(estimate_memory(spec, shape), settings.MAX_JOB_BYTES)
-    except SpecError as exc:
-        raise InvalidField(exc.loc, exc.msg) from None
-    check_tags(spec.tags, settings)
+    # SQLite: a session's first statement takes the write lock (service/db.py), so what needs no database
+    # (a spec on built-in or synthetic data) is checked before it, not while the other writers wait
+    shape = known_data_shape(spec.data)
+    if shape is not None:
+        check_fits(spec, shape, settings)
     job = Job(
         owner_id=owner_id,
         name=spec.name,
@@ -86,10 +81,25 @@ def submit_job(session: Session, spec: JobSpec, owner_id: str | None, settings: 
         tags=spec.tags,
         batch_key=batch_key(spec),
     )
+    queued = job_repo.count_queued(session, owner_id)
+    if queued >= settings.MAX_QUEUED_PER_OWNER:
+        raise TooManyRequests(f"you have {queued} queued jobs, the most allowed; wait for some to start", 5)
+    if shape is None:
+        check_fits(spec, data_shape(session, spec, owner_id), settings)
     job = job_repo.add_job(session, job)
     search_repo.write_tags(session, [(job.id, job.tags)])
     wakeup.work_queued(session)
     return job
+
+
+def check_fits(spec: JobSpec, shape: DataShape, settings: Settings) -> None:
+    """422 naming the field when the spec does not fit its data, a worker's memory or the tag limit."""
+    try:
+        check_spec(spec, shape)
+        check_memory(estimate_memory(spec, shape), settings.MAX_JOB_BYTES)
+    except SpecError as exc:
+        raise InvalidField(exc.loc, exc.msg) from None
+    check_tags(spec.tags, settings)
 
 
 def check_tags(tags: dict, settings: Settings, loc: tuple[str, ...] = ("tags",)) -> None:
