@@ -51,19 +51,18 @@ class AutoBatchPolicy(SweepPolicy):
     def asked(self, group: list[Job]) -> str:
         return "batched" if self.settings.AUTO_BATCH == "on" else "auto"
 
-    def speedup(self, group: list[Job], specs, nets, datas, device) -> float:
+    def speedup(self, group: list[Job], specs, nets, datas, device) -> tuple[float, bool]:
         """Probed once per key and size bucket in this process (a probe costs up to a second), unless a probe at
         another size already proves batching faster at this one."""
         key, n = group[0].batch_key, len(group)
         at = (key, size_bucket(n))
-        if at in self.speedups:
-            return self.speedups[at]
-        floor = self.speedup_floor(key, n)
-        if floor >= MIN_SPEEDUP:
-            return floor
-        self.speedups[at] = measure_speedup(specs, nets, datas, device)
-        self.probed_sizes[at] = n
-        return self.speedups[at]
+        if at not in self.speedups:
+            floor = self.speedup_floor(key, n)
+            if floor >= MIN_SPEEDUP:
+                return floor, False
+            self.speedups[at] = measure_speedup(specs, nets, datas, device)
+            self.probed_sizes[at] = n
+        return self.speedups[at], True
 
     def speedup_floor(self, key: str, n: int) -> float:
         """The least speedup batching n jobs of this key can have, from the probes of other sizes (0 if none).

@@ -116,8 +116,9 @@ class SweepPolicy:
         with session_scope(read_only=True) as s:
             return sweep_repo.get_sweep(s, group[0].sweep_id, group[0].owner_id).request.get("execution", "auto")
 
-    def speedup(self, group: list[Job], specs, nets, datas, device) -> float:
-        return measure_speedup(specs, nets, datas, device)
+    def speedup(self, group: list[Job], specs, nets, datas, device) -> tuple[float, bool]:
+        """Batching's speedup for this group, and whether it was measured (not bounded from other probes)."""
+        return measure_speedup(specs, nets, datas, device), True
 
     def note(self, group: list[Job], note: str) -> None:
         with session_scope() as s:
@@ -210,9 +211,10 @@ def run_batched(
     elif isinstance(search, Population):
         batched, why = True, "pbt copies state between the members of one stack"
     elif asked == "auto":
-        speedup = policy.speedup(group, specs, nets, datas, device)
+        speedup, measured = policy.speedup(group, specs, nets, datas, device)
         batched = speedup >= MIN_SPEEDUP
-        why = f"batched measured {speedup:.1f}x the speed of one by one"
+        why = (f"batched measured {speedup:.1f}x the speed of one by one" if measured
+               else f"batched at least {speedup:.1f}x the speed of one by one (bound by a probe of another size)")
     else:
         batched, why = asked == "batched", policy.forced
     note = f"{'batched' if batched else 'one by one'}: {len(group)} {policy.members} on {device}; {why}"

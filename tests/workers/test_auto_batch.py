@@ -161,20 +161,20 @@ def probed_policy(sizes: list[int]):
         specs = [JobSpec.model_validate(tiny_regression(seed=i, epochs=50)) for i in range(n)]
         group = [Job(batch_key="tiny", spec=spec.model_dump(mode="json")) for spec in specs]
         nets, datas = zip(*(prepare(spec, cpu) for spec in specs))
-        answers.append(policy.speedup(group, specs, nets, datas, cpu))
+        answers.append(policy.speedup(group, specs, nets, datas, cpu))  # (speedup, measured)
     return policy, answers
 
 
 def test_a_probe_of_a_large_batch_bounds_a_smaller_ones_speedup_without_probing_again():
     from workers.sweep_runner import MIN_SPEEDUP
 
-    policy, (at_16, at_6) = probed_policy([16, 6])
-    assert policy.probed_sizes[("tiny", 16)] == 16 and at_16 == policy.speedups[("tiny", 16)]
+    policy, ((at_16, measured_16), (at_6, measured_6)) = probed_policy([16, 6])
+    assert measured_16 and policy.probed_sizes[("tiny", 16)] == 16 and at_16 == policy.speedups[("tiny", 16)]
     assert policy.speedup_floor("other key", 6) == 0.0
     if at_16 * 6 / 16 >= MIN_SPEEDUP:  # 16 stacked 50-point regressions measure about 10x here: the usual case
-        assert at_6 == pytest.approx(at_16 * 6 / 16)
+        assert at_6 == pytest.approx(at_16 * 6 / 16) and not measured_6
         assert policy.probed_sizes == {("tiny", 16): 16}  # no second probe
         assert policy.speedup_floor("tiny", 32) == at_16  # wider costs at most in proportion
     else:  # the bound proves nothing: the smaller size is probed on its own
-        assert policy.probed_sizes[("tiny", 8)] == 6 and at_6 == policy.speedups[("tiny", 8)]
+        assert measured_6 and policy.probed_sizes[("tiny", 8)] == 6 and at_6 == policy.speedups[("tiny", 8)]
         assert policy.speedup_floor("tiny", 32) == max(at_16, at_6)
