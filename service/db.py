@@ -1,7 +1,9 @@
 """The database engine and the one place that opens sessions."""
 
+import itertools
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -14,6 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.settings import Settings, get_settings
 
 SQLITE_BUSY_MS = 30_000
+# waits between a writer's tries at BEGIN IMMEDIATE while another process writes (then the last, repeated):
+# a failed try costs microseconds, so a waiter can poll often enough to take a gap of a fraction of a millisecond
+BEGIN_RETRY_SECONDS = (0.0001, 0.0002, 0.0005, 0.001)
 READ_ONLY = "fitserve_read_only"
 
 
@@ -23,7 +28,9 @@ class QueuedWriterConnection(sqlite3.Connection):
     SQLite makes a writer that finds the file locked sleep and retry (1, 2, 5 ... 100 ms), however soon the lock
     frees: with several threads of one process writing at once (the API under concurrent submitters), most of a
     request's time went to those sleeps. Threads of a process now wait their turn on a lock that wakes the next at
-    once; only the other processes' writers (the workers) still meet SQLite's own wait.
+    once. The thread whose turn it is retries BEGIN IMMEDIATE itself every BEGIN_RETRY_SECONDS while another
+    process (a worker, the API) writes: SQLite's own sleeps, up to 100 ms each, made a worker that met a burst of
+    submits miss the short gaps between them, and the API wait out a worker's claim plus most of a sleep.
     """
 
     writer_lock: threading.Lock  # set per engine by make_engine's subclass
@@ -31,14 +38,30 @@ class QueuedWriterConnection(sqlite3.Connection):
     holds_writer_lock = False
 
     def begin_writing(self) -> None:
+        deadline = time.monotonic() + SQLITE_BUSY_MS / 1000
         if not self.writer_lock.acquire(timeout=SQLITE_BUSY_MS / 1000):
             raise sqlite3.OperationalError("database is locked (no turn to write within the busy timeout)")
         self.holds_writer_lock = True
         try:
-            self.execute("BEGIN IMMEDIATE")
+            self.begin_immediate(deadline)
         except BaseException:
             self.end_writing()
             raise
+
+    def begin_immediate(self, deadline: float) -> None:
+        """BEGIN IMMEDIATE, retried while another process holds the write lock, until `deadline` (monotonic)."""
+        self.execute("PRAGMA busy_timeout=0")  # this statement alone: the others keep SQLite's wait
+        try:
+            for retry in itertools.count():
+                try:
+                    self.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                        raise
+                time.sleep(BEGIN_RETRY_SECONDS[min(retry, len(BEGIN_RETRY_SECONDS) - 1)])
+        finally:
+            self.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
 
     def end_writing(self) -> None:
         if self.holds_writer_lock:

@@ -70,3 +70,41 @@ def test_sqlite_writers_of_one_process_take_turns_without_sqlite_sleeps(tmp_path
             assert sorted(conn.execute(text("SELECT n FROM t")).scalars()) == [1, 2]
     finally:
         engine.dispose()
+
+
+def test_a_sqlite_writer_starts_within_a_millisecond_or_two_of_another_processs_commit(tmp_path):
+    """Another process's write transaction (here a plain sqlite3 connection, which shares no lock of ours) is
+    waited out by retrying BEGIN IMMEDIATE often, not by SQLite's sleeps of up to 100 ms: the writer starts
+    right after the commit, every time."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "processes.db"
+    engine = make_engine(f"sqlite:///{path}")
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE t (n INTEGER)"))
+        delays = []
+        for n in range(5):
+            other.execute("BEGIN IMMEDIATE")
+            started: list[float] = []
+
+            def writer() -> None:
+                with engine.begin() as conn:
+                    started.append(time.perf_counter())
+                    conn.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+
+            thread = threading.Thread(target=writer)
+            thread.start()
+            time.sleep(0.25)  # SQLite's own wait would be sleeping 100 ms at a time by now
+            assert started == []
+            released = time.perf_counter()
+            other.execute("COMMIT")
+            thread.join(5)
+            delays.append(started[0] - released)
+        assert max(delays) < 0.02, delays
+        assert other.execute("SELECT count(*) FROM t").fetchone()[0] == 5
+    finally:
+        other.close()
+        engine.dispose()
