@@ -118,8 +118,8 @@ def batch_size_limit(session, job: Job, settings: Settings) -> int:
     return max(1, min(settings.AUTO_BATCH_MAX, settings.MAX_JOB_BYTES // max(1, one)))
 
 
-def claim_mates(session, job: Job, worker_id: str, settings: Settings, max_running: int | None) -> list[Job]:
-    """Queued jobs to train with `job`, claimed in the same transaction; none when auto-batching is off."""
+def claim_mates(session, job: Job, worker_id: str, settings: Settings, max_running: int | None) -> list[str]:
+    """Ids of queued jobs to train with `job`, claimed in the same transaction; none when auto-batching is off."""
     if settings.AUTO_BATCH == "off" or job.batch_key is None or job.sweep_id is not None:
         return []
     limit = batch_size_limit(session, job, settings) - 1

@@ -252,7 +252,12 @@ def claim(worker_id: str, settings: Settings) -> list[Job]:
         job = job_repo.claim_next_job(s, worker_id, settings.LEASE_SECONDS, settings.CLAIM_ORDER, cap)
         if job is None:
             return []
-        return [job, *claim_mates_of(s, job, worker_id, settings)]
+        mate_ids = claim_mates_of(s, job, worker_id, settings)
+    if not mate_ids:
+        return [job]
+    # read after the commit: on SQLite every other writer waits while a claim's transaction is open
+    with session_scope(read_only=True) as s:
+        return [job, *job_repo.get_jobs(s, mate_ids)]
 
 
 def running_cap(settings: Settings) -> int | None:
@@ -260,9 +265,9 @@ def running_cap(settings: Settings) -> int | None:
     return settings.MAX_RUNNING_PER_OWNER if settings.CLAIM_ORDER == "fair" else None
 
 
-def claim_mates_of(session, job: Job, worker_id: str, settings: Settings) -> list[Job]:
+def claim_mates_of(session, job: Job, worker_id: str, settings: Settings) -> list[str]:
     """What trains with a job just claimed, in the claim's transaction: the queued members of its sweep, or
-    the queued jobs that can train batched with it (workers/auto_batch.py)."""
+    the queued jobs that can train batched with it (workers/auto_batch.py); their ids."""
     cap = running_cap(settings)
     if job.sweep_id is None:
         from workers.auto_batch import claim_mates  # it imports this module

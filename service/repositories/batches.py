@@ -59,8 +59,9 @@ def pick_fairly(candidates, running: dict[str, int], limit: int, max_running: in
 
 def claim_batch_mates(
     session: Session, job: Job, worker_id: str, lease_seconds: float, limit: int, max_running: int | None
-) -> list[Job]:
-    """Claim up to `limit` queued jobs that share `job`'s batch key (fair share and caps as above)."""
+) -> list[str]:
+    """Claim up to `limit` queued jobs that share `job`'s batch key (fair share and caps as above): their ids,
+    in the order taken (load them with jobs.get_jobs, after the commit where the claim holds SQLite's lock)."""
     if job.batch_key is None or limit <= 0:
         return []
     candidates = _candidates(session, job.batch_key, job.id, limit)
@@ -76,14 +77,15 @@ def claim_batch_mates(
     # PostgreSQL: rows another claim holds are skipped, never waited on (two claims each waiting on a mate
     # the other took first would deadlock); SQLite serialises claims anyway
     free = select(Job.id).where(Job.id.in_(chosen), Job.status == JobStatus.QUEUED).with_for_update(skip_locked=True)
-    claimed = session.scalars(
-        update(Job)
-        .where(Job.id.in_(free), Job.status == JobStatus.QUEUED)
-        .values(**claimed_values(worker_id, lease_seconds))
-        .returning(Job.id)
-    ).all()
-    jobs = session.scalars(select(Job).where(Job.id.in_(claimed)).execution_options(populate_existing=True))
-    return sorted(jobs, key=lambda j: chosen.index(j.id))
+    claimed = set(
+        session.scalars(
+            update(Job)
+            .where(Job.id.in_(free), Job.status == JobStatus.QUEUED)
+            .values(**claimed_values(worker_id, lease_seconds))
+            .returning(Job.id)
+        )
+    )
+    return [job_id for job_id in chosen if job_id in claimed]
 
 
 def unclaim(session: Session, worker_id: str, job_ids: list[str]) -> None:

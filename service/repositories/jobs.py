@@ -297,9 +297,9 @@ def get_checkpoint(session: Session, job_id: str) -> Checkpoint | None:
 
 def claim_sweep_members(
     session: Session, sweep_id: str, worker_id: str, lease_seconds: float, limit: int | None = None
-) -> list[Job]:
+) -> list[str]:
     """Take every queued member of a sweep at once (the oldest `limit`, under a running cap), so one worker
-    can train them together."""
+    can train them together: their ids (load them with get_jobs)."""
     members = select(Job.id).where(Job.sweep_id == sweep_id, Job.status == JobStatus.QUEUED)
     if limit is not None:
         members = members.order_by(Job.created_at, Job.id).limit(max(limit, 0))
@@ -308,8 +308,15 @@ def claim_sweep_members(
         .where(Job.id.in_(members), Job.status == JobStatus.QUEUED)
         .values(**claimed_values(worker_id, lease_seconds))
         .returning(Job.id)
-    ).all()
-    return list(session.scalars(select(Job).where(Job.id.in_(claimed)).execution_options(populate_existing=True)))
+    )
+    return sorted(claimed)
+
+
+def get_jobs(session: Session, job_ids: list[str]) -> list[Job]:
+    """These jobs, fresh from the database, in the order given; an id no longer there is left out."""
+    query = select(Job).where(Job.id.in_(job_ids)).execution_options(populate_existing=True)
+    found = {job.id: job for job in session.scalars(query)}
+    return [found[job_id] for job_id in job_ids if job_id in found]
 
 
 def get_job_by_alias(session: Session, alias: str, owner_id: str | None) -> Job | None:

@@ -193,7 +193,7 @@ class Dispatcher:
                 return []  # another dispatcher or a local worker took it
             mates = []
             if job.sweep_id is not None or self.settings.AUTO_BATCH == "on":
-                mates = claim_mates_of(s, job, worker_id, self.settings)
+                mates = job_repo.get_jobs(s, claim_mates_of(s, job, worker_id, self.settings))
             claimed = [job, *mates]
             groups = shape_groups(claimed, member_repo.checkpoint_epochs(s, [j.id for j in claimed]))
             if job.sweep_id is not None and shares_rungs(s, job):
