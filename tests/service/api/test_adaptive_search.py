@@ -11,7 +11,9 @@ from tests.conftest import worker_pids
 from tests.service.api.test_sweeps import CUBIC, submit_sweep, sweep_body, wait_sweep
 
 VALIDATED = {**CUBIC, "epochs": 45, "data": {**CUBIC["data"], "validation_fraction": 0.2}}
-SPACE = {"lr": {"distribution": "log_uniform", "low": 0.001, "high": 0.05}, "momentum": [0.0, 0.5, 0.9]}
+# up to lr 0.03: at 0.035 with momentum 0.5 the cubic's loss spikes near epoch 45 (2 to 16), and a spike magnifies
+# float differences of the batched and solo paths (0.5% here) past any tolerance that still tests equality
+SPACE = {"lr": {"distribution": "log_uniform", "low": 0.001, "high": 0.03}, "momentum": [0.0, 0.5, 0.9]}
 
 
 def asha_body(base=VALIDATED, count=9, min_epochs=5, eta=3, **extra) -> dict:
