@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from service.models import Job, JobStatus
-from service.repositories.jobs import claimed_values
+from service.repositories.jobs import claim_update
 from service.repositories.queue import ANONYMOUS, OWNER_LOCKS
 
 
@@ -77,14 +77,7 @@ def claim_batch_mates(
     # PostgreSQL: rows another claim holds are skipped, never waited on (two claims each waiting on a mate
     # the other took first would deadlock); SQLite serialises claims anyway
     free = select(Job.id).where(Job.id.in_(chosen), Job.status == JobStatus.QUEUED).with_for_update(skip_locked=True)
-    claimed = set(
-        session.scalars(
-            update(Job)
-            .where(Job.id.in_(free), Job.status == JobStatus.QUEUED)
-            .values(**claimed_values(worker_id, lease_seconds))
-            .returning(Job.id)
-        )
-    )
+    claimed = set(session.connection().scalars(claim_update(Job.id.in_(free), worker_id, lease_seconds)))
     return [job_id for job_id in chosen if job_id in claimed]
 
 
