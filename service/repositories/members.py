@@ -2,7 +2,8 @@
 
 Each write is guarded as for one job (`jobs._ours`): it touches only the jobs still running under
 this worker and the attempt given. The rows are locked first (PostgreSQL), so no job changes hands
-between the check and the writes.
+between the check and the writes. The statements are Core, on the session's connection: nothing here
+loads ORM objects, and the ORM's bulk paths cost more than the statements while SQLite's write lock is held.
 """
 
 from datetime import timedelta
@@ -13,14 +14,14 @@ from sqlalchemy.orm import Session
 from service.models import Checkpoint, Job, JobStatus, JobWeights, utcnow
 from service.repositories import metrics as metric_repo
 
-JOBS = Job.__table__
+JOBS, WEIGHTS, CHECKPOINTS = Job.__table__, JobWeights.__table__, Checkpoint.__table__
 
 
 def _rows(session: Session, worker_id: str, jobs: list[tuple[str, int]]) -> dict[str, bool]:
     """cancel_requested of those (job id, attempt) still this worker's running attempt; the others are left out."""
-    rows = session.execute(
-        select(Job.id, Job.attempt, Job.worker_id, Job.status, Job.cancel_requested)
-        .where(Job.id.in_([job_id for job_id, _ in jobs]))
+    rows = session.connection().execute(
+        select(JOBS.c.id, JOBS.c.attempt, JOBS.c.worker_id, JOBS.c.status, JOBS.c.cancel_requested)
+        .where(JOBS.c.id.in_([job_id for job_id, _ in jobs]))
         .with_for_update()
     ).all()
     state = {row.id: row for row in rows}
@@ -41,7 +42,7 @@ def start_members(
     ours = list(_rows(session, worker_id, jobs))
     if ours:
         values = {"device": device, "node": node} | ({} if execution is None else {"execution": execution[:500]})
-        session.execute(update(Job).where(Job.id.in_(ours)).values(**values))
+        session.connection().execute(update(JOBS).where(JOBS.c.id.in_(ours)).values(**values))
         metric_repo.truncate_points_many(session, ours, step)
 
 
@@ -55,8 +56,9 @@ def record_progress_many(session: Session, worker_id: str, entries: list[dict]) 
     mine = [e for e in entries if e["job_id"] in ours]
     with_points = [e for e in mine if e["points"]]
     without = [e for e in mine if not e["points"]]
+    connection = session.connection()
     if with_points:
-        session.execute(
+        connection.execute(
             update(JOBS).where(JOBS.c.id == bindparam("b_id"))
             .values(epoch=bindparam("b_epoch"), step=bindparam("b_step"), latest_metrics=bindparam("b_latest")),
             [{"b_id": e["job_id"], "b_epoch": e["epoch"], "b_step": e["step"], "b_latest": e["points"][-1].as_dict()}
@@ -64,7 +66,7 @@ def record_progress_many(session: Session, worker_id: str, entries: list[dict]) 
         )
         metric_repo.insert_points(session, [(e["job_id"], e["points"]) for e in with_points])
     if without:
-        session.execute(
+        connection.execute(
             update(JOBS).where(JOBS.c.id == bindparam("b_id")).values(epoch=bindparam("b_epoch"), step=bindparam("b_step")),
             [{"b_id": e["job_id"], "b_epoch": e["epoch"], "b_step": e["step"]} for e in without],
         )
@@ -82,14 +84,15 @@ def finish_members(session: Session, worker_id: str, entries: list[dict]) -> set
     if not mine:
         return set()
     early = ("stopped_early_at", "best_epoch", "best_metrics", "evaluation", "stop_reason")
-    session.execute(
+    connection = session.connection()
+    connection.execute(
         update(JOBS).where(JOBS.c.id == bindparam("b_id"))
         .values(status=JobStatus.SUCCEEDED, error=None, finished_at=utcnow(), lease_expires_at=None,
                 **{name: bindparam(f"b_{name}") for name in early}),
         [{"b_id": e["job_id"], **{f"b_{name}": e.get(name) for name in early}} for e in mine],
     )
-    session.execute(insert(JobWeights), [{"job_id": e["job_id"], "data": e["weights"]} for e in mine])
-    session.execute(delete(Checkpoint).where(Checkpoint.job_id.in_([e["job_id"] for e in mine])))
+    connection.execute(insert(WEIGHTS), [{"job_id": e["job_id"], "data": e["weights"]} for e in mine])
+    connection.execute(delete(CHECKPOINTS).where(CHECKPOINTS.c.job_id.in_([e["job_id"] for e in mine])))
     return {e["job_id"] for e in mine}
 
 

@@ -9,6 +9,8 @@ from service import curves
 from service.curves import CurvePoint
 from service.models import JobWeights, MetricChunk
 
+CHUNKS = MetricChunk.__table__
+
 
 def insert_points(session: Session, entries: Sequence[tuple[str, curves.Columns]]) -> None:
     """Store each (job id, points) as one chunk, in one statement."""
@@ -18,7 +20,7 @@ def insert_points(session: Session, entries: Sequence[tuple[str, curves.Columns]
             chunk = curves.encode(points)
             rows.append({"job_id": job_id, **{name: getattr(chunk, name) for name in curves.Chunk.__slots__}})
     if rows:
-        session.execute(MetricChunk.__table__.insert(), rows)
+        session.connection().execute(CHUNKS.insert(), rows)
 
 
 def _chunks_after(session: Session, job_id: str, since_step: int) -> Iterator[MetricChunk]:
@@ -72,16 +74,19 @@ def truncate_points(session: Session, job_id: str, after_step: int) -> None:
 
 def truncate_points_many(session: Session, job_ids: list[str], after_step: int) -> None:
     """`truncate_points` for the jobs that resume from one step together (a sweep's members)."""
-    session.execute(delete(MetricChunk).where(MetricChunk.job_id.in_(job_ids), MetricChunk.first_step > after_step))
+    # Core on the connection: a worker trims its members' curves at each start, under SQLite's write lock
+    connection, chunks = session.connection(), CHUNKS.c
+    connection.execute(delete(CHUNKS).where(chunks.job_id.in_(job_ids), chunks.first_step > after_step))
     # what is left past the step is the end of chunks that began before it: at most one a job
-    straddling = session.scalars(
-        select(MetricChunk).where(MetricChunk.job_id.in_(job_ids), MetricChunk.last_step > after_step)
+    straddling = connection.execute(
+        select(chunks.job_id, chunks.first_step, chunks.columns, chunks.data, chunks.count)
+        .where(chunks.job_id.in_(job_ids), chunks.last_step > after_step)
     ).all()
-    for chunk in straddling:
-        kept = curves.trimmed(chunk.columns, chunk.data, chunk.count, after_step)
-        session.execute(
-            update(MetricChunk)
-            .where(MetricChunk.job_id == chunk.job_id, MetricChunk.first_step == chunk.first_step)
+    for job_id, first_step, columns, data, count in straddling:
+        kept = curves.trimmed(columns, data, count, after_step)
+        connection.execute(
+            update(CHUNKS)
+            .where(chunks.job_id == job_id, chunks.first_step == first_step)
             .values(last_step=kept.last_step, count=kept.count, columns=kept.columns, data=kept.data)
         )
 
