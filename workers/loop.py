@@ -33,12 +33,14 @@ def work(
     listener = Listener(settings.DATABASE_URL)
     try:
         while not shutdown.is_set():
-            jobs = claim(worker_id, settings)
+            # the claim names its job as this worker's current one; the job done, the worker shows it until
+            # the next claim, which names the next job, or finds none and clears it (two writes less a job)
+            jobs = claim(worker_id, settings, registration)
             if jobs:
-                registration.set_job(jobs[0].id)
                 train(jobs, worker_id, settings, gpu, shutdown)
-                registration.set_job(None)
             else:
+                if registration.job_id is not None:
+                    registration.set_job(None)
                 listener.wait(settings.POLL_SECONDS, shutdown)
     finally:
         listener.close()

@@ -48,9 +48,13 @@ class Registration:
             log.warning("worker %s could not remove its registry row", self.worker_id)
 
     def set_job(self, job_id: str | None) -> None:
-        self.job_id = job_id
         with session_scope() as s:
-            worker_repo.set_current_job(s, self.worker_id, job_id)
+            self.set_job_in(s, job_id)
+
+    def set_job_in(self, session, job_id: str | None) -> None:
+        """`set_job` in the caller's transaction (a claim's: one write transaction less per job)."""
+        self.job_id = job_id
+        worker_repo.set_current_job(session, self.worker_id, job_id)
 
     def write(self) -> None:
         with session_scope() as s:

@@ -239,9 +239,10 @@ def device_is_cuda(job: Job) -> bool:
     return torch.cuda.is_available() and job.spec.get("device", "auto") != "cpu"
 
 
-def claim(worker_id: str, settings: Settings) -> list[Job]:
+def claim(worker_id: str, settings: Settings, registration=None) -> list[Job]:
     """The next queued job, with every queued member of its sweep when it is one, or with the queued jobs
-    that can train batched with it (workers/auto_batch.py), in one transaction.
+    that can train batched with it (workers/auto_batch.py), in one transaction; with a `registration`
+    (workers/registry.py), that transaction also names the job as the worker's current one.
 
     One transaction, so no other worker takes part of the sweep meanwhile (see `claim_next_job`): its
     members train together, as many as FITSERVE_MAX_RUNNING_PER_OWNER leaves room for (each counts as a
@@ -253,6 +254,8 @@ def claim(worker_id: str, settings: Settings) -> list[Job]:
         if job is None:
             return []
         mate_ids = claim_mates_of(s, job, worker_id, settings)
+        if registration is not None:
+            registration.set_job_in(s, job.id)
     if not mate_ids:
         return [job]
     # read after the commit: on SQLite every other writer waits while a claim's transaction is open

@@ -47,6 +47,19 @@ def test_queued_jobs_survive_a_restart(make_server):
         assert with_workers.wait_for(job_id)["status"] == "succeeded"
 
 
+def test_a_workers_row_names_the_job_it_trains_and_clears_once_the_worker_is_idle(make_server):
+    """The claim names the job in the worker's row (one transaction); the next claim, finding none, clears it."""
+    srv = make_server(workers=1).start()
+    job = srv.submit(long_job(epochs=4000))
+    wait_for_epoch(srv, job["id"], 100)
+    assert srv.query("SELECT job_id FROM workers") == [(job["id"],)]
+    assert srv.wait_for(job["id"])["status"] == "succeeded"
+    deadline = time.monotonic() + 10
+    while srv.query("SELECT job_id FROM workers") != [(None,)]:
+        assert time.monotonic() < deadline, srv.query("SELECT job_id FROM workers")
+        time.sleep(0.05)
+
+
 def start_extra_pool(srv, tmp_path, workers: int) -> subprocess.Popen:
     """`fitserve worker` on the server's database: a second pool, as on another machine."""
     return subprocess.Popen(
