@@ -21,11 +21,10 @@ from tests.specs import tiny_regression
 RAY_ADDRESS = os.environ.get("RAY_ADDRESS")
 pytestmark = pytest.mark.skipif(not RAY_ADDRESS, reason="needs a Ray cluster: set RAY_ADDRESS (.ci/run starts one)")
 
-FAST_FAULTS = {
-    "FITSERVE_CHECKPOINT_SECONDS": "0.3",
-    "FITSERVE_LEASE_SECONDS": "3",
-    "FITSERVE_SWEEP_SECONDS": "0.5",
-}
+CHECKPOINTS = {"FITSERVE_CHECKPOINT_SECONDS": "0.3"}
+# only for the node-death test: a lease of 3 s is also lost by a task starved of CPU for 3 s, which a loaded
+# CI machine does (a job run twice); the other tests keep the default lease and assert one attempt a job
+FAST_FAULTS = {**CHECKPOINTS, "FITSERVE_LEASE_SECONDS": "3", "FITSERVE_SWEEP_SECONDS": "0.5"}
 
 
 def ray_bin() -> str:
@@ -35,7 +34,7 @@ def ray_bin() -> str:
 @pytest.fixture
 def ray_server(make_server):
     """`fitserve serve` whose dispatcher places jobs on the cluster at RAY_ADDRESS."""
-    return make_server(workers=1, FITSERVE_EXECUTOR="ray", RAY_ADDRESS=RAY_ADDRESS, **FAST_FAULTS).start()
+    return make_server(workers=1, FITSERVE_EXECUTOR="ray", RAY_ADDRESS=RAY_ADDRESS, **CHECKPOINTS).start()
 
 
 def job_of(seconds_of_work: int) -> dict:
@@ -56,7 +55,8 @@ def test_jobs_run_on_every_node_and_report_as_local_workers_do(ray_server, capsy
     ids = [ray_server.submit(job_of(2))["id"] for _ in range(6)]
     done = [ray_server.wait_for(job_id, timeout=180) for job_id in ids]
     assert [job["status"] for job in done] == ["succeeded"] * 6
-    assert [(job["attempt"], job["device"]) for job in done] == [(1, "cpu")] * 6
+    rescues = [line for line in ray_server.read_log().splitlines() if "WARNING" in line or "ERROR" in line]
+    assert [(job["attempt"], job["device"]) for job in done] == [(1, "cpu")] * 6, "\n".join(rescues)
     placed = Counter(job["node"] for job in done)
     with capsys.disabled():  # CI's log shows where the jobs went
         print(f"\njobs placed per Ray node: {dict(placed)}")
