@@ -61,6 +61,15 @@ def test_queued_jobs_per_owner_are_capped(limited):
     assert codes == [201, 201, 201, 429]
     last = limited.client.post("/v1/jobs", json=tiny_regression())
     assert "queued" in last.json()["detail"] and int(last.headers["retry-after"]) >= 1
+    # with the queue full, a spec that can never run is told why (422), not to retry later (429)
+    bad_field = limited.client.post("/v1/jobs", json=tiny_regression(epochs=0))
+    assert bad_field.status_code == 422 and bad_field.json()["detail"][0]["loc"][-1] == "epochs"
+    wide = tiny_regression(model={"kind": "linear", "in_features": 3, "out_features": 1})
+    misfit = limited.client.post("/v1/jobs", json=wide)
+    assert misfit.status_code == 422 and "in_features" in str(misfit.json()["detail"]), misfit.json()
+    on_dataset = tiny_regression(data={"source": "dataset", "dataset_id": "0" * 32})
+    missing = limited.client.post("/v1/jobs", json=on_dataset)
+    assert missing.status_code == 422 and "no dataset" in str(missing.json()["detail"]), missing.json()
 
 
 def test_request_rate_per_caller_is_limited_with_retry_after(limited):
