@@ -83,7 +83,7 @@ def submit_job(session: Session, spec: JobSpec, owner_id: str | None, settings: 
     )
     if shape is None:  # an uploaded dataset's shape: read in the transaction
         check_fits(spec, data_shape(session, spec, owner_id), settings)
-    # after every check of the spec: a spec that can never run gets its 422 (or 404), not a 429 to retry
+    # after every check of the spec: a spec that can never run gets its 422, not a 429 to retry
     queued = job_repo.count_queued(session, owner_id)
     if queued >= settings.MAX_QUEUED_PER_OWNER:
         raise TooManyRequests(f"you have {queued} queued jobs, the most allowed; wait for some to start", 5)
