@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     TORCH_THREADS: int = Field(
         0, ge=0, description="torch threads per worker; 0: the machine's cores divided among the workers"
     )
+    TUNE_THREADS: bool = Field(
+        True, description="a CPU job long enough to repay it times its own epochs at 1 torch thread and at its "
+        "worker's count (TORCH_THREADS), and trains on at the faster; off: the worker's count throughout",
+    )
     WORKER_MEMORY_BYTES: int | None = Field(
         None, ge=0, description="address-space cap of each CPU worker process; 0 for none; "
         "default 3/4 of the machine's memory divided among WORKERS (1 when unset), at least 4 GiB",

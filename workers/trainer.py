@@ -23,6 +23,7 @@ from workers.data import TrainingData
 from workers.early_stopping import EarlyStopping
 from workers.schedules import LearningRates, eager_reason
 from workers.steps import Batches, Step, transform_rows
+from workers.threads import ThreadChoice
 
 CHUNK = 4096  # recorded epochs kept on the device before a report is forced
 INTERRUPT_BATCHES = 8  # inside an epoch, stops are looked for every this many mini-batches
@@ -97,9 +98,11 @@ class Records:
 
 class Trainer:
     def __init__(
-        self, spec, net: nn.Module, data: TrainingData, device: torch.device, callbacks: Callbacks, graphs: bool = True
+        self, spec, net: nn.Module, data: TrainingData, device: torch.device, callbacks: Callbacks, graphs: bool = True,
+        tune_threads: bool = False,
     ):
-        """`graphs=False` keeps to the plain eager path even where CUDA graphs could run."""
+        """`graphs=False` keeps to the plain eager path even where CUDA graphs could run; `tune_threads` lets a CPU
+        job measure whether it trains faster at 1 torch thread than at this process's count (`workers.threads`)."""
         self.spec, self.net, self.data, self.device, self.cb = spec, net, data, device, callbacks
         self.progress = Progress()
         self.classify = spec.task == "classification"
@@ -115,6 +118,8 @@ class Trainer:
         self.early = EarlyStopping(spec, self.val, self.step_fn.kept) if spec.early_stopping else None
         self.gen = torch.Generator(device=device).manual_seed(spec.seed)
         self.graph = GraphedEpochs(self) if graphed else None
+        tuned = tune_threads and device.type == "cpu" and torch.get_num_threads() > 1
+        self.threads = ThreadChoice(torch.get_num_threads()) if tuned else None
         self.x = self.x_val = None  # the transformed rows, made when `run` starts
         self.y = data.y_train
 
@@ -151,8 +156,12 @@ class Trainer:
         """Train to the last epoch; False when `report` asked to stop first."""
         # after load_state, which may bring the transform's buffers
         self.x, self.x_val = transform_rows(self.net, self.data.x_train), transform_rows(self.net, self.data.x_val)
-        with self.graph.running() if self.graph is not None else contextlib.nullcontext():
-            return self.train()
+        try:
+            with self.graph.running() if self.graph is not None else contextlib.nullcontext():
+                return self.train()
+        finally:
+            if self.threads is not None:
+                self.threads.restore()
 
     def train(self) -> bool:
         last_report = last_checkpoint = time.perf_counter()
@@ -184,6 +193,8 @@ class Trainer:
             if checkpoint_due:
                 last_checkpoint = now
                 self.cb.checkpoint(self.state())
+            if self.threads is not None:
+                self.threads.after_epoch(epochs - self.progress.epoch)
         self.restore_best()
         return True
 

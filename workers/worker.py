@@ -45,6 +45,7 @@ class Attempt:
         self.lost = threading.Event()  # the job is no longer ours: write nothing more
         self.done = threading.Event()
         self.next_poll = time.monotonic() + settings.REPORT_SECONDS
+        self.execution = ""  # the path that trains it, as the job shows it (set_execution)
 
     def stop_reason(self) -> str | None:
         if self.lost.is_set():
@@ -99,13 +100,16 @@ class Attempt:
 
     def finish(
         self, status: JobStatus, error: str | None = None, weights: bytes | None = None, early: dict | None = None,
-        evaluation: dict | None = None,
+        evaluation: dict | None = None, execution: str | None = None,
     ) -> None:
-        """End the attempt; `early` is what early stopping decided (Trainer.early_outcome)."""
+        """End the attempt; `early` is what early stopping decided (Trainer.early_outcome); `execution`, when
+        given, replaces the path the job showed while it ran."""
         with session_scope() as s:
             if early is not None:
                 job_repo.record_early_stopping(s, self.job_id, self.worker_id, self.attempt, **early)
-            job_repo.finish_job(s, self.job_id, self.worker_id, self.attempt, status, error, weights, evaluation)
+            job_repo.finish_job(
+                s, self.job_id, self.worker_id, self.attempt, status, error, weights, evaluation, execution
+            )
 
 
 def write_guarded(write: Callable[[Session], T]) -> T:
@@ -148,7 +152,9 @@ def build_trainer(job: Job, attempt: Attempt, device: torch.device, settings: Se
         report_seconds=settings.REPORT_SECONDS,
         interrupted=attempt.interrupted,
     )
-    trainer = Trainer(spec, net.to(device), data.to(device), device, callbacks, graphs=graphs)
+    trainer = Trainer(
+        spec, net.to(device), data.to(device), device, callbacks, graphs=graphs, tune_threads=settings.TUNE_THREADS
+    )
     with session_scope() as s:
         saved = job_repo.get_checkpoint(s, job.id)
         blob = saved.data if saved is not None else None
@@ -189,7 +195,11 @@ def run_attempt(
     if finished:
         weights = weights_to_bytes(trainer.net, job.spec)  # the best epoch's, with early stopping
         evaluation = evaluate_splits(trainer.net, trainer.data, trainer.spec)
-        attempt.finish(JobStatus.SUCCEEDED, weights=weights, early=trainer.early_outcome(), evaluation=evaluation)
+        threads = trainer.threads.note if trainer.threads is not None else None
+        attempt.finish(
+            JobStatus.SUCCEEDED, weights=weights, early=trainer.early_outcome(), evaluation=evaluation,
+            execution=f"{attempt.execution}; {threads}" if threads else None,
+        )
     elif reason == "cancelled":
         attempt.finish(JobStatus.CANCELLED, "cancelled on request")
     elif reason == "shutdown":
@@ -224,6 +234,7 @@ def train_with_fallback(
 
 
 def set_execution(job: Job, attempt: Attempt, note: str, device: torch.device, node: str) -> None:
+    attempt.execution = note
     with session_scope() as s:
         job_repo.set_device(s, job.id, attempt.worker_id, attempt.attempt, str(device), node, note)
 

@@ -185,12 +185,15 @@ def finish_job(
     error: str | None = None,
     weights: bytes | None = None,
     evaluation: dict | None = None,
+    execution: str | None = None,
 ) -> bool:
-    """Close an attempt: final status, error, weights and evaluation; False when the job is no longer ours."""
+    """Close an attempt: final status, error, weights, evaluation and (when given) how it trained; False when the
+    job is no longer ours."""
+    values = {} if execution is None else {"execution": execution[:500]}
     done = session.execute(
         update(Job)
         .where(_ours(job_id, worker_id, attempt))
-        .values(status=status, error=error, finished_at=utcnow(), lease_expires_at=None, evaluation=evaluation)
+        .values(status=status, error=error, finished_at=utcnow(), lease_expires_at=None, evaluation=evaluation, **values)
         .returning(Job.id)
     ).scalar()
     if done is None:

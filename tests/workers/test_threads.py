@@ -1,0 +1,86 @@
+"""A CPU job times its own epochs at 1 torch thread and at its worker's count, and trains on at the faster."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from tests.specs import example
+from tests.workers.test_fast_path import setup
+from workers import threads
+from workers.threads import ThreadChoice
+from workers.trainer import Callbacks, Trainer
+
+# long enough that the probe repays itself on any machine these tests run on (see workers/threads.py)
+LONG = example("3_nonlinear_mlp", epochs=5000)
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def busy(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+@pytest.mark.parametrize("slow", [1, 2])
+def test_the_probe_keeps_the_count_whose_epochs_are_faster(two_threads, slow):
+    choice = ThreadChoice(2)
+    seen = set()
+    while not choice.done:
+        n = torch.get_num_threads()
+        seen.add(n)
+        busy(0.0005 * (3 if n == slow else 1))  # an "epoch" three times as long at the slow count
+        choice.after_epoch(epochs_left=10**6)
+    fast = 3 - slow
+    assert seen == {1, 2}
+    assert len(choice.times[1]) == len(choice.times[2]) == 2 * threads.ROUNDS
+    assert choice.threads == fast and torch.get_num_threads() == fast
+    assert choice.note.startswith(f"{fast} torch thread(s): measured ")
+    choice.restore()
+    assert torch.get_num_threads() == 2
+
+
+def test_a_job_too_short_to_repay_the_probe_keeps_all_its_threads(two_threads, monkeypatch):
+    spec, net, data = setup(example("4_logistic_regression", epochs=300))
+    seen = []
+    original = ThreadChoice.after_epoch
+
+    def watched(self, epochs_left):
+        seen.append(torch.get_num_threads())
+        original(self, epochs_left)
+
+    monkeypatch.setattr(ThreadChoice, "after_epoch", watched)
+    trainer = Trainer(spec, net, data, torch.device("cpu"), Callbacks(report=lambda *_: True), tune_threads=True)
+    assert trainer.run()
+    assert len(seen) == 300 and set(seen) == {2}
+    assert trainer.threads.done and trainer.threads.note is None and trainer.threads.times == {1: [], 2: []}
+
+
+def test_a_tuned_job_trains_where_an_untuned_one_does(make_server):
+    """Through a real worker of 2 threads: the job says which count it kept and why, and ends at the loss (and
+    weights' predictions) the trainer reaches at a fixed count, to float tolerance."""
+    srv = make_server(FITSERVE_TORCH_THREADS="2").start()
+    job = srv.train(LONG, timeout=300)
+    assert job["status"] == "succeeded", job
+    assert "torch thread(s): measured " in job["execution"] and job["execution"].startswith("eager on cpu; ")
+    kept = int(job["execution"].split("; ")[1].split()[0])
+    assert kept in (1, 2)
+
+    spec, net, data = setup(LONG)
+    points = []
+    trainer = Trainer(spec, net, data, torch.device("cpu"), Callbacks(report=lambda new, _: points.extend(new) or True))
+    assert trainer.run() and trainer.threads is None
+    assert job["metrics"]["loss"] == pytest.approx(points[-1].loss, rel=1e-4)
+    x = [[-2.5], [0.0], [1.5]]
+    got = srv.client.post(f"/v1/jobs/{job['id']}/predict", json={"inputs": x}).json()["predictions"]
+    want = trainer.net(torch.tensor(x)).detach().flatten().tolist()
+    assert got == pytest.approx(want, rel=1e-3, abs=1e-4)
