@@ -5,7 +5,8 @@
 Per job, back to back: the service end to end (submit until `succeeded`, polled every 10 ms), the
 service's own training time (the job's finished_at - started_at: set-up, training and final write),
 the trainer alone in this process (set-up and `Trainer.run`, no database), the hand-written loop in
-this process at 1 thread and at every core, and Lightning (CPU). The baseline is the faster hand loop
+this process at 1 thread and at every core, and Lightning (CPU). `service threads` is the count each
+service run kept after timing its own epochs at 1 and at all its threads (`-`: too short a job to measure). The baseline is the faster hand loop
 (its best thread count on this machine): every ratio divides by it. Best of `--repeat` for each
 contender (the machine is shared: the best run is the one least disturbed). The trainer and Lightning
 use the threads a worker gets (`--workers`); each contender is warmed up once first, as a running
@@ -46,16 +47,23 @@ def hand_at(spec: dict, n_threads: int) -> tuple[float, float]:
         return hand_loop(spec)
 
 
+def service_threads(job: dict) -> str:
+    """The torch threads the job trained with, when it measured them (workers/threads.py); '-' when it did not."""
+    note = (job.get("execution") or "").split("; ")
+    return next((part.split()[0] for part in note if "torch thread(s)" in part), "-")
+
+
 def measure(path, args, service: Service) -> list:
     spec = load_example(path, args.epochs_scale)
     cores = os.cpu_count() or 1
     runs = {"e2e": [], "train": [], "trainer": [], "hand1": [], "handN": [], "lightning": []}
-    losses = {}
+    losses, kept = {}, []
     for _ in range(args.repeat):
         wall, trained, job = service.train(spec, poll=args.poll)
         runs["e2e"].append(wall)
         runs["train"].append(trained)
         losses["service"] = job["metrics"]["loss"]
+        kept.append(service_threads(job))
         runs["trainer"].append(trainer_loop(spec)[0])
         seconds, losses["hand"] = hand_at(spec, 1)
         runs["hand1"].append(seconds)
@@ -67,7 +75,7 @@ def measure(path, args, service: Service) -> list:
     hand = min(best["hand1"], best["handN"])
     hand_threads = 1 if best["hand1"] <= best["handN"] else cores
     row = [path.stem, spec["epochs"], best["e2e"], best["train"], best["trainer"], best["hand1"], best["handN"]]
-    row += [hand_threads, best["lightning"] or "-", best["e2e"] / hand, best["train"] / hand, best["trainer"] / hand]
+    row += [hand_threads, ",".join(kept), best["lightning"] or "-", best["e2e"] / hand, best["train"] / hand, best["trainer"] / hand]
     row += [best["lightning"] / hand if best["lightning"] else "-"]
     row += [f"{losses['service']:.5g} / {losses['hand']:.5g}"]
     return row
@@ -105,7 +113,7 @@ def main() -> None:
         rows = [measure(path, args, service) for path in paths]
     print_table(
         ["job", "epochs", "service e2e s", "service train s", "trainer s", "hand 1t s", f"hand {os.cpu_count()}t s",
-         "best hand threads", "lightning s", "e2e/best hand", "train/best hand", "trainer/best hand",
+         "best hand threads", "service threads", "lightning s", "e2e/best hand", "train/best hand", "trainer/best hand",
          "lightning/best hand", "final loss service / hand"],
         rows,
     )
