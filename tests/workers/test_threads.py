@@ -50,19 +50,24 @@ def test_the_probe_keeps_the_count_whose_epochs_are_faster(two_threads, slow):
 
 
 def test_a_job_too_short_to_repay_the_probe_keeps_all_its_threads(two_threads, monkeypatch):
-    spec, net, data = setup(example("4_logistic_regression", epochs=300))
-    seen = []
+    """Under 161 epochs the probe's 16 blocks of at least one epoch are over a tenth of any job, however slow."""
+    spec, net, data = setup(example("4_logistic_regression", epochs=150))
+    calls = []
     original = ThreadChoice.after_epoch
 
-    def watched(self, epochs_left):
-        seen.append(torch.get_num_threads())
+    def counted(self, epochs_left):
+        calls.append(epochs_left)
         original(self, epochs_left)
 
-    monkeypatch.setattr(ThreadChoice, "after_epoch", watched)
+    monkeypatch.setattr(ThreadChoice, "after_epoch", counted)
+    blocks = []
+    monkeypatch.setattr(ThreadChoice, "start_block", lambda self, now: blocks.append(now))
     trainer = Trainer(spec, net, data, torch.device("cpu"), Callbacks(report=lambda *_: True), tune_threads=True)
     assert trainer.run()
-    assert len(seen) == 300 and set(seen) == {2}
-    assert trainer.threads.done and trainer.threads.note is None and trainer.threads.times == {1: [], 2: []}
+    assert calls == list(range(149, -1, -1))  # asked after every epoch
+    assert trainer.threads.done and blocks == []  # the probe never started a block at either count
+    assert trainer.threads.note is None and trainer.threads.times == {1: [], 2: []}
+    assert torch.get_num_threads() == 2
 
 
 def test_a_tuned_job_trains_where_an_untuned_one_does(make_server):
