@@ -328,6 +328,17 @@ def test_asha_over_widths_decides_across_the_shape_groups(server):
     assert set(rung["kept"]) | set(rung["pruned"]) == {e["job_id"] for e in done["leaderboard"]}
     best_kept = min(rung["values"][j] for j in rung["kept"])
     assert all(rung["values"][j] > best_kept for j in rung["pruned"])
+    # a width none of whose members the rung kept: its batched run ends there, each member closed at the rung
+    widths = {}
+    for entry in done["leaderboard"]:
+        widths.setdefault(tuple(entry["hyperparameters"]["hidden"]), []).append(entry["job_id"])
+    ended = [ids for ids in widths.values() if not set(ids) & set(rung["kept"])]
+    assert ended, widths  # groups train one after another: a later one meets the bar the first one set
+    for job_id in (j for ids in ended for j in ids):
+        job = server.client.get(f"/v1/jobs/{job_id}").json()
+        assert job["status"] == "succeeded" and (job["stopped_early_at"], job["stop_reason"]) == (5, "pruned at rung 1")
+        assert [p["epoch"] for p in curve(server, job_id)] == [1, 2, 3, 4, 5]
+        assert server.client.post(f"/v1/jobs/{job_id}/predict", json={"inputs": [[0.5]]}).status_code == 200
 
 
 def test_pbt_refuses_a_space_over_the_architecture(server):
