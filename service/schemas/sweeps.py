@@ -114,9 +114,9 @@ class SweepCreate(Strict):
         """The members' specs: of `overrides` when given (a TPE round's suggestions), else of the search's own."""
         base = self.base.model_dump(mode="json")
         specs = []
-        for overrides in self.member_overrides() if overrides is None else overrides:
+        for member in self.member_overrides() if overrides is None else overrides:
             spec = {**base, "optimizer": dict(base["optimizer"]), "model": dict(base["model"])}
-            for name, value in overrides.items():
+            for name, value in member.items():
                 if isinstance(value, Strict):  # a schedule
                     value = value.model_dump(mode="json")
                 if name in OPTIMIZER_AXES:
