@@ -1,9 +1,24 @@
 """Spec -> nn.Module, shared by the workers (training) and the service (predictions).
 
-Pure torch: nothing here knows of data loading, training, HTTP or the database.
+Pure torch: nothing here knows of data loading, training, HTTP or the database. The package itself imports
+torch only when `build_network` or `read_outputs` is first used, so its torch-free parts (`modelzoo.memory`,
+the service's spec arithmetic) cost a process that never trains nothing: the pool's own process stays without it.
 """
 
-from modelzoo.build import build_network
-from modelzoo.outputs import read_outputs
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from modelzoo.build import build_network
+    from modelzoo.outputs import read_outputs
 
 __all__ = ["build_network", "read_outputs"]
+_HOMES = {"build_network": "modelzoo.build", "read_outputs": "modelzoo.outputs"}
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'modelzoo' has no attribute {name!r}")

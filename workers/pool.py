@@ -24,7 +24,7 @@ from service.models import WorkerKind
 from service.repositories import workers as worker_repo
 from service.services.rescue import rescue, sweep
 from service.settings import Settings, get_settings
-from workers.devices import default_workers, threads_per_worker, visible_gpus
+from workers.devices import count_gpus, default_workers, threads_per_worker
 from workers.registry import Registration
 
 log = logging.getLogger("fitserve.pool")
@@ -84,8 +84,9 @@ def warm_up(torch) -> None:
 class Pool:
     def __init__(self, n_workers: int | None = None, settings: Settings | None = None):
         self.settings = settings or get_settings()
-        self.n = n_workers if n_workers is not None else (self.settings.WORKERS or default_workers(self.settings.WORKERS_PER_GPU))
-        self.gpus = visible_gpus()
+        self.gpus = count_gpus()  # torch stays out of this process: it only supervises
+        self.n = n_workers if n_workers is not None else (
+            self.settings.WORKERS or default_workers(self.settings.WORKERS_PER_GPU, self.gpus))
         self.ctx = mp.get_context("spawn")
         self.procs: dict[int, tuple[str, mp.Process]] = {}
         self.started_at: dict[int, float] = {}

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -219,11 +220,29 @@ def test_an_idle_worker_is_woken_by_a_submit_instead_of_its_next_poll(make_serve
 def test_workers_per_gpu_sets_the_default_pool_size():
     import torch
 
-    from workers.devices import default_workers, visible_gpus
+    from workers.devices import count_gpus, default_workers, visible_gpus
 
     gpus = visible_gpus()
-    assert gpus == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    assert gpus == (torch.cuda.device_count() if torch.cuda.is_available() else 0) == count_gpus()
     assert default_workers(4) == (4 * gpus if gpus else 1)  # a CPU-only machine runs one worker
+
+
+def test_the_pools_own_process_never_loads_torch(make_server):
+    """The pool only supervises and sweeps: it keeps torch (~200 MB) out, through a job and a TPE sweep's rounds,
+    which the pool's sweep advances; its workers load it."""
+    from tests.service.api.test_sweeps import CUBIC, submit_sweep, sweep_body, wait_sweep
+
+    srv = make_server(workers=1, **FAST_FAULTS).start()
+    assert srv.wait_for(srv.submit(tiny_regression(epochs=5))["id"], timeout=60)["status"] == "succeeded"
+    body = sweep_body({"lr": {"distribution": "log_uniform", "low": 0.001, "high": 0.03}}, base={**CUBIC, "epochs": 5},
+                      search="tpe", count=3, search_seed=1, tpe={"rounds": 2})
+    done = wait_sweep(srv, submit_sweep(srv, body)["id"])
+    assert done["status"] == "succeeded" and done["progress"]["succeeded"] == 6, done
+    [worker] = worker_pids(srv.proc.pid)
+    pool = int(Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    assert b"spawn_main" in Path(f"/proc/{pool}/cmdline").read_bytes()  # the pool, a child of the API
+    assert "libtorch" in Path(f"/proc/{worker}/maps").read_text()  # the check sees torch where it is
+    assert "libtorch" not in Path(f"/proc/{pool}/maps").read_text()
 
 
 def test_a_worker_that_loses_its_listen_connection_keeps_working_and_listens_again(make_server, backend):
