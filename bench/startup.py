@@ -22,16 +22,12 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import ROOT, free_port, header, load_average, print_table
+from bench.common import ROOT, child_pids, free_port, header, load_average, print_table
 
 
 def rss_mib(pid: int) -> float:
     line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmRSS:"))
     return int(line.split()[1]) / 1024
-
-
-def children(pid: int) -> list[int]:
-    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def spawned(pid: int) -> bool:
@@ -65,8 +61,8 @@ def one_start(tree: Path) -> dict[str, float]:
                         out["ready s"] = now
                         break
                     time.sleep(0.02)
-            [pool] = [p for p in children(proc.pid) if spawned(p)]
-            [worker] = [p for p in children(pool) if spawned(p)]
+            [pool] = [p for p in child_pids(proc.pid) if spawned(p)]
+            [worker] = [p for p in child_pids(pool) if spawned(p)]
             out.update({"api MiB": rss_mib(proc.pid), "pool MiB": rss_mib(pool), "worker MiB": rss_mib(worker)})
         finally:
             proc.terminate()
