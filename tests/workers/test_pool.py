@@ -217,14 +217,19 @@ def test_an_idle_worker_is_woken_by_a_submit_instead_of_its_next_poll(make_serve
     assert time.monotonic() - started < 8
 
 
-def test_workers_per_gpu_sets_the_default_pool_size():
+def test_workers_per_gpu_sets_the_default_pool_size(monkeypatch):
     import torch
 
-    from workers.devices import count_gpus, default_workers, visible_gpus
+    from workers import devices
 
-    gpus = visible_gpus()
-    assert gpus == (torch.cuda.device_count() if torch.cuda.is_available() else 0) == count_gpus()
-    assert default_workers(4) == (4 * gpus if gpus else 1)  # a CPU-only machine runs one worker
+    gpus = devices.visible_gpus()
+    assert gpus == (torch.cuda.device_count() if torch.cuda.is_available() else 0) == devices.count_gpus()
+    assert devices.default_workers(4) == (4 * gpus if gpus else 1)  # a CPU-only machine runs one worker
+    # where a GPU driver may be, the pool asks a child process; its answer is the same
+    runs, run = [], subprocess.run
+    monkeypatch.setattr(devices, "GPU_DEVICE_FILES", ("/dev/null",))
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: runs.append(a) or run(*a, **k))
+    assert devices.count_gpus() == gpus and len(runs) == 1
 
 
 def test_the_pools_own_process_never_loads_torch(make_server):
