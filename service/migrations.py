@@ -1,16 +1,30 @@
 """Apply the Alembic migrations from code (on start, and for `fitserve db upgrade`)."""
 
+import sys
+from functools import cache
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]  # a checkout (or an editable install); site-packages for a wheel
+
+
+@cache
+def migrations_home() -> Path:
+    """The folder holding `alembic.ini` and `alembic/`: the checkout's, else where a wheel installed them
+    (pyproject.toml's data-files: <prefix>/share/fitserve, the prefix of this code's site-packages)."""
+    site_prefix = ROOT.parents[2] if ROOT.parent.name.startswith("python") else ROOT
+    for home in (ROOT, site_prefix / "share" / "fitserve", Path(sys.prefix) / "share" / "fitserve"):
+        if (home / "alembic" / "env.py").is_file():
+            return home
+    raise RuntimeError(f"fitserve's migrations (alembic/env.py) are neither beside {ROOT} nor under share/fitserve")
 
 
 def alembic_config(database_url: str) -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "alembic"))
+    home = migrations_home()
+    config = Config(str(home / "alembic.ini"))
+    config.set_main_option("script_location", str(home / "alembic"))
     config.attributes["database_url"] = database_url
     return config
 

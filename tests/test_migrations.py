@@ -78,3 +78,40 @@ def test_curves_stored_as_rows_move_into_chunks_and_back(tmp_path, databases):
 
     downgrade(url, "0005")
     assert stored_points(url) == before
+
+
+def test_an_installed_wheel_finds_its_migrations_with_no_checkout_beside_it(tmp_path):
+    """The Docker image runs `pip install .`: its `fitserve db upgrade` (and `serve`, which upgrades first) must
+    find the migrations the wheel installed under <prefix>/share/fitserve."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    source = tmp_path / "source"  # a copy, so the build leaves nothing in the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "alembic.ini"):
+        shutil.copy(root / name, source / name)
+    for name in ("alembic", "service", "workers", "modelzoo", "fitserve"):
+        shutil.copytree(root / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "wheel", source], check=True)
+    [wheel] = (tmp_path / "wheel").glob("fitserve-*.whl")
+    prefix = tmp_path / "prefix"
+    subprocess.run([*pip, "install", "--no-deps", "--prefix", prefix, wheel], check=True)
+    [site] = prefix.glob("lib/python*/site-packages")
+    db = tmp_path / "installed.db"
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site), "FITSERVE_DATABASE_URL": f"sqlite:///{db}"}
+    run = subprocess.run([sys.executable, "-c", "import service; print(service.__file__)"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, check=True)
+    assert run.stdout.startswith(str(site))  # the installed copy, not this checkout
+    run = subprocess.run([sys.executable, "-m", "fitserve.cli", "db", "upgrade"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    engine = make_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    engine.dispose()
+    latest = sorted(p.name for p in (root / "alembic" / "versions").glob("[0-9]*.py"))[-1]
+    assert version == latest.split("_")[0]
