@@ -83,6 +83,7 @@ def test_curves_stored_as_rows_move_into_chunks_and_back(tmp_path, databases):
 def test_an_installed_wheel_finds_its_migrations_with_no_checkout_beside_it(tmp_path):
     """The Docker image runs `pip install .`: its `fitserve db upgrade` (and `serve`, which upgrades first) must
     find the migrations the wheel installed under <prefix>/share/fitserve."""
+    import importlib.metadata
     import shutil
     import subprocess
     import sys
@@ -99,7 +100,9 @@ def test_an_installed_wheel_finds_its_migrations_with_no_checkout_beside_it(tmp_
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "wheel", source], check=True)
     [wheel] = (tmp_path / "wheel").glob("fitserve-*.whl")
     prefix = tmp_path / "prefix"
-    subprocess.run([*pip, "install", "--no-deps", "--prefix", prefix, wheel], check=True)
+    # --ignore-installed: without it pip would first uninstall this environment's own fitserve
+    subprocess.run([*pip, "install", "--no-deps", "--ignore-installed", "--prefix", prefix, wheel], check=True)
+    assert importlib.metadata.version("fitserve")  # still installed here, for the tests after this one
     [site] = prefix.glob("lib/python*/site-packages")
     db = tmp_path / "installed.db"
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site), "FITSERVE_DATABASE_URL": f"sqlite:///{db}"}
