@@ -1,8 +1,9 @@
 """Spec -> nn.Module, shared by the workers (training) and the service (predictions).
 
-Pure torch: nothing here knows of data loading, training, HTTP or the database. The package itself imports
-torch only when `build_network` or `read_outputs` is first used, so its torch-free parts (`modelzoo.memory`,
-the service's spec arithmetic) cost a process that never trains nothing: the pool's own process stays without it.
+Pure torch: nothing here knows of data loading, training, HTTP or the database. The package imports torch
+only when `build_network` or `read_outputs` is first used, so a process that needs only its torch-free parts
+(`modelzoo.memory`, the spec arithmetic the service checks requests with) never loads torch: the pool's own
+process is one.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Which device a job trains on, and how the pool spreads workers over GPUs.
 
 Nothing here imports torch until a function needs it: the pool's own process, which only supervises, counts
-GPUs without it (`count_gpus`), so it stays a small process (~70 MB against ~270 MB with torch) that starts
+GPUs without it (`count_gpus`), so it stays a small process (~80 MB against ~260 MB with torch) that starts
 its workers seconds sooner and is the last the host's out-of-memory killer would choose.
 """
 
