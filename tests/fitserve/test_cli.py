@@ -1,4 +1,4 @@
-"""The client commands of the `fitserve` CLI, run as subprocesses against a real server."""
+"""The client commands of the `fitserve` CLI, run as subprocesses against a real served process."""
 
 import json
 import os
@@ -13,11 +13,11 @@ from tests.specs import tiny_regression
 
 
 @pytest.fixture
-def fitserve(server):
-    """Run `fitserve ARGS...` with FITSERVE_URL set to the shared server."""
+def fitserve(served):
+    """Run `fitserve ARGS...` with FITSERVE_URL set to the shared served process."""
 
     def run(*args: str, **env: str) -> subprocess.CompletedProcess:
-        env = {**os.environ, "FITSERVE_URL": str(server.client.base_url), **env}
+        env = {**os.environ, "FITSERVE_URL": str(served.client.base_url), **env}
         command = [sys.executable, "-m", "fitserve.cli", *map(str, args)]
         return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
@@ -39,25 +39,25 @@ def test_submit_wait_shows_progress_and_final_metrics(fitserve, tmp_path):
     assert json.loads(status.stdout)["status"] == "succeeded"
 
 
-def test_submit_prints_the_id_and_watch_follows_to_the_end(fitserve, server, tmp_path):
+def test_submit_prints_the_id_and_watch_follows_to_the_end(fitserve, served, tmp_path):
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(tiny_regression(epochs=200)))
     submitted = fitserve("submit", spec)
     job_id = submitted.stdout.strip()
-    assert submitted.returncode == 0 and server.client.get(f"/v1/jobs/{job_id}").status_code == 200
+    assert submitted.returncode == 0 and served.client.get(f"/v1/jobs/{job_id}").status_code == 200
     watched = fitserve("watch", job_id)
     assert watched.returncode == 0 and f"job {job_id} succeeded" in watched.stdout
 
 
-def test_watch_of_a_cancelled_job_exits_1(fitserve, server):
-    job = server.submit(tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20}))
-    server.client.post(f"/v1/jobs/{job['id']}/cancel")
+def test_watch_of_a_cancelled_job_exits_1(fitserve, served):
+    job = served.submit(tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20}))
+    served.client.post(f"/v1/jobs/{job['id']}/cancel")
     watched = fitserve("watch", job["id"])
     assert watched.returncode == 1 and "cancelled" in watched.stdout
 
 
-def test_predict_from_inline_json_or_a_file_and_curve_to_png(fitserve, server, tmp_path):
-    job = server.train(tiny_regression())
+def test_predict_from_inline_json_or_a_file_and_curve_to_png(fitserve, served, tmp_path):
+    job = served.train(tiny_regression())
     inline = fitserve("predict", job["id"], "--input", "[[0], [1]]")
     assert json.loads(inline.stdout)["predictions"] == pytest.approx([1.0, 3.0], abs=0.05)
     body = tmp_path / "inputs.json"

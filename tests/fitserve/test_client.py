@@ -1,4 +1,4 @@
-"""The Python client against a real server: specs from files, waiting, curves, predictions, errors, retries."""
+"""The Python client against a real served process: specs from files, waiting, curves, predictions, errors, retries."""
 
 import asyncio
 import json
@@ -15,8 +15,8 @@ from tests.specs import tiny_regression
 
 
 @pytest.fixture
-def client(server):
-    with Client(str(server.client.base_url)) as fs:
+def client(served):
+    with Client(str(served.client.base_url)) as fs:
         yield fs
 
 
@@ -84,8 +84,8 @@ def test_list_jobs_filters_by_status_and_stops_at_the_limit(client):
     assert done.id in [j.id for j in client.list_jobs(status="succeeded", limit=5)]
 
 
-def test_url_and_api_key_come_from_the_environment(server, monkeypatch):
-    monkeypatch.setenv("FITSERVE_URL", str(server.client.base_url))
+def test_url_and_api_key_come_from_the_environment(served, monkeypatch):
+    monkeypatch.setenv("FITSERVE_URL", str(served.client.base_url))
     monkeypatch.setenv("FITSERVE_API_KEY", "k-123")
     sent = []
     with Client(event_hooks={"request": [sent.append]}) as fs:
@@ -93,7 +93,7 @@ def test_url_and_api_key_come_from_the_environment(server, monkeypatch):
             fs.list_jobs(limit=1)
         except ApiError as exc:
             assert exc.status_code == 401  # the server read the key; whether it knows it is up to its auth
-    assert sent[0].url.port == server.client.base_url.port
+    assert sent[0].url.port == served.client.base_url.port
     assert sent[0].headers["authorization"] == "Bearer k-123"
 
 
@@ -126,9 +126,9 @@ def test_no_server_raises_unreachable_after_the_retries():
             fs.list_jobs()
 
 
-def test_async_client_submits_streams_and_predicts(server):
+def test_async_client_submits_streams_and_predicts(served):
     async def scenario():
-        async with AsyncClient(str(server.client.base_url)) as fs:
+        async with AsyncClient(str(served.client.base_url)) as fs:
             job = await fs.submit(tiny_regression(epochs=50))
             events = [e async for e in fs.events(job)]
             points = [p.step async for p in fs.iter_metrics(job)]

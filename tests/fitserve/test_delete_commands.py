@@ -1,4 +1,4 @@
-"""`delete` and `usage` in the Python client, and `fitserve delete`, against the shared server."""
+"""`delete` and `usage` in the Python client, and `fitserve delete`, against the shared served process."""
 
 import asyncio
 import os
@@ -12,8 +12,8 @@ from tests.conftest import ROOT
 from tests.specs import tiny_regression
 
 
-def test_the_client_deletes_a_job_and_usage_counts_one_fewer(server):
-    with Client(str(server.client.base_url)) as fs:
+def test_the_client_deletes_a_job_and_usage_counts_one_fewer(served):
+    with Client(str(served.client.base_url)) as fs:
         job = fs.wait(fs.submit(tiny_regression(epochs=5)), timeout=120)
         before = fs.usage()
         assert before.jobs.total >= 1 and before.stored_bytes.weights > 0
@@ -27,9 +27,9 @@ def test_the_client_deletes_a_job_and_usage_counts_one_fewer(server):
         assert again.value.status_code == 404
 
 
-def test_the_async_client_deletes_too(server):
+def test_the_async_client_deletes_too(served):
     async def scenario() -> int:
-        async with AsyncClient(str(server.client.base_url)) as fs:
+        async with AsyncClient(str(served.client.base_url)) as fs:
             job = await fs.submit(tiny_regression(epochs=1_000_000))
             await fs.delete(job)
             try:
@@ -41,9 +41,9 @@ def test_the_async_client_deletes_too(server):
     assert asyncio.run(scenario()) == 404
 
 
-def test_fitserve_delete_prints_each_id_and_fails_on_an_unknown_one(server):
-    job = server.submit(tiny_regression(epochs=5))
-    env = {**os.environ, "FITSERVE_URL": str(server.client.base_url)}
+def test_fitserve_delete_prints_each_id_and_fails_on_an_unknown_one(served):
+    job = served.submit(tiny_regression(epochs=5))
+    env = {**os.environ, "FITSERVE_URL": str(served.client.base_url)}
 
     def fitserve(*args: str) -> subprocess.CompletedProcess:
         command = [sys.executable, "-m", "fitserve.cli", *args]
@@ -51,6 +51,6 @@ def test_fitserve_delete_prints_each_id_and_fails_on_an_unknown_one(server):
 
     done = fitserve("delete", job["id"])
     assert done.returncode == 0 and done.stdout.strip() == f"deleted job {job['id']}"
-    assert server.client.get(f"/v1/jobs/{job['id']}").status_code == 404
+    assert served.client.get(f"/v1/jobs/{job['id']}").status_code == 404
     missing = fitserve("delete", job["id"])
     assert missing.returncode == 3 and "404" in missing.stderr

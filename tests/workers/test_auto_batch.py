@@ -12,7 +12,7 @@ import pytest
 
 from service.schemas.spec import JobSpec
 from tests.conftest import worker_pids
-from tests.service.api.test_fair_share import keyed_api, submit, wait_for_jobs
+from tests.service.api.test_fair_share import keyed_api, submit
 from tests.specs import example, tiny_regression
 from tests.workers.test_batched import solo_points
 
@@ -51,13 +51,13 @@ def assert_equals_training_alone(srv, job_id: str, spec: dict) -> None:
     assert [p["loss"] for p in points] == pytest.approx([p.loss for p in alone], rel=2e-4, abs=1e-6)
 
 
-def test_compatible_jobs_train_as_one_batch_each_equal_to_training_alone(make_server):
-    api = make_server(workers=0).start()
+def test_compatible_jobs_train_as_one_batch_each_equal_to_training_alone(make_app):
+    api = make_app(workers=0).start()
     specs = [cubic(0, 0.01), cubic(1, 0.01, momentum=0.9), cubic(2, 0.003), cubic(3, 0.02)]
     ids = [api.submit(spec)["id"] for spec in specs]
     other = api.submit({**cubic(0, 0.01), "model": {**cubic(0, 0.01)["model"], "hidden": [7]}})["id"]  # another shape
-    worker = make_server(workers=1, **ON).start()
-    wait_for_jobs(api, [*ids, other])
+    worker = make_app(workers=1, **ON).start()
+    api.wait_for_jobs([*ids, other])
     assert batches_in_log(worker) == [ids]
     for job_id, spec in zip(ids, specs):
         job = api.client.get(f"/v1/jobs/{job_id}").json()
@@ -70,25 +70,25 @@ def test_compatible_jobs_train_as_one_batch_each_equal_to_training_alone(make_se
     assert alone["status"] == "succeeded" and "batched" not in alone["execution"]
 
 
-def test_auto_batch_off_trains_each_job_alone(make_server):
-    api = make_server(workers=0).start()
+def test_auto_batch_off_trains_each_job_alone(make_app):
+    api = make_app(workers=0).start()
     ids = [api.submit(cubic(seed, 0.01))["id"] for seed in range(3)]
-    worker = make_server(workers=1, FITSERVE_AUTO_BATCH="off").start()
-    wait_for_jobs(api, ids)
+    worker = make_app(workers=1, FITSERVE_AUTO_BATCH="off").start()
+    api.wait_for_jobs(ids)
     assert batches_in_log(worker) == []
     for job_id in ids:
         job = api.client.get(f"/v1/jobs/{job_id}").json()
         assert job["status"] == "succeeded" and job["execution"] == "eager on cpu"
 
 
-def test_cancelling_one_job_of_a_batch_stops_only_it(make_server):
-    api = make_server(workers=0).start()
+def test_cancelling_one_job_of_a_batch_stops_only_it(make_app):
+    api = make_app(workers=0).start()
     ids = [api.submit(long_job(seed))["id"] for seed in range(3)]
-    worker = make_server(workers=1, **ON).start()
+    worker = make_app(workers=1, **ON).start()
     api.wait_until(ids[1], lambda job: job["progress"]["epoch"] >= 500, timeout=60)
     assert batches_in_log(worker) == [ids]
     assert api.client.post(f"/v1/jobs/{ids[1]}/cancel").status_code == 200
-    wait_for_jobs(api, ids, timeout=180)
+    api.wait_for_jobs(ids, timeout=180)
     statuses = {job_id: api.client.get(f"/v1/jobs/{job_id}").json() for job_id in ids}
     assert [statuses[i]["status"] for i in ids] == ["succeeded", "cancelled", "succeeded"]
     assert statuses[ids[1]]["progress"]["epoch"] < LONG
@@ -104,7 +104,7 @@ def test_a_killed_workers_batch_is_rescued_and_each_job_resumes(make_server):
     checkpointed = dict(api.query("SELECT job_id, epoch FROM checkpoints"))
     [pid] = worker_pids(worker.proc.pid)
     os.kill(pid, signal.SIGKILL)
-    wait_for_jobs(api, ids, timeout=180)
+    api.wait_for_jobs(ids, timeout=180)
     assert batches_in_log(worker)[:2] == [ids, ids]  # claimed again together after the rescue
     for job_id, spec in zip(ids, specs):
         job = api.client.get(f"/v1/jobs/{job_id}").json()
@@ -117,14 +117,14 @@ def test_a_killed_workers_batch_is_rescued_and_each_job_resumes(make_server):
     assert pid not in worker_pids(worker.proc.pid)
 
 
-def test_a_batch_takes_mates_from_every_owner_in_turn(make_server):
-    api = keyed_api(make_server)
+def test_a_batch_takes_mates_from_every_owner_in_turn(make_app):
+    api = keyed_api(make_app)
     api.keys["carol"] = api.create_key("carol")
     alices = [submit(api, "alice", cubic(seed, 0.01))["id"] for seed in range(6)]
     bobs = [submit(api, "bob", cubic(10 + seed, 0.01))["id"] for seed in range(2)]
     carols = [submit(api, "carol", cubic(20 + seed, 0.01))["id"] for seed in range(2)]
-    worker = make_server(workers=1, FITSERVE_AUTO_BATCH_MAX="4", **ON).start()
-    wait_for_jobs(api, alices + bobs + carols)
+    worker = make_app(workers=1, FITSERVE_AUTO_BATCH_MAX="4", **ON).start()
+    api.wait_for_jobs(alices + bobs + carols)
     first = batches_in_log(worker)[0]
     owners = {job_id: owner for owner, ids in (("a", alices), ("b", bobs), ("c", carols)) for job_id in ids}
     # the claimed job, then the first of each other owner (none running), then a second of one of them:
@@ -134,12 +134,12 @@ def test_a_batch_takes_mates_from_every_owner_in_turn(make_server):
     assert taken.count(taken[0]) == 1, taken
 
 
-def test_a_batch_stays_under_the_owners_running_cap(make_server):
-    api = keyed_api(make_server)
+def test_a_batch_stays_under_the_owners_running_cap(make_app):
+    api = keyed_api(make_app)
     alices = [submit(api, "alice", cubic(seed, 0.01))["id"] for seed in range(6)]
     bobs = [submit(api, "bob", cubic(10 + seed, 0.01))["id"] for seed in range(3)]
-    worker = make_server(workers=1, FITSERVE_MAX_RUNNING_PER_OWNER="2", **ON).start()
-    wait_for_jobs(api, alices + bobs)
+    worker = make_app(workers=1, FITSERVE_MAX_RUNNING_PER_OWNER="2", **ON).start()
+    api.wait_for_jobs(alices + bobs)
     batches = batches_in_log(worker)
     assert batches and max(len(b) for b in batches) == 4  # two of each owner, the most the cap allows
     for batch in batches:

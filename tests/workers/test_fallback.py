@@ -1,6 +1,6 @@
 """Optional fast paths never fail a job: when one raises, the job trains on the plain path and says so.
 
-The worker code runs in this process against a real server's database, with the fast path made to
+The worker code runs in this process against an in-process app's database, with the fast path made to
 fail: CUDA graphs cannot run on this CPU machine, so the graph is a stand-in that raises on replay;
 the batched sweep step is the real one, patched to raise after some epochs.
 """
@@ -12,7 +12,6 @@ import threading
 
 import pytest
 
-from service.db import get_engine, get_sessionmaker
 from service.settings import get_settings
 from tests.specs import tiny_regression
 from workers import trainer as trainer_module
@@ -22,16 +21,10 @@ from workers.worker import claim
 
 
 @pytest.fixture
-def worker_here(make_server, monkeypatch):
-    """A server without workers (for HTTP), and this process set up as a worker on its database."""
-    srv = make_server(workers=0).start()
-    monkeypatch.setenv("FITSERVE_DATABASE_URL", srv.db_url)
-    for cached in (get_settings, get_engine, get_sessionmaker):
-        cached.cache_clear()
-    yield srv, get_settings()
-    get_engine().dispose()
-    for cached in (get_settings, get_engine, get_sessionmaker):
-        cached.cache_clear()
+def worker_here(make_app):
+    """An in-process app without workers (for HTTP); the test then claims and trains in its own thread."""
+    srv = make_app(workers=0).start()
+    return srv, get_settings()
 
 
 def claim_and_train(settings) -> None:

@@ -49,9 +49,23 @@ def test_the_probe_keeps_the_count_whose_epochs_are_faster(two_threads, slow):
     assert torch.get_num_threads() == 2
 
 
-def test_a_job_too_short_to_repay_the_probe_keeps_all_its_threads(two_threads, monkeypatch):
-    """Under 161 epochs the probe's 16 blocks of at least one epoch are over a tenth of any job, however slow."""
+class EpochClock:
+    """`time` for workers/threads.py: each reading is one more epoch of `seconds` later, whatever the host's load."""
+
+    def __init__(self, seconds: float):
+        self.now, self.seconds = 0.0, seconds
+
+    def perf_counter(self) -> float:
+        self.now += self.seconds
+        return self.now
+
+
+@pytest.mark.parametrize("epoch_seconds", [1e-4, 1e-3, 0.05])
+def test_a_job_too_short_to_repay_the_probe_keeps_all_its_threads(two_threads, monkeypatch, epoch_seconds):
+    """Under 161 epochs the probe's 16 blocks of at least one epoch are over a tenth of any job, however slow;
+    a job so fast that its warm-up never ends is never probed either."""
     spec, net, data = setup(example("4_logistic_regression", epochs=150))
+    monkeypatch.setattr(threads, "time", EpochClock(epoch_seconds))
     calls = []
     original = ThreadChoice.after_epoch
 
@@ -65,7 +79,9 @@ def test_a_job_too_short_to_repay_the_probe_keeps_all_its_threads(two_threads, m
     trainer = Trainer(spec, net, data, torch.device("cpu"), Callbacks(report=lambda *_: True), tune_threads=True)
     assert trainer.run()
     assert calls == list(range(149, -1, -1))  # asked after every epoch
-    assert trainer.threads.done and blocks == []  # the probe never started a block at either count
+    assert blocks == []  # the probe never started a block at either count
+    # the warm-up ends (50 ms) within the job unless its epochs are faster than a third of a millisecond
+    assert trainer.threads.done == (epoch_seconds * 149 >= threads.WARMUP_SECONDS)
     assert trainer.threads.note is None and trainer.threads.times == {1: [], 2: []}
     assert torch.get_num_threads() == 2
 

@@ -31,8 +31,8 @@ def test_static_files_are_served_with_types_a_browser_accepts(server):
         assert response.headers["cache-control"] == "no-cache"
 
 
-def test_page_opens_without_a_key_while_the_api_needs_one(make_server):
-    srv = make_server(workers=0)
+def test_page_opens_without_a_key_while_the_api_needs_one(make_app):
+    srv = make_app(workers=0)
     srv.create_key("alice")
     srv.start()
     assert srv.client.get("/v1/jobs").status_code == 401

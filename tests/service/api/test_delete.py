@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import FINAL, as_, keyed_server
+from tests.conftest import FINAL, as_, keyed_server, wait_until
 from tests.specs import tiny_regression
 
 CSV = b"x1,x2,y\n" + b"".join(f"{i / 60},{i % 7 / 7},{i / 30 + 1}\n".encode() for i in range(60))
@@ -148,15 +148,6 @@ def test_datasets_are_listed_newest_first_in_pages(keyed):
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "cursor"]
 
 
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"no {what} after {timeout} s")
-
-
 BLOB_BYTES = 256 * 1024
 JOBS = 40  # 10 MiB of weights
 
@@ -184,7 +175,7 @@ def postgres_bytes(srv, vacuum: bool = False) -> int:
 
 
 @pytest.mark.parametrize("made", ["new", "before incremental vacuum"])
-def test_deleted_jobs_give_their_space_back(make_server, backend, made, tmp_path):
+def test_deleted_jobs_give_their_space_back(make_app, backend, made, tmp_path):
     """SQLite: the file shrinks within a few sweeps, whether it frees pages incrementally from the start or is
     switched to that by one VACUUM. PostgreSQL: once vacuumed (autovacuum does it by itself), the space is reused,
     so the same volume written again does not grow the table."""
@@ -193,7 +184,7 @@ def test_deleted_jobs_give_their_space_back(make_server, backend, made, tmp_path
             pytest.skip("SQLite files only")
         with sqlite3.connect(tmp_path / "fitserve.db") as older:  # as fitserve made files before: no auto_vacuum
             older.execute("CREATE TABLE made_before (id INTEGER)")
-    srv = make_server(workers=0, FITSERVE_SWEEP_SECONDS="0.3", FITSERVE_RECLAIM_FREE_BYTES=str(1024 * 1024)).start()
+    srv = make_app(workers=0, FITSERVE_SWEEP_SECONDS="0.3", FITSERVE_RECLAIM_FREE_BYTES=str(1024 * 1024)).start()
     job_ids = [srv.submit(tiny_regression())["id"] for _ in range(JOBS)]
     store_weights(srv, job_ids)
     if backend == "sqlite":

@@ -37,7 +37,7 @@ def predict(server, job_id: str, rows) -> dict:
     return response.json()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def classifier(server) -> dict:
     job = server.train(iris_job(dropout=0.2, batch_norm=True, activation="gelu"))
     assert job["status"] == "succeeded", job

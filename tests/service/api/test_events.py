@@ -41,9 +41,9 @@ def test_stream_sends_status_changes_and_every_point_then_ends(make_server):
     assert len({s["data"]["status"] for s in statuses}) == len(statuses)  # only changes are sent
 
 
-def test_last_event_id_resumes_after_that_step(server):
-    job = server.train(tiny_regression(epochs=100))
-    events = read_events(server.client, job["id"], **{"Last-Event-ID": "60"})
+def test_last_event_id_resumes_after_that_step(served):
+    job = served.train(tiny_regression(epochs=100))
+    events = read_events(served.client, job["id"], **{"Last-Event-ID": "60"})
     assert [e["id"] for e in events if e["event"] == "metric"] == list(range(61, 101))
     # the job as it is when the stream opens, and the closing event after the last point
     assert [(e["event"], e["data"]["status"]) for e in events if e["event"] == "status"] == [("status", "succeeded")] * 2
@@ -58,15 +58,15 @@ def test_stream_of_a_queued_job_ends_once_it_is_cancelled(make_server):
     assert [(e["event"], e["data"]["status"]) for e in events] == [("status", "queued"), ("status", "cancelled")]
 
 
-def test_stream_errors_come_before_it_starts(server):
-    assert server.client.get("/v1/jobs/nope/events").status_code == 404
-    job = server.submit(tiny_regression(epochs=5))
-    response = server.client.get(f"/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": "abc"})
+def test_stream_errors_come_before_it_starts(served):
+    assert served.client.get("/v1/jobs/nope/events").status_code == 404
+    job = served.submit(tiny_regression(epochs=5))
+    response = served.client.get(f"/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": "abc"})
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["header", "Last-Event-ID"]
 
 
-def test_long_poll_answers_as_soon_as_the_job_changes(make_server):
-    srv = make_server(workers=0).start()
+def test_long_poll_answers_as_soon_as_the_job_changes(make_app):
+    srv = make_app(workers=0).start()
     job = srv.submit(tiny_regression())
     started = time.monotonic()
     unchanged = srv.client.get(f"/v1/jobs/{job['id']}", params={"wait": 1}).json()
@@ -81,9 +81,9 @@ def test_long_poll_answers_as_soon_as_the_job_changes(make_server):
     assert srv.client.get(f"/v1/jobs/{job['id']}", params={"wait": 61}).status_code == 422
 
 
-def test_long_poll_answers_on_progress_of_a_running_job(server):
-    job = server.submit(tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20}))
-    running = server.wait_for(job["id"], statuses={"running"})
-    changed = server.client.get(f"/v1/jobs/{job['id']}", params={"wait": 30}, timeout=40).json()
+def test_long_poll_answers_on_progress_of_a_running_job(served):
+    job = served.submit(tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20}))
+    running = served.wait_for(job["id"], statuses={"running"})
+    changed = served.client.get(f"/v1/jobs/{job['id']}", params={"wait": 30}, timeout=40).json()
     assert changed["progress"]["epoch"] > running["progress"]["epoch"] or changed["status"] != "running"
-    server.client.post(f"/v1/jobs/{job['id']}/cancel")
+    served.client.post(f"/v1/jobs/{job['id']}/cancel")

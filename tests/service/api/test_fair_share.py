@@ -19,9 +19,9 @@ def steady() -> dict:
     return tiny_regression(data=data, batch_size=50, epochs=600)
 
 
-def keyed_api(make_server, **env):
+def keyed_api(make_app, **env):
     """An API without workers on a fresh database with keys for alice and bob: jobs queue up."""
-    api = make_server(workers=0, **env)
+    api = make_app(workers=0, **env)
     api.keys = {who: api.create_key(who) for who in ("alice", "bob")}
     return api.start()
 
@@ -38,23 +38,12 @@ def claim_order(srv) -> list[tuple[str, str]]:
     return [(owner, job_id) for owner, job_id in rows]
 
 
-def wait_for_jobs(srv, job_ids: list[str], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        marks = ",".join(f"'{job_id}'" for job_id in job_ids)
-        ended = srv.query(f"SELECT count(*) FROM jobs WHERE id IN ({marks}) AND finished_at IS NOT NULL")[0][0]
-        if ended == len(job_ids):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"jobs not done after {timeout}s:\n{srv.read_log()[-3000:]}")
-
-
-def test_another_owners_job_starts_ahead_of_a_backlog(make_server):
-    api = keyed_api(make_server)
+def test_another_owners_job_starts_ahead_of_a_backlog(make_app):
+    api = keyed_api(make_app)
     backlog = [submit(api, "alice", tiny_regression(name=f"a{i}", **QUICK))["id"] for i in range(30)]
     bobs = submit(api, "bob", tiny_regression(name="b", **QUICK))["id"]
-    make_server(workers=1, **ALONE).start()  # one worker, on the same database, finds all 31 queued
-    wait_for_jobs(api, [bobs])
+    make_app(workers=1, **ALONE).start()  # one worker, on the same database, finds all 31 queued
+    api.wait_for_jobs([bobs])
     order = claim_order(api)
     position = [job_id for _, job_id in order].index(bobs)
     # alice's and bob's turns alternate: one of alice's jobs (a tie, broken by owner id) may go first, not 30
@@ -63,21 +52,21 @@ def test_another_owners_job_starts_ahead_of_a_backlog(make_server):
     assert alices == backlog[: len(alices)]  # oldest first within an owner
 
 
-def test_priority_orders_one_owners_jobs_higher_first(make_server):
-    api = keyed_api(make_server)
+def test_priority_orders_one_owners_jobs_higher_first(make_app):
+    api = keyed_api(make_app)
     priorities = [0, 5, -3, 5, 10, -1000, 1000]
     ids = [submit(api, "alice", tiny_regression(priority=p, **QUICK))["id"] for p in priorities]
     assert api.client.get(f"/v1/jobs/{ids[1]}", headers={"Authorization": f"Bearer {api.keys['alice']}"}).json()[
         "priority"
     ] == 5
-    make_server(workers=1, **ALONE).start()
-    wait_for_jobs(api, ids)
+    make_app(workers=1, **ALONE).start()
+    api.wait_for_jobs(ids)
     expected = [ids[i] for i in sorted(range(len(ids)), key=lambda i: (-priorities[i], i))]
     assert [job_id for _, job_id in claim_order(api)] == expected
 
 
-def test_priority_out_of_bounds_is_422_naming_it(make_server):
-    api = keyed_api(make_server)
+def test_priority_out_of_bounds_is_422_naming_it(make_app):
+    api = keyed_api(make_app)
     for bad in (1001, -1001, "high", 2**63):
         response = api.client.post(
             "/v1/jobs", json=tiny_regression(priority=bad), headers={"Authorization": f"Bearer {api.keys['alice']}"}
@@ -86,14 +75,14 @@ def test_priority_out_of_bounds_is_422_naming_it(make_server):
         assert response.json()["detail"][0]["loc"] == ["body", "priority"]
 
 
-def test_running_cap_keeps_an_owner_to_one_job_at_a_time(make_server):
+def test_running_cap_keeps_an_owner_to_one_job_at_a_time(make_app):
     """Two workers, FITSERVE_MAX_RUNNING_PER_OWNER=1: alice's jobs (a sweep's members too) never overlap."""
     cap = {"FITSERVE_MAX_RUNNING_PER_OWNER": "1"}
-    api = keyed_api(make_server, **cap)
+    api = keyed_api(make_app, **cap)
     alices = [submit(api, "alice", steady())["id"] for _ in range(4)]
     sweep = submit(api, "alice", {"base": steady(), "space": {"lr": [0.01, 0.02, 0.03]}}, "/v1/sweeps")
     bobs = submit(api, "bob", steady())["id"]
-    make_server(workers=2, **cap, **ALONE).start()
+    make_app(workers=2, **cap, **ALONE).start()
     members = [job_id for (job_id,) in api.query("SELECT id FROM jobs WHERE sweep_id = :s", s=sweep["id"])]
     everything = [*alices, *members, bobs]
     deadline, most = time.monotonic() + 180, 0
@@ -103,7 +92,7 @@ def test_running_cap_keeps_an_owner_to_one_job_at_a_time(make_server):
         if api.query("SELECT count(*) FROM jobs WHERE finished_at IS NULL")[0][0] == 0:
             break
         time.sleep(0.05)
-    wait_for_jobs(api, everything, timeout=5)
+    api.wait_for_jobs(everything, timeout=5)
     assert most <= 1
     spans = sorted(
         (parse(started), parse(finished)) for started, finished in api.query(

@@ -99,20 +99,20 @@ def test_a_large_rate_with_plain_sgd_on_unstandardized_data_warns(server):
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (Debian's chromium; .ci/run installs it)")
-def test_the_job_page_shows_the_warnings(server):
+def test_the_job_page_shows_the_warnings(served):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra) is not installed")
-    warned = server.submit(example("4_logistic_regression", epochs=5))
-    plain = server.submit(tiny_regression(epochs=5))
+    warned = served.submit(example("4_logistic_regression", epochs=5))
+    plain = served.submit(tiny_regression(epochs=5))
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=flags, headless=True)
         try:
             page = browser.new_page()
-            page.goto(f"{server.client.base_url}/#/jobs/{warned['id']}")
+            page.goto(f"{served.client.base_url}/#/jobs/{warned['id']}")
             items = page.locator(".warnings li")
             sync_api.expect(items).to_have_count(1)
             sync_api.expect(items.first).to_have_text(warned["warnings"][0])
-            page.goto(f"{server.client.base_url}/#/jobs/{plain['id']}")
+            page.goto(f"{served.client.base_url}/#/jobs/{plain['id']}")
             sync_api.expect(page.locator(".details")).to_contain_text(plain["id"])
             sync_api.expect(page.locator(".warnings")).to_be_hidden()
         finally:

@@ -39,7 +39,7 @@ def body_validator(document: dict, path: str, method: str = "post") -> OAS31Vali
     return OAS31Validator({**schema, "components": document["components"]})
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def document(server) -> dict:
     response = server.client.get("/openapi.json")
     assert response.status_code == 200
@@ -74,11 +74,11 @@ def test_schema_valid_bodies_are_accepted_and_invalid_ones_are_refused_by_both(s
     assert list(inputs_schema.iter_errors({"inputs": [[True]]})) != []
 
 
-def test_the_key_is_optional_in_the_document_unless_keys_are_required(document, make_server):
+def test_the_key_is_optional_in_the_document_unless_keys_are_required(document, make_app):
     secured = [op["security"] for _, _, op in operations(document) if "security" in op]
     assert secured and all(s == [{"HTTPBearer": []}, {}] for s in secured)  # FITSERVE_AUTH=auto: with or without
 
-    strict = make_server(workers=0, FITSERVE_AUTH="required").start()
+    strict = make_app(workers=0, FITSERVE_AUTH="required").start()
     strict.client.headers["Authorization"] = f"Bearer {strict.create_key('alice')}"
     required = strict.client.get("/openapi.json").json()
     validate(required)
@@ -118,9 +118,9 @@ FLAGS = [
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (Debian's chromium; .ci/run installs it)")
-def test_docs_render_in_a_browser_with_no_network(server):
+def test_docs_render_in_a_browser_with_no_network(served):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra) is not installed")
-    here = urlsplit(str(server.client.base_url)).netloc
+    here = urlsplit(str(served.client.base_url)).netloc
     refused: list[str] = []
 
     def only_this_server(route):
@@ -137,7 +137,7 @@ def test_docs_render_in_a_browser_with_no_network(server):
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
             page.route("**/*", only_this_server)
-            page.goto(f"{server.client.base_url}/docs")
+            page.goto(f"{served.client.base_url}/docs")
             sync_api.expect(page.locator(".swagger-ui .info .title")).to_contain_text("fitserve", timeout=30_000)
             sync_api.expect(page.locator(".opblock-summary-path").first).to_be_visible()
             assert page.locator(".opblock").count() > 20

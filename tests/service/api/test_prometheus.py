@@ -48,9 +48,9 @@ def test_epochs_per_second_of_a_running_job(server):
     assert all(not sample.labels for sample in rates)
 
 
-def test_metrics_name_no_job_of_any_owner(make_server):
+def test_metrics_name_no_job_of_any_owner(make_app):
     """/metrics answers without a key, so it carries counts and rates, never a job id."""
-    srv = make_server(workers=1, FITSERVE_AUTH="required").start()
+    srv = make_app(workers=1, FITSERVE_AUTH="required").start()
     auth = {"Authorization": f"Bearer {srv.create_key('alice')}"}
     spec = tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20})
     job = srv.client.post("/v1/jobs", json=spec, headers=auth).json()
@@ -73,9 +73,9 @@ def test_process_metrics_of_the_api_process(server):
     assert value(families["process_open_fds"], "process_open_fds") > 0
 
 
-def test_http_requests_by_route_template_and_status(make_server):
+def test_http_requests_by_route_template_and_status(make_app):
     """Labels are route templates, never paths: an id, or a scanner's random path, makes no series of its own."""
-    srv = make_server(workers=0).start()
+    srv = make_app(workers=0).start()
     for _ in range(3):
         assert srv.client.get("/v1/jobs/no-such-job").status_code == 404
     assert srv.client.get("/no/such/path/3f0c9a").status_code == 404
@@ -92,9 +92,9 @@ def test_http_requests_by_route_template_and_status(make_server):
     assert "no-such-job" not in response.text and "3f0c9a" not in response.text
 
 
-def test_requests_refused_before_routing_are_counted_by_their_route(make_server):
+def test_requests_refused_before_routing_are_counted_by_their_route(make_app):
     """A missing key is answered before the router runs; the label is still the template the path matches."""
-    srv = make_server(workers=0, FITSERVE_AUTH="required").start()
+    srv = make_app(workers=0, FITSERVE_AUTH="required").start()
     assert srv.client.get("/v1/jobs/abc123").status_code == 401
     response = srv.client.get("/metrics")
     families = {f.name: f.samples for f in text_string_to_metric_families(response.text)}
@@ -103,9 +103,9 @@ def test_requests_refused_before_routing_are_counted_by_their_route(make_server)
     assert "abc123" not in response.text
 
 
-def test_jobs_finished_are_counters_by_final_status(make_server):
+def test_jobs_finished_are_counters_by_final_status(make_app):
     """Counted from the database at scrape time: right whichever process ended the job, and after a restart."""
-    srv = make_server(workers=1).start()
+    srv = make_app(workers=1).start()
     ok = srv.train(tiny_regression(epochs=5))
     assert ok["status"] == "succeeded"
     failing = tiny_regression(epochs=50, optimizer={"kind": "sgd", "lr": 100.0})  # diverges: NaN loss fails the job
@@ -128,9 +128,9 @@ def finished_totals(srv) -> dict[str, float]:
     return {s.labels["status"]: s.value for s in families["fitserve_jobs_finished"] if s.name.endswith("_total")}
 
 
-def test_jobs_finished_never_fall_when_finished_jobs_are_deleted(make_server):
+def test_jobs_finished_never_fall_when_finished_jobs_are_deleted(make_app):
     """A counter that fell would read as a reset; a deleted job's end stays counted, and later ends add to it."""
-    srv = make_server(workers=0).start()  # no workers: a cancelled queued job ends at once and holds nothing else
+    srv = make_app(workers=0).start()  # no workers: a cancelled queued job ends at once and holds nothing else
     spec = tiny_regression()
 
     def cancel_one() -> str:

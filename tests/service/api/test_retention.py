@@ -1,19 +1,10 @@
 """Retention applied by the sweeper: checkpoints of ended jobs, then ended jobs themselves, in small batches."""
 
-import time
 
+from tests.conftest import wait_until
 from tests.specs import tiny_regression
 
 FAST_SWEEPS = {"FITSERVE_SWEEP_SECONDS": "0.3", "FITSERVE_CHECKPOINT_SECONDS": "0.3"}
-
-
-def wait_until(condition, timeout: float, what: str, srv):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"no {what} after {timeout} s:\n{srv.read_log()[-3000:]}")
 
 
 def checkpoints(srv, job_id: str) -> int:
@@ -24,7 +15,7 @@ def cancelled_with_checkpoint(srv) -> str:
     """A long job cancelled once it has saved a checkpoint; its id."""
     job = srv.submit(tiny_regression(epochs=1_000_000))
     srv.wait_until(job["id"], lambda j: j["status"] == "running")
-    wait_until(lambda: checkpoints(srv, job["id"]), 30, "checkpoint", srv)
+    wait_until(lambda: checkpoints(srv, job["id"]), 30, "checkpoint", srv.read_log)
     assert srv.client.post(f"/v1/jobs/{job['id']}/cancel").status_code == 200
     srv.wait_for(job["id"], {"cancelled"})
     return job["id"]
@@ -41,15 +32,15 @@ def end_in_the_past(srv, backend: str, job_ids: list[str], seconds: int) -> None
         srv.query(f"UPDATE jobs SET created_at = {past}, finished_at = {past} WHERE id = :id", id=job_id)
 
 
-def test_a_cancelled_jobs_checkpoint_is_dropped_by_the_next_sweep_by_default(make_server):
-    srv = make_server(**FAST_SWEEPS).start()
+def test_a_cancelled_jobs_checkpoint_is_dropped_by_the_next_sweep_by_default(make_app):
+    srv = make_app(**FAST_SWEEPS).start()
     job_id = cancelled_with_checkpoint(srv)
-    wait_until(lambda: checkpoints(srv, job_id) == 0, 30, "checkpoint dropped", srv)
+    wait_until(lambda: checkpoints(srv, job_id) == 0, 30, "checkpoint dropped", srv.read_log)
     assert srv.client.get(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"  # the job itself stays
 
 
-def test_retention_drops_old_checkpoints_then_old_jobs_in_batches(make_server, backend):
-    srv = make_server(
+def test_retention_drops_old_checkpoints_then_old_jobs_in_batches(make_app, backend):
+    srv = make_app(
         **FAST_SWEEPS, FITSERVE_RETENTION_CHECKPOINTS="3600", FITSERVE_RETENTION_DAYS="1", FITSERVE_RETENTION_BATCH="2"
     ).start()
     old_checkpointed, recent_checkpointed = cancelled_with_checkpoint(srv), cancelled_with_checkpoint(srv)
@@ -62,7 +53,7 @@ def test_retention_drops_old_checkpoints_then_old_jobs_in_batches(make_server, b
 
     # two hours ago: past the checkpoints' hour, within the jobs' day
     end_in_the_past(srv, backend, [old_checkpointed], 2 * 3600)
-    wait_until(lambda: checkpoints(srv, old_checkpointed) == 0, 30, "old checkpoint dropped", srv)
+    wait_until(lambda: checkpoints(srv, old_checkpointed) == 0, 30, "old checkpoint dropped", srv.read_log)
     assert checkpoints(srv, recent_checkpointed) == 1
     assert srv.client.get(f"/v1/jobs/{old_checkpointed}").status_code == 200
 
@@ -70,10 +61,10 @@ def test_retention_drops_old_checkpoints_then_old_jobs_in_batches(make_server, b
     expired = [old_checkpointed, recent_checkpointed, *finished[:3], *members]
     srv.query(f"UPDATE sweeps SET created_at = {ago(backend, 2 * 86400)} WHERE id = :id", id=sweep["id"])
     end_in_the_past(srv, backend, expired, 2 * 86400)
-    wait_until(lambda: all(srv.client.get(f"/v1/jobs/{j}").status_code == 404 for j in expired), 60, "jobs deleted", srv)
+    wait_until(lambda: all(srv.client.get(f"/v1/jobs/{j}").status_code == 404 for j in expired), 60, "jobs deleted", srv.read_log)
     for job_id in finished[3:]:
         assert srv.client.get(f"/v1/jobs/{job_id}").status_code == 200
     assert srv.query("SELECT count(*) FROM checkpoints WHERE job_id = :id", id=recent_checkpointed) == [(0,)]
-    wait_until(lambda: srv.client.get(f"/v1/sweeps/{sweep['id']}").status_code == 404, 30, "empty sweep deleted", srv)
+    wait_until(lambda: srv.client.get(f"/v1/sweeps/{sweep['id']}").status_code == 404, 30, "empty sweep deleted", srv.read_log)
     batches = [line for line in srv.read_log().splitlines() if "retention:" in line and "job(s)" in line]
     assert batches and all(int(line.split("retention: ")[1].split()[0]) <= 2 for line in batches)

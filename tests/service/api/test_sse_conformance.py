@@ -21,11 +21,11 @@ from httpx_sse import connect_sse
 from tests.specs import tiny_regression
 
 
-def events_url(server, job_id: str) -> str:
-    return f"{server.client.base_url}/v1/jobs/{job_id}/events"
+def events_url(served, job_id: str) -> str:
+    return f"{served.client.base_url}/v1/jobs/{job_id}/events"
 
 
-def follow_like_eventsource(server, job_id: str, last_event_id: str | None = None, max_opens: int = 5):
+def follow_like_eventsource(served, job_id: str, last_event_id: str | None = None, max_opens: int = 5):
     """What an EventSource does: read the stream, reconnect with Last-Event-ID when it ends, stop on a non-200.
 
     Returns (the status code of each open, every event), at most `max_opens` opens.
@@ -34,7 +34,7 @@ def follow_like_eventsource(server, job_id: str, last_event_id: str | None = Non
     with httpx.Client(timeout=30) as client:
         while len(codes) < max_opens:
             headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
-            with connect_sse(client, "GET", events_url(server, job_id), headers=headers) as source:
+            with connect_sse(client, "GET", events_url(served, job_id), headers=headers) as source:
                 codes.append(source.response.status_code)
                 if source.response.status_code != 200:
                     return codes, events
@@ -44,19 +44,19 @@ def follow_like_eventsource(server, job_id: str, last_event_id: str | None = Non
     return codes, events
 
 
-def test_a_finished_jobs_stream_opens_and_closes_with_its_status_and_its_reconnect_is_204(server):
-    job = server.train(tiny_regression(epochs=40))
-    codes, events = follow_like_eventsource(server, job["id"])
+def test_a_finished_jobs_stream_opens_and_closes_with_its_status_and_its_reconnect_is_204(served):
+    job = served.train(tiny_regression(epochs=40))
+    codes, events = follow_like_eventsource(served, job["id"])
     assert codes == [200, 204]  # the stream, then the reconnect the standard makes: told to stop
     assert events[0].event == "status" and events[0].json()["status"] == "succeeded"
     assert [int(e.id) for e in events if e.event == "metric"] == list(range(1, 41))
     assert events[-1].event == "status" and events[-1].json()["status"] == "succeeded" and events[-1].id == "41"
 
     # a client that saw the last point but lost the closing event gets that event (then stops); past it, 204
-    codes, events = follow_like_eventsource(server, job["id"], last_event_id="40")
+    codes, events = follow_like_eventsource(served, job["id"], last_event_id="40")
     assert codes == [200, 204] and [(e.event, e.id) for e in events] == [("status", "41")]
     for seen in ("41", "42"):
-        assert follow_like_eventsource(server, job["id"], last_event_id=seen) == ([204], [])
+        assert follow_like_eventsource(served, job["id"], last_event_id=seen) == ([204], [])
 
 
 def test_a_job_with_no_points_still_opens_with_status_and_ends(make_server):
@@ -68,9 +68,9 @@ def test_a_job_with_no_points_still_opens_with_status_and_ends(make_server):
     assert [(e.event, e.id, e.json()["status"]) for e in events] == [("status", "1", "cancelled")]
 
 
-def test_sseclient_reads_a_live_stream_from_its_opening_status_to_its_closing_one(server):
-    job = server.submit(tiny_regression(epochs=120))
-    with server.client.stream("GET", f"/v1/jobs/{job['id']}/events", timeout=60) as response:
+def test_sseclient_reads_a_live_stream_from_its_opening_status_to_its_closing_one(served):
+    job = served.submit(tiny_regression(epochs=120))
+    with served.client.stream("GET", f"/v1/jobs/{job['id']}/events", timeout=60) as response:
         assert response.status_code == 200
         events = list(sseclient.SSEClient(response.iter_bytes()).events())
     statuses = [json.loads(e.data)["status"] for e in events if e.event == "status"]
@@ -118,9 +118,9 @@ def node_eventsource(tmp_path_factory):
     return folder
 
 
-def test_node_eventsource_reads_a_finished_job_once_and_stops(server, node_eventsource):
-    job = server.train(tiny_regression(epochs=30))
-    url = events_url(server, job["id"])
+def test_node_eventsource_reads_a_finished_job_once_and_stops(served, node_eventsource):
+    job = served.train(tiny_regression(epochs=30))
+    url = events_url(served, job["id"])
     started = time.monotonic()
     done = subprocess.run(
         ["node", "client.mjs", url, "20"], check=False, cwd=node_eventsource, capture_output=True, text=True, timeout=60
@@ -132,7 +132,7 @@ def test_node_eventsource_reads_a_finished_job_once_and_stops(server, node_event
     assert seen["opens"] == 1  # the 204 reconnect is not an open
     assert seen["events"][0] == ["status", "0"] and seen["events"][-1] == ["status", "31"]
     assert [e for e in seen["events"] if e[0] == "metric"] == [["metric", str(s)] for s in range(1, 31)]
-    requests = [line for line in server.read_log().splitlines() if f"/v1/jobs/{job['id']}/events" in line]
+    requests = [line for line in served.read_log().splitlines() if f"/v1/jobs/{job['id']}/events" in line]
     # uvicorn's access log: two requests in all
     assert [re.search(r'HTTP/1.1" (\d{3})', line).group(1) for line in requests] == ["200", "204"]
 
@@ -172,11 +172,11 @@ def test_clients_leaving_a_long_stream_early_are_not_logged(make_server):
     assert "Traceback" not in log
 
 
-def test_fitserve_client_reads_a_finished_job_and_stops_at_the_204(server):
+def test_fitserve_client_reads_a_finished_job_and_stops_at_the_204(served):
     from fitserve.client import Client
 
-    job = server.train(tiny_regression(epochs=20))
-    with Client(str(server.client.base_url)) as fs:
+    job = served.train(tiny_regression(epochs=20))
+    with Client(str(served.client.base_url)) as fs:
         events = list(fs.events(job["id"]))
         assert [e.event for e in events] == ["status"] + ["metric"] * 20 + ["status"]
         assert events[-1].data.status == "succeeded" and events[-1].id == 21

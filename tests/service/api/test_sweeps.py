@@ -56,9 +56,9 @@ def test_grid_sweep_trains_every_member_and_ranks_them(server):
     assert sweep["id"] in {s["id"] for s in server.client.get("/v1/sweeps").json()["items"]}
 
 
-def test_workers_woken_together_never_split_a_sweep(make_server):
+def test_workers_woken_together_never_split_a_sweep(make_app):
     """Two idle workers race for each new sweep; whichever wins claims every member in one transaction."""
-    srv = make_server(workers=2).start()
+    srv = make_app(workers=2).start()
     base = {**CUBIC, "epochs": 20}
     sweeps = [submit_sweep(srv, sweep_body({"lr": [0.01, 0.02, 0.03]}, base=base, execution="batched")) for _ in range(4)]
     for sweep in sweeps:

@@ -1,12 +1,11 @@
 """GET /v1/usage and `fitserve usage`: the figures equal what the database holds, owner by owner."""
 
-import time
 from datetime import UTC, datetime
 from datetime import time as midnight_time
 
 import pytest
 
-from tests.conftest import as_, keyed_server
+from tests.conftest import as_, keyed_server, wait_until
 from tests.specs import tiny_regression
 
 CSV = b"x,y\n" + b"".join(f"{i / 40},{i / 20 + 1}\n".encode() for i in range(40))
@@ -49,19 +48,10 @@ def expected_usage(srv, owner: str) -> dict:
     }
 
 
-def wait_until(condition, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not so after {timeout} s")
-
-
 def run(srv, who: str, spec: dict, predicate) -> str:
     """Submit as `who`; the job's id once `predicate` holds for it."""
     job_id = srv.client.post("/v1/jobs", json=spec, headers=as_(srv, who)).json()["id"]
-    wait_until(lambda: predicate(srv.client.get(f"/v1/jobs/{job_id}", headers=as_(srv, who)).json()))
+    wait_until(lambda: predicate(srv.client.get(f"/v1/jobs/{job_id}", headers=as_(srv, who)).json()), 60, f"job {job_id}")
     return job_id
 
 
@@ -71,9 +61,9 @@ def test_usage_equals_what_the_database_holds(keyed):
     for _ in range(2):
         run(keyed, "alice", tiny_regression(epochs=20), lambda j: j["status"] == "succeeded")
     long = run(keyed, "alice", tiny_regression(epochs=1_000_000), lambda j: j["progress"]["epoch"] > 0)
-    wait_until(lambda: keyed.query("SELECT count(*) FROM checkpoints WHERE job_id = :id", id=long)[0][0])
+    wait_until(lambda: keyed.query("SELECT count(*) FROM checkpoints WHERE job_id = :id", id=long)[0][0], 60, "a checkpoint")
     keyed.client.post(f"/v1/jobs/{long}/cancel", headers=alice)
-    wait_until(lambda: keyed.client.get(f"/v1/jobs/{long}", headers=alice).json()["status"] == "cancelled")
+    wait_until(lambda: keyed.client.get(f"/v1/jobs/{long}", headers=alice).json()["status"] == "cancelled", 60, "cancelled")
     run(keyed, "bob", tiny_regression(epochs=20), lambda j: j["status"] == "succeeded")
 
     usage = keyed.client.get("/v1/usage", headers=alice).json()

@@ -9,21 +9,21 @@ from tests.specs import example, tiny_regression
 
 
 @pytest.fixture(scope="module")
-def triton_client(server):
-    url = f"{server.client.base_url.host}:{server.client.base_url.port}"
+def triton_client(served):
+    url = f"{served.client.base_url.host}:{served.client.base_url.port}"
     client = triton.InferenceServerClient(url)
     yield client
     client.close()
 
 
 @pytest.fixture(scope="module")
-def regression(server) -> str:
-    return server.train(tiny_regression())["id"]
+def regression(served) -> str:
+    return served.train(tiny_regression())["id"]
 
 
 @pytest.fixture(scope="module")
-def classifier(server) -> str:
-    return server.train(example("5_softmax_classification", epochs=30))["id"]
+def classifier(served) -> str:
+    return served.train(example("5_softmax_classification", epochs=30))["id"]
 
 
 def json_input(rows: np.ndarray) -> triton.InferInput:
@@ -54,14 +54,14 @@ def test_model_metadata_gives_tensors_with_a_batch_dimension(triton_client, regr
     ]
 
 
-def test_infer_answers_what_predict_answers(server, triton_client, regression, classifier):
+def test_infer_answers_what_predict_answers(served, triton_client, regression, classifier):
     rows = np.array([[-1.0], [0.0], [2.5]])
     result = triton_client.infer(regression, [json_input(rows)], outputs=wanted("predictions"))
-    expected = server.client.post(f"/v1/jobs/{regression}/predict", json={"inputs": rows.tolist()}).json()
+    expected = served.client.post(f"/v1/jobs/{regression}/predict", json={"inputs": rows.tolist()}).json()
     np.testing.assert_allclose(result.as_numpy("predictions"), expected["predictions"], rtol=1e-6)
     points = np.array([[4.0, 4.0], [-4.0, -4.0], [-8.0, -8.0], [0.5, 0.0]])
     result = triton_client.infer(classifier, [json_input(points)], outputs=wanted("predictions", "probabilities"))
-    expected = server.client.post(f"/v1/jobs/{classifier}/predict", json={"inputs": points.tolist()}).json()
+    expected = served.client.post(f"/v1/jobs/{classifier}/predict", json={"inputs": points.tolist()}).json()
     assert result.as_numpy("predictions").tolist() == expected["predictions"]
     np.testing.assert_allclose(result.as_numpy("probabilities"), expected["probabilities"], rtol=1e-5)
     only = triton_client.infer(classifier, [json_input(points)], outputs=wanted("probabilities"))
@@ -74,7 +74,7 @@ def error_of(call) -> InferenceServerException:
     return caught.value
 
 
-def test_errors_come_in_v2_shape_with_their_status(server, triton_client, regression):
+def test_errors_come_in_v2_shape_with_their_status(served, triton_client, regression):
     rows = np.array([[1.0]])
     missing = error_of(lambda: triton_client.infer("nope", [json_input(rows)]))
     assert missing.status() == "404" and "no model 'nope'" in missing.message()
@@ -89,33 +89,33 @@ def test_errors_come_in_v2_shape_with_their_status(server, triton_client, regres
     assert triton_client.infer(regression, [binary]).as_numpy("predictions").shape == (1,)  # binary tensors work
     unknown_output = error_of(lambda: triton_client.infer(regression, [json_input(rows)], outputs=wanted("logits")))
     assert unknown_output.status() == "400" and "'logits'" in unknown_output.message()
-    raw = server.client.post(f"/v2/models/{regression}/infer", content=b"{not json")
+    raw = served.client.post(f"/v2/models/{regression}/infer", content=b"{not json")
     assert raw.status_code == 400 and set(raw.json()) == {"error"}
 
 
-def test_a_job_still_training_is_not_ready(server, triton_client):
-    job = server.submit(tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20}))
+def test_a_job_still_training_is_not_ready(served, triton_client):
+    job = served.submit(tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20}))
     assert not triton_client.is_model_ready(job["id"])
     early = error_of(lambda: triton_client.infer(job["id"], [json_input(np.array([[1.0]]))]))
     assert early.status() == "409" and "succeeded" in early.message()
-    server.client.post(f"/v1/jobs/{job['id']}/cancel")
+    served.client.post(f"/v1/jobs/{job['id']}/cancel")
 
 
-def test_an_alias_names_the_model_for_v2_clients(server, triton_client, regression):
+def test_an_alias_names_the_model_for_v2_clients(served, triton_client, regression):
     alias = f"line-{regression[:8]}"
-    response = server.client.put(f"/v1/jobs/{regression}/alias", json={"alias": alias})
+    response = served.client.put(f"/v1/jobs/{regression}/alias", json={"alias": alias})
     assert response.status_code == 200 and response.json()["alias"] == alias
     assert triton_client.is_model_ready(alias)
     rows = np.array([[0.5], [2.0]], dtype=np.float32)
     by_alias = triton_client.infer(alias, [json_input(rows)], outputs=wanted("predictions"))
     by_id = triton_client.infer(regression, [json_input(rows)], outputs=wanted("predictions"))
     assert by_alias.as_numpy("predictions").tolist() == by_id.as_numpy("predictions").tolist()
-    other = server.train(tiny_regression(epochs=3))["id"]
-    taken = server.client.put(f"/v1/jobs/{other}/alias", json={"alias": alias})
+    other = served.train(tiny_regression(epochs=3))["id"]
+    taken = served.client.put(f"/v1/jobs/{other}/alias", json={"alias": alias})
     assert taken.status_code == 409 and regression in taken.json()["detail"]
-    bad = server.client.put(f"/v1/jobs/{other}/alias", json={"alias": "no spaces allowed"})
+    bad = served.client.put(f"/v1/jobs/{other}/alias", json={"alias": "no spaces allowed"})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "alias"]
-    assert server.client.delete(f"/v1/jobs/{regression}/alias").json()["alias"] is None
+    assert served.client.delete(f"/v1/jobs/{regression}/alias").json()["alias"] is None
     with pytest.raises(InferenceServerException) as gone:
         triton_client.get_model_metadata(alias)
     assert "404" in str(gone.value) or "no model" in str(gone.value)

@@ -248,17 +248,17 @@ def test_a_bad_last_event_id_is_a_422_naming_the_header(server, value):
     assert response.json()["detail"][0]["loc"] == ["header", "Last-Event-ID"]
 
 
-def test_the_largest_last_event_ids_are_answered_not_a_500(server):
-    job = server.train(tiny_regression(epochs=5))
+def test_the_largest_last_event_ids_are_answered_not_a_500(served):
+    job = served.train(tiny_regression(epochs=5))
     for value in (2**31 - 1, 2**31):  # the largest step a column holds, and one past it (a closing event's id)
-        response = server.client.get(f"/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": str(value)})
+        response = served.client.get(f"/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": str(value)})
         assert response.status_code == 204  # past the end of a finished job's stream
-    running = server.submit(
+    running = served.submit(
         tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20})
     )
     headers = {"Last-Event-ID": str(2**31)}  # compared with the step columns as 2^31-1: PostgreSQL refuses 2^31
-    with server.client.stream("GET", f"/v1/jobs/{running['id']}/events", headers=headers, timeout=30) as response:
+    with served.client.stream("GET", f"/v1/jobs/{running['id']}/events", headers=headers, timeout=30) as response:
         assert response.status_code == 200
         opening = list(itertools.takewhile(bool, response.iter_lines()))
-    server.client.post(f"/v1/jobs/{running['id']}/cancel")
+    served.client.post(f"/v1/jobs/{running['id']}/cancel")
     assert opening[:2] == ["event: status", f"id: {2**31}"]

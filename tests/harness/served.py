@@ -1,0 +1,156 @@
+"""`fitserve serve` as a real process on a free port, and the process tree it starts (for signals and kills)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.harness.calls import BASE_ENV, JobCalls
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server(JobCalls):
+    """`fitserve serve` as a subprocess; `client` speaks real HTTP to it."""
+
+    def __init__(self, db_path: Path, workers: int = 1, host: str = "127.0.0.1", db_url: str | None = None, **env: str):
+        self.db_url = db_url or f"sqlite:///{db_path}"
+        self.workers = workers
+        self.host = host
+        self.env = {
+            **os.environ,
+            "FITSERVE_DATABASE_URL": self.db_url,
+            **BASE_ENV,
+            **env,
+        }
+        self.log_path = db_path.with_suffix(".log")
+        self.proc: subprocess.Popen | None = None
+        self.client: httpx.Client | None = None
+
+    def start(self, timeout: float = 120.0, port: int | None = None) -> Server:
+        port = port or free_port()
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fitserve.cli", "serve", "--host", self.host, "--port", str(port),
+             "--workers", str(self.workers)],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.read_log()}")
+            try:
+                if self.client.get("/readyz").status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        log = self.read_log()
+        self.stop()  # a server that never became ready is not left behind
+        raise RuntimeError(f"server not ready in {timeout}s:\n{log}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.client.close()
+        self.log.close()
+        self.proc = None
+        return code
+
+    def cli(self, *args: str) -> str:
+        """Run a `fitserve` command against this server's database; returns what it printed."""
+        done = subprocess.run(
+            [sys.executable, "-m", "fitserve.cli", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def freeze(self, pids: list[int], timeout: float = 30.0) -> None:
+        """SIGSTOP `pids` at a moment none of them holds SQLite's write lock.
+
+        A process stopped inside a write transaction keeps the file's one write lock, and every other
+        writer (the API's cancel and rescue too) waits on it: SQLite has no way to take it back. On
+        PostgreSQL the server ends such a session after DB_IDLE_IN_TRANSACTION_SECONDS, so any moment will do.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            if not self.db_url.startswith("sqlite") or self.write_lock_free():
+                return
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+            assert time.monotonic() < deadline, "the write lock was never free"
+            time.sleep(0.01)
+
+    def write_lock_free(self) -> bool:
+        conn = sqlite3.connect(self.db_url.removeprefix("sqlite:///"), timeout=0.5, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:  # "database is locked": a stopped process holds it
+            return False
+        finally:
+            conn.close()
+
+
+def is_spawned_worker(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"spawn_main" in cmdline and b"resource_tracker" not in cmdline
+
+
+def process_children() -> dict[int, list[int]]:
+    """Every process's children, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    return children
+
+
+def descendants(root_pid: int) -> list[int]:
+    """Every process under `root_pid` (a server's pool, workers, multiprocessing's resource tracker)."""
+    children, found, todo = process_children(), [], [root_pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found.extend(kids)
+        todo.extend(kids)
+    return found
+
+
+def worker_pids(root_pid: int) -> list[int]:
+    """Worker processes under a server: the spawned leaves of its process tree."""
+    children = process_children()
+    return [pid for pid in descendants(root_pid) if not children.get(pid) and is_spawned_worker(pid)]
