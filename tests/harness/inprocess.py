@@ -118,9 +118,7 @@ class App(JobCalls):
         from service.migrations import upgrade
         from workers.devices import threads_per_worker
 
-        self.saved_env = {name: os.environ.get(name) for name in self.env}
-        os.environ.update(self.env)
-        forget_process_state()
+        self.apply_env()
         self.saved_threads = torch.get_num_threads()
         torch.set_num_threads(get_settings().TORCH_THREADS or threads_per_worker(self.workers))  # as a worker process
         self.capture_log()
@@ -152,14 +150,22 @@ class App(JobCalls):
         try:
             self.client.__exit__(None, None, None)
         finally:
-            forget_process_state()
             torch.set_num_threads(self.saved_threads)
-            for name, value in self.saved_env.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+            self.restore_env()
             self.release_log()
+
+    def apply_env(self) -> None:
+        self.saved_env = {name: os.environ.get(name) for name in self.env}
+        os.environ.update(self.env)
+        forget_process_state()
+
+    def restore_env(self) -> None:
+        forget_process_state()
+        for name, value in self.saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
     def capture_log(self) -> None:
         """Every fitserve line of this process (API and workers) to `log_path`, as a served process writes its log."""
@@ -186,7 +192,12 @@ class App(JobCalls):
         from fitserve.cli import main
 
         out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with contextlib.ExitStack() as stack:
+            if App.active is None:  # before start (keys made first): this app's variables for the command alone
+                stack.callback(self.restore_env)
+                self.apply_env()
+            stack.enter_context(contextlib.redirect_stdout(out))
+            stack.enter_context(contextlib.redirect_stderr(err))
             code = main(list(args))
         assert code == 0, err.getvalue()
         return out.getvalue()

@@ -7,12 +7,18 @@ import time
 from tests.specs import tiny_regression
 
 
-def read_events(client, job_id: str, **headers) -> list[dict]:
-    """The whole stream, parsed here by hand: [{event, id, data}], comments skipped."""
+def read_events(client, job_id: str, on_open=lambda: None, **headers) -> list[dict]:
+    """The whole stream, parsed here by hand: [{event, id, data}], comments skipped; `on_open()` is called once
+    the first event has arrived (the stream is open and watching)."""
+    text = ""
     with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=60) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
-        text = response.read().decode()
+        for chunk in response.iter_text():
+            opened = "\n\n" in text
+            text += chunk
+            if not opened and "\n\n" in text:
+                on_open()
     events = []
     for block in text.split("\n\n"):
         fields = dict(line.split(": ", 1) for line in block.splitlines() if line and not line.startswith(":"))
@@ -25,13 +31,8 @@ def test_stream_sends_status_changes_and_every_point_then_ends(make_server):
     # the stream opens on a queued job, with no worker yet: a tiny job could otherwise end before it opens
     api = make_server(workers=0).start()
     job = api.submit(tiny_regression(epochs=150))
-    streamed: list[list[dict]] = []
-    reader = threading.Thread(target=lambda: streamed.append(read_events(api.client, job["id"])))
-    reader.start()
-    time.sleep(1.0)
-    make_server(workers=1).start()  # a pool of its own on the same database takes the job
-    reader.join(60)
-    [events] = streamed
+    # once the stream is open, a pool of its own on the same database takes the job
+    events = read_events(api.client, job["id"], on_open=lambda: make_server(workers=1).start())
     points = [e for e in events if e["event"] == "metric"]
     statuses = [e for e in events if e["event"] == "status"]
     assert [e["id"] for e in points] == list(range(1, 151)) == [e["data"]["step"] for e in points]
@@ -53,8 +54,7 @@ def test_last_event_id_resumes_after_that_step(served):
 def test_stream_of_a_queued_job_ends_once_it_is_cancelled(make_server):
     srv = make_server(workers=0).start()
     job = srv.submit(tiny_regression())
-    threading.Timer(1.0, lambda: srv.client.post(f"/v1/jobs/{job['id']}/cancel")).start()
-    events = read_events(srv.client, job["id"])
+    events = read_events(srv.client, job["id"], on_open=lambda: srv.client.post(f"/v1/jobs/{job['id']}/cancel"))
     assert [(e["event"], e["data"]["status"]) for e in events] == [("status", "queued"), ("status", "cancelled")]
 
 
@@ -81,9 +81,14 @@ def test_long_poll_answers_as_soon_as_the_job_changes(make_app):
     assert srv.client.get(f"/v1/jobs/{job['id']}", params={"wait": 61}).status_code == 422
 
 
-def test_long_poll_answers_on_progress_of_a_running_job(served):
-    job = served.submit(tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20}))
-    running = served.wait_for(job["id"], statuses={"running"})
-    changed = served.client.get(f"/v1/jobs/{job['id']}", params={"wait": 30}, timeout=40).json()
-    assert changed["progress"]["epoch"] > running["progress"]["epoch"] or changed["status"] != "running"
-    served.client.post(f"/v1/jobs/{job['id']}/cancel")
+def test_long_poll_answers_on_progress_of_a_running_job(make_app):
+    """Reports a second apart: an answer that did not wait would show the epoch a plain GET just showed."""
+    srv = make_app(workers=1, FITSERVE_REPORT_SECONDS="1.0").start()
+    job = srv.submit(tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20}))
+    srv.wait_until(job["id"], lambda j: j["status"] == "running" and j["progress"]["epoch"] > 0)
+    before = srv.client.get(f"/v1/jobs/{job['id']}").json()
+    started = time.monotonic()
+    changed = srv.client.get(f"/v1/jobs/{job['id']}", params={"wait": 30}).json()
+    assert changed["status"] == "running" and changed["progress"]["epoch"] > before["progress"]["epoch"]
+    assert time.monotonic() - started < 5  # at the next report, not at the end of the wait
+    srv.client.post(f"/v1/jobs/{job['id']}/cancel")

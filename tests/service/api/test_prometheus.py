@@ -73,9 +73,10 @@ def test_process_metrics_of_the_api_process(server):
     assert value(families["process_open_fds"], "process_open_fds") > 0
 
 
-def test_http_requests_by_route_template_and_status(make_app):
-    """Labels are route templates, never paths: an id, or a scanner's random path, makes no series of its own."""
-    srv = make_app(workers=0).start()
+def test_http_requests_by_route_template_and_status(make_server):
+    """Labels are route templates, never paths: an id, or a scanner's random path, makes no series of its own.
+    A served process of its own: the counts start at zero with it."""
+    srv = make_server(workers=0).start()
     for _ in range(3):
         assert srv.client.get("/v1/jobs/no-such-job").status_code == 404
     assert srv.client.get("/no/such/path/3f0c9a").status_code == 404
@@ -92,9 +93,9 @@ def test_http_requests_by_route_template_and_status(make_app):
     assert "no-such-job" not in response.text and "3f0c9a" not in response.text
 
 
-def test_requests_refused_before_routing_are_counted_by_their_route(make_app):
+def test_requests_refused_before_routing_are_counted_by_their_route(make_server):
     """A missing key is answered before the router runs; the label is still the template the path matches."""
-    srv = make_app(workers=0, FITSERVE_AUTH="required").start()
+    srv = make_server(workers=0, FITSERVE_AUTH="required").start()
     assert srv.client.get("/v1/jobs/abc123").status_code == 401
     response = srv.client.get("/metrics")
     families = {f.name: f.samples for f in text_string_to_metric_families(response.text)}
@@ -103,9 +104,9 @@ def test_requests_refused_before_routing_are_counted_by_their_route(make_app):
     assert "abc123" not in response.text
 
 
-def test_jobs_finished_are_counters_by_final_status(make_app):
+def test_jobs_finished_are_counters_by_final_status(make_server):
     """Counted from the database at scrape time: right whichever process ended the job, and after a restart."""
-    srv = make_app(workers=1).start()
+    srv = make_server(workers=1).start()
     ok = srv.train(tiny_regression(epochs=5))
     assert ok["status"] == "succeeded"
     failing = tiny_regression(epochs=50, optimizer={"kind": "sgd", "lr": 100.0})  # diverges: NaN loss fails the job
