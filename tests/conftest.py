@@ -12,6 +12,7 @@ file, or a PostgreSQL database created on FITSERVE_TEST_POSTGRES_URL's server an
 
 from __future__ import annotations
 
+import inspect
 import os
 import uuid
 from pathlib import Path
@@ -122,15 +123,17 @@ def served(tmp_path_factory, databases) -> Server:
     databases.drop(srv.db_url)
 
 
-def keyed_server(tmp_path_factory, databases: Databases, name: str, **env: str):
-    """A module's server with one worker and keys for alice and bob (`srv.keys`); stopped and dropped after."""
-    path = tmp_path_factory.mktemp(name) / "fitserve.db"
-    srv = Server(path, workers=1, db_url=databases.create(path), **env)
-    srv.keys = {who: srv.create_key(who) for who in ("alice", "bob")}
-    srv.start()
-    yield srv
-    srv.stop()
-    databases.drop(srv.db_url)
+def with_keys(srv, owners=("alice", "bob")):
+    """`srv` with a key made for each owner (`srv.keys`), before it starts; returns it."""
+    srv.keys = {who: srv.create_key(who) for who in owners}
+    return srv
+
+
+@pytest.fixture
+def keyed_app(make_app):
+    """`keyed_app(workers=1, **env)`: a started in-process app whose database has keys for alice and bob
+    (`srv.keys`), so every API call needs one."""
+    return lambda workers=1, **env: with_keys(make_app(workers=workers, **env)).start()
 
 
 def as_(srv: Server, who: str) -> dict:
@@ -171,3 +174,26 @@ def make_app(tmp_path, databases):
     yield from maker(App, tmp_path, databases)
 
 
+
+
+SERVED_FIXTURES = {"make_server", "served"}
+
+
+def starts_served_process(fixturedef) -> bool:
+    """Whether a fixture starts `fitserve serve` processes: by name, or a module's own fixture that builds one."""
+    if fixturedef.argname in SERVED_FIXTURES:
+        return True
+    try:
+        source = inspect.getsource(fixturedef.func)
+    except (OSError, TypeError):
+        return False
+    return "Server(" in source
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Mark `served` each test that needs a served process (`make test-fast` leaves them out: `-m "not served"`)."""
+    for item in items:
+        definitions = getattr(item, "_fixtureinfo", None)
+        defs = definitions.name2fixturedefs.values() if definitions is not None else ()
+        if any(starts_served_process(d) for chain in defs for d in chain):
+            item.add_marker(pytest.mark.served)

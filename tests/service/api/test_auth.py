@@ -5,24 +5,14 @@ import time
 import pytest
 
 from service.services.auth import CACHE_SECONDS
+from tests.conftest import as_
 from tests.specs import tiny_regression
 
 
-@pytest.fixture(scope="module")
-def keyed(tmp_path_factory, databases):
-    """A server on a database that has keys for alice and bob (so keys are required)."""
-    from tests.conftest import Server
-
-    path = tmp_path_factory.mktemp("auth") / "fitserve.db"
-    srv = Server(path, workers=1, db_url=databases.create(path))
-    srv.keys = {"alice": srv.create_key("alice"), "bob": srv.create_key("bob")}
-    srv.start()
-    yield srv
-    srv.stop()
-
-
-def as_(srv, who: str) -> dict:
-    return {"Authorization": f"Bearer {srv.keys[who]}"}
+@pytest.fixture
+def keyed(keyed_app):
+    """An app on a database that has keys for alice and bob (so keys are required)."""
+    return keyed_app()
 
 
 def test_requests_without_a_key_are_401_once_keys_exist(keyed):
@@ -132,6 +122,6 @@ def test_serving_beyond_loopback_requires_keys_even_when_none_exist(make_server)
     assert "none exists" in srv.read_log()
 
 
-def test_local_development_without_keys_is_open_on_loopback(make_server):
-    srv = make_server(workers=0).start()
+def test_local_development_without_keys_is_open_on_loopback(make_app):
+    srv = make_app(workers=0).start()
     assert srv.client.get("/v1/jobs").status_code == 200

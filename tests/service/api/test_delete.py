@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import FINAL, as_, keyed_server, wait_until
+from tests.conftest import FINAL, as_, wait_until
 from tests.specs import tiny_regression
 
 CSV = b"x1,x2,y\n" + b"".join(f"{i / 60},{i % 7 / 7},{i / 30 + 1}\n".encode() for i in range(60))
@@ -17,10 +17,9 @@ CSV = b"x1,x2,y\n" + b"".join(f"{i / 60},{i % 7 / 7},{i / 30 + 1}\n".encode() fo
 OWNED = ("metric_chunks", "job_weights", "checkpoints")
 
 
-@pytest.fixture(scope="module")
-def keyed(tmp_path_factory, databases):
-    """A server with one worker and keys for alice and bob; checkpoints every 0.3 s."""
-    yield from keyed_server(tmp_path_factory, databases, "delete", FITSERVE_CHECKPOINT_SECONDS="0.3")
+@pytest.fixture
+def keyed(keyed_app):
+    return keyed_app(FITSERVE_CHECKPOINT_SECONDS="0.3")
 
 
 def submit(srv, who: str, spec: dict, **headers) -> dict:

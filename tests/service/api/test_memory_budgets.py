@@ -50,16 +50,10 @@ class Watch:
         self.thread.join(10)
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory, databases):
+@pytest.fixture
+def api(make_app):
     """An API without workers: submit checks need none."""
-    from tests.conftest import Server
-
-    path = tmp_path_factory.mktemp("budgets") / "fitserve.db"
-    srv = Server(path, workers=0, db_url=databases.create(path)).start()
-    yield srv
-    srv.stop()
-    databases.drop(srv.db_url)
+    return make_app(workers=0).start()
 
 
 def refused(response, field: str) -> str:

@@ -4,14 +4,14 @@ import time
 
 import pytest
 
-from tests.conftest import as_, keyed_server
+from tests.conftest import as_
 from tests.specs import tiny_regression
 
 
-@pytest.fixture(scope="module")
-def keyed(tmp_path_factory, databases):
-    """A server with one worker, keys for alice and bob, and at most 4 tags a job."""
-    yield from keyed_server(tmp_path_factory, databases, "search", FITSERVE_MAX_TAGS="4")
+@pytest.fixture
+def keyed(keyed_app):
+    """An app with one worker, keys for alice and bob, and at most 4 tags a job."""
+    return keyed_app(FITSERVE_MAX_TAGS="4")
 
 
 def submit(srv, who: str, spec: dict) -> dict:
@@ -45,7 +45,7 @@ def wait_done(srv, who: str, job_ids: list[str], timeout: float = 120.0) -> list
     raise AssertionError(f"jobs not done:\n{srv.read_log()[-3000:]}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def trained(keyed) -> list[dict]:
     """Six of alice's jobs that ran: three hold out a validation split (val_loss), three do not (none)."""
     ids = []

@@ -5,7 +5,7 @@ from datetime import time as midnight_time
 
 import pytest
 
-from tests.conftest import as_, keyed_server, wait_until
+from tests.conftest import as_, wait_until
 from tests.specs import tiny_regression
 
 CSV = b"x,y\n" + b"".join(f"{i / 40},{i / 20 + 1}\n".encode() for i in range(40))
@@ -17,10 +17,10 @@ BLOBS = {
 }
 
 
-@pytest.fixture(scope="module")
-def keyed(tmp_path_factory, databases):
+@pytest.fixture
+def keyed(keyed_app):
     """Keys for alice and bob; failed and cancelled jobs keep their checkpoints an hour."""
-    yield from keyed_server(tmp_path_factory, databases, "usage", FITSERVE_CHECKPOINT_SECONDS="0.3", FITSERVE_RETENTION_CHECKPOINTS="3600")
+    return keyed_app(FITSERVE_CHECKPOINT_SECONDS="0.3", FITSERVE_RETENTION_CHECKPOINTS="3600")
 
 
 def when(value) -> datetime:
@@ -84,7 +84,8 @@ def test_usage_equals_what_the_database_holds(keyed):
 
 
 def test_operators_read_every_owners_usage_from_the_database(keyed):
-    keyed.client.post("/v1/jobs", json=tiny_regression(epochs=1), headers=as_(keyed, "bob"))
+    for who in ("alice", "bob"):
+        keyed.client.post("/v1/jobs", json=tiny_regression(epochs=1), headers=as_(keyed, who))
     every = keyed.cli("usage")
     rows = {line.split()[0]: line.split() for line in every.splitlines()[1:]}
     assert {"alice", "bob"} <= set(rows)
