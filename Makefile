@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench clean
+.PHONY: install run test test-fast bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,13 @@ run: $(STAMP)
 # The suite mostly waits (servers starting, jobs training on one thread each): two processes, each
 # taking whole files, keep both cores busy. TEST_PROCS=0 runs it in this process alone.
 TEST_PROCS ?= 2
+XDIST = $(if $(filter 0,$(TEST_PROCS)),,-n $(TEST_PROCS) --dist loadfile)
 test: $(STAMP)
-	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_PROCS)),,-n $(TEST_PROCS) --dist loadfile)
+	$(BIN)/python -m pytest $(XDIST)
+
+# The inner loop: the in-process suite alone, on SQLite (tests that need a served process are marked `served`)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest $(XDIST) -m "not served"
 
 clean:
 	rm -rf $(VENV) var
