@@ -177,6 +177,7 @@ def make_app(tmp_path, databases):
 
 
 SERVED_FIXTURES = {"make_server", "served"}
+STARTED = pytest.StashKey[dict]()
 
 
 def starts_served_process(fixturedef) -> bool:
@@ -197,3 +198,27 @@ def pytest_collection_modifyitems(items) -> None:
         defs = definitions.name2fixturedefs.values() if definitions is not None else ()
         if any(starts_served_process(d) for chain in defs for d in chain):
             item.add_marker(pytest.mark.served)
+
+
+def started_counts() -> dict[str, int]:
+    return {"served": Server.started, "in-process": App.started}
+
+
+def pytest_sessionfinish(session) -> None:
+    """An xdist worker hands its counts to the controller."""
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["started"] = started_counts()
+
+
+def pytest_testnodedown(node, error) -> None:
+    totals = node.config.stash.setdefault(STARTED, {})
+    for kind, count in node.workeroutput.get("started", {}).items():
+        totals[kind] = totals.get(kind, 0) + count
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    """How many served processes and in-process apps the run started: the first is what makes a run slow."""
+    totals = config.stash.get(STARTED, None) or started_counts()
+    terminalreporter.write_line(
+        f"fitserve started: {totals.get('served', 0)} served processes, {totals.get('in-process', 0)} in-process apps"
+    )

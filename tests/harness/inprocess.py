@@ -83,6 +83,7 @@ class App(JobCalls):
     """The app and `workers` worker threads over `db_url`, in this process; see the module's docstring."""
 
     active: ClassVar[App | None] = None
+    started: ClassVar[int] = 0  # apps opened in this test process (the run's summary adds them up)
 
     def __init__(self, db_path: Path, workers: int = 1, db_url: str | None = None, **env: str):
         self.db_url = db_url or f"sqlite:///{db_path}"
@@ -129,6 +130,7 @@ class App(JobCalls):
         )
         self.client.__enter__()  # the lifespan: the API's sweeper runs as in a served app
         App.active = self
+        App.started += 1
 
     def worker_settings(self) -> Settings:
         """The running app's settings with this one's own variables over them (a second `serve`'s)."""

@@ -27,6 +27,8 @@ def free_port() -> int:
 class Server(JobCalls):
     """`fitserve serve` as a subprocess; `client` speaks real HTTP to it."""
 
+    started = 0  # processes started in this test process (the run's summary adds them up)
+
     def __init__(self, db_path: Path, workers: int = 1, host: str = "127.0.0.1", db_url: str | None = None, **env: str):
         self.db_url = db_url or f"sqlite:///{db_path}"
         self.workers = workers
@@ -42,6 +44,7 @@ class Server(JobCalls):
         self.client: httpx.Client | None = None
 
     def start(self, timeout: float = 120.0, port: int | None = None) -> Server:
+        Server.started += 1
         port = port or free_port()
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(

@@ -39,18 +39,18 @@ def assert_contiguous_curve(srv, job_id: str, epochs: int) -> None:
     assert [p["epoch"] for p in page["points"]] == list(range(1, epochs + 1))
 
 
-def test_queued_jobs_survive_a_restart(make_server):
-    api_only = make_server(workers=0).start()
+def test_queued_jobs_survive_a_restart(make_app):
+    api_only = make_app(workers=0).start()
     ids = [api_only.submit(tiny_regression(epochs=20))["id"] for _ in range(3)]
     assert api_only.stop() == 0
-    with_workers = make_server(workers=1).start()
+    with_workers = make_app(workers=1).start()
     for job_id in ids:
         assert with_workers.wait_for(job_id)["status"] == "succeeded"
 
 
-def test_a_workers_row_names_the_job_it_trains_and_clears_once_the_worker_is_idle(make_server):
+def test_a_workers_row_names_the_job_it_trains_and_clears_once_the_worker_is_idle(make_app):
     """The claim names the job in the worker's row (one transaction); the next claim, finding none, clears it."""
-    srv = make_server(workers=1).start()
+    srv = make_app(workers=1).start()
     job = srv.submit(long_job(epochs=4000))
     wait_for_epoch(srv, job["id"], 100)
     assert srv.query("SELECT job_id FROM workers") == [(job["id"],)]
@@ -182,9 +182,9 @@ def test_a_job_that_runs_out_of_memory_fails_and_the_worker_takes_the_next(make_
     assert worker_pids(srv.proc.pid) == [pid]  # the same worker process, still alive
 
 
-def test_data_that_is_not_finite_fails_its_job_with_the_reason(make_server):
+def test_data_that_is_not_finite_fails_its_job_with_the_reason(make_app):
     """Uploads refuse NaN and infinity; the worker still checks, for rows stored before that check."""
-    srv = make_server(workers=1).start()
+    srv = make_app(workers=1).start()
     dataset = srv.client.post("/v1/datasets", files={"file": ("d.csv", b"a,y\n1,2\n2,4\n3,6\n")},
                               data={"target": "y"}).json()
     buf = io.BytesIO()
