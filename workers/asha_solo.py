@@ -16,6 +16,7 @@ from service.repositories import jobs as job_repo
 from service.settings import Settings
 from workers.asha import Rungs
 from workers.devices import resolve_device, this_node
+from workers.evaluation import evaluate_splits
 from workers.trainer import Diverged
 from workers.worker import Attempt, build_trainer, set_execution
 
@@ -49,8 +50,10 @@ class RungMember:
         return None if self.latest is None else getattr(self.latest, name)
 
     def entry(self) -> dict:
+        """What closing the member stores: its weights and its evaluation on the held-out splits, as they are now."""
         return {"job_id": self.job.id, "attempt": self.job.attempt,
-                "weights": weights_to_bytes(self.trainer.net, self.job.spec)}
+                "weights": weights_to_bytes(self.trainer.net, self.job.spec),
+                "evaluation": evaluate_splits(self.trainer.net, self.trainer.data, self.spec)}
 
 
 def run_rungwise(group: list[Job], rungs: Rungs, worker_id: str, settings: Settings, gpu, shutdown) -> None:
@@ -76,7 +79,8 @@ def run_rungwise(group: list[Job], rungs: Rungs, worker_id: str, settings: Setti
             rungs.stop_members(s, worker_id, rung, [m.entry() for m in members if m.job.id not in kept])
         members = [m for m in members if m.job.id in kept]
     for m in members:
-        m.attempt.finish(JobStatus.SUCCEEDED, weights=weights_to_bytes(m.trainer.net, m.job.spec))
+        closing = m.entry()
+        m.attempt.finish(JobStatus.SUCCEEDED, weights=closing["weights"], evaluation=closing["evaluation"])
 
 
 def train_member(member: RungMember, epoch: int) -> bool:

@@ -86,6 +86,21 @@ def test_asha_stops_exactly_the_members_the_rule_says(server, execution):
     assert winner["val_loss"] == pytest.approx(alone["metrics"]["val_loss"], rel=1e-3)
 
 
+@pytest.mark.parametrize("execution", ["batched", "one_by_one"])
+def test_every_asha_member_is_evaluated_on_its_held_out_splits(server, execution):
+    """Members stopped at a rung and the one that finished alike, whichever way they were trained."""
+    base = {**VALIDATED, "epochs": 20, "data": {**VALIDATED["data"], "test_fraction": 0.2}}
+    done = wait_sweep(server, submit_sweep(server, asha_body(base, count=4, eta=2, execution=execution))["id"])
+    assert done["status"] == "succeeded" and done["progress"]["succeeded"] == 4, done
+    stopped = 0
+    for entry in done["leaderboard"]:
+        job = server.client.get(f"/v1/jobs/{entry['job_id']}").json()
+        stopped += job["stop_reason"] is not None
+        evaluation = job["evaluation"]
+        assert evaluation and evaluation["test"]["mse"] >= 0 and evaluation["validation"]["mse"] >= 0, job
+    assert stopped == 3  # rungs at 5 and 10 epochs: 4 members, then 2, then 1
+
+
 def test_asha_decides_the_same_batched_and_one_by_one_for_one_search_seed(server):
     decided = []
     for execution in ("batched", "one_by_one"):
