@@ -217,6 +217,8 @@ class BatchedTrainer:
 
     def to_points(self, records: list[MemberFigures]) -> list[Columns]:
         """One host sync for the lot: per member, its curve columns in epoch order."""
+        if not records:  # nothing trained since the last report (a stop right after one)
+            return [Columns(step=[], epoch=[], loss=[]) for _ in range(self.K)]
         cols = {}
         for name in ("loss", "correct", "val_loss", "val_correct"):
             values = [getattr(r, name) for r in records]

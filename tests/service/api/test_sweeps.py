@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.conftest import worker_pids
+from tests.conftest import wait_until, worker_pids
 from tests.specs import example
 
 CUBIC = example("3_nonlinear_mlp", epochs=150)
@@ -185,3 +185,20 @@ def test_a_killed_sweep_resumes_from_its_checkpoints(make_server):
         steps = [p["step"] for p in srv.client.get(f"/v1/jobs/{entry['job_id']}/metrics",
                                                    params={"max_points": 100_000}).json()["points"]]
         assert steps == list(range(1, 3001))
+
+
+def test_shutdown_between_reports_hands_every_batched_member_back_with_its_checkpoint(make_app):
+    """Epochs longer than a report's interval: each epoch is reported as it ends, so a shutdown finds nothing
+    new to report, and the members still go back to the queue, each with a checkpoint where it stood."""
+    srv = make_app(workers=1, FITSERVE_CHECKPOINT_SECONDS="3600").start()
+    slow = {**CUBIC, "epochs": 50, "batch_size": 1, "data": {**CUBIC["data"], "n": 4000}}  # 4000 steps an epoch
+    sweep = submit_sweep(srv, sweep_body({"seed": [0, 1, 2]}, base=slow, execution="batched"))
+    wait_until(lambda: srv.client.get(f"/v1/sweeps/{sweep['id']}").json()["progress"]["epochs_done"] >= 3 * 2,
+               60, "two epochs of each member")
+    srv.stop()  # the workers' shutdown, as SIGTERM sets it in a worker process
+    members = srv.query("SELECT id, status, epoch FROM jobs WHERE sweep_id = :id", id=sweep["id"])
+    assert [status for _, status, _ in members] == ["queued"] * 3, members
+    saved = dict(srv.query("SELECT c.job_id, c.epoch FROM checkpoints c JOIN jobs j ON j.id = c.job_id "
+                           "WHERE j.sweep_id = :id", id=sweep["id"]))
+    assert saved == {job_id: epoch for job_id, _, epoch in members} and min(saved.values()) >= 2
+    assert "Traceback" not in srv.read_log()
