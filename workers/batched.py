@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +25,7 @@ from workers.batched_options import member_rates
 from workers.data import TrainingData
 from workers.early_stopping import EarlyStopping
 from workers.steps import Batches, make_loss, transform_rows
-from workers.trainer import Progress, finite_or_none, make_optimizer
+from workers.trainer import INTERRUPT_BATCHES, Progress, finite_or_none, make_optimizer
 
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
 
@@ -70,6 +71,10 @@ class BatchedTrainer:
         spec = specs[0]
         self.specs, self.nets, self.device, self.K = specs, nets, device, len(specs)
         self.progress = Progress()
+        # asked every INTERRUPT_BATCHES mini-batches inside an epoch (as the solo Trainer asks); True stops the
+        # epoch there, and `stopped_inside` says so: the epoch is not counted, and its half is not kept
+        self.interrupted: Callable[[], bool] = lambda: False
+        self.stopped_inside = False
         self.classify = spec.task == "classification"
         self.loss_kind, self.output_activation = spec.loss, spec.model.output_activation
         self.kind = spec.optimizer.kind
@@ -179,7 +184,10 @@ class BatchedTrainer:
         xs = self.x[orders] if self.x_dim is None else take_members(self.x, orders)  # (K, n, ...)
         ys = self.y[orders] if self.y_dim is None else take_members(self.y, orders)
         losses, outs = [], []
-        for start, end in b.bounds:
+        for i, (start, end) in enumerate(b.bounds):
+            if i % INTERRUPT_BATCHES == INTERRUPT_BATCHES - 1 and self.interrupted():
+                self.stopped_inside = True
+                return None
             loss, out = self.step(xs[:, start:end], 0, ys[:, start:end], 0)
             losses.append(loss)
             outs.append(out)

@@ -243,6 +243,9 @@ class BatchedRun:
         self.attempts = [Attempt(job, worker_id, settings, shutdown) for job in group]
         self.active = set(range(len(group)))
         self.records = []
+        self.report_seconds = settings.REPORT_SECONDS
+        self.next_poll = time.monotonic() + self.report_seconds
+        trainer.interrupted = self.interrupted
 
     def run(self, device: str, execution: str) -> None:
         with session_scope() as s:
@@ -257,24 +260,26 @@ class BatchedRun:
     def train(self) -> None:
         epochs, t = self.specs[0].epochs, self.trainer
         last_report = last_checkpoint = time.perf_counter()
-        report_seconds = self.settings.REPORT_SECONDS
         while t.progress.epoch < epochs and self.active:
             epoch = t.progress.epoch + 1
             t.start_epoch(epoch)
             searched = self.search is not None and self.search.records(epoch)
             figures = t.train_epoch(epoch % self.specs[0].metrics_every == 0 or epoch == epochs or searched)
+            if t.stopped_inside:
+                self.stop_inside_epoch()
+                return
             t.progress.epoch = epoch
             if figures is not None:
                 self.records.append(figures)
             now = time.perf_counter()
             checkpoint_due = now - last_checkpoint >= self.settings.CHECKPOINT_SECONDS and epoch < epochs
             # a checkpoint follows a report: members resumed from it must find their curves up to it
-            report_due = now - last_report >= report_seconds or len(self.records) >= MEMBER_CHUNK
+            report_due = now - last_report >= self.report_seconds or len(self.records) >= MEMBER_CHUNK
             if report_due or checkpoint_due or epoch == epochs:
                 self.flush()
                 last_report = time.perf_counter()
                 # many members make a report long: space them so reports stay a small share of the time
-                report_seconds = max(self.settings.REPORT_SECONDS, (last_report - now) / MAX_REPORT_SHARE)
+                self.report_seconds = max(self.settings.REPORT_SECONDS, (last_report - now) / MAX_REPORT_SHARE)
             if searched:  # the decision needs every member's curve up to here: report first
                 if self.records:
                     self.flush()
@@ -286,6 +291,26 @@ class BatchedRun:
                 last_checkpoint = now
                 self.checkpoint()
         self.finish_trained()
+
+    def interrupted(self) -> bool:
+        """Inside an epoch: stop it now? At a shutdown at once; else every report's interval, a report of the
+        epochs before this one, which also reads cancels: a cancelled member ends at once (the stack trains on
+        without it), and the epoch stops once no member is left."""
+        if self.attempts[0].shutdown.is_set():
+            return True
+        now = time.monotonic()
+        if now < self.next_poll:
+            return False
+        self.flush()
+        self.next_poll = time.monotonic() + self.report_seconds
+        return not self.active
+
+    def stop_inside_epoch(self) -> None:
+        """The epoch stopped part way: its half is not kept (no checkpoint of it); at a shutdown the members go
+        back to the queue and resume from their last checkpoint, as a solo job does."""
+        if self.attempts[0].shutdown.is_set():
+            self.flush()
+            release_all([self.group[k] for k in self.active], self.attempts[0].worker_id)
 
     def flush(self) -> None:
         """One read-back and one transaction for every member's new points."""

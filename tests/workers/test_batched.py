@@ -200,3 +200,20 @@ def test_members_resumed_together_continue_on_the_same_curve(kind, momentum):
     resumed.load_member_states([first.member_state(k) for k in range(len(specs))])  # optimizer state included
     again = [resumed.train_epoch(record=True).loss for _ in range(10)]
     assert torch.allclose(torch.stack(again), torch.stack(losses[10:]), rtol=1e-6, atol=0)
+
+
+def test_a_report_with_no_new_epochs_is_empty_for_every_member():
+    specs = [member(CUBIC, seed=s) for s in range(3)]
+    nets, datas = zip(*(prepare(s) for s in specs))
+    trainer = BatchedTrainer(specs, list(nets), list(datas), torch.device("cpu"))
+    assert [len(points) for points in trainer.to_points([])] == [0, 0, 0]
+
+
+def test_an_epoch_stops_between_mini_batches_when_interrupted_and_is_not_counted():
+    specs = [member({**CUBIC, "batch_size": 10}, seed=s) for s in range(2)]  # 30 mini-batches an epoch
+    nets, datas = zip(*(prepare(s) for s in specs))
+    trainer = BatchedTrainer(specs, list(nets), list(datas), torch.device("cpu"))
+    asked = []
+    trainer.interrupted = lambda: asked.append(len(asked)) or len(asked) == 2  # yes at the second question
+    assert trainer.train_epoch(record=True) is None and trainer.stopped_inside
+    assert len(asked) == 2 and trainer.progress.step == 0  # asked every 8 batches; the steps taken are not counted
