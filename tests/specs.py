@@ -25,3 +25,8 @@ def tiny_regression(**overrides) -> dict:
     }
     spec.update(overrides)
     return spec
+
+
+def long_job(epochs: int = 200_000, **overrides) -> dict:
+    """Seconds to minutes of tiny steps (20 rows, one step an epoch): a job to cancel, stop or kill mid-way."""
+    return tiny_regression(epochs=epochs, data={"source": "synthetic", "generator": "linear", "n": 20}, **overrides)

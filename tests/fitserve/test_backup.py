@@ -1,5 +1,6 @@
 """`fitserve db backup`: a copy of a live SQLite database while a job writes to it; pg_dump advice on PostgreSQL."""
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -10,11 +11,11 @@ from tests.specs import tiny_regression
 
 def fitserve(srv, *args: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "fitserve.cli", *map(str, args)]
-    return subprocess.run(command, cwd=ROOT, env=srv.env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(command, cwd=ROOT, env={**os.environ, **srv.env}, capture_output=True, text=True, timeout=120)
 
 
-def test_a_live_sqlite_database_is_backed_up_with_its_jobs(make_server, backend, tmp_path):
-    srv = make_server(workers=1, FITSERVE_CHECKPOINT_SECONDS="0.3").start()
+def test_a_live_sqlite_database_is_backed_up_with_its_jobs(make_app, backend, tmp_path):
+    srv = make_app(workers=1, FITSERVE_CHECKPOINT_SECONDS="0.3").start()
     if backend != "sqlite":
         done = fitserve(srv, "db", "backup", tmp_path / "fitserve.dump")
         assert done.returncode == 2 and "pg_dump --format=custom" in done.stderr

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, free_port
-from tests.specs import tiny_regression
+from tests.specs import long_job, tiny_regression
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_submit_prints_the_id_and_watch_follows_to_the_end(fitserve, served, tmp
 
 
 def test_watch_of_a_cancelled_job_exits_1(fitserve, served):
-    job = served.submit(tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20}))
+    job = served.submit(long_job())
     served.client.post(f"/v1/jobs/{job['id']}/cancel")
     watched = fitserve("watch", job["id"])
     assert watched.returncode == 1 and "cancelled" in watched.stdout

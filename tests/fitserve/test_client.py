@@ -11,17 +11,13 @@ from safetensors.torch import load
 from fitserve import calls
 from fitserve.client import ApiError, AsyncClient, Client, Unreachable
 from tests.conftest import free_port
-from tests.specs import tiny_regression
+from tests.specs import long_job, tiny_regression
 
 
 @pytest.fixture
 def client(served):
     with Client(str(served.client.base_url)) as fs:
         yield fs
-
-
-def long_job() -> dict:
-    return tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20})
 
 
 def test_submit_takes_a_dict_a_json_file_or_a_yaml_file(client, tmp_path):

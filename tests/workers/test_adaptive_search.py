@@ -31,13 +31,9 @@ def kill_workers_after(srv, sweep_id: str, decided) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def curve(srv, job_id: str) -> list[dict]:
-    return srv.client.get(f"/v1/jobs/{job_id}/metrics", params={"max_points": 100_000}).json()["points"]
-
-
 def expected_decisions(srv, done: dict, rungs: list[int], eta: int) -> list[set]:
     """The members the rule keeps at each rung, worked out from the members' own curves."""
-    curves = {e["job_id"]: {p["epoch"]: p["val_loss"] for p in curve(srv, e["job_id"])} for e in done["leaderboard"]}
+    curves = {e["job_id"]: {p["epoch"]: p["val_loss"] for p in srv.curve(e["job_id"])} for e in done["leaderboard"]}
     alive, kept = set(curves), []
     for epoch in rungs:
         ranked = sorted(alive, key=lambda j: curves[j][epoch])
@@ -63,7 +59,7 @@ def test_asha_stops_exactly_the_members_the_rule_says(server, execution):
     for entry in done["leaderboard"]:
         job = server.client.get(f"/v1/jobs/{entry['job_id']}").json()
         assert job["status"] == "succeeded"
-        points = curve(server, job["id"])
+        points = server.curve(job["id"])
         if job["id"] in expect[1]:
             assert job["stopped_early_at"] is None and job["stop_reason"] is None and len(points) == 45
             continue
@@ -130,7 +126,7 @@ def test_a_killed_asha_sweep_resumes_with_the_same_decisions(make_server):
     assert decisions[0] == decisions[1]
     survivor = srv.client.get(f"/v1/jobs/{killed['leaderboard'][0]['job_id']}").json()
     assert survivor["attempt"] == 2 and survivor["progress"]["epoch"] == 3000
-    steps = [p["step"] for p in curve(srv, survivor["id"])]
+    steps = [p["step"] for p in srv.curve(survivor["id"])]
     assert steps == list(range(1, 3001))
     want = {e["hyperparameters"]["lr"]: e["val_loss"] for e in again["leaderboard"]}
     for entry in killed["leaderboard"]:
@@ -219,7 +215,7 @@ def test_pbt_exploits_the_top_members_and_its_best_replays_alone(server):
     assert done["status"] == "succeeded" and done["execution"].startswith("batched"), done
     pbt = done["search_state"]["pbt"]
     assert sorted(pbt["intervals"], key=int) == ["10", "20", "30", "40", "50"]
-    curves = {e["job_id"]: {p["epoch"]: p["val_loss"] for p in curve(server, e["job_id"])} for e in done["leaderboard"]}
+    curves = {e["job_id"]: {p["epoch"]: p["val_loss"] for p in server.curve(e["job_id"])} for e in done["leaderboard"]}
     for epoch, decision in pbt["intervals"].items():
         # the ranking is the members' own val_loss at the interval; the bottom 2 copy one of the top 2
         want = sorted(curves, key=lambda j: curves[j][int(epoch)])
@@ -352,7 +348,7 @@ def test_asha_over_widths_decides_across_the_shape_groups(server):
     for job_id in (j for ids in ended for j in ids):
         job = server.client.get(f"/v1/jobs/{job_id}").json()
         assert job["status"] == "succeeded" and (job["stopped_early_at"], job["stop_reason"]) == (5, "pruned at rung 1")
-        assert [p["epoch"] for p in curve(server, job_id)] == [1, 2, 3, 4, 5]
+        assert [p["epoch"] for p in server.curve(job_id)] == [1, 2, 3, 4, 5]
         assert server.client.post(f"/v1/jobs/{job_id}/predict", json={"inputs": [[0.5]]}).status_code == 200
 
 

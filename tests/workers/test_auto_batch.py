@@ -13,7 +13,7 @@ import pytest
 from service.schemas.spec import JobSpec
 from tests.conftest import worker_pids
 from tests.service.api.test_fair_share import keyed_api, submit
-from tests.specs import example, tiny_regression
+from tests.specs import example, long_job, tiny_regression
 from tests.workers.test_batched import solo_points
 
 ON = {"FITSERVE_AUTO_BATCH": "on"}
@@ -30,23 +30,14 @@ def cubic(seed: int, lr: float, momentum: float = 0.0) -> dict:
 LONG = 20_000
 
 
-def long_job(seed: int, epochs: int = LONG) -> dict:
-    """Seconds of small steps: a batch of these can be cancelled or killed mid-way."""
-    return tiny_regression(epochs=epochs, seed=seed, data={"source": "synthetic", "generator": "linear", "n": 20})
-
-
 def batches_in_log(srv) -> list[list[str]]:
     """The job ids of each auto-batch the workers claimed, in order."""
     return [line.split(", ") for line in re.findall(r"auto-batch: \d+ jobs claimed by \S+: (.+)", srv.read_log())]
 
 
-def curve(srv, job_id: str) -> list[dict]:
-    return srv.client.get(f"/v1/jobs/{job_id}/metrics", params={"max_points": 100_000}).json()["points"]
-
-
 def assert_equals_training_alone(srv, job_id: str, spec: dict) -> None:
     alone = solo_points(JobSpec.model_validate(spec))
-    points = curve(srv, job_id)
+    points = srv.curve(job_id)
     assert [p["step"] for p in points] == [p.step for p in alone]
     assert [p["loss"] for p in points] == pytest.approx([p.loss for p in alone], rel=2e-4, abs=1e-6)
 
@@ -83,7 +74,7 @@ def test_auto_batch_off_trains_each_job_alone(make_app):
 
 def test_cancelling_one_job_of_a_batch_stops_only_it(make_app):
     api = make_app(workers=0).start()
-    ids = [api.submit(long_job(seed))["id"] for seed in range(3)]
+    ids = [api.submit(long_job(LONG, seed=seed))["id"] for seed in range(3)]
     worker = make_app(workers=1, **ON).start()
     api.wait_until(ids[1], lambda job: job["progress"]["epoch"] >= 500, timeout=60)
     assert batches_in_log(worker) == [ids]
@@ -97,7 +88,7 @@ def test_cancelling_one_job_of_a_batch_stops_only_it(make_app):
 
 def test_a_killed_workers_batch_is_rescued_and_each_job_resumes(make_server):
     api = make_server(workers=0).start()
-    specs = [long_job(seed) for seed in range(3)]
+    specs = [long_job(LONG, seed=seed) for seed in range(3)]
     ids = [api.submit(spec)["id"] for spec in specs]
     worker = make_server(workers=1, **ON, **FAST_FAULTS).start()
     api.wait_until(ids[0], lambda _: len(api.query("SELECT epoch FROM checkpoints WHERE epoch > 0")) == 3, timeout=60)
@@ -110,7 +101,7 @@ def test_a_killed_workers_batch_is_rescued_and_each_job_resumes(make_server):
         job = api.client.get(f"/v1/jobs/{job_id}").json()
         assert job["status"] == "succeeded" and job["attempt"] == 2, job
         assert 0 < checkpointed[job_id] < LONG
-        points = curve(api, job_id)
+        points = api.curve(job_id)
         assert [p["epoch"] for p in points] == list(range(1, LONG + 1))  # resumed: no epoch lost or written twice
         alone = solo_points(JobSpec.model_validate(spec))
         assert points[-1]["loss"] == pytest.approx(alone[-1].loss, rel=1e-4)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, worker_pids
-from tests.specs import tiny_regression
+from tests.specs import long_job, tiny_regression
 
 FAST_FAULTS = {
     "FITSERVE_CHECKPOINT_SECONDS": "0.3",
@@ -24,10 +24,6 @@ FAST_FAULTS = {
 
 # long enough (seconds) that a worker can be stopped or killed mid-job after a checkpoint, on a quiet machine too
 LONG_EPOCHS = 20_000
-
-
-def long_job(epochs: int = LONG_EPOCHS) -> dict:
-    return tiny_regression(epochs=epochs, data={"source": "synthetic", "generator": "linear", "n": 20})
 
 
 def wait_for_epoch(srv, job_id: str, epoch: int) -> dict:
@@ -119,8 +115,8 @@ def test_a_stalled_worker_loses_its_job_and_cannot_write_to_it(make_server, tmp_
 
 def test_sigterm_hands_the_job_back_and_it_resumes_from_its_checkpoint(make_server):
     srv = make_server(workers=1, **FAST_FAULTS).start()
-    reference = srv.train(long_job())  # the same job, never interrupted
-    job = srv.submit(long_job())
+    reference = srv.train(long_job(LONG_EPOCHS))  # the same job, never interrupted
+    job = srv.submit(long_job(LONG_EPOCHS))
     wait_for_epoch(srv, job["id"], 500)
     started = time.monotonic()
     assert srv.stop(signal.SIGTERM) == 0

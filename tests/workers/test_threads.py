@@ -86,10 +86,10 @@ def test_a_job_too_short_to_repay_the_probe_keeps_all_its_threads(two_threads, m
     assert torch.get_num_threads() == 2
 
 
-def test_a_tuned_job_trains_where_an_untuned_one_does(make_server):
-    """Through a real worker of 2 threads: the job says which count it kept and why, and ends at the loss (and
-    weights' predictions) the trainer reaches at a fixed count, to float tolerance."""
-    srv = make_server(FITSERVE_TORCH_THREADS="2").start()
+def test_a_tuned_job_trains_where_an_untuned_one_does(make_app):
+    """Through the worker loop with 2 torch threads: the job says which count it kept and why, and ends at the loss
+    (and weights' predictions) the trainer reaches at a fixed count, to float tolerance."""
+    srv = make_app(FITSERVE_TORCH_THREADS="2").start()
     job = srv.train(LONG, timeout=300)
     assert job["status"] == "succeeded", job
     assert "torch thread(s): measured " in job["execution"] and job["execution"].startswith("eager on cpu; ")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.specs import tiny_regression
+from tests.specs import long_job, tiny_regression
 
 BODY = json.dumps(tiny_regression()).encode()
 
@@ -36,5 +36,5 @@ def test_other_bodies_keep_their_types(server):
     """Uploads are multipart, and a bodiless POST needs no Content-Type."""
     upload = server.client.post("/v1/datasets", files={"file": ("d.csv", b"x,y\n1,2\n2,4\n")}, data={"target": "y"})
     assert upload.status_code == 201, upload.text
-    job = server.submit(tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20}))
+    job = server.submit(long_job())
     assert server.client.post(f"/v1/jobs/{job['id']}/cancel").status_code == 200

@@ -4,7 +4,7 @@ import json
 import threading
 import time
 
-from tests.specs import tiny_regression
+from tests.specs import long_job, tiny_regression
 
 
 def read_events(client, job_id: str, on_open=lambda: None, **headers) -> list[dict]:
@@ -84,7 +84,7 @@ def test_long_poll_answers_as_soon_as_the_job_changes(make_app):
 def test_long_poll_answers_on_progress_of_a_running_job(make_app):
     """Reports a second apart: an answer that did not wait would show the epoch a plain GET just showed."""
     srv = make_app(workers=1, FITSERVE_REPORT_SECONDS="1.0").start()
-    job = srv.submit(tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20}))
+    job = srv.submit(long_job())
     srv.wait_until(job["id"], lambda j: j["status"] == "running" and j["progress"]["epoch"] > 0)
     before = srv.client.get(f"/v1/jobs/{job['id']}").json()
     started = time.monotonic()

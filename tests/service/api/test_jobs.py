@@ -10,7 +10,7 @@ from safetensors.torch import load
 from modelzoo import build_network
 from modelzoo.weights import spec_from_bytes
 from service.schemas.spec import JobSpec
-from tests.specs import tiny_regression
+from tests.specs import long_job, tiny_regression
 
 
 def test_submit_returns_created_job_with_location(server):
@@ -117,7 +117,7 @@ def test_unknown_ids_are_404(server):
 
 
 def test_cancel_running_job_stops_it_and_keeps_its_curve(server):
-    job = server.submit(tiny_regression(epochs=1_000_000, data={"source": "synthetic", "generator": "linear", "n": 20}))
+    job = server.submit(long_job(1_000_000))
     server.wait_for(job["id"], {"running"})
     deadline = time.monotonic() + 30
     while server.client.get(f"/v1/jobs/{job['id']}").json()["progress"]["epoch"] == 0:

@@ -4,7 +4,7 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from tests.specs import example, tiny_regression
+from tests.specs import example, long_job, tiny_regression
 
 RNG = np.random.default_rng(0)
 
@@ -39,7 +39,7 @@ def test_onnx_gives_the_same_answers_as_predict(server, spec, rows):
 
 def test_only_a_succeeded_job_exports(server):
     assert server.client.get("/v1/jobs/nope/model.onnx").status_code == 404
-    job = server.submit(tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20}))
+    job = server.submit(long_job())
     response = server.client.get(f"/v1/jobs/{job['id']}/model.onnx")
     assert response.status_code == 409 and "succeeded" in response.json()["detail"]
     server.client.post(f"/v1/jobs/{job['id']}/cancel")

@@ -4,7 +4,7 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.specs import tiny_regression
+from tests.specs import long_job, tiny_regression
 
 
 def scrape(server) -> dict[str, list]:
@@ -39,7 +39,7 @@ def test_metrics_count_jobs_training_time_and_predict_latency(server):
 
 
 def test_epochs_per_second_of_a_running_job(server):
-    job = server.submit(tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20}))
+    job = server.submit(long_job())
     server.wait_for(job["id"], statuses={"running"})
     server.client.get(f"/v1/jobs/{job['id']}", params={"wait": 10})  # at least one progress report
     rates = scrape(server)["fitserve_epochs_per_second"]
@@ -52,7 +52,7 @@ def test_metrics_name_no_job_of_any_owner(make_app):
     """/metrics answers without a key, so it carries counts and rates, never a job id."""
     srv = make_app(workers=1, FITSERVE_AUTH="required").start()
     auth = {"Authorization": f"Bearer {srv.create_key('alice')}"}
-    spec = tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20})
+    spec = long_job()
     job = srv.client.post("/v1/jobs", json=spec, headers=auth).json()
     deadline = time.monotonic() + 60
     while srv.client.get(f"/v1/jobs/{job['id']}", headers=auth).json()["progress"]["epoch"] == 0:
@@ -111,7 +111,7 @@ def test_jobs_finished_are_counters_by_final_status(make_server):
     assert ok["status"] == "succeeded"
     failing = tiny_regression(epochs=50, optimizer={"kind": "sgd", "lr": 100.0})  # diverges: NaN loss fails the job
     assert srv.train(failing)["status"] == "failed"
-    queued = srv.submit(tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20}))
+    queued = srv.submit(long_job())
     srv.client.post(f"/v1/jobs/{queued['id']}/cancel")
     srv.wait_for(queued["id"])
     srv.stop()
@@ -129,9 +129,10 @@ def finished_totals(srv) -> dict[str, float]:
     return {s.labels["status"]: s.value for s in families["fitserve_jobs_finished"] if s.name.endswith("_total")}
 
 
-def test_jobs_finished_never_fall_when_finished_jobs_are_deleted(make_app):
-    """A counter that fell would read as a reset; a deleted job's end stays counted, and later ends add to it."""
-    srv = make_app(workers=0).start()  # no workers: a cancelled queued job ends at once and holds nothing else
+def test_jobs_finished_never_fall_when_finished_jobs_are_deleted(make_server):
+    """A counter that fell would read as a reset; a deleted job's end stays counted, and later ends add to it.
+    A served process of its own: what it has counted starts with it."""
+    srv = make_server(workers=0).start()  # no workers: a cancelled queued job ends at once and holds nothing else
     spec = tiny_regression()
 
     def cancel_one() -> str:

@@ -5,7 +5,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.specs import example, tiny_regression
+from tests.specs import example, long_job, tiny_regression
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_errors_come_in_v2_shape_with_their_status(served, triton_client, regres
 
 
 def test_a_job_still_training_is_not_ready(served, triton_client):
-    job = served.submit(tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20}))
+    job = served.submit(long_job())
     assert not triton_client.is_model_ready(job["id"])
     early = error_of(lambda: triton_client.infer(job["id"], [json_input(np.array([[1.0]]))]))
     assert early.status() == "409" and "succeeded" in early.message()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.specs import tiny_regression
+from tests.specs import long_job, tiny_regression
 
 QUICK_SECONDS = 1.0  # what another owner's request and /healthz may take while one owner is at its cap
 
@@ -254,7 +254,7 @@ def test_the_largest_last_event_ids_are_answered_not_a_500(served):
         response = served.client.get(f"/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": str(value)})
         assert response.status_code == 204  # past the end of a finished job's stream
     running = served.submit(
-        tiny_regression(epochs=200_000, data={"source": "synthetic", "generator": "linear", "n": 20})
+        long_job()
     )
     headers = {"Last-Event-ID": str(2**31)}  # compared with the step columns as 2^31-1: PostgreSQL refuses 2^31
     with served.client.stream("GET", f"/v1/jobs/{running['id']}/events", headers=headers, timeout=30) as response:
