@@ -141,39 +141,56 @@ def as_(srv: Server, who: str) -> dict:
     return {"Authorization": f"Bearer {srv.keys[who]}"}
 
 
-def maker(kind, tmp_path: Path, databases: Databases):
-    """`make(workers=1, db_name=..., **env)`: a `kind` of the test's own on its own database (one per `db_name`);
-    all it made are stopped at the end, the last made first, and their databases dropped."""
+class PerTestDatabases:
+    """A test's own databases by name, shared by the apps and servers it makes; dropped when it ends."""
+
+    def __init__(self, tmp_path: Path, databases: Databases):
+        self.tmp_path, self.databases, self.urls = tmp_path, databases, {}
+
+    def url(self, name: str) -> str:
+        if name not in self.urls:
+            self.urls[name] = self.databases.create(self.tmp_path / name)
+        return self.urls[name]
+
+    def drop(self) -> None:
+        for url in self.urls.values():
+            self.databases.drop(url)
+
+
+@pytest.fixture
+def test_databases(tmp_path, databases):
+    dbs = PerTestDatabases(tmp_path, databases)
+    yield dbs
+    dbs.drop()
+
+
+def maker(kind, test_databases: PerTestDatabases):
+    """`make(workers=1, db_name=..., **env)`: a `kind` of the test's own on its own database (one per `db_name`,
+    the same for apps and servers); all it made are stopped at the end, the last made first."""
     started: list = []
-    urls: dict[str, str] = {}
 
     def make(workers: int = 1, db_name: str = "fitserve.db", **kwargs: str):
-        if db_name not in urls:
-            urls[db_name] = databases.create(tmp_path / db_name)
-        srv = kind(tmp_path / db_name, workers=workers, db_url=urls[db_name], **kwargs)
+        path = test_databases.tmp_path / db_name
+        srv = kind(path, workers=workers, db_url=test_databases.url(db_name), **kwargs)
         started.append(srv)
         return srv
 
     yield make
     for srv in reversed(started):
         srv.stop()
-    for url in urls.values():
-        databases.drop(url)
 
 
 @pytest.fixture
-def make_server(tmp_path, databases):
+def make_server(test_databases):
     """Served `fitserve serve` processes of the test's own (see `maker`)."""
-    yield from maker(Server, tmp_path, databases)
+    yield from maker(Server, test_databases)
 
 
 @pytest.fixture
-def make_app(tmp_path, databases):
+def make_app(test_databases):
     """In-process apps of the test's own (see `maker`); a second one on the same database while the first
     runs adds workers with settings of their own."""
-    yield from maker(App, tmp_path, databases)
-
-
+    yield from maker(App, test_databases)
 
 
 SERVED_FIXTURES = {"make_server", "served"}

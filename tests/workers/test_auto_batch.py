@@ -86,8 +86,8 @@ def test_cancelling_one_job_of_a_batch_stops_only_it(make_app):
     assert all(statuses[i]["progress"]["epoch"] == LONG for i in (ids[0], ids[2]))
 
 
-def test_a_killed_workers_batch_is_rescued_and_each_job_resumes(make_server):
-    api = make_server(workers=0).start()
+def test_a_killed_workers_batch_is_rescued_and_each_job_resumes(make_app, make_server):
+    api = make_app(workers=0).start()  # the API in this process; the workers killed are a served process's
     specs = [long_job(LONG, seed=seed) for seed in range(3)]
     ids = [api.submit(spec)["id"] for spec in specs]
     worker = make_server(workers=1, **ON, **FAST_FAULTS).start()

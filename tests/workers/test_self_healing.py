@@ -167,8 +167,8 @@ def metric(srv, name: str) -> dict[str, float]:
     return samples
 
 
-def test_queued_work_with_no_worker_fails_readiness_and_shows_in_metrics(make_server):
-    api = make_server(workers=0, FITSERVE_READY_QUEUE_SECONDS="1").start()
+def test_queued_work_with_no_worker_fails_readiness_and_shows_in_metrics(make_app):
+    api = make_app(workers=0, FITSERVE_READY_QUEUE_SECONDS="1").start()
     assert api.client.get("/readyz").status_code == 200  # an API alone is ready while nothing waits
     job = api.submit(tiny_regression(epochs=5))
     unready = wait_for(lambda: (r := api.client.get("/readyz")).status_code == 503 and r, 10, "readyz 503")
@@ -176,7 +176,7 @@ def test_queued_work_with_no_worker_fails_readiness_and_shows_in_metrics(make_se
     assert metric(api, "fitserve_workers") == {}
     assert metric(api, "fitserve_oldest_queued_job_age_seconds")[""] >= 1.0
 
-    pool = make_server(workers=1).start()  # a pool of its own on the same database takes the job
+    pool = make_app(workers=1).start()  # workers of their own on the same database take the job
     assert pool.wait_for(job["id"], timeout=60)["status"] == "succeeded"
     assert api.client.get("/readyz").status_code == 200
     assert metric(api, "fitserve_workers") == {'{device="cpu",state="idle"}': 1.0}

@@ -27,12 +27,12 @@ def read_events(client, job_id: str, on_open=lambda: None, **headers) -> list[di
     return events
 
 
-def test_stream_sends_status_changes_and_every_point_then_ends(make_server):
+def test_stream_sends_status_changes_and_every_point_then_ends(make_server, make_app):
     # the stream opens on a queued job, with no worker yet: a tiny job could otherwise end before it opens
     api = make_server(workers=0).start()
     job = api.submit(tiny_regression(epochs=150))
-    # once the stream is open, a pool of its own on the same database takes the job
-    events = read_events(api.client, job["id"], on_open=lambda: make_server(workers=1).start())
+    # once the stream is open, workers of their own on the same database (in this process) take the job
+    events = read_events(api.client, job["id"], on_open=lambda: make_app(workers=1).start())
     points = [e for e in events if e["event"] == "metric"]
     statuses = [e for e in events if e["event"] == "status"]
     assert [e["id"] for e in points] == list(range(1, 151)) == [e["data"]["step"] for e in points]
