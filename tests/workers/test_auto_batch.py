@@ -9,6 +9,7 @@ import re
 import signal
 
 import pytest
+import torch
 
 from service.schemas.spec import JobSpec
 from tests.conftest import worker_pids
@@ -137,35 +138,42 @@ def test_a_batch_stays_under_the_owners_running_cap(make_app):
         assert sum(j in alices for j in batch) <= 2 and sum(j in bobs for j in batch) <= 2, batch
 
 
-def probed_policy(sizes: list[int]):
-    """An auto-batch policy that has probed, for real, groups of these sizes of one key, in this order."""
-    import torch
-
+def tiny_group(n: int):
+    """n tiny regressions of one batch key, as a claim hands them to the policy: (jobs, specs, nets, datas)."""
     from service.models import Job
-    from service.settings import get_settings
-    from workers.auto_batch import AutoBatchPolicy
     from workers.sweep_runner import prepare
 
-    policy, cpu = AutoBatchPolicy(get_settings()), torch.device("cpu")
-    answers = []
-    for n in sizes:
-        specs = [JobSpec.model_validate(tiny_regression(seed=i, epochs=50)) for i in range(n)]
-        group = [Job(batch_key="tiny", spec=spec.model_dump(mode="json")) for spec in specs]
-        nets, datas = zip(*(prepare(spec, cpu) for spec in specs))
-        answers.append(policy.speedup(group, specs, nets, datas, cpu))  # (speedup, measured)
-    return policy, answers
+    specs = [JobSpec.model_validate(tiny_regression(seed=i, epochs=50)) for i in range(n)]
+    group = [Job(batch_key="tiny", spec=spec.model_dump(mode="json")) for spec in specs]
+    nets, datas = zip(*(prepare(spec, torch.device("cpu")) for spec in specs))
+    return group, specs, nets, datas
 
 
-def test_a_probe_of_a_large_batch_bounds_a_smaller_ones_speedup_without_probing_again():
+def test_the_probe_measures_a_real_speedup():
+    from workers.sweep_runner import measure_speedup
+
+    _, specs, nets, datas = tiny_group(4)
+    speedup = measure_speedup(specs, nets, datas, torch.device("cpu"))
+    assert 0 < speedup < float("inf")
+
+
+@pytest.mark.parametrize("at_16", [10.0, 2.0])  # 16 stacked 50-point regressions measure about 10x here
+def test_a_probe_of_a_large_batch_bounds_a_smaller_ones_speedup_without_probing_again(monkeypatch, at_16):
+    """The policy's arithmetic on injected measurements: the verdict never depends on the machine's speed."""
+    from service.settings import get_settings
+    from workers import auto_batch
     from workers.sweep_runner import MIN_SPEEDUP
 
-    policy, ((at_16, measured_16), (at_6, measured_6)) = probed_policy([16, 6])
-    assert measured_16 and policy.probed_sizes[("tiny", 16)] == 16 and at_16 == policy.speedups[("tiny", 16)]
+    measured = iter([at_16, 1.5])
+    monkeypatch.setattr(auto_batch, "measure_speedup", lambda *_: next(measured))
+    policy, cpu = auto_batch.AutoBatchPolicy(get_settings()), torch.device("cpu")
+    (s16, measured_16), (at_6, measured_6) = (policy.speedup(*tiny_group(n), cpu) for n in (16, 6))
+    assert measured_16 and policy.probed_sizes[("tiny", 16)] == 16 and s16 == at_16 == policy.speedups[("tiny", 16)]
     assert policy.speedup_floor("other key", 6) == 0.0
-    if at_16 * 6 / 16 >= MIN_SPEEDUP:  # 16 stacked 50-point regressions measure about 10x here: the usual case
+    if at_16 * 6 / 16 >= MIN_SPEEDUP:  # 3.75x at 6 follows from 10x at 16: no second probe
         assert at_6 == pytest.approx(at_16 * 6 / 16) and not measured_6
-        assert policy.probed_sizes == {("tiny", 16): 16}  # no second probe
+        assert policy.probed_sizes == {("tiny", 16): 16}
         assert policy.speedup_floor("tiny", 32) == at_16  # wider costs at most in proportion
-    else:  # the bound proves nothing: the smaller size is probed on its own
-        assert measured_6 and policy.probed_sizes[("tiny", 8)] == 6 and at_6 == policy.speedups[("tiny", 8)]
-        assert policy.speedup_floor("tiny", 32) == max(at_16, at_6)
+    else:  # 0.75x proves nothing: the smaller size is probed on its own
+        assert measured_6 and policy.probed_sizes[("tiny", 8)] == 6 and at_6 == 1.5 == policy.speedups[("tiny", 8)]
+        assert policy.speedup_floor("tiny", 32) == at_16

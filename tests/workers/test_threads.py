@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
@@ -25,30 +23,6 @@ def two_threads():
     torch.set_num_threads(before)
 
 
-def busy(seconds: float) -> None:
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
-
-
-@pytest.mark.parametrize("slow", [1, 2])
-def test_the_probe_keeps_the_count_whose_epochs_are_faster(two_threads, slow):
-    choice = ThreadChoice(2)
-    seen = set()
-    while not choice.done:
-        n = torch.get_num_threads()
-        seen.add(n)
-        busy(0.0005 * (3 if n == slow else 1))  # an "epoch" three times as long at the slow count
-        choice.after_epoch(epochs_left=10**6)
-    fast = 3 - slow
-    assert seen == {1, 2}
-    assert len(choice.times[1]) == len(choice.times[2]) == 2 * threads.ROUNDS
-    assert choice.threads == fast and torch.get_num_threads() == fast
-    assert choice.note.startswith(f"{fast} torch thread(s): measured ")
-    choice.restore()
-    assert torch.get_num_threads() == 2
-
-
 class EpochClock:
     """`time` for workers/threads.py: each reading is one more epoch of `seconds` later, whatever the host's load."""
 
@@ -58,6 +32,35 @@ class EpochClock:
     def perf_counter(self) -> float:
         self.now += self.seconds
         return self.now
+
+
+class CountClock(EpochClock):
+    """An epoch three times as long at the `slow` thread count."""
+
+    def __init__(self, seconds: float, slow: int):
+        super().__init__(seconds)
+        self.slow = slow
+
+    def perf_counter(self) -> float:
+        self.now += self.seconds * (3 if torch.get_num_threads() == self.slow else 1)
+        return self.now
+
+
+@pytest.mark.parametrize("slow", [1, 2])
+def test_the_probe_keeps_the_count_whose_epochs_are_faster(two_threads, monkeypatch, slow):
+    monkeypatch.setattr(threads, "time", CountClock(0.0005, slow))
+    choice = ThreadChoice(2)
+    seen = set()
+    while not choice.done:
+        seen.add(torch.get_num_threads())
+        choice.after_epoch(epochs_left=10**6)
+    fast = 3 - slow
+    assert seen == {1, 2}
+    assert len(choice.times[1]) == len(choice.times[2]) == 2 * threads.ROUNDS
+    assert choice.threads == fast and torch.get_num_threads() == fast
+    assert choice.note.startswith(f"{fast} torch thread(s): measured ")
+    choice.restore()
+    assert torch.get_num_threads() == 2
 
 
 @pytest.mark.parametrize("epoch_seconds", [1e-4, 1e-3, 0.05])
