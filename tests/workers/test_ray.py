@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import Server
 from tests.specs import tiny_regression
 
 RAY_ADDRESS = os.environ.get("RAY_ADDRESS")
@@ -31,10 +32,22 @@ def ray_bin() -> str:
     return str(Path(sys.executable).with_name("ray"))
 
 
+@pytest.fixture(scope="module")
+def ray_dispatching(tmp_path_factory, databases):
+    """`fitserve serve` whose dispatcher places jobs on the cluster at RAY_ADDRESS, shared by the module's tests
+    (they keep apart by their own job ids, and end every job they leave running)."""
+    path = tmp_path_factory.mktemp("ray") / "fitserve.db"
+    srv = Server(path, workers=1, db_url=databases.create(path), FITSERVE_EXECUTOR="ray", RAY_ADDRESS=RAY_ADDRESS,
+                 **CHECKPOINTS)
+    yield srv
+    srv.stop()
+    databases.drop(srv.db_url)
+
+
 @pytest.fixture
-def ray_server(make_server):
-    """`fitserve serve` whose dispatcher places jobs on the cluster at RAY_ADDRESS."""
-    return make_server(workers=1, FITSERVE_EXECUTOR="ray", RAY_ADDRESS=RAY_ADDRESS, **CHECKPOINTS).start()
+def ray_server(ray_dispatching):
+    """The module's server, running: a test that stopped it (SIGTERM) leaves it to be started again."""
+    return ray_dispatching if ray_dispatching.proc is not None else ray_dispatching.start()
 
 
 def job_of(seconds_of_work: int) -> dict:
@@ -82,6 +95,8 @@ def test_sigterm_hands_the_ray_job_back_with_its_checkpoint(ray_server):
     [(status, epoch)] = ray_server.query("SELECT status, epoch FROM jobs WHERE id = :id", id=job["id"])
     [(checkpoint_epoch,)] = ray_server.query("SELECT epoch FROM checkpoints WHERE job_id = :id", id=job["id"])
     assert status == "queued" and 0 < checkpoint_epoch <= epoch < 1_000_000
+    ray_server.start()  # for the next tests, without this job: it would hold a node's CPU for minutes
+    assert ray_server.client.post(f"/v1/jobs/{job['id']}/cancel").status_code == 200
 
 
 def test_a_gpu_job_waits_for_a_gpu_while_cpu_jobs_run(ray_server):
