@@ -151,9 +151,13 @@ class InferAnswer:
 def encode_answer(name: str, request: InferRequest, answers: dict[str, torch.Tensor]) -> InferAnswer:
     """The requested outputs (all when none are named), each as JSON data or raw bytes as the request asks."""
     wanted = [(o.name, o.parameters) for o in request.outputs] if request.outputs else [(n, None) for n in answers]
+    named: set[str] = set()
     for i, (output, _) in enumerate(wanted):
         if output not in answers:
             raise InvalidField(("outputs", i, "name"), f"no output {output!r}; this model has {list(answers)}")
+        if output in named:  # each repeat would be the whole tensor again: a small request, a huge answer
+            raise InvalidField(("outputs", i, "name"), f"output {output!r} is named twice; name each output once")
+        named.add(output)
     outputs, raw = [], []
     for output, parameters in wanted:
         tensor = answers[output]

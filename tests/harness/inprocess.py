@@ -1,6 +1,6 @@
 """The real app and the real worker loop in the test's own process: no server to start, no port.
 
-`App` answers as `tests.conftest.Server` does (`client`, `submit`, `train`, `wait_for`, `query`, `cli`,
+`App` answers as `tests.harness.served.Server` does (`client`, `submit`, `train`, `wait_for`, `query`, `cli`,
 `read_log`), so a test that does not need processes, sockets or signals uses it in place of a server:
 - the FastAPI app from `service.app.create_app`, its lifespan included, through Starlette's TestClient
   (an httpx client over ASGI) from 127.0.0.1, so loopback rules apply as they do for a served port;
@@ -10,7 +10,8 @@
 
 The app's settings and database engine are this process's (`get_settings`, `get_engine` are cached), so one
 app is active at a time. A second `make_app` on the same database while one runs adds workers with
-settings of their own (as a second `serve` on one database would), sharing the first's client and log.
+settings of their own (as a second `serve` on one database would), sharing the first's client and log; stop
+it before the first (the fixtures stop the last made first).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from service.db import get_engine, get_sessionmaker
 from service.logs import FORMAT, JobIdFilter
 from service.settings import Settings, get_settings
 from tests.harness.calls import BASE_ENV, JobCalls
-
 
 
 def forget_process_state() -> None:

@@ -119,3 +119,15 @@ def test_an_alias_names_the_model_for_v2_clients(served, triton_client, regressi
     with pytest.raises(InferenceServerException) as gone:
         triton_client.get_model_metadata(alias)
     assert "404" in str(gone.value) or "no model" in str(gone.value)
+
+
+def test_an_output_named_twice_is_400_before_any_answer_is_built(server):
+    """Repeats would send the whole tensor again each: 400 rows asked 400 times over was a 252 MB answer."""
+    job = server.train(example("5_softmax_classification", epochs=5))
+    infer = f"/v2/models/{job['id']}/infer"
+    rows = {"name": "input", "shape": [2, 2], "datatype": "FP32", "data": [0.0, 1.0, 2.0, 3.0]}
+    once = server.client.post(infer, json={"inputs": [rows], "outputs": [{"name": "probabilities"}]})
+    assert once.status_code == 200 and [o["name"] for o in once.json()["outputs"]] == ["probabilities"]
+    repeated = server.client.post(infer, json={"inputs": [rows], "outputs": [{"name": "probabilities"}] * 400})
+    assert repeated.status_code == 400, repeated.text
+    assert "'probabilities' is named twice" in repeated.json()["error"]
