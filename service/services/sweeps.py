@@ -27,6 +27,11 @@ def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, s
     specs = checked_specs(request, tpe.first_round(request) if request.search == "tpe" else None)
     if request.search == "tpe":  # later rounds sample the same ranges: their ends must make valid members too
         checked_specs(request, tpe.range_ends(request))
+    total = len(specs) * (request.tpe.rounds if request.tpe else 1)  # every round's members will queue
+    if total > settings.MAX_QUEUED_PER_OWNER:  # never fits, however long the client waits: not a 429
+        field = ("space",) if request.count is None else (("tpe", "rounds") if request.tpe else ("count",))
+        raise InvalidField(field, f"{total} members can never queue at once: FITSERVE_MAX_QUEUED_PER_OWNER is "
+                                  f"{settings.MAX_QUEUED_PER_OWNER}; split the sweep")
     shape = data_shape(session, request.base, owner_id)
     for spec in specs:
         try:
@@ -40,7 +45,6 @@ def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, s
         check_batched_memory(specs, shape, settings.MAX_JOB_BYTES)
     check_tags(request.base.tags | request.tags, settings)  # what each member carries
     queued = job_repo.count_queued(session, owner_id)
-    total = len(specs) * (request.tpe.rounds if request.tpe else 1)  # every round's members will queue
     if queued + total > settings.MAX_QUEUED_PER_OWNER:
         raise TooManyRequests(f"{queued} queued jobs and {total} members exceed the limit", 5)
     members = new_members(request, specs, owner_id, settings, 0)

@@ -221,3 +221,18 @@ def test_a_shutdown_inside_a_long_batched_epoch_hands_every_member_back_at_once(
     members = srv.query("SELECT status, epoch, error FROM jobs WHERE sweep_id = :id", id=sweep["id"])
     assert [(status, epoch) for status, epoch, _ in members] == [("queued", 0)] * 3, members
     assert "Traceback" not in srv.read_log()
+
+
+def test_a_sweep_larger_than_the_queue_cap_is_422_one_that_must_wait_is_429(make_app):
+    srv = make_app(workers=0, FITSERVE_MAX_QUEUED_PER_OWNER="4").start()
+    grid = srv.client.post("/v1/sweeps", json=sweep_body({"seed": list(range(6))}))
+    assert grid.status_code == 422 and grid.json()["detail"][0]["loc"] == ["body", "space"], grid.text
+    assert "FITSERVE_MAX_QUEUED_PER_OWNER is 4" in grid.json()["detail"][0]["msg"]
+    sampled = srv.client.post("/v1/sweeps", json=sweep_body(
+        {"lr": {"distribution": "log_uniform", "low": 0.001, "high": 0.1}}, search="random", count=5))
+    assert sampled.status_code == 422 and sampled.json()["detail"][0]["loc"] == ["body", "count"], sampled.text
+    srv.submit(CUBIC)
+    srv.submit(CUBIC)
+    waits = srv.client.post("/v1/sweeps", json=sweep_body({"seed": [0, 1, 2]}))  # fits once the two have started
+    assert waits.status_code == 429 and int(waits.headers["retry-after"]) >= 1
+    assert srv.query("SELECT count(*) FROM jobs") == [(2,)]  # nothing stored for either refusal
