@@ -4,6 +4,7 @@ A pure ASGI middleware, so a caller without a valid key, or over a limit, is ans
 of the body is read: a large body costs the server nothing it has not been asked for by a known owner.
 """
 
+import json
 import re
 from contextlib import ExitStack
 
@@ -26,6 +27,7 @@ UPLOAD_ROUTES = {("POST", "/v1/datasets")}
 OWNER_KEY = "fitserve.owner"  # the scope key the middleware leaves the caller's owner id under
 INLINE_SCAN_BYTES = 64 * 1024  # smaller bodies are scanned on the event loop: a thread hop costs more
 JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # a surrogate's escape: a pair (fine) or a lone one (not text)
 OPENERS, CLOSERS = np.frombuffer(b"[{", np.uint8), np.frombuffer(b"]}", np.uint8)
 
 
@@ -151,7 +153,35 @@ class RequestIntake:
                     (),
                     f"the JSON nests {depth} levels deep; at most {self.settings.MAX_JSON_DEPTH} (FITSERVE_MAX_JSON_DEPTH)",
                 )
+            if SURROGATE_ESCAPE.search(text):  # rare: only then is the body parsed here to find where
+                where = await anyio.to_thread.run_sync(lone_surrogate_at, text)
+                if where is not None:
+                    message = "a lone UTF-16 surrogate escape (\\ud800-\\udfff) is not text: send valid Unicode"
+                    raise InvalidField(where, message)
         return replay_receive(body, receive)
+
+
+def lone_surrogate_at(text: bytes) -> tuple[str | int, ...] | None:
+    """Where a JSON text holds a string with a lone surrogate, which no database or encoder can store or send:
+    a value's path, or for a key the path of its object; None when none does, or the text is not JSON (the app
+    answers that)."""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return None
+
+    def find(node, path: tuple) -> tuple | None:
+        if isinstance(node, str):
+            return None if node.isascii() or not any("\ud800" <= c <= "\udfff" for c in node) else path
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            if isinstance(key, str) and find(key, ()) is not None:
+                return path  # the object whose key it is: the key itself cannot be echoed back
+            if (found := find(value, (*path, key))) is not None:
+                return found
+        return None
+
+    return find(document, ())
 
 
 def json_part(body: bytes, headers: Headers) -> bytes:

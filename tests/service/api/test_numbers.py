@@ -144,3 +144,36 @@ def test_page_sizes_and_cursors_are_bounded(server):
     metrics = server.client.get("/v1/jobs/nope/metrics", params={"max_points": 10**30})
     assert_names(metrics, "query", "max_points")
     assert not math.isnan(strict_json(metrics)["detail"][0]["ctx"]["le"])
+
+
+MARK = "lone-surrogate-here"  # replaced in the JSON text by "\\ud800": valid JSON, but no text a database takes
+
+
+def with_lone_surrogate(body: dict) -> bytes:
+    return json.dumps(body).replace(f'"{MARK}"', '"\\ud800"').encode()
+
+
+@pytest.mark.parametrize(("method", "path", "body", "loc"), [
+    ("POST", "/v1/jobs", tiny_regression(name=MARK), ["body", "name"]),
+    ("POST", "/v1/jobs", tiny_regression(tags={"team": MARK}), ["body", "tags", "team"]),
+    ("PATCH", "/v1/jobs/{id}", {"tags": {MARK: "x"}}, ["body", "tags"]),  # a key is named by its object
+    ("PUT", "/v1/jobs/{id}/alias", {"alias": MARK}, ["body", "alias"]),
+    ("POST", "/v1/sweeps", {"name": MARK, "base": tiny_regression(), "space": {"seed": [0]}}, ["body", "name"]),
+], ids=["job-name", "tag-value", "tag-key", "alias", "sweep-name"])
+def test_a_lone_surrogate_in_any_string_is_a_422_naming_it_and_nothing_is_stored(server, method, path, body, loc):
+    job = server.train(tiny_regression(epochs=2))
+    response = server.client.request(method, path.format(id=job["id"]), content=with_lone_surrogate(body),
+                                     headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == loc and "lone UTF-16 surrogate" in error["msg"]
+    assert server.query("SELECT count(*) FROM jobs") == [(1,)]
+    kept = server.client.get(f"/v1/jobs/{job['id']}").json()
+    assert kept["alias"] is None and kept["tags"] == {}
+
+
+def test_a_surrogate_pair_is_text_and_is_kept(server):
+    body = json.dumps(tiny_regression(epochs=2, name="\U0001f600 run"))  # ensure_ascii: "\\ud83d\\ude00 run"
+    assert "\\ud83d\\ude00" in body
+    created = server.client.post("/v1/jobs", content=body.encode(), headers={"Content-Type": "application/json"})
+    assert created.status_code == 201 and created.json()["name"] == "\U0001f600 run"
