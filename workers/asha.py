@@ -1,8 +1,7 @@
 """ASHA in a sweep: at each rung, the members still training are ranked and all but the top 1/eta stop.
 
-A rung's decision is written to the sweep (`search_state["rungs"]`) in the transaction that closes the
-members it stops, so a worker that resumes the sweep from checkpoints finds it and repeats it, whatever
-the members it now holds. A stopped member ends `succeeded` with its weights and curve as of the rung,
+A rung's decision is written to the sweep (`search_state["rungs"]`) before the members it stops are closed,
+so a worker that resumes the sweep from checkpoints finds it and repeats it, whatever the members it now holds. A stopped member ends `succeeded` with its weights and curve as of the rung,
 `stopped_early_at` the rung's epoch and `stop_reason` "pruned at rung i".
 """
 
@@ -10,14 +9,11 @@ from __future__ import annotations
 
 import math
 
-from modelzoo.weights import weights_to_bytes
 from service.db import session_scope
 from service.models import Job
 from service.repositories import members as member_repo
 from service.repositories import search_state as search_repo
 from service.schemas.search import asha_keep, asha_rungs, ranked
-from workers.batch_members import keep_members
-from workers.evaluation import evaluate_splits
 
 
 class Rungs:
@@ -93,8 +89,8 @@ def rungs_for(sweep, members: list[Job]) -> Rungs | None:
     return Rungs(sweep.id, sweep.request, members, tpe_round)
 
 
-class BatchedAsha:
-    """ASHA inside a BatchedRun: at a rung's epoch, stop the losers and shrink the stack to the rest."""
+class Asha:
+    """ASHA acting on a run (workers/run.py): at a rung's epoch, close the losers; the run trains on the rest."""
 
     def __init__(self, rungs: Rungs):
         self.rungs = rungs
@@ -105,29 +101,14 @@ class BatchedAsha:
     def on_start(self, run) -> None:
         """Nothing to restore: members a rung stopped were closed with it."""
 
-    def after_epoch(self, run, epoch: int, figures) -> None:
-        """`run` has just trained `epoch` (recorded in `figures`) and reported it."""
+    def after_epoch(self, run, epoch: int) -> None:
+        """`run` has just trained `epoch` and reported it."""
         rung = self.rungs.rung_at(epoch)
         if rung is None or not run.active:
             return
-        column = figures.val_loss if self.rungs.metric == "val_loss" else figures.loss
-        metric = column.tolist()
-        values = {run.attempts[k].job_id: metric[k] for k in sorted(run.active)}
-        worker_id = run.attempts[0].worker_id
+        values = {run.members[k].job_id: run.metric(k, self.rungs.metric) for k in sorted(run.active)}
         with session_scope() as s:
             kept = self.rungs.decide(s, rung, values)
-            stopped = [k for k in sorted(run.active) if run.attempts[k].job_id not in kept]
-            nets = {k: run.trainer.member_net(k) for k in stopped}
-            entries = [{"job_id": run.attempts[k].job_id, "attempt": run.attempts[k].attempt,
-                        "weights": weights_to_bytes(net, run.group[k].spec),
-                        "evaluation": evaluate_splits(net, run.datas[k], run.specs[k])} for k, net in nets.items()]
-            self.rungs.stop_members(s, worker_id, rung, entries)
-        survivors = sorted(run.active.difference(stopped))
-        if not survivors:  # the rung kept only members trained elsewhere (another shape's group): this run ends
-            run.active = set()
-            return
-        if len(survivors) < run.trainer.K:
-            keep_members(run.trainer, survivors)
-            run.group, run.specs, run.attempts, run.datas = (
-                [items[k] for k in survivors] for items in (run.group, run.specs, run.attempts, run.datas))
-            run.active = set(range(len(survivors)))
+        stopped = [k for k in sorted(run.active) if run.members[k].job_id not in kept]
+        run.succeed(stopped, stopped_early_at=epoch, stop_reason=f"pruned at rung {rung}")
+        run.keep(sorted(run.active))  # none left: the rung kept only members trained elsewhere

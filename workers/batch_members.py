@@ -1,4 +1,4 @@
-"""Changing which members a BatchedTrainer holds, and their state, between two epochs.
+"""Changing which members a BatchedTrainer (`t` below) holds, and their state, between two epochs.
 
 `keep_members` drops members from the stacked weights, data and optimizer state, so later steps cost
 what the members left cost (ASHA's pruning). `copy_member` and `set_hyperparameters` are PBT's exploit
@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import torch
 
-from workers.batched import BatchedTrainer
 from workers.batched_mlp import StackedDense, per_float, FlatOptimizer
 
 
-def keep_members(t: BatchedTrainer, keep: list[int]) -> None:
+def keep_members(t, keep: list[int]) -> None:
     """Only members `keep` (indices, in their new order) stay; the stack shrinks to them."""
     if t.early is not None:  # the adaptive searches refuse early stopping at submit
         raise ValueError("members with early stopping cannot be dropped from a batch")
     index = torch.tensor(keep, device=t.device)
-    t.specs, t.nets, t.gens = ([items[k] for k in keep] for items in (t.specs, t.nets, t.gens))
+    t.specs, t.nets, t.datas, t.gens = ([items[k] for k in keep] for items in (t.specs, t.nets, t.datas, t.gens))
     t.K = len(keep)
     if t.x_dim is not None:
         t.x = t.x[index]
@@ -44,7 +43,7 @@ def keep_members(t: BatchedTrainer, keep: list[int]) -> None:
 
 
 @torch.no_grad()
-def copy_member(t: BatchedTrainer, source: int, target: int) -> None:
+def copy_member(t, source: int, target: int) -> None:
     """Member `target` becomes an exact copy of member `source`: weights, optimizer state, data order."""
     for p in t.params.values():
         p[target].copy_(p[source])
@@ -54,7 +53,7 @@ def copy_member(t: BatchedTrainer, source: int, target: int) -> None:
     t.gens[target].set_state(t.gens[source].get_state())
 
 
-def set_hyperparameters(t: BatchedTrainer, k: int, values: dict[str, float]) -> None:
+def set_hyperparameters(t, k: int, values: dict[str, float]) -> None:
     """Member k's lr, momentum and weight decay from the next step on."""
     for name, tensor in (("lr", t.lr), ("momentum", t.momentum), ("weight_decay", t.weight_decay)):
         if name in values:

@@ -20,6 +20,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from service.curves import Columns
+from workers import batch_members
 from workers.batched_mlp import FlatOptimizer, dense_path
 from workers.batched_options import member_rates
 from workers.data import TrainingData
@@ -69,8 +70,9 @@ class BatchedTrainer:
     ):
         """`hand_written=False` keeps vmap and autograd even for a dense stack (to compare the two)."""
         spec = specs[0]
-        self.specs, self.nets, self.device, self.K = specs, nets, device, len(specs)
+        self.specs, self.nets, self.datas, self.device, self.K = specs, nets, datas, device, len(specs)
         self.progress = Progress()
+        self.records: list[MemberFigures] = []  # recorded epochs not yet read back (train_next)
         # asked every INTERRUPT_BATCHES mini-batches inside an epoch (as the solo Trainer asks); True stops the
         # epoch there, and `stopped_inside` says so: the epoch is not counted, and its half is not kept
         self.interrupted: Callable[[], bool] = lambda: False
@@ -161,6 +163,40 @@ class BatchedTrainer:
         state["exp_avg_sq"].mul_(beta2).addcmul_(g, g, value=1 - beta2)
         denom = (state["exp_avg_sq"].sqrt() / math.sqrt(1 - beta2**step)).add_(ADAM_EPS)
         p.sub_(lr / (1 - beta1**step) * state["exp_avg"] / denom)
+
+    # ------------------------------------------------------------ the engine's interface (workers/engines.py)
+
+    def train_next(self, recorded: Callable[[int], bool], epochs: int) -> bool:
+        """Train the next epoch, keeping its figures if `recorded(epoch)`; False when stopped inside it."""
+        epoch = self.progress.epoch + 1
+        self.start_epoch(epoch)
+        figures = self.train_epoch(recorded(epoch))
+        if self.stopped_inside:
+            return False
+        self.progress.epoch = epoch
+        if figures is not None:
+            self.records.append(figures)
+        return True
+
+    @property
+    def pending(self) -> int:
+        return len(self.records)
+
+    def read_points(self) -> list[Columns]:
+        points, self.records = self.to_points(self.records), []
+        return points
+
+    def note(self) -> str | None:
+        return None
+
+    def keep_members(self, keep: list[int]) -> None:
+        batch_members.keep_members(self, keep)
+
+    def copy_member(self, source: int, target: int) -> None:
+        batch_members.copy_member(self, source, target)
+
+    def set_hyperparameters(self, k: int, values: dict[str, float]) -> None:
+        batch_members.set_hyperparameters(self, k, values)
 
     # ------------------------------------------------------------ one epoch
 

@@ -1,4 +1,4 @@
-"""PBT in a batched sweep: every `interval_epochs`, the bottom quantile copy a top member and explore.
+"""PBT in a sweep: every `interval_epochs`, the bottom quantile copy a top member and explore.
 
 At an interval's epoch the members still training are ranked by the sweep's ranking metric; each of
 the bottom `pbt_split(n, quantile)` takes a top member's weights, optimizer state and data order
@@ -18,7 +18,6 @@ from service.db import session_scope
 from service.models import Job
 from service.repositories import search_state as search_repo
 from service.schemas.search import HYPERPARAMETERS, PERTURB_FACTORS, pbt_intervals, pbt_split, ranked
-from workers.batch_members import copy_member, set_hyperparameters
 
 
 def explore(value: float, axis, rng: random.Random) -> float:
@@ -67,24 +66,23 @@ class Population:
         """Resumed from checkpoints: each member's values as of the epoch it resumes at."""
         with session_scope(read_only=True) as s:
             history = search_repo.get_search_state(s, self.sweep_id).get("pbt", {}).get("history", {})
-        for k, attempt in enumerate(run.attempts):
-            if attempt.job_id in history:
-                set_hyperparameters(run.trainer, k, values_at(history[attempt.job_id], run.trainer.progress.epoch))
+        for k, member in enumerate(run.members):
+            if member.job_id in history:
+                run.engine.set_hyperparameters(k, values_at(history[member.job_id], run.engine.progress.epoch))
 
-    def after_epoch(self, run, epoch: int, figures) -> None:
+    def after_epoch(self, run, epoch: int) -> None:
         if epoch not in self.intervals or not run.active:
             return
-        metric = (figures.val_loss if self.metric == "val_loss" else figures.loss).tolist()
-        index = {a.job_id: k for k, a in enumerate(run.attempts)}
+        index = {m.job_id: k for k, m in enumerate(run.members)}
         with session_scope() as s:
             state = search_repo.lock_search_state(s, self.sweep_id)
             pbt = state.setdefault("pbt", {"metric": self.metric, "history": {}, "intervals": {}})
             for k, spec in enumerate(run.specs):  # epoch 0: the values each member was sampled with
-                pbt["history"].setdefault(run.attempts[k].job_id, [
+                pbt["history"].setdefault(run.members[k].job_id, [
                     {"epoch": 0, "source": None, "values": {n: getattr(spec.optimizer, n) for n in self.axes}}])
             decision = pbt["intervals"].get(str(epoch))
             if decision is None:
-                values = [(run.attempts[k].job_id, metric[k]) for k in sorted(run.active)]
+                values = [(run.members[k].job_id, run.metric(k, self.metric)) for k in sorted(run.active)]
                 decision = self.decide(epoch, values, pbt["history"])
                 pbt["intervals"][str(epoch)] = decision
                 for copy in decision["copies"]:
@@ -93,8 +91,8 @@ class Population:
                 search_repo.set_search_state(s, self.sweep_id, state)
         for copy in decision["copies"]:
             if copy["target"] in index and copy["source"] in index:
-                copy_member(run.trainer, index[copy["source"]], index[copy["target"]])
-                set_hyperparameters(run.trainer, index[copy["target"]], copy["values"])
+                run.engine.copy_member(index[copy["source"]], index[copy["target"]])
+                run.engine.set_hyperparameters(index[copy["target"]], copy["values"])
 
     def decide(self, epoch: int, values: list[tuple[str, float | None]], history: dict) -> dict:
         order = ranked(sorted(values, key=lambda item: self.order.get(item[0], 0)))

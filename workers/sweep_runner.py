@@ -17,32 +17,30 @@ from collections import defaultdict
 import torch
 
 from modelzoo import build_network
-from modelzoo.weights import weights_to_bytes
 from service.db import session_scope
-from service.models import Job, JobStatus
+from service.models import Job
 from service.repositories import jobs as job_repo
 from service.repositories import members as member_repo
 from service.repositories import sweeps as sweep_repo
 from service.schemas.spec import JobSpec
 from service.settings import Settings
-from workers.asha import BatchedAsha, Rungs, rungs_for
+from workers.asha import Asha, Rungs, rungs_for
 from workers.asha_solo import run_rungwise
 from workers.batched import BatchedTrainer
 from workers.batched_options import one_by_one_reason
-from workers.checkpoints import state_from_bytes, state_to_bytes
+from workers.checkpoints import state_from_bytes
 from workers.data import load_data
 from workers.devices import resolve_device, this_node
-from workers.evaluation import evaluate_splits
 from workers.pbt import Population, population_for
 from workers.steps import transform_rows
 from workers.trainer import Callbacks, Trainer, fit_standardization, seed_network_init
-from workers.worker import Attempt, fetch_dataset, run_attempt
+from workers.ledger import Ledger, Member
+from workers.run import Run
+from workers.worker import fetch_dataset, run_attempt
 
 log = logging.getLogger("fitserve.sweeps")
 PROBE_WARMUP, PROBE_ROUNDS, PROBE_EPOCHS, PROBE_SECONDS = 3, 5, 5, 1.0
 MIN_SPEEDUP = 1.2  # batched must beat one-by-one by this much to be chosen
-MEMBER_CHUNK = 1024  # recorded epochs kept before a report is forced (K points each)
-MAX_REPORT_SHARE = 0.05  # of a batched sweep's time, past REPORT_SECONDS
 
 
 def prepare(spec: JobSpec, device: torch.device):
@@ -226,163 +224,8 @@ def run_batched(
     states = [saved[job.id] for job in group]
     if all(states):
         trainer.load_member_states([state_from_bytes(c.data) for c in states])
-    search = BatchedAsha(search) if isinstance(search, Rungs) else search
-    BatchedRun(group, specs, trainer, worker_id, settings, shutdown, list(datas), search).run(str(device), note)
+    search = Asha(search) if isinstance(search, Rungs) else search
+    run = Run([Member.of(job) for job in group], trainer, Ledger(worker_id), settings, shutdown, search)
+    run.start(str(device), note, this_node())
+    run.train()  # leases are kept by the sweep's keep_leases
     return True
-
-
-class BatchedRun:
-    """The loop around a BatchedTrainer: reports, checkpoints, divergence and stops, member by member."""
-
-    def __init__(self, group, specs, trainer: BatchedTrainer, worker_id, settings: Settings, shutdown, datas,
-                 search=None):
-        """`datas`: each member's splits (its held-out ones are measured as it finishes); `search`: an adaptive
-        search's hook (workers/asha.py, workers/pbt.py), called after every epoch."""
-        self.group, self.specs, self.trainer, self.settings, self.search = group, specs, trainer, settings, search
-        self.datas = datas
-        self.attempts = [Attempt(job, worker_id, settings, shutdown) for job in group]
-        self.active = set(range(len(group)))
-        self.records = []
-        self.report_seconds = settings.REPORT_SECONDS
-        self.next_poll = time.monotonic() + self.report_seconds
-        trainer.interrupted = self.interrupted
-
-    def run(self, device: str, execution: str) -> None:
-        with session_scope() as s:
-            jobs = [(a.job_id, a.attempt) for a in self.attempts]
-            member_repo.start_members(
-                s, self.attempts[0].worker_id, jobs, device, self.trainer.progress.step, execution, this_node()
-            )
-        if self.search is not None:
-            self.search.on_start(self)
-        self.train()  # leases are kept by the sweep's keep_leases; stops are seen at each report
-
-    def train(self) -> None:
-        epochs, t = self.specs[0].epochs, self.trainer
-        last_report = last_checkpoint = time.perf_counter()
-        while t.progress.epoch < epochs and self.active:
-            epoch = t.progress.epoch + 1
-            t.start_epoch(epoch)
-            searched = self.search is not None and self.search.records(epoch)
-            figures = t.train_epoch(epoch % self.specs[0].metrics_every == 0 or epoch == epochs or searched)
-            if t.stopped_inside:
-                self.stop_inside_epoch()
-                return
-            t.progress.epoch = epoch
-            if figures is not None:
-                self.records.append(figures)
-            now = time.perf_counter()
-            checkpoint_due = now - last_checkpoint >= self.settings.CHECKPOINT_SECONDS and epoch < epochs
-            # a checkpoint follows a report: members resumed from it must find their curves up to it
-            report_due = now - last_report >= self.report_seconds or len(self.records) >= MEMBER_CHUNK
-            if report_due or checkpoint_due or epoch == epochs:
-                self.flush()
-                last_report = time.perf_counter()
-                # many members make a report long: space them so reports stay a small share of the time
-                self.report_seconds = max(self.settings.REPORT_SECONDS, (last_report - now) / MAX_REPORT_SHARE)
-            if searched:  # the decision needs every member's curve up to here: report first
-                if self.records:
-                    self.flush()
-                self.search.after_epoch(self, epoch, figures)
-            if self.attempts[0].shutdown.is_set() and epoch < epochs:
-                self.stop_for_shutdown()
-                return
-            if checkpoint_due:
-                last_checkpoint = now
-                self.checkpoint()
-        self.finish_trained()
-
-    def interrupted(self) -> bool:
-        """Inside an epoch: stop it now? At a shutdown at once; else every report's interval, a report of the
-        epochs before this one, which also reads cancels: a cancelled member ends at once (the stack trains on
-        without it), and the epoch stops once no member is left."""
-        if self.attempts[0].shutdown.is_set():
-            return True
-        now = time.monotonic()
-        if now < self.next_poll:
-            return False
-        self.flush()
-        self.next_poll = time.monotonic() + self.report_seconds
-        return not self.active
-
-    def stop_inside_epoch(self) -> None:
-        """The epoch stopped part way: its half is not kept (no checkpoint of it); at a shutdown the members go
-        back to the queue and resume from their last checkpoint, as a solo job does."""
-        if self.attempts[0].shutdown.is_set():
-            self.flush()
-            release_all([self.group[k] for k in self.active], self.attempts[0].worker_id)
-
-    def flush(self) -> None:
-        """One read-back and one transaction for every member's new points."""
-        points_by_member = self.trainer.to_points(self.records)
-        self.records = []
-        early = self.trainer.early
-        if early is not None:  # a member that stopped has points up to its stop epoch only
-            points_by_member = early.settle(points_by_member)
-        failed, stopped, entries = [], [], []
-        for k in sorted(self.active):
-            points = points_by_member[k]
-            bad = points.first_nonfinite_loss()
-            if bad is not None:
-                points, failed = points[:bad], failed + [(k, points[bad])]
-            elif early is not None and early.stopped(k):
-                stopped.append(k)
-            entries.append(self.entry(k, points))
-        with session_scope() as s:
-            flags = member_repo.record_progress_many(s, self.attempts[0].worker_id, entries)
-        for k in self.active:
-            self.attempts[k].note(flags[self.attempts[k].job_id])
-        for k, point in failed:
-            self.attempts[k].finish(JobStatus.FAILED, f"training diverged: loss became {point.loss} at epoch {point.epoch}")
-            self.active.discard(k)
-        self.finish_succeeded(stopped)  # trained: a stop asked for meanwhile comes too late, as for a solo job
-        for k in list(self.active):
-            reason = self.attempts[k].stop_reason()
-            if reason == "cancelled":
-                self.attempts[k].finish(JobStatus.CANCELLED, "cancelled on request")
-            if reason in ("cancelled", "lost"):
-                self.active.discard(k)
-
-    def entry(self, k: int, points: list) -> dict:
-        """Member k's share of a report: its new points, and its progress as of the last of them."""
-        last = points[-1] if points else None
-        return {
-            "job_id": self.attempts[k].job_id,
-            "attempt": self.attempts[k].attempt,
-            "epoch": last.epoch if last else self.trainer.progress.epoch,
-            "step": last.step if last else self.trainer.progress.step,
-            "points": points,
-        }
-
-    def checkpoint(self) -> None:
-        blobs = {k: state_to_bytes(self.trainer.member_state(k)) for k in self.active}
-        with session_scope() as s:
-            for k, blob in blobs.items():
-                a = self.attempts[k]
-                job_repo.save_checkpoint(s, a.job_id, a.worker_id, a.attempt, self.trainer.progress.epoch, blob)
-
-    def stop_for_shutdown(self) -> None:
-        self.flush()
-        self.checkpoint()
-        release_all([self.group[k] for k in self.active], self.attempts[0].worker_id)
-
-    def finish_trained(self) -> None:
-        self.finish_succeeded(sorted(self.active))
-
-    def finish_succeeded(self, members: list[int]) -> None:
-        """Members trained to their last epoch, or stopped early: with early stopping, their best epoch's weights."""
-        early, epochs = self.trainer.early, self.specs[0].epochs
-        nets = {k: self.trainer.member_net(k, best=early is not None and early.has_best(k)) for k in members}
-        entries = [
-            {
-                "job_id": self.attempts[k].job_id,
-                "attempt": self.attempts[k].attempt,
-                "weights": weights_to_bytes(net, self.group[k].spec),
-                "evaluation": evaluate_splits(net, self.datas[k], self.specs[k]),
-                **(early.outcome(k, epochs) if early is not None else {}),
-            }
-            for k, net in nets.items()
-        ]
-        with session_scope() as s:
-            member_repo.finish_members(s, self.attempts[0].worker_id, entries)
-        self.active.difference_update(members)

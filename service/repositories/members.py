@@ -8,10 +8,11 @@ loads ORM objects, and the ORM's bulk paths cost more than the statements while 
 
 from datetime import timedelta
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from service.models import Checkpoint, Job, JobStatus, JobWeights, utcnow
+from service.repositories import jobs as job_repo
 from service.repositories import metrics as metric_repo
 
 JOBS, WEIGHTS, CHECKPOINTS = Job.__table__, JobWeights.__table__, Checkpoint.__table__
@@ -52,6 +53,10 @@ def record_progress_many(session: Session, worker_id: str, entries: list[dict]) 
     Each entry: job_id, attempt, epoch, step, points. Returns cancel_requested per job, None where the job
     is no longer this worker's attempt (nothing is written for it).
     """
+    if len(entries) == 1:  # one job: one guarded statement, no lock taken first
+        [e] = entries
+        return {e["job_id"]: job_repo.record_progress(
+            session, e["job_id"], worker_id, e["attempt"], e["epoch"], e["step"], e["points"])}
     ours = _rows(session, worker_id, [(e["job_id"], e["attempt"]) for e in entries])
     mine = [e for e in entries if e["job_id"] in ours]
     with_points = [e for e in mine if e["points"]]
@@ -77,7 +82,8 @@ def finish_members(session: Session, worker_id: str, entries: list[dict]) -> set
     """Members trained: succeeded, with their weights and what early stopping decided; returns the ids closed.
 
     Each entry: job_id, attempt, weights, evaluation, and with early stopping stopped_early_at, best_epoch,
-    best_metrics; a member an adaptive search stopped has stopped_early_at and stop_reason.
+    best_metrics; a member an adaptive search stopped has stopped_early_at and stop_reason; `execution`, when
+    given, replaces the path the member showed while it ran.
     """
     ours = _rows(session, worker_id, [(e["job_id"], e["attempt"]) for e in entries])
     mine = [e for e in entries if e["job_id"] in ours]
@@ -88,8 +94,10 @@ def finish_members(session: Session, worker_id: str, entries: list[dict]) -> set
     connection.execute(
         update(JOBS).where(JOBS.c.id == bindparam("b_id"))
         .values(status=JobStatus.SUCCEEDED, error=None, finished_at=utcnow(), lease_expires_at=None,
+                execution=func.coalesce(bindparam("b_execution"), JOBS.c.execution),
                 **{name: bindparam(f"b_{name}") for name in early}),
-        [{"b_id": e["job_id"], **{f"b_{name}": e.get(name) for name in early}} for e in mine],
+        [{"b_id": e["job_id"], "b_execution": e["execution"][:500] if e.get("execution") else None,
+          **{f"b_{name}": e.get(name) for name in early}} for e in mine],
     )
     connection.execute(insert(WEIGHTS), [{"job_id": e["job_id"], "data": e["weights"]} for e in mine])
     connection.execute(delete(CHECKPOINTS).where(CHECKPOINTS.c.job_id.in_([e["job_id"] for e in mine])))

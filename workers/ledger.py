@@ -1,0 +1,165 @@
+"""What a run writes: its members' starts, points, checkpoints and endings, in one place.
+
+`Ledger` writes them to the database, each write guarded by worker and attempt (a member no longer this
+worker's attempt is left alone, and the run hears it as lost); one API for one member or many, a few
+statements for all. `MemoryLedger` keeps them in this process, for a run with no database (benchmarks of
+the loop, and its tests): every member stays its own and is never stopped from outside.
+
+The messages a job ends with are written here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+import logging
+
+from modelzoo.weights import weights_to_bytes
+from service.curves import Columns
+from service.db import session_scope
+from service.models import JobStatus
+from service.repositories import jobs as job_repo
+from service.repositories import members as member_repo
+from workers.checkpoints import state_to_bytes
+
+T = TypeVar("T")
+log = logging.getLogger("fitserve.worker")
+
+CANCELLED = "cancelled on request"
+HANDED_BACK = "worker shut down; resumes from its checkpoint"
+
+
+def diverged(epoch: int, loss: float) -> str:
+    return f"training diverged: loss became {loss} at epoch {epoch}"
+
+
+def out_of_memory(exc: BaseException) -> str:
+    return f"out of memory: {str(exc)[:500]}"
+
+
+def crashed(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:1000]}"
+
+
+@dataclass(frozen=True)
+class Member:
+    """One job in a run: the attempt every write is guarded by, and its spec as stored (weights carry it)."""
+
+    job_id: str
+    attempt: int
+    stored_spec: dict = field(hash=False, compare=False)
+
+    @classmethod
+    def of(cls, job) -> Member:
+        return cls(job.id, job.attempt, job.spec)
+
+
+def write_guarded(write: Callable[[Session], T]) -> T:
+    """One guarded write in a transaction of its own, tried once more on a fresh connection when the
+    database dropped the one it had.
+
+    PostgreSQL ends the session of a process frozen inside a transaction
+    (FITSERVE_DB_IDLE_IN_TRANSACTION_SECONDS). Once the process runs again, the retry's guard answers as
+    for any stale worker: the job is lost, write nothing.
+    """
+    try:
+        with session_scope() as s:
+            return write(s)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.warning("the database dropped this worker's connection (%s); trying the write again", type(exc.orig).__name__)
+        with session_scope() as s:
+            return write(s)
+
+
+class Ledger:
+    """The database's: every write for a run's members, guarded by (worker, attempt)."""
+
+    def __init__(self, worker_id: str):
+        self.worker_id = worker_id
+
+    def start(self, members: list[Member], device: str, step: int, execution: str, node: str) -> None:
+        """Where and how the members train; their curves trimmed back to `step` (a resumed attempt rewrites the rest)."""
+        jobs = [(m.job_id, m.attempt) for m in members]
+        with session_scope() as s:
+            member_repo.start_members(s, self.worker_id, jobs, device, step, execution, node)
+
+    def report(self, entries: list[dict]) -> dict[str, bool | None]:
+        """New points and progress (entries: member, epoch, step, points); per job, whether a cancel was asked
+        for, None where the job is no longer this attempt's."""
+        rows = [{"job_id": e["member"].job_id, "attempt": e["member"].attempt, "epoch": e["epoch"],
+                 "step": e["step"], "points": e["points"]} for e in entries]
+        return write_guarded(lambda s: member_repo.record_progress_many(s, self.worker_id, rows))
+
+    def checkpoint(self, states: list[tuple[Member, dict]]) -> None:
+        blobs = [(m, state["epoch"], state_to_bytes(state)) for m, state in states]
+        with session_scope() as s:
+            for m, epoch, blob in blobs:
+                job_repo.save_checkpoint(s, m.job_id, self.worker_id, m.attempt, epoch, blob)
+
+    def succeed(self, entries: list[dict]) -> None:
+        """Members trained (entries: member, net, evaluation, and what early stopping or a search decided)."""
+        rows = [{"job_id": e["member"].job_id, "attempt": e["member"].attempt,
+                 "weights": weights_to_bytes(e["net"], e["member"].stored_spec),
+                 **{k: v for k, v in e.items() if k not in ("member", "net")}} for e in entries]
+        with session_scope() as s:
+            member_repo.finish_members(s, self.worker_id, rows)
+
+    def fail(self, member: Member, error: str) -> None:
+        with session_scope() as s:
+            job_repo.finish_job(s, member.job_id, self.worker_id, member.attempt, JobStatus.FAILED, error)
+
+    def cancel(self, member: Member) -> None:
+        with session_scope() as s:
+            job_repo.finish_job(s, member.job_id, self.worker_id, member.attempt, JobStatus.CANCELLED, CANCELLED)
+
+    def hand_back(self, members: list[Member]) -> None:
+        """The worker shuts down: back to the queue, to resume from their checkpoints."""
+        with session_scope() as s:
+            for m in members:
+                job_repo.release_job(s, m.job_id, self.worker_id, m.attempt, HANDED_BACK)
+
+
+class MemoryLedger:
+    """A run's writes kept here: curves, checkpoints and endings per job id; nothing ever stops a member."""
+
+    def __init__(self):
+        self.points: dict[str, list] = defaultdict(list)
+        self.checkpoints: dict[str, dict] = {}
+        self.ended: dict[str, dict] = {}  # job id -> {"status": ..., and what the ending wrote}
+
+    def start(self, members, device, step, execution, node) -> None:
+        self.execution = execution
+
+    def report(self, entries: list[dict]) -> dict[str, bool | None]:
+        for e in entries:
+            self.points[e["member"].job_id].extend(e["points"])
+        return {e["member"].job_id: False for e in entries}
+
+    def checkpoint(self, states: list[tuple[Member, dict]]) -> None:
+        self.checkpoints.update({m.job_id: state for m, state in states})
+
+    def succeed(self, entries: list[dict]) -> None:
+        for e in entries:
+            self.ended[e["member"].job_id] = {"status": JobStatus.SUCCEEDED, **e}
+
+    def fail(self, member: Member, error: str) -> None:
+        self.ended[member.job_id] = {"status": JobStatus.FAILED, "error": error}
+
+    def cancel(self, member: Member) -> None:
+        self.ended[member.job_id] = {"status": JobStatus.CANCELLED, "error": CANCELLED}
+
+    def hand_back(self, members: list[Member]) -> None:
+        for m in members:
+            self.ended[m.job_id] = {"status": JobStatus.QUEUED, "error": HANDED_BACK}
+
+    def curve(self, job_id: str = "") -> Columns:
+        """One member's points as columns ("" names a lone member made by `Member("", 0, {})`)."""
+        return Columns.from_dicts([p.as_dict() for p in self.points[job_id]])

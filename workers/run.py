@@ -1,0 +1,193 @@
+"""One training run over K >= 1 members: a single job is K = 1; a sweep's group or an auto-batch is K > 1.
+
+The run owns what every path shares: the clock (reports every REPORT_SECONDS, checkpoints every
+CHECKPOINT_SECONDS), stop points between epochs and inside them (cancel, the job lost, shutdown), divergence,
+early stopping's end, evaluation, finishing, cancelling and handing back, all written through one ledger
+(workers/ledger.py). What trains is an engine (workers/engines.py describes the interface): one network
+eagerly (workers/trainer.py), members stacked (workers/batched.py), or members in turn (workers/in_turn.py).
+A search (ASHA, PBT) decides at the epochs it asks to be recorded; the run acts on its decisions.
+
+Each member stays a job of its own: a member that diverges, is cancelled or is lost stops alone, the others go on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from service.settings import Settings
+from workers.evaluation import evaluate_splits
+from workers.ledger import Ledger, Member, MemoryLedger, diverged
+
+CHUNK = 1024  # recorded epochs kept on the device before a report is forced (K points each)
+MAX_REPORT_SHARE = 0.05  # of a run's time, past REPORT_SECONDS: a report of many members is spaced out
+
+
+class Run:
+    def __init__(
+        self, members: list[Member], engine, ledger: Ledger | MemoryLedger, settings: Settings,
+        shutdown: threading.Event | None = None, search=None,
+    ):
+        """`engine` trains the members (their order is the engine's); `search` (workers/asha.py, workers/pbt.py)
+        is asked after every epoch it had recorded."""
+        self.members, self.engine, self.ledger, self.search = list(members), engine, ledger, search
+        self.specs, self.datas = engine.specs, engine.datas
+        self.shutdown = shutdown or threading.Event()
+        self.settings = settings
+        self.epochs = self.specs[0].epochs  # members of one run share it (the group key includes it)
+        self.active = set(range(len(self.members)))
+        self.latest: list = [None] * len(self.members)  # each member's latest reported point
+        self.report_seconds = settings.REPORT_SECONDS
+        self.next_poll = time.monotonic() + self.report_seconds
+        engine.interrupted = self.interrupted
+
+    def start(self, device: str, execution: str, node: str) -> None:
+        self.execution = execution
+        self.ledger.start(self.members, device, self.engine.progress.step, execution, node)
+        if self.search is not None:
+            self.search.on_start(self)
+
+    # ------------------------------------------------------------ the loop
+
+    def train(self) -> None:
+        """Train every member to the last epoch, or until each has ended or been handed back."""
+        engine, epochs = self.engine, self.epochs
+        last_report = last_checkpoint = time.perf_counter()
+        while engine.progress.epoch < epochs and self.active:
+            if not engine.train_next(self.recorded, epochs):
+                self.stop_inside_epoch()
+                return
+            epoch = engine.progress.epoch
+            now = time.perf_counter()
+            checkpoint_due = now - last_checkpoint >= self.settings.CHECKPOINT_SECONDS and epoch < epochs
+            # a checkpoint follows a report: members resumed from it must find their curves up to it
+            report_due = now - last_report >= self.report_seconds or engine.pending >= CHUNK
+            if report_due or checkpoint_due or epoch == epochs:
+                self.flush()
+                last_report = time.perf_counter()
+                self.report_seconds = max(self.settings.REPORT_SECONDS, (last_report - now) / MAX_REPORT_SHARE)
+            if self.search is not None and self.search.records(epoch) and self.active:
+                if engine.pending:  # the decision reads every member's point of this epoch
+                    self.flush()
+                self.search.after_epoch(self, epoch)
+            if self.shutdown.is_set() and epoch < epochs and self.active:
+                self.flush()
+                self.checkpoint()
+                self.hand_back()
+                return
+            if checkpoint_due:
+                last_checkpoint = now
+                self.checkpoint()
+        self.succeed(sorted(self.active))
+
+    def recorded(self, epoch: int) -> bool:
+        """Whether `epoch` keeps figures: every `metrics_every`-th, the last, and those a search decides at."""
+        return (epoch % self.specs[0].metrics_every == 0 or epoch == self.epochs
+                or (self.search is not None and self.search.records(epoch)))
+
+    def interrupted(self) -> bool:
+        """Asked inside an epoch: stop it now? At a shutdown at once; else, every report's interval, a report of
+        the epochs before this one, which also reads cancels: a cancelled member ends at once (the others train
+        on), and the epoch stops once no member is left."""
+        if self.shutdown.is_set():
+            return True
+        now = time.monotonic()
+        if now < self.next_poll:
+            return False
+        self.flush()
+        self.next_poll = time.monotonic() + self.report_seconds
+        return not self.active
+
+    def stop_inside_epoch(self) -> None:
+        """The epoch stopped part way: its half is not kept (no checkpoint of it); at a shutdown the members go
+        back to the queue and resume from their last checkpoint."""
+        self.flush()
+        if self.shutdown.is_set():
+            self.hand_back()
+
+    # ------------------------------------------------------------ writes
+
+    def flush(self) -> None:
+        """One read-back and one write for every member's new points; then act on what the write heard."""
+        points_by_member = self.engine.read_points()
+        early = self.engine.early
+        if early is not None:  # a member that stopped has points up to its stop epoch only
+            points_by_member = early.settle(points_by_member)
+        failed, stopped, entries = [], [], []
+        for k in sorted(self.active):
+            points = points_by_member[k]
+            bad = points.first_nonfinite_loss()
+            if bad is not None:
+                failed.append((k, points[bad]))
+                points = points[:bad]
+            elif early is not None and early.stopped(k):
+                stopped.append(k)
+            if len(points):
+                self.latest[k] = points[-1]
+            entries.append(self.entry(k, points))
+        if not entries:
+            return
+        flags = self.ledger.report(entries)
+        for k, point in failed:
+            self.ledger.fail(self.members[k], diverged(point.epoch, point.loss))
+            self.active.discard(k)
+        self.succeed(stopped)
+        trained = self.engine.progress.epoch >= self.epochs  # a stop asked for now comes too late: trained
+        for k in sorted(self.active):
+            flag = flags.get(self.members[k].job_id)
+            if flag is None:  # no longer this attempt's: write nothing more
+                self.active.discard(k)
+            elif flag and not trained:
+                self.ledger.cancel(self.members[k])
+                self.active.discard(k)
+
+    def entry(self, k: int, points) -> dict:
+        """Member k's share of a report: its new points, and its progress as of the last of them."""
+        last = points[-1] if len(points) else None
+        progress = self.engine.progress
+        return {"member": self.members[k], "epoch": last.epoch if last else progress.epoch,
+                "step": last.step if last else progress.step, "points": points}
+
+    def checkpoint(self) -> None:
+        self.ledger.checkpoint([(self.members[k], self.engine.member_state(k)) for k in sorted(self.active)])
+
+    def hand_back(self) -> None:
+        self.ledger.hand_back([self.members[k] for k in sorted(self.active)])
+        self.active.clear()
+
+    def succeed(self, ks: list[int], **decided) -> None:
+        """Members trained to their last epoch, stopped early, or stopped by a search (`decided`: stopped_early_at,
+        stop_reason): each with its weights (its best epoch's, with early stopping) and its evaluation."""
+        if not ks:
+            return
+        early = self.engine.early
+        note = self.engine.note()
+        entries = []
+        for k in ks:
+            net = self.engine.member_net(k, best=early is not None and early.has_best(k))
+            entry = {"member": self.members[k], "net": net,
+                     "evaluation": evaluate_splits(net, self.datas[k], self.specs[k])}
+            if early is not None:
+                entry |= early.outcome(k, self.epochs)
+            if note is not None:
+                entry["execution"] = f"{self.execution}; {note}"
+            entries.append(entry | decided)
+        self.ledger.succeed(entries)
+        self.active.difference_update(ks)
+
+    # ------------------------------------------------------------ for searches
+
+    def metric(self, k: int, name: str) -> float | None:
+        """Member k's `name` at its latest reported point."""
+        return None if self.latest[k] is None else getattr(self.latest[k], name)
+
+    def keep(self, survivors: list[int]) -> None:
+        """Only members `survivors` (indices, ascending) train on; the engine drops the others."""
+        if not survivors:  # the run ends
+            self.active.clear()
+            return
+        if len(survivors) < len(self.members):
+            self.engine.keep_members(survivors)
+            self.members, self.latest = ([items[k] for k in survivors] for items in (self.members, self.latest))
+            self.specs, self.datas = self.engine.specs, self.engine.datas
+        self.active = set(range(len(survivors)))
