@@ -31,7 +31,7 @@ from service.schemas.spec import JobSpec
 from workers.batched import BatchedTrainer
 from workers.steps import transform_rows
 from workers.sweep_runner import prepare
-from workers.trainer import Callbacks, Trainer
+from workers.trainer import Trainer
 
 MODELS = {"cubic MLP": "3_nonlinear_mlp", "softmax": "5_softmax_classification"}
 CPU = torch.device("cpu")
@@ -84,7 +84,7 @@ def compiled_step(t: BatchedTrainer):
 
 
 def candidates(specs, nets, datas, groups: list[int], compile_too: bool) -> tuple[dict, float | None]:
-    solo = Trainer(specs[0], copy.deepcopy(nets[0]), datas[0], CPU, Callbacks(report=lambda *_: True))
+    solo = Trainer(specs[0], copy.deepcopy(nets[0]), datas[0], CPU)
     solo.x = transform_rows(solo.net, datas[0].x_train)
     k = len(specs)
     vm = trainer(specs, nets, datas, hand_written=False)

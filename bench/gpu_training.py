@@ -31,21 +31,20 @@ def sync(device: torch.device) -> None:
 def trainer_seconds(spec_dict: dict, device: torch.device, graphed: bool) -> tuple[float, float]:
     from modelzoo import build_network
     from service.schemas.spec import JobSpec
-    from workers.trainer import Callbacks, Trainer
+    from workers.run import train_here
+    from workers.trainer import Trainer
 
     spec = JobSpec.model_validate(spec_dict)
     torch.manual_seed(spec.seed)
     data = load_data(spec, fetch_dataset=None).to(device)
-    points = []
-    callbacks = Callbacks(report=lambda new, progress: points.extend(new) or True)
-    trainer = Trainer(spec, build_network(spec.model).to(device), data, device, callbacks)
+    trainer = Trainer(spec, build_network(spec.model).to(device), data, device)
     if not graphed:
         trainer.graph = None  # the eager steps, as on the CPU
     sync(device)
     start = time.perf_counter()
-    trainer.run()
+    ledger = train_here(trainer)
     sync(device)
-    return time.perf_counter() - start, points[-1].loss
+    return time.perf_counter() - start, ledger.points["0"][-1].loss
 
 
 def hand_graph_seconds(spec_dict: dict, device: torch.device) -> tuple[float, float]:

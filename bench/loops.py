@@ -132,8 +132,10 @@ def lightning_loop(spec_dict: dict) -> tuple[float, float]:
 
 
 def trainer_loop(spec_dict: dict) -> tuple[float, float]:
-    """Seconds for the worker's set-up plus `Trainer.run` in this process (no database, no HTTP), final loss."""
-    from workers.trainer import Callbacks, Trainer
+    """Seconds for the worker's set-up plus its run (workers/run.py) in this process (no database, no HTTP), final
+    loss."""
+    from workers.run import train_here
+    from workers.trainer import Trainer
 
     start = time.perf_counter()
     spec = JobSpec.model_validate(spec_dict)
@@ -142,6 +144,5 @@ def trainer_loop(spec_dict: dict) -> tuple[float, float]:
     data = load_data(spec, fetch_dataset=None)
     if spec.data.standardize:
         fit_standardization(net, data.x_train)
-    points = []
-    Trainer(spec, net, data, torch.device("cpu"), Callbacks(report=lambda new, _: points.extend(new) or True)).run()
-    return time.perf_counter() - start, points[-1].loss
+    ledger = train_here(Trainer(spec, net, data, torch.device("cpu")))
+    return time.perf_counter() - start, ledger.points["0"][-1].loss

@@ -51,7 +51,8 @@ def trainer_only(specs: list[dict]) -> float:
     from modelzoo import build_network
     from service.schemas.spec import JobSpec
     from workers.data import load_data
-    from workers.trainer import Callbacks, Trainer
+    from workers.run import train_here
+    from workers.trainer import Trainer
 
     start = time.perf_counter()
     for spec in specs:
@@ -59,7 +60,7 @@ def trainer_only(specs: list[dict]) -> float:
         torch.manual_seed(job_spec.seed)
         data = load_data(job_spec, fetch_dataset=None)
         net = build_network(job_spec.model)
-        Trainer(job_spec, net, data, torch.device("cpu"), Callbacks(report=lambda points, progress: True)).run()
+        train_here(Trainer(job_spec, net, data, torch.device("cpu")))
     return time.perf_counter() - start
 
 
@@ -101,15 +102,23 @@ def time_of(stamp: str) -> float:
 
 def breakdown(spec: dict, n_jobs: int) -> list[list]:
     """Median milliseconds of each phase of a job, run by the worker's own functions in this process."""
-    from modelzoo.weights import weights_to_bytes
     from service.db import session_scope
     from service.migrations import upgrade
-    from service.models import JobStatus
-    from service.repositories import jobs as job_repo
     from service.schemas.spec import JobSpec
     from service.services.jobs import submit_job
     from service.settings import get_settings
-    from workers.worker import Attempt, build_trainer, claim
+    from workers.claims import claim
+    from workers.ledger import Ledger, Member
+    from workers.run import Run
+    from workers.worker import build_trainer
+
+    class TimedLedger(Ledger):
+        """The worker's ledger, timing the final write."""
+
+        def succeed(self, entries):
+            started = time.perf_counter()
+            super().succeed(entries)
+            self.final_write = time.perf_counter() - started
 
     settings = get_settings().model_copy(update={"AUTO_BATCH": "off"})
     upgrade(settings.DATABASE_URL)
@@ -122,16 +131,13 @@ def breakdown(spec: dict, n_jobs: int) -> list[list]:
         t0 = time.perf_counter()
         [job] = claim("bench-worker", settings)
         t1 = time.perf_counter()
-        attempt = Attempt(job, "bench-worker", settings, threading.Event())
-        with session_scope() as s:
-            job_repo.set_device(s, job.id, "bench-worker", job.attempt, str(cpu))
-        trainer = build_trainer(job, attempt, cpu, settings)
+        ledger = TimedLedger("bench-worker")
+        run = Run([Member.of(job)], build_trainer(job, cpu, settings), ledger, settings)
+        run.start(str(cpu), "eager on cpu", "bench")
         t2 = time.perf_counter()
-        trainer.run()
+        run.train()
         t3 = time.perf_counter()
-        attempt.finish(JobStatus.SUCCEEDED, weights=weights_to_bytes(trainer.net, job.spec))
-        t4 = time.perf_counter()
-        for name, seconds in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+        for name, seconds in zip(phases, (t1 - t0, t2 - t1, t3 - t2 - ledger.final_write, ledger.final_write)):
             phases[name].append(seconds * 1e3)
     return [[name, statistics.median(ms), max(ms)] for name, ms in phases.items()]
 

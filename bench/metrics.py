@@ -3,9 +3,9 @@
     .venv/bin/python -m bench.metrics
 
 The trainer reports every REPORT_SECONDS, and at the latest every 4096 recorded epochs; each report
-is one transaction (`Attempt.report`: progress update plus one chunk row holding the points). Here the
-worker's own `Attempt.report` writes 10000 points to a fresh SQLite file in reports of each size, and
-the total is set against example 1's training time in this process with reports that store nothing.
+is one transaction (`Ledger.report`: progress update plus one chunk row holding the points). Here the
+worker's own `Ledger.report` writes 10000 points to a fresh SQLite file in reports of each size, and
+the total is set against example 1's training time in this process with reports kept in memory.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import threading
 import time
 
 import torch
@@ -27,38 +26,37 @@ def training_seconds() -> float:
     from modelzoo import build_network
     from service.schemas.spec import JobSpec
     from workers.data import load_data
-    from workers.trainer import Callbacks, Trainer
+    from workers.run import train_here
+    from workers.trainer import Trainer
 
     spec = JobSpec.model_validate(json.loads(EXAMPLES[0].read_text()))
     torch.manual_seed(spec.seed)
-    trainer = Trainer(
-        spec, build_network(spec.model), load_data(spec, None), torch.device("cpu"), Callbacks(report=lambda p, q: True)
-    )
+    trainer = Trainer(spec, build_network(spec.model), load_data(spec, None), torch.device("cpu"))
     start = time.perf_counter()
-    trainer.run()
+    train_here(trainer)
     return time.perf_counter() - start
 
 
 def writing_seconds(per_report: int) -> float:
-    """Seconds for `Attempt.report` to store POINTS points, `per_report` at a time, into a new job."""
+    """Seconds for `Ledger.report` to store POINTS points, `per_report` at a time, into a new job."""
     from service.db import session_scope
     from service.schemas.spec import JobSpec
     from service.services.jobs import submit_job
     from service.settings import get_settings
     from service.curves import Columns
-    from workers.trainer import Progress
-    from workers.worker import Attempt, claim
+    from workers.claims import claim
+    from workers.ledger import Ledger, Member
 
     settings = get_settings()
     with session_scope() as s:
         submit_job(s, JobSpec.model_validate(json.loads(EXAMPLES[0].read_text())), None, settings)
-    attempt = Attempt(claim("bench-worker", settings)[0], "bench-worker", settings, threading.Event())
+    member, ledger = Member.of(claim("bench-worker", settings)[0]), Ledger("bench-worker")
     steps = list(range(1, POINTS + 1))
     points = Columns(step=steps, epoch=steps, loss=[1.0 / i for i in steps])
     start = time.perf_counter()
     for first in range(0, POINTS, per_report):
         batch = points[first : first + per_report]
-        attempt.report(batch, Progress(epoch=batch.epoch[-1], step=batch.step[-1]))
+        ledger.report([{"member": member, "epoch": batch.epoch[-1], "step": batch.step[-1], "points": batch}])
     return time.perf_counter() - start
 
 

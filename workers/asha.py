@@ -11,7 +11,6 @@ import math
 
 from service.db import session_scope
 from service.models import Job
-from service.repositories import members as member_repo
 from service.repositories import search_state as search_repo
 from service.schemas.search import asha_keep, asha_rungs, ranked
 
@@ -68,29 +67,24 @@ class Rungs:
             decision["values"][job_id] = value
         return decision
 
-    def stop_members(self, session, worker_id: str, rung: int, entries: list[dict]) -> None:
-        """Close the members stopped at `rung`: each entry job_id, attempt and weights."""
-        epoch = self.epochs[rung - 1]
-        member_repo.finish_members(
-            session, worker_id,
-            [{**e, "stopped_early_at": epoch, "stop_reason": f"pruned at rung {rung}"} for e in entries],
-        )
 
-
-def rungs_for(sweep, members: list[Job]) -> Rungs | None:
-    """ASHA's rungs for these members of a sweep: an asha search's, or those of the TPE round they belong to."""
+def rungs_for(sweep, members: list[Job]) -> Asha | None:
+    """ASHA for these members of a sweep: an asha search's rungs, or those of the TPE round they belong to."""
     if sweep.request.get("asha") is None:
         return None
     if sweep.request["search"] != "tpe":
-        return Rungs(sweep.id, sweep.request, members)
+        return Asha(Rungs(sweep.id, sweep.request, members))
     rounds = (sweep.search_state or {}).get("tpe", {}).get("rounds", [])
     ids = {job.id for job in members}
     tpe_round = next(i for i, r in enumerate(rounds) if ids & set(r["members"]))
-    return Rungs(sweep.id, sweep.request, members, tpe_round)
+    return Asha(Rungs(sweep.id, sweep.request, members, tpe_round))
 
 
 class Asha:
     """ASHA acting on a run (workers/run.py): at a rung's epoch, close the losers; the run trains on the rest."""
+
+    copies_state = False  # members never take each other's state: stacked or in turn, as is faster
+    in_turn = "asha rung by rung"  # the members' execution when trained in turn
 
     def __init__(self, rungs: Rungs):
         self.rungs = rungs

@@ -10,6 +10,7 @@ arithmetic, by hand, several times faster on a CPU; vmap stays for the rest (CNN
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections.abc import Callable
@@ -177,6 +178,9 @@ class BatchedTrainer:
         if figures is not None:
             self.records.append(figures)
         return True
+
+    def running(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
 
     @property
     def pending(self) -> int:

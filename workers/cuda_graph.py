@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import torch
@@ -72,8 +72,9 @@ class GraphedEpochs:
         finally:
             caller.wait_stream(self.stream)
 
-    def replay(self) -> bool:
-        """Train the next `k` epochs from the graph; False when they must run eagerly."""
+    def replay(self, recorded: Callable[[int], bool]) -> bool:
+        """Train the next `k` epochs from the graph, keeping the figures of those `recorded`; False when they must
+        run eagerly."""
         t = self.t
         start = t.progress.epoch
         warm = start - self.warm_from >= WARMUP_EPOCHS
@@ -86,7 +87,7 @@ class GraphedEpochs:
         if t.early is not None:
             self.start.fill_(start)  # early stopping inside the graph numbers its epochs from it
         self.graph.replay()
-        self.keep_records(start, t.progress.step)
+        self.keep_records(start, t.progress.step, recorded)
         t.progress.epoch = start + self.k
         t.progress.step += self.k * len(t.batches.bounds)
         return True
@@ -143,11 +144,11 @@ class GraphedEpochs:
         if t.early is not None and self.inside and epoch is not None:
             t.early.observe(loss, val_loss, epoch, t.step_fn.kept)
 
-    def keep_records(self, start: int, step: int) -> None:
+    def keep_records(self, start: int, step: int, recorded: Callable[[int], bool]) -> None:
         """Copy the replay's figures out of the graph's buffers, which the next replay overwrites."""
         t, per_epoch = self.t, len(self.t.batches.bounds)
         epochs = [start + p + 1 for p in self.positions]
-        if not all(t.is_recorded(e) for e in epochs):
+        if not all(recorded(e) for e in epochs):
             return  # only a replay with one position can end off the record
         loss, correct, val_loss, val_correct = (None if o is None else o.clone() for o in self.outputs)
         if t.val and not self.inside:

@@ -12,7 +12,9 @@ from service.wakeup import Listener
 from workers.auto_batch import run_batch
 from workers.registry import Registration
 from workers.sweep_runner import run_sweep_members
-from workers.worker import claim, run_attempt
+from workers.claims import claim
+from workers.ledger import Ledger, Member
+from workers.worker import run_attempt
 
 log = logging.getLogger("fitserve.worker")
 
@@ -47,7 +49,19 @@ def work(
 
 
 def train(jobs: list[Job], worker_id: str, settings: Settings, gpu: int | None, shutdown: threading.Event) -> None:
-    """What one claim took: a job, the queued members of a sweep, or a job and its batch mates."""
+    """What one claim took: a job, the queued members of a sweep, or a job and its batch mates; their leases
+    kept meanwhile, those waiting their turn included."""
+    done = threading.Event()
+    members = [Member.of(job) for job in jobs]
+    threading.Thread(target=Ledger(worker_id).keep_leases, args=(members, settings.LEASE_SECONDS, done),
+                     name=f"leases-{jobs[0].id}", daemon=True).start()
+    try:
+        train_claimed(jobs, worker_id, settings, gpu, shutdown)
+    finally:
+        done.set()
+
+
+def train_claimed(jobs: list[Job], worker_id: str, settings: Settings, gpu: int | None, shutdown: threading.Event) -> None:
     job = jobs[0]
     if job.sweep_id is None and len(jobs) > 1:
         run_batch(jobs, worker_id, settings, gpu, shutdown)

@@ -48,7 +48,10 @@ def lineage(history: dict[str, list[dict]], member: str, end: int) -> list[tuple
 
 
 class Population:
-    """One PBT sweep's intervals and the decisions taken at them."""
+    """One PBT sweep's intervals and the decisions taken at them, acted on by a run (workers/run.py)."""
+
+    copies_state = True  # stacked, a copy is a slice of the stack
+    in_turn = "pbt interval by interval"  # the members' execution when trained in turn
 
     def __init__(self, sweep, members: list[Job]):
         request = sweep.request

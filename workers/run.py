@@ -23,6 +23,17 @@ CHUNK = 1024  # recorded epochs kept on the device before a report is forced (K 
 MAX_REPORT_SHARE = 0.05  # of a run's time, past REPORT_SECONDS: a report of many members is spaced out
 
 
+def train_here(engine, settings: Settings | None = None) -> MemoryLedger:
+    """Train an engine's members to their end with no database, as a worker would: what benchmarks of the loop
+    and its tests run. Member k's points and ending are the ledger's under job id str(k)."""
+    ledger = MemoryLedger()
+    members = [Member(str(k), 0, {}) for k in range(len(engine.specs))]
+    run = Run(members, engine, ledger, settings or Settings())
+    run.start(str(engine.device), "", "")
+    run.train()
+    return ledger
+
+
 class Run:
     def __init__(
         self, members: list[Member], engine, ledger: Ledger | MemoryLedger, settings: Settings,
@@ -37,6 +48,7 @@ class Run:
         self.epochs = self.specs[0].epochs  # members of one run share it (the group key includes it)
         self.active = set(range(len(self.members)))
         self.latest: list = [None] * len(self.members)  # each member's latest reported point
+        self.ended: dict[str, str] = {}  # job id -> how its attempt ended here (for the log)
         self.report_seconds = settings.REPORT_SECONDS
         self.next_poll = time.monotonic() + self.report_seconds
         engine.interrupted = self.interrupted
@@ -51,6 +63,10 @@ class Run:
 
     def train(self) -> None:
         """Train every member to the last epoch, or until each has ended or been handed back."""
+        with self.engine.running():
+            self.train_epochs()
+
+    def train_epochs(self) -> None:
         engine, epochs = self.engine, self.epochs
         last_report = last_checkpoint = time.perf_counter()
         while engine.progress.epoch < epochs and self.active:
@@ -130,16 +146,16 @@ class Run:
         flags = self.ledger.report(entries)
         for k, point in failed:
             self.ledger.fail(self.members[k], diverged(point.epoch, point.loss))
-            self.active.discard(k)
+            self.end(k, "failed")
         self.succeed(stopped)
         trained = self.engine.progress.epoch >= self.epochs  # a stop asked for now comes too late: trained
         for k in sorted(self.active):
             flag = flags.get(self.members[k].job_id)
             if flag is None:  # no longer this attempt's: write nothing more
-                self.active.discard(k)
+                self.end(k, "lost")
             elif flag and not trained:
                 self.ledger.cancel(self.members[k])
-                self.active.discard(k)
+                self.end(k, "cancelled")
 
     def entry(self, k: int, points) -> dict:
         """Member k's share of a report: its new points, and its progress as of the last of them."""
@@ -153,7 +169,12 @@ class Run:
 
     def hand_back(self) -> None:
         self.ledger.hand_back([self.members[k] for k in sorted(self.active)])
-        self.active.clear()
+        for k in sorted(self.active):
+            self.end(k, "shutdown")
+
+    def end(self, k: int, outcome: str) -> None:
+        self.ended[self.members[k].job_id] = outcome
+        self.active.discard(k)
 
     def succeed(self, ks: list[int], **decided) -> None:
         """Members trained to their last epoch, stopped early, or stopped by a search (`decided`: stopped_early_at,
@@ -173,7 +194,8 @@ class Run:
                 entry["execution"] = f"{self.execution}; {note}"
             entries.append(entry | decided)
         self.ledger.succeed(entries)
-        self.active.difference_update(ks)
+        for k in ks:
+            self.end(k, "succeeded")
 
     # ------------------------------------------------------------ for searches
 

@@ -24,19 +24,19 @@ from service.repositories import members as member_repo
 from service.repositories import sweeps as sweep_repo
 from service.schemas.spec import JobSpec
 from service.settings import Settings
-from workers.asha import Asha, Rungs, rungs_for
-from workers.asha_solo import run_rungwise
+from workers.asha import rungs_for
 from workers.batched import BatchedTrainer
 from workers.batched_options import one_by_one_reason
 from workers.checkpoints import state_from_bytes
 from workers.data import load_data
 from workers.devices import resolve_device, this_node
-from workers.pbt import Population, population_for
+from workers.pbt import population_for
 from workers.steps import transform_rows
-from workers.trainer import Callbacks, Trainer, fit_standardization, seed_network_init
-from workers.ledger import Ledger, Member
+from workers.trainer import Trainer, fit_standardization, seed_network_init
+from workers.in_turn import InTurn
+from workers.ledger import Ledger, Member, crashed, out_of_memory
 from workers.run import Run
-from workers.worker import fetch_dataset, run_attempt
+from workers.worker import build_trainer, fetch_dataset, is_out_of_memory, run_attempt
 
 log = logging.getLogger("fitserve.sweeps")
 PROBE_WARMUP, PROBE_ROUNDS, PROBE_EPOCHS, PROBE_SECONDS = 3, 5, 5, 1.0
@@ -62,7 +62,7 @@ def measure_speedup(specs, nets, datas, device) -> float:
     machine during one round cannot decide the choice.
     """
     probe = BatchedTrainer(specs, list(nets), datas, device)  # it trains stacked copies, never the nets
-    solo = Trainer(specs[0], copy.deepcopy(nets[0]), datas[0], device, Callbacks(report=lambda *_: True))
+    solo = Trainer(specs[0], copy.deepcopy(nets[0]), datas[0], device)
     solo.x, solo.x_val = transform_rows(solo.net, datas[0].x_train), transform_rows(solo.net, datas[0].x_val)
     for _ in range(PROBE_WARMUP):  # first calls pay for lazy imports and allocator growth
         solo.train_epoch(False)
@@ -130,27 +130,10 @@ class SweepPolicy:
 SWEEP = SweepPolicy()
 
 
-def keep_leases(members: list[Job], worker_id: str, settings: Settings, done: threading.Event) -> None:
-    """Renew every claimed member's lease, in one transaction, while others are trained first."""
-    while not done.wait(settings.LEASE_SECONDS / 3):
-        with session_scope() as s:
-            member_repo.renew_leases(s, worker_id, [(job.id, job.attempt) for job in members], settings.LEASE_SECONDS)
-
-
 def run_sweep_members(
     members: list[Job], worker_id: str, settings: Settings, gpu, shutdown: threading.Event, policy=SWEEP
 ) -> None:
-    done = threading.Event()
-    threading.Thread(target=keep_leases, args=(members, worker_id, settings, done), daemon=True).start()
-    try:
-        run_groups(members, worker_id, settings, gpu, shutdown, policy)
-    finally:
-        done.set()
-
-
-def run_groups(
-    members: list[Job], worker_id: str, settings: Settings, gpu, shutdown: threading.Event, policy=SWEEP
-) -> None:
+    """Train a claim's members, group by group (their leases are kept by the claim's holder, workers/loop.py)."""
     with session_scope(read_only=True) as s:
         saved = member_repo.get_checkpoints(s, [job.id for job in members])
         search = None  # auto-batched jobs: no sweep, no search
@@ -159,7 +142,7 @@ def run_groups(
             search = rungs_for(sweep, members) or population_for(sweep, members)  # None: grid or random
     for group in shape_groups(members, {job_id: c.epoch if c else 0 for job_id, c in saved.items()}):
         if shutdown.is_set():
-            release_all(group, worker_id)
+            Ledger(worker_id).hand_back([Member.of(job) for job in group])
             continue
         if len(group) > 1:
             try:
@@ -168,14 +151,32 @@ def run_groups(
                 group = policy.one_by_one(group, worker_id)
             except Exception as exc:  # an optional fast path never fails a member: one by one instead
                 group = fall_back(group, worker_id, exc, policy)
-        if isinstance(search, Rungs) and len(group) > 1:  # one by one, rung by rung: all to a rung, then decide
-            run_rungwise(group, search, worker_id, settings, gpu, shutdown)
+        if search is not None:  # every member to the search's next decision, then it decides
+            run_in_turn(group, search, worker_id, settings, gpu, shutdown)
             continue
         for job in group:
             if shutdown.is_set():
-                release_all([job], worker_id)
+                Ledger(worker_id).hand_back([Member.of(job)])
             else:
                 run_attempt(job, worker_id, settings, gpu, shutdown)
+
+
+def run_in_turn(group: list[Job], search, worker_id: str, settings: Settings, gpu, shutdown) -> None:
+    """An adaptive search's members one by one: each trains its next epoch in turn (workers/in_turn.py)."""
+    members, ledger = [Member.of(job) for job in group], Ledger(worker_id)
+    try:
+        device = resolve_device(group[0].spec.get("device", "auto"), gpu)
+        engine = InTurn([build_trainer(job, device, settings, graphs=False, tune_threads=False) for job in group])
+        run = Run(members, engine, ledger, settings, shutdown, search)
+        run.start(str(device), f"eager on {device}; {search.in_turn}", this_node())
+        run.train()
+    except Exception as exc:  # what is still running fails with the reason; the worker lives on
+        log.exception("sweep %s: members trained in turn failed", group[0].sweep_id)
+        with session_scope() as s:
+            running = job_repo.still_running(s, [(m.job_id, m.attempt) for m in members], worker_id)
+        for member in members:
+            if member.job_id in running:
+                ledger.fail(member, out_of_memory(exc) if is_out_of_memory(exc) else crashed(exc))
 
 
 def fall_back(group: list[Job], worker_id: str, exc: Exception, policy=SWEEP) -> list[Job]:
@@ -189,12 +190,6 @@ def fall_back(group: list[Job], worker_id: str, exc: Exception, policy=SWEEP) ->
     return [job for job in group if job.id in running]
 
 
-def release_all(jobs: list[Job], worker_id: str) -> None:
-    with session_scope() as s:
-        for job in jobs:
-            job_repo.release_job(s, job.id, worker_id, job.attempt, "worker shut down; resumes from its checkpoint")
-
-
 def run_batched(
     group: list[Job], saved: dict, worker_id: str, settings: Settings, gpu, shutdown, policy=SWEEP, search=None
 ) -> bool:
@@ -206,7 +201,7 @@ def run_batched(
     unsupported = one_by_one_reason(specs, nets)
     if unsupported is not None:
         batched, why = False, unsupported
-    elif isinstance(search, Population):
+    elif search is not None and search.copies_state:
         batched, why = True, "pbt copies state between the members of one stack"
     elif asked == "auto":
         speedup, measured = policy.speedup(group, specs, nets, datas, device)
@@ -224,8 +219,7 @@ def run_batched(
     states = [saved[job.id] for job in group]
     if all(states):
         trainer.load_member_states([state_from_bytes(c.data) for c in states])
-    search = Asha(search) if isinstance(search, Rungs) else search
     run = Run([Member.of(job) for job in group], trainer, Ledger(worker_id), settings, shutdown, search)
     run.start(str(device), note, this_node())
-    run.train()  # leases are kept by the sweep's keep_leases
+    run.train()
     return True

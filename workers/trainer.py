@@ -1,17 +1,16 @@
-"""The training loop: plain torch, no database, no HTTP.
+"""The eager engine: one network trained epoch by epoch, plain torch, no database, no HTTP.
 
-The worker hands it a spec, data and callbacks. The data stays on the training device, already
-through the input transform; each step is `workers.steps.Step` (on CUDA, replayed from a CUDA
-graph by `workers.cuda_graph`). Losses stay on the device and are read back once per report, and
-each read becomes curve points for `report`.
+A run (workers/run.py) drives it as a run of K = 1 member. The data stays on the training device, already
+through the input transform; each step is `workers.steps.Step` (on CUDA, replayed from a CUDA graph by
+`workers.cuda_graph`, an option of this engine). Losses stay on the device and are read back once per
+report (`read_points`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -25,16 +24,7 @@ from workers.schedules import LearningRates, eager_reason
 from workers.steps import Batches, Step, transform_rows
 from workers.threads import ThreadChoice
 
-CHUNK = 4096  # recorded epochs kept on the device before a report is forced
 INTERRUPT_BATCHES = 8  # inside an epoch, stops are looked for every this many mini-batches
-
-
-class Diverged(Exception):
-    """The loss became NaN or infinite."""
-
-    def __init__(self, epoch: int, value: float):
-        super().__init__(f"loss became {value} at epoch {epoch}")
-        self.epoch = epoch
 
 
 @dataclass
@@ -43,18 +33,6 @@ class Progress:
 
     epoch: int = 0  # epochs completed
     step: int = 0  # optimizer steps taken
-
-
-@dataclass
-class Callbacks:
-    # stores points; returning False stops training (cancelled, or the job is no longer ours)
-    report: Callable[[Columns, Progress], bool]
-    # called every `checkpoint_seconds` and when stopping early
-    checkpoint: Callable[[dict], None] = lambda state: None
-    checkpoint_seconds: float = 60.0
-    report_seconds: float = 0.5
-    # asked between the mini-batches of an epoch: True stops training at once (cancel, shutdown, job lost)
-    interrupted: Callable[[], bool] = lambda: False
 
 
 def make_optimizer(spec, params, capturable: bool = False) -> torch.optim.Optimizer:
@@ -98,13 +76,16 @@ class Records:
 
 class Trainer:
     def __init__(
-        self, spec, net: nn.Module, data: TrainingData, device: torch.device, callbacks: Callbacks, graphs: bool = True,
+        self, spec, net: nn.Module, data: TrainingData, device: torch.device, graphs: bool = True,
         tune_threads: bool = False,
     ):
         """`graphs=False` keeps to the plain eager path even where CUDA graphs could run; `tune_threads` lets a CPU
         job measure whether it trains faster at 1 torch thread than at this process's count (`workers.threads`)."""
-        self.spec, self.net, self.data, self.device, self.cb = spec, net, data, device, callbacks
+        self.spec, self.net, self.data, self.device = spec, net, data, device
+        self.specs, self.nets, self.datas = [spec], [net], [data]  # the engine's members: this one
         self.progress = Progress()
+        # asked between the mini-batches of an epoch: True stops the epoch at once (the run's stop points)
+        self.interrupted: Callable[[], bool] = lambda: False
         self.classify = spec.task == "classification"
         self.val = data.x_val is not None
         n = len(data.x_train)
@@ -150,66 +131,62 @@ class Trainer:
         if self.rates is not None:
             self.rates.load_state(state.get("schedule"))
 
-    # ------------------------------------------------------------ loop
+    # ------------------------------------------------------------ the engine's interface (workers/engines.py)
 
-    def run(self) -> bool:
-        """Train to the last epoch; False when `report` asked to stop first."""
-        # after load_state, which may bring the transform's buffers
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Around a run's epochs: the rows transformed once (after load_state, which may bring the transform's
+        buffers), the CUDA graph's stream; the worker's thread count restored after."""
         self.x, self.x_val = transform_rows(self.net, self.data.x_train), transform_rows(self.net, self.data.x_val)
         try:
             with self.graph.running() if self.graph is not None else contextlib.nullcontext():
-                return self.train()
+                yield
         finally:
             if self.threads is not None:
                 self.threads.restore()
 
-    def train(self) -> bool:
-        last_report = last_checkpoint = time.perf_counter()
-        epochs = self.spec.epochs
-        while self.progress.epoch < epochs:
-            if self.graph is None or not self.graph.replay():
-                epoch = self.progress.epoch + 1
-                if self.rates is not None:
-                    self.rates.start_epoch(epoch)
-                if not self.train_epoch(self.is_recorded(epoch)):
-                    # stopped inside the epoch: the epochs before it keep their points; no checkpoint of
-                    # half an epoch, so a resumed attempt starts again from the last checkpoint
-                    self.flush()
-                    return False
-                self.progress.epoch = epoch
-            now = time.perf_counter()
-            checkpoint_due = now - last_checkpoint >= self.cb.checkpoint_seconds and self.progress.epoch < epochs
-            # a checkpoint comes right after a report: a job resumed from it must find its curve up to it
-            due = now - last_report >= self.cb.report_seconds or len(self.records.epochs) >= CHUNK or checkpoint_due
-            if due or self.progress.epoch == epochs:
-                last_report = now
-                go_on = self.flush()
-                if self.early is not None and self.early.stopped():
-                    break
-                # a stop asked for during the last report comes too late: the job is trained
-                if not go_on and self.progress.epoch < epochs:
-                    self.cb.checkpoint(self.state())
-                    return False
-            if checkpoint_due:
-                last_checkpoint = now
-                self.cb.checkpoint(self.state())
-            if self.threads is not None:
-                self.threads.after_epoch(epochs - self.progress.epoch)
-        self.restore_best()
+    def train_next(self, recorded: Callable[[int], bool], epochs: int) -> bool:
+        """Train the next epoch (or the next graph replay's epochs); False when stopped inside an epoch."""
+        if self.graph is None or not self.graph.replay(recorded):
+            epoch = self.progress.epoch + 1
+            if self.rates is not None:
+                self.rates.start_epoch(epoch)
+            if not self.train_epoch(recorded(epoch)):
+                return False
+            self.progress.epoch = epoch
+        if self.threads is not None:
+            self.threads.after_epoch(epochs - self.progress.epoch)
         return True
+
+    @property
+    def pending(self) -> int:
+        return len(self.records.epochs)
+
+    def read_points(self) -> list[Columns]:
+        return [self.read_columns()]
+
+    def member_state(self, k: int = 0) -> dict:
+        return self.state()
+
+    def load_member_states(self, states: list[dict]) -> None:
+        [state] = states
+        self.load_state(state)
+
+    def member_net(self, k: int = 0, best: bool = False) -> nn.Module:
+        """The network; `best`: with its best recorded epoch's weights (early stopping)."""
+        if best:
+            self.restore_best()
+        return self.net
+
+    def note(self) -> str | None:
+        """What the job's `execution` adds once trained: the thread count measured, if it was."""
+        return None if self.threads is None else self.threads.note
 
     @torch.no_grad()
     def restore_best(self) -> None:
         """With early stopping, the job keeps its best recorded epoch's weights."""
         if self.early is not None and self.early.has_best():
             torch._foreach_copy_(self.step_fn.kept, self.early.weights)
-
-    def early_outcome(self) -> dict | None:
-        """Where early stopping stopped the job and which epoch it kept; None without early stopping."""
-        return None if self.early is None else self.early.outcome(0, self.spec.epochs)
-
-    def is_recorded(self, epoch: int) -> bool:
-        return epoch % self.spec.metrics_every == 0 or epoch == self.spec.epochs
 
     def train_epoch(self, record: bool) -> bool:
         """One epoch, eagerly: one step on all rows, or one per batch of a fresh permutation.
@@ -227,7 +204,7 @@ class Trainer:
         xs, ys = self.x[order], self.y[order]  # one gather per epoch; batches are views of it
         losses, outs = [], []
         for i, (start, end) in enumerate(batches.bounds):
-            if i % INTERRUPT_BATCHES == INTERRUPT_BATCHES - 1 and self.cb.interrupted():
+            if i % INTERRUPT_BATCHES == INTERRUPT_BATCHES - 1 and self.interrupted():
                 return False
             loss, out = self.step_fn(xs[start:end], ys[start:end])
             if record:
@@ -249,29 +226,11 @@ class Trainer:
         if self.early is not None:
             self.early.observe(loss, val_loss, self.progress.epoch + 1, self.step_fn.kept)
 
-    def flush(self) -> bool:
-        """One read-back: turn the recorded epochs into points and report them.
-
-        With early stopping, points past the epoch where patience ran out are dropped, and progress
-        goes back to that epoch: the job ends there (a later NaN loss is no divergence of the job).
-        """
-        if not self.records.epochs:
-            return self.cb.report(Columns(step=[], epoch=[], loss=[]), self.progress)
-        points = self.read_points()
-        if self.early is not None:
-            [points] = self.early.settle([points])
-            if self.early.stopped():
-                self.progress = Progress(epoch=points.epoch[-1], step=points.step[-1])
-        bad = points.first_nonfinite_loss()
-        if bad is not None:
-            if bad:
-                self.cb.report(points[:bad], self.progress)
-            raise Diverged(points[bad].epoch, points[bad].loss)
-        return self.cb.report(points, self.progress)
-
-    def read_points(self) -> Columns:
+    def read_columns(self) -> Columns:
         """The recorded epochs as curve columns (losses as read, NaN included); clears the records."""
         rec = self.records
+        if not rec.epochs:  # nothing recorded since the last read (a stop right after one)
+            return Columns(step=[], epoch=[], loss=[])
         correct, val_losses, val_correct = rec.read("correct"), rec.read("val_loss"), rec.read("val_correct")
         n, n_val = len(self.data.x_train), (len(self.data.x_val) if self.val else 0)
         points = Columns(

@@ -24,7 +24,8 @@ torch.set_num_threads(1)
 from modelzoo import build_network
 from service.schemas.spec import CNNModel, JobSpec
 from workers.data import load_data
-from workers.trainer import Callbacks, Trainer, seed_network_init
+from workers.run import train_here
+from workers.trainer import Trainer, seed_network_init
 def peak():
     line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
     return int(line.split()[1])
@@ -32,7 +33,7 @@ spec = JobSpec.model_validate(json.loads(sys.argv[1]))
 before = peak()
 seed_network_init(0)
 net = build_network(spec.model)
-Trainer(spec, net, load_data(spec, None), torch.device("cpu"), Callbacks(report=lambda *_: True)).run()
+train_here(Trainer(spec, net, load_data(spec, None), torch.device("cpu")))
 print((peak() - before) * 1024)
 """
 

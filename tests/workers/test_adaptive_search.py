@@ -194,18 +194,19 @@ def replay_alone(spec: dict, stretches) -> dict:
 
     from service.schemas.spec import JobSpec
     from tests.workers.test_batched import prepare
-    from workers.trainer import Callbacks, Trainer
+    from workers.run import train_here
+    from workers.trainer import Trainer
 
     spec = JobSpec.model_validate(spec)
     net, data = prepare(spec)
-    points = []
-    trainer = Trainer(spec, net, data, torch.device("cpu"), Callbacks(report=lambda p, _: points.extend(p) or True))
+    trainer = Trainer(spec, net, data, torch.device("cpu"))
     for _, last, values in stretches:
         for group in trainer.optimizer.param_groups:
             group.update(values)
-        trainer.spec = spec.model_copy(update={"epochs": last})
-        assert trainer.run()
-    return points[-1].as_dict()
+        trainer.spec = trainer.specs[0] = spec.model_copy(update={"epochs": last})
+        ledger = train_here(trainer)
+        assert ledger.succeeded()
+    return ledger.points["0"][-1].as_dict()
 
 
 def test_pbt_exploits_the_top_members_and_its_best_replays_alone(server):

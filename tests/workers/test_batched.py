@@ -9,7 +9,8 @@ from modelzoo import build_network
 from service.schemas.spec import JobSpec
 from workers.batched import BatchedTrainer
 from workers.data import load_data
-from workers.trainer import Callbacks, Trainer, fit_standardization
+from workers.run import train_here
+from workers.trainer import Trainer, fit_standardization
 from tests.specs import example
 
 CUBIC = example("3_nonlinear_mlp", epochs=40)
@@ -39,10 +40,9 @@ def prepare(spec: JobSpec):
 
 def solo_points(spec: JobSpec) -> list:
     net, data = prepare(spec)
-    points = []
-    trainer = Trainer(spec, net, data, torch.device("cpu"), Callbacks(report=lambda p, _: points.extend(p) or True))
-    assert trainer.run()
-    return points
+    ledger = train_here(Trainer(spec, net, data, torch.device("cpu")))
+    assert ledger.succeeded()
+    return ledger.points["0"]
 
 
 def batched_points(specs: list[JobSpec]) -> list[list]:
@@ -100,10 +100,11 @@ def test_checkpoint_of_a_member_resumes_alone_on_the_same_curve():
         trainer.progress.epoch = epoch
     state = trainer.member_state(1)
     net, data = prepare(specs[1])
-    points = []
-    solo = Trainer(specs[1], net, data, torch.device("cpu"), Callbacks(report=lambda p, _: points.extend(p) or True))
+    solo = Trainer(specs[1], net, data, torch.device("cpu"))
     solo.load_state(state)
-    assert solo.run()
+    ledger = train_here(solo)
+    assert ledger.succeeded()
+    points = ledger.points["0"]
     alone = solo_points(specs[1])
     assert [p.loss for p in points] == pytest.approx([p.loss for p in alone[10:]], rel=2e-4)
 

@@ -72,9 +72,9 @@ def test_a_job_stops_where_the_rule_says_and_keeps_its_best_weights(name):
     assert want.stopped_at is not None and want.best_epoch < want.stopped_at < CASES[name]["epochs"]
     spec, net, data = setup(CASES[name])
     points, finished, _, trainer = train(spec, net, data)
-    assert finished and trainer.progress.epoch == want.stopped_at
+    assert finished and points[-1].epoch == want.stopped_at  # the job ends at the stop
     assert_same_curve(as_tuples(points, spec, data.x_val is not None), want.curve)  # it ends at the stop
-    outcome = trainer.early_outcome()
+    outcome = trainer.early.outcome(0, trainer.spec.epochs)
     assert (outcome["stopped_early_at"], outcome["best_epoch"]) == (want.stopped_at, want.best_epoch)
     assert outcome["best_metrics"]["epoch"] == want.best_epoch
     with torch.no_grad():
@@ -86,13 +86,13 @@ def test_a_job_stops_where_the_rule_says_and_keeps_its_best_weights(name):
 def test_a_job_resumed_mid_patience_stops_at_the_same_epoch_with_the_same_weights():
     spec_dict = CASES["val_loss (the default with a validation split), mini-batches, momentum"]
     whole, _, _, trainer = train(*setup(spec_dict))
-    outcome = trainer.early_outcome()
+    outcome = trainer.early.outcome(0, trainer.spec.epochs)
     middle = (outcome["best_epoch"] + outcome["stopped_early_at"]) // 2
     first, finished, checkpoint, _ = train(*setup(spec_dict), stop_after=middle)
     assert not finished and first[-1].epoch == middle
     assert 0 < int(state_from_bytes(checkpoint)["early_stopping"]["bad"]) < spec_dict["early_stopping"]["patience"]
     rest, finished, _, resumed = train(*setup(spec_dict), state=checkpoint)
-    assert finished and resumed.early_outcome() == outcome
+    assert finished and resumed.early.outcome(0, resumed.spec.epochs) == outcome
     assert [(p.epoch, p.loss, p.val_loss) for p in first + rest] == [(p.epoch, p.loss, p.val_loss) for p in whole]
     for mine, theirs in zip(resumed.net.parameters(), trainer.net.parameters()):
         assert torch.equal(mine, theirs)
@@ -113,7 +113,7 @@ def test_batched_members_stop_each_where_it_stops_alone():
         points, finished, _, alone = train(spec, *prepare(spec))
         assert finished
         assert [p.epoch for p in together[k]] == [p.epoch for p in points]
-        mine, theirs = batched.early.outcome(k, spec.epochs), alone.early_outcome()
+        mine, theirs = batched.early.outcome(k, spec.epochs), alone.early.outcome(0, alone.spec.epochs)
         assert (mine["stopped_early_at"], mine["best_epoch"]) == (theirs["stopped_early_at"], theirs["best_epoch"])
         assert mine["best_metrics"]["val_loss"] == pytest.approx(theirs["best_metrics"]["val_loss"], rel=2e-4)
         x = datas[k].x_train
@@ -132,8 +132,8 @@ def test_cuda_graph_stops_where_the_eager_loop_stops(name):
     assert eager.graph is None
     points, finished, _, cuda = train(*setup(CASES[name]), device=torch.device("cuda"))
     assert finished and cuda.graph.graph is not None and not cuda.graph.failed
-    assert cuda.early_outcome()["stopped_early_at"] == eager.early_outcome()["stopped_early_at"]
-    assert cuda.early_outcome()["best_epoch"] == eager.early_outcome()["best_epoch"]
+    assert cuda.early.outcome(0, cuda.spec.epochs)["stopped_early_at"] == eager.early.outcome(0, eager.spec.epochs)["stopped_early_at"]
+    assert cuda.early.outcome(0, cuda.spec.epochs)["best_epoch"] == eager.early.outcome(0, eager.spec.epochs)["best_epoch"]
     x = eager.data.x_train
     with torch.no_grad():
         assert cuda.net(x).cpu() == pytest.approx(eager.net(x).cpu(), rel=1e-4, abs=1e-5)

@@ -17,7 +17,7 @@ from tests.specs import tiny_regression
 from workers import trainer as trainer_module
 from workers.batched import BatchedTrainer
 from workers.loop import train
-from workers.worker import claim
+from workers.claims import claim
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ class FailingGraph:
     def running(self):
         return contextlib.nullcontext()
 
-    def replay(self) -> bool:
+    def replay(self, recorded) -> bool:
         if self.t.progress.epoch >= 5:
             raise RuntimeError("injected: CUDA graph replay failed")
         return False  # eager epochs first, as before a capture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -10,11 +11,14 @@ from torch import nn
 
 from modelzoo import build_network
 from service.schemas.spec import JobSpec
+from service.settings import get_settings
 from tests.specs import example
 from workers.checkpoints import state_from_bytes, state_to_bytes
 from workers.cuda_graph import STEPS_PER_GRAPH, epochs_per_graph
 from workers.data import load_data
-from workers.trainer import Callbacks, Trainer, fit_standardization
+from workers.ledger import Member, MemoryLedger
+from workers.run import Run
+from workers.trainer import Trainer, fit_standardization
 
 BLOBS = {
     "source": "synthetic",
@@ -140,19 +144,26 @@ def as_tuples(points, spec: JobSpec, val: bool) -> list[tuple]:
 
 def train(spec: JobSpec, net, data, device=torch.device("cpu"), stop_after: int | None = None, state=None,
           graphs: bool = True):
-    """Run the trainer; returns its points, whether it finished, and the checkpoint it left."""
-    points, saved = [], []
+    """Run the trainer as a worker does, shut down after epoch `stop_after`; returns its points, whether it
+    finished, the checkpoint it left, and the trainer."""
+    shutdown = threading.Event()
 
-    def report(new, progress):
-        points.extend(new)
-        return stop_after is None or progress.epoch < stop_after
+    class ShutDownAfter(Trainer):
+        def train_next(self, recorded, epochs):
+            trained = super().train_next(recorded, epochs)
+            if stop_after is not None and self.progress.epoch >= stop_after:
+                shutdown.set()
+            return trained
 
-    callbacks = Callbacks(report=report, checkpoint=lambda s: saved.append(state_to_bytes(s)), report_seconds=0.0)
-    trainer = Trainer(spec, net.to(device), data.to(device), device, callbacks, graphs=graphs)
+    trainer = ShutDownAfter(spec, net.to(device), data.to(device), device, graphs=graphs)
     if state is not None:
         trainer.load_state(state_from_bytes(state))
-    finished = trainer.run()
-    return points, finished, (saved[-1] if saved else None), trainer
+    ledger = MemoryLedger()
+    run = Run([Member("0", 0, {})], trainer, ledger, get_settings(), shutdown)
+    run.start(str(device), "", "")
+    run.train()
+    saved = ledger.checkpoints.get("0")
+    return ledger.points["0"], ledger.succeeded(), (state_to_bytes(saved) if saved else None), trainer
 
 
 def assert_same_curve(got: list[tuple], want: list[tuple]) -> None:

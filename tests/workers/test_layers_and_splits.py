@@ -9,7 +9,8 @@ from modelzoo import build_network
 from service.schemas.spec import JobSpec
 from workers.data import load_data
 from workers.evaluation import evaluate_splits
-from workers.trainer import Callbacks, Trainer, fit_standardization, seed_network_init
+from workers.run import train_here
+from workers.trainer import Trainer, fit_standardization, seed_network_init
 
 
 def iris_spec(model: dict, epochs: int = 30, **extra) -> JobSpec:
@@ -26,15 +27,12 @@ def iris_spec(model: dict, epochs: int = 30, **extra) -> JobSpec:
 
 
 def train(spec: JobSpec, data=None) -> tuple[Trainer, list]:
-    points = []
     seed_network_init(spec.seed)
     net = build_network(spec.model)
     data = data or load_data(spec, None)
     fit_standardization(net, data.x_train)
-    trainer = Trainer(spec, net, data, torch.device("cpu"),
-                      Callbacks(report=lambda cols, _progress: points.extend(cols) or True))
-    trainer.run()
-    return trainer, points
+    trainer = Trainer(spec, net, data, torch.device("cpu"))
+    return trainer, train_here(trainer).points["0"]
 
 
 MLP = {"kind": "mlp", "in_features": 4, "hidden": [32, 16], "out_features": 3, "dropout": 0.5, "batch_norm": True}
@@ -75,7 +73,7 @@ def test_recorded_val_loss_is_measured_in_eval_mode():
 def test_early_stopping_keeps_the_best_epochs_batch_norm_statistics():
     spec = iris_spec({**MLP, "dropout": None}, epochs=60, early_stopping={"patience": 3})
     trainer, points = train(spec)
-    best = trainer.early_outcome()["best_metrics"]
+    best = trainer.early.outcome(0, spec.epochs)["best_metrics"]
     net = trainer.net.eval()
     with torch.no_grad():
         kept = F.cross_entropy(net(trainer.data.x_val), trainer.data.y_val).item()
@@ -121,7 +119,7 @@ def test_the_test_split_never_reaches_training_early_stopping_or_the_curve():
     assert [(p.loss, p.val_loss, p.accuracy, p.val_accuracy) for p in points_a] == [
         (p.loss, p.val_loss, p.accuracy, p.val_accuracy) for p in points_b
     ]
-    assert trainer_a.early_outcome() == trainer_b.early_outcome()
+    assert trainer_a.early.outcome(0, trainer_a.spec.epochs) == trainer_b.early.outcome(0, trainer_b.spec.epochs)
     eval_a = evaluate_splits(trainer_a.net, data, spec)
     eval_b = evaluate_splits(trainer_b.net, flipped_data, spec)
     assert eval_a["validation"] == eval_b["validation"]

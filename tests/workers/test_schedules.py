@@ -10,7 +10,8 @@ from service.schemas.spec import JobSpec
 from workers.checkpoints import state_from_bytes, state_to_bytes
 from workers.data import load_data
 from workers.steps import clip_grad_norm
-from workers.trainer import Callbacks, Trainer, seed_network_init
+from workers.run import train_here
+from workers.trainer import Trainer, seed_network_init
 
 EPOCHS = 12
 LR = 0.1
@@ -28,14 +29,11 @@ def spec_with(schedule: dict | None, epochs: int = EPOCHS, **optimizer) -> JobSp
 
 
 def train(spec: JobSpec, state: dict | None = None) -> tuple[Trainer, list]:
-    points = []
     seed_network_init(spec.seed)
-    trainer = Trainer(spec, build_network(spec.model), load_data(spec, None), torch.device("cpu"),
-                      Callbacks(report=lambda cols, _progress: points.extend(cols) or True))
+    trainer = Trainer(spec, build_network(spec.model), load_data(spec, None), torch.device("cpu"))
     if state is not None:
         trainer.load_state(state)
-    trainer.run()
-    return trainer, points
+    return trainer, train_here(trainer).points["0"]
 
 
 def recorded_lr(spec: JobSpec) -> list[float]:

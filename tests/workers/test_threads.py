@@ -9,7 +9,8 @@ from tests.specs import example
 from tests.workers.test_fast_path import setup
 from workers import threads
 from workers.threads import ThreadChoice
-from workers.trainer import Callbacks, Trainer
+from workers.run import train_here
+from workers.trainer import Trainer
 
 # long enough that the probe repays itself on any machine these tests run on (see workers/threads.py)
 LONG = example("3_nonlinear_mlp", epochs=5000)
@@ -79,8 +80,8 @@ def test_a_job_too_short_to_repay_the_probe_keeps_all_its_threads(two_threads, m
     monkeypatch.setattr(ThreadChoice, "after_epoch", counted)
     blocks = []
     monkeypatch.setattr(ThreadChoice, "start_block", lambda self, now: blocks.append(now))
-    trainer = Trainer(spec, net, data, torch.device("cpu"), Callbacks(report=lambda *_: True), tune_threads=True)
-    assert trainer.run()
+    trainer = Trainer(spec, net, data, torch.device("cpu"), tune_threads=True)
+    assert train_here(trainer).succeeded()
     assert calls == list(range(149, -1, -1))  # asked after every epoch
     assert blocks == []  # the probe never started a block at either count
     # the warm-up ends (50 ms) within the job unless its epochs are faster than a third of a millisecond
@@ -100,9 +101,10 @@ def test_a_tuned_job_trains_where_an_untuned_one_does(make_app):
     assert kept in (1, 2)
 
     spec, net, data = setup(LONG)
-    points = []
-    trainer = Trainer(spec, net, data, torch.device("cpu"), Callbacks(report=lambda new, _: points.extend(new) or True))
-    assert trainer.run() and trainer.threads is None
+    trainer = Trainer(spec, net, data, torch.device("cpu"))
+    ledger = train_here(trainer)
+    points = ledger.points["0"]
+    assert ledger.succeeded() and trainer.threads is None
     assert job["metrics"]["loss"] == pytest.approx(points[-1].loss, rel=1e-4)
     x = [[-2.5], [0.0], [1.5]]
     got = srv.client.post(f"/v1/jobs/{job['id']}/predict", json={"inputs": x}).json()["predictions"]

@@ -42,7 +42,7 @@ from workers.devices import set_node
 from workers.pool import new_worker_id, stop_when_orphaned
 from workers.registry import Registration
 from workers.sweep_runner import shape_groups
-from workers.worker import claim_mates_of, running_cap
+from workers.claims import claim_mates_of, running_cap
 
 log = logging.getLogger("fitserve.dispatcher")
 task_log = logging.getLogger("fitserve.ray_task")

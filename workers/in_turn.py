@@ -1,0 +1,86 @@
+"""Members in turn: K eager engines (workers/trainer.py), each training its next epoch in turn.
+
+What an adaptive search (ASHA, PBT) trains one by one when its members cannot, or should not, be stacked:
+every member reaches a rung or an interval before the search decides, as stacked members do, and the
+run (workers/run.py) acts on the decision the same way. Each member keeps its own network, optimizer and
+data order, so its numbers are those it gets alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable
+
+from torch import nn
+
+from service.curves import Columns
+from workers.steps import plain_sgd_lr
+from workers.trainer import Progress, Trainer
+
+HYPERPARAMETER_KEYS = ("lr", "momentum", "weight_decay")
+
+
+class InTurn:
+    def __init__(self, trainers: list[Trainer]):
+        if any(t.early is not None for t in trainers):  # the adaptive searches refuse early stopping at submit
+            raise ValueError("members trained in turn decide no early stopping")
+        self.trainers = trainers
+        self.progress = Progress(trainers[0].progress.epoch, trainers[0].progress.step)
+        self.early = None
+        self.interrupted: Callable[[], bool] = lambda: False
+
+    @property
+    def specs(self) -> list:
+        return [t.spec for t in self.trainers]
+
+    @property
+    def datas(self) -> list:
+        return [t.data for t in self.trainers]
+
+    @contextlib.contextmanager
+    def running(self):
+        with contextlib.ExitStack() as stack:
+            for t in self.trainers:
+                stack.enter_context(t.running())
+            yield
+
+    def train_next(self, recorded: Callable[[int], bool], epochs: int) -> bool:
+        """Each member's next epoch; False when one was stopped inside (the members before it are an epoch ahead,
+        and go back to the last checkpoint with the others)."""
+        for t in self.trainers:
+            t.interrupted = self.interrupted
+            if not t.train_next(recorded, epochs):
+                return False
+        self.progress = Progress(self.trainers[0].progress.epoch, self.trainers[0].progress.step)
+        return True
+
+    @property
+    def pending(self) -> int:
+        return max(t.pending for t in self.trainers)
+
+    def read_points(self) -> list[Columns]:
+        return [t.read_columns() for t in self.trainers]
+
+    def member_state(self, k: int) -> dict:
+        return self.trainers[k].state()
+
+    def member_net(self, k: int, best: bool = False) -> nn.Module:
+        return self.trainers[k].member_net(0, best)
+
+    def note(self) -> str | None:
+        return None
+
+    def keep_members(self, keep: list[int]) -> None:
+        self.trainers = [self.trainers[k] for k in keep]
+
+    def copy_member(self, source: int, target: int) -> None:
+        """Member `target` becomes an exact copy of member `source`: weights, optimizer state, data order."""
+        self.trainers[target].load_state(copy.deepcopy(self.trainers[source].state()))
+
+    def set_hyperparameters(self, k: int, values: dict[str, float]) -> None:
+        """Member k's lr, momentum and weight decay from the next step on."""
+        t = self.trainers[k]
+        for group in t.optimizer.param_groups:
+            group.update({name: v for name, v in values.items() if name in HYPERPARAMETER_KEYS and name in group})
+        t.step_fn.lr = plain_sgd_lr(t.optimizer)
