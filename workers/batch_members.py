@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from workers.batched_mlp import StackedDense, per_float, FlatOptimizer
+from workers.batched_mlp import FlatOptimizer, StackedDense, flat_views, per_float
 
 
 def keep_members(t, keep: list[int]) -> None:
@@ -29,17 +29,15 @@ def keep_members(t, keep: list[int]) -> None:
     if t.yv_dim is not None:
         t.y_val = t.y_val[index]
     t.lr, t.momentum, t.weight_decay = t.lr[index], t.momentum[index], t.weight_decay[index]
-    params = {name: p.detach()[index].clone() for name, p in t.params.items()}
+    t.flat = torch.cat([p[index].reshape(-1) for p in t.params.values()])
+    t.params = flat_views(t.flat, t.K, t.shapes)
     t.state = {name: {key: v[index].clone() for key, v in slots.items()} for name, slots in t.state.items()}
-    if t.dense is None:
-        t.params = {name: p.requires_grad_() for name, p in params.items()}
-        return
-    group = t.dense.group
-    t.dense = StackedDense(t.dense.plan, params, t.loss_kind, t.device)
-    t.dense.group = group
-    t.params = t.dense.params
     # takes the sliced state over into flat tensors of its own at its first step
-    t.flat_optimizer = FlatOptimizer(t.kind, t.lr, t.momentum, t.weight_decay, t.dense.shapes, t.state)
+    t.flat_optimizer = FlatOptimizer(t.kind, t.lr, t.momentum, t.weight_decay, t.shapes, t.state)
+    if t.dense is not None:
+        group = t.dense.group
+        t.dense = StackedDense(t.dense.plan, t.flat, t.shapes, t.K, t.loss_kind)
+        t.dense.group = group
 
 
 @torch.no_grad()
@@ -58,11 +56,7 @@ def set_hyperparameters(t, k: int, values: dict[str, float]) -> None:
     for name, tensor in (("lr", t.lr), ("momentum", t.momentum), ("weight_decay", t.weight_decay)):
         if name in values:
             tensor[k] = values[name]
-    if t.dense is not None:
-        opt = t.flat_optimizer
-        opt.lr, opt.momentum, opt.wd = (per_float(v, opt.shapes) for v in (t.lr, t.momentum, t.weight_decay))
-    t.decays = t.decays or bool((t.weight_decay != 0).any())
-    t.uses_momentum = t.uses_momentum or bool((t.momentum != 0).any())
-    if t.dense is not None:
-        t.flat_optimizer.decays = t.flat_optimizer.decays or t.decays
-        t.flat_optimizer.uses_momentum = t.flat_optimizer.uses_momentum or t.uses_momentum
+    opt = t.flat_optimizer
+    opt.lr, opt.momentum, opt.wd = (per_float(v, opt.shapes) for v in (t.lr, t.momentum, t.weight_decay))
+    opt.decays = opt.decays or bool((t.weight_decay != 0).any())
+    opt.uses_momentum = opt.uses_momentum or bool((t.momentum != 0).any())

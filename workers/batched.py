@@ -3,7 +3,8 @@
 Each member keeps its own seed, data order and hyperparameters, and its numbers are those a solo
 `Trainer` gets (within float tolerance): the forward is `vmap(functional_call)` over the stacked
 weights, the gradients of the summed losses are each member's own (members share nothing), and the
-optimizer update repeats torch.optim's SGD / Adam / AdamW arithmetic with per-member rates.
+optimizer update repeats torch.optim's SGD / Adam / AdamW arithmetic with per-member rates
+(`workers.batched_mlp.FlatOptimizer`, over one flat tensor of every member's weights).
 Dense stacks (the zoo's linear and mlp families) take `workers.batched_mlp` instead: the same
 arithmetic, by hand, several times faster on a CPU; vmap stays for the rest (CNNs).
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,15 +22,12 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from service.curves import Columns
 from workers import batch_members
-from workers.batched_mlp import FlatOptimizer, dense_path
+from workers.batched_mlp import FlatOptimizer, dense_path, flat_views
 from workers.batched_options import member_rates
 from workers.data import TrainingData
 from workers.early_stopping import EarlyStopping
 from workers.steps import Batches, make_loss, transform_rows
 from workers.trainer import INTERRUPT_BATCHES, Progress, finite_or_none, make_optimizer
-
-ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
-
 
 def stack_or_share(tensors: list[torch.Tensor | None]) -> tuple[torch.Tensor | None, int | None]:
     """One tensor for all members when they are equal (vmap in_dims None), else stacked (in_dims 0)."""
@@ -44,11 +41,6 @@ def stack_or_share(tensors: list[torch.Tensor | None]) -> tuple[torch.Tensor | N
 
 def per_member(values: list[float], device: torch.device) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32, device=device)
-
-
-def broadcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A (K,) tensor shaped to multiply a (K, ...) one."""
-    return v.view(-1, *([1] * (like.dim() - 1)))
 
 
 @dataclass
@@ -95,23 +87,20 @@ class BatchedTrainer:
         self.gens = [torch.Generator(device=device).manual_seed(s.seed) for s in specs]
         self.layers = copy.deepcopy(nets[0][1:]).to("meta")  # the architecture; weights come stacked
         params, _ = stack_module_state([net[1:] for net in nets])
-        self.params = {k: v.detach().to(device).requires_grad_() for k, v in params.items()}
+        # every member's weights in one flat tensor, parameter after parameter; `params` are (K, ...) views of it
+        self.shapes = {name: p.shape[1:] for name, p in params.items()}
+        self.flat = torch.cat([p.detach().reshape(-1) for p in params.values()]).to(device)
+        self.params = flat_views(self.flat, self.K, self.shapes)
         opt = [s.optimizer for s in specs]
         self.lr = per_member([o.lr for o in opt], device)
         self.rates: list[float] | None = None  # this epoch's per-member rates, with schedules
         self.momentum = per_member([o.momentum for o in opt], device)
         self.weight_decay = per_member([o.weight_decay for o in opt], device)
-        self.decays = any(o.weight_decay for o in opt)
-        self.uses_momentum = any(o.momentum for o in opt)
-        self.state: dict[str, dict[str, torch.Tensor]] = {}  # per parameter: momentum or Adam moments
+        self.state: dict[str, dict[str, torch.Tensor]] = {}  # per parameter: momentum or Adam moments (views)
         self.optimizer_steps = 0
+        self.flat_optimizer = FlatOptimizer(self.kind, self.lr, self.momentum, self.weight_decay, self.shapes, self.state)
         # None: vmap and autograd
-        self.dense = dense_path(self.layers, self.params, spec.loss, device) if hand_written else None
-        if self.dense is not None:  # the same weights, now views of one flat tensor
-            self.params = self.dense.params
-            self.flat_optimizer = FlatOptimizer(
-                self.kind, self.lr, self.momentum, self.weight_decay, self.dense.shapes, self.state
-            )
+        self.dense = dense_path(self.layers, self.flat, self.shapes, self.K, spec.loss) if hand_written else None
         # every member's (K,) early-stopping state; members of one batch share the spec's settings
         self.early = None
         if spec.early_stopping is not None:
@@ -126,44 +115,16 @@ class BatchedTrainer:
     def step(self, x: torch.Tensor, x_dim, y: torch.Tensor, y_dim) -> tuple[torch.Tensor, torch.Tensor]:
         if self.dense is not None:
             losses, outs = self.dense.step(x, x_dim, y, y_dim)
-            self.optimizer_steps += 1
-            self.flat_optimizer.step(self.dense.flat, self.dense.grad, self.optimizer_steps)
-            return losses, outs
-        losses, outs = vmap(self.member_loss, in_dims=(0, x_dim, y_dim))(self.params, x, y)  # (K,), (K, B, out)
-        grads = torch.autograd.grad(losses.sum(), list(self.params.values()))
-        with torch.no_grad():
-            self.update(dict(zip(self.params, grads)))
+            grad = self.dense.grad
+        else:
+            flat = self.flat.detach().requires_grad_()  # the same storage, as a leaf to differentiate by
+            params = flat_views(flat, self.K, self.shapes)
+            losses, outs = vmap(self.member_loss, in_dims=(0, x_dim, y_dim))(params, x, y)  # (K,), (K, B, out)
+            (grad,) = torch.autograd.grad(losses.sum(), [flat])
+            losses, outs = losses.detach(), outs.detach()
         self.optimizer_steps += 1
-        return losses.detach(), outs.detach()
-
-    def update(self, grads: dict[str, torch.Tensor]) -> None:
-        for name, p in self.params.items():
-            g = grads[name]
-            lr = broadcast(self.lr, p)
-            if self.kind == "sgd":
-                if self.decays:
-                    g = g + broadcast(self.weight_decay, p) * p
-                if self.uses_momentum:  # with momentum 0 a member's buffer is its gradient
-                    buf = self.state.get(name, {}).get("momentum")
-                    g = g.clone() if buf is None else buf * broadcast(self.momentum, p) + g
-                    self.state[name] = {"momentum": g}
-                p.sub_(lr * g)
-            else:
-                self.adam_update(name, p, g, lr)
-
-    def adam_update(self, name: str, p: torch.Tensor, g: torch.Tensor, lr: torch.Tensor) -> None:
-        wd = broadcast(self.weight_decay, p)
-        if self.kind == "adamw":
-            p.mul_(1 - lr * wd)
-        elif self.decays:
-            g = g + wd * p
-        state = self.state.setdefault(name, {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)})
-        step = self.optimizer_steps + 1
-        beta1, beta2 = ADAM_BETAS
-        state["exp_avg"].lerp_(g, 1 - beta1)
-        state["exp_avg_sq"].mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        denom = (state["exp_avg_sq"].sqrt() / math.sqrt(1 - beta2**step)).add_(ADAM_EPS)
-        p.sub_(lr / (1 - beta1**step) * state["exp_avg"] / denom)
+        self.flat_optimizer.step(self.flat, grad, self.optimizer_steps)
+        return losses, outs
 
     # ------------------------------------------------------------ the engine's interface (workers/engines.py)
 
@@ -211,8 +172,7 @@ class BatchedTrainer:
             return
         self.rates = rates
         self.lr.copy_(per_member(rates, self.device))
-        if self.dense is not None:
-            self.flat_optimizer.set_lr(self.lr)
+        self.flat_optimizer.set_lr(self.lr)
 
     def train_epoch(self, record: bool) -> MemberFigures | None:
         b = self.batches

@@ -127,11 +127,10 @@ def per_float(values: torch.Tensor, shapes: dict[str, torch.Size]) -> torch.Tens
 class StackedDense:
     """Forward, loss and backward of K stacked dense networks, into one flat gradient."""
 
-    def __init__(self, plan, params: dict[str, torch.Tensor], loss: str, device: torch.device):
-        self.plan, self.loss = plan, loss
-        self.shapes = {name: p.shape[1:] for name, p in params.items()}
-        self.K = next(iter(params.values())).shape[0]
-        self.flat = torch.cat([p.detach().reshape(-1) for p in params.values()]).to(device)
+    def __init__(self, plan, flat: torch.Tensor, shapes: dict[str, torch.Size], k: int, loss: str):
+        """`flat`: the K members' weights, laid out by `flat_views(flat, k, shapes)`; trained in place."""
+        self.plan, self.loss, self.shapes, self.K, self.flat = plan, loss, shapes, k, flat
+        device = flat.device
         self.params = flat_views(self.flat, self.K, self.shapes)
         self.grad = torch.zeros_like(self.flat)
         self.grads = flat_views(self.grad, self.K, self.shapes)
@@ -211,7 +210,8 @@ class StackedDense:
 
 
 class FlatOptimizer:
-    """Per-member SGD (momentum, weight decay), Adam and AdamW over flat weights and gradients.
+    """Per-member SGD (momentum, weight decay), Adam and AdamW over flat weights and gradients: the one copy of
+    torch.optim's arithmetic for stacked members, whichever path made the gradients.
 
     Its state lives in flat tensors whose per-parameter views it puts in `state` (the trainer's
     dict, which checkpoints read); state already there, as a resume loads it, is taken over first.
@@ -260,7 +260,7 @@ class FlatOptimizer:
         p.sub_(self.lr / (1 - beta1**step) * exp_avg / denom)
 
 
-def dense_path(layers: nn.Sequential, params: dict[str, torch.Tensor], loss: str, device) -> StackedDense | None:
+def dense_path(layers: nn.Sequential, flat: torch.Tensor, shapes: dict, k: int, loss: str) -> StackedDense | None:
     """The hand-written path for these layers, or None when they are not a dense stack (a CNN: vmap then)."""
     plan = dense_plan(layers)
-    return None if plan is None else StackedDense(plan, params, loss, device)
+    return None if plan is None else StackedDense(plan, flat, shapes, k, loss)
