@@ -117,17 +117,3 @@ class SequentialBase(Strict):
     @property
     def out_features(self) -> int:
         return self.output_shape()[0]
-
-
-def sequential_parameters(model: SequentialBase) -> int:
-    """Weights, biases and batch-norm scales and shifts of a sequential stack."""
-    total, shape = 0, tuple(model.input_shape)
-    for layer, after in zip(model.layers, layer_shapes(shape, model.layers)):
-        if layer.kind == "linear":
-            total += (shape[0] + 1) * layer.out_features
-        elif layer.kind == "conv2d":
-            total += layer.out_channels * (shape[0] * layer.kernel_size**2 + 1)
-        elif layer.kind == "batch_norm":
-            total += 2 * shape[0]
-        shape = after
-    return total

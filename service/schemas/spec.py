@@ -12,7 +12,8 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, StrictBool, model_validator
 
 from service.schemas.data import DataShape, DataSpec, Strict
-from service.schemas.layers import Activation, DropoutRate, OutputActivation, SequentialBase, sequential_parameters
+from modelzoo.memory import count_parameters
+from service.schemas.layers import Activation, DropoutRate, OutputActivation, SequentialBase
 from service.schemas.limits import LIMITS
 from service.schemas.schedules import Schedule
 
@@ -169,30 +170,6 @@ def model_input_shape(model) -> tuple[int, ...]:
     if isinstance(model, SequentialModel):
         return tuple(model.input_shape)
     return (model.in_features,)
-
-
-def count_parameters(model: LinearModel | MLPModel | CNNModel | SequentialModel) -> int:
-    """Trainable parameter count of the network the spec describes (weights, biases, batch-norm scales and shifts)."""
-    if isinstance(model, SequentialModel):
-        return sequential_parameters(model)
-    norms = 0
-    if isinstance(model, (MLPModel, CNNModel)) and model.batch_norm:
-        norms = 2 * (sum(model.hidden) + (sum(c.out_channels for c in model.conv) if isinstance(model, CNNModel) else 0))
-    return norms + count_dense_parameters(model)
-
-
-def count_dense_parameters(model: LinearModel | MLPModel | CNNModel) -> int:
-    if isinstance(model, CNNModel):
-        total, c = 0, model.in_channels
-        for layer in model.conv:
-            total += layer.out_channels * (c * layer.kernel_size**2 + 1)
-            c = layer.out_channels
-        widths = [math.prod(model.feature_map_shapes()[-1]), *model.hidden, model.out_features]
-    elif isinstance(model, MLPModel):
-        total, widths = 0, [model.in_features, *model.hidden, model.out_features]
-    else:
-        total, widths = 0, [model.in_features, model.out_features]
-    return total + sum((a + 1) * b for a, b in zip(widths, widths[1:]))
 
 
 # ---------------------------------------------------------------- training
