@@ -85,11 +85,12 @@ class Ledger:
     def __init__(self, worker_id: str):
         self.worker_id = worker_id
 
-    def start(self, members: list[Member], device: str, step: int, execution: str, node: str) -> None:
-        """Where and how the members train; their curves trimmed back to `step` (a resumed attempt rewrites the rest)."""
+    def start(self, members: list[Member], device: str, step: int, execution: str, node: str) -> dict[str, bool]:
+        """Where and how the members train; their curves trimmed back to `step` (a resumed attempt rewrites the
+        rest). Per job still this attempt's, whether a cancel was asked for (while it waited its turn)."""
         jobs = [(m.job_id, m.attempt) for m in members]
         with session_scope() as s:
-            member_repo.start_members(s, self.worker_id, jobs, device, step, execution, node)
+            return member_repo.start_members(s, self.worker_id, jobs, device, step, execution, node)
 
     def report(self, entries: list[dict]) -> dict[str, bool | None]:
         """New points and progress (entries: member, epoch, step, points); per job, whether a cancel was asked
@@ -144,8 +145,9 @@ class MemoryLedger:
     def succeeded(self, job_id: str = "0") -> bool:
         return self.ended.get(job_id, {}).get("status") == JobStatus.SUCCEEDED
 
-    def start(self, members, device, step, execution, node) -> None:
+    def start(self, members, device, step, execution, node) -> dict[str, bool]:
         self.execution = execution
+        return {m.job_id: False for m in members}
 
     def report(self, entries: list[dict]) -> dict[str, bool | None]:
         for e in entries:

@@ -54,8 +54,10 @@ class Run:
         engine.interrupted = self.interrupted
 
     def start(self, device: str, execution: str, node: str) -> None:
+        """Write where and how the members train; a member lost or cancelled meanwhile ends here."""
         self.execution = execution
-        self.ledger.start(self.members, device, self.engine.progress.step, execution, node)
+        flags = self.ledger.start(self.members, device, self.engine.progress.step, execution, node)
+        self.act_on(flags, trained=False)
         if self.search is not None:
             self.search.on_start(self)
 
@@ -148,10 +150,15 @@ class Run:
             self.ledger.fail(self.members[k], diverged(point.epoch, point.loss))
             self.end(k, "failed")
         self.succeed(stopped)
-        trained = self.engine.progress.epoch >= self.epochs  # a stop asked for now comes too late: trained
+        # a stop asked for during the last report comes too late: the members are trained
+        self.act_on(flags, trained=self.engine.progress.epoch >= self.epochs)
+
+    def act_on(self, flags: dict[str, bool | None], trained: bool) -> None:
+        """What a write heard per job: a cancel asked for (True) ends the member; gone (None) means the job is no
+        longer this attempt's: nothing more is written for it."""
         for k in sorted(self.active):
             flag = flags.get(self.members[k].job_id)
-            if flag is None:  # no longer this attempt's: write nothing more
+            if flag is None:
                 self.end(k, "lost")
             elif flag and not trained:
                 self.ledger.cancel(self.members[k])

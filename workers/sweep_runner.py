@@ -39,7 +39,7 @@ from workers.run import Run
 from workers.worker import build_trainer, fetch_dataset, is_out_of_memory, run_attempt
 
 log = logging.getLogger("fitserve.sweeps")
-PROBE_WARMUP, PROBE_ROUNDS, PROBE_EPOCHS, PROBE_SECONDS = 3, 5, 5, 1.0
+PROBE_WARMUP, PROBE_MIN_ROUNDS, PROBE_STEPS, PROBE_SECONDS = 3, 3, 5, 1.0
 MIN_SPEEDUP = 1.2  # batched must beat one-by-one by this much to be chosen
 
 
@@ -56,30 +56,35 @@ def prepare(spec: JobSpec, device: torch.device):
 
 
 def measure_speedup(specs, nets, datas, device) -> float:
-    """(K x one member's epoch time) / (one batched epoch's time), on throwaway copies.
+    """(K x one member's step time) / (one stacked step's time), on throwaway copies.
 
-    The two are timed in alternating short rounds and each keeps its best round, so a stall of the
-    machine during one round cannot decide the choice.
+    Steps, not epochs: an epoch of many mini-batches may take minutes, and nothing can stop a probe. The two
+    are timed in alternating rounds of PROBE_STEPS steps until PROBE_SECONDS have passed (at least
+    PROBE_MIN_ROUNDS each), and each keeps its best round, so a stall of the machine during a round, or a
+    slower stretch of it, cannot decide the choice.
     """
     probe = BatchedTrainer(specs, list(nets), datas, device)  # it trains stacked copies, never the nets
     solo = Trainer(specs[0], copy.deepcopy(nets[0]), datas[0], device)
-    solo.x, solo.x_val = transform_rows(solo.net, datas[0].x_train), transform_rows(solo.net, datas[0].x_val)
+    rows = probe.batches.bounds[0][1]  # one mini-batch (every row, full batch)
+    x, y = transform_rows(solo.net, datas[0].x_train)[:rows], datas[0].y_train[:rows]
+    xs = probe.x[:rows] if probe.x_dim is None else probe.x[:, :rows]
+    ys = probe.y[:rows] if probe.y_dim is None else probe.y[:, :rows]
+    steps = {"solo": lambda: solo.step_fn(x, y), "stacked": lambda: probe.step(xs, probe.x_dim, ys, probe.y_dim)}
     for _ in range(PROBE_WARMUP):  # first calls pay for lazy imports and allocator growth
-        solo.train_epoch(False)
-        probe.train_epoch(False)
-    best = {solo.train_epoch: float("inf"), probe.train_epoch: float("inf")}
-    deadline = time.perf_counter() + PROBE_SECONDS
-    for _ in range(PROBE_ROUNDS):
-        for epoch in best:
+        for step in steps.values():
+            step()
+    best = dict.fromkeys(steps, float("inf"))
+    deadline, rounds = time.perf_counter() + PROBE_SECONDS, 0
+    while rounds < PROBE_MIN_ROUNDS or time.perf_counter() < deadline:
+        for name, step in steps.items():
             started = time.perf_counter()
-            for _ in range(PROBE_EPOCHS):
-                epoch(False)
+            for _ in range(PROBE_STEPS):
+                step()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            best[epoch] = min(best[epoch], (time.perf_counter() - started) / PROBE_EPOCHS)
-        if time.perf_counter() > deadline:
-            break
-    return best[solo.train_epoch] * len(specs) / best[probe.train_epoch]
+            best[name] = min(best[name], (time.perf_counter() - started) / PROBE_STEPS)
+        rounds += 1
+    return best["solo"] * len(specs) / best["stacked"]
 
 
 def group_key(job: Job, checkpoint_epoch: int) -> tuple:
@@ -201,7 +206,7 @@ def run_batched(
     unsupported = one_by_one_reason(specs, nets)
     if unsupported is not None:
         batched, why = False, unsupported
-    elif search is not None and search.copies_state:
+    elif search is not None and search.copies_state and asked != "one_by_one":
         batched, why = True, "pbt copies state between the members of one stack"
     elif asked == "auto":
         speedup, measured = policy.speedup(group, specs, nets, datas, device)

@@ -37,14 +37,16 @@ def _rows(session: Session, worker_id: str, jobs: list[tuple[str, int]]) -> dict
 def start_members(
     session: Session, worker_id: str, jobs: list[tuple[str, int]], device: str, step: int, execution: str | None = None,
     node: str | None = None,
-) -> None:
+) -> dict[str, bool]:
     """Where (`node`: host or Ray node) and how the members train, and their curves trimmed back to `step` (a
-    resumed attempt rewrites the rest)."""
-    ours = list(_rows(session, worker_id, jobs))
+    resumed attempt rewrites the rest); returns cancel_requested of each still this worker's attempt."""
+    flags = _rows(session, worker_id, jobs)
+    ours = list(flags)
     if ours:
         values = {"device": device, "node": node} | ({} if execution is None else {"execution": execution[:500]})
         session.connection().execute(update(JOBS).where(JOBS.c.id.in_(ours)).values(**values))
         metric_repo.truncate_points_many(session, ours, step)
+    return flags
 
 
 def record_progress_many(session: Session, worker_id: str, entries: list[dict]) -> dict[str, bool | None]:

@@ -38,8 +38,6 @@ def check_stopping(request: SweepCreate) -> None:
 
 
 def check_pbt(request: SweepCreate) -> None:
-    if request.execution == "one_by_one":
-        raise InvalidField(("execution",), "pbt members copy each other's state: they train batched")
     if request.count < 2:
         raise InvalidField(("count",), "pbt needs at least 2 members")
     if request.space.seed is not None:

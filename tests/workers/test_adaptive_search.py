@@ -149,11 +149,10 @@ ASHA = {"asha": {"min_epochs": 5, "reduction_factor": 3}}
         ({"search": "pbt", "count": 4, "pbt": {"interval_epochs": 5, "quantile": 0.6}}, ["body", "pbt", "quantile"]),
         ({"search": "pbt", "count": 4, "pbt": {"interval_epochs": 45}}, ["body", "pbt", "interval_epochs"]),
         ({"search": "pbt", "count": 1, "pbt": {"interval_epochs": 5}}, ["body", "count"]),
-        ({"search": "pbt", "count": 4, "pbt": {"interval_epochs": 5}, "execution": "one_by_one"}, ["body", "execution"]),
         ({"search": "asha", "count": 4, **ASHA, "pbt": {"interval_epochs": 5}}, ["body", "pbt"]),
     ],
     ids=["asha-with-random", "asha-without-settings", "min-epochs-past-epochs", "eta-below-2", "asha-without-count",
-         "quantile-above-half", "interval-past-epochs", "pbt-of-one", "pbt-one-by-one", "pbt-settings-with-asha"],
+         "quantile-above-half", "interval-past-epochs", "pbt-of-one", "pbt-settings-with-asha"],
 )
 def test_bad_adaptive_sweeps_are_422(server, extra, loc):
     response = server.client.post("/v1/sweeps", json=sweep_body(SPACE, base=VALIDATED, **extra))
@@ -183,9 +182,9 @@ PBT_BASE = {**VALIDATED, "epochs": 60, "optimizer": {"kind": "sgd", "lr": 0.01, 
 PBT_SPACE = {"lr": {"distribution": "log_uniform", "low": 0.0005, "high": 0.02}, "weight_decay": [0.0, 0.001, 0.01]}
 
 
-def pbt_body(base=PBT_BASE, interval=10) -> dict:
+def pbt_body(base=PBT_BASE, interval=10, **extra) -> dict:
     return sweep_body(PBT_SPACE, base=base, search="pbt", count=6, search_seed=5,
-                      pbt={"interval_epochs": interval, "quantile": 0.25})
+                      pbt={"interval_epochs": interval, "quantile": 0.25}, **extra)
 
 
 def replay_alone(spec: dict, stretches) -> dict:
@@ -209,11 +208,15 @@ def replay_alone(spec: dict, stretches) -> dict:
     return ledger.points["0"][-1].as_dict()
 
 
-def test_pbt_exploits_the_top_members_and_its_best_replays_alone(server):
+@pytest.mark.parametrize("execution", ["auto", "one_by_one"])
+def test_pbt_exploits_the_top_members_and_its_best_replays_alone(server, execution):
+    """Stacked (what auto chooses for pbt) or in turn, one member after another: the same rule, and the best
+    member's lineage replayed alone gives its figures."""
     from workers.pbt import lineage
 
-    done = wait_sweep(server, submit_sweep(server, pbt_body())["id"])
-    assert done["status"] == "succeeded" and done["execution"].startswith("batched"), done
+    done = wait_sweep(server, submit_sweep(server, pbt_body(execution=execution))["id"])
+    path = "batched" if execution == "auto" else "one by one"
+    assert done["status"] == "succeeded" and done["execution"].startswith(path), done
     pbt = done["search_state"]["pbt"]
     assert sorted(pbt["intervals"], key=int) == ["10", "20", "30", "40", "50"]
     curves = {e["job_id"]: {p["epoch"]: p["val_loss"] for p in server.curve(e["job_id"])} for e in done["leaderboard"]}
