@@ -2,7 +2,7 @@
 
 Each job holds a curve (10 chunks of 4.8 KB: 1000 points x 6 columns) and 20 KB of weights, as random
 (incompressible) bytes. The jobs are deleted one per transaction, as `DELETE /v1/jobs/{id}` does. Then:
-SQLite: the sweeper's reclaim step (VACUUM once, then incremental vacuum), and the files' sizes;
+SQLite: the maintenance loop's reclaim step (VACUUM once, then incremental vacuum), and the files' sizes;
 PostgreSQL: wait for autovacuum, and write the same volume again to see whether the space is reused.
 
     .venv/bin/python -m bench.space [--jobs 1000] [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
@@ -68,7 +68,7 @@ def sqlite_sizes(path: Path) -> int:
 
 
 def run_sqlite(n: int, made_before: bool) -> list[tuple[str, str]]:
-    """`made_before`: a file made before incremental vacuum, which the sweeper switches with one VACUUM."""
+    """`made_before`: a file made before incremental vacuum, which the maintenance loop switches with one VACUUM."""
     import sqlite3
 
     from service.services.retention import reclaim_space
@@ -92,7 +92,7 @@ def run_sqlite(n: int, made_before: bool) -> list[tuple[str, str]]:
     return [
         (f"SQLite, {kind}: file + WAL with the jobs", mib(full)),
         ("  after deleting them", mib(deleted)),
-        (f"  after the sweeper's reclaim ({rounds} rounds, {time.perf_counter() - start:.2f} s)", mib(reclaimed)),
+        (f"  after the maintenance loop's reclaim ({rounds} rounds, {time.perf_counter() - start:.2f} s)", mib(reclaimed)),
         ("  after writing as many jobs again", mib(refilled)),
         ("  one DELETE's transaction", f"{per_delete * 1000:.1f} ms"),
     ]

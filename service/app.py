@@ -18,7 +18,7 @@ from service.errors import FitserveError
 from service.services.auth import KeyVerifier
 from service.services.inference_stats import InferenceStats
 from service.services.predictions import ModelCache
-from service.services.rescue import Sweeper
+from service.services.rescue import Maintainer
 from service.services.watchers import Watchers
 from service.settings import get_settings
 
@@ -49,9 +49,9 @@ async def handle_pool_timeout(_request: Request, _exc: PoolTimeout) -> JSONRespo
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     """The API sweeps too: a job whose worker and pool are gone is rescued with no worker's help."""
-    sweeper = Sweeper(get_settings()).start()
+    maintainer = Maintainer(get_settings()).start()
     yield
-    sweeper.stop()
+    maintainer.stop()
 
 
 def create_app() -> FastAPI:

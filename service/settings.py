@@ -135,11 +135,11 @@ class Settings(BaseSettings):
         None, gt=0, description="ended jobs of every owner are deleted this many days after they end; unset: kept"
     )
     RETENTION_BATCH: int = Field(
-        200, ge=1, le=10_000, description="jobs (and checkpoints) the sweeper deletes at most per sweep, per kind"
+        200, ge=1, le=10_000, description="jobs (and checkpoints) the maintenance loop deletes at most per tick, per kind"
     )
     RECLAIM_FREE_BYTES: int = Field(
         4 * 1024 * 1024, ge=0,
-        description="SQLite: free space in the file past which the sweeper gives it back to the file system",
+        description="SQLite: free space in the file past which the maintenance loop gives it back to the file system",
     )
 
     @model_validator(mode="after")

@@ -74,7 +74,8 @@ def write_guarded(write: Callable[[Session], T]) -> T:
     except DBAPIError as exc:
         if not exc.connection_invalidated:
             raise
-        log.warning("the database dropped this worker's connection (%s); trying the write again", type(exc.orig).__name__)
+        log.warning("the database dropped this worker's connection (%s); trying the write again",
+                    type(exc.orig).__name__)
         with session_scope() as s:
             return write(s)
 

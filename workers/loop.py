@@ -20,11 +20,11 @@ log = logging.getLogger("fitserve.worker")
 
 
 def start_next_round(sweep_id: str, settings: Settings) -> None:
-    """A TPE sweep whose round just ended: its next round at once, rather than at the next sweeper pass."""
+    """A TPE sweep whose round just ended: its next round at once, rather than at the next maintenance loop pass."""
     try:
         with session_scope() as s:
             rounds.start_next_round(s, sweep_id, settings)
-    except Exception:  # the sweepers try again
+    except Exception:  # the maintenance loops try again
         log.exception("sweep %s: the next round could not be made", sweep_id)
 
 

@@ -22,7 +22,7 @@ from service.db import session_scope
 from service.logs import configure_logging
 from service.models import WorkerKind
 from service.repositories import workers as worker_repo
-from service.services.rescue import rescue, sweep
+from service.services.rescue import maintain, rescue
 from service.settings import Settings, get_settings
 from workers.devices import count_gpus, default_workers, threads_per_worker
 from workers.registry import Registration
@@ -140,7 +140,7 @@ class Pool:
         if now - self.last_sweep >= self.settings.SWEEP_SECONDS:
             self.last_sweep = now
             try:
-                sweep(self.settings)
+                maintain(self.settings)
             except Exception:  # the database is away: the next sweep tries again
                 log.exception("sweep failed")
 

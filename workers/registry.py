@@ -64,5 +64,5 @@ class Registration:
         while not self.stopping.wait(self.interval):
             try:
                 self.write()
-            except Exception:  # a missed beat is retried; a worker silent for a lease is expired by the sweepers
+            except Exception:  # a missed beat is retried; a worker silent for a lease is expired by the maintenance loops
                 log.warning("worker %s: heartbeat failed", self.worker_id, exc_info=True)

@@ -30,12 +30,12 @@ from workers.batched_options import one_by_one_reason
 from workers.checkpoints import state_from_bytes
 from workers.data import load_data
 from workers.devices import resolve_device, this_node
-from workers.pbt import population_for
-from workers.steps import transform_rows
-from workers.trainer import Trainer, fit_standardization, seed_network_init
 from workers.in_turn import InTurn
 from workers.ledger import Ledger, Member, crashed, out_of_memory
+from workers.pbt import population_for
 from workers.run import Run
+from workers.steps import transform_rows
+from workers.trainer import Trainer, fit_standardization, seed_network_init
 from workers.worker import build_trainer, fetch_dataset, is_out_of_memory, run_attempt
 
 log = logging.getLogger("fitserve.sweeps")

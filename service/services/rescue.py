@@ -72,7 +72,8 @@ def rescue_dead_local_workers() -> None:
         log.warning("worker registry: %d dead local worker(s) removed", len(gone))
 
 
-def sweep(settings: Settings) -> None:
+def maintain(settings: Settings) -> None:
+    """The maintenance tick: dead workers' jobs rescued, expired leases and workers, TPE rounds, retention."""
     rescue_dead_local_workers()
     with session_scope() as s:
         expired = worker_repo.expire(s, settings.LEASE_SECONDS)
@@ -83,24 +84,25 @@ def sweep(settings: Settings) -> None:
     apply_retention(settings)
 
 
-class Sweeper:
-    """`sweep` every SWEEP_SECONDS on a thread of its own; a failed sweep (database away) is logged and retried."""
+class Maintainer:
+    """`maintain` every FITSERVE_SWEEP_SECONDS on a thread of its own; a failed tick (database away) is logged and
+    retried."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.run, name="fitserve-sweeper", daemon=True)
+        self.thread = threading.Thread(target=self.run, name="fitserve-maintenance", daemon=True)
 
-    def start(self) -> Sweeper:
+    def start(self) -> Maintainer:
         self.thread.start()
         return self
 
     def run(self) -> None:
         while not self.stopping.wait(self.settings.SWEEP_SECONDS):
             try:
-                sweep(self.settings)
+                maintain(self.settings)
             except Exception:
-                log.exception("sweep failed; next in %.1f s", self.settings.SWEEP_SECONDS)
+                log.exception("maintenance failed; next in %.1f s", self.settings.SWEEP_SECONDS)
 
     def stop(self) -> None:
         self.stopping.set()

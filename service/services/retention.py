@@ -1,4 +1,5 @@
-"""Retention, applied by every sweep (services/rescue.py) in small batches, so no sweep holds the database long.
+"""Retention, applied by every maintenance tick (services/rescue.py) in small batches, so no tick holds the
+database long.
 
 - A failed or cancelled job's checkpoint is dropped FITSERVE_RETENTION_CHECKPOINTS seconds after the job
   ended (a succeeded job's is dropped as it finishes: its weights are stored).
@@ -19,7 +20,7 @@ from service.settings import Settings
 
 log = logging.getLogger("fitserve.retention")
 
-# pages one sweep gives back at most (64 MiB of 4 KiB pages): the write lock is held for a fraction of a second
+# pages one tick gives back at most (64 MiB of 4 KiB pages): the write lock is held for a fraction of a second
 RECLAIM_PAGES_PER_SWEEP = 16_384
 # an older file is switched to incremental vacuum by one VACUUM, which copies what it holds (~1 s per 100 MiB
 # measured) with writers waiting: only where that stays well under SQLite's 30 s busy timeout

@@ -1,6 +1,6 @@
 """A TPE sweep's next round, created once every member so far has ended.
 
-Every long-lived process runs `advance_rounds` with its sweeper (services/rescue.py), and a worker right
+Every long-lived process runs `advance_rounds` with its maintenance loop (services/rescue.py), and a worker right
 after it trains a sweep, so no single process has to live for the search to go on. A round is taken
 by a guarded update of `sweeps.search_rounds_left` (one process wins), in the transaction that adds
 its members and records them in `search_state`.

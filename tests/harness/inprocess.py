@@ -128,7 +128,7 @@ class App(JobCalls):
         self.client = TestClient(
             create_app(), base_url="http://127.0.0.1", raise_server_exceptions=False, client=("127.0.0.1", 50000)
         )
-        self.client.__enter__()  # the lifespan: the API's sweeper runs as in a served app
+        self.client.__enter__()  # the lifespan: the API's maintenance loop runs as in a served app
         App.active = self
         App.started += 1
 

@@ -108,7 +108,7 @@ def test_asha_decides_the_same_batched_and_one_by_one_for_one_search_seed(server
 
 
 # A lease of 6 s: /readyz wants a worker heartbeat within a lease, and a loaded 2-core machine can miss 3 s.
-# A killed worker's members are rescued at once anyway (the sweeper finds its pid gone).
+# A killed worker's members are rescued at once anyway (the maintenance loop finds its pid gone).
 
 
 def test_a_killed_asha_sweep_resumes_with_the_same_decisions(make_server):

@@ -5,8 +5,8 @@ auto-batched together. On each: evaluation on the test split, a cancel inside a 
 shutdown that hands every member back within FITSERVE_SHUTDOWN_SECONDS, from a checkpoint where it trained.
 """
 
-from datetime import UTC, datetime, timedelta
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 

@@ -4,7 +4,7 @@ The database stays the source of truth. The dispatcher claims a job for a worker
 Ray task, exactly as a local worker claims one, then submits the task; the task trains the job with
 `workers.worker.run_attempt`, so leases, heartbeats, cancel and the (worker, attempt) write guard
 mean what they mean locally. A task or node that dies is rescued: the dispatcher requeues its job as
-soon as Ray reports the failure, and the sweeper does once its lease expires, whichever comes first.
+soon as Ray reports the failure, and the maintenance loop does once its lease expires, whichever comes first.
 One dispatcher per cluster: it counts the resources its own tasks hold to place no more than fit.
 
 A sweep's queued members are claimed together and split by shape (workers/sweep_runner.py `group_key`);
@@ -35,7 +35,7 @@ from service.repositories import batches as batch_repo
 from service.repositories import jobs as job_repo
 from service.repositories import members as member_repo
 from service.repositories import sweeps as sweep_repo
-from service.services.rescue import rescue, sweep
+from service.services.rescue import maintain, rescue
 from service.settings import Settings, get_settings
 from service.wakeup import Listener
 from workers.devices import set_node
@@ -246,7 +246,7 @@ class Dispatcher:
         if now - self.last_sweep >= self.settings.SWEEP_SECONDS:
             self.last_sweep = now
             try:
-                sweep(self.settings)
+                maintain(self.settings)
             except Exception:  # the database is away: the next sweep tries again
                 log.exception("sweep failed")
 

@@ -192,7 +192,7 @@ def test_deleted_jobs_give_their_space_back(make_app, backend, made, tmp_path):
             assert srv.client.delete(f"/v1/jobs/{job_id}").status_code == 204
         wait_until(lambda: sqlite_bytes(srv) < full - JOBS * BLOB_BYTES * 0.9, 30, "space given back")
         # logged once the space is back: a moment after the file shrinks
-        wait_until(lambda: "free page(s) given back" in srv.read_log(), 10, "the sweeper's line")
+        wait_until(lambda: "free page(s) given back" in srv.read_log(), 10, "the maintenance loop's line")
     else:
         full = postgres_bytes(srv)
         for job_id in job_ids:

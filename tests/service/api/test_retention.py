@@ -1,4 +1,4 @@
-"""Retention applied by the sweeper: checkpoints of ended jobs, then ended jobs themselves, in small batches."""
+"""Retention applied by the maintenance loop: checkpoints of ended jobs, then ended jobs themselves, in small batches."""
 
 
 from tests.conftest import wait_until
