@@ -3,10 +3,10 @@
 The tutorial's cubic MLP (1-20-1 ReLU, MSE) and softmax model (2-20-3, cross-entropy) on 1000 points
 (`--points`), one torch thread (a worker's default). Per model and K, back to back in alternating
 rounds, best round of each kept:
-- vmap: `BatchedTrainer.step` as it was, `vmap(functional_call)` + `torch.autograd.grad` + a Python
+- vmap: `StackedTrainer.step` as it was, `vmap(functional_call)` + `torch.autograd.grad` + a Python
   loop of per-parameter updates;
 - solo x K: one member's `Trainer.train_epoch` (one step) times K, the work of K separate jobs;
-- hand, 1 group: `workers.batched_mlp` forward/backward over all K at once, the per-parameter update loop;
+- hand, 1 group: `workers.engines.dense` forward/backward over all K at once, the per-parameter update loop;
 - hand+flat, 1 group: the same with the one flat update over all parameters;
 - hand+flat, G=g: members in groups of g (`--groups`), and "auto", the default group size;
 - compiled (`--compile`): `torch.compile` of vmap(grad_and_value) + SGD; its compile time is printed.
@@ -28,10 +28,10 @@ from torch.func import functional_call, grad_and_value, vmap
 from bench.common import header, print_table
 from bench.sweeps import base_spec
 from service.schemas.spec import JobSpec
-from workers.batched import BatchedTrainer
-from workers.steps import transform_rows
-from workers.sweep_runner import prepare
-from workers.trainer import Trainer
+from workers.attempt import prepare
+from workers.engines.eager import Trainer
+from workers.engines.stacked import StackedTrainer
+from workers.engines.steps import transform_rows
 
 MODELS = {"cubic MLP": "3_nonlinear_mlp", "softmax": "5_softmax_classification"}
 CPU = torch.device("cpu")
@@ -49,15 +49,15 @@ def member_specs(name: str, k: int, optimizer: str, points: int) -> list[JobSpec
     return [JobSpec.model_validate({**base, "seed": i, "optimizer": {**opt, "lr": lrs[i % 4]}}) for i in range(k)]
 
 
-def trainer(specs, nets, datas, hand_written=True, group=None) -> BatchedTrainer:
-    t = BatchedTrainer(specs, [copy.deepcopy(n) for n in nets], datas, CPU, hand_written=hand_written)
+def trainer(specs, nets, datas, hand_written=True, group=None) -> StackedTrainer:
+    t = StackedTrainer(specs, [copy.deepcopy(n) for n in nets], datas, CPU, hand_written=hand_written)
     if t.dense is not None:
         t.dense.group = group
     return t
 
 
-def loop_update_step(t: BatchedTrainer):
-    """Hand-written forward/backward, then BatchedTrainer.update's loop over parameters."""
+def loop_update_step(t: StackedTrainer):
+    """Hand-written forward/backward, then StackedTrainer.update's loop over parameters."""
     def step():
         t.dense.step(t.x, t.x_dim, t.y, t.y_dim)
         with torch.no_grad():
@@ -66,7 +66,7 @@ def loop_update_step(t: BatchedTrainer):
     return step
 
 
-def compiled_step(t: BatchedTrainer):
+def compiled_step(t: StackedTrainer):
     """torch.compile of the functional step (SGD without momentum); returns the step and its compile seconds."""
     params = {k: v.detach().clone() for k, v in t.params.items()}
 

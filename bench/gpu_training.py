@@ -31,8 +31,8 @@ def sync(device: torch.device) -> None:
 def trainer_seconds(spec_dict: dict, device: torch.device, graphed: bool) -> tuple[float, float]:
     from modelzoo import build_network
     from service.schemas.spec import JobSpec
+    from workers.engines.eager import Trainer
     from workers.run import train_here
-    from workers.trainer import Trainer
 
     spec = JobSpec.model_validate(spec_dict)
     torch.manual_seed(spec.seed)

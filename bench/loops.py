@@ -16,7 +16,7 @@ from torch import nn
 from modelzoo import build_network
 from service.schemas.spec import JobSpec
 from workers.data import load_data
-from workers.trainer import fit_standardization
+from workers.engines.eager import fit_standardization
 
 
 def build(spec_dict: dict, device: torch.device):
@@ -134,8 +134,8 @@ def lightning_loop(spec_dict: dict) -> tuple[float, float]:
 def trainer_loop(spec_dict: dict) -> tuple[float, float]:
     """Seconds for the worker's set-up plus its run (workers/run.py) in this process (no database, no HTTP), final
     loss."""
+    from workers.engines.eager import Trainer
     from workers.run import train_here
-    from workers.trainer import Trainer
 
     start = time.perf_counter()
     spec = JobSpec.model_validate(spec_dict)

@@ -51,8 +51,8 @@ def trainer_only(specs: list[dict]) -> float:
     from modelzoo import build_network
     from service.schemas.spec import JobSpec
     from workers.data import load_data
+    from workers.engines.eager import Trainer
     from workers.run import train_here
-    from workers.trainer import Trainer
 
     start = time.perf_counter()
     for spec in specs:
@@ -107,10 +107,10 @@ def breakdown(spec: dict, n_jobs: int) -> list[list]:
     from service.schemas.spec import JobSpec
     from service.services.jobs import submit_job
     from service.settings import get_settings
+    from workers.attempt import build_trainer
     from workers.claims import claim
     from workers.ledger import Ledger, Member
     from workers.run import Run
-    from workers.worker import build_trainer
 
     class TimedLedger(Ledger):
         """The worker's ledger, timing the final write."""

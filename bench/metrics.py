@@ -26,8 +26,8 @@ def training_seconds() -> float:
     from modelzoo import build_network
     from service.schemas.spec import JobSpec
     from workers.data import load_data
+    from workers.engines.eager import Trainer
     from workers.run import train_here
-    from workers.trainer import Trainer
 
     spec = JobSpec.model_validate(json.loads(EXAMPLES[0].read_text()))
     torch.manual_seed(spec.seed)
@@ -39,11 +39,11 @@ def training_seconds() -> float:
 
 def writing_seconds(per_report: int) -> float:
     """Seconds for `Ledger.report` to store POINTS points, `per_report` at a time, into a new job."""
+    from service.curves import Columns
     from service.db import session_scope
     from service.schemas.spec import JobSpec
     from service.services.jobs import submit_job
     from service.settings import get_settings
-    from service.curves import Columns
     from workers.claims import claim
     from workers.ledger import Ledger, Member
 

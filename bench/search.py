@@ -125,7 +125,7 @@ def train_trial(base: dict, data, config: dict, report) -> None:
     opt = torch.optim.SGD(net.parameters(), lr=config["lr"], momentum=config["momentum"],
                           weight_decay=config["weight_decay"])
     from service.schemas.spec import JobSpec
-    from workers.steps import make_loss
+    from workers.engines.steps import make_loss
 
     loss_fn = make_loss(JobSpec.model_validate(base))  # fitserve's loss for the spec, as its trainer computes it
     for epoch in range(1, base["epochs"] + 1):

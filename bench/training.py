@@ -48,7 +48,7 @@ def hand_at(spec: dict, n_threads: int) -> tuple[float, float]:
 
 
 def service_threads(job: dict) -> str:
-    """The torch threads the job trained with, when it measured them (workers/threads.py); '-' when it did not."""
+    """The torch threads the job trained with, when it measured them (workers/engines/threads.py); '-' when it did not."""
     note = (job.get("execution") or "").split("; ")
     return next((part.split()[0] for part in note if "torch thread(s)" in part), "-")
 

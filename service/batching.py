@@ -18,7 +18,7 @@ PER_JOB_OPTIMIZER = {"lr", "momentum", "weight_decay"}
 
 
 def trains_alone(spec: JobSpec) -> bool:
-    """Options the batched step leaves to one by one (workers/batched_options.py): such a job gets no key."""
+    """Options the batched step leaves to one by one (workers/engines/stack_options.py): such a job gets no key."""
     schedule, model = spec.optimizer.schedule, spec.model
     modal = getattr(model, "dropout", None) is not None or getattr(model, "batch_norm", False) or any(
         layer.kind in ("dropout", "batch_norm") for layer in getattr(model, "layers", None) or []

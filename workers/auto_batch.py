@@ -2,7 +2,7 @@
 
 A worker that claims a job (outside sweeps) also claims queued jobs of its batch key
 (service/batching.py; fair share and caps in service/repositories/batches.py) and trains them
-the way a sweep's members train (workers/sweep_runner.py): one BatchedTrainer, each job still its
+the way a sweep's members train (workers/groups.py): one StackedTrainer, each job still its
 own lease, curve, checkpoint, weights, status and cancel. FITSERVE_AUTO_BATCH:
 
 - auto: batched when the probe measures it at least MIN_SPEEDUP faster than one by one. A verdict is
@@ -27,7 +27,7 @@ from service.repositories import datasets as dataset_repo
 from service.schemas.data import known_data_shape
 from service.schemas.spec import JobSpec
 from service.settings import Settings
-from workers.sweep_runner import MIN_SPEEDUP, SweepPolicy, measure_speedup, run_sweep_members
+from workers.groups import MIN_SPEEDUP, SweepPolicy, measure_speedup, run_sweep_members
 
 log = logging.getLogger("fitserve.autobatch")
 

@@ -5,7 +5,7 @@ import json
 import torch
 from safetensors.torch import load, save
 
-from workers.early_stopping import FIELDS as EARLY_FIELDS
+from workers.engines.early_stopping import FIELDS as EARLY_FIELDS
 
 
 def state_to_bytes(state: dict) -> bytes:

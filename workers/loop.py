@@ -9,12 +9,12 @@ from service.models import Job
 from service.services import rounds
 from service.settings import Settings
 from service.wakeup import Listener
+from workers.attempt import run_attempt
 from workers.auto_batch import run_batch
-from workers.registry import Registration
-from workers.sweep_runner import run_sweep_members
 from workers.claims import claim
+from workers.groups import run_sweep_members
 from workers.ledger import Ledger, Member
-from workers.worker import run_attempt
+from workers.registry import Registration
 
 log = logging.getLogger("fitserve.worker")
 

@@ -4,7 +4,7 @@ The run owns what every path shares: the clock (reports every REPORT_SECONDS, ch
 CHECKPOINT_SECONDS), stop points between epochs and inside them (cancel, the job lost, shutdown), divergence,
 early stopping's end, evaluation, finishing, cancelling and handing back, all written through one ledger
 (workers/ledger.py). What trains is an engine (workers/engines.py describes the interface): one network
-eagerly (workers/trainer.py), members stacked (workers/batched.py), or members in turn (workers/in_turn.py).
+eagerly (workers/engines/eager.py), members stacked (workers/engines/stacked.py), or members in turn (workers/engines/in_turn.py).
 A search (ASHA, PBT) decides at the epochs it asks to be recorded; the run acts on its decisions.
 
 Each member stays a job of its own: a member that diverges, is cancelled or is lost stops alone, the others go on.
@@ -39,7 +39,7 @@ class Run:
         self, members: list[Member], engine, ledger: Ledger | MemoryLedger, settings: Settings,
         shutdown: threading.Event | None = None, search=None,
     ):
-        """`engine` trains the members (their order is the engine's); `search` (workers/asha.py, workers/pbt.py)
+        """`engine` trains the members (their order is the engine's); `search` (workers/search/asha.py, workers/search/pbt.py)
         is asked after every epoch it had recorded."""
         self.members, self.engine, self.ledger, self.search = list(members), engine, ledger, search
         self.specs, self.datas = engine.specs, engine.datas

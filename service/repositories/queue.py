@@ -69,7 +69,7 @@ def _first_queued(key, postgresql: bool):
             return query.with_only_columns(j.id).scalar_subquery()
         # the first row no other claim has locked; then, held until this claim commits, an advisory lock on
         # its sweep (or itself): another claim skips that sweep's rows meanwhile, so the worker that claims a
-        # member can take its queued siblings (workers/worker.py `claim`). Outside the LIMIT, so whatever
+        # member can take its queued siblings (workers/attempt.py `claim`). Outside the LIMIT, so whatever
         # plan sorts the owner's rows, the lock is tried on that one row only.
         row = query.with_for_update(skip_locked=True).subquery()
         unit = func.hashtext(func.coalesce(row.c.sweep_id, row.c.id))

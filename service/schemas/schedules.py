@@ -2,7 +2,7 @@
 
 The rates of step, cosine and one_cycle are functions of the epoch alone (`scheduled_lr`), so a resumed
 job, or a member of a batched sweep, finds its rate without any state; plateau reacts to the monitored
-loss and keeps state (workers/schedules.py).
+loss and keeps state (workers/engines/schedules.py).
 """
 
 from __future__ import annotations

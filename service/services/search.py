@@ -54,7 +54,7 @@ def check_pbt(request: SweepCreate) -> None:
 
 
 def check_batchable(request: SweepCreate) -> None:
-    """PBT trains only batched: refuse what the batched path leaves to one by one (workers/batched_options.py)."""
+    """PBT trains only batched: refuse what the batched path leaves to one by one (workers/engines/stack_options.py)."""
     base, model = request.base, request.base.model
     schedule = base.optimizer.schedule
     if schedule is not None and schedule.kind == "plateau":

@@ -88,7 +88,7 @@ def new_members(request: SweepCreate, specs: list[JobSpec], owner_id: str | None
 
 
 def check_batched_memory(specs: list[JobSpec], shape: DataShape, limit: int) -> None:
-    """Members of one batch size may train as one computation (workers/sweep_runner.py): all of them must fit."""
+    """Members of one batch size may train as one computation (workers/groups.py): all of them must fit."""
     groups: dict[int | None, list[JobSpec]] = defaultdict(list)
     for spec in specs:
         groups[spec.batch_size].append(spec)

@@ -25,7 +25,7 @@ from modelzoo import build_network
 from service.schemas.spec import CNNModel, JobSpec
 from workers.data import load_data
 from workers.run import train_here
-from workers.trainer import Trainer, seed_network_init
+from workers.engines.eager import Trainer, seed_network_init
 def peak():
     line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
     return int(line.split()[1])

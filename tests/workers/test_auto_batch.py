@@ -15,7 +15,7 @@ from service.schemas.spec import JobSpec
 from tests.conftest import worker_pids
 from tests.service.api.test_fair_share import keyed_api, submit
 from tests.specs import example, long_job, tiny_regression
-from tests.workers.test_batched import solo_points
+from tests.workers.engines.test_stacked import solo_points
 
 ON = {"FITSERVE_AUTO_BATCH": "on"}
 FAST_FAULTS = {"FITSERVE_CHECKPOINT_SECONDS": "0.3", "FITSERVE_LEASE_SECONDS": "3", "FITSERVE_SWEEP_SECONDS": "0.5"}
@@ -141,7 +141,7 @@ def test_a_batch_stays_under_the_owners_running_cap(make_app):
 def tiny_group(n: int):
     """n tiny regressions of one batch key, as a claim hands them to the policy: (jobs, specs, nets, datas)."""
     from service.models import Job
-    from workers.sweep_runner import prepare
+    from workers.groups import prepare
 
     specs = [JobSpec.model_validate(tiny_regression(seed=i, epochs=50)) for i in range(n)]
     group = [Job(batch_key="tiny", spec=spec.model_dump(mode="json")) for spec in specs]
@@ -150,7 +150,7 @@ def tiny_group(n: int):
 
 
 def test_the_probe_measures_a_real_speedup():
-    from workers.sweep_runner import measure_speedup
+    from workers.groups import measure_speedup
 
     _, specs, nets, datas = tiny_group(4)
     speedup = measure_speedup(specs, nets, datas, torch.device("cpu"))
@@ -162,7 +162,7 @@ def test_a_probe_of_a_large_batch_bounds_a_smaller_ones_speedup_without_probing_
     """The policy's arithmetic on injected measurements: the verdict never depends on the machine's speed."""
     from service.settings import get_settings
     from workers import auto_batch
-    from workers.sweep_runner import MIN_SPEEDUP
+    from workers.groups import MIN_SPEEDUP
 
     measured = iter([at_16, 1.5])
     monkeypatch.setattr(auto_batch, "measure_speedup", lambda *_: next(measured))

@@ -14,10 +14,10 @@ import pytest
 
 from service.settings import get_settings
 from tests.specs import tiny_regression
-from workers import trainer as trainer_module
-from workers.batched import BatchedTrainer
-from workers.loop import train
 from workers.claims import claim
+from workers.engines import eager as trainer_module
+from workers.engines.stacked import StackedTrainer
+from workers.loop import train
 
 
 @pytest.fixture
@@ -73,14 +73,14 @@ def test_a_failing_cuda_graph_falls_back_to_the_eager_path(worker_here, monkeypa
 
 def test_a_failing_batched_sweep_step_falls_back_to_one_by_one(worker_here, monkeypatch):
     srv, settings = worker_here
-    real_epoch = BatchedTrainer.train_epoch
+    real_epoch = StackedTrainer.train_epoch
 
     def failing_epoch(self, record):
         if self.progress.epoch >= 10:
             raise RuntimeError("injected: batched step failed")
         return real_epoch(self, record)
 
-    monkeypatch.setattr(BatchedTrainer, "train_epoch", failing_epoch)
+    monkeypatch.setattr(StackedTrainer, "train_epoch", failing_epoch)
     body = {"base": tiny_regression(epochs=30), "space": {"lr": [0.01, 0.02, 0.03]}, "execution": "batched"}
     response = srv.client.post("/v1/sweeps", json=body)
     assert response.status_code == 201, response.text

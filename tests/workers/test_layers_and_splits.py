@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from modelzoo import build_network
 from service.schemas.spec import JobSpec
 from workers.data import load_data
+from workers.engines.eager import Trainer, fit_standardization, seed_network_init
 from workers.evaluation import evaluate_splits
 from workers.run import train_here
-from workers.trainer import Trainer, fit_standardization, seed_network_init
 
 
 def iris_spec(model: dict, epochs: int = 30, **extra) -> JobSpec:

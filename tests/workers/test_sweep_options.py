@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.service.api.test_sweeps import sweep_body, submit_sweep, wait_sweep
+from tests.service.api.test_sweeps import submit_sweep, sweep_body, wait_sweep
 from tests.specs import example
 
 # specs, training and measures: nothing here queries the database but through the service's shared paths

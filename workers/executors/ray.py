@@ -2,12 +2,12 @@
 
 The database stays the source of truth. The dispatcher claims a job for a worker id that names the
 Ray task, exactly as a local worker claims one, then submits the task; the task trains the job with
-`workers.worker.run_attempt`, so leases, heartbeats, cancel and the (worker, attempt) write guard
+`workers.attempt.run_attempt`, so leases, heartbeats, cancel and the (worker, attempt) write guard
 mean what they mean locally. A task or node that dies is rescued: the dispatcher requeues its job as
 soon as Ray reports the failure, and the maintenance loop does once its lease expires, whichever comes first.
 One dispatcher per cluster: it counts the resources its own tasks hold to place no more than fit.
 
-A sweep's queued members are claimed together and split by shape (workers/sweep_runner.py `group_key`);
+A sweep's queued members are claimed together and split by shape (workers/groups.py `group_key`);
 each group is one task that trains it as one batched computation, so a sweep's groups run in parallel,
 as many as the cluster has room for. (ASHA's groups stay in one task, in turn: they share each rung's
 decision, which would otherwise go to whichever group got there first.) With FITSERVE_AUTO_BATCH=on, a
@@ -38,11 +38,11 @@ from service.repositories import sweeps as sweep_repo
 from service.services.rescue import maintain, rescue
 from service.settings import Settings, get_settings
 from service.wakeup import Listener
+from workers.claims import claim_mates_of, running_cap
 from workers.devices import set_node
+from workers.groups import shape_groups
 from workers.pool import new_worker_id, stop_when_orphaned
 from workers.registry import Registration
-from workers.sweep_runner import shape_groups
-from workers.claims import claim_mates_of, running_cap
 
 log = logging.getLogger("fitserve.dispatcher")
 task_log = logging.getLogger("fitserve.ray_task")
@@ -122,7 +122,7 @@ class Placement:
 
 
 def shares_rungs(session, job) -> bool:
-    """ASHA's shape groups share each rung's decision (workers/asha.py): the first group at a rung takes it."""
+    """ASHA's shape groups share each rung's decision (workers/search/asha.py): the first group at a rung takes it."""
     return sweep_repo.get_sweep(session, job.sweep_id, job.owner_id).request.get("asha") is not None
 
 

@@ -1,4 +1,4 @@
-"""Members in turn: K eager engines (workers/trainer.py), each training its next epoch in turn.
+"""Members in turn: K eager engines (workers/engines/eager.py), each training its next epoch in turn.
 
 What an adaptive search (ASHA, PBT) trains one by one when its members cannot, or should not, be stacked:
 every member reaches a rung or an interval before the search decides, as stacked members do, and the
@@ -15,8 +15,8 @@ from collections.abc import Callable
 from torch import nn
 
 from service.curves import Columns
-from workers.steps import plain_sgd_lr
-from workers.trainer import Progress, Trainer
+from workers.engines.eager import Progress, Trainer
+from workers.engines.steps import plain_sgd_lr
 
 HYPERPARAMETER_KEYS = ("lr", "momentum", "weight_decay")
 

@@ -4,8 +4,8 @@ Each member keeps its own seed, data order and hyperparameters, and its numbers 
 `Trainer` gets (within float tolerance): the forward is `vmap(functional_call)` over the stacked
 weights, the gradients of the summed losses are each member's own (members share nothing), and the
 optimizer update repeats torch.optim's SGD / Adam / AdamW arithmetic with per-member rates
-(`workers.batched_mlp.FlatOptimizer`, over one flat tensor of every member's weights).
-Dense stacks (the zoo's linear and mlp families) take `workers.batched_mlp` instead: the same
+(`workers.engines.dense.FlatOptimizer`, over one flat tensor of every member's weights).
+Dense stacks (the zoo's linear and mlp families) take `workers.engines.dense` instead: the same
 arithmetic, by hand, several times faster on a CPU; vmap stays for the rest (CNNs).
 """
 
@@ -21,13 +21,14 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from service.curves import Columns
-from workers import batch_members
-from workers.batched_mlp import FlatOptimizer, dense_path, flat_views
-from workers.batched_options import member_rates
 from workers.data import TrainingData
-from workers.early_stopping import EarlyStopping
-from workers.steps import Batches, make_loss, transform_rows
-from workers.trainer import INTERRUPT_BATCHES, Progress, finite_or_none, make_optimizer
+from workers.engines import stack_members
+from workers.engines.dense import FlatOptimizer, dense_path, flat_views
+from workers.engines.eager import INTERRUPT_BATCHES, Progress, finite_or_none, make_optimizer
+from workers.engines.early_stopping import EarlyStopping
+from workers.engines.stack_options import member_rates
+from workers.engines.steps import Batches, make_loss, transform_rows
+
 
 def stack_or_share(tensors: list[torch.Tensor | None]) -> tuple[torch.Tensor | None, int | None]:
     """One tensor for all members when they are equal (vmap in_dims None), else stacked (in_dims 0)."""
@@ -56,7 +57,7 @@ class MemberFigures:
     lr: list[float] | None = None  # each member's rate, with schedules
 
 
-class BatchedTrainer:
+class StackedTrainer:
     def __init__(
         self, specs: list, nets: list[nn.Sequential], datas: list[TrainingData], device: torch.device,
         hand_written: bool = True,
@@ -155,13 +156,13 @@ class BatchedTrainer:
         return None
 
     def keep_members(self, keep: list[int]) -> None:
-        batch_members.keep_members(self, keep)
+        stack_members.keep_members(self, keep)
 
     def copy_member(self, source: int, target: int) -> None:
-        batch_members.copy_member(self, source, target)
+        stack_members.copy_member(self, source, target)
 
     def set_hyperparameters(self, k: int, values: dict[str, float]) -> None:
-        batch_members.set_hyperparameters(self, k, values)
+        stack_members.set_hyperparameters(self, k, values)
 
     # ------------------------------------------------------------ one epoch
 

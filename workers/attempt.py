@@ -22,9 +22,9 @@ from service.settings import Settings
 from workers.checkpoints import state_from_bytes
 from workers.data import load_data
 from workers.devices import resolve_device, this_node
+from workers.engines.eager import Trainer, fit_standardization, seed_network_init
 from workers.ledger import Ledger, Member, crashed, out_of_memory
 from workers.run import Run
-from workers.trainer import Trainer, fit_standardization, seed_network_init
 
 log = logging.getLogger("fitserve.worker")
 
@@ -37,19 +37,26 @@ def fetch_dataset(dataset_id: str) -> bytes:
     return blob
 
 
+def prepare(spec: JobSpec, device: torch.device):
+    """A member's network and data, on `device`, as every engine starts from them."""
+    seed_network_init(spec.seed)
+    net = build_network(spec.model)
+    data = load_data(spec, fetch_dataset)
+    if spec.data.standardize:
+        fit_standardization(net, data.x_train)
+    if device.type == "cpu":  # built there: `to` would only walk the modules
+        return net, data
+    return net.to(device), data.to(device)
+
+
 def build_trainer(
     job: Job, device: torch.device, settings: Settings, graphs: bool = True, tune_threads: bool = True
 ) -> Trainer:
     """The job's eager engine, resumed from its checkpoint when it has one; `tune_threads` where
     FITSERVE_TUNE_THREADS allows it."""
     spec = JobSpec.model_validate(job.spec)
-    seed_network_init(spec.seed)
-    net = build_network(spec.model)
-    data = load_data(spec, fetch_dataset)
-    if spec.data.standardize:
-        fit_standardization(net, data.x_train)
-    trainer = Trainer(spec, net.to(device), data.to(device), device, graphs=graphs,
-                      tune_threads=tune_threads and settings.TUNE_THREADS)
+    net, data = prepare(spec, device)
+    trainer = Trainer(spec, net, data, device, graphs=graphs, tune_threads=tune_threads and settings.TUNE_THREADS)
     with session_scope(read_only=True) as s:
         saved = job_repo.get_checkpoint(s, job.id)
         blob = saved.data if saved is not None else None

@@ -3,7 +3,7 @@
 On a GPU a small model's step is launch overhead, not arithmetic (an eager step costs 0.5-0.9 ms on
 an H200 whatever the model). The first epochs of a run train eagerly on a side stream, which warms
 up the kernels and the optimizer's lazily made state as capture requires; then `k` full-batch
-epochs, or one mini-batch epoch, are captured as `workers.steps.Step` calls and replayed. A replay
+epochs, or one mini-batch epoch, are captured as `workers.engines.steps.Step` calls and replayed. A replay
 runs the very kernels of the eager steps on the very tensors, so the results are the eager ones.
 """
 
@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from workers.steps import Batches
+from workers.engines.steps import Batches
 
 if TYPE_CHECKING:
-    from workers.trainer import Trainer
+    from workers.engines.eager import Trainer
 
 STEPS_PER_GRAPH = 50  # full-batch epochs per replay: the replay's own launch is shared by 50 steps
 MAX_BATCHES = 256  # longer mini-batch epochs train eagerly: capture time and graph size grow with them

@@ -16,7 +16,6 @@ from collections import defaultdict
 
 import torch
 
-from modelzoo import build_network
 from service.db import session_scope
 from service.models import Job
 from service.repositories import jobs as job_repo
@@ -24,35 +23,22 @@ from service.repositories import members as member_repo
 from service.repositories import sweeps as sweep_repo
 from service.schemas.spec import JobSpec
 from service.settings import Settings
-from workers.asha import rungs_for
-from workers.batched import BatchedTrainer
-from workers.batched_options import one_by_one_reason
+from workers.attempt import build_trainer, is_out_of_memory, prepare, run_attempt
 from workers.checkpoints import state_from_bytes
-from workers.data import load_data
 from workers.devices import resolve_device, this_node
-from workers.in_turn import InTurn
+from workers.engines.eager import Trainer
+from workers.engines.in_turn import InTurn
+from workers.engines.stack_options import one_by_one_reason
+from workers.engines.stacked import StackedTrainer
+from workers.engines.steps import transform_rows
 from workers.ledger import Ledger, Member, crashed, out_of_memory
-from workers.pbt import population_for
 from workers.run import Run
-from workers.steps import transform_rows
-from workers.trainer import Trainer, fit_standardization, seed_network_init
-from workers.worker import build_trainer, fetch_dataset, is_out_of_memory, run_attempt
+from workers.search.asha import rungs_for
+from workers.search.pbt import population_for
 
 log = logging.getLogger("fitserve.sweeps")
 PROBE_WARMUP, PROBE_MIN_ROUNDS, PROBE_STEPS, PROBE_SECONDS = 3, 3, 5, 1.0
 MIN_SPEEDUP = 1.2  # batched must beat one-by-one by this much to be chosen
-
-
-def prepare(spec: JobSpec, device: torch.device):
-    """A member's network and data, exactly as a solo attempt builds them."""
-    seed_network_init(spec.seed)
-    net = build_network(spec.model)
-    data = load_data(spec, fetch_dataset)
-    if spec.data.standardize:
-        fit_standardization(net, data.x_train)
-    if device.type == "cpu":  # built there: `to` would only walk the modules
-        return net, data
-    return net.to(device), data.to(device)
 
 
 def measure_speedup(specs, nets, datas, device) -> float:
@@ -63,7 +49,7 @@ def measure_speedup(specs, nets, datas, device) -> float:
     PROBE_MIN_ROUNDS each), and each keeps its best round, so a stall of the machine during a round, or a
     slower stretch of it, cannot decide the choice.
     """
-    probe = BatchedTrainer(specs, list(nets), datas, device)  # it trains stacked copies, never the nets
+    probe = StackedTrainer(specs, list(nets), datas, device)  # it trains stacked copies, never the nets
     solo = Trainer(specs[0], copy.deepcopy(nets[0]), datas[0], device)
     rows = probe.batches.bounds[0][1]  # one mini-batch (every row, full batch)
     x, y = transform_rows(solo.net, datas[0].x_train)[:rows], datas[0].y_train[:rows]
@@ -167,7 +153,7 @@ def run_sweep_members(
 
 
 def run_in_turn(group: list[Job], search, worker_id: str, settings: Settings, gpu, shutdown) -> None:
-    """An adaptive search's members one by one: each trains its next epoch in turn (workers/in_turn.py)."""
+    """An adaptive search's members one by one: each trains its next epoch in turn (workers/engines/in_turn.py)."""
     members, ledger = [Member.of(job) for job in group], Ledger(worker_id)
     try:
         device = resolve_device(group[0].spec.get("device", "auto"), gpu)
@@ -220,7 +206,7 @@ def run_batched(
     policy.note(group, note)
     if not batched:
         return False
-    trainer = BatchedTrainer(specs, list(nets), list(datas), device)
+    trainer = StackedTrainer(specs, list(nets), list(datas), device)
     states = [saved[job.id] for job in group]
     if all(states):
         trainer.load_member_states([state_from_bytes(c.data) for c in states])

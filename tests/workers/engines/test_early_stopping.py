@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from tests.workers.test_batched import prepare
-from tests.workers.test_fast_path import CASES as FAST_CASES
-from tests.workers.test_fast_path import as_tuples, assert_same_curve, needs_cuda, plain_epochs, setup, train
-from workers.batched import BatchedTrainer
+from tests.workers.engines.test_fast_path import CASES as FAST_CASES
+from tests.workers.engines.test_fast_path import as_tuples, assert_same_curve, needs_cuda, plain_epochs, setup, train
+from tests.workers.engines.test_stacked import prepare
 from workers.checkpoints import state_from_bytes
+from workers.engines.stacked import StackedTrainer
 
 MINI_BATCHES = {**FAST_CASES["regression, mini-batch, momentum, validation"], "epochs": 200}
 CASES = {
@@ -102,7 +102,7 @@ def test_batched_members_stop_each_where_it_stops_alone():
     specs = [setup({**CASES["val_loss (the default with a validation split), mini-batches, momentum"], "epochs": 60,
                     "optimizer": {**MINI_BATCHES["optimizer"], "lr": lr}})[0] for lr in (0.003, 0.01, 0.02)]
     nets, datas = zip(*(prepare(s) for s in specs))
-    batched = BatchedTrainer(specs, list(nets), list(datas), torch.device("cpu"))
+    batched = StackedTrainer(specs, list(nets), list(datas), torch.device("cpu"))
     records = []
     for epoch in range(1, specs[0].epochs + 1):
         records.append(batched.train_epoch(record=True))

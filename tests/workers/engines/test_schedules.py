@@ -9,9 +9,9 @@ from modelzoo import build_network
 from service.schemas.spec import JobSpec
 from workers.checkpoints import state_from_bytes, state_to_bytes
 from workers.data import load_data
-from workers.steps import clip_grad_norm
+from workers.engines.eager import Trainer, seed_network_init
+from workers.engines.steps import clip_grad_norm
 from workers.run import train_here
-from workers.trainer import Trainer, seed_network_init
 
 EPOCHS = 12
 LR = 0.1

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from service.schemas.spec import JobSpec
-from workers.batched import BatchedTrainer
-from workers.batched_options import one_by_one_reason
-from tests.workers.test_batched import BLOBS, CUBIC, prepare, solo_points
+from tests.workers.engines.test_stacked import BLOBS, CUBIC, prepare, solo_points
+from workers.engines.stack_options import one_by_one_reason
+from workers.engines.stacked import StackedTrainer
 
 SCHEDULES = [
     {"kind": "step", "step_epochs": 7, "gamma": 0.5},
@@ -30,7 +30,7 @@ def members(base: dict, kind: str) -> list[JobSpec]:
 
 def batched_points(specs: list[JobSpec], hand_written: bool) -> list[list]:
     nets, datas = zip(*(prepare(s) for s in specs))
-    trainer = BatchedTrainer(specs, list(nets), list(datas), torch.device("cpu"), hand_written=hand_written)
+    trainer = StackedTrainer(specs, list(nets), list(datas), torch.device("cpu"), hand_written=hand_written)
     records = []
     for epoch in range(1, specs[0].epochs + 1):
         trainer.start_epoch(epoch)

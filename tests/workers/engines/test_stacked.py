@@ -7,11 +7,11 @@ import torch
 
 from modelzoo import build_network
 from service.schemas.spec import JobSpec
-from workers.batched import BatchedTrainer
-from workers.data import load_data
-from workers.run import train_here
-from workers.trainer import Trainer, fit_standardization
 from tests.specs import example
+from workers.data import load_data
+from workers.engines.eager import Trainer, fit_standardization
+from workers.engines.stacked import StackedTrainer
+from workers.run import train_here
 
 CUBIC = example("3_nonlinear_mlp", epochs=40)
 CUBIC["data"]["n"] = 300
@@ -47,7 +47,7 @@ def solo_points(spec: JobSpec) -> list:
 
 def batched_points(specs: list[JobSpec]) -> list[list]:
     nets, datas = zip(*(prepare(s) for s in specs))
-    trainer = BatchedTrainer(specs, list(nets), list(datas), torch.device("cpu"))
+    trainer = StackedTrainer(specs, list(nets), list(datas), torch.device("cpu"))
     records = []
     for epoch in range(1, specs[0].epochs + 1):
         records.append(trainer.train_epoch(record=True))
@@ -94,7 +94,7 @@ def test_mini_batches_classification_and_validation():
 def test_checkpoint_of_a_member_resumes_alone_on_the_same_curve():
     specs = [member(BLOBS, batch_size=64, seed=s, kind="adam", lr=0.01) for s in (0, 1)]
     nets, datas = zip(*(prepare(s) for s in specs))
-    trainer = BatchedTrainer(specs, list(nets), list(datas), torch.device("cpu"))
+    trainer = StackedTrainer(specs, list(nets), list(datas), torch.device("cpu"))
     for epoch in range(1, 11):
         trainer.train_epoch(record=False)
         trainer.progress.epoch = epoch
@@ -118,7 +118,7 @@ CNN = example("6_cnn_digits", epochs=2)
 def losses_by_path(specs: list[JobSpec], hand_written: bool, epochs: int = 50) -> torch.Tensor:
     """(epochs, K) losses of `epochs` epochs trained together, by the hand-written path or vmap."""
     nets, datas = zip(*(prepare(s) for s in specs))
-    trainer = BatchedTrainer(specs, list(nets), list(datas), torch.device("cpu"), hand_written=hand_written)
+    trainer = StackedTrainer(specs, list(nets), list(datas), torch.device("cpu"), hand_written=hand_written)
     assert (trainer.dense is not None) == hand_written
     losses = []
     for epoch in range(1, epochs + 1):
@@ -149,7 +149,7 @@ def test_hand_written_path_in_small_groups_equals_one_group():
     nets, datas = zip(*(prepare(s) for s in specs))
     curves = []
     for group in (2, 5):  # 2: groups of 2, 2 and 1 member
-        trainer = BatchedTrainer(specs, [copy.deepcopy(n) for n in nets], list(datas), torch.device("cpu"))
+        trainer = StackedTrainer(specs, [copy.deepcopy(n) for n in nets], list(datas), torch.device("cpu"))
         trainer.dense.group = group
         curves.append(torch.stack([trainer.train_epoch(record=True).loss for _ in range(20)]))
     assert torch.allclose(curves[0], curves[1], rtol=1e-6, atol=0)
@@ -180,7 +180,7 @@ def test_binary_cross_entropy_with_and_without_sigmoid(output_activation):
 def test_a_cnn_keeps_the_vmap_path():
     specs = [member(CNN, seed=s) for s in (0, 1)]
     nets, datas = zip(*(prepare(s) for s in specs))
-    assert BatchedTrainer(specs, list(nets), list(datas), torch.device("cpu")).dense is None
+    assert StackedTrainer(specs, list(nets), list(datas), torch.device("cpu")).dense is None
 
 
 @pytest.mark.parametrize("kind, momentum", [("sgd", 0.9), ("adam", 0.0)])
@@ -189,7 +189,7 @@ def test_members_resumed_together_continue_on_the_same_curve(kind, momentum):
 
     def trainer():
         nets, datas = zip(*(prepare(s) for s in specs))
-        return BatchedTrainer(specs, list(nets), list(datas), torch.device("cpu"))
+        return StackedTrainer(specs, list(nets), list(datas), torch.device("cpu"))
 
     straight = trainer()
     losses = [straight.train_epoch(record=True).loss for _ in range(20)]
@@ -206,14 +206,14 @@ def test_members_resumed_together_continue_on_the_same_curve(kind, momentum):
 def test_a_report_with_no_new_epochs_is_empty_for_every_member():
     specs = [member(CUBIC, seed=s) for s in range(3)]
     nets, datas = zip(*(prepare(s) for s in specs))
-    trainer = BatchedTrainer(specs, list(nets), list(datas), torch.device("cpu"))
+    trainer = StackedTrainer(specs, list(nets), list(datas), torch.device("cpu"))
     assert [len(points) for points in trainer.to_points([])] == [0, 0, 0]
 
 
 def test_an_epoch_stops_between_mini_batches_when_interrupted_and_is_not_counted():
     specs = [member({**CUBIC, "batch_size": 10}, seed=s) for s in range(2)]  # 30 mini-batches an epoch
     nets, datas = zip(*(prepare(s) for s in specs))
-    trainer = BatchedTrainer(specs, list(nets), list(datas), torch.device("cpu"))
+    trainer = StackedTrainer(specs, list(nets), list(datas), torch.device("cpu"))
     asked = []
     trainer.interrupted = lambda: asked.append(len(asked)) or len(asked) == 2  # yes at the second question
     assert trainer.train_epoch(record=True) is None and trainer.stopped_inside

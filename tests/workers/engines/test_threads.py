@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from tests.specs import example
-from tests.workers.test_fast_path import setup
-from workers import threads
-from workers.threads import ThreadChoice
+from tests.workers.engines.test_fast_path import setup
+from workers.engines import threads
+from workers.engines.eager import Trainer
+from workers.engines.threads import ThreadChoice
 from workers.run import train_here
-from workers.trainer import Trainer
 
-# long enough that the probe repays itself on any machine these tests run on (see workers/threads.py)
+# long enough that the probe repays itself on any machine these tests run on (see workers/engines/threads.py)
 LONG = example("3_nonlinear_mlp", epochs=5000)
 
 
@@ -25,7 +25,7 @@ def two_threads():
 
 
 class EpochClock:
-    """`time` for workers/threads.py: each reading is one more epoch of `seconds` later, whatever the host's load."""
+    """`time` for workers/engines/threads.py: each reading is one more epoch of `seconds` later, whatever the host's load."""
 
     def __init__(self, seconds: float):
         self.now, self.seconds = 0.0, seconds

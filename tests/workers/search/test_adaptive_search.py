@@ -192,9 +192,9 @@ def replay_alone(spec: dict, stretches) -> dict:
     import torch
 
     from service.schemas.spec import JobSpec
-    from tests.workers.test_batched import prepare
+    from tests.workers.engines.test_stacked import prepare
+    from workers.engines.eager import Trainer
     from workers.run import train_here
-    from workers.trainer import Trainer
 
     spec = JobSpec.model_validate(spec)
     net, data = prepare(spec)
@@ -212,7 +212,7 @@ def replay_alone(spec: dict, stretches) -> dict:
 def test_pbt_exploits_the_top_members_and_its_best_replays_alone(server, execution):
     """Stacked (what auto chooses for pbt) or in turn, one member after another: the same rule, and the best
     member's lineage replayed alone gives its figures."""
-    from workers.pbt import lineage
+    from workers.search.pbt import lineage
 
     done = wait_sweep(server, submit_sweep(server, pbt_body(execution=execution))["id"])
     path = "batched" if execution == "auto" else "one by one"

@@ -4,17 +4,17 @@ import pytest
 import torch
 
 from service.schemas.search import asha_keep, asha_rungs, pbt_split, ranked
-from workers.batch_members import copy_member, keep_members, set_hyperparameters
-from workers.batched import BatchedTrainer
-from tests.workers.test_batched import BLOBS, CNN, CUBIC, member, prepare, solo_points
+from tests.workers.engines.test_stacked import BLOBS, CNN, CUBIC, member, prepare, solo_points
+from workers.engines.stack_members import copy_member, keep_members, set_hyperparameters
+from workers.engines.stacked import StackedTrainer
 
 
-def trainer_of(specs, hand_written=True) -> BatchedTrainer:
+def trainer_of(specs, hand_written=True) -> StackedTrainer:
     nets, datas = zip(*(prepare(s) for s in specs))
-    return BatchedTrainer(specs, list(nets), list(datas), torch.device("cpu"), hand_written=hand_written)
+    return StackedTrainer(specs, list(nets), list(datas), torch.device("cpu"), hand_written=hand_written)
 
 
-def train(t: BatchedTrainer, epochs: int) -> torch.Tensor:
+def train(t: StackedTrainer, epochs: int) -> torch.Tensor:
     """(epochs, K) losses."""
     losses = []
     for _ in range(epochs):

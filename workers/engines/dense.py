@@ -1,6 +1,6 @@
 """K stacked dense networks trained by a hand-written forward and backward, members in cache-sized groups.
 
-What `BatchedTrainer` runs instead of `vmap(functional_call)` + autograd when every layer is Linear,
+What `StackedTrainer` runs instead of `vmap(functional_call)` + autograd when every layer is Linear,
 ReLU, Tanh, Sigmoid or a final Softmax(dim=1) (the zoo's linear and mlp families). On a CPU the
 stacked activations of K members grow with K x rows x hidden, and every op of a step walks them once
 more; so members go through forward, loss and backward in groups of G whose activations stay in the
@@ -14,7 +14,7 @@ activation backwards are autograd's own kernels (`threshold_backward`, `tanh_bac
 Weights, gradients and optimizer state are each one flat tensor of K x P floats, parameter after
 parameter, each parameter's (K, *shape) block contiguous; the update is a few ops over all of it, with
 per-member hyperparameters repeated per float. The arithmetic is torch.optim's, as in
-`BatchedTrainer.update`.
+`StackedTrainer.update`.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def loss_and_grad(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-member losses (G,) and d(their sum)/d(out), for outputs (G, O, rows).
 
-    The same arithmetic as `workers.steps.make_loss` and its autograd backward; targets are (G, rows)
+    The same arithmetic as `workers.engines.steps.make_loss` and its autograd backward; targets are (G, rows)
     class indices for cross-entropy, else (G, O, rows).
     """
     if loss in ("mse", "sse"):

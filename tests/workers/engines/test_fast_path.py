@@ -14,11 +14,11 @@ from service.schemas.spec import JobSpec
 from service.settings import get_settings
 from tests.specs import example
 from workers.checkpoints import state_from_bytes, state_to_bytes
-from workers.cuda_graph import STEPS_PER_GRAPH, epochs_per_graph
 from workers.data import load_data
+from workers.engines.cuda_graph import STEPS_PER_GRAPH, epochs_per_graph
+from workers.engines.eager import Trainer, fit_standardization
 from workers.ledger import Member, MemoryLedger
 from workers.run import Run
-from workers.trainer import Trainer, fit_standardization
 
 BLOBS = {
     "source": "synthetic",

@@ -1,4 +1,4 @@
-"""Changing which members a BatchedTrainer (`t` below) holds, and their state, between two epochs.
+"""Changing which members a StackedTrainer (`t` below) holds, and their state, between two epochs.
 
 `keep_members` drops members from the stacked weights, data and optimizer state, so later steps cost
 what the members left cost (ASHA's pruning). `copy_member` and `set_hyperparameters` are PBT's exploit
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from workers.batched_mlp import FlatOptimizer, StackedDense, flat_views, per_float
+from workers.engines.dense import FlatOptimizer, StackedDense, flat_views, per_float
 
 
 def keep_members(t, keep: list[int]) -> None:

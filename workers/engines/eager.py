@@ -1,8 +1,8 @@
 """The eager engine: one network trained epoch by epoch, plain torch, no database, no HTTP.
 
 A run (workers/run.py) drives it as a run of K = 1 member. The data stays on the training device, already
-through the input transform; each step is `workers.steps.Step` (on CUDA, replayed from a CUDA graph by
-`workers.cuda_graph`, an option of this engine). Losses stay on the device and are read back once per
+through the input transform; each step is `workers.engines.steps.Step` (on CUDA, replayed from a CUDA graph by
+`workers.engines.cuda_graph`, an option of this engine). Losses stay on the device and are read back once per
 report (`read_points`).
 """
 
@@ -17,12 +17,12 @@ import torch
 from torch import nn
 
 from service.curves import Columns
-from workers.cuda_graph import GraphedEpochs, can_graph
 from workers.data import TrainingData
-from workers.early_stopping import EarlyStopping
-from workers.schedules import LearningRates, eager_reason
-from workers.steps import Batches, Step, transform_rows
-from workers.threads import ThreadChoice
+from workers.engines.cuda_graph import GraphedEpochs, can_graph
+from workers.engines.early_stopping import EarlyStopping
+from workers.engines.schedules import LearningRates, eager_reason
+from workers.engines.steps import Batches, Step, transform_rows
+from workers.engines.threads import ThreadChoice
 
 INTERRUPT_BATCHES = 8  # inside an epoch, stops are looked for every this many mini-batches
 
@@ -80,7 +80,7 @@ class Trainer:
         tune_threads: bool = False,
     ):
         """`graphs=False` keeps to the plain eager path even where CUDA graphs could run; `tune_threads` lets a CPU
-        job measure whether it trains faster at 1 torch thread than at this process's count (`workers.threads`)."""
+        job measure whether it trains faster at 1 torch thread than at this process's count (`workers.engines.threads`)."""
         self.spec, self.net, self.data, self.device = spec, net, data, device
         self.specs, self.nets, self.datas = [spec], [net], [data]  # the engine's members: this one
         self.progress = Progress()
@@ -167,10 +167,6 @@ class Trainer:
 
     def member_state(self, k: int = 0) -> dict:
         return self.state()
-
-    def load_member_states(self, states: list[dict]) -> None:
-        [state] = states
-        self.load_state(state)
 
     def member_net(self, k: int = 0, best: bool = False) -> nn.Module:
         """The network; `best`: with its best recorded epoch's weights (early stopping)."""
