@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, worker_pids
+from tests.conftest import ROOT, wait_until, worker_pids
 from tests.specs import long_job, tiny_regression
 
 FAST_FAULTS = {
@@ -198,8 +198,10 @@ def test_an_idle_worker_is_woken_by_a_submit_instead_of_its_next_poll(make_serve
     """With a 60 s poll, work submitted to an idle pool still starts at once; stopping stays prompt."""
     srv = make_server(workers=1, FITSERVE_POLL_SECONDS="60").start()
     first = srv.submit(tiny_regression(epochs=5))
-    assert srv.wait_for(first["id"], timeout=60)["status"] == "succeeded"  # the worker is up, and now idle
-    time.sleep(1.0)
+    assert srv.wait_for(first["id"], timeout=60)["status"] == "succeeded"
+    # idle: its claim found nothing, and it waits for a wake-up (its listener was open before its first claim)
+    wait_until(lambda: [w["state"] for w in srv.client.get("/v1/workers").json()["workers"]] == ["idle"], 30,
+               "the worker idle")
     if kind == "job":
         job_id = srv.submit(tiny_regression(epochs=5))["id"]
     else:
@@ -257,7 +259,10 @@ def test_a_worker_that_loses_its_listen_connection_keeps_working_and_listens_aga
         " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
     )
     assert dropped == [(True,)]
-    time.sleep(2.0)  # the worker sees the loss within a wait slice, and opens a new connection at the next
+    listening = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+                 " AND pid <> pg_backend_pid()")
+    # the worker sees the loss within a wait slice, and listens on a new connection at the next
+    wait_until(lambda: srv.query(listening) == [(1,)], 30, "the worker listening again", srv.read_log)
     job = srv.wait_for(srv.submit(tiny_regression(epochs=5))["id"], timeout=20)  # woken: the poll is 60 s
     assert job["status"] == "succeeded"
     assert worker_pids(srv.proc.pid) == workers  # the same worker process, never restarted

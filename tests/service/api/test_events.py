@@ -4,6 +4,7 @@ import json
 import threading
 import time
 
+from tests.harness.calls import wait_until
 from tests.specs import long_job, tiny_regression
 
 
@@ -71,10 +72,16 @@ def test_long_poll_answers_as_soon_as_the_job_changes(make_app):
     started = time.monotonic()
     unchanged = srv.client.get(f"/v1/jobs/{job['id']}", params={"wait": 1}).json()
     assert unchanged["status"] == "queued" and time.monotonic() - started >= 1.0
-    threading.Timer(0.5, lambda: srv.client.post(f"/v1/jobs/{job['id']}/cancel")).start()
-    started = time.monotonic()
-    changed = srv.client.get(f"/v1/jobs/{job['id']}", params={"wait": 30}).json()
-    assert changed["status"] == "cancelled" and time.monotonic() - started < 5
+    answers = []
+    poll = threading.Thread(
+        target=lambda: answers.append(srv.client.get(f"/v1/jobs/{job['id']}", params={"wait": 30}).json()))
+    poll.start()
+    feed = srv.client.app.state.watchers.feed
+    wait_until(lambda: job["id"] in feed.jobs, 10, "the long-poll watching the job")  # it waits: now change the job
+    cancelled = time.monotonic()
+    assert srv.client.post(f"/v1/jobs/{job['id']}/cancel").status_code == 200
+    poll.join(10)
+    assert answers and answers[0]["status"] == "cancelled" and time.monotonic() - cancelled < 5, answers
     started = time.monotonic()
     final = srv.client.get(f"/v1/jobs/{job['id']}", params={"wait": 30}).json()
     assert final["status"] == "cancelled" and time.monotonic() - started < 1  # a final job never changes
