@@ -23,7 +23,7 @@ from workers.checkpoints import state_from_bytes
 from workers.data import load_data
 from workers.devices import resolve_device, this_node
 from workers.engines.eager import Trainer, fit_standardization, seed_network_init
-from workers.ledger import Ledger, Member, crashed, out_of_memory
+from workers.ledger import Ledger, Member, failure, is_out_of_memory
 from workers.run import Run
 
 log = logging.getLogger("fitserve.worker")
@@ -78,11 +78,9 @@ def run_attempt(
         run = train_with_fallback(job, member, ledger, device, settings, shutdown, node or this_node())
         outcome = run.ended.get(job.id, "failed")
     except Exception as exc:  # a bad dataset, a missing GPU, no memory: the job fails, the worker lives on
-        if is_out_of_memory(exc):
-            ledger.fail(member, out_of_memory(exc))
-        else:
+        if not is_out_of_memory(exc):
             log.exception("job %s failed", job.id)
-            ledger.fail(member, crashed(exc))
+        ledger.fail(member, failure(exc))
     finally:
         if device_is_cuda(job):
             torch.cuda.empty_cache()
@@ -116,13 +114,6 @@ def train_with_fallback(
     run.start(str(device), f"eager on {device}; the cuda graph path failed ({why})", node)
     run.train()
     return run
-
-
-def is_out_of_memory(exc: Exception) -> bool:
-    """CUDA's or the host's; torch reports a failed CPU allocation as a plain RuntimeError."""
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
 
 
 def device_is_cuda(job: Job) -> bool:

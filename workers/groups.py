@@ -23,7 +23,7 @@ from service.repositories import members as member_repo
 from service.repositories import sweeps as sweep_repo
 from service.schemas.spec import JobSpec
 from service.settings import Settings
-from workers.attempt import build_trainer, is_out_of_memory, prepare, run_attempt
+from workers.attempt import build_trainer, prepare, run_attempt
 from workers.checkpoints import state_from_bytes
 from workers.devices import resolve_device, this_node
 from workers.engines.eager import Trainer
@@ -31,7 +31,7 @@ from workers.engines.in_turn import InTurn
 from workers.engines.stack_options import one_by_one_reason
 from workers.engines.stacked import StackedTrainer
 from workers.engines.steps import transform_rows
-from workers.ledger import Ledger, Member, crashed, out_of_memory
+from workers.ledger import Ledger, Member, failure
 from workers.run import Run
 from workers.search.asha import rungs_for
 from workers.search.pbt import population_for
@@ -161,13 +161,10 @@ def run_in_turn(group: list[Job], search, worker_id: str, settings: Settings, gp
         run = Run(members, engine, ledger, settings, shutdown, search)
         run.start(str(device), f"eager on {device}; {search.in_turn}", this_node())
         run.train()
-    except Exception as exc:  # what is still running fails with the reason; the worker lives on
+    except Exception as exc:  # the members still running fail with the reason (guarded); the worker lives on
         log.exception("sweep %s: members trained in turn failed", group[0].sweep_id)
-        with session_scope() as s:
-            running = job_repo.still_running(s, [(m.job_id, m.attempt) for m in members], worker_id)
         for member in members:
-            if member.job_id in running:
-                ledger.fail(member, out_of_memory(exc) if is_out_of_memory(exc) else crashed(exc))
+            ledger.fail(member, failure(exc))
 
 
 def fall_back(group: list[Job], worker_id: str, exc: Exception, policy=SWEEP) -> list[Job]:

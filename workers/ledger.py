@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import torch
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -39,11 +40,17 @@ def diverged(epoch: int, loss: float) -> str:
     return f"training diverged: loss became {loss} at epoch {epoch}"
 
 
-def out_of_memory(exc: BaseException) -> str:
-    return f"out of memory: {str(exc)[:500]}"
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's or the host's; torch reports a failed CPU allocation as a plain RuntimeError."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
 
 
-def crashed(exc: BaseException) -> str:
+def failure(exc: BaseException) -> str:
+    """Why an exception fails a job (a bad dataset, a missing GPU, no memory)."""
+    if is_out_of_memory(exc):
+        return f"out of memory: {str(exc)[:500]}"
     return f"{type(exc).__name__}: {str(exc)[:1000]}"
 
 
