@@ -154,6 +154,6 @@ class GraphedEpochs:
         if t.val and not self.inside:
             val_loss, val_correct = t.step_fn.evaluate(t.x_val, t.data.y_val)
         steps = [step + (e - start) * per_epoch for e in epochs]
-        t.records.add(epochs, steps, loss, correct, val_loss, val_correct)
+        t.records.add(epochs, steps, loss=loss, correct=correct, val_loss=val_loss, val_correct=val_correct)
         if t.early is not None and not self.inside:  # one recorded epoch, at the replay's end: its weights are here
             t.early.observe(loss[-1], val_loss, epochs[-1], t.step_fn.kept)

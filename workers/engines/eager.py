@@ -9,9 +9,8 @@ report (`read_points`).
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -20,6 +19,7 @@ from service.curves import Columns
 from workers.data import TrainingData
 from workers.engines.cuda_graph import GraphedEpochs, can_graph
 from workers.engines.early_stopping import EarlyStopping
+from workers.engines.records import Records
 from workers.engines.schedules import LearningRates, eager_reason
 from workers.engines.steps import Batches, Step, transform_rows
 from workers.engines.threads import ThreadChoice
@@ -45,35 +45,6 @@ def make_optimizer(spec, params, capturable: bool = False) -> torch.optim.Optimi
     return cls(params, capturable=capturable, **kwargs)
 
 
-@dataclass
-class Records:
-    """Recorded epochs whose figures are still device tensors (0-d per epoch, or 1-d per graph replay)."""
-
-    epochs: list[int] = field(default_factory=list)
-    steps: list[int] = field(default_factory=list)
-    loss: list[torch.Tensor] = field(default_factory=list)
-    correct: list[torch.Tensor] = field(default_factory=list)
-    val_loss: list[torch.Tensor] = field(default_factory=list)
-    val_correct: list[torch.Tensor] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)  # host numbers, with a schedule only
-
-    def add(self, epochs: list[int], steps: list[int], loss, correct=None, val_loss=None, val_correct=None) -> None:
-        self.epochs += epochs
-        self.steps += steps
-        for name, value in (("loss", loss), ("correct", correct), ("val_loss", val_loss), ("val_correct", val_correct)):
-            if value is not None:
-                getattr(self, name).append(value)
-
-    def read(self, name: str) -> list | None:
-        """One column as Python numbers: the host sync happens here."""
-        values = getattr(self, name)
-        return torch.cat([v.reshape(-1) for v in values]).tolist() if values else None
-
-    def clear(self) -> None:
-        for values in (self.epochs, self.steps, self.loss, self.correct, self.val_loss, self.val_correct, self.lr):
-            values.clear()
-
-
 class Trainer:
     def __init__(
         self, spec, net: nn.Module, data: TrainingData, device: torch.device, graphs: bool = True,
@@ -95,7 +66,8 @@ class Trainer:
         self.optimizer = make_optimizer(spec, net.parameters(), capturable=graphed)
         self.step_fn = Step(spec, net, self.optimizer)
         self.rates = LearningRates(spec, self.optimizer, self.step_fn, self.val) if spec.optimizer.schedule else None
-        self.records = Records()
+        n_val = len(data.x_val) if self.val else 0
+        self.records = Records([spec.optimizer.schedule is not None], len(data.x_train), n_val)
         self.early = EarlyStopping(spec, self.val, self.step_fn.kept) if spec.early_stopping else None
         self.gen = torch.Generator(device=device).manual_seed(spec.seed)
         self.graph = GraphedEpochs(self) if graphed else None
@@ -160,10 +132,10 @@ class Trainer:
 
     @property
     def pending(self) -> int:
-        return len(self.records.epochs)
+        return len(self.records)
 
     def read_points(self) -> list[Columns]:
-        return [self.read_columns()]
+        return self.records.read()
 
     def member_state(self, k: int = 0) -> dict:
         return self.state()
@@ -215,37 +187,13 @@ class Trainer:
         """Keep the epoch's figures on the device; the epoch is the one now ending."""
         correct = self.step_fn.correct(out, y) if self.classify else None
         val_loss, val_correct = self.step_fn.evaluate(self.x_val, self.data.y_val) if self.val else (None, None)
-        self.records.add([self.progress.epoch + 1], [self.progress.step], loss, correct, val_loss, val_correct)
+        rate = None if self.rates is None else [self.rates.current]
+        self.records.add([self.progress.epoch + 1], [self.progress.step], rate, loss=loss, correct=correct,
+                         val_loss=val_loss, val_correct=val_correct)
         if self.rates is not None:
-            self.records.lr.append(self.rates.current)
             self.rates.observe(loss, val_loss)
         if self.early is not None:
             self.early.observe(loss, val_loss, self.progress.epoch + 1, self.step_fn.kept)
-
-    def read_columns(self) -> Columns:
-        """The recorded epochs as curve columns (losses as read, NaN included); clears the records."""
-        rec = self.records
-        if not rec.epochs:  # nothing recorded since the last read (a stop right after one)
-            return Columns(step=[], epoch=[], loss=[])
-        correct, val_losses, val_correct = rec.read("correct"), rec.read("val_loss"), rec.read("val_correct")
-        n, n_val = len(self.data.x_train), (len(self.data.x_val) if self.val else 0)
-        points = Columns(
-            step=list(rec.steps),
-            epoch=list(rec.epochs),
-            loss=rec.read("loss"),
-            accuracy=None if correct is None else [c / n for c in correct],
-            val_loss=None if val_losses is None else finite_or_none(val_losses),
-            val_accuracy=None if val_correct is None else [c / n_val for c in val_correct],
-            lr=list(rec.lr) if rec.lr else None,
-        )
-        rec.clear()
-        return points
-
-
-def finite_or_none(values: list[float]) -> list[float | None]:
-    """A held-out loss that is not finite is shown as no value (the job's own loss decides divergence)."""
-    return values if math.isfinite(sum(values)) else [v if math.isfinite(v) else None for v in values]
-
 
 def seed_network_init(seed: int) -> None:
     """Seed the generator a network's initial weights come from (networks are built on the CPU).

@@ -60,7 +60,7 @@ class InTurn:
         return max(t.pending for t in self.trainers)
 
     def read_points(self) -> list[Columns]:
-        return [t.read_columns() for t in self.trainers]
+        return [t.read_points()[0] for t in self.trainers]
 
     def member_state(self, k: int) -> dict:
         return self.trainers[k].state()

@@ -19,6 +19,7 @@ def keep_members(t, keep: list[int]) -> None:
         raise ValueError("members with early stopping cannot be dropped from a batch")
     index = torch.tensor(keep, device=t.device)
     t.specs, t.nets, t.datas, t.gens = ([items[k] for k in keep] for items in (t.specs, t.nets, t.datas, t.gens))
+    t.records.keep(keep)
     t.K = len(keep)
     if t.x_dim is not None:
         t.x = t.x[index]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -24,10 +23,11 @@ from service.curves import Columns
 from workers.data import TrainingData
 from workers.engines import stack_members
 from workers.engines.dense import FlatOptimizer, dense_path, flat_views
-from workers.engines.eager import INTERRUPT_BATCHES, Progress, finite_or_none, make_optimizer
+from workers.engines.eager import INTERRUPT_BATCHES, Progress, make_optimizer
 from workers.engines.early_stopping import EarlyStopping
 from workers.engines.stack_options import member_rates
-from workers.engines.steps import Batches, make_loss, transform_rows
+from workers.engines.records import Records
+from workers.engines.steps import Batches, count_correct, make_loss, transform_rows
 
 
 def stack_or_share(tensors: list[torch.Tensor | None]) -> tuple[torch.Tensor | None, int | None]:
@@ -44,19 +44,6 @@ def per_member(values: list[float], device: torch.device) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32, device=device)
 
 
-@dataclass
-class MemberFigures:
-    """One recorded epoch of every member, still on the device: shape (K,) each."""
-
-    epoch: int
-    step: int
-    loss: torch.Tensor
-    correct: torch.Tensor | None
-    val_loss: torch.Tensor | None
-    val_correct: torch.Tensor | None
-    lr: list[float] | None = None  # each member's rate, with schedules
-
-
 class StackedTrainer:
     def __init__(
         self, specs: list, nets: list[nn.Sequential], datas: list[TrainingData], device: torch.device,
@@ -66,11 +53,9 @@ class StackedTrainer:
         spec = specs[0]
         self.specs, self.nets, self.datas, self.device, self.K = specs, nets, datas, device, len(specs)
         self.progress = Progress()
-        self.records: list[MemberFigures] = []  # recorded epochs not yet read back (train_next)
-        # asked every INTERRUPT_BATCHES mini-batches inside an epoch (as the solo Trainer asks); True stops the
-        # epoch there, and `stopped_inside` says so: the epoch is not counted, and its half is not kept
+        # asked every INTERRUPT_BATCHES mini-batches inside an epoch (as the eager engine asks); True stops the
+        # epoch there: it is not counted, and its half is not kept
         self.interrupted: Callable[[], bool] = lambda: False
-        self.stopped_inside = False
         self.classify = spec.task == "classification"
         self.loss_kind, self.output_activation = spec.loss, spec.model.output_activation
         self.kind = spec.optimizer.kind
@@ -83,6 +68,7 @@ class StackedTrainer:
             self.x_val, self.y_val = self.x_val.to(device), self.y_val.to(device)
         self.n = len(datas[0].x_train)
         self.n_val = len(datas[0].x_val) if datas[0].x_val is not None else 0
+        self.records = Records([s.optimizer.schedule is not None for s in specs], self.n, self.n_val)
         bs = self.n if spec.batch_size is None else min(spec.batch_size, self.n)
         self.batches = Batches(self.n, bs, spec.loss, device)
         self.gens = [torch.Generator(device=device).manual_seed(s.seed) for s in specs]
@@ -133,12 +119,9 @@ class StackedTrainer:
         """Train the next epoch, keeping its figures if `recorded(epoch)`; False when stopped inside it."""
         epoch = self.progress.epoch + 1
         self.start_epoch(epoch)
-        figures = self.train_epoch(recorded(epoch))
-        if self.stopped_inside:
+        if not self.train_epoch(recorded(epoch)):
             return False
         self.progress.epoch = epoch
-        if figures is not None:
-            self.records.append(figures)
         return True
 
     def running(self) -> contextlib.AbstractContextManager:
@@ -149,8 +132,7 @@ class StackedTrainer:
         return len(self.records)
 
     def read_points(self) -> list[Columns]:
-        points, self.records = self.to_points(self.records), []
-        return points
+        return self.records.read()
 
     def note(self) -> str | None:
         return None
@@ -175,31 +157,34 @@ class StackedTrainer:
         self.lr.copy_(per_member(rates, self.device))
         self.flat_optimizer.set_lr(self.lr)
 
-    def train_epoch(self, record: bool) -> MemberFigures | None:
+    def train_epoch(self, record: bool) -> bool:
+        """One epoch of every member, its figures recorded if `record`; False when `interrupted` stopped it."""
         b = self.batches
         if b.full:
             losses, outs = self.step(self.x, self.x_dim, self.y, self.y_dim)
             self.progress.step += 1
-            return self.figures(losses, outs, self.y, self.y_dim) if record else None
+            if record:
+                self.record(losses, outs, self.y, self.y_dim)
+            return True
         orders = torch.stack([torch.randperm(b.n, device=self.device, generator=g) for g in self.gens])  # (K, n)
         xs = self.x[orders] if self.x_dim is None else take_members(self.x, orders)  # (K, n, ...)
         ys = self.y[orders] if self.y_dim is None else take_members(self.y, orders)
         losses, outs = [], []
         for i, (start, end) in enumerate(b.bounds):
             if i % INTERRUPT_BATCHES == INTERRUPT_BATCHES - 1 and self.interrupted():
-                self.stopped_inside = True
-                return None
+                return False
             loss, out = self.step(xs[:, start:end], 0, ys[:, start:end], 0)
             losses.append(loss)
             outs.append(out)
         self.progress.step += len(b.bounds)
-        if not record:
-            return None
-        epoch_loss = losses[0] if b.full else (torch.stack(losses, dim=1) * b.weights).sum(dim=1)
-        return self.figures(epoch_loss, torch.cat(outs, dim=1), ys, 0)
+        if record:
+            self.record((torch.stack(losses, dim=1) * b.weights).sum(dim=1), torch.cat(outs, dim=1), ys, 0)
+        return True
 
-    def figures(self, losses, outs, y, y_dim) -> MemberFigures:
-        correct = self.correct(outs, y if y_dim is not None else y.expand(self.K, *y.shape)) if self.classify else None
+    def record(self, losses, outs, y, y_dim) -> None:
+        """Keep the epoch's figures (K,) each on the device; the epoch is the one now ending."""
+        y = y if y_dim is not None else y.expand(self.K, *y.shape)
+        correct = count_correct(outs, y, self.loss_kind, self.output_activation, stacked=True) if self.classify else None
         val_loss = val_correct = None
         if self.x_val is not None:
             with torch.no_grad():
@@ -208,47 +193,13 @@ class StackedTrainer:
                 )
             if self.classify:
                 yv = self.y_val if self.yv_dim is not None else self.y_val.expand(self.K, *self.y_val.shape)
-                val_correct = self.correct(val_outs, yv)
+                val_correct = count_correct(val_outs, yv, self.loss_kind, self.output_activation, stacked=True)
         if self.early is not None:
             self.early.observe(losses, val_loss, self.progress.epoch + 1, list(self.params.values()))
-        return MemberFigures(
-            self.progress.epoch + 1, self.progress.step, losses, correct, val_loss, val_correct, self.rates
-        )
-
-    def correct(self, outs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Correct predictions per member: (K,)."""
-        if self.loss_kind == "bce":
-            threshold = 0.5 if self.output_activation == "sigmoid" else 0.0
-            return ((outs > threshold).to(y.dtype) == y).flatten(1).sum(dim=1)
-        return (outs.argmax(dim=-1) == y).sum(dim=1)
+        self.records.add([self.progress.epoch + 1], [self.progress.step], self.rates, loss=losses, correct=correct,
+                         val_loss=val_loss, val_correct=val_correct)
 
     # ------------------------------------------------------------ members one at a time
-
-    def to_points(self, records: list[MemberFigures]) -> list[Columns]:
-        """One host sync for the lot: per member, its curve columns in epoch order."""
-        if not records:  # nothing trained since the last report (a stop right after one)
-            return [Columns(step=[], epoch=[], loss=[]) for _ in range(self.K)]
-        cols = {}
-        for name in ("loss", "correct", "val_loss", "val_correct"):
-            values = [getattr(r, name) for r in records]
-            cols[name] = torch.stack(values).T.tolist() if values and values[0] is not None else None
-        steps, epochs = [r.step for r in records], [r.epoch for r in records]
-        return [
-            Columns(
-                step=steps,
-                epoch=epochs,
-                loss=cols["loss"][k],
-                accuracy=[c / self.n for c in cols["correct"][k]] if cols["correct"] else None,
-                val_loss=finite_or_none(cols["val_loss"][k]) if cols["val_loss"] else None,
-                val_accuracy=[c / self.n_val for c in cols["val_correct"][k]] if cols["val_correct"] else None,
-                lr=[r.lr[k] for r in records] if self.scheduled(k, records) else None,
-            )
-            for k in range(self.K)
-        ]
-
-    def scheduled(self, k: int, records: list[MemberFigures]) -> bool:
-        """Member k's curve records its rates: it has a schedule (a solo job without one records none)."""
-        return bool(records) and records[0].lr is not None and self.specs[k].optimizer.schedule is not None
 
     def load_member_states(self, states: list[dict]) -> None:
         """Resume from each member's checkpoint (the solo format); all were taken at the same epoch."""

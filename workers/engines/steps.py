@@ -36,12 +36,16 @@ def make_loss(spec) -> LossFn:
     return F.binary_cross_entropy_with_logits
 
 
-def count_correct(outputs: torch.Tensor, y: torch.Tensor, loss: str, output_activation: str | None) -> torch.Tensor:
-    """Correct predictions in a batch, as a device scalar (no sync)."""
+def count_correct(
+    outputs: torch.Tensor, y: torch.Tensor, loss: str, output_activation: str | None, stacked: bool = False
+) -> torch.Tensor:
+    """Correct predictions in a batch, as a device scalar; `stacked` (K, rows, ...): per member, (K,). No sync."""
     if loss == "bce":
         threshold = 0.5 if output_activation == "sigmoid" else 0.0
-        return ((outputs > threshold).to(y.dtype) == y).sum()
-    return (outputs.argmax(dim=1) == y).sum()
+        hits = (outputs > threshold).to(y.dtype) == y
+    else:
+        hits = outputs.argmax(dim=-1) == y
+    return hits.flatten(1).sum(dim=1) if stacked else hits.sum()
 
 
 def plain_sgd_lr(optimizer: torch.optim.Optimizer) -> float | None:

@@ -103,11 +103,10 @@ def test_batched_members_stop_each_where_it_stops_alone():
                     "optimizer": {**MINI_BATCHES["optimizer"], "lr": lr}})[0] for lr in (0.003, 0.01, 0.02)]
     nets, datas = zip(*(prepare(s) for s in specs))
     batched = StackedTrainer(specs, list(nets), list(datas), torch.device("cpu"))
-    records = []
     for epoch in range(1, specs[0].epochs + 1):
-        records.append(batched.train_epoch(record=True))
+        batched.train_epoch(record=True)
         batched.progress.epoch = epoch
-    together = batched.early.settle(batched.to_points(records))
+    together = batched.early.settle(batched.read_points())
     stops = []
     for k, spec in enumerate(specs):
         points, finished, _, alone = train(spec, *prepare(spec))

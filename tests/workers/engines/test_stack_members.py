@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from service.schemas.search import asha_keep, asha_rungs, pbt_split, ranked
-from tests.workers.engines.test_stacked import BLOBS, CNN, CUBIC, member, prepare, solo_points
+from tests.workers.engines.test_stacked import BLOBS, CNN, CUBIC, member, prepare, recorded_losses, solo_points
 from workers.engines.stack_members import copy_member, keep_members, set_hyperparameters
 from workers.engines.stacked import StackedTrainer
 
@@ -16,11 +16,7 @@ def trainer_of(specs, hand_written=True) -> StackedTrainer:
 
 def train(t: StackedTrainer, epochs: int) -> torch.Tensor:
     """(epochs, K) losses."""
-    losses = []
-    for _ in range(epochs):
-        losses.append(t.train_epoch(record=True).loss)
-        t.progress.epoch += 1
-    return torch.stack(losses)
+    return recorded_losses(t, epochs)
 
 
 CASES = [

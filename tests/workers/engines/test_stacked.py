@@ -48,11 +48,18 @@ def solo_points(spec: JobSpec) -> list:
 def batched_points(specs: list[JobSpec]) -> list[list]:
     nets, datas = zip(*(prepare(s) for s in specs))
     trainer = StackedTrainer(specs, list(nets), list(datas), torch.device("cpu"))
-    records = []
     for epoch in range(1, specs[0].epochs + 1):
-        records.append(trainer.train_epoch(record=True))
+        trainer.train_epoch(record=True)
         trainer.progress.epoch = epoch
-    return trainer.to_points(records)
+    return trainer.read_points()
+
+
+def recorded_losses(trainer: StackedTrainer, epochs: int) -> torch.Tensor:
+    """(epochs, K) losses of the trainer's next `epochs` epochs, each recorded."""
+    for _ in range(epochs):
+        trainer.train_epoch(record=True)
+        trainer.progress.epoch += 1
+    return torch.tensor([points.loss for points in trainer.read_points()]).T
 
 
 def assert_same_curves(specs: list[JobSpec]) -> None:
@@ -120,11 +127,7 @@ def losses_by_path(specs: list[JobSpec], hand_written: bool, epochs: int = 50) -
     nets, datas = zip(*(prepare(s) for s in specs))
     trainer = StackedTrainer(specs, list(nets), list(datas), torch.device("cpu"), hand_written=hand_written)
     assert (trainer.dense is not None) == hand_written
-    losses = []
-    for epoch in range(1, epochs + 1):
-        losses.append(trainer.train_epoch(record=True).loss)
-        trainer.progress.epoch = epoch
-    return torch.stack(losses)
+    return recorded_losses(trainer, epochs)
 
 
 @pytest.mark.parametrize(
@@ -151,7 +154,7 @@ def test_hand_written_path_in_small_groups_equals_one_group():
     for group in (2, 5):  # 2: groups of 2, 2 and 1 member
         trainer = StackedTrainer(specs, [copy.deepcopy(n) for n in nets], list(datas), torch.device("cpu"))
         trainer.dense.group = group
-        curves.append(torch.stack([trainer.train_epoch(record=True).loss for _ in range(20)]))
+        curves.append(recorded_losses(trainer, 20))
     assert torch.allclose(curves[0], curves[1], rtol=1e-6, atol=0)
 
 
@@ -192,22 +195,22 @@ def test_members_resumed_together_continue_on_the_same_curve(kind, momentum):
         return StackedTrainer(specs, list(nets), list(datas), torch.device("cpu"))
 
     straight = trainer()
-    losses = [straight.train_epoch(record=True).loss for _ in range(20)]
+    losses = recorded_losses(straight, 20)
     first = trainer()
     for epoch in range(1, 11):
         first.train_epoch(record=False)
         first.progress.epoch = epoch
     resumed = trainer()
     resumed.load_member_states([first.member_state(k) for k in range(len(specs))])  # optimizer state included
-    again = [resumed.train_epoch(record=True).loss for _ in range(10)]
-    assert torch.allclose(torch.stack(again), torch.stack(losses[10:]), rtol=1e-6, atol=0)
+    again = recorded_losses(resumed, 10)
+    assert torch.allclose(again, losses[10:], rtol=1e-6, atol=0)
 
 
 def test_a_report_with_no_new_epochs_is_empty_for_every_member():
     specs = [member(CUBIC, seed=s) for s in range(3)]
     nets, datas = zip(*(prepare(s) for s in specs))
     trainer = StackedTrainer(specs, list(nets), list(datas), torch.device("cpu"))
-    assert [len(points) for points in trainer.to_points([])] == [0, 0, 0]
+    assert [len(points) for points in trainer.read_points()] == [0, 0, 0]
 
 
 def test_an_epoch_stops_between_mini_batches_when_interrupted_and_is_not_counted():
@@ -216,5 +219,5 @@ def test_an_epoch_stops_between_mini_batches_when_interrupted_and_is_not_counted
     trainer = StackedTrainer(specs, list(nets), list(datas), torch.device("cpu"))
     asked = []
     trainer.interrupted = lambda: asked.append(len(asked)) or len(asked) == 2  # yes at the second question
-    assert trainer.train_epoch(record=True) is None and trainer.stopped_inside
+    assert trainer.train_epoch(record=True) is False
     assert len(asked) == 2 and trainer.progress.step == 0  # asked every 8 batches; the steps taken are not counted

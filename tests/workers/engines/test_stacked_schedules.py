@@ -31,12 +31,11 @@ def members(base: dict, kind: str) -> list[JobSpec]:
 def batched_points(specs: list[JobSpec], hand_written: bool) -> list[list]:
     nets, datas = zip(*(prepare(s) for s in specs))
     trainer = StackedTrainer(specs, list(nets), list(datas), torch.device("cpu"), hand_written=hand_written)
-    records = []
     for epoch in range(1, specs[0].epochs + 1):
         trainer.start_epoch(epoch)
-        records.append(trainer.train_epoch(record=True))
+        trainer.train_epoch(record=True)
         trainer.progress.epoch = epoch
-    return trainer.to_points(records)
+    return trainer.read_points()
 
 
 @pytest.mark.parametrize("kind", ["sgd", "adam"])

@@ -1,0 +1,70 @@
+"""Recorded epochs' figures, kept on the training device until a report reads them back in one go.
+
+Every engine keeps them here: figures as tensors of E epochs by K members (one network's epoch is a 0-d tensor,
+a CUDA graph replay's a 1-d one, a stack's epoch one value per member), so nothing syncs with the host until
+`read`, once per report.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from service.curves import Columns
+
+FIGURES = ("loss", "correct", "val_loss", "val_correct")
+
+
+def finite_or_none(values: list[float]) -> list[float | None]:
+    """A held-out loss that is not finite is shown as no value (the job's own loss decides divergence)."""
+    return values if math.isfinite(sum(values)) else [v if math.isfinite(v) else None for v in values]
+
+
+class Records:
+    def __init__(self, scheduled: list[bool], rows: int, val_rows: int):
+        """`scheduled[k]`: member k's curve records its rate (it has a schedule); `rows`, `val_rows`: the sizes of
+        the training and validation splits, which turn correct counts into accuracies."""
+        self.scheduled, self.rows, self.val_rows = scheduled, rows, val_rows
+        self.epochs: list[int] = []
+        self.steps: list[int] = []
+        self.lr: list[list[float]] = []  # each recorded epoch's per-member rates, with schedules
+        self.figures: dict[str, list[torch.Tensor]] = {name: [] for name in FIGURES}
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def add(self, epochs: list[int], steps: list[int], lr: list[float] | None = None, **figures) -> None:
+        """Recorded epochs `epochs`: each figure shaped (E, K), or what reshapes to it; `lr` the members' rates."""
+        self.epochs += epochs
+        self.steps += steps
+        for name, value in figures.items():
+            if value is not None:
+                self.figures[name].append(value.reshape(len(epochs), -1))
+        if lr is not None:
+            self.lr += [lr] * len(epochs)
+
+    def read(self) -> list[Columns]:
+        """Each member's curve columns in epoch order, losses as read (NaN included); clears the records."""
+        if not self.epochs:  # nothing recorded since the last read (a stop right after one)
+            return [Columns(step=[], epoch=[], loss=[]) for _ in self.scheduled]
+        cols = {name: torch.cat(values).T.tolist() if values else None for name, values in self.figures.items()}
+        points = [
+            Columns(
+                step=list(self.steps),
+                epoch=list(self.epochs),
+                loss=cols["loss"][k],
+                accuracy=None if cols["correct"] is None else [c / self.rows for c in cols["correct"][k]],
+                val_loss=None if cols["val_loss"] is None else finite_or_none(cols["val_loss"][k]),
+                val_accuracy=None if cols["val_correct"] is None else [c / self.val_rows for c in cols["val_correct"][k]],
+                lr=[rates[k] for rates in self.lr] if self.lr and self.scheduled[k] else None,
+            )
+            for k in range(len(self.scheduled))
+        ]
+        self.epochs, self.steps, self.lr = [], [], []
+        self.figures = {name: [] for name in FIGURES}
+        return points
+
+    def keep(self, members: list[int]) -> None:
+        """Only `members` stay (a stack that shrinks between reports: nothing is held)."""
+        self.scheduled = [self.scheduled[k] for k in members]
