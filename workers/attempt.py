@@ -99,15 +99,12 @@ def train_with_fallback(
     trainer = build_trainer(job, device, settings)
     run = Run([member], trainer, ledger, settings, shutdown)
     run.start(str(device), f"{'cuda graph' if trainer.graph is not None else 'eager'} on {device}", node)
-    if trainer.graph is None:
-        run.train()
-        return run
     try:
         run.train()
         return run
-    except (torch.OutOfMemoryError, MemoryError):
-        raise
     except Exception as exc:
+        if trainer.graph is None or is_out_of_memory(exc):
+            raise
         why = f"{type(exc).__name__}: {str(exc)[:300]}"
         log.warning("job %s: the cuda graph path failed (%s); training again on the eager path", job.id, why)
     run = Run([member], build_trainer(job, device, settings, graphs=False), ledger, settings, shutdown)

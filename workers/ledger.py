@@ -5,7 +5,7 @@ worker's attempt is left alone, and the run hears it as lost); one API for one m
 statements for all. `MemoryLedger` keeps them in this process, for a run with no database (benchmarks of
 the loop, and its tests): every member stays its own and is never stopped from outside.
 
-The messages a job ends with are written here and nowhere else.
+The messages a job's attempt ends with are written here (a rescue's are the service's: services/rescue.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from modelzoo.weights import weights_to_bytes
-from service.curves import Columns
 from service.db import session_scope
 from service.models import JobStatus
 from service.repositories import jobs as job_repo
@@ -32,7 +31,6 @@ from workers.checkpoints import state_to_bytes
 T = TypeVar("T")
 log = logging.getLogger("fitserve.worker")
 
-CANCELLED = "cancelled on request"
 HANDED_BACK = "worker shut down; resumes from its checkpoint"
 
 
@@ -127,7 +125,7 @@ class Ledger:
 
     def cancel(self, member: Member) -> None:
         with session_scope() as s:
-            job_repo.finish_job(s, member.job_id, self.worker_id, member.attempt, JobStatus.CANCELLED, CANCELLED)
+            job_repo.finish_job(s, member.job_id, self.worker_id, member.attempt, JobStatus.CANCELLED, job_repo.CANCELLED_ON_REQUEST)
 
     def keep_leases(self, members: list[Member], lease_seconds: float, done: threading.Event) -> None:
         """Renew every member's lease, in one statement, every third of a lease, until `done`."""
@@ -173,12 +171,8 @@ class MemoryLedger:
         self.ended[member.job_id] = {"status": JobStatus.FAILED, "error": error}
 
     def cancel(self, member: Member) -> None:
-        self.ended[member.job_id] = {"status": JobStatus.CANCELLED, "error": CANCELLED}
+        self.ended[member.job_id] = {"status": JobStatus.CANCELLED, "error": job_repo.CANCELLED_ON_REQUEST}
 
     def hand_back(self, members: list[Member]) -> None:
         for m in members:
             self.ended[m.job_id] = {"status": JobStatus.QUEUED, "error": HANDED_BACK}
-
-    def curve(self, job_id: str = "0") -> Columns:
-        """One member's points as columns (a lone member of `run.train_here` is "0")."""
-        return Columns.from_dicts([p.as_dict() for p in self.points[job_id]])

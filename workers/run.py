@@ -39,8 +39,8 @@ class Run:
         self, members: list[Member], engine, ledger: Ledger | MemoryLedger, settings: Settings,
         shutdown: threading.Event | None = None, search=None,
     ):
-        """`engine` trains the members (their order is the engine's); `search` (workers/search/asha.py, workers/search/pbt.py)
-        is asked after every epoch it had recorded."""
+        """`engine` trains the members (their order is the engine's); `search` (workers/search/) is asked after
+        every epoch it had recorded."""
         self.members, self.engine, self.ledger, self.search = list(members), engine, ledger, search
         self.specs, self.datas = engine.specs, engine.datas
         self.shutdown = shutdown or threading.Event()

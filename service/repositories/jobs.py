@@ -123,6 +123,10 @@ def _claim(session: Session, which, worker_id: str, lease_seconds: float) -> Job
     return session.get(Job, claimed, populate_existing=True)
 
 
+# how a job ends when its owner cancels it: the worker's run writes it (workers/ledger.py), the rescue adds its reason
+CANCELLED_ON_REQUEST = "cancelled on request"
+
+
 def _ours(job_id: str, worker_id: str, attempt: int):
     """A write guard: the job is still running under this worker and attempt."""
     return and_(Job.id == job_id, Job.worker_id == worker_id, Job.attempt == attempt, Job.status == JobStatus.RUNNING)
@@ -249,7 +253,7 @@ def rescue_jobs(session: Session, reason: str, worker_id: str | None = None) -> 
     cancelled = session.scalars(
         update(Job)
         .where(lost, Job.cancel_requested.is_(True))
-        .values(status=JobStatus.CANCELLED, error=f"cancelled on request ({reason})", **ended)
+        .values(status=JobStatus.CANCELLED, error=f"{CANCELLED_ON_REQUEST} ({reason})", **ended)
         .returning(Job.id)
     ).all()
     failed = session.scalars(

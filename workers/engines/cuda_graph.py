@@ -12,14 +12,11 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 import torch
 
 from workers.engines.steps import Batches
 
-if TYPE_CHECKING:
-    from workers.engines.eager import Trainer
 
 STEPS_PER_GRAPH = 50  # full-batch epochs per replay: the replay's own launch is shared by 50 steps
 MAX_BATCHES = 256  # longer mini-batch epochs train eagerly: capture time and graph size grow with them
@@ -41,9 +38,9 @@ def epochs_per_graph(every: int) -> tuple[int, bool]:
 
 
 class GraphedEpochs:
-    """Replays `k` epochs at a time for a trainer on a CUDA device."""
+    """Replays `k` epochs at a time for an eager engine (`eager.Trainer`, which makes it) on a CUDA device."""
 
-    def __init__(self, trainer: Trainer):
+    def __init__(self, trainer):
         self.t = trainer
         self.stream = torch.cuda.Stream(trainer.device)
         every = trainer.spec.metrics_every
