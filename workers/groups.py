@@ -137,7 +137,7 @@ def run_sweep_members(
             continue
         if len(group) > 1:
             try:
-                if run_batched(group, saved, worker_id, settings, gpu, shutdown, policy, search):
+                if run_stacked(group, saved, worker_id, settings, gpu, shutdown, policy, search):
                     continue
                 group = policy.one_by_one(group, worker_id)
             except Exception as exc:  # an optional fast path never fails a member: one by one instead
@@ -178,7 +178,7 @@ def fall_back(group: list[Job], worker_id: str, exc: Exception, policy=SWEEP) ->
     return [job for job in group if job.id in running]
 
 
-def run_batched(
+def run_stacked(
     group: list[Job], saved: dict, worker_id: str, settings: Settings, gpu, shutdown, policy=SWEEP, search=None
 ) -> bool:
     """Train the group together if that measures faster; False to leave it to one-by-one."""

@@ -152,7 +152,6 @@ class MemoryLedger:
         return self.ended.get(job_id, {}).get("status") == JobStatus.SUCCEEDED
 
     def start(self, members, device, step, execution, node) -> dict[str, bool]:
-        self.execution = execution
         return {m.job_id: False for m in members}
 
     def report(self, entries: list[dict]) -> dict[str, bool | None]:

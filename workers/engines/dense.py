@@ -219,9 +219,15 @@ class FlatOptimizer:
 
     def __init__(self, kind: str, lr, momentum, weight_decay, shapes: dict, state: dict):
         self.kind, self.shapes, self.state, self.K = kind, shapes, state, len(lr)
-        self.lr, self.momentum, self.wd = (per_float(v, shapes) for v in (lr, momentum, weight_decay))
-        self.decays, self.uses_momentum = bool((weight_decay != 0).any()), bool((momentum != 0).any())
+        self.decays = self.uses_momentum = False
+        self.set_hyperparameters(lr, momentum, weight_decay)
         self.flat_state: dict[str, torch.Tensor] = {}
+
+    def set_hyperparameters(self, lr: torch.Tensor, momentum: torch.Tensor, weight_decay: torch.Tensor) -> None:
+        """Per-member values (K,) from the next step on (decay and momentum, once used, stay in the arithmetic)."""
+        self.lr, self.momentum, self.wd = (per_float(v, self.shapes) for v in (lr, momentum, weight_decay))
+        self.decays = self.decays or bool((weight_decay != 0).any())
+        self.uses_momentum = self.uses_momentum or bool((momentum != 0).any())
 
     def set_lr(self, lr: torch.Tensor) -> None:
         """New per-member rates (K,), as a schedule sets them each epoch."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from workers.engines.dense import FlatOptimizer, StackedDense, flat_views, per_float
+from workers.engines.dense import FlatOptimizer, StackedDense, flat_views
 
 
 def keep_members(t, keep: list[int]) -> None:
@@ -57,7 +57,4 @@ def set_hyperparameters(t, k: int, values: dict[str, float]) -> None:
     for name, tensor in (("lr", t.lr), ("momentum", t.momentum), ("weight_decay", t.weight_decay)):
         if name in values:
             tensor[k] = values[name]
-    opt = t.flat_optimizer
-    opt.lr, opt.momentum, opt.wd = (per_float(v, opt.shapes) for v in (t.lr, t.momentum, t.weight_decay))
-    opt.decays = opt.decays or bool((t.weight_decay != 0).any())
-    opt.uses_momentum = opt.uses_momentum or bool((t.momentum != 0).any())
+    t.flat_optimizer.set_hyperparameters(t.lr, t.momentum, t.weight_decay)
