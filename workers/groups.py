@@ -37,7 +37,7 @@ from workers.search.asha import rungs_for
 from workers.search.pbt import population_for
 
 log = logging.getLogger("fitserve.sweeps")
-PROBE_WARMUP, PROBE_MIN_ROUNDS, PROBE_STEPS, PROBE_SECONDS = 3, 3, 5, 1.0
+PROBE_WARMUP, PROBE_ROUNDS, PROBE_STEPS, PROBE_SECONDS = 3, 5, 5, 1.0
 MIN_SPEEDUP = 1.2  # batched must beat one-by-one by this much to be chosen
 
 
@@ -45,9 +45,8 @@ def measure_speedup(specs, nets, datas, device) -> float:
     """(K x one member's step time) / (one stacked step's time), on throwaway copies.
 
     Steps, not epochs: an epoch of many mini-batches may take minutes, and nothing can stop a probe. The two
-    are timed in alternating rounds of PROBE_STEPS steps until PROBE_SECONDS have passed (at least
-    PROBE_MIN_ROUNDS each), and each keeps its best round, so a stall of the machine during a round, or a
-    slower stretch of it, cannot decide the choice.
+    are timed in PROBE_ROUNDS alternating rounds of PROBE_STEPS steps (fewer once PROBE_SECONDS have passed),
+    and each keeps its best round, so a stall of the machine during a round cannot decide the choice.
     """
     probe = StackedTrainer(specs, list(nets), datas, device)  # it trains stacked copies, never the nets
     solo = Trainer(specs[0], copy.deepcopy(nets[0]), datas[0], device)
@@ -60,8 +59,8 @@ def measure_speedup(specs, nets, datas, device) -> float:
         for step in steps.values():
             step()
     best = dict.fromkeys(steps, float("inf"))
-    deadline, rounds = time.perf_counter() + PROBE_SECONDS, 0
-    while rounds < PROBE_MIN_ROUNDS or time.perf_counter() < deadline:
+    deadline = time.perf_counter() + PROBE_SECONDS
+    for _ in range(PROBE_ROUNDS):
         for name, step in steps.items():
             started = time.perf_counter()
             for _ in range(PROBE_STEPS):
@@ -69,7 +68,8 @@ def measure_speedup(specs, nets, datas, device) -> float:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             best[name] = min(best[name], (time.perf_counter() - started) / PROBE_STEPS)
-        rounds += 1
+        if time.perf_counter() > deadline:
+            break
     return best["solo"] * len(specs) / best["stacked"]
 
 

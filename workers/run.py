@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 
-from service.settings import Settings
+from service.settings import Settings, get_settings
 from workers.evaluation import evaluate_splits
 from workers.ledger import Ledger, Member, MemoryLedger, diverged
 
@@ -28,7 +28,7 @@ def train_here(engine, settings: Settings | None = None) -> MemoryLedger:
     and its tests run. Member k's points and ending are the ledger's under job id str(k)."""
     ledger = MemoryLedger()
     members = [Member(str(k), 0, {}) for k in range(len(engine.specs))]
-    run = Run(members, engine, ledger, settings or Settings())
+    run = Run(members, engine, ledger, settings or get_settings())
     run.start(str(engine.device), "", "")
     run.train()
     return ledger
