@@ -41,8 +41,10 @@ def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, s
             # a member breaks only where the space changed the base: name the space's field then
             loc = ("space", exc.loc[-1]) if exc.loc[-1] in request.space.axes() else ("base", *exc.loc)
             raise InvalidField(loc, exc.msg) from None
-    if request.execution != "one_by_one":
-        check_batched_memory(specs, shape, settings.MAX_JOB_BYTES)
+    # ASHA and PBT hold their members together even one by one: they take turns (workers/engines/in_turn.py)
+    held_together = request.asha is not None or request.search == "pbt"
+    if request.execution != "one_by_one" or held_together:
+        check_batched_memory(specs, shape, settings.MAX_JOB_BYTES, "" if held_together else "; or set execution one_by_one")
     check_tags(request.base.tags | request.tags, settings)  # what each member carries
     queued = job_repo.count_queued(session, owner_id)
     if queued + total > settings.MAX_QUEUED_PER_OWNER:
@@ -87,7 +89,7 @@ def new_members(request: SweepCreate, specs: list[JobSpec], owner_id: str | None
     ]
 
 
-def check_batched_memory(specs: list[JobSpec], shape: DataShape, limit: int) -> None:
+def check_batched_memory(specs: list[JobSpec], shape: DataShape, limit: int, advice: str) -> None:
     """Members of one batch size may train as one computation (workers/groups.py): all of them must fit."""
     groups: dict[int | None, list[JobSpec]] = defaultdict(list)
     for spec in specs:
@@ -96,7 +98,7 @@ def check_batched_memory(specs: list[JobSpec], shape: DataShape, limit: int) -> 
         try:
             check_memory(together([estimate_memory(s, shape) for s in group]), limit, f"{len(group)} members together")
         except SpecError as exc:
-            raise InvalidField(("execution",), f"{exc.msg}; or set execution one_by_one") from None
+            raise InvalidField(("execution",), f"{exc.msg}{advice}") from None
 
 
 def get_sweep(session: Session, sweep_id: str, owner_id: str | None) -> Sweep:

@@ -115,6 +115,18 @@ def test_a_big_sweep_is_refused_unless_it_runs_one_by_one(api):
     api.client.post(f"/v1/sweeps/{created.json()['id']}/cancel")
 
 
+@pytest.mark.parametrize("search", [{"search": "asha", "asha": {"min_epochs": 1, "reduction_factor": 3}},
+                                    {"search": "pbt", "pbt": {"interval_epochs": 1}}], ids=["asha", "pbt"])
+def test_an_adaptive_sweep_one_by_one_still_counts_its_members_together(api, search):
+    """ASHA and PBT one by one hold every member at once (they take turns an epoch each): no way around the sum."""
+    body = {**big_sweep("one_by_one"), "space": {"lr": {"distribution": "log_uniform", "low": 1e-4, "high": 0.1}},
+            "count": 300, "search_seed": 0, **search}
+    body["base"] = {**body["base"], "epochs": 3}
+    response = api.client.post("/v1/sweeps", json=body)
+    assert "300 members together" in refused(response, "execution")
+    assert "one_by_one" not in response.json()["detail"][0]["msg"]
+
+
 def test_a_sweep_whose_every_member_is_too_big_names_the_base(api):
     sweep = {"base": wide_cnn(4096, 16, 16, batch_size=None), "space": {"lr": [0.01, 0.1]}, "execution": "one_by_one"}
     response = api.client.post("/v1/sweeps", json=sweep)
