@@ -82,7 +82,7 @@ def run_attempt(
             log.exception("job %s failed", job.id)
         ledger.fail(member, failure(exc))
     finally:
-        if device_is_cuda(job):
+        if torch.cuda.is_available() and job.spec.get("device", "auto") != "cpu":
             torch.cuda.empty_cache()
     log.info("job %s attempt %d: %s in %.2fs", job.id, job.attempt, outcome, time.perf_counter() - started)
 
@@ -111,7 +111,3 @@ def train_with_fallback(
     run.start(str(device), f"eager on {device}; the cuda graph path failed ({why})", node)
     run.train()
     return run
-
-
-def device_is_cuda(job: Job) -> bool:
-    return torch.cuda.is_available() and job.spec.get("device", "auto") != "cpu"

@@ -3,8 +3,8 @@
 The run owns what every path shares: the clock (reports every REPORT_SECONDS, checkpoints every
 CHECKPOINT_SECONDS), stop points between epochs and inside them (cancel, the job lost, shutdown), divergence,
 early stopping's end, evaluation, finishing, cancelling and handing back, all written through one ledger
-(workers/ledger.py). What trains is an engine (workers/engines.py describes the interface): one network
-eagerly (workers/engines/eager.py), members stacked (workers/engines/stacked.py), or members in turn (workers/engines/in_turn.py).
+(workers/ledger.py). What trains is an engine (workers/engines/__init__.py describes the interface): one
+network eagerly (engines/eager.py), members stacked (engines/stacked.py), or members in turn (engines/in_turn.py).
 A search (ASHA, PBT) decides at the epochs it asks to be recorded; the run acts on its decisions.
 
 Each member stays a job of its own: a member that diverges, is cancelled or is lost stops alone, the others go on.
@@ -65,37 +65,34 @@ class Run:
 
     def train(self) -> None:
         """Train every member to the last epoch, or until each has ended or been handed back."""
-        with self.engine.running():
-            self.train_epochs()
-
-    def train_epochs(self) -> None:
         engine, epochs = self.engine, self.epochs
-        last_report = last_checkpoint = time.perf_counter()
-        while engine.progress.epoch < epochs and self.active:
-            if not engine.train_next(self.recorded, epochs):
-                self.stop_inside_epoch()
-                return
-            epoch = engine.progress.epoch
-            now = time.perf_counter()
-            checkpoint_due = now - last_checkpoint >= self.settings.CHECKPOINT_SECONDS and epoch < epochs
-            # a checkpoint follows a report: members resumed from it must find their curves up to it
-            report_due = now - last_report >= self.report_seconds or engine.pending >= CHUNK
-            if report_due or checkpoint_due or epoch == epochs:
-                self.flush()
-                last_report = time.perf_counter()
-                self.report_seconds = max(self.settings.REPORT_SECONDS, (last_report - now) / MAX_REPORT_SHARE)
-            if self.search is not None and self.search.records(epoch) and self.active:
-                if engine.pending:  # the decision reads every member's point of this epoch
+        with engine.running():
+            last_report = last_checkpoint = time.perf_counter()
+            while engine.progress.epoch < epochs and self.active:
+                if not engine.train_next(self.recorded, epochs):
+                    self.stop_inside_epoch()
+                    return
+                epoch = engine.progress.epoch
+                now = time.perf_counter()
+                checkpoint_due = now - last_checkpoint >= self.settings.CHECKPOINT_SECONDS and epoch < epochs
+                # a checkpoint follows a report: members resumed from it must find their curves up to it
+                report_due = now - last_report >= self.report_seconds or engine.pending >= CHUNK
+                if report_due or checkpoint_due or epoch == epochs:
                     self.flush()
-                self.search.after_epoch(self, epoch)
-            if self.shutdown.is_set() and epoch < epochs and self.active:
-                self.flush()
-                self.checkpoint()
-                self.hand_back()
-                return
-            if checkpoint_due:
-                last_checkpoint = now
-                self.checkpoint()
+                    last_report = time.perf_counter()
+                    self.report_seconds = max(self.settings.REPORT_SECONDS, (last_report - now) / MAX_REPORT_SHARE)
+                if self.search is not None and self.search.records(epoch) and self.active:
+                    if engine.pending:  # the decision reads every member's point of this epoch
+                        self.flush()
+                    self.search.after_epoch(self, epoch)
+                if self.shutdown.is_set() and epoch < epochs and self.active:
+                    self.flush()
+                    self.checkpoint()
+                    self.hand_back()
+                    return
+                if checkpoint_due:
+                    last_checkpoint = now
+                    self.checkpoint()
         self.succeed(sorted(self.active))
 
     def recorded(self, epoch: int) -> bool:

@@ -103,7 +103,7 @@ class Trainer:
         if self.rates is not None:
             self.rates.load_state(state.get("schedule"))
 
-    # ------------------------------------------------------------ the engine's interface (workers/engines.py)
+    # ------------------------------------------------------------ the engine's interface (engines/__init__.py)
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:

@@ -18,8 +18,6 @@ from service.curves import Columns
 from workers.engines.eager import Progress, Trainer
 from workers.engines.steps import plain_sgd_lr
 
-HYPERPARAMETER_KEYS = ("lr", "momentum", "weight_decay")
-
 
 class InTurn:
     def __init__(self, trainers: list[Trainer]):
@@ -82,5 +80,5 @@ class InTurn:
         """Member k's lr, momentum and weight decay from the next step on."""
         t = self.trainers[k]
         for group in t.optimizer.param_groups:
-            group.update({name: v for name, v in values.items() if name in HYPERPARAMETER_KEYS and name in group})
+            group.update({name: v for name, v in values.items() if name in group})  # lr, momentum, weight_decay
         t.step_fn.lr = plain_sgd_lr(t.optimizer)

@@ -21,14 +21,9 @@ def keep_members(t, keep: list[int]) -> None:
     t.specs, t.nets, t.datas, t.gens = ([items[k] for k in keep] for items in (t.specs, t.nets, t.datas, t.gens))
     t.records.keep(keep)
     t.K = len(keep)
-    if t.x_dim is not None:
-        t.x = t.x[index]
-    if t.y_dim is not None:
-        t.y = t.y[index]
-    if t.xv_dim is not None:
-        t.x_val = t.x_val[index]
-    if t.yv_dim is not None:
-        t.y_val = t.y_val[index]
+    for rows, dim in (("x", t.x_dim), ("y", t.y_dim), ("x_val", t.xv_dim), ("y_val", t.yv_dim)):
+        if dim is not None:  # each member's own rows (None: one tensor all members share)
+            setattr(t, rows, getattr(t, rows)[index])
     t.lr, t.momentum, t.weight_decay = t.lr[index], t.momentum[index], t.weight_decay[index]
     t.flat = torch.cat([p[index].reshape(-1) for p in t.params.values()])
     t.params = flat_views(t.flat, t.K, t.shapes)

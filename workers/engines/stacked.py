@@ -113,7 +113,7 @@ class StackedTrainer:
         self.flat_optimizer.step(self.flat, grad, self.optimizer_steps)
         return losses, outs
 
-    # ------------------------------------------------------------ the engine's interface (workers/engines.py)
+    # ------------------------------------------------------------ the engine's interface (engines/__init__.py)
 
     def train_next(self, recorded: Callable[[int], bool], epochs: int) -> bool:
         """Train the next epoch, keeping its figures if `recorded(epoch)`; False when stopped inside it."""
