@@ -1,17 +1,19 @@
 """Every way a job trains goes through one run (workers/run.py): the same stops and endings on each path.
 
-Paths: a job alone, a grid sweep stacked and one by one, ASHA and PBT stacked and in turn, a TPE round, and jobs
-auto-batched together. On each: evaluation on the test split, a cancel inside a long epoch ended within 2 s, and a
-shutdown that hands every member back within FITSERVE_SHUTDOWN_SECONDS, from a checkpoint where it trained.
+Paths: a job alone, a grid sweep stacked and one by one, ASHA and PBT stacked and in turn, a TPE round stacked and
+one by one, and jobs auto-batched together. On each: evaluation on the test split, a cancel inside a long epoch
+ended within 2 s, and a shutdown that hands every member back within FITSERVE_SHUTDOWN_SECONDS, from a checkpoint
+where it trained. Stacked and one by one, a search trains the same members to the same figures.
 """
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.conftest import wait_until
-from tests.service.api.test_sweeps import CUBIC, submit_sweep, sweep_body
+from tests.service.api.test_sweeps import CUBIC, submit_sweep, sweep_body, wait_sweep
 
 LR = {"distribution": "log_uniform", "low": 0.001, "high": 0.01}
 PATHS = {
@@ -26,7 +28,10 @@ PATHS = {
                      "pbt": {"interval_epochs": 2}, "execution": "batched"},
     "pbt, in turn": {"space": {"lr": LR}, "search": "pbt", "count": 2, "search_seed": 1,
                      "pbt": {"interval_epochs": 2}, "execution": "one_by_one"},
-    "tpe": {"space": {"lr": LR}, "search": "tpe", "count": 2, "search_seed": 1, "tpe": {"rounds": 1}},
+    "tpe, stacked": {"space": {"lr": LR}, "search": "tpe", "count": 2, "search_seed": 1, "tpe": {"rounds": 1},
+                     "execution": "batched"},
+    "tpe, one by one": {"space": {"lr": LR}, "search": "tpe", "count": 2, "search_seed": 1, "tpe": {"rounds": 1},
+                        "execution": "one_by_one"},
     "auto-batched": "auto-batched",
 }
 # an epoch of minutes: 200,000 rows one at a time
@@ -104,3 +109,25 @@ def test_every_trained_member_is_evaluated_on_its_test_split(make_app, path):
         job = srv.client.get(f"/v1/jobs/{job_id}").json()
         assert job["status"] == "succeeded", job
         assert job["evaluation"]["test"]["mse"] >= 0 and job["evaluation"]["validation"] is not None, job
+
+
+@pytest.mark.parametrize("search", ["tpe", "asha"])
+def test_stacked_and_one_by_one_train_the_same_members_to_the_same_figures(make_app, search):
+    """One search seed, both ways: the same members (hyperparameters), each stopped where the other is, with the
+    same final figures."""
+    how = {k: v for k, v in PATHS[f"{search}, stacked"].items() if k != "execution"}
+    srv = make_app(workers=1).start()
+    finals = []
+    for execution in ("batched", "one_by_one"):
+        sweep = submit_sweep(srv, sweep_body(base={**SPLIT, "epochs": 20}, execution=execution, **how))
+        done = wait_sweep(srv, sweep["id"])
+        assert done["status"] == "succeeded", done
+        jobs = [srv.client.get(f"/v1/jobs/{e['job_id']}").json() for e in done["leaderboard"]]
+        by_values = {json.dumps(e["hyperparameters"], sort_keys=True): job for e, job in zip(done["leaderboard"], jobs)}
+        finals.append(by_values)
+    stacked, one_by_one = finals
+    assert stacked.keys() == one_by_one.keys() and len(stacked) == how["count"]
+    for member, job in stacked.items():
+        other = one_by_one[member]
+        assert (job["status"], job["stopped_early_at"]) == (other["status"], other["stopped_early_at"])
+        assert job["metrics"]["val_loss"] == pytest.approx(other["metrics"]["val_loss"], rel=1e-4), (job, other)
