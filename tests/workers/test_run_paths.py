@@ -1,9 +1,9 @@
 """Every way a job trains goes through one run (workers/run.py): the same stops and endings on each path.
 
-Paths: a job alone, a grid sweep stacked and one by one, ASHA and PBT stacked and in turn, a TPE round stacked and
-one by one, and jobs auto-batched together. On each: evaluation on the test split, a cancel inside a long epoch
-ended within 2 s, and a shutdown that hands every member back within FITSERVE_SHUTDOWN_SECONDS, from a checkpoint
-where it trained. Stacked and one by one, a search trains the same members to the same figures.
+Paths: a job alone, a grid sweep stacked, one by one and as its probe chooses, ASHA and PBT stacked and in turn,
+a TPE round stacked and one by one, and jobs auto-batched together. On each: evaluation on the test split, a cancel
+inside a long epoch ended within 2 s, and a shutdown that hands every member back within
+FITSERVE_SHUTDOWN_SECONDS, from a checkpoint where it trained. Stacked and one by one, a search trains the same members to the same figures.
 """
 
 import json
@@ -20,6 +20,7 @@ PATHS = {
     "alone": None,
     "grid, stacked": {"space": {"seed": [0, 1]}, "execution": "batched"},
     "grid, one by one": {"space": {"seed": [0, 1]}, "execution": "one_by_one"},
+    "grid, probed": {"space": {"seed": [0, 1]}},  # execution auto: the probe chooses, and must not hold the stops
     "asha, stacked": {"space": {"lr": LR}, "search": "asha", "count": 3, "search_seed": 1,
                       "asha": {"min_epochs": 2, "reduction_factor": 3}, "execution": "batched"},
     "asha, in turn": {"space": {"lr": LR}, "search": "asha", "count": 3, "search_seed": 1,
