@@ -3,7 +3,8 @@
 Paths: a job alone, a grid sweep stacked, one by one and as its probe chooses, ASHA and PBT stacked and in turn,
 a TPE round stacked and one by one, and jobs auto-batched together. On each: evaluation on the test split, a cancel
 inside a long epoch ended within 2 s, and a shutdown that hands every member back within
-FITSERVE_SHUTDOWN_SECONDS, from a checkpoint where it trained. Stacked and one by one, a search trains the same members to the same figures.
+FITSERVE_SHUTDOWN_SECONDS, from a checkpoint where it trained. Stacked and one by one, a search trains the same
+members to the same figures.
 """
 
 import json
