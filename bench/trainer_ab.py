@@ -4,7 +4,7 @@
     python -m bench.trainer_ab --other /tmp/before [--rounds 5] [--epochs-scale 0.3] [--threads 1]
 
 Each round runs every tutorial job once through `bench.loops.trainer_loop` (the worker's set-up and
-`Trainer.run`, no database, no HTTP) in a fresh process of each tree, the two trees alternating and
+the run with no database, no HTTP) in a fresh process of each tree, the two trees alternating and
 swapping who goes first, so a slow moment of a shared machine falls on both. Prints, per job, each tree's
 best time of the rounds, their ratio, and whether the final losses are equal. The end-to-end table of
 bench/training.py carries the service's own variance (claims, polls, a second process); this one measures

@@ -4,7 +4,7 @@
 
 Per job, back to back: the service end to end (submit until `succeeded`, polled every 10 ms), the
 service's own training time (the job's finished_at - started_at: set-up, training and final write),
-the trainer alone in this process (set-up and `Trainer.run`, no database), the hand-written loop in
+the trainer alone in this process (set-up and its run with no database, `workers.run.train_here`), the hand-written loop in
 this process at 1 thread and at every core, and Lightning (CPU). `service threads` is the count each
 service run kept after timing its own epochs at 1 and at all its threads (`-`: too short a job to measure). The baseline is the faster hand loop
 (its best thread count on this machine): every ratio divides by it. Best of `--repeat` for each
