@@ -17,6 +17,7 @@ from service.logs import configure_logging
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from service.connections import allow_open_files, uvicorn_options
     from service.migrations import upgrade
     from service.settings import get_settings
 
@@ -28,6 +29,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     upgrade(settings.DATABASE_URL)
     warn_if_no_keys(settings)
+    allow_open_files(settings)
     n_workers = args.workers if args.workers is not None else settings.WORKERS
     if n_workers != 0:
         os.environ["FITSERVE_READY_REQUIRES_WORKER"] = "true"  # this API's readiness includes its workers
@@ -38,7 +40,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     try:
-        uvicorn.run("service.app:create_app", factory=True, host=args.host, port=args.port, log_level="info")
+        uvicorn.run(
+            "service.app:create_app", factory=True, host=args.host, port=args.port, log_level="info",
+            **uvicorn_options(settings),
+        )
     finally:
         if executor is not None:
             executor.stop(settings.SHUTDOWN_SECONDS + 10)  # workers hand their jobs back first

@@ -52,7 +52,7 @@ class Settings(BaseSettings):
         0, ge=0, description="torch threads per worker; 0: the machine's cores divided among the workers"
     )
     TUNE_THREADS: bool = Field(
-        True, description="a CPU job long enough to repay it times its own epochs at 1 torch thread and at its "
+        True, description="a CPU run (a job, or a sweep's members) long enough to repay it times its own epochs at 1 torch thread and at its "
         "worker's count (TORCH_THREADS), and trains on at the faster; off: the worker's count throughout",
     )
     WORKER_MEMORY_BYTES: int | None = Field(
@@ -85,6 +85,17 @@ class Settings(BaseSettings):
         8 * 1024 * 1024, ge=1024, description="largest JSON request body (413); uploads have MAX_BODY_BYTES"
     )
     MAX_JSON_DEPTH: int = Field(64, ge=2, le=500, description="deepest nesting of arrays/objects in a JSON body (422)")
+    MAX_HEADER_BYTES: int = Field(
+        64 * 1024, ge=4096, description="largest request line and headers together (431, and the connection closed)"
+    )
+    HEADER_TIMEOUT_SECONDS: float = Field(
+        10.0, gt=0, description="time a connection has to send a request's line and headers, from its first byte "
+        "(from its opening for the first request), before it is answered 408 and closed",
+    )
+    KEEP_ALIVE_SECONDS: float = Field(5.0, gt=0, description="an idle kept-alive connection is closed after this")
+    MAX_CONNECTIONS: int = Field(
+        1000, ge=1, description="open connections of an API process; one past it is answered 503 and closed"
+    )
     AUTH_FAILURES_PER_WINDOW: int = Field(
         20, ge=1, description="failed authentications from one client address before it gets 429s"
     )

@@ -50,13 +50,12 @@ def prepare(spec: JobSpec, device: torch.device):
 
 
 def build_trainer(
-    job: Job, device: torch.device, settings: Settings, graphs: bool = True, tune_threads: bool = True
+    job: Job, device: torch.device, settings: Settings, graphs: bool = True
 ) -> Trainer:
-    """The job's eager engine, resumed from its checkpoint when it has one; `tune_threads` where
-    FITSERVE_TUNE_THREADS allows it."""
+    """The job's eager engine, resumed from its checkpoint when it has one."""
     spec = JobSpec.model_validate(job.spec)
     net, data = prepare(spec, device)
-    trainer = Trainer(spec, net, data, device, graphs=graphs, tune_threads=tune_threads and settings.TUNE_THREADS)
+    trainer = Trainer(spec, net, data, device, graphs=graphs)
     with session_scope(read_only=True) as s:
         saved = job_repo.get_checkpoint(s, job.id)
         blob = saved.data if saved is not None else None
@@ -97,7 +96,7 @@ def train_with_fallback(
     `execution` says which path trained it, and why it fell back.
     """
     trainer = build_trainer(job, device, settings)
-    run = Run([member], trainer, ledger, settings, shutdown)
+    run = Run([member], trainer, ledger, settings, shutdown, tune_threads=settings.TUNE_THREADS)
     run.start(str(device), f"{'cuda graph' if trainer.graph is not None else 'eager'} on {device}", node)
     try:
         run.train()
@@ -107,7 +106,8 @@ def train_with_fallback(
             raise
         why = f"{type(exc).__name__}: {str(exc)[:300]}"
         log.warning("job %s: the cuda graph path failed (%s); training again on the eager path", job.id, why)
-    run = Run([member], build_trainer(job, device, settings, graphs=False), ledger, settings, shutdown)
+    run = Run([member], build_trainer(job, device, settings, graphs=False), ledger, settings, shutdown,
+              tune_threads=settings.TUNE_THREADS)
     run.start(str(device), f"eager on {device}; the cuda graph path failed ({why})", node)
     run.train()
     return run

@@ -157,8 +157,8 @@ def run_in_turn(group: list[Job], search, worker_id: str, settings: Settings, gp
     members, ledger = [Member.of(job) for job in group], Ledger(worker_id)
     try:
         device = resolve_device(group[0].spec.get("device", "auto"), gpu)
-        engine = InTurn([build_trainer(job, device, settings, graphs=False, tune_threads=False) for job in group])
-        run = Run(members, engine, ledger, settings, shutdown, search)
+        engine = InTurn([build_trainer(job, device, settings, graphs=False) for job in group])
+        run = Run(members, engine, ledger, settings, shutdown, search, tune_threads=settings.TUNE_THREADS)
         run.start(str(device), f"eager on {device}; {search.in_turn}", this_node())
         run.train()
     except Exception as exc:  # the members still running fail with the reason (guarded); the worker lives on
@@ -207,7 +207,8 @@ def run_stacked(
     states = [saved[job.id] for job in group]
     if all(states):
         trainer.load_member_states([state_from_bytes(c.data) for c in states])
-    run = Run([Member.of(job) for job in group], trainer, Ledger(worker_id), settings, shutdown, search)
+    run = Run([Member.of(job) for job in group], trainer, Ledger(worker_id), settings, shutdown, search,
+              tune_threads=settings.TUNE_THREADS)
     run.start(str(device), note, this_node())
     run.train()
     return True

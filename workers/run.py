@@ -15,7 +15,10 @@ from __future__ import annotations
 import threading
 import time
 
+import torch
+
 from service.settings import Settings, get_settings
+from workers.engines.threads import ThreadChoice
 from workers.evaluation import evaluate_splits
 from workers.ledger import Ledger, Member, MemoryLedger, diverged
 
@@ -23,12 +26,12 @@ CHUNK = 1024  # recorded epochs kept on the device before a report is forced (K 
 MAX_REPORT_SHARE = 0.05  # of a run's time, past REPORT_SECONDS: a report of many members is spaced out
 
 
-def train_here(engine, settings: Settings | None = None) -> MemoryLedger:
+def train_here(engine, settings: Settings | None = None, tune_threads: bool = False) -> MemoryLedger:
     """Train an engine's members to their end with no database, as a worker would: what benchmarks of the loop
     and its tests run. Member k's points and ending are the ledger's under job id str(k)."""
     ledger = MemoryLedger()
     members = [Member(str(k), 0, {}) for k in range(len(engine.specs))]
-    run = Run(members, engine, ledger, settings or get_settings())
+    run = Run(members, engine, ledger, settings or get_settings(), tune_threads=tune_threads)
     run.start(str(engine.device), "", "")
     run.train()
     return ledger
@@ -37,10 +40,11 @@ def train_here(engine, settings: Settings | None = None) -> MemoryLedger:
 class Run:
     def __init__(
         self, members: list[Member], engine, ledger: Ledger | MemoryLedger, settings: Settings,
-        shutdown: threading.Event | None = None, search=None,
+        shutdown: threading.Event | None = None, search=None, tune_threads: bool = False,
     ):
         """`engine` trains the members (their order is the engine's); `search` (workers/search/) is asked after
-        every epoch it had recorded."""
+        every epoch it had recorded; `tune_threads`: on a CPU, the run times its epochs at 1 torch thread and at
+        this process's count and trains on at the faster (workers/engines/threads.py), whatever the engine."""
         self.members, self.engine, self.ledger, self.search = list(members), engine, ledger, search
         self.specs, self.datas = engine.specs, engine.datas
         self.shutdown = shutdown or threading.Event()
@@ -52,6 +56,9 @@ class Run:
         self.report_seconds = settings.REPORT_SECONDS
         self.next_poll = time.monotonic() + self.report_seconds
         engine.interrupted = self.interrupted
+        most = torch.get_num_threads()
+        tuned = tune_threads and engine.device.type == "cpu" and most > 1
+        self.threads = ThreadChoice(most) if tuned else None
 
     def start(self, device: str, execution: str, node: str) -> None:
         """Write where and how the members train; a member lost or cancelled meanwhile ends here."""
@@ -65,34 +72,43 @@ class Run:
 
     def train(self) -> None:
         """Train every member to the last epoch, or until each has ended or been handed back."""
+        try:
+            with self.engine.running():
+                self.train_epochs()
+        finally:
+            if self.threads is not None:  # the worker's next run starts again from all its threads
+                self.threads.restore()
+
+    def train_epochs(self) -> None:
         engine, epochs = self.engine, self.epochs
-        with engine.running():
-            last_report = last_checkpoint = time.perf_counter()
-            while engine.progress.epoch < epochs and self.active:
-                if not engine.train_next(self.recorded, epochs):
-                    self.stop_inside_epoch()
-                    return
-                epoch = engine.progress.epoch
-                now = time.perf_counter()
-                checkpoint_due = now - last_checkpoint >= self.settings.CHECKPOINT_SECONDS and epoch < epochs
-                # a checkpoint follows a report: members resumed from it must find their curves up to it
-                report_due = now - last_report >= self.report_seconds or engine.pending >= CHUNK
-                if report_due or checkpoint_due or epoch == epochs:
+        last_report = last_checkpoint = time.perf_counter()
+        while engine.progress.epoch < epochs and self.active:
+            if not engine.train_next(self.recorded, epochs):
+                self.stop_inside_epoch()
+                return
+            epoch = engine.progress.epoch
+            if self.threads is not None:
+                self.threads.after_epoch(epochs - epoch)
+            now = time.perf_counter()
+            checkpoint_due = now - last_checkpoint >= self.settings.CHECKPOINT_SECONDS and epoch < epochs
+            # a checkpoint follows a report: members resumed from it must find their curves up to it
+            report_due = now - last_report >= self.report_seconds or engine.pending >= CHUNK
+            if report_due or checkpoint_due or epoch == epochs:
+                self.flush()
+                last_report = time.perf_counter()
+                self.report_seconds = max(self.settings.REPORT_SECONDS, (last_report - now) / MAX_REPORT_SHARE)
+            if self.search is not None and self.search.records(epoch) and self.active:
+                if engine.pending:  # the decision reads every member's point of this epoch
                     self.flush()
-                    last_report = time.perf_counter()
-                    self.report_seconds = max(self.settings.REPORT_SECONDS, (last_report - now) / MAX_REPORT_SHARE)
-                if self.search is not None and self.search.records(epoch) and self.active:
-                    if engine.pending:  # the decision reads every member's point of this epoch
-                        self.flush()
-                    self.search.after_epoch(self, epoch)
-                if self.shutdown.is_set() and epoch < epochs and self.active:
-                    self.flush()
-                    self.checkpoint()
-                    self.hand_back()
-                    return
-                if checkpoint_due:
-                    last_checkpoint = now
-                    self.checkpoint()
+                self.search.after_epoch(self, epoch)
+            if self.shutdown.is_set() and epoch < epochs and self.active:
+                self.flush()
+                self.checkpoint()
+                self.hand_back()
+                return
+            if checkpoint_due:
+                last_checkpoint = now
+                self.checkpoint()
         self.succeed(sorted(self.active))
 
     def recorded(self, epoch: int) -> bool:
@@ -186,7 +202,7 @@ class Run:
         if not ks:
             return
         early = self.engine.early
-        note = self.engine.note()
+        note = None if self.threads is None else self.threads.note
         entries = []
         for k in ks:
             net = self.engine.member_net(k, best=early is not None and early.has_best(k))

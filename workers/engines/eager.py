@@ -22,7 +22,6 @@ from workers.engines.early_stopping import EarlyStopping
 from workers.engines.records import Records
 from workers.engines.schedules import LearningRates, eager_reason
 from workers.engines.steps import Batches, Step, transform_rows
-from workers.engines.threads import ThreadChoice
 
 INTERRUPT_BATCHES = 8  # inside an epoch, stops are looked for every this many mini-batches
 
@@ -48,10 +47,8 @@ def make_optimizer(spec, params, capturable: bool = False) -> torch.optim.Optimi
 class Trainer:
     def __init__(
         self, spec, net: nn.Module, data: TrainingData, device: torch.device, graphs: bool = True,
-        tune_threads: bool = False,
     ):
-        """`graphs=False` keeps to the plain eager path even where CUDA graphs could run; `tune_threads` lets a CPU
-        job measure whether it trains faster at 1 torch thread than at this process's count (`workers.engines.threads`)."""
+        """`graphs=False` keeps to the plain eager path even where CUDA graphs could run."""
         self.spec, self.net, self.data, self.device = spec, net, data, device
         self.specs, self.nets, self.datas = [spec], [net], [data]  # the engine's members: this one
         self.progress = Progress()
@@ -71,8 +68,6 @@ class Trainer:
         self.early = EarlyStopping(spec, self.val, self.step_fn.kept) if spec.early_stopping else None
         self.gen = torch.Generator(device=device).manual_seed(spec.seed)
         self.graph = GraphedEpochs(self) if graphed else None
-        tuned = tune_threads and device.type == "cpu" and torch.get_num_threads() > 1
-        self.threads = ThreadChoice(torch.get_num_threads()) if tuned else None
         self.x = self.x_val = None  # the transformed rows, made when `run` starts
         self.y = data.y_train
 
@@ -108,14 +103,10 @@ class Trainer:
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
         """Around a run's epochs: the rows transformed once (after load_state, which may bring the transform's
-        buffers), the CUDA graph's stream; the worker's thread count restored after."""
+        buffers), the CUDA graph's stream."""
         self.x, self.x_val = transform_rows(self.net, self.data.x_train), transform_rows(self.net, self.data.x_val)
-        try:
-            with self.graph.running() if self.graph is not None else contextlib.nullcontext():
-                yield
-        finally:
-            if self.threads is not None:
-                self.threads.restore()
+        with self.graph.running() if self.graph is not None else contextlib.nullcontext():
+            yield
 
     def train_next(self, recorded: Callable[[int], bool], epochs: int) -> bool:
         """Train the next epoch (or the next graph replay's epochs); False when stopped inside an epoch."""
@@ -126,8 +117,6 @@ class Trainer:
             if not self.train_epoch(recorded(epoch)):
                 return False
             self.progress.epoch = epoch
-        if self.threads is not None:
-            self.threads.after_epoch(epochs - self.progress.epoch)
         return True
 
     @property
@@ -145,10 +134,6 @@ class Trainer:
         if best:
             self.restore_best()
         return self.net
-
-    def note(self) -> str | None:
-        """What the job's `execution` adds once trained: the thread count measured, if it was."""
-        return None if self.threads is None else self.threads.note
 
     @torch.no_grad()
     def restore_best(self) -> None:

@@ -23,7 +23,7 @@ class InTurn:
     def __init__(self, trainers: list[Trainer]):
         if any(t.early is not None for t in trainers):  # the adaptive searches refuse early stopping at submit
             raise ValueError("members trained in turn decide no early stopping")
-        self.trainers = trainers
+        self.trainers, self.device = trainers, trainers[0].device
         self.progress = Progress(trainers[0].progress.epoch, trainers[0].progress.step)
         self.early = None
         self.interrupted: Callable[[], bool] = lambda: False
@@ -65,9 +65,6 @@ class InTurn:
 
     def member_net(self, k: int, best: bool = False) -> nn.Module:
         return self.trainers[k].member_net(0, best)
-
-    def note(self) -> str | None:
-        return None
 
     def keep_members(self, keep: list[int]) -> None:
         self.trainers = [self.trainers[k] for k in keep]

@@ -134,9 +134,6 @@ class StackedTrainer:
     def read_points(self) -> list[Columns]:
         return self.records.read()
 
-    def note(self) -> str | None:
-        return None
-
     def keep_members(self, keep: list[int]) -> None:
         stack_members.keep_members(self, keep)
 

@@ -1,4 +1,4 @@
-"""How many torch threads a CPU job trains with: the faster of 1 and the worker's share, measured on the job.
+"""How many torch threads a CPU run trains with: the faster of 1 and the worker's share, measured on the run itself.
 
 A worker gets `cores // workers` intra-op threads. Small networks often train faster on one: their ops
 are too small to repay waking a second thread, and where the API and other processes share the cores,

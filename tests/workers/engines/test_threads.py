@@ -8,9 +8,12 @@ import torch
 from tests.specs import example
 from tests.workers.engines.test_fast_path import setup
 from workers.engines import threads
+from service.settings import get_settings
 from workers.engines.eager import Trainer
+from workers.engines.stacked import StackedTrainer
 from workers.engines.threads import ThreadChoice
-from workers.run import train_here
+from workers.ledger import Member, MemoryLedger
+from workers.run import Run, train_here
 
 # long enough that the probe repays itself on any machine these tests run on (see workers/engines/threads.py)
 LONG = example("3_nonlinear_mlp", epochs=5000)
@@ -64,6 +67,12 @@ def test_the_probe_keeps_the_count_whose_epochs_are_faster(two_threads, monkeypa
     assert torch.get_num_threads() == 2
 
 
+def tuned_run(engine) -> tuple[Run, MemoryLedger]:
+    ledger = MemoryLedger()
+    members = [Member(str(k), 0, {}) for k in range(len(engine.specs))]
+    return Run(members, engine, ledger, get_settings(), tune_threads=True), ledger
+
+
 @pytest.mark.parametrize("epoch_seconds", [1e-4, 1e-3, 0.05])
 def test_a_job_too_short_to_repay_the_probe_keeps_all_its_threads(two_threads, monkeypatch, epoch_seconds):
     """Under 161 epochs the probe's 16 blocks of at least one epoch are over a tenth of any job, however slow;
@@ -80,13 +89,42 @@ def test_a_job_too_short_to_repay_the_probe_keeps_all_its_threads(two_threads, m
     monkeypatch.setattr(ThreadChoice, "after_epoch", counted)
     blocks = []
     monkeypatch.setattr(ThreadChoice, "start_block", lambda self, now: blocks.append(now))
-    trainer = Trainer(spec, net, data, torch.device("cpu"), tune_threads=True)
-    assert train_here(trainer).succeeded()
+    run, ledger = tuned_run(Trainer(spec, net, data, torch.device("cpu")))
+    run.start("cpu", "eager on cpu", "")
+    run.train()
+    assert ledger.succeeded()
     assert calls == list(range(149, -1, -1))  # asked after every epoch
     assert blocks == []  # the probe never started a block at either count
     # the warm-up ends (50 ms) within the job unless its epochs are faster than a third of a millisecond
-    assert trainer.threads.done == (epoch_seconds * 149 >= threads.WARMUP_SECONDS)
-    assert trainer.threads.note is None and trainer.threads.times == {1: [], 2: []}
+    assert run.threads.done == (epoch_seconds * 149 >= threads.WARMUP_SECONDS)
+    assert run.threads.note is None and run.threads.times == {1: [], 2: []}
+    assert "execution" not in ledger.ended["0"]
+    assert torch.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("slow", [1, 2])
+def test_stacked_members_train_on_at_the_faster_count(two_threads, monkeypatch, slow):
+    """The probe belongs to the run, so members stacked into one computation choose their count as a job alone
+    does: each member's `execution` says which and why, and the worker gets all its threads back after."""
+    specs, nets, datas = zip(*(setup(example("3_nonlinear_mlp", epochs=2000, seed=seed)) for seed in (1, 2, 3)))
+    monkeypatch.setattr(threads, "time", CountClock(0.001, slow))
+    counts = []
+    engine = StackedTrainer(list(specs), list(nets), list(datas), torch.device("cpu"))
+    train_next = engine.train_next
+
+    def counted(recorded, epochs):
+        counts.append(torch.get_num_threads())
+        return train_next(recorded, epochs)
+
+    engine.train_next = counted
+    run, ledger = tuned_run(engine)
+    run.start("cpu", "batched: 3 members on cpu", "")
+    run.train()
+    fast = 3 - slow
+    assert {1, 2} <= set(counts) and counts[-1] == fast  # both counts timed, the rest trained at the faster
+    for k in "012":
+        assert ledger.succeeded(k)
+        assert ledger.ended[k]["execution"].startswith(f"batched: 3 members on cpu; {fast} torch thread(s): measured ")
     assert torch.get_num_threads() == 2
 
 
@@ -104,7 +142,7 @@ def test_a_tuned_job_trains_where_an_untuned_one_does(make_app):
     trainer = Trainer(spec, net, data, torch.device("cpu"))
     ledger = train_here(trainer)
     points = ledger.points["0"]
-    assert ledger.succeeded() and trainer.threads is None
+    assert ledger.succeeded() and "execution" not in ledger.ended["0"]  # train_here measures no threads
     assert job["metrics"]["loss"] == pytest.approx(points[-1].loss, rel=1e-4)
     x = [[-2.5], [0.0], [1.5]]
     got = srv.client.post(f"/v1/jobs/{job['id']}/predict", json={"inputs": x}).json()["predictions"]
