@@ -1,0 +1,154 @@
+"""Bounded connections, over real sockets to a served process: header bytes, header time, keep-alive, open count."""
+
+import socket
+import threading
+import time
+
+import pytest
+
+from tests.conftest import Server, wait_until
+
+MAX_HEADER = 16 * 1024
+HEADER_TIMEOUT = 2.0
+KEEP_ALIVE = 1.0
+MAX_CONNECTIONS = 20
+
+
+@pytest.fixture(scope="module")
+def bounded(tmp_path_factory, databases):
+    path = tmp_path_factory.mktemp("connections") / "fitserve.db"
+    srv = Server(
+        path,
+        workers=0,
+        db_url=databases.create(path),
+        FITSERVE_MAX_HEADER_BYTES=str(MAX_HEADER),
+        FITSERVE_HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT),
+        FITSERVE_KEEP_ALIVE_SECONDS=str(KEEP_ALIVE),
+        FITSERVE_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
+    ).start()
+    yield srv
+    srv.stop()
+    databases.drop(srv.db_url)
+
+
+def connect(srv, timeout: float = 10) -> socket.socket:
+    return socket.create_connection((srv.client.base_url.host, srv.client.base_url.port), timeout=timeout)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (a socket timeout fails the test)."""
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def log_has(srv, text: str) -> bool:
+    return text in srv.read_log()
+
+
+def test_headers_over_the_limit_are_431_and_the_connection_closed(bounded):
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (MAX_HEADER + 1024) + b"\r\n\r\n"
+    with connect(bounded) as sock:
+        sock.sendall(head)
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert b"FITSERVE_MAX_HEADER_BYTES" in answer
+    wait_until(lambda: log_has(bounded, "limit=header_bytes"), 10, "a log line for the header limit")
+    # a head just under the limit is served
+    small = bounded.client.get("/healthz", headers={"X-Big": "a" * (MAX_HEADER // 2)})
+    assert small.status_code == 200
+
+
+def test_a_128mb_header_is_cut_off_early_and_others_are_served_meanwhile(bounded):
+    chunk, sent, worst = b"a" * (1024 * 1024), 0, 0.0
+    stop = threading.Event()
+
+    def poll_health() -> None:
+        nonlocal worst
+        while not stop.is_set():
+            started = time.monotonic()
+            assert bounded.client.get("/healthz").status_code == 200
+            worst = max(worst, time.monotonic() - started)
+
+    poller = threading.Thread(target=poll_health)
+    poller.start()
+    started = time.monotonic()
+    try:
+        with connect(bounded) as sock:
+            sock.sendall(b"GET /v1/jobs HTTP/1.1\r\nHost: x\r\nX-Big: ")
+            try:
+                while sent < 128 * chunk.__len__():
+                    sock.sendall(chunk)
+                    sent += len(chunk)
+            except OSError:  # the server closed the connection: what this test wants
+                pass
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        poller.join()
+    assert sent < 16 * len(chunk), f"the server read {sent} bytes of one header"
+    assert took < 5, took
+    assert worst < 1.0, f"/healthz took {worst:.2f} s during the attack"
+
+
+def test_a_client_dribbling_header_lines_is_closed_after_the_header_timeout(bounded):
+    with connect(bounded) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        sock.settimeout(0.2)
+        started, answer = time.monotonic(), None
+        deadline = started + HEADER_TIMEOUT + 8
+        while answer is None and time.monotonic() < deadline:
+            try:
+                sock.sendall(b"X-Slow: 1\r\n")
+                answer = sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                answer = b""
+        took = time.monotonic() - started
+    assert answer is not None, "the connection was still open"
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert took >= HEADER_TIMEOUT - 0.1, took
+    wait_until(lambda: log_has(bounded, "limit=header_timeout"), 10, "a log line for the header timeout")
+
+
+def test_a_silent_connection_is_closed_after_the_header_timeout(bounded):
+    with connect(bounded, timeout=HEADER_TIMEOUT + 8) as sock:
+        started = time.monotonic()
+        answer = read_until_closed(sock)
+        took = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert HEADER_TIMEOUT - 0.1 <= took < HEADER_TIMEOUT + 5, took
+
+
+def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout(bounded):
+    with connect(bounded, timeout=KEEP_ALIVE + 3) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        started = time.monotonic()
+        answer = read_until_closed(sock)  # the response, then the close
+        took = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert took < KEEP_ALIVE + 2.5, took
+
+
+def test_connections_past_the_cap_are_refused_with_503_until_some_close(bounded):
+    sockets = [connect(bounded, timeout=5) for _ in range(MAX_CONNECTIONS + 5)]
+    try:
+        refused = []
+        for sock in sockets:
+            sock.settimeout(0.3)
+            try:
+                data = sock.recv(4096)
+            except TimeoutError:
+                continue
+            if data.startswith(b"HTTP/1.1 503"):
+                refused.append(data)
+        assert refused, "no connection past the cap was refused"
+        assert len(sockets) - len(refused) <= MAX_CONNECTIONS
+        assert b"FITSERVE_MAX_CONNECTIONS" in refused[0]
+    finally:
+        for sock in sockets:
+            sock.close()
+    wait_until(lambda: bounded.client.get("/healthz").status_code == 200, 10, "/healthz served again")
+    wait_until(lambda: log_has(bounded, "limit=connections"), 10, "a log line for the connection cap")
