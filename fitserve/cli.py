@@ -147,11 +147,24 @@ def cmd_db(args: argparse.Namespace) -> int:
     url = get_settings().DATABASE_URL
     if args.action == "backup":
         return backup_database(url, args.path)
+    if args.action == "recount":
+        return recount_jobs()
     if args.action == "upgrade":
         upgrade(url, args.revision or "head")
     else:
         downgrade(url, args.revision or "-1")
     print(f"database {args.action}d: {url}")
+    return 0
+
+
+def recount_jobs() -> int:
+    """Rebuild the job counters (/metrics, /v1/usage, fair share) from the jobs, curves and weights."""
+    from service.db import session_scope
+    from service.repositories import job_counts
+
+    with session_scope() as s:
+        job_counts.recount(s)
+    print("job counters rebuilt from the history")
     return 0
 
 
@@ -217,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         db_actions.add_parser(action, help=f"{action} the schema").add_argument("revision", nargs="?", default=None)
     backup = db_actions.add_parser("backup", help="copy the live SQLite database to PATH (PostgreSQL: pg_dump advice)")
     backup.add_argument("path", metavar="PATH")
+    db_actions.add_parser("recount", help="rebuild the job counters from the history (a repair; never needed)")
     db.set_defaults(func=cmd_db)
 
     usage = sub.add_parser("usage", help="each owner's jobs, stored bytes and training time (reads the database)")

@@ -6,8 +6,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -125,6 +127,8 @@ class Job(Base):
         Index("ix_jobs_created_at_id", "created_at", "id"),
         # fair share: an owner's next queued job, and when the owner last had one started
         Index("ix_jobs_owner_id_started_at", "owner_id", "started_at"),
+        # usage today: an owner's jobs that ended since midnight
+        Index("ix_jobs_owner_id_finished_at", "owner_id", "finished_at"),
         # auto-batching: a claimed job's queued batch mates
         Index("ix_jobs_batch_key_status", "batch_key", "status"),
         UniqueConstraint("owner_id", "alias", name="uq_jobs_owner_id_alias"),
@@ -147,6 +151,40 @@ class JobTag(Base):
     value: Mapped[str] = mapped_column(String(256))
 
     __table_args__ = (Index("ix_job_tags_key_value", "key", "value"),)
+
+
+class JobCountsColumns:
+    """Jobs of one owner in one status, their training seconds (counted once ended), the bytes of their curves and
+    weights, and (on the 'running' row) when the owner's latest job started."""
+
+    owner_key: Mapped[str] = mapped_column(String(32))  # "" for the anonymous owner
+    status: Mapped[str] = mapped_column(String(16))
+    jobs: Mapped[int] = mapped_column(BigInteger)
+    training_seconds: Mapped[float] = mapped_column(Float)
+    curve_bytes: Mapped[int] = mapped_column(BigInteger)
+    weights_bytes: Mapped[int] = mapped_column(BigInteger)
+    last_started_at: Mapped[datetime | None] = mapped_column()
+
+
+class JobCount(JobCountsColumns, Base):
+    """The counts as of the last fold (service/repositories/job_counts.py): a row per (owner, status)."""
+
+    __tablename__ = "job_counts"
+
+    owner_key: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+    __table_args__ = (Index("ix_job_counts_status_owner_key", "status", "owner_key"),)
+
+
+class JobCountChange(JobCountsColumns, Base):
+    """A change to the counts, appended by the database's triggers (alembic 0013) in the transaction that made it;
+    folded into job_counts by the maintenance tick."""
+
+    __tablename__ = "job_count_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True)
+    owner_key: Mapped[str] = mapped_column(String(32), index=True)
 
 
 class WorkerKind(enum.StrEnum):

@@ -10,7 +10,7 @@ from prometheus_client.registry import Collector
 
 from service.db import session_scope
 from service.models import JobStatus, utcnow
-from service.repositories import stats
+from service.repositories import job_counts, stats
 from service.repositories import workers as worker_repo
 from service.services.workers import worker_state
 from service.settings import get_settings
@@ -67,16 +67,19 @@ class FinishedTally:
 
 
 class JobCollector(Collector):
-    """Job figures read at scrape time: workers run in other processes, so the database is the one place that knows."""
+    """Job figures read at scrape time: workers run in other processes, so the database is the one place that knows.
+
+    Counts and training time come from the counters kept as jobs change (repositories/job_counts.py): a scrape
+    reads no table that grows with the history (the running jobs aside)."""
 
     def __init__(self):
         self.finished = FinishedTally()
 
     def collect(self) -> Iterator[Metric]:
         with session_scope(read_only=True) as s:
-            counts = stats.count_by_status(s)
+            totals = job_counts.totals_by_status(s)
             running = stats.running_progress(s)
-            spans = stats.finished_spans(s)
+        counts = {status: jobs for status, (jobs, _) in totals.items()}
         jobs = GaugeMetricFamily("fitserve_jobs", "Jobs by status", labels=["status"])
         for status in JobStatus:
             jobs.add_metric([status.value], counts.get(status.value, 0))
@@ -88,7 +91,7 @@ class JobCollector(Collector):
             finished.add_metric([status], total)
         yield finished
         yield GaugeMetricFamily("fitserve_queue_depth", "Jobs waiting for a worker", value=counts.get("queued", 0))
-        seconds = sum((end - start).total_seconds() for start, end in spans)
+        seconds = sum(totals.get(status.value, (0, 0.0))[1] for status in stats.FINAL)
         yield CounterMetricFamily("fitserve_training_seconds", "Seconds finished jobs spent training", seconds)
         # one figure for all running jobs: /metrics needs no key, so it names no job of any owner
         now, rate = utcnow(), 0.0

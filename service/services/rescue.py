@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from service.db import session_scope
+from service.repositories import job_counts
 from service.repositories import jobs as job_repo
 from service.repositories import workers as worker_repo
 from service.services.retention import apply_retention
@@ -73,7 +74,8 @@ def rescue_dead_local_workers() -> None:
 
 
 def maintain(settings: Settings) -> None:
-    """The maintenance tick: dead workers' jobs rescued, expired leases and workers, TPE rounds, retention."""
+    """The maintenance tick: dead workers' jobs rescued, expired leases and workers, TPE rounds, retention; the job
+    counters' changes folded."""
     rescue_dead_local_workers()
     with session_scope() as s:
         expired = worker_repo.expire(s, settings.LEASE_SECONDS)
@@ -82,6 +84,8 @@ def maintain(settings: Settings) -> None:
     rescue("lease expired")
     advance_rounds(settings)
     apply_retention(settings)
+    with session_scope() as s:
+        job_counts.fold(s)
 
 
 class Maintainer:

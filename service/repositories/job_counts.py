@@ -1,0 +1,135 @@
+"""Jobs, training seconds and stored bytes per owner and status, read without reading the jobs.
+
+The database keeps them: triggers (alembic 0013) append a change row in the very transaction that inserts,
+deletes or changes the status of a job, or writes its curve or weights, so no code path can forget one (a
+cascade included). `fold` moves the changes into job_counts on each maintenance tick; readers add the changes
+not folded yet, so a figure is exact at any time, and what it reads grows with owners, not with jobs.
+`recount` rebuilds both tables from the history (`fitserve db recount`).
+"""
+
+from collections import defaultdict
+
+from sqlalchemy import case, delete, func, literal, select, text, union_all
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from service.models import JobCount, JobCountChange, JobStatus
+
+ANONYMOUS = ""  # the owner key of jobs submitted while keys are off (owner_id NULL)
+SUMMED = ("jobs", "training_seconds", "curve_bytes", "weights_bytes")
+COUNTS, CHANGES = JobCount.__table__, JobCountChange.__table__
+
+
+def owner_key(owner_id: str | None) -> str:
+    return ANONYMOUS if owner_id is None else owner_id
+
+
+def fold(session: Session) -> int:
+    """Move the changes appended so far into job_counts; returns how many were folded.
+
+    DELETE ... RETURNING takes each change exactly once, however many folds run at a time (a change committed
+    meanwhile waits for the next one).
+    """
+    columns = [CHANGES.c.owner_key, CHANGES.c.status, *(CHANGES.c[name] for name in SUMMED), CHANGES.c.last_started_at]
+    rows = session.connection().execute(delete(CHANGES).returning(*columns)).all()
+    sums: dict[tuple[str, str], dict] = defaultdict(lambda: dict.fromkeys(SUMMED, 0) | {"last_started_at": None})
+    for owner, status, *values, started in rows:
+        entry = sums[(owner, status)]
+        for name, value in zip(SUMMED, values):
+            entry[name] += value
+        if started is not None and (entry["last_started_at"] is None or started > entry["last_started_at"]):
+            entry["last_started_at"] = started
+    if sums:
+        _add(session, [{"owner_key": owner, "status": status, **entry} for (owner, status), entry in sums.items()])
+    return len(rows)
+
+
+def _add(session: Session, rows: list[dict]) -> None:
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(COUNTS)
+    added = {name: COUNTS.c[name] + insert.excluded[name] for name in SUMMED}
+    new, old = insert.excluded.last_started_at, COUNTS.c.last_started_at
+    # the later of the two, NULL being the earliest (SQLite's timestamps are text that sorts in time order)
+    latest = case((new.is_(None), old), (old.is_(None) | (new > old), new), else_=old)
+    upsert = insert.on_conflict_do_update(index_elements=["owner_key", "status"], set_=added | {"last_started_at": latest})
+    session.connection().execute(upsert, rows)
+
+
+def _rows(*where):
+    """Counts and changes together, as one set of rows, for a reader to sum."""
+    def of(table):
+        return select(table.c.owner_key, table.c.status, *(table.c[name] for name in SUMMED),
+                      table.c.last_started_at).where(*(condition(table) for condition in where))
+
+    return union_all(of(COUNTS), of(CHANGES)).subquery("counted")
+
+
+def totals_by_status(session: Session) -> dict[str, tuple[int, float]]:
+    """(jobs, training seconds) per status, of every owner."""
+    rows = _rows()
+    query = select(rows.c.status, func.sum(rows.c.jobs), func.sum(rows.c.training_seconds)).group_by(rows.c.status)
+    return {status: (int(jobs or 0), float(seconds or 0.0)) for status, jobs, seconds in session.execute(query)}
+
+
+def of_owner(session: Session, owner_id: str | None) -> dict[str, dict]:
+    """Per status, the owner's jobs, training seconds, curve bytes and weights bytes."""
+    key = owner_key(owner_id)
+    rows = _rows(lambda table: table.c.owner_key == key)
+    query = select(rows.c.status, *(func.sum(rows.c[name]) for name in SUMMED)).group_by(rows.c.status)
+    return {status: dict(zip(SUMMED, values)) for status, *values in session.execute(query)}
+
+
+def owners(session: Session) -> list[str | None]:
+    """Every owner with jobs (None: the anonymous owner)."""
+    rows = _rows()
+    query = select(rows.c.owner_key).group_by(rows.c.owner_key).having(func.sum(rows.c.jobs) > 0)
+    return [None if key == ANONYMOUS else key for key in session.scalars(query)]
+
+
+def queue_state(max_running: int | None = None):
+    """Owners with queued jobs, with their running jobs and latest start: owner, running, last_start (a subquery
+    for repositories/queue.py). Reads the queued and running rows only, a few per owner."""
+    rows = _rows(lambda table: table.c.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
+    is_running = rows.c.status == literal(JobStatus.RUNNING.value)
+    running = func.sum(case((is_running, rows.c.jobs), else_=0))
+    queued = func.sum(case((is_running, 0), else_=rows.c.jobs))
+    query = (
+        select(rows.c.owner_key.label("owner"), running.label("running"),
+               func.max(rows.c.last_started_at).label("last_start"))
+        .group_by(rows.c.owner_key)
+        .having(queued > 0)
+    )
+    if max_running is not None:
+        query = query.having(running < max_running)
+    return query.subquery("owners")
+
+
+def recount(session: Session) -> None:
+    """Both tables rebuilt from the jobs, curves and weights themselves (a repair: they agree by construction)."""
+    session.execute(delete(CHANGES))
+    session.execute(delete(COUNTS))
+    postgresql_ = session.get_bind().dialect.name == "postgresql"
+    for statement in _recount_sql(postgresql_):
+        session.execute(text(statement))
+    fold(session)
+
+
+def _recount_sql(postgresql_: bool) -> list[str]:
+    length = "octet_length" if postgresql_ else "length"
+    span = ("extract(epoch FROM j.finished_at - j.started_at)::float8" if postgresql_
+            else "(julianday(j.finished_at) - julianday(j.started_at)) * 86400.0")
+    final = "('succeeded', 'failed', 'cancelled')"
+    seconds = (f"CASE WHEN j.status IN {final} AND j.started_at IS NOT NULL AND j.finished_at IS NOT NULL"
+               f" THEN {span} ELSE 0 END")
+    owner = "coalesce(j.owner_id, '')"
+    into = ("INSERT INTO job_count_changes (owner_key, status, jobs, training_seconds, curve_bytes, weights_bytes,"
+            " last_started_at)")
+    return [
+        f"{into} SELECT {owner}, j.status, count(*), sum({seconds}), 0, 0, NULL FROM jobs j GROUP BY {owner}, j.status",
+        (f"{into} SELECT {owner}, 'running', 0, 0, 0, 0, max(j.started_at) FROM jobs j WHERE j.started_at IS NOT NULL"
+         f" GROUP BY {owner}"),
+        (f"{into} SELECT {owner}, j.status, 0, 0, sum({length}(c.data)), 0, NULL FROM metric_chunks c"
+         f" JOIN jobs j ON j.id = c.job_id GROUP BY {owner}, j.status"),
+        (f"{into} SELECT {owner}, j.status, 0, 0, 0, sum({length}(w.data)), NULL FROM job_weights w"
+         f" JOIN jobs j ON j.id = w.job_id GROUP BY {owner}, j.status"),
+    ]

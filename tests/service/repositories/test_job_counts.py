@@ -1,0 +1,142 @@
+"""The job counters (service/repositories/job_counts.py) equal what the history holds, whatever changed it:
+submits, claims, finishes, cancels (queued and running), deletes of jobs and of sweeps (a cascade), rescues,
+retention; before the changes are folded, after, and after a recount."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from service.db import session_scope
+from service.repositories import job_counts
+from service.repositories import jobs as job_repo
+from service.services.rescue import rescue
+from service.services.retention import delete_expired_jobs
+from tests.conftest import FINAL, as_, wait_until
+from tests.specs import long_job, tiny_regression
+
+FINAL_SQL = "('succeeded', 'failed', 'cancelled')"
+
+
+def when(value) -> datetime:
+    return (datetime.fromisoformat(value) if isinstance(value, str) else value).replace(tzinfo=UTC)
+
+
+def truth(srv) -> dict[tuple[str, str], dict]:
+    """Per (owner, status): jobs and training seconds; per (owner, "bytes"): curve and weights bytes; from the rows."""
+    found: dict[tuple[str, str], dict] = {}
+    for owner, status, started, finished in srv.query("SELECT owner_id, status, started_at, finished_at FROM jobs"):
+        entry = found.setdefault((owner or "", status), {"jobs": 0, "seconds": 0.0})
+        entry["jobs"] += 1
+        if status in FINAL and started is not None and finished is not None:
+            entry["seconds"] += (when(finished) - when(started)).total_seconds()
+    for kind, table in (("curve_bytes", "metric_chunks"), ("weights_bytes", "job_weights")):
+        for owner, data in srv.query(f"SELECT j.owner_id, t.data FROM {table} t JOIN jobs j ON j.id = t.job_id"):
+            entry = found.setdefault((owner or "", "bytes"), {"curve_bytes": 0, "weights_bytes": 0})
+            entry[kind] += len(bytes(data))
+    return found
+
+
+def counted(owners) -> dict[tuple[str, str], dict]:
+    """The same figures as the counters give them."""
+    found: dict[tuple[str, str], dict] = {}
+    with session_scope(read_only=True) as s:
+        for owner in owners:
+            for status, sums in job_counts.of_owner(s, owner).items():
+                if sums["jobs"]:
+                    found[(owner, status)] = {"jobs": sums["jobs"], "seconds": sums["training_seconds"]}
+                bytes_ = found.setdefault((owner, "bytes"), {"curve_bytes": 0, "weights_bytes": 0})
+                bytes_["curve_bytes"] += sums["curve_bytes"]
+                bytes_["weights_bytes"] += sums["weights_bytes"]
+        totals = job_counts.totals_by_status(s)
+    for key in [key for key, entry in found.items() if key[1] == "bytes" and not any(entry.values())]:
+        del found[key]
+    by_status = {}
+    for (_, status), entry in found.items():
+        if status != "bytes":
+            by_status[status] = by_status.get(status, 0) + entry["jobs"]
+    assert {status: jobs for status, (jobs, _) in totals.items() if jobs} == by_status
+    return found
+
+
+def assert_agree(srv) -> None:
+    expected = truth(srv)
+    got = counted(["alice", "bob"])
+    assert set(got) == set(expected)
+    for key, entry in expected.items():
+        for name, value in entry.items():
+            assert got[key][name] == pytest.approx(value, abs=1e-3), (key, name)
+
+
+def job_of(srv, who: str, job_id: str) -> dict:
+    return srv.client.get(f"/v1/jobs/{job_id}", headers=as_(srv, who)).json()
+
+
+def submit(srv, who: str, spec: dict) -> str:
+    response = srv.client.post("/v1/jobs", json=spec, headers=as_(srv, who))
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def wait_status(srv, who: str, job_id: str, statuses) -> dict:
+    return wait_until(lambda: (job := job_of(srv, who, job_id))["status"] in statuses and job, 60, f"job {job_id}")
+
+
+def claim_as(srv, worker_id: str) -> str:
+    with session_scope() as s:
+        return job_repo.claim_next_job(s, worker_id, 3600).id
+
+
+def test_counters_equal_the_history_through_every_change(keyed_app):
+    srv = keyed_app(workers=1, FITSERVE_SWEEP_SECONDS="3600")  # folds only when the test asks
+    done = [submit(srv, who, tiny_regression(epochs=20)) for who in ("alice", "alice", "bob")]
+    for job_id, who in zip(done, ("alice", "alice", "bob")):
+        wait_status(srv, who, job_id, {"succeeded"})
+    assert_agree(srv)  # submits, claims, curves, weights, finishes
+
+    running = submit(srv, "alice", long_job())
+    wait_until(lambda: job_of(srv, "alice", running)["progress"]["epoch"] > 0, 60, "a running job")
+    waiting = submit(srv, "bob", long_job())  # queued behind it: one worker
+    assert srv.client.post(f"/v1/jobs/{waiting}/cancel", headers=as_(srv, "bob")).status_code == 200
+    assert_agree(srv)  # a queued job cancelled at once, a running one still counting its curve
+
+    with session_scope() as s:
+        job_counts.fold(s)
+    assert srv.query("SELECT count(*) FROM job_count_changes") == [(0,)]
+    assert_agree(srv)
+
+    assert srv.client.post(f"/v1/jobs/{running}/cancel", headers=as_(srv, "alice")).status_code == 200
+    wait_status(srv, "alice", running, {"cancelled"})
+    assert srv.client.delete(f"/v1/jobs/{done[0]}", headers=as_(srv, "alice")).status_code == 204
+    assert_agree(srv)  # the worker's cancel, a delete with its curve and weights
+
+    body = {"name": "doomed", "base": tiny_regression(epochs=20), "space": {"lr": [0.01, 0.02]}}
+    sweep = srv.client.post("/v1/sweeps", json=body, headers=as_(srv, "bob")).json()
+    members = [entry["job_id"] for entry in sweep["leaderboard"]]
+    for member in members:
+        wait_status(srv, "bob", member, FINAL)
+    assert srv.client.delete(f"/v1/sweeps/{sweep['id']}", headers=as_(srv, "bob")).status_code == 204
+    assert srv.query("SELECT count(*) FROM jobs WHERE sweep_id = :id", id=sweep["id"]) == [(0,)]
+    assert_agree(srv)  # members deleted by the sweep's cascade
+
+    srv.worker_threads.stop(30)  # from here a claim is the test's own, by a worker that then dies
+    srv.worker_threads = None
+    stalled = [submit(srv, "alice", long_job()) for _ in range(2)]
+    for _ in range(3):  # claimed and lost three times: requeued twice, then failed
+        claim_as(srv, "ghost")
+        rescue("worker died", worker_id="ghost")
+    assert_agree(srv)
+    assert job_of(srv, "alice", stalled[0])["status"] == "failed"
+    claim_as(srv, "ghost")
+    assert srv.client.post(f"/v1/jobs/{stalled[1]}/cancel", headers=as_(srv, "alice")).status_code == 200
+    rescue("worker died", worker_id="ghost")
+    assert job_of(srv, "alice", stalled[1])["status"] == "cancelled"
+    assert_agree(srv)  # rescues: requeued, failed, cancelled
+
+    delete_expired_jobs(datetime.now(UTC) + timedelta(seconds=1), batch=100)
+    assert srv.query("SELECT count(*) FROM jobs WHERE status IN " + FINAL_SQL) == [(0,)]
+    assert_agree(srv)  # retention deleted every ended job
+
+    srv.query("UPDATE job_counts SET jobs = jobs + 7, curve_bytes = 0")  # wrong, as a repair would find them
+    assert "rebuilt" in srv.cli("db", "recount")
+    assert srv.query("SELECT count(*) FROM job_count_changes") == [(0,)]
+    assert_agree(srv)
