@@ -13,23 +13,16 @@ import time
 import torch
 from torch import nn
 
-from modelzoo import build_network
 from service.schemas.spec import JobSpec
-from workers.data import load_data
-from workers.engines.eager import fit_standardization
+from workers.attempt import prepare
 
 
 def build(spec_dict: dict, device: torch.device):
     """Network and data as the worker builds them; the identity input transform left out, as by hand."""
     spec = JobSpec.model_validate(spec_dict)
-    torch.manual_seed(spec.seed)
-    net = build_network(spec.model)
-    data = load_data(spec, fetch_dataset=None)
-    if spec.data.standardize:
-        fit_standardization(net, data.x_train)
-    else:
-        # a user's model has no reshape-and-standardise layer; the CNN keeps the reshape
-        net = net if spec.model.kind == "cnn" else net[1:]
+    net, data = prepare(spec, torch.device("cpu"))
+    if not spec.data.standardize and spec.model.kind != "cnn":
+        net = net[1:]  # a user's model has no reshape-and-standardise layer; the CNN keeps the reshape
     return spec, net.to(device), data.to(device)
 
 
@@ -139,10 +132,6 @@ def trainer_loop(spec_dict: dict) -> tuple[float, float]:
 
     start = time.perf_counter()
     spec = JobSpec.model_validate(spec_dict)
-    torch.manual_seed(spec.seed)
-    net = build_network(spec.model)
-    data = load_data(spec, fetch_dataset=None)
-    if spec.data.standardize:
-        fit_standardization(net, data.x_train)
+    net, data = prepare(spec, torch.device("cpu"))
     ledger = train_here(Trainer(spec, net, data, torch.device("cpu")))
     return time.perf_counter() - start, ledger.points["0"][-1].loss

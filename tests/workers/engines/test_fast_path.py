@@ -9,14 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from modelzoo import build_network
 from service.schemas.spec import JobSpec
 from service.settings import get_settings
 from tests.specs import example
+from workers.attempt import prepare
 from workers.checkpoints import state_from_bytes, state_to_bytes
-from workers.data import load_data
 from workers.engines.cuda_graph import STEPS_PER_GRAPH, epochs_per_graph
-from workers.engines.eager import Trainer, fit_standardization
+from workers.engines.eager import Trainer
 from workers.ledger import Member, MemoryLedger
 from workers.run import Run
 
@@ -69,13 +68,9 @@ CASES = {
 
 
 def setup(spec_dict: dict) -> tuple[JobSpec, nn.Sequential, object]:
-    """The worker's set-up: seeded network, data, standardisation."""
+    """The worker's set-up (workers/attempt.py): seeded network, data, standardisation, on the CPU."""
     spec = JobSpec.model_validate(spec_dict)
-    torch.manual_seed(spec.seed)
-    net = build_network(spec.model)
-    data = load_data(spec, fetch_dataset=None)
-    if spec.data.standardize:
-        fit_standardization(net, data.x_train)
+    net, data = prepare(spec, torch.device("cpu"))
     return spec, net, data
 
 
