@@ -1,49 +1,61 @@
-"""Queries that measure what an owner uses: jobs by status, stored bytes, training time."""
+"""Queries that measure what an owner uses: jobs by status, stored bytes, training time.
+
+Jobs, curves, weights and the training time of ended jobs come from the counters (repositories/job_counts.py);
+the rest reads only what stays small: the owner's running jobs, its jobs that ended since `since`, checkpoints
+(dropped as jobs end, services/retention.py) and datasets.
+"""
 
 from datetime import datetime
 
 from sqlalchemy import extract, func, literal, select
 from sqlalchemy.orm import Session
 
-from service.models import Checkpoint, Dataset, Job, JobStatus, JobWeights, MetricChunk, UTCDateTime
+from service.models import Checkpoint, Dataset, Job, JobStatus, UTCDateTime
+from service.repositories import job_counts
 from service.repositories.jobs import owned_by
 
 ENDED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 def count_by_status(session: Session, owner_id: str | None) -> dict[str, int]:
-    query = select(Job.status, func.count()).where(owned_by(Job.owner_id, owner_id)).group_by(Job.status)
-    return {status: count for status, count in session.execute(query)}
+    return {status: sums["jobs"] for status, sums in job_counts.of_owner(session, owner_id).items() if sums["jobs"]}
 
 
 def stored_bytes(session: Session, owner_id: str | None) -> dict[str, int]:
     """Byte lengths of the owner's stored blobs: curves, weights, checkpoints, datasets."""
-    def of_jobs(table) -> int:
-        query = select(func.sum(func.length(table.data))).join(Job, Job.id == table.job_id)
-        return session.scalar(query.where(owned_by(Job.owner_id, owner_id))) or 0
-
+    counted = job_counts.of_owner(session, owner_id).values()
+    # from the checkpoints, few, to their jobs by key: never through the owner's jobs
+    checkpoints = select(func.sum(func.length(Checkpoint.data))).join(Job, Job.id == Checkpoint.job_id)
     datasets = select(func.sum(func.length(Dataset.data))).where(owned_by(Dataset.owner_id, owner_id))
     return {
-        "curves": of_jobs(MetricChunk),
-        "weights": of_jobs(JobWeights),
-        "checkpoints": of_jobs(Checkpoint),
+        "curves": int(sum(sums["curve_bytes"] for sums in counted)),
+        "weights": int(sum(sums["weights_bytes"] for sums in counted)),
+        "checkpoints": session.scalar(checkpoints.where(owned_by(Job.owner_id, owner_id))) or 0,
         "datasets": session.scalar(datasets) or 0,
     }
 
 
 def training_seconds(session: Session, owner_id: str | None, now: datetime, since: datetime | None = None) -> float:
     """Seconds the owner's jobs trained after `since` (all, if None): each job's latest attempt, from its start
-    to its end, or to `now` while it runs."""
-    now_ = literal(now, UTCDateTime())
-    end = func.coalesce(Job.finished_at, now_)
-    start = Job.started_at
-    trained = owned_by(Job.owner_id, owner_id) & Job.started_at.is_not(None)
-    trained &= Job.status.in_((*ENDED, JobStatus.RUNNING))
-    if since is not None:
-        since_ = literal(since, UTCDateTime())
-        start = later_of(session, Job.started_at, since_)
-        trained &= end > since_
-    return float(session.scalar(select(func.sum(seconds_between(session, start, end))).where(trained)) or 0.0)
+    to its end, or to `now` while it runs.
+
+    In all: the counters' ended jobs and the running ones. Since a time: the jobs that ended after it (one range
+    of ix_jobs_owner_id_finished_at) and the running ones.
+    """
+    running = owned_by(Job.owner_id, owner_id) & (Job.status == JobStatus.RUNNING) & Job.started_at.is_not(None)
+    seconds = _seconds_of(session, running, now, since)
+    if since is None:
+        ended = job_counts.of_owner(session, owner_id)
+        return seconds + float(sum(ended.get(status, {}).get("training_seconds") or 0.0 for status in ENDED))
+    ended = owned_by(Job.owner_id, owner_id) & (Job.finished_at > literal(since, UTCDateTime()))
+    ended &= Job.status.in_(ENDED) & Job.started_at.is_not(None)
+    return seconds + _seconds_of(session, ended, now, since)
+
+
+def _seconds_of(session: Session, which, now: datetime, since: datetime | None) -> float:
+    end = func.coalesce(Job.finished_at, literal(now, UTCDateTime()))
+    start = Job.started_at if since is None else later_of(session, Job.started_at, literal(since, UTCDateTime()))
+    return float(session.scalar(select(func.sum(seconds_between(session, start, end))).where(which)) or 0.0)
 
 
 def later_of(session: Session, a, b):
@@ -58,5 +70,6 @@ def seconds_between(session: Session, start, end):
 
 def owners(session: Session) -> list[str | None]:
     """Every owner that has jobs or datasets (None: the anonymous owner)."""
-    query = select(Job.owner_id).union(select(Dataset.owner_id))
-    return sorted(session.scalars(query), key=lambda owner: (owner is not None, owner or ""))
+    with_jobs = set(job_counts.owners(session))
+    found = with_jobs | set(session.scalars(select(Dataset.owner_id).distinct()))
+    return sorted(found, key=lambda owner: (owner is not None, owner or ""))
