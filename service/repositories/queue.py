@@ -5,11 +5,11 @@ Owners with queued jobs take turns: the next claim goes to the owner with the fe
 an owner at FITSERVE_MAX_RUNNING_PER_OWNER waits. Within an owner: higher `priority` first, then oldest.
 FITSERVE_CLAIM_ORDER=fifo keeps the order from before: the oldest queued job of anyone.
 
-Cost of one claim, with Q queued and R running jobs, O owners with queued jobs and N jobs in all:
-grouping the queued and running jobs by owner reads Q + R entries of ix_jobs_status_owner_id_priority;
-each owner's latest start is one seek on ix_jobs_owner_id_started_at (O log N); then owners are tried
-in turn, each one seek for its first queued job (no sort: the index is in claim order). Measured in
-bench/fairness.py.
+Cost of one claim, with O owners that ever had queued or running jobs: their queued and running counts
+and latest starts are kept per owner as jobs change (repositories/job_counts.py), so the turn order reads
+about 2 O rows of job_counts (plus the changes not folded yet), whatever the depth of the queue; then owners
+are tried in turn, each one seek on ix_jobs_status_owner_id_priority for its first queued job (no sort: the
+index is in claim order). Measured in bench/fairness.py and bench/million_jobs.py.
 """
 
 from functools import cache
@@ -18,6 +18,7 @@ from sqlalchemy import Select, case, func, literal_column, select
 from sqlalchemy.orm import Session, aliased
 
 from service.models import Job, JobStatus
+from service.repositories import job_counts
 
 ANONYMOUS = ""  # the owner of jobs submitted while keys are off (owner_id NULL), as a key that groups and compares
 
@@ -37,25 +38,9 @@ def _for_owner(key, build):
 
 
 def _owners(max_running: int | None):
-    """Owners with queued jobs, with their running count and latest start, in the order they take turns."""
-    j = aliased(Job)
-    running = func.sum(case((j.status == JobStatus.RUNNING, 1), else_=0))
-    owners = (
-        select(_owner_key(j).label("owner"), running.label("running"))
-        .where(j.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
-        .group_by(_owner_key(j))
-        .having(func.sum(case((j.status == JobStatus.QUEUED, 1), else_=0)) > 0)
-    )
-    if max_running is not None:
-        owners = owners.having(running < max_running)
-    owners = owners.subquery("owners")
-
-    def latest_start(mine):
-        h = aliased(Job)
-        return select(func.max(h.started_at)).where(mine(h)).scalar_subquery()
-
-    last_start = _for_owner(owners.c.owner, latest_start)
-    return owners, last_start
+    """Owners with queued jobs, with their running count and latest start (owner, running, last_start): read from
+    the per-owner counters (repositories/job_counts.py), a few rows an owner, never from the queued jobs."""
+    return job_counts.queue_state(max_running)
 
 
 def _first_queued(key, postgresql: bool):
@@ -85,10 +70,10 @@ def next_job_fair(postgresql: bool, max_running: int | None) -> Select:
     The owners are sorted first (a few rows); the outer query then evaluates each owner's first queued
     job in that order and stops at the first one found, so the locks are taken on that job only.
     """
-    owners, last_start = _owners(max_running)
+    owners = _owners(max_running)
     ranked = (
-        select(owners.c.owner.label("owner"), owners.c.running, last_start.label("last_start"))
-        .order_by(owners.c.running, literal_column("last_start").asc().nulls_first(), owners.c.owner)
+        select(owners.c.owner, owners.c.running, owners.c.last_start)
+        .order_by(owners.c.running, owners.c.last_start.asc().nulls_first(), owners.c.owner)
         .subquery("ranked")
     )
     picks = select(_first_queued(ranked.c.owner, postgresql).label("job_id")).select_from(ranked).subquery("picks")
@@ -129,10 +114,7 @@ def list_fair(limit: int, max_running: int | None) -> Select:
     Each owner's jobs are numbered in its own order; the first of every owner come first (owners in their
     turn order), then the second of every owner, and so on; an owner gets no more than its room under the cap.
     """
-    owners, last_start = _owners(max_running)
-    ranked = select(
-        owners.c.owner, owners.c.running, last_start.label("last_start")
-    ).subquery("ranked")
+    ranked = _owners(max_running)
     j = aliased(Job)
     turn = func.row_number().over(partition_by=_owner_key(j), order_by=(j.priority.desc(), j.created_at, j.id))
     queued = select(j.id, j.spec, _owner_key(j).label("owner"), turn.label("turn")).where(
