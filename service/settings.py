@@ -71,6 +71,11 @@ class Settings(BaseSettings):
         "local", description="local: a pool of worker processes; ray: a dispatcher places jobs on RAY_ADDRESS's cluster"
     )
     RAY_CPUS_PER_JOB: float = Field(1.0, gt=0, description="CPUs each job's Ray task asks for (and torch threads)")
+    MAX_RESPONSE_BYTES: int = Field(
+        64 * 1024 * 1024, ge=1024 * 1024,
+        description="largest estimated answer of a prediction, evaluation or ONNX export (413 before it is built); "
+        "a curve page holds fewer points rather than exceed it",
+    )
     MODEL_CACHE_BYTES: int = Field(256 * 1024 * 1024, ge=0, description="loaded models kept for predictions")
     MAX_INDEX_MODELS: int = Field(
         1000, ge=1, description="models the v2 repository index (`POST /v2/repository/index`) lists, newest first"

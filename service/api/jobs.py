@@ -30,7 +30,10 @@ from service.schemas.spec import JobSpec
 from service.services import evaluation, events, lifecycle, predictions
 from service.services import jobs as job_service
 from service.services.plots import draw_curve
+from service.services.predictions import AnswerLimits
 from service.settings import get_settings
+
+POINT_JSON_BYTES = 256  # one curve point as JSON, every field set, names included
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES, route_class=OffLoopJSONRoute)
 
@@ -148,8 +151,10 @@ def get_metrics(
         int | None, Query(ge=1, le=100_000, description="downsample: this many evenly spaced points (at most a page)")
     ] = None,
 ):
-    """Pages of consecutive points (`FITSERVE_CURVE_PAGE_POINTS` each), or `max_points` evenly spaced ones."""
-    return job_service.read_metrics(session, job_id, owner, since_step, max_points, settings.CURVE_PAGE_POINTS)
+    """Pages of consecutive points (`FITSERVE_CURVE_PAGE_POINTS` each, fewer if FITSERVE_MAX_RESPONSE_BYTES would
+    not hold them), or `max_points` evenly spaced ones."""
+    page_points = min(settings.CURVE_PAGE_POINTS, settings.MAX_RESPONSE_BYTES // POINT_JSON_BYTES)
+    return job_service.read_metrics(session, job_id, owner, since_step, max_points, page_points)
 
 
 @router.get("/{job_id}/metrics.png", response_class=Response, responses={200: {"content": {"image/png": {}}}})
@@ -175,18 +180,18 @@ def get_weights(job_id: str, session: SessionDep, owner: OwnerDep):
 @router.post("/{job_id}/evaluate")
 def evaluate(job_id: str, body: EvaluateRequest, session: SessionDep, owner: OwnerDep, cache: ModelCacheDep):
     """The measures of the job's `evaluation` on `{"x", "y"}` or `{"dataset_id"}`; limits as for /predict."""
-    limit = get_settings().MAX_PREDICT_BYTES
-    return evaluation.evaluate(session, cache, job_id, owner, body, limit)
+    return evaluation.evaluate(session, cache, job_id, owner, body, AnswerLimits.of(get_settings()))
 
 
 @router.post("/{job_id}/predict", response_model=PredictResponse, response_model_exclude_none=True)
 async def predict(job_id: str, body: PredictRequest, owner: OwnerDep, cache: ModelCacheDep):
-    """413 when the rows' forward pass would need more than FITSERVE_MAX_PREDICT_BYTES (the detail says how many fit)."""
+    """413 when the rows' forward pass would need more than FITSERVE_MAX_PREDICT_BYTES, or their answer more than
+    FITSERVE_MAX_RESPONSE_BYTES (the detail says how many rows fit)."""
     # the settings object itself, not SettingsDep: a sync dependency would cost the quick path a thread hop
-    model, limit = cache.find(job_id, owner), get_settings().MAX_PREDICT_BYTES
+    model, limits = cache.find(job_id, owner), AnswerLimits.of(get_settings())
     if model is not None and len(body.inputs) <= model.quick_rows:  # a few multiply-adds: no hop to a thread
-        answer = predictions.predict_loaded(model, body.inputs, limit)
+        answer = predictions.predict_loaded(model, body.inputs, limits)
     else:
-        answer = await run_in_threadpool(predictions.predict, cache, job_id, owner, body.inputs, limit)
+        answer = await run_in_threadpool(predictions.predict, cache, job_id, owner, body.inputs, limits)
     # lists of numbers in PredictResponse's shape: serialized as is, not validated again (inf and NaN as null)
     return Response(to_json(answer, inf_nan_mode="null"), media_type="application/json")

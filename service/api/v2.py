@@ -33,6 +33,7 @@ from service.schemas.v2 import (
 )
 from service.services import open_inference
 from service.services.inference_stats import InferenceStats
+from service.services.predictions import AnswerLimits
 from service.services.tensors import HEADER, split_body
 from service.settings import get_settings
 
@@ -187,7 +188,8 @@ V2_ERRORS: dict[int | str, dict] = {
         (404, "no such model (or version) for this owner, or no such route"),
         (405, "a method this route does not take"),
         (409, "the model is not trained yet"),
-        (413, "the request body is too large, or its forward pass would exceed FITSERVE_MAX_PREDICT_BYTES"),
+        (413, "the request body is too large, or its forward pass or answer would exceed FITSERVE_MAX_PREDICT_BYTES "
+              "or FITSERVE_MAX_RESPONSE_BYTES"),
         (429, "rate limit reached"),
     ]
 }
@@ -245,7 +247,7 @@ async def model_ready(name: str, owner: OwnerDep, cache: ModelCacheDep):
 @router.get("/models/{name}/versions/{version}/config", dependencies=Versioned)
 async def model_config(name: str, owner: OwnerDep, cache: ModelCacheDep, settings: SettingsDep) -> dict[str, Any]:
     """Triton's model configuration (tritonclient's `get_model_config`)."""
-    return await run_in_threadpool(open_inference.model_config, cache, name, owner, settings.MAX_PREDICT_BYTES)
+    return await run_in_threadpool(open_inference.model_config, cache, name, owner, AnswerLimits.of(settings))
 
 
 @router.get("/models/{name}/stats")
@@ -271,7 +273,7 @@ async def infer(name: str, body: UncheckedInferRequest, raw: BinaryDep, owner: O
     """JSON tensors, or binary ones (tritonclient's default); binary outputs when asked for (`binary_data`)."""
     request = await run_in_threadpool(validate_infer_request, body)
     answer = await run_in_threadpool(
-        open_inference.infer, cache, stats, name, owner, request, raw, settings.MAX_PREDICT_BYTES
+        open_inference.infer, cache, stats, name, owner, request, raw, AnswerLimits.of(settings)
     )
     if answer.response is not None:
         return answer.response

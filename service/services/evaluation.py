@@ -15,19 +15,26 @@ from service.dataset_files import read_npz
 from service.errors import InvalidField
 from service.schemas.evaluation import EvaluateRequest
 from service.services.datasets import get_dataset
-from service.services.predictions import LoadedModel, ModelCache, check_rows, run_network
+from modelzoo.memory import format_bytes
+from service.errors import PayloadTooLarge
+from service.services.predictions import AnswerLimits, LoadedModel, ModelCache, check_rows, run_network
+
+CLASS_ROW_BYTES = 128  # one class's per_class entry as JSON
 
 
-def evaluate(session: Session, cache: ModelCache, job_id: str, owner_id: str | None, body: EvaluateRequest, limit: int):
+def evaluate(
+    session: Session, cache: ModelCache, job_id: str, owner_id: str | None, body: EvaluateRequest, limits: AnswerLimits
+):
     """The measures of the job's answers on the body's rows; 404 for another owner's job or dataset."""
     model = cache.get(job_id, owner_id)
+    check_measures_bytes(model, limits.response_bytes)
     if body.dataset_id is not None:
         x, y = read_npz(get_dataset(session, body.dataset_id, owner_id).data)
         x_field = y_field = ("dataset_id",)
     else:
         x, y = body.x, body.y
         x_field, y_field = ("x",), ("y",)
-    check_rows(model, len(x), limit)
+    check_rows(model, len(x), limits)
     targets = check_targets(model, np.asarray(y, dtype=np.float64), y_field)
     try:
         answers = run_network(model, x)
@@ -35,6 +42,21 @@ def evaluate(session: Session, cache: ModelCache, job_id: str, owner_id: str | N
         raise InvalidField(x_field, exc.detail[0]["msg"]) from None
     arrays = {name: t.to(torch.float64).numpy() if t.is_floating_point() else t.numpy() for name, t in answers.items()}
     return score(arrays, targets, model.spec.task)
+
+
+def check_measures_bytes(model: LoadedModel, limit: int) -> None:
+    """413 naming FITSERVE_MAX_RESPONSE_BYTES when a classifier's confusion matrix (k x k counts) and per-class rows
+    would make a larger answer: 4,096 classes are 16.8M counts."""
+    spec = model.spec
+    if spec.task != "classification":
+        return
+    k = 2 if spec.loss == "bce" else spec.model.out_features
+    need = k * k * 4 + k * CLASS_ROW_BYTES  # a count as JSON is at least "0, "
+    if need > limit:
+        raise PayloadTooLarge(
+            f"the measures of a {k}-class model (a {k} x {k} confusion matrix) would be about {format_bytes(need)}; "
+            f"the response budget (FITSERVE_MAX_RESPONSE_BYTES) is {format_bytes(limit)}"
+        )
 
 
 def check_targets(model: LoadedModel, y: np.ndarray, field: tuple[str, ...]) -> np.ndarray:

@@ -12,11 +12,14 @@ import torch
 from torch import nn
 
 from modelzoo import read_outputs
+from modelzoo.memory import format_bytes
 from modelzoo.weights import SPEC_KEY
+from service.errors import PayloadTooLarge
 from service.schemas.spec import JobSpec
 from service.services.predictions import ModelCache
 
 INPUT_NAME = "input"
+GRAPH_BYTES = 64 * 1024  # what an exported graph holds beside its weights: nodes, names, metadata
 EXPORT_LOCK = threading.Lock()  # the exporter keeps process-wide state while it traces
 
 
@@ -70,10 +73,15 @@ def output_names(spec: JobSpec) -> list[str]:
     return ["predictions"] if spec.task == "regression" else ["predictions", "probabilities"]
 
 
-def export_onnx(cache: ModelCache, job_id: str, owner_id: str | None) -> bytes:
+def export_onnx(cache: ModelCache, job_id: str, owner_id: str | None, limit: int) -> bytes:
     """ONNX bytes with input `input` (batch, *sample shape), outputs named as `/predict` names them, and
-    `metadata_props` (see docs/artifacts.md)."""
+    `metadata_props` (see docs/artifacts.md); 413 when the graph would exceed `limit` bytes (its weights and more)."""
     model = cache.get(job_id, owner_id)
+    if (need := model.nbytes + GRAPH_BYTES) > limit:
+        raise PayloadTooLarge(
+            f"this model's ONNX graph would be about {format_bytes(need)}; the response budget "
+            f"(FITSERVE_MAX_RESPONSE_BYTES) is {format_bytes(limit)}"
+        )
     # the cached network serves predictions on other threads meanwhile; tracing gets a copy of its own
     graph = Answering(copy.deepcopy(model.net), model.spec).eval()
     names = output_names(model.spec)

@@ -29,7 +29,7 @@ from service.schemas.v2 import (
 from service.services.exports import INPUT_NAME
 from service.services.inference_stats import InferenceStats
 from service.services.jobs import resolve_model_name
-from service.services.predictions import ModelCache, predict_tensors
+from service.services.predictions import AnswerLimits, ModelCache, predict_tensors
 from service.services.tensors import DTYPES, binary_size, check_all_read, encode_binary, read_binary, wants_binary
 
 DATATYPES = {torch.float32: "FP32", torch.int64: "INT64"}
@@ -79,8 +79,9 @@ def config_tensor(tensor: TensorMetadata) -> dict:
     return entry if dims else {**entry, "reshape": {"shape": []}}
 
 
-def model_config(cache: ModelCache, name: str, owner_id: str | None, limit: int) -> dict:
-    """Triton's model configuration; `max_batch_size` is the most rows one request may send (rows and memory caps)."""
+def model_config(cache: ModelCache, name: str, owner_id: str | None, limits: AnswerLimits) -> dict:
+    """Triton's model configuration; `max_batch_size` is the most rows one request may send (rows, memory and
+    response caps)."""
     meta = model_metadata(cache, name, owner_id)
     model = cache.get(job_id_for(cache, name, owner_id), owner_id)
     return {
@@ -88,7 +89,7 @@ def model_config(cache: ModelCache, name: str, owner_id: str | None, limit: int)
         "platform": meta.platform,
         "backend": meta.platform,
         "version_policy": {"specific": {"versions": [int(MODEL_VERSION)]}},
-        "max_batch_size": max(1, min(LIMITS.max_predict_rows, limit // model.row_bytes)),
+        "max_batch_size": max(1, min(LIMITS.max_predict_rows, limits.rows_that_fit(model))),
         "input": [config_tensor(t) for t in meta.inputs],
         "output": [config_tensor(t) for t in meta.outputs],
     }
@@ -185,15 +186,15 @@ def timed(phases: dict[str, int], phase: str) -> Iterator[None]:
 
 def infer(
     cache: ModelCache, stats: InferenceStats, name: str, owner_id: str | None, request: InferRequest,
-    raw: memoryview, limit: int,
+    raw: memoryview, limits: AnswerLimits,
 ) -> InferAnswer:
-    """The answer; 413 when the batch's forward pass would need more than `limit` bytes. Counted in `stats`."""
+    """The answer; 413 when the batch's forward pass or answer would exceed `limits`. Counted in `stats`."""
     job_id, phases = job_id_for(cache, name, owner_id), {}
     try:
         with timed(phases, "compute_input"):
             inputs = input_array(request, raw)
         with timed(phases, "compute_infer"):
-            answers = predict_tensors(cache, job_id, owner_id, inputs, limit)
+            answers = predict_tensors(cache, job_id, owner_id, inputs, limits)
         with timed(phases, "compute_output"):
             answer = encode_answer(name, request, answers)
     except FitserveError:

@@ -10,6 +10,8 @@ load); `LoadedModel.quick_rows` says up to how many rows the API may run it on i
 Every other batch runs on a worker thread, in chunks of at most CHUNK_BYTES of activations, and a
 request whose forward pass would need more than FITSERVE_MAX_PREDICT_BYTES in all is refused (413)
 before anything runs: a convolution's feature maps can make one row cost megabytes (modelzoo.memory).
+So is one whose answer would exceed FITSERVE_MAX_RESPONSE_BYTES: 10,000 rows of 4,096 class probabilities
+are about a gigabyte of JSON.
 """
 
 import threading
@@ -27,6 +29,7 @@ from service.db import session_scope
 from service.errors import Conflict, InvalidField, PayloadTooLarge
 from service.models import JobStatus
 from service.schemas.spec import JobSpec, model_input_shape
+from service.settings import Settings
 from service.services.jobs import get_job, read_weights
 from service.telemetry import PREDICT_SECONDS
 
@@ -40,12 +43,29 @@ class LoadedModel:
     nbytes: int
     quick_rows: int  # batches up to this many rows are cheap enough to run without a worker thread
     row_bytes: int  # activations one row's forward pass needs at its widest layer
+    answer_bytes: int  # bytes one row's answer takes as JSON, every output counted
+
+
+@dataclass(frozen=True)
+class AnswerLimits:
+    """What one prediction may cost: its forward pass's activations and its answer's bytes."""
+
+    forward_bytes: int  # FITSERVE_MAX_PREDICT_BYTES
+    response_bytes: int  # FITSERVE_MAX_RESPONSE_BYTES
+
+    @classmethod
+    def of(cls, settings: Settings) -> "AnswerLimits":
+        return cls(settings.MAX_PREDICT_BYTES, settings.MAX_RESPONSE_BYTES)
+
+    def rows_that_fit(self, model: "LoadedModel") -> int:
+        return min(self.forward_bytes // model.row_bytes, self.response_bytes // model.answer_bytes)
 
 
 # A batch is quick when rows x multiply-adds per row is at most this (measured: under ~100 µs on one
 # core, inputs converted and answers listed); past QUICK_MAX_ROWS the nested lists alone take longer.
 QUICK_MAX_MULTIPLY_ADDS = 2**16
 QUICK_MAX_ROWS = 64
+JSON_NUMBER_BYTES = 24  # a float as JSON text with its separator, at most ("-1.2345678901234567e-300, ")
 # rows per forward pass: enough to amortise torch's per-call cost, few enough that a request holds little
 CHUNK_BYTES = 32 * 1024 * 1024
 
@@ -53,6 +73,13 @@ CHUNK_BYTES = 32 * 1024 * 1024
 def count_quick_rows(spec: JobSpec) -> int:
     """A convolution's work is its weights times the positions of its map, so a CNN is rarely quick."""
     return min(QUICK_MAX_ROWS, QUICK_MAX_MULTIPLY_ADDS // multiply_adds_per_row(spec.model))
+
+
+def answer_numbers_per_row(spec: JobSpec) -> int:
+    """Numbers in one row's answer: the outputs, and for a classifier its label too (modelzoo.read_outputs)."""
+    if spec.task == "regression":
+        return spec.model.out_features
+    return 1 + (2 if spec.loss == "bce" else spec.model.out_features)
 
 
 def load_model(job_id: str, owner_id: str | None) -> LoadedModel:
@@ -64,16 +91,27 @@ def load_model(job_id: str, owner_id: str | None) -> LoadedModel:
         spec = JobSpec.model_validate(job.spec)
     net = load_weights(build_network(spec.model), blob).eval()
     model = spec.model
-    return LoadedModel(owner_id, spec, net, model_input_shape(model), len(blob), count_quick_rows(spec), forward_bytes_per_row(model))
+    answer_bytes = answer_numbers_per_row(spec) * JSON_NUMBER_BYTES
+    return LoadedModel(
+        owner_id, spec, net, model_input_shape(model), len(blob), count_quick_rows(spec), forward_bytes_per_row(model),
+        answer_bytes,
+    )
 
 
-def check_rows(model: LoadedModel, rows: int, limit: int) -> None:
-    """413 naming FITSERVE_MAX_PREDICT_BYTES when `rows` through this network would need more."""
-    need = rows * model.row_bytes
+def check_rows(model: LoadedModel, rows: int, limits: AnswerLimits) -> None:
+    """413 naming FITSERVE_MAX_PREDICT_BYTES or FITSERVE_MAX_RESPONSE_BYTES when `rows` would need more."""
+    need, limit = rows * model.row_bytes, limits.forward_bytes
     if need > limit:
         raise PayloadTooLarge(
             f"{rows} rows through this model would need about {format_bytes(need)} of activations; the limit "
-            f"(FITSERVE_MAX_PREDICT_BYTES) is {format_bytes(limit)}: send at most {limit // model.row_bytes} rows "
+            f"(FITSERVE_MAX_PREDICT_BYTES) is {format_bytes(limit)}: send at most {limits.rows_that_fit(model)} rows "
+            "per request"
+        )
+    need, limit = rows * model.answer_bytes, limits.response_bytes
+    if need > limit:
+        raise PayloadTooLarge(
+            f"the answer for {rows} rows of this model would be about {format_bytes(need)}; the response budget "
+            f"(FITSERVE_MAX_RESPONSE_BYTES) is {format_bytes(limit)}: send at most {limits.rows_that_fit(model)} rows "
             "per request"
         )
 
@@ -137,12 +175,12 @@ def as_batch(inputs: list, input_shape: tuple[int, ...]) -> torch.Tensor:
 
 
 def predict_tensors(
-    cache: ModelCache, job_id: str, owner_id: str | None, inputs, limit: int
+    cache: ModelCache, job_id: str, owner_id: str | None, inputs, limits: AnswerLimits
 ) -> dict[str, torch.Tensor]:
-    """The named answer tensors for a batch of inputs (nested lists or an array), within `limit` bytes."""
+    """The named answer tensors for a batch of inputs (nested lists or an array), within `limits`."""
     with PREDICT_SECONDS.time():
         model = cache.get(job_id, owner_id)
-        check_rows(model, len(inputs), limit)
+        check_rows(model, len(inputs), limits)
         return run_network(model, inputs)
 
 
@@ -155,15 +193,15 @@ def run_network(model: LoadedModel, inputs) -> dict[str, torch.Tensor]:
     return read_outputs(outputs, spec.task, spec.loss, spec.model.output_activation)
 
 
-def predict(cache: ModelCache, job_id: str, owner_id: str | None, inputs: list, limit: int) -> dict:
+def predict(cache: ModelCache, job_id: str, owner_id: str | None, inputs: list, limits: AnswerLimits) -> dict:
     """The answer as lists, loading the network if need be (so: on a worker thread)."""
-    return as_lists(predict_tensors(cache, job_id, owner_id, inputs, limit))
+    return as_lists(predict_tensors(cache, job_id, owner_id, inputs, limits))
 
 
-def predict_loaded(model: LoadedModel, inputs: list, limit: int) -> dict:
+def predict_loaded(model: LoadedModel, inputs: list, limits: AnswerLimits) -> dict:
     """The answer of a network already loaded, for a batch of at most `model.quick_rows` rows."""
     with PREDICT_SECONDS.time():
-        check_rows(model, len(inputs), limit)
+        check_rows(model, len(inputs), limits)
         return as_lists(run_network(model, inputs))
 
 
