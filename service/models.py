@@ -125,6 +125,8 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_status_created_at", "status", "created_at"),
         Index("ix_jobs_created_at_id", "created_at", "id"),
+        # an owner's pages, newest first, and their cursors: no sort of the owner's rows
+        Index("ix_jobs_owner_id_created_at_id", "owner_id", "created_at", "id"),
         # fair share: an owner's next queued job, and when the owner last had one started
         Index("ix_jobs_owner_id_started_at", "owner_id", "started_at"),
         # usage today: an owner's jobs that ended since midnight
@@ -149,8 +151,14 @@ class JobTag(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(256))
+    # the job's, copied (they never change): an owner's jobs with a tag are one range of the index, in page order
+    owner_id: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime | None] = mapped_column()
 
-    __table_args__ = (Index("ix_job_tags_key_value", "key", "value"),)
+    __table_args__ = (
+        Index("ix_job_tags_key_value", "key", "value"),
+        Index("ix_job_tags_owner_id_key_value", "owner_id", "key", "value", "created_at", "job_id"),
+    )
 
 
 class JobCountsColumns:

@@ -88,7 +88,7 @@ def submit_job(session: Session, spec: JobSpec, owner_id: str | None, settings: 
     if queued >= settings.MAX_QUEUED_PER_OWNER:
         raise TooManyRequests(f"you have {queued} queued jobs, the most allowed; wait for some to start", 5)
     job = job_repo.add_job(session, job)
-    search_repo.write_tags(session, [(job.id, job.tags)])
+    search_repo.write_tags(session, [job])
     wakeup.work_queued(session)
     return job
 

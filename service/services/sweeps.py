@@ -57,7 +57,7 @@ def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, s
     sweep = sweep_repo.add_sweep(session, sweep, members)
     if request.tpe:
         search_state_repo.set_search_state(session, sweep.id, {"tpe": {"rounds": [{"members": [j.id for j in members]}]}})
-    search_repo.write_tags(session, [(job.id, job.tags) for job in members])
+    search_repo.write_tags(session, members)
     wakeup.work_queued(session)
     return sweep
 
