@@ -133,8 +133,14 @@ class BoundedConnection(HttpToolsProtocol):
 
 
 def uvicorn_options(settings: Settings) -> dict:
-    """What `serve` hands uvicorn.run: the bounded protocol and the keep-alive timeout."""
-    return {"http": BoundedConnection, "timeout_keep_alive": settings.KEEP_ALIVE_SECONDS}
+    """What `serve` hands uvicorn.run: the bounded protocol, the keep-alive timeout and the proxies trusted (uvicorn
+    would trust loopback's X-Forwarded-For: anyone on the host could then be any address to the limits)."""
+    return {
+        "http": BoundedConnection,
+        "timeout_keep_alive": settings.KEEP_ALIVE_SECONDS,
+        "proxy_headers": bool(settings.FORWARDED_ALLOW_IPS.strip()),
+        "forwarded_allow_ips": settings.FORWARDED_ALLOW_IPS.strip() or None,
+    }
 
 
 def allow_open_files(settings: Settings) -> None:

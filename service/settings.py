@@ -102,7 +102,11 @@ class Settings(BaseSettings):
         1000, ge=1, description="open connections of an API process; one past it is answered 503 and closed"
     )
     AUTH_FAILURES_PER_WINDOW: int = Field(
-        20, ge=1, description="failed authentications from one client address before it gets 429s"
+        20, ge=1, description="failed authentications from one client address before its further failures are 429s"
+    )
+    FORWARDED_ALLOW_IPS: str = Field(
+        "", description="proxies (addresses or networks, comma-separated; * for any) whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; none by default: a client's address is its connection's",
     )
     AUTH_FAILURE_WINDOW_SECONDS: float = Field(
         60.0, gt=0, description="the window failed authentications are counted in; an address over it waits it out"

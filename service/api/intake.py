@@ -38,12 +38,13 @@ class Authenticator:
         self.settings, self.verifier, self.rates, self.failures = settings, verifier, rates, failures
 
     async def authenticate(self, authorization: str | None, address: str) -> str | None:
-        """The owner (None: the anonymous local owner); takes a token from the caller's rate bucket."""
-        self.failures.check(address)
+        """The owner (None: the anonymous local owner); takes a token from the caller's rate bucket. A failure is
+        401, or 429 past FITSERVE_AUTH_FAILURES_PER_WINDOW from its address; a right key is never refused for
+        others' failures."""
         try:
             owner = await self.owner_of(bearer_token(authorization))
         except Unauthorized:
-            self.failures.record(address)
+            self.failures.refuse_past_limit(address)
             raise
         self.rates.take(owner if owner is not None else f"anonymous@{address}")
         return owner

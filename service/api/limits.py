@@ -34,10 +34,11 @@ class RateLimiter:
 
 
 class FailedAuthLimiter:
-    """After `limit` failed authentications from one address within `window` seconds, that address gets 429s.
+    """After `limit` failed authentications from one address within `window` seconds, that address's further
+    failures are 429 (with Retry-After) instead of 401.
 
-    Every request from a blocked address is refused before its key is looked at, a right key too: otherwise
-    a burst of guesses could go on as long as one request in it carried a real key.
+    Only failures are refused: a right key is checked first and always served, so a stranger guessing from an
+    address others share (a NAT, a reverse proxy) cannot lock them out; the guesser is the one told to wait.
     """
 
     def __init__(self, limit: int, window: float):
@@ -45,27 +46,25 @@ class FailedAuthLimiter:
         self.failures: dict[str, deque[float]] = {}  # address -> times of its latest `limit` failures
         self.lock = threading.Lock()
 
-    def check(self, address: str) -> None:
+    def refuse_past_limit(self, address: str) -> None:
+        """Count a failed authentication from `address`; 429 when `limit` others were in the window before it.
+
+        A guesser who goes on stays refused: each failure is counted, so the window never empties under it."""
         now = time.monotonic()
         with self.lock:
-            times = self.failures.get(address)
+            if address not in self.failures and len(self.failures) >= MAX_TRACKED_ADDRESSES:
+                self.forget_old(now)
+            times = self.failures.setdefault(address, deque(maxlen=self.limit))
             while times and times[0] <= now - self.window:
                 times.popleft()
-            if times is not None and not times:
-                del self.failures[address]
-            elif times is not None and len(times) >= self.limit:
+            past = len(times) >= self.limit
+            times.append(now)
+            if past:
                 raise TooManyRequests(
                     f"{self.limit} failed authentications from {address} within {self.window:g} s "
                     "(FITSERVE_AUTH_FAILURES_PER_WINDOW); wait before trying again",
                     times[0] + self.window - now,
                 )
-
-    def record(self, address: str) -> None:
-        now = time.monotonic()
-        with self.lock:
-            if address not in self.failures and len(self.failures) >= MAX_TRACKED_ADDRESSES:
-                self.forget_old(now)
-            self.failures.setdefault(address, deque(maxlen=self.limit)).append(now)
 
     def forget_old(self, now: float) -> None:
         for address in [a for a, times in self.failures.items() if times[-1] <= now - self.window]:

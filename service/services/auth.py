@@ -16,6 +16,7 @@ from service.repositories import keys as key_repo
 
 PREFIX = "fs"
 CACHE_SECONDS = 5.0  # a revoked key stops working within this time
+MAX_CACHED_KEYS = 10_000  # past this many, stale entries go: a guesser's made-up key ids are cached too
 
 
 class Unauthorized(FitserveError):
@@ -68,6 +69,9 @@ class KeyVerifier:
                 key = key_repo.get_active_key(s, key_id)
             cached = _Cached(key.owner_id if key else None, key.secret_sha256 if key else "", until)
             with self.lock:
+                if len(self.cache) >= MAX_CACHED_KEYS:
+                    now = time.monotonic()
+                    self.cache = {k: entry for k, entry in self.cache.items() if entry.until >= now}
                 self.cache[key_id] = cached
         return self.check(cached, secret)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, as_
 from tests.specs import tiny_regression
 
 FAILURES, WINDOW = 5, 3.0
@@ -117,22 +117,57 @@ def test_a_flood_of_unauthenticated_bodies_costs_no_memory_and_others_stay_fast(
     assert watcher.codes == {200} and max(watcher.latencies) < LATENCY_BOUND, max(watcher.latencies)
 
 
-def test_a_burst_of_bad_keys_is_429_for_the_address_even_with_a_right_key(keyed):
+def forged_key(srv: Server, who: str) -> dict:
+    return {"Authorization": f"Bearer fs_{srv.keys[who].split('_')[1]}_{'x' * 43}"}
+
+
+def test_a_burst_of_bad_keys_is_429_for_the_guesser_while_right_keys_from_its_address_are_served(keyed):
     attacker = from_address(keyed, "127.0.0.3", "alice")
-    forged = {"Authorization": f"Bearer fs_{keyed.keys['alice'].split('_')[1]}_{'x' * 43}"}
+    forged = forged_key(keyed, "alice")
     codes = [attacker.get("/v1/jobs", headers=forged).status_code for _ in range(FAILURES + 3)]
     assert codes == [401] * FAILURES + [429] * 3
-    refused = attacker.get("/v1/jobs")  # alice's real key, from the blocked address
+    refused = attacker.get("/v1/jobs", headers=forged)
     assert refused.status_code == 429 and "FITSERVE_AUTH_FAILURES_PER_WINDOW" in refused.json()["detail"]
     assert 1 <= int(refused.headers["retry-after"]) <= WINDOW + 1
-    with from_address(keyed, "127.0.0.4", "alice") as elsewhere:
-        assert elsewhere.get("/v1/jobs").status_code == 200  # only that address is blocked
-    deadline = time.monotonic() + WINDOW + 2
-    while (answer := attacker.get("/v1/jobs")).status_code == 429:
-        assert time.monotonic() < deadline, "the address is still blocked after the window"
-        time.sleep(0.2)
-    assert answer.status_code == 200
+    # alice and bob behind the same address (a NAT, a proxy) are never locked out by the stranger's guesses
+    assert attacker.get("/v1/jobs").status_code == 200
+    with from_address(keyed, "127.0.0.3", "bob") as neighbour:
+        assert neighbour.get("/v1/jobs").status_code == 200
+    # each guess is counted, so only a guesser that waits as told is heard again
+    deadline = time.monotonic() + 2 * WINDOW + 2
+    while (answer := attacker.get("/v1/jobs", headers=forged)).status_code == 429:
+        assert time.monotonic() < deadline, "the guesser is still refused after waiting as told"
+        time.sleep(float(answer.headers["retry-after"]))
+    assert answer.status_code == 401
     attacker.close()
+
+
+def test_x_forwarded_for_from_loopback_is_not_believed_by_default(keyed):
+    forged = forged_key(keyed, "alice")
+    codes = [  # from 127.0.0.1, which uvicorn alone would trust as a proxy
+        keyed.client.get("/v1/jobs", headers={**forged, "X-Forwarded-For": f"198.51.100.{i}"}).status_code
+        for i in range(FAILURES + 2)
+    ]
+    assert codes == [401] * FAILURES + [429] * 2  # one address, whatever it claims to forward for
+    assert keyed.client.get("/v1/jobs", headers=as_(keyed, "bob")).status_code == 200
+
+
+def test_x_forwarded_for_is_believed_from_the_proxies_named(make_server):
+    srv = make_server(
+        workers=0, FITSERVE_FORWARDED_ALLOW_IPS="127.0.0.11", FITSERVE_AUTH_FAILURES_PER_WINDOW=str(FAILURES),
+        FITSERVE_AUTH_FAILURE_WINDOW_SECONDS="60",
+    )
+    srv.keys = {"alice": srv.create_key("alice")}
+    srv.start()
+    forged = forged_key(srv, "alice")
+    with from_address(srv, "127.0.0.11", "alice") as proxy, from_address(srv, "127.0.0.12", "alice") as stranger:
+        behind = {**forged, "X-Forwarded-For": "203.0.113.9"}
+        codes = [proxy.get("/v1/jobs", headers=behind).status_code for _ in range(FAILURES + 1)]
+        assert codes == [401] * FAILURES + [429]
+        assert "203.0.113.9" in proxy.get("/v1/jobs", headers=behind).json()["detail"]
+        # another client behind the proxy is its own address; a stranger's claim to be 203.0.113.9 is not believed
+        assert proxy.get("/v1/jobs", headers={**forged, "X-Forwarded-For": "203.0.113.10"}).status_code == 401
+        assert stranger.get("/v1/jobs", headers={**forged, "X-Forwarded-For": "203.0.113.9"}).status_code == 401
 
 
 def nested(depth: int) -> str:
