@@ -10,16 +10,18 @@ from service.errors import InvalidField, NotFound, PayloadTooLarge
 from service.models import Dataset
 from service.repositories import datasets as dataset_repo
 from service.schemas.jobs import DatasetPage, DatasetPublic
+from service.schemas.limits import LIMITS
 from service.services.jobs import decode_cursor, encode_cursor
 
 NPZ_MAGIC = b"PK\x03\x04"
 
 
 def describe_targets(y: np.ndarray) -> tuple[int | None, int]:
-    """(classes if y is labels 0..k-1, targets per row)."""
+    """(classes if y is labels 0..k-1 with k at most the widest layer, targets per row)."""
     width = 1 if y.ndim == 1 else int(np.prod(y.shape[1:]))
     integral = y.ndim == 1 and (y.dtype.kind in "iu" or bool(np.all(np.mod(y, 1) == 0)))
-    n_classes = int(y.max()) + 1 if integral and y.min() >= 0 else None
+    # labels past the widest classifier's classes are values: a regression target (and no integer overflow)
+    n_classes = int(y.max()) + 1 if integral and y.min() >= 0 and y.max() < LIMITS.max_layer_width else None
     return n_classes, width
 
 

@@ -6,6 +6,8 @@ network, eval mode and limits as `/predict`.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from sqlalchemy.orm import Session
@@ -41,7 +43,10 @@ def evaluate(
     except InvalidField as exc:  # /predict's check of the rows' shape, which names its own field
         raise InvalidField(x_field, exc.detail[0]["msg"]) from None
     arrays = {name: t.to(torch.float64).numpy() if t.is_floating_point() else t.numpy() for name, t in answers.items()}
-    return score(arrays, targets, model.spec.task)
+    measures = score(arrays, targets, model.spec.task)
+    if not all(math.isfinite(v) for v in measures.values() if isinstance(v, float)):
+        raise InvalidField(y_field, "the targets are too large to measure against: a measure overflows float64")
+    return measures
 
 
 def check_measures_bytes(model: LoadedModel, limit: int) -> None:

@@ -189,6 +189,10 @@ def run_network(model: LoadedModel, inputs) -> dict[str, torch.Tensor]:
     rows = max(1, CHUNK_BYTES // model.row_bytes)
     with torch.inference_mode():
         outputs = torch.cat([model.net(chunk) for chunk in x.split(rows)])  # (N, out_features)
+    if not torch.isfinite(outputs).all():  # finite inputs can still overflow float32 inside the network
+        bad = int((~torch.isfinite(outputs)).any(dim=1).nonzero()[0, 0])
+        raise InvalidField(("inputs",), f"the model's answer for row {bad} is not a finite number: its inputs are "
+                           "too large for this network in float32")
     spec = model.spec
     return read_outputs(outputs, spec.task, spec.loss, spec.model.output_activation)
 

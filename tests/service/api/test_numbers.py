@@ -1,9 +1,11 @@
 """Every number a request carries is checked: NaN and Infinity (which Python's json reads) and integers too
 large for the database are 422s naming the field, never 500s; the stored spec is the one accepted."""
 
+import io
 import json
 import math
 
+import numpy as np
 import pytest
 
 from tests.specs import tiny_regression
@@ -177,3 +179,35 @@ def test_a_surrogate_pair_is_text_and_is_kept(server):
     assert "\\ud83d\\ude00" in body
     created = server.client.post("/v1/jobs", content=body.encode(), headers={"Content-Type": "application/json"})
     assert created.status_code == 201 and created.json()["name"] == "\U0001f600 run"
+
+
+def test_inputs_whose_answers_overflow_are_a_422_not_null(server):
+    job = server.train(tiny_regression(epochs=5))
+    huge = [[3e38], [1.0]]  # a float32, but times the slope past float32's range
+    predicted = server.client.post(f"/v1/jobs/{job['id']}/predict", json={"inputs": huge})
+    assert_names(predicted, "inputs")
+    assert "finite" in strict_json(predicted)["detail"][0]["msg"]
+    tensor = {"name": "input", "shape": [2, 1], "datatype": "FP32", "data": [3e38, 1.0]}
+    v2 = server.client.post(f"/v2/models/{job['id']}/infer", json={"inputs": [tensor]})
+    assert v2.status_code == 400 and "finite" in strict_json(v2)["error"], v2.text
+    evaluated = server.client.post(f"/v1/jobs/{job['id']}/evaluate", json={"x": huge, "y": [1.0, 3.0]})
+    assert_names(evaluated, "x")
+
+
+def test_targets_whose_measures_overflow_are_a_422_naming_y(server):
+    job = server.train(tiny_regression(epochs=5))
+    response = server.client.post(f"/v1/jobs/{job['id']}/evaluate", json={"x": [[1.0], [2.0]], "y": [1e308, -1e308]})
+    assert_names(response, "y")
+    fine = server.client.post(f"/v1/jobs/{job['id']}/evaluate", json={"x": [[1.0], [2.0]], "y": [3.0, 5.0]})
+    assert fine.status_code == 200 and math.isfinite(fine.json()["mse"])
+
+
+def test_an_npz_label_past_any_class_count_is_a_regression_target_not_a_database_overflow(server):
+    buf = io.BytesIO()
+    np.savez(buf, x=np.ones((3, 2), np.float32), y=np.array([0, 1, 2**63 + 5], dtype=np.uint64))
+    response = server.client.post("/v1/datasets", files={"file": ("big.npz", buf.getvalue())})
+    assert response.status_code == 201, response.text
+    assert response.json()["n_classes"] is None
+    buf = io.BytesIO()
+    np.savez(buf, x=np.ones((3, 2), np.float32), y=np.array([0, 1, 1_000_000_000], dtype=np.int64))
+    assert server.client.post("/v1/datasets", files={"file": ("wide.npz", buf.getvalue())}).json()["n_classes"] is None
