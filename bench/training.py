@@ -9,8 +9,8 @@ this process at 1 thread and at every core, and Lightning (CPU). `service thread
 service run kept after timing its own epochs at 1 and at all its threads (`-`: too short a job to measure). The baseline is the faster hand loop
 (its best thread count on this machine): every ratio divides by it. Best of `--repeat` for each
 contender (the machine is shared: the best run is the one least disturbed). The trainer and Lightning
-use the threads a worker gets (`--workers`); each contender is warmed up once first, as a running
-service is.
+use the threads a worker gets (`--workers`), and every in-process contender the allocator setting a worker
+has (`workers.devices.keep_freed_memory`); each contender is warmed up once first, as a running service is.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 
 from bench.common import EXAMPLES, Service, header, load_average, load_example, print_table
 from bench.loops import hand_loop, lightning_loop, trainer_loop
-from workers.devices import threads_per_worker
+from workers.devices import keep_freed_memory, threads_per_worker
 
 
 def tiny(spec: dict) -> dict:
@@ -94,6 +94,7 @@ def main() -> None:
     logging.getLogger("lightning").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(threads_per_worker(args.workers))
+    keep_freed_memory()  # the allocator setting a worker trains with: the hand loop gets it too
     paths = [p for p in EXAMPLES if not args.jobs or p.name.split("_")[0] in args.jobs.split(",")]
     header(
         f"Tutorial jobs: service vs the best hand-written loop vs Lightning (epochs x {args.epochs_scale}, best of "

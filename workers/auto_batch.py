@@ -51,7 +51,7 @@ class AutoBatchPolicy(SweepPolicy):
     def asked(self, group: list[Job]) -> str:
         return "batched" if self.settings.AUTO_BATCH == "on" else "auto"
 
-    def speedup(self, group: list[Job], specs, nets, datas, device) -> tuple[float, bool]:
+    def speedup(self, group: list[Job], specs, nets, datas, device, threads: list[int]) -> tuple[float, bool]:
         """Probed once per key and size bucket in this process (a probe costs up to a second), unless a probe at
         another size already proves batching faster at this one."""
         key, n = group[0].batch_key, len(group)
@@ -60,7 +60,7 @@ class AutoBatchPolicy(SweepPolicy):
             floor = self.speedup_floor(key, n)
             if floor >= MIN_SPEEDUP:
                 return floor, False
-            self.speedups[at] = measure_speedup(specs, nets, datas, device)
+            self.speedups[at] = measure_speedup(specs, nets, datas, device, threads)
             self.probed_sizes[at] = n
         return self.speedups[at], True
 

@@ -41,12 +41,22 @@ PROBE_WARMUP, PROBE_ROUNDS, PROBE_STEPS, PROBE_SECONDS = 3, 5, 5, 1.0
 MIN_SPEEDUP = 1.2  # batched must beat one-by-one by this much to be chosen
 
 
-def measure_speedup(specs, nets, datas, device) -> float:
+def probe_threads(settings: Settings, device: torch.device) -> list[int]:
+    """The torch thread counts a run on `device` may train at: 1 and the worker's count on a CPU where the run
+    picks the faster (FITSERVE_TUNE_THREADS, workers/engines/threads.py), else the worker's count alone."""
+    most = torch.get_num_threads()
+    return [1, most] if settings.TUNE_THREADS and device.type == "cpu" and most > 1 else [most]
+
+
+def measure_speedup(specs, nets, datas, device, threads: list[int] | None = None) -> float:
     """(K x one member's step time) / (one stacked step's time), on throwaway copies.
 
     Steps, not epochs: an epoch of many mini-batches may take minutes, and nothing can stop a probe. The two
     are timed in PROBE_ROUNDS alternating rounds of PROBE_STEPS steps (fewer once PROBE_SECONDS have passed),
-    and each keeps its best round, so a stall of the machine during a round cannot decide the choice.
+    and each keeps its best round, so a stall of the machine during a round cannot decide the choice. Each is
+    timed at every count in `threads` (default: the present one) and judged at its fastest, as the run will
+    train it: on a busy CPU a stacked step can be 5-15x slower at 2 threads than at 1 (the threads wait on each
+    other), while one member's small steps barely change.
     """
     probe = StackedTrainer(specs, list(nets), datas, device)  # it trains stacked copies, never the nets
     solo = Trainer(specs[0], copy.deepcopy(nets[0]), datas[0], device)
@@ -55,22 +65,30 @@ def measure_speedup(specs, nets, datas, device) -> float:
     xs = probe.x[:rows] if probe.x_dim is None else probe.x[:, :rows]
     ys = probe.y[:rows] if probe.y_dim is None else probe.y[:, :rows]
     steps = {"solo": lambda: solo.step_fn(x, y), "stacked": lambda: probe.step(xs, probe.x_dim, ys, probe.y_dim)}
-    for _ in range(PROBE_WARMUP):  # first calls pay for lazy imports and allocator growth
-        for step in steps.values():
-            step()
-    best = dict.fromkeys(steps, float("inf"))
-    deadline = time.perf_counter() + PROBE_SECONDS
-    for _ in range(PROBE_ROUNDS):
-        for name, step in steps.items():
-            started = time.perf_counter()
-            for _ in range(PROBE_STEPS):
+    most = torch.get_num_threads()
+    counts = threads or [most]
+    best = {(name, n): float("inf") for name in steps for n in counts}
+    try:
+        for _ in range(PROBE_WARMUP):  # first calls pay for lazy imports and allocator growth
+            for step in steps.values():
                 step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            best[name] = min(best[name], (time.perf_counter() - started) / PROBE_STEPS)
-        if time.perf_counter() > deadline:
-            break
-    return best["solo"] * len(specs) / best["stacked"]
+        deadline = time.perf_counter() + PROBE_SECONDS
+        for _ in range(PROBE_ROUNDS):
+            for n in counts:
+                torch.set_num_threads(n)
+                for name, step in steps.items():
+                    started = time.perf_counter()
+                    for _ in range(PROBE_STEPS):
+                        step()
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    best[name, n] = min(best[name, n], (time.perf_counter() - started) / PROBE_STEPS)
+            if time.perf_counter() > deadline:
+                break
+    finally:
+        torch.set_num_threads(most)
+    fastest = {name: min(best[name, n] for n in counts) for name in steps}
+    return fastest["solo"] * len(specs) / fastest["stacked"]
 
 
 def group_key(job: Job, checkpoint_epoch: int) -> tuple:
@@ -105,9 +123,10 @@ class SweepPolicy:
         with session_scope(read_only=True) as s:
             return sweep_repo.get_sweep(s, group[0].sweep_id, group[0].owner_id).request.get("execution", "auto")
 
-    def speedup(self, group: list[Job], specs, nets, datas, device) -> tuple[float, bool]:
-        """Batching's speedup for this group, and whether it was measured (not bounded from other probes)."""
-        return measure_speedup(specs, nets, datas, device), True
+    def speedup(self, group: list[Job], specs, nets, datas, device, threads: list[int]) -> tuple[float, bool]:
+        """Batching's speedup for this group (each path at its fastest of `threads`), and whether it was measured
+        (not bounded from other probes)."""
+        return measure_speedup(specs, nets, datas, device, threads), True
 
     def note(self, group: list[Job], note: str) -> None:
         with session_scope() as s:
@@ -192,7 +211,7 @@ def run_stacked(
     elif search is not None and search.copies_state and asked != "one_by_one":
         batched, why = True, "pbt copies state between the members of one stack"
     elif asked == "auto":
-        speedup, measured = policy.speedup(group, specs, nets, datas, device)
+        speedup, measured = policy.speedup(group, specs, nets, datas, device, probe_threads(settings, device))
         batched = speedup >= MIN_SPEEDUP
         why = (f"batched measured {speedup:.1f}x the speed of one by one" if measured
                else f"batched at least {speedup:.1f}x the speed of one by one (bound by a probe of another size)")

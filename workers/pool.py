@@ -24,7 +24,7 @@ from service.models import WorkerKind
 from service.repositories import workers as worker_repo
 from service.services.rescue import maintain, rescue
 from service.settings import Settings, get_settings
-from workers.devices import count_gpus, default_workers, threads_per_worker
+from workers.devices import count_gpus, default_workers, keep_freed_memory, threads_per_worker
 from workers.registry import Registration
 
 log = logging.getLogger("fitserve.pool")
@@ -65,6 +65,7 @@ def worker_main(worker_id: str, gpu: int | None, n_workers: int, pool_pid: int) 
 
     configure_logging()
     cap_memory(get_settings().WORKER_MEMORY_BYTES, gpu)
+    keep_freed_memory()
     torch.set_num_threads(get_settings().TORCH_THREADS or threads_per_worker(n_workers))
     shutdown = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from service.schemas.spec import JobSpec
+from service.settings import get_settings
 from tests.conftest import worker_pids
 from tests.service.api.test_fair_share import keyed_api, submit
 from tests.specs import example, long_job, tiny_regression
@@ -157,6 +158,34 @@ def test_the_probe_measures_a_real_speedup():
     assert 0 < speedup < float("inf")
 
 
+def test_the_probe_times_both_paths_at_each_thread_count_the_run_may_choose(monkeypatch):
+    """Each path is judged at its fastest count, as the run then trains it (workers/engines/threads.py): both are
+    stepped at 1 thread and at 2, and the worker's count is back after."""
+    from workers.engines.stacked import StackedTrainer
+    from workers.groups import measure_speedup, probe_threads
+
+    seen = {"stacked": set()}
+    stacked_step = StackedTrainer.step
+
+    def counted(self, *args):
+        seen["stacked"].add(torch.get_num_threads())
+        return stacked_step(self, *args)
+
+    monkeypatch.setattr(StackedTrainer, "step", counted)
+    _, specs, nets, datas = tiny_group(4)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        threads = probe_threads(get_settings(), torch.device("cpu"))
+        assert threads == [1, 2]
+        assert 0 < measure_speedup(specs, nets, datas, torch.device("cpu"), threads) < float("inf")
+        assert seen["stacked"] == {1, 2} and torch.get_num_threads() == 2
+        untuned = get_settings().model_copy(update={"TUNE_THREADS": False})
+        assert probe_threads(untuned, torch.device("cpu")) == [2]
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("at_16", [10.0, 2.0])  # 16 stacked 50-point regressions measure about 10x here
 def test_a_probe_of_a_large_batch_bounds_a_smaller_ones_speedup_without_probing_again(monkeypatch, at_16):
     """The policy's arithmetic on injected measurements: the verdict never depends on the machine's speed."""
@@ -167,7 +196,7 @@ def test_a_probe_of_a_large_batch_bounds_a_smaller_ones_speedup_without_probing_
     measured = iter([at_16, 1.5])
     monkeypatch.setattr(auto_batch, "measure_speedup", lambda *_: next(measured))
     policy, cpu = auto_batch.AutoBatchPolicy(get_settings()), torch.device("cpu")
-    (s16, measured_16), (at_6, measured_6) = (policy.speedup(*tiny_group(n), cpu) for n in (16, 6))
+    (s16, measured_16), (at_6, measured_6) = (policy.speedup(*tiny_group(n), cpu, [1]) for n in (16, 6))
     assert measured_16 and policy.probed_sizes[("tiny", 16)] == 16 and s16 == at_16 == policy.speedups[("tiny", 16)]
     assert policy.speedup_floor("other key", 6) == 0.0
     if at_16 * 6 / 16 >= MIN_SPEEDUP:  # 3.75x at 6 follows from 10x at 16: no second probe

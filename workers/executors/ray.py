@@ -39,7 +39,7 @@ from service.services.rescue import maintain, rescue
 from service.settings import Settings, get_settings
 from service.wakeup import Listener
 from workers.claims import claim_mates_of, running_cap
-from workers.devices import set_node
+from workers.devices import keep_freed_memory, set_node
 from workers.groups import shape_groups
 from workers.pool import new_worker_id, stop_when_orphaned
 from workers.registry import Registration
@@ -93,6 +93,7 @@ def run_claimed_jobs(claimed: list[tuple[str, int]], worker_id: str) -> str:
     if not jobs:
         return "lost before it started"
     torch.set_num_threads(max(1, int(settings.RAY_CPUS_PER_JOB)))
+    keep_freed_memory()
     gpu = 0 if ray.get_gpu_ids() else None  # Ray narrows CUDA_VISIBLE_DEVICES to the GPU it gave the task
     shutdown = threading.Event()
     device = "cuda" if gpu is not None else "cpu"
