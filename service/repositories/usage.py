@@ -7,7 +7,7 @@ the rest reads only what stays small: the owner's running jobs, its jobs that en
 
 from datetime import datetime
 
-from sqlalchemy import extract, func, literal, select
+from sqlalchemy import exists, extract, func, literal, select
 from sqlalchemy.orm import Session
 
 from service.models import Checkpoint, Dataset, Job, JobStatus, UTCDateTime
@@ -24,13 +24,15 @@ def count_by_status(session: Session, owner_id: str | None) -> dict[str, int]:
 def stored_bytes(session: Session, owner_id: str | None) -> dict[str, int]:
     """Byte lengths of the owner's stored blobs: curves, weights, checkpoints, datasets."""
     counted = job_counts.of_owner(session, owner_id).values()
-    # from the checkpoints, few, to their jobs by key: never through the owner's jobs
-    checkpoints = select(func.sum(func.length(Checkpoint.data))).join(Job, Job.id == Checkpoint.job_id)
+    # from the checkpoints, few, to their jobs by key (EXISTS: SQLite keeps the checkpoints outside), never
+    # through the owner's jobs
+    theirs = select(Job.id).where(Job.id == Checkpoint.job_id, owned_by(Job.owner_id, owner_id))
+    checkpoints = select(func.sum(func.length(Checkpoint.data))).where(exists(theirs))
     datasets = select(func.sum(func.length(Dataset.data))).where(owned_by(Dataset.owner_id, owner_id))
     return {
         "curves": int(sum(sums["curve_bytes"] for sums in counted)),
         "weights": int(sum(sums["weights_bytes"] for sums in counted)),
-        "checkpoints": session.scalar(checkpoints.where(owned_by(Job.owner_id, owner_id))) or 0,
+        "checkpoints": session.scalar(checkpoints) or 0,
         "datasets": session.scalar(datasets) or 0,
     }
 
@@ -42,7 +44,8 @@ def training_seconds(session: Session, owner_id: str | None, now: datetime, sinc
     In all: the counters' ended jobs and the running ones. Since a time: the jobs that ended after it (one range
     of ix_jobs_owner_id_finished_at) and the running ones.
     """
-    running = owned_by(Job.owner_id, owner_id) & (Job.status == JobStatus.RUNNING) & Job.started_at.is_not(None)
+    # no condition on started_at (a claim sets it): SQLite would read the owner's started jobs by it
+    running = owned_by(Job.owner_id, owner_id) & (Job.status == JobStatus.RUNNING)
     seconds = _seconds_of(session, running, now, since)
     if since is None:
         ended = job_counts.of_owner(session, owner_id)
