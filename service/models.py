@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -141,6 +142,10 @@ class Job(Base):
 Index(
     "ix_jobs_status_owner_id_priority", Job.status, Job.owner_id, Job.priority.desc(), Job.created_at, Job.id
 )
+# ?name=: lower(name) LIKE '%part%' from a trigram index (PostgreSQL with pg_trgm only: alembic 0015)
+Index(
+    "ix_jobs_name_trigrams", func.lower(Job.name), postgresql_using="gin", postgresql_ops={"lower": "gin_trgm_ops"}
+).ddl_if(dialect="postgresql")
 
 
 class JobTag(Base):
