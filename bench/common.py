@@ -36,8 +36,10 @@ def free_port() -> int:
 class Service:
     """`fitserve serve` on a free port over its own SQLite file, as a user runs it."""
 
-    def __init__(self, workers: int = 1, owners: tuple[str, ...] = (), **env: str):
-        """`owners`: API keys created for these owners before the start; `submit` takes one's name."""
+    def __init__(self, workers: int = 1, owners: tuple[str, ...] = (), root: Path = ROOT, **env: str):
+        """`owners`: API keys created for these owners before the start; `submit` takes one's name. `root`: the
+        source tree served (another checkout serves an earlier commit for a before/after comparison)."""
+        self.root = root
         self.dir = tempfile.TemporaryDirectory(prefix="fitserve-bench-")
         self.port = free_port()
         self.env = {
@@ -58,7 +60,7 @@ class Service:
         for owner in self.owners:
             done = subprocess.run(
                 [sys.executable, "-m", "fitserve.cli", "keys", "create", "--owner", owner],
-                cwd=ROOT, env=self.env, capture_output=True, text=True, check=True,
+                cwd=self.root, env=self.env, capture_output=True, text=True, check=True,
             )
             self.keys[owner] = done.stdout.strip().splitlines()[-1]
 
@@ -66,7 +68,7 @@ class Service:
         self.create_keys()
         cmd = [sys.executable, "-m", "fitserve.cli", "serve", "--port", str(self.port), "--workers", str(self.workers)]
         self.log = open(Path(self.dir.name) / "serve.log", "wb")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, cwd=self.root, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + READY_SECONDS
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
