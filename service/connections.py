@@ -99,7 +99,8 @@ class BoundedConnection(HttpToolsProtocol):
 
     def refuse_head(self) -> None:
         limit = self.limits.MAX_HEADER_BYTES
-        self.refuse(431, "header_bytes", f"the request line and headers exceed {limit} bytes (FITSERVE_MAX_HEADER_BYTES)")
+        message = f"the request line and headers exceed {limit} bytes (FITSERVE_MAX_HEADER_BYTES)"
+        self.refuse(431, "header_bytes", message)
 
     def start_head_timer(self) -> None:
         self.head_timer = self.loop.call_later(self.limits.HEADER_TIMEOUT_SECONDS, self.head_timed_out)

@@ -193,5 +193,6 @@ async def predict(job_id: str, body: PredictRequest, owner: OwnerDep, cache: Mod
         answer = predictions.predict_loaded(model, body.inputs, limits)
     else:
         answer = await run_in_threadpool(predictions.predict, cache, job_id, owner, body.inputs, limits)
-    # lists of numbers in PredictResponse's shape: serialized as is, not validated again (inf and NaN as null)
+    # lists of numbers in PredictResponse's shape: serialized as is, not validated again (run_network refuses
+    # an answer that is not finite, so inf_nan_mode is a guard)
     return Response(to_json(answer, inf_nan_mode="null"), media_type="application/json")
