@@ -15,7 +15,8 @@ Each operation runs --calls times in one process (one pooled connection, as a se
 calls after the 10th, where psycopg prepares a statement and PostgreSQL may switch to a generic plan. HTTP calls
 go through the real app in process (an ASGI client), as the `big` owner. A claim is one transaction, rolled back,
 so each claim sees the same queue. Retention deletes 200 ended jobs a tick, 5 ticks, last. ratio = baseline p50 /
-new p50.
+new p50. On PostgreSQL a last table runs the baseline's tag filter and today's 20 times on one connection, with
+psycopg's defaults and with plan_cache_mode=force_custom_plan (what service/db.py sets).
 """
 
 from __future__ import annotations
@@ -280,6 +281,38 @@ class Databases:
             self.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+# the tag filter as the baseline wrote it and as it is now, for the plan cache table
+TAG_QUERIES = {
+    "baseline's tag filter": "SELECT jobs.* FROM jobs WHERE jobs.owner_id = :owner AND EXISTS (SELECT job_tags.job_id"
+    " FROM job_tags WHERE job_tags.job_id = jobs.id AND job_tags.key = :key AND job_tags.value = :value)"
+    " ORDER BY jobs.created_at DESC, jobs.id DESC LIMIT 51",
+    "tag filter now": "SELECT jobs.* FROM jobs JOIN job_tags t ON t.job_id = jobs.id WHERE t.owner_id = :owner"
+    " AND t.key = :key AND t.value = :value AND jobs.owner_id = :owner ORDER BY t.created_at DESC, t.job_id DESC"
+    " LIMIT 51",
+}
+
+
+def plan_cache(url: str) -> list[list]:
+    """PostgreSQL: each tag filter 20 times on one connection, with psycopg's defaults (a statement prepared from
+    its 6th run) and with plan_cache_mode=force_custom_plan: p50 ms of calls 1-10 and 11-20."""
+    from sqlalchemy import create_engine, text
+
+    rows = []
+    for label, sql in TAG_QUERIES.items():
+        for options in ("", "-c plan_cache_mode=force_custom_plan"):
+            engine = create_engine(url, connect_args={"options": options} if options else {})
+            spent = []
+            with engine.connect() as conn:
+                for _ in range(20):
+                    started = time.perf_counter()
+                    conn.execute(text(sql), {"owner": BIG, "key": "team", "value": "none"}).all()
+                    spent.append((time.perf_counter() - started) * 1000)
+            engine.dispose()
+            rows.append([label, options or "psycopg's defaults", statistics.median(spent[:10]),
+                         statistics.median(spent[10:])])
+    return rows
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -305,7 +338,7 @@ def main() -> None:
     header(f"Flat at a million jobs: sizes {args.sizes}, {args.owners} owners, {args.calls} calls an operation")
     print(f"load average before: {load_average()}\n")
     template = template_rows()
-    rows, setup = [], []
+    rows, setup, plans = [], [], []
     with tempfile.TemporaryDirectory(prefix="fitserve-bench-") as tmp:
         baseline = exported(args.baseline, Path(tmp) / "baseline")
         (Path(tmp) / "dbs").mkdir()
@@ -319,6 +352,8 @@ def main() -> None:
                     before = measure_in(baseline, dbs.create(f"{name}_base", template=name), args.calls)
                     migrated = upgrade_timed(url)
                     after = measure_in(ROOT, url, args.calls)
+                    if backend == "postgresql":
+                        plans += [[size, *row] for row in plan_cache(url)]
                 finally:
                     dbs.close()
                 setup.append([backend, size, filled, migrated])
@@ -331,6 +366,10 @@ def main() -> None:
     print_table(["back end", "jobs", "operation", f"{args.baseline} p50 ms", "now p50 ms", "ratio", "now p99 ms"], rows)
     print()
     print_table(["back end", "jobs", "fill s", "upgrade to head s (counters filled, indexes built)"], setup)
+    if plans:
+        print()
+        print_table(["jobs", "PostgreSQL, one connection, tag=team:none", "settings", "p50 ms calls 1-10",
+                     "p50 ms calls 11-20"], plans)
     print(f"\nload average after: {load_average()}")
 
 
