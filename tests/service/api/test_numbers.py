@@ -202,7 +202,7 @@ def test_targets_whose_measures_overflow_are_a_422_naming_y(server):
     assert fine.status_code == 200 and math.isfinite(fine.json()["mse"])
 
 
-def test_an_npz_label_past_any_class_count_is_a_regression_target_not_a_database_overflow(server):
+def test_a_label_past_any_class_count_is_a_regression_target_not_a_database_overflow(server):
     buf = io.BytesIO()
     np.savez(buf, x=np.ones((3, 2), np.float32), y=np.array([0, 1, 2**63 + 5], dtype=np.uint64))
     response = server.client.post("/v1/datasets", files={"file": ("big.npz", buf.getvalue())})
@@ -211,3 +211,6 @@ def test_an_npz_label_past_any_class_count_is_a_regression_target_not_a_database
     buf = io.BytesIO()
     np.savez(buf, x=np.ones((3, 2), np.float32), y=np.array([0, 1, 1_000_000_000], dtype=np.int64))
     assert server.client.post("/v1/datasets", files={"file": ("wide.npz", buf.getvalue())}).json()["n_classes"] is None
+    csv = b"a,target\n0.5,1\n1.5,1000000000\n2.5,7\n"
+    uploaded = server.client.post("/v1/datasets", files={"file": ("prices.csv", csv)}, data={"target": "target"})
+    assert uploaded.status_code == 201 and uploaded.json()["n_classes"] is None, uploaded.text
