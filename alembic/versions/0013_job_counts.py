@@ -109,6 +109,10 @@ def create_postgresql_triggers() -> None:
     op.execute(f"CREATE TRIGGER jobs_counted_update AFTER UPDATE OF status, started_at, finished_at, owner_id ON jobs"
                f" FOR EACH ROW WHEN ({UPDATED}) EXECUTE FUNCTION jobs_counted()")
     op.execute("CREATE TRIGGER jobs_counted_delete BEFORE DELETE ON jobs FOR EACH ROW EXECUTE FUNCTION jobs_counted()")
+    create_postgresql_blob_triggers()
+
+
+def create_postgresql_blob_triggers() -> None:
     for table, column in BLOBS.items():
         new = "CASE WHEN TG_OP = 'DELETE' THEN 0 ELSE octet_length(NEW.data) END"
         old = "CASE WHEN TG_OP = 'INSERT' THEN 0 ELSE octet_length(OLD.data) END"

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from service.db import session_scope
 from service.repositories import job_counts
 from service.repositories import jobs as job_repo
+from service.repositories import metrics as metric_repo
 from service.services.rescue import rescue
 from service.services.retention import delete_expired_jobs
 from tests.conftest import FINAL, as_, wait_until
@@ -136,6 +137,11 @@ def test_counters_equal_the_history_through_every_change(keyed_app):
     rescue("worker died", worker_id="ghost")
     assert job_of(srv, "alice", stalled[1])["status"] == "cancelled"
     assert_agree(srv)  # rescues: requeued, failed, cancelled
+
+    with session_scope() as s:  # as a resumed attempt trims its curve: chunks rewritten and deleted
+        metric_repo.truncate_points_many(s, [done[2]], 3)
+    assert srv.query("SELECT count(*) FROM metric_chunks WHERE job_id = :id", id=done[2]) == [(1,)]
+    assert_agree(srv)
 
     delete_expired_jobs(datetime.now(UTC) + timedelta(seconds=1), batch=100)
     assert srv.query("SELECT count(*) FROM jobs WHERE status IN " + FINAL_SQL) == [(0,)]
