@@ -108,6 +108,8 @@ class RequestIntake:
                 if scope["path"].startswith(AUTHENTICATED_PREFIXES):
                     authorization, address = headers.get("authorization"), client_address(scope)
                     scope[OWNER_KEY] = await self.authenticator.authenticate(authorization, address)
+                elif has_body:  # no open route takes one: unread, it cannot hold memory or, sent slowly, the connection
+                    raise PayloadTooLarge("this route takes no request body")
                 if (scope["method"], scope["path"]) in UPLOAD_ROUTES:
                     slot.enter_context(self.upload_slots.hold(scope[OWNER_KEY]))
                 if has_body:

@@ -170,6 +170,22 @@ def test_x_forwarded_for_is_believed_from_the_proxies_named(make_server):
         assert stranger.get("/v1/jobs", headers={**forged, "X-Forwarded-For": "203.0.113.9"}).status_code == 401
 
 
+def test_a_body_sent_slowly_to_a_route_that_takes_none_is_413_at_once_and_closed(keyed):
+    """/healthz and the other open routes take no body: one is refused unread, so a slow or large body can hold
+    neither the connection nor memory (it was read whole, up to FITSERVE_MAX_JSON_BYTES, at the client's pace)."""
+    head = b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
+    address = (keyed.client.base_url.host, keyed.client.base_url.port)
+    with socket.create_connection(address, timeout=10, source_address=("127.0.0.13", 0)) as sock:
+        sock.sendall(head + b"x")
+        started, answer = time.monotonic(), b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+        took = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 413") and b"takes no request body" in answer, answer[:200]
+    assert took < 5, took
+    assert keyed.client.post("/healthz").status_code == 405  # no body: the method is still what is wrong
+
+
 def nested(depth: int) -> str:
     return "[" * depth + "1" + "]" * depth
 
