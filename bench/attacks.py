@@ -81,7 +81,8 @@ class Baseline:
 
 @contextmanager
 def measured(svc: Service, rows: list, name: str):
-    """Runs an attack under the baseline poller; the attack fills `result` (what it got) and appends nothing else."""
+    """Runs an attack under the baseline poller and adds its row to `rows`; the attack puts what it got in
+    `result["got"]`."""
     pid = svc.proc.pid
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # peak resident memory counted from here
     result = {"got": ""}
