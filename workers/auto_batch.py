@@ -20,7 +20,6 @@ import math
 import threading
 
 from modelzoo.memory import estimate_training
-from service.db import session_scope
 from service.models import Job
 from service.repositories import batches as batch_repo
 from service.repositories import datasets as dataset_repo
@@ -87,12 +86,6 @@ class AutoBatchPolicy(SweepPolicy):
 
     def note(self, group: list[Job], note: str) -> None:
         """Each job's `execution` says how it trained (start_members, run_attempt): nothing more to write."""
-
-    def one_by_one(self, group: list[Job], worker_id: str) -> list[Job]:
-        """Batched is slower: train the first job here, and give its mates back to the queue for any worker."""
-        with session_scope() as s:
-            batch_repo.unclaim(s, worker_id, [job.id for job in group[1:]])
-        return group[:1]
 
 
 _policy: AutoBatchPolicy | None = None

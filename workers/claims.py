@@ -6,6 +6,7 @@ from service.db import session_scope
 from service.models import Job
 from service.repositories import jobs as job_repo
 from service.repositories import queue as queue_repo
+from service.repositories import sweeps as sweep_repo
 from service.settings import Settings
 from workers.auto_batch import claim_mates
 
@@ -17,7 +18,8 @@ def claim(worker_id: str, settings: Settings, registration=None) -> list[Job]:
 
     One transaction, so no other worker takes part of the sweep meanwhile (see `claim_next_job`): its
     members train together, as many as FITSERVE_MAX_RUNNING_PER_OWNER leaves room for (each counts as a
-    running job); the others wait for a later claim. Empty when nothing may be claimed.
+    running job); the others wait for a later claim. A sweep that trains one by one is claimed a member at a
+    time. Empty when nothing may be claimed.
     """
     cap = running_cap(settings)
     with session_scope() as s:
@@ -45,5 +47,7 @@ def claim_mates_of(session, job: Job, worker_id: str, settings: Settings) -> lis
     cap = running_cap(settings)
     if job.sweep_id is None:
         return claim_mates(session, job, worker_id, settings, cap)
+    if sweep_repo.trains_one_at_a_time(session, job.sweep_id):
+        return []  # one member a claim: the sweep's others wait their fair turn with every owner's jobs
     room = None if cap is None else queue_repo.room_to_run(session, job.owner_id, cap)
     return job_repo.claim_sweep_members(session, job.sweep_id, worker_id, settings.LEASE_SECONDS, room)

@@ -18,6 +18,7 @@ import torch
 
 from service.db import session_scope
 from service.models import Job
+from service.repositories import batches as batch_repo
 from service.repositories import jobs as job_repo
 from service.repositories import members as member_repo
 from service.repositories import sweeps as sweep_repo
@@ -132,9 +133,16 @@ class SweepPolicy:
         with session_scope() as s:
             sweep_repo.set_execution(s, group[0].sweep_id, note)
 
-    def one_by_one(self, group: list[Job], worker_id: str) -> list[Job]:
-        """The jobs to train here one by one, batched judged slower: all of a sweep's members."""
-        return group
+    def one_by_one(self, group: list[Job], worker_id: str, search=None) -> list[Job]:
+        """Batched judged slower (or not possible): what this worker trains now. An adaptive search's members stay
+        (they train in turn to each of its decisions); else the first, and the others go back to the queue as if
+        never claimed (their attempt not spent), where claims take them one at a time in fair turn with every
+        owner's jobs (workers/claims.py)."""
+        if search is not None:
+            return group
+        with session_scope() as s:
+            batch_repo.unclaim(s, worker_id, [job.id for job in group[1:]])
+        return group[:1]
 
 
 SWEEP = SweepPolicy()
@@ -158,7 +166,7 @@ def run_sweep_members(
             try:
                 if run_stacked(group, saved, worker_id, settings, gpu, shutdown, policy, search):
                     continue
-                group = policy.one_by_one(group, worker_id)
+                group = policy.one_by_one(group, worker_id, search)
             except Exception as exc:  # an optional fast path never fails a member: one by one instead
                 group = fall_back(group, worker_id, exc, policy)
         if search is not None:  # every member to the search's next decision, then it decides
@@ -191,7 +199,7 @@ def fall_back(group: list[Job], worker_id: str, exc: Exception, policy=SWEEP) ->
     why = f"{type(exc).__name__}: {str(exc)[:300]}"
     log.warning("sweep %s: the batched path failed (%s); its members go on one by one", group[0].sweep_id, why,
                 exc_info=exc)
-    policy.note(group, f"one by one: the batched path failed ({why})")
+    policy.note(group, f"{sweep_repo.ONE_BY_ONE}: the batched path failed ({why})")
     with session_scope() as s:
         running = job_repo.still_running(s, [(job.id, job.attempt) for job in group], worker_id)
     return [job for job in group if job.id in running]
@@ -217,7 +225,7 @@ def run_stacked(
                else f"batched at least {speedup:.1f}x the speed of one by one (bound by a probe of another size)")
     else:
         batched, why = asked == "batched", policy.forced
-    note = f"{'batched' if batched else 'one by one'}: {len(group)} {policy.members} on {device}; {why}"
+    note = f"{'batched' if batched else sweep_repo.ONE_BY_ONE}: {len(group)} {policy.members} on {device}; {why}"
     log.info("sweep %s: %s", group[0].sweep_id, note)
     policy.note(group, note)
     if not batched:

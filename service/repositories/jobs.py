@@ -275,13 +275,20 @@ def request_cancel(session: Session, job: Job) -> None:
     """A queued job is cancelled at once; a running one is flagged for its worker to stop."""
     if JobStatus(job.status).is_final:
         return
-    session.execute(update(Job).where(Job.id == job.id).values(cancel_requested=True))
+    cancel_where(session, Job.id == job.id)
+    session.refresh(job)
+
+
+def cancel_where(session: Session, which) -> None:
+    """`request_cancel` for every job `which` selects, in two statements however many they are (a sweep's)."""
+    live = and_(which, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
+    session.execute(update(Job).where(live).values(cancel_requested=True).execution_options(synchronize_session=False))
     session.execute(
         update(Job)
-        .where(Job.id == job.id, Job.status == JobStatus.QUEUED)
+        .where(which, Job.status == JobStatus.QUEUED)
         .values(status=JobStatus.CANCELLED, finished_at=utcnow())
+        .execution_options(synchronize_session=False)
     )
-    session.refresh(job)
 
 
 def save_checkpoint(session: Session, job_id: str, worker_id: str, attempt: int, epoch: int, data: bytes) -> bool:

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from service.models import Job, Sweep
+from service.models import Job, JobStatus, Sweep
 from service.repositories.jobs import owned_by
 
 
@@ -37,6 +37,12 @@ def list_members(session: Session, sweep_ids: list[str]) -> list[Job]:
     return list(session.scalars(query))
 
 
+def has_live_members(session: Session, sweep_id: str) -> bool:
+    """Whether any member is queued or running."""
+    live = select(Job.id).where(Job.sweep_id == sweep_id, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
+    return session.scalar(select(live.exists())) is True
+
+
 def mark_cancel_requested(session: Session, sweep_id: str) -> None:
     """Cancelled: and a TPE sweep makes no more rounds."""
     session.execute(update(Sweep).where(Sweep.id == sweep_id).values(cancel_requested=True, search_rounds_left=0))
@@ -44,6 +50,19 @@ def mark_cancel_requested(session: Session, sweep_id: str) -> None:
 
 def set_execution(session: Session, sweep_id: str, execution: str) -> None:
     session.execute(update(Sweep).where(Sweep.id == sweep_id).values(execution=execution[:200]))
+
+
+ONE_BY_ONE = "one by one"  # how a sweep's `execution` opens once its members train one at a time (workers/groups.py)
+
+
+def trains_one_at_a_time(session: Session, sweep_id: str) -> bool:
+    """Whether a claim of this sweep's member takes that member alone: the sweep trains one by one (as asked, or
+    as a worker found: its `execution` says so) and is no adaptive search (ASHA and PBT members train in turn,
+    all held by one worker until the search decides)."""
+    request, execution = session.execute(select(Sweep.request, Sweep.execution).where(Sweep.id == sweep_id)).one()
+    if request.get("search") in ("asha", "pbt") or request.get("asha"):
+        return False
+    return request.get("execution") == "one_by_one" or (execution or "").startswith(ONE_BY_ONE)
 
 
 def add_members(session: Session, sweep_id: str, members: list[Job]) -> None:

@@ -207,11 +207,10 @@ def list_sweeps(session: Session, owner_id: str | None, cursor: str | None, limi
 
 def cancel_sweep(session: Session, sweep_id: str, owner_id: str | None) -> Sweep:
     sweep = get_sweep(session, sweep_id, owner_id)
-    members = sweep_repo.list_members(session, [sweep.id])
-    if all(JobStatus(job.status).is_final for job in members) and not sweep.search_rounds_left:
+    if not sweep_repo.has_live_members(session, sweep.id) and not sweep.search_rounds_left:
         raise Conflict(f"every member of sweep {sweep_id} has already ended")
     sweep_repo.mark_cancel_requested(session, sweep.id)
-    for job in members:
-        job_repo.request_cancel(session, job)
+    job_repo.cancel_where(session, Job.sweep_id == sweep.id)  # a few statements for 1,000 members, not 3,000
+    session.expire_all()  # the members' rows changed under the session
     session.refresh(sweep)
     return sweep

@@ -1,0 +1,80 @@
+"""workers/claims.py: what one claim takes, and what a sweep trained one by one holds meanwhile."""
+
+from __future__ import annotations
+
+import threading
+
+from service.settings import get_settings
+from tests.service.api.test_fair_share import keyed_api, submit
+from tests.specs import tiny_regression
+from workers.claims import claim
+from workers.loop import train
+
+LRS = [round(0.001 * (i + 1), 3) for i in range(20)]
+
+
+def grid(execution: str, **base) -> dict:
+    return {"name": f"grid {execution}", "base": tiny_regression(epochs=5, **base), "space": {"lr": LRS},
+            "execution": execution}
+
+
+def test_a_sweep_asked_to_train_one_by_one_is_claimed_a_member_at_a_time_in_turn_with_other_owners(make_app):
+    """20 members of alice's, then a job of bob's: the first claim takes one member (it took all 20, and held
+    them while training each in turn); the next is bob's, fair share's turn."""
+    api = keyed_api(make_app)
+    sweep = submit(api, "alice", grid("one_by_one"), "/v1/sweeps")
+    bobs = submit(api, "bob", tiny_regression(name="bob's"))["id"]
+    settings = get_settings()
+    first, second, third = (claim(f"worker-{i}", settings) for i in range(3))
+    assert [len(c) for c in (first, second, third)] == [1, 1, 1]
+    assert first[0].sweep_id == sweep["id"] and second[0].id == bobs and third[0].sweep_id == sweep["id"]
+    assert api.query("SELECT count(*) FROM jobs WHERE status = 'queued'") == [(18,)]
+
+
+def test_members_found_to_train_one_by_one_go_back_to_the_queue_unspent(make_app):
+    """An auto sweep whose members cannot be stacked (dropout): the worker that claimed all of them trains the
+    first, puts the others back as never claimed (attempt 0, queued), and from then on the sweep's `execution`
+    makes every claim take one member; each member ends in one attempt."""
+    api = keyed_api(make_app)
+    sweep = submit(api, "alice", grid("auto", model={"kind": "mlp", "in_features": 1, "hidden": [4],
+                                                     "out_features": 1, "dropout": 0.1}), "/v1/sweeps")
+    settings = get_settings()
+    members = claim("worker-0", settings)
+    assert len(members) == 20  # the first claim does not know yet
+    train(members, "worker-0", settings, None, threading.Event())
+    rows = api.query("SELECT status, attempt, count(*) FROM jobs GROUP BY status, attempt ORDER BY status")
+    assert rows == [("queued", 0, 19), ("succeeded", 1, 1)]
+    [(execution,)] = api.query("SELECT execution FROM sweeps")
+    assert execution.startswith("one by one: 20 members on cpu; ")
+    for i in range(19):
+        [member] = claim(f"worker-{i + 1}", settings)
+        train([member], f"worker-{i + 1}", settings, None, threading.Event())
+    assert api.query("SELECT status, attempt, count(*) FROM jobs GROUP BY status, attempt") == [("succeeded", 1, 20)]
+    assert api.client.get(f"/v1/sweeps/{sweep['id']}", headers={"Authorization": f"Bearer {api.keys['alice']}"}
+                          ).json()["status"] == "succeeded"
+
+
+def test_cancelling_a_large_sweep_costs_a_few_statements(make_app):
+    """A 1,000-member sweep's cancel: every queued member cancelled at once, in a few statements (one UPDATE per
+    member and its refresh took 7-8 s on PostgreSQL), and a second cancel is 409."""
+    from sqlalchemy import event
+
+    from service.db import get_engine, session_scope
+    from service.services import sweeps as sweep_service
+
+    api = keyed_api(make_app)
+    body = {"name": "big", "base": tiny_regression(epochs=5), "space": {"lr": [1e-4 * (i + 1) for i in range(1000)]}}
+    sweep = submit(api, "alice", body, "/v1/sweeps")
+    [(owner,)] = api.query("SELECT DISTINCT owner_id FROM jobs")
+    statements = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(get_engine(), "before_cursor_execute", listener)
+    try:
+        with session_scope() as s:
+            sweep_service.cancel_sweep(s, sweep["id"], owner)
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", listener)
+    assert len(statements) <= 8, statements
+    assert api.query("SELECT status, count(*) FROM jobs GROUP BY status") == [("cancelled", 1000)]
+    again = api.client.post(f"/v1/sweeps/{sweep['id']}/cancel", headers={"Authorization": f"Bearer {api.keys['alice']}"})
+    assert again.status_code == 409 and "already ended" in again.json()["detail"]
