@@ -111,6 +111,9 @@ class Job(Base):
     stop_reason: Mapped[str | None] = mapped_column(String(200))  # an adaptive search's, e.g. "pruned at rung 2"
     attempt: Mapped[int] = mapped_column(Integer, default=0)  # 1 on the first claim
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    # attempts that ended for a reason not the job's (handed back at shutdown, the lease expired, the whole
+    # process gone): they do not count against max_attempts (job_attempts says how each ended)
+    interruptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     worker_id: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column()
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -247,6 +250,19 @@ class JobWeights(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobAttempt(Base):
+    """How an attempt ended that its worker lost or handed back: the cause, and whether it counts against
+    max_attempts (service/repositories/jobs.py `rescue_jobs`)."""
+
+    __tablename__ = "job_attempts"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cause: Mapped[str] = mapped_column(String(300))
+    counted: Mapped[bool] = mapped_column(Boolean)
+    ended_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Checkpoint(Base):

@@ -38,7 +38,14 @@ class Settings(BaseSettings):
     POLL_SECONDS: float = Field(0.5, gt=0, description="how long an idle worker waits before looking again")
     REPORT_SECONDS: float = Field(0.5, gt=0, description="how often a running job writes its new curve points")
     CHECKPOINT_SECONDS: float = Field(30.0, gt=0, description="how often a running job saves a checkpoint")
-    MAX_ATTEMPTS: int = Field(3, ge=1, description="attempts before a job whose worker keeps dying fails")
+    MAX_ATTEMPTS: int = Field(
+        3, ge=1, description="attempts before a job whose worker keeps dying fails; an attempt interrupted by no "
+        "fault of the job's (handed back at shutdown, the lease expired, the whole process gone) does not count",
+    )
+    MAX_INTERRUPTIONS: int = Field(
+        20, ge=1, description="interrupted attempts (hand-backs included) after which a job whose lease expires "
+        "again fails, naming each attempt's cause",
+    )
     SHUTDOWN_SECONDS: float = Field(
         10.0, gt=0, description="how long a stopping worker may take to hand its job back before it is killed"
     )

@@ -13,10 +13,8 @@ import multiprocessing as mp
 import os
 import resource
 import signal
-import socket
 import threading
 import time
-import uuid
 
 from service.db import session_scope
 from service.logs import configure_logging
@@ -30,10 +28,6 @@ from workers.registry import Registration
 log = logging.getLogger("fitserve.pool")
 QUICK_DEATH_SECONDS = 10.0  # a worker that dies sooner after its start is restarted with back-off
 MAX_BACKOFF_SECONDS = 10.0
-
-
-def new_worker_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def stop_when_orphaned(stop: threading.Event, parent: int) -> None:
@@ -97,7 +91,7 @@ class Pool:
         self.last_sweep = 0.0
 
     def start_worker(self, slot: int) -> None:
-        worker_id = new_worker_id()
+        worker_id = worker_repo.new_worker_id()
         gpu = slot % self.gpus if self.gpus else None
         proc = self.ctx.Process(target=worker_main, args=(worker_id, gpu, self.n, os.getpid()), name=f"fitserve-worker-{slot}")
         proc.start()
@@ -155,7 +149,7 @@ class Pool:
             if proc.is_alive():
                 proc.kill()
                 proc.join()
-                rescue("worker killed at shutdown", worker_id)
+                rescue("worker killed at shutdown", worker_id, counted=False)
 
 
 def run_pool(n_workers: int | None = None, parent_pid: int | None = None) -> None:

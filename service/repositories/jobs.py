@@ -6,7 +6,7 @@ from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from service.curves import Columns
-from service.models import Checkpoint, Job, JobStatus, JobWeights, utcnow
+from service.models import Checkpoint, Job, JobAttempt, JobStatus, JobWeights, utcnow
 from service.repositories import metrics as metric_repo
 from service.repositories import queue
 
@@ -209,17 +209,42 @@ def finish_job(
     return True
 
 
-def release_job(session: Session, job_id: str, worker_id: str, attempt: int, error: str | None = None) -> bool:
-    """Hand a running job back to the queue (worker shutting down); it resumes from its checkpoint."""
-    return (
-        session.execute(
-            update(Job)
-            .where(_ours(job_id, worker_id, attempt))
-            .values(status=JobStatus.QUEUED, worker_id=None, lease_expires_at=None, error=error)
-            .returning(Job.id)
-        ).scalar()
-        is not None
-    )
+def release_job(session: Session, job_id: str, worker_id: str, attempt: int, error: str) -> bool:
+    """Hand a running job back to the queue (worker shutting down); it resumes from its checkpoint. The attempt
+    is an interruption: it does not count against max_attempts."""
+    released = session.execute(
+        update(Job)
+        .where(_ours(job_id, worker_id, attempt))
+        .values(status=JobStatus.QUEUED, worker_id=None, lease_expires_at=None, error=error,
+                interruptions=Job.interruptions + 1)
+        .returning(Job.id)
+    ).scalar()
+    if released is not None:
+        record_attempts(session, [(job_id, attempt)], "handed back at shutdown", counted=False)
+    return released is not None
+
+
+def record_attempts(session: Session, attempts: list[tuple[str, int]], cause: str, counted: bool) -> None:
+    """How these (job id, attempt) ended: lost by their worker, or handed back."""
+    for job_id, attempt in attempts:
+        session.merge(JobAttempt(job_id=job_id, attempt=attempt, cause=cause[:300], counted=counted))
+
+
+def attempt_causes(session: Session, job_id: str) -> list[tuple[int, str, bool]]:
+    """(attempt, cause, counted) of each attempt of the job its worker lost or handed back, in order."""
+    rows = session.execute(select(JobAttempt.attempt, JobAttempt.cause, JobAttempt.counted)
+                           .where(JobAttempt.job_id == job_id).order_by(JobAttempt.attempt))
+    return [tuple(row) for row in rows]
+
+
+def out_of_attempts(reason: str, counted: bool, attempt: int, earlier: list[tuple[int, str, bool]]) -> str:
+    """A job's error once `reason` ended its last attempt: the causes of all of them."""
+    history = [*earlier, (attempt, reason, counted)]
+    if all(c == reason and k for _, c, k in history):
+        return f"{reason} on each of its attempts"
+    what = "its last counted attempt" if counted else f"its {sum(not k for _, _, k in history)} interruptions"
+    ended = "; ".join(f"{a}: {c}{'' if k else ' (not counted)'}" for a, c, k in history)
+    return f"{reason}: out of attempts after {what} (attempts {ended})"
 
 
 def set_device(
@@ -240,11 +265,16 @@ def still_running(session: Session, attempts: list[tuple[str, int]], worker_id: 
     return {job_id for job_id, attempt in rows if (job_id, attempt) in set(attempts)}
 
 
-def rescue_jobs(session: Session, reason: str, worker_id: str | None = None) -> dict[str, list[str]]:
+def rescue_jobs(
+    session: Session, reason: str, worker_id: str | None = None, counted: bool = True, max_interruptions: int = 20
+) -> dict[str, list[str]]:
     """Running jobs whose worker is gone: cancelled if a cancel was asked for, else requeued, or failed once out
     of attempts. Returns the job ids by what became of them: `cancelled`, `failed`, `requeued`.
 
-    With `worker_id`, that worker's jobs (its process died); without, every job whose lease expired.
+    With `worker_id`, that worker's jobs (its process died); without, every job whose lease expired. `counted`:
+    whether the cause may be the job's (its worker process died under it) and counts against max_attempts; an
+    interruption that is not the job's (the lease expired: a host or whole process gone) counts only against
+    `max_interruptions`. Each attempt's cause is kept (job_attempts), and a failed job's error names them all.
     """
     now = utcnow()
     lost = Job.worker_id == worker_id if worker_id is not None else Job.lease_expires_at < now
@@ -256,19 +286,25 @@ def rescue_jobs(session: Session, reason: str, worker_id: str | None = None) -> 
         .values(status=JobStatus.CANCELLED, error=f"{CANCELLED_ON_REQUEST} ({reason})", **ended)
         .returning(Job.id)
     ).all()
-    failed = session.scalars(
+    spent = Job.attempt - Job.interruptions >= Job.max_attempts if counted else Job.interruptions + 1 >= max_interruptions
+    failed = session.execute(
         update(Job)
-        .where(lost, Job.attempt >= Job.max_attempts)
+        .where(lost, spent)
         .values(status=JobStatus.FAILED, error=f"{reason} on each of its attempts", **ended)
-        .returning(Job.id)
+        .returning(Job.id, Job.attempt)
     ).all()
-    requeued = session.scalars(
+    for job_id, attempt in failed:  # few: a worker's jobs, or those whose leases expired together
+        error = out_of_attempts(reason, counted, attempt, attempt_causes(session, job_id))
+        session.execute(update(Job).where(Job.id == job_id).values(error=error))
+    requeued = session.execute(
         update(Job)
         .where(lost)
-        .values(status=JobStatus.QUEUED, worker_id=None, lease_expires_at=None, error=f"{reason}; requeued")
-        .returning(Job.id)
+        .values(status=JobStatus.QUEUED, worker_id=None, lease_expires_at=None, error=f"{reason}; requeued",
+                interruptions=Job.interruptions + (0 if counted else 1))
+        .returning(Job.id, Job.attempt)
     ).all()
-    return {"cancelled": list(cancelled), "failed": list(failed), "requeued": list(requeued)}
+    record_attempts(session, [tuple(row) for row in (*failed, *requeued)], reason, counted)
+    return {"cancelled": list(cancelled), "failed": [row[0] for row in failed], "requeued": [row[0] for row in requeued]}
 
 
 def request_cancel(session: Session, job: Job) -> None:

@@ -1,11 +1,25 @@
 """Queries on the worker registry: register, heartbeat, list, expire."""
 
+import os
+import socket
+import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from service.models import Job, JobStatus, Worker, utcnow
+
+
+def new_worker_id() -> str:
+    """An id for a worker this process starts: `host-pid-random`, the pid this process's (its pool's)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def pool_pid(worker_id: str) -> int | None:
+    """The pid of the process that started the worker (`new_worker_id`), or None for an id of another form."""
+    parts = worker_id.rsplit("-", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
 
 
 def heartbeat(session: Session, worker: Worker) -> None:

@@ -64,6 +64,10 @@ class JobPublic(BaseModel):
     error: str | None
     attempt: int
     max_attempts: int
+    interruptions: int = Field(
+        0, description="attempts that ended by no fault of the job's (handed back at shutdown, the lease expired): "
+        "they do not count against max_attempts",
+    )
     cancel_requested: bool
     created_at: datetime
     started_at: datetime | None
@@ -94,6 +98,7 @@ class JobPublic(BaseModel):
             error=job.error,
             attempt=job.attempt,
             max_attempts=job.max_attempts,
+            interruptions=job.interruptions or 0,
             cancel_requested=job.cancel_requested,
             created_at=job.created_at,
             started_at=job.started_at,

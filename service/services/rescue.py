@@ -23,15 +23,17 @@ from service.repositories import jobs as job_repo
 from service.repositories import workers as worker_repo
 from service.services.retention import apply_retention
 from service.services.rounds import advance_rounds
-from service.settings import Settings
+from service.settings import Settings, get_settings
 
 log = logging.getLogger("fitserve.rescue")
 
 
-def rescue(reason: str, worker_id: str | None = None) -> list[str]:
-    """Requeue (or cancel, or fail once out of attempts) the running jobs of `worker_id`, or every expired lease."""
+def rescue(reason: str, worker_id: str | None = None, counted: bool = True) -> list[str]:
+    """Requeue (or cancel, or fail once out of attempts) the running jobs of `worker_id`, or every expired lease.
+    `counted`: the cause may be the job's (its worker process died under it), and the attempt counts against
+    max_attempts; else it is an interruption (FITSERVE_MAX_INTERRUPTIONS)."""
     with session_scope() as s:
-        outcome = job_repo.rescue_jobs(s, reason, worker_id)
+        outcome = job_repo.rescue_jobs(s, reason, worker_id, counted, get_settings().MAX_INTERRUPTIONS)
     for status, job_ids in outcome.items():
         for job_id in job_ids:
             log.warning("job %s %s: %s", job_id, status, reason)
@@ -66,7 +68,11 @@ def rescue_dead_local_workers() -> None:
         registered = worker_repo.list_in_scope(s, socket.gethostname(), process_scope())
     gone = [worker_id for worker_id, pid in registered if not process_alive(pid)]
     for worker_id in gone:
-        rescue("worker process died", worker_id)
+        pool = worker_repo.pool_pid(worker_id)
+        if pool is not None and not process_alive(pool):  # the whole process tree went: not the job's doing
+            rescue("worker process died with its pool", worker_id, counted=False)
+        else:  # under its job, maybe by it (its pool has not reaped it yet)
+            rescue("worker process died", worker_id)
     if gone:
         with session_scope() as s:
             worker_repo.remove(s, gone)
@@ -81,7 +87,7 @@ def maintain(settings: Settings) -> None:
         expired = worker_repo.expire(s, settings.LEASE_SECONDS)
     for worker_id in expired:
         log.warning("worker %s expired: no heartbeat for %.0f s", worker_id, settings.LEASE_SECONDS)
-    rescue("lease expired")
+    rescue("lease expired", counted=False)  # a host or a whole process gone, or a worker stopped: not the job's
     advance_rounds(settings)
     apply_retention(settings)
     with session_scope() as s:

@@ -53,7 +53,7 @@ class WorkerThreads:
     def run(self) -> None:
         from service.models import WorkerKind
         from workers.loop import work
-        from workers.pool import new_worker_id
+        from service.repositories.workers import new_worker_id
         from workers.registry import Registration
 
         worker_id = new_worker_id()

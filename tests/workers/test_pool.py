@@ -127,7 +127,7 @@ def test_sigterm_hands_the_job_back_and_it_resumes_from_its_checkpoint(make_serv
 
     srv.start()
     done = srv.wait_for(job["id"])
-    assert done["status"] == "succeeded" and done["attempt"] == 2
+    assert done["status"] == "succeeded" and done["attempt"] == 2 and done["interruptions"] == 1
     assert_contiguous_curve(srv, job["id"], LONG_EPOCHS)
     assert done["metrics"]["loss"] == pytest.approx(reference["metrics"]["loss"], rel=1e-5)
 
@@ -142,7 +142,7 @@ def test_a_killed_worker_is_replaced_and_its_job_rescued(make_server):
     os.kill(pid, signal.SIGKILL)
     done = srv.wait_for(job["id"], timeout=90)
     assert done["status"] == "succeeded", done
-    assert done["attempt"] == 2
+    assert done["attempt"] == 2 and done["interruptions"] == 0  # its worker died under it: counted
     resumed = re.search(rf"job {job['id']} resumes from its checkpoint at epoch (\d+)", srv.read_log())
     assert resumed and int(resumed.group(1)) >= checkpointed > 0
     assert_contiguous_curve(srv, job["id"], LONG_EPOCHS)

@@ -70,6 +70,7 @@ def test_every_child_of_serve_killed_at_once_the_job_resumes_from_its_checkpoint
         os.kill(pid, signal.SIGKILL)
     done = srv.wait_for(job["id"], timeout=90)
     assert done["status"] == "succeeded" and done["attempt"] == 2, done
+    assert done["interruptions"] == 1  # the whole process tree died: not the job's doing, no attempt spent
     resumed = re.search(rf"job {job['id']} resumes from its checkpoint at epoch (\d+)", srv.read_log())
     assert resumed and int(resumed.group(1)) > 0
     assert_contiguous_curve(srv, job["id"], 40_000)  # no point twice, none missing
@@ -98,6 +99,7 @@ def test_a_stopped_pool_loses_its_job_to_the_api_and_readyz_follows_the_workers(
     assert srv.cli("--url", str(srv.client.base_url), "workers").count(" pool ") == 1
     done = srv.wait_for(job["id"], timeout=90)
     assert done["status"] == "succeeded" and done["attempt"] == 2
+    assert done["interruptions"] == 1  # the lease expired: not counted against max_attempts
 
 
 def test_a_long_epoch_is_cancelled_within_two_seconds(make_app):

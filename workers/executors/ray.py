@@ -35,13 +35,14 @@ from service.repositories import batches as batch_repo
 from service.repositories import jobs as job_repo
 from service.repositories import members as member_repo
 from service.repositories import sweeps as sweep_repo
+from service.repositories import workers as worker_repo
 from service.services.rescue import maintain, rescue
 from service.settings import Settings, get_settings
 from service.wakeup import Listener
 from workers.claims import claim_mates_of, running_cap
 from workers.devices import keep_freed_memory, set_node
 from workers.groups import shape_groups
-from workers.pool import new_worker_id, stop_when_orphaned
+from workers.pool import stop_when_orphaned
 from workers.registry import Registration
 
 log = logging.getLogger("fitserve.dispatcher")
@@ -148,7 +149,7 @@ class Dispatcher:
         """Run until `stopping` is set: reap finished tasks, sweep leases, place queued jobs."""
         listener = Listener(self.settings.DATABASE_URL)  # a submit wakes it before the next poll
         try:
-            with Registration(new_worker_id(), WorkerKind.DISPATCHER, "ray", self.settings):
+            with Registration(worker_repo.new_worker_id(), WorkerKind.DISPATCHER, "ray", self.settings):
                 while not self.stopping.is_set():
                     listener.wait(self.settings.POLL_SECONDS, self.stopping)
                     if self.stopping.is_set():
@@ -260,7 +261,7 @@ class Dispatcher:
             ray.wait(list(self.running), num_returns=len(self.running), timeout=self.settings.SHUTDOWN_SECONDS)
         self.reap()
         for each in placed:  # a job handed back is no longer this worker's: nothing to do for it
-            rescue("Ray task stopped with the dispatcher", each.worker_id)
+            rescue("Ray task stopped with the dispatcher", each.worker_id, counted=False)
 
 
 def run_dispatcher(parent_pid: int | None = None) -> None:
