@@ -279,6 +279,9 @@ class Databases:
     def close(self) -> None:
         for name in self.names:
             self.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        if self.backend == "sqlite":  # a million jobs are some GB a copy
+            for path in self.folder.glob("*.db*"):
+                path.unlink()
 
 
 # the tag filter as the baseline wrote it and as it is now, for the plan cache table
