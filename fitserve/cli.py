@@ -18,6 +18,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.connections import allow_open_files, uvicorn_options
+    from service.db import exit_without_teardown
     from service.migrations import upgrade
     from service.settings import get_settings
 
@@ -47,6 +48,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         if executor is not None:
             executor.stop(settings.SHUTDOWN_SECONDS + 10)  # workers hand their jobs back first
+    exit_without_teardown(0)
     return 0
 
 
@@ -116,6 +118,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """A supervised worker pool: this process restarts the pool's supervisor if it dies, until SIGTERM or SIGINT."""
+    from service.db import exit_without_teardown
     from service.migrations import upgrade
     from service.settings import get_settings
 
@@ -127,6 +130,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: pool.stopping.set())
     pool.watch()
     pool.stop(settings.SHUTDOWN_SECONDS + 10)
+    exit_without_teardown(0)
     return 0
 
 

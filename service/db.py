@@ -1,7 +1,10 @@
 """The database engine and the one place that opens sessions."""
 
 import itertools
+import logging
+import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -153,6 +156,19 @@ def make_engine(url: str) -> Engine:
 @lru_cache
 def get_engine() -> Engine:
     return make_engine(get_settings().DATABASE_URL)
+
+
+def exit_without_teardown(code: int = 0) -> None:
+    """End this process now that its work is done: logs and output flushed, pooled database connections closed,
+    then `os._exit`, skipping the interpreter's teardown. With torch, SQLAlchemy and pydantic loaded that
+    teardown (every object freed, module by module) took 0.3 s of CPU and 5-10 s of wall time on a busy 2-core
+    host, for each worker, pool and API process at every shutdown and restart."""
+    if get_engine.cache_info().currsize:
+        get_engine().dispose()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
 
 
 @lru_cache

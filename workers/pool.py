@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 
-from service.db import session_scope
+from service.db import exit_without_teardown, session_scope
 from service.logs import configure_logging
 from service.models import WorkerKind
 from service.repositories import workers as worker_repo
@@ -69,6 +69,7 @@ def worker_main(worker_id: str, gpu: int | None, n_workers: int, pool_pid: int) 
     device = f"cuda:{gpu}" if gpu is not None else "cpu"
     with Registration(worker_id, WorkerKind.POOL, device, get_settings()) as registration:
         work(worker_id, get_settings(), gpu, shutdown, registration)
+    exit_without_teardown(0)  # its jobs handed back, its row gone: nothing left to tear down
 
 
 def warm_up(torch) -> None:
@@ -161,3 +162,4 @@ def run_pool(n_workers: int | None = None, parent_pid: int | None = None) -> Non
     if parent_pid is not None:
         stop_when_orphaned(pool.stopping, parent_pid)
     pool.supervise()
+    exit_without_teardown(0)  # every worker stopped (or killed and its jobs rescued)
