@@ -1,4 +1,5 @@
-"""`fitserve serve` from start to ready, and what each of its processes holds: this tree against another.
+"""`fitserve serve` from start to ready, what each of its processes holds, and SIGTERM to exit: this tree against
+another.
 
     git worktree add /tmp/before <commit>
     .venv/bin/python -m bench.startup --other /tmp/before [--rounds 5]
@@ -6,7 +7,8 @@
 Each round starts `serve` (one worker, a fresh SQLite file) from each tree in turn, the order swapped every
 round so a slow moment of a shared machine falls on both, and measures: seconds from the start to the first
 HTTP answer, and to `/readyz` 200 (the API up and a worker registered), then the resident memory (VmRSS) of
-the API process, the pool's own process and the worker. Prints each tree's best and median, and their ratios.
+the API process, the pool's own process and the worker, and the seconds from SIGTERM to the exit of `serve` (after
+its pool and worker). Prints each tree's best and median, and their ratios.
 """
 
 from __future__ import annotations
@@ -64,9 +66,14 @@ def one_start(tree: Path) -> dict[str, float]:
             [pool] = [p for p in child_pids(proc.pid) if spawned(p)]
             [worker] = [p for p in child_pids(pool) if spawned(p)]
             out.update({"api MiB": rss_mib(proc.pid), "pool MiB": rss_mib(pool), "worker MiB": rss_mib(worker)})
-        finally:
-            proc.terminate()
+            stopping = time.perf_counter()
+            proc.terminate()  # SIGTERM: the worker hands back (nothing to hand here), the pool and the API stop
             proc.wait(60)
+            out["stop s"] = time.perf_counter() - stopping
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         return out
 
 
@@ -84,7 +91,7 @@ def main() -> None:
         for name, tree in [("this", ROOT), ("other", other)][:: 1 if r % 2 == 0 else -1]:
             runs[name].append(one_start(tree))
     rows = []
-    for key in ("http s", "ready s", "api MiB", "pool MiB", "worker MiB"):
+    for key in ("http s", "ready s", "api MiB", "pool MiB", "worker MiB", "stop s"):
         best = {n: min(r[key] for r in rounds) for n, rounds in runs.items()}
         median = {n: statistics.median(r[key] for r in rounds) for n, rounds in runs.items()}
         rows.append([key, best["other"], median["other"], best["this"], median["this"],
