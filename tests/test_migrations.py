@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 
 def test_migrations_match_the_models(tmp_path, databases):
-    url = databases.create(tmp_path / "schema.db")
+    url = databases.create(tmp_path / "schema.db", migrated=False)
     upgrade(url)
     engine = make_engine(url)
     with engine.connect() as conn:
@@ -22,7 +22,7 @@ def test_migrations_match_the_models(tmp_path, databases):
 
 
 def test_migrations_go_down_to_nothing_and_up_again(tmp_path, databases):
-    url = databases.create(tmp_path / "updown.db")
+    url = databases.create(tmp_path / "updown.db", migrated=False)
     upgrade(url)
     downgrade(url, "base")
     engine = make_engine(url)
@@ -46,7 +46,7 @@ def stored_points(url: str) -> list[tuple]:
 
 def test_curves_stored_as_rows_move_into_chunks_and_back(tmp_path, databases):
     """0006 moves every metric_points row into chunks; its downgrade gives back the same rows."""
-    url = databases.create(tmp_path / "curves.db")
+    url = databases.create(tmp_path / "curves.db", migrated=False)
     upgrade(url, "0005")
     engine = make_engine(url)
     points = {
