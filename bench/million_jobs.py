@@ -35,19 +35,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from tests.specs import tiny_regression
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 BASELINE = "7b87d1f"  # main before the counters (issue 30)
 WARM_CALLS = 10
 BIG = "big"
-TINY = {
-    "model": {"kind": "linear", "in_features": 1, "out_features": 1},
-    "task": "regression",
-    "data": {"source": "synthetic", "generator": "linear", "n": 50, "slope": 2.0, "intercept": 1.0},
-    "loss": "mse",
-    "optimizer": {"kind": "sgd", "lr": 0.05},
-    "epochs": 50,
-}
+TINY = tiny_regression(epochs=50)
 OPERATIONS = [  # (label, HTTP path or None for a call of the code)
     ("GET /metrics", "/metrics"),
     ("GET /v1/usage, big owner", "/v1/usage"),
