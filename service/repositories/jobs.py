@@ -240,8 +240,10 @@ def attempt_causes(session: Session, job_id: str) -> list[tuple[int, str, bool]]
 def out_of_attempts(reason: str, counted: bool, attempt: int, earlier: list[tuple[int, str, bool]]) -> str:
     """A job's error once `reason` ended its last attempt: the causes of all of them."""
     history = [*earlier, (attempt, reason, counted)]
-    if all(c == reason and k for _, c, k in history):
-        return f"{reason} on each of its attempts"
+    if all(k for _, _, k in history):  # its worker died under it each time (seen by the pool, or found later)
+        if all(c == reason for _, c, _ in history):
+            return f"{reason} on each of its attempts"
+        return f"{reason} on each of its attempts ({'; '.join(f'{a}: {c}' for a, c, _ in history)})"
     what = "its last counted attempt" if counted else f"its {sum(not k for _, _, k in history)} interruptions"
     ended = "; ".join(f"{a}: {c}{'' if k else ' (not counted)'}" for a, c, k in history)
     return f"{reason}: out of attempts after {what} (attempts {ended})"
@@ -286,7 +288,8 @@ def rescue_jobs(
         .values(status=JobStatus.CANCELLED, error=f"{CANCELLED_ON_REQUEST} ({reason})", **ended)
         .returning(Job.id)
     ).all()
-    spent = Job.attempt - Job.interruptions >= Job.max_attempts if counted else Job.interruptions + 1 >= max_interruptions
+    faults, interruptions = Job.attempt - Job.interruptions, Job.interruptions + 1
+    spent = faults >= Job.max_attempts if counted else interruptions >= max_interruptions
     failed = session.execute(
         update(Job)
         .where(lost, spent)
@@ -304,7 +307,8 @@ def rescue_jobs(
         .returning(Job.id, Job.attempt)
     ).all()
     record_attempts(session, [tuple(row) for row in (*failed, *requeued)], reason, counted)
-    return {"cancelled": list(cancelled), "failed": [row[0] for row in failed], "requeued": [row[0] for row in requeued]}
+    return {"cancelled": list(cancelled), "failed": [job_id for job_id, _ in failed],
+            "requeued": [job_id for job_id, _ in requeued]}
 
 
 def request_cancel(session: Session, job: Job) -> None:

@@ -57,6 +57,8 @@ def test_hand_backs_and_expired_leases_do_not_spend_attempts_a_dying_worker_does
 
 
 def test_a_job_whose_worker_keeps_dying_says_so_as_before(make_app):
+    """The same cause each time reads as before; a death found by the maintenance loop (no exit code) before the
+    pool reaped it reads alike, with each attempt's cause."""
     srv = make_app(workers=0, FITSERVE_MAX_ATTEMPTS="2").start()
     job_id = srv.submit(tiny_regression(epochs=5))["id"]
     for attempt in (1, 2):
@@ -64,6 +66,13 @@ def test_a_job_whose_worker_keeps_dying_says_so_as_before(make_app):
         rescue("worker process died (exit code -9)", f"worker-{attempt}")
     row = job_row(srv, job_id)
     assert row["status"] == "failed" and row["error"] == "worker process died (exit code -9) on each of its attempts"
+
+    job_id = srv.submit(tiny_regression(epochs=5))["id"]
+    for attempt, reason in ((1, "worker process died"), (2, "worker process died (exit code -9)")):
+        claimed(srv, f"worker-{attempt + 2}")
+        rescue(reason, f"worker-{attempt + 2}")
+    assert job_row(srv, job_id)["error"] == ("worker process died (exit code -9) on each of its attempts "
+                                             "(1: worker process died; 2: worker process died (exit code -9))")
 
 
 def test_a_job_interrupted_past_the_budget_fails_naming_the_causes(make_app):
