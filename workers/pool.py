@@ -1,6 +1,6 @@
 """The worker pool: N worker processes, restarted if they die, stopped cleanly on SIGTERM.
 
-The pool's own process also sweeps (service.services.rescue): it requeues the jobs of a worker that
+The pool's own process also runs the maintenance loop (service.services.rescue): it requeues the jobs of a worker that
 died at once, and every SWEEP_SECONDS those of dead workers and expired leases. The pool is itself
 supervised by the process above it (`serve` or `worker`); a worker whose pool died hands its job
 back and exits, and the restarted pool starts workers of its own.
@@ -20,7 +20,7 @@ from service.db import exit_without_teardown, session_scope
 from service.logs import configure_logging
 from service.models import WorkerKind
 from service.repositories import workers as worker_repo
-from service.services.rescue import maintain, rescue
+from service.services.rescue import Maintainer, rescue
 from service.settings import Settings, get_settings
 from workers.devices import count_gpus, default_workers, keep_freed_memory, threads_per_worker
 from workers.registry import Registration
@@ -89,7 +89,6 @@ class Pool:
         self.backoff: dict[int, float] = {}
         self.restart_at: dict[int, float] = {}
         self.stopping = threading.Event()
-        self.last_sweep = 0.0
 
     def start_worker(self, slot: int) -> None:
         worker_id = worker_repo.new_worker_id()
@@ -101,15 +100,16 @@ class Pool:
         log.info("worker %s started (pid %s, %s)", worker_id, proc.pid, f"cuda:{gpu}" if gpu is not None else "cpu")
 
     def supervise(self) -> None:
-        """Run until `stopping` is set: restart dead workers, rescue their jobs, sweep leases."""
+        """Run until `stopping` is set: restart dead workers and rescue their jobs; the maintenance loop beside it."""
         for slot in range(self.n):
             self.start_worker(slot)
+        maintainer = Maintainer(self.settings).start()
         while not self.stopping.wait(min(1.0, self.settings.SWEEP_SECONDS)):
             for slot, (worker_id, proc) in list(self.procs.items()):
                 if not proc.is_alive() and slot not in self.restart_at:
                     self.reap(slot, worker_id, proc)
             self.restart_due()
-            self.sweep_if_due()
+        maintainer.stop()
         self.stop_workers()
 
     def reap(self, slot: int, worker_id: str, proc: mp.Process) -> None:
@@ -130,15 +130,6 @@ class Pool:
             if at <= now:
                 del self.restart_at[slot]
                 self.start_worker(slot)
-
-    def sweep_if_due(self) -> None:
-        now = time.monotonic()
-        if now - self.last_sweep >= self.settings.SWEEP_SECONDS:
-            self.last_sweep = now
-            try:
-                maintain(self.settings)
-            except Exception:  # the database is away: the next sweep tries again
-                log.exception("sweep failed")
 
     def stop_workers(self) -> None:
         for _, proc in self.procs.values():

@@ -22,7 +22,6 @@ import logging
 import os
 import signal
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 
@@ -36,7 +35,7 @@ from service.repositories import jobs as job_repo
 from service.repositories import members as member_repo
 from service.repositories import sweeps as sweep_repo
 from service.repositories import workers as worker_repo
-from service.services.rescue import maintain, rescue
+from service.services.rescue import Maintainer, rescue
 from service.settings import Settings, get_settings
 from service.wakeup import Listener
 from workers.claims import claim_mates_of, running_cap
@@ -137,7 +136,6 @@ class Dispatcher:
         self.settings = settings or get_settings()
         self.running: dict[ray.ObjectRef, Placement] = {}
         self.stopping = threading.Event()
-        self.last_sweep = 0.0
         self.task = ray.remote(max_retries=0)(run_claimed_jobs)  # a rerun is the database's call, not Ray's
 
     def connect(self) -> None:
@@ -146,8 +144,9 @@ class Dispatcher:
         log.info("dispatcher connected to Ray at %s: %s", address, ray.cluster_resources())
 
     def supervise(self) -> None:
-        """Run until `stopping` is set: reap finished tasks, sweep leases, place queued jobs."""
+        """Run until `stopping` is set: reap finished tasks, place queued jobs; the maintenance loop beside it."""
         listener = Listener(self.settings.DATABASE_URL)  # a submit wakes it before the next poll
+        maintainer = Maintainer(self.settings).start()
         try:
             with Registration(worker_repo.new_worker_id(), WorkerKind.DISPATCHER, "ray", self.settings):
                 while not self.stopping.is_set():
@@ -156,10 +155,10 @@ class Dispatcher:
                         break
                     self.reap()
                     self.renew_waiting()
-                    self.sweep_if_due()
                     self.place()
         finally:
             listener.close()
+            maintainer.stop()
         self.stop_tasks()
         ray.shutdown()
 
@@ -242,15 +241,6 @@ class Dispatcher:
             with session_scope() as s:
                 worker_ids = [placed.worker_id for placed in self.running.values()]
                 job_repo.renew_unstarted_leases(s, worker_ids, self.settings.LEASE_SECONDS)
-
-    def sweep_if_due(self) -> None:
-        now = time.monotonic()
-        if now - self.last_sweep >= self.settings.SWEEP_SECONDS:
-            self.last_sweep = now
-            try:
-                maintain(self.settings)
-            except Exception:  # the database is away: the next sweep tries again
-                log.exception("sweep failed")
 
     def stop_tasks(self) -> None:
         """Ask every task to hand its job back; requeue the jobs of those that did not."""
