@@ -15,11 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from service.curves import Columns
 from workers.data import TrainingData
 from workers.engines.cuda_graph import GraphedEpochs, can_graph
 from workers.engines.early_stopping import EarlyStopping
-from workers.engines.records import Records
+from workers.engines.records import KeepsRecords, Records
 from workers.engines.schedules import LearningRates, eager_reason
 from workers.engines.steps import Batches, Step, transform_rows
 
@@ -44,7 +43,7 @@ def make_optimizer(spec, params, capturable: bool = False) -> torch.optim.Optimi
     return cls(params, capturable=capturable, **kwargs)
 
 
-class Trainer:
+class Trainer(KeepsRecords):
     def __init__(
         self, spec, net: nn.Module, data: TrainingData, device: torch.device, graphs: bool = True,
     ):
@@ -118,13 +117,6 @@ class Trainer:
                 return False
             self.progress.epoch = epoch
         return True
-
-    @property
-    def pending(self) -> int:
-        return len(self.records)
-
-    def read_points(self) -> list[Columns]:
-        return self.records.read()
 
     def member_state(self, k: int = 0) -> dict:
         return self.state()

@@ -28,13 +28,8 @@ class InTurn:
         self.early = None
         self.interrupted: Callable[[], bool] = lambda: False
 
-    @property
-    def specs(self) -> list:
-        return [t.spec for t in self.trainers]
-
-    @property
-    def datas(self) -> list:
-        return [t.data for t in self.trainers]
+    specs = property(lambda self: [t.spec for t in self.trainers])  # the members still trained, in order
+    datas = property(lambda self: [t.data for t in self.trainers])
 
     @contextlib.contextmanager
     def running(self):

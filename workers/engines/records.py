@@ -68,3 +68,16 @@ class Records:
     def keep(self, members: list[int]) -> None:
         """Only `members` stay (a stack that shrinks between reports: nothing is held)."""
         self.scheduled = [self.scheduled[k] for k in members]
+
+
+class KeepsRecords:
+    """The engine interface's `pending` and `read_points` for an engine whose figures are `self.records`."""
+
+    records: Records
+
+    @property
+    def pending(self) -> int:
+        return len(self.records)
+
+    def read_points(self) -> list:
+        return self.records.read()

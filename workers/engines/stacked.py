@@ -19,14 +19,13 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from service.curves import Columns
 from workers.data import TrainingData
 from workers.engines import stack_members
 from workers.engines.dense import FlatOptimizer, dense_path, flat_views
 from workers.engines.eager import INTERRUPT_BATCHES, Progress, make_optimizer
 from workers.engines.early_stopping import EarlyStopping
 from workers.engines.stack_options import member_rates
-from workers.engines.records import Records
+from workers.engines.records import KeepsRecords, Records
 from workers.engines.steps import Batches, count_correct, make_loss, transform_rows
 
 
@@ -44,7 +43,7 @@ def per_member(values: list[float], device: torch.device) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32, device=device)
 
 
-class StackedTrainer:
+class StackedTrainer(KeepsRecords):
     def __init__(
         self, specs: list, nets: list[nn.Sequential], datas: list[TrainingData], device: torch.device,
         hand_written: bool = True,
@@ -127,21 +126,10 @@ class StackedTrainer:
     def running(self) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
 
-    @property
-    def pending(self) -> int:
-        return len(self.records)
-
-    def read_points(self) -> list[Columns]:
-        return self.records.read()
-
-    def keep_members(self, keep: list[int]) -> None:
-        stack_members.keep_members(self, keep)
-
-    def copy_member(self, source: int, target: int) -> None:
-        stack_members.copy_member(self, source, target)
-
-    def set_hyperparameters(self, k: int, values: dict[str, float]) -> None:
-        stack_members.set_hyperparameters(self, k, values)
+    # for searches, between two epochs (engines/stack_members.py: their `t` is this engine)
+    keep_members = stack_members.keep_members
+    copy_member = stack_members.copy_member
+    set_hyperparameters = stack_members.set_hyperparameters
 
     # ------------------------------------------------------------ one epoch
 

@@ -34,19 +34,6 @@ def values_at(history: list[dict], epoch: int) -> dict:
     return [event for event in history if event["epoch"] <= epoch][-1]["values"]
 
 
-def lineage(history: dict[str, list[dict]], member: str, end: int) -> list[tuple[int, int, dict]]:
-    """The (first epoch, last epoch, values) stretches that made `member`'s weights at `end`, earliest first.
-
-    Before a copy, a member's weights are its source's: the walk follows sources back to epoch 0.
-    """
-    stretches, epoch = [], end
-    while epoch > 0:
-        event = [e for e in history[member] if e["epoch"] < epoch][-1]
-        stretches.append((event["epoch"] + 1, epoch, event["values"]))
-        epoch, member = event["epoch"], event["source"] or member
-    return stretches[::-1]
-
-
 class Population:
     """One PBT sweep's intervals and the decisions taken at them, acted on by a run (workers/run.py)."""
 

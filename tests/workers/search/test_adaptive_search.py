@@ -187,6 +187,19 @@ def pbt_body(base=PBT_BASE, interval=10, **extra) -> dict:
                       pbt={"interval_epochs": interval, "quantile": 0.25}, **extra)
 
 
+def lineage(history: dict[str, list[dict]], member: str, end: int) -> list[tuple[int, int, dict]]:
+    """The (first epoch, last epoch, values) stretches that made `member`'s weights at `end`, earliest first.
+
+    Before a copy, a member's weights are its source's: the walk follows sources back to epoch 0.
+    """
+    stretches, epoch = [], end
+    while epoch > 0:
+        event = [e for e in history[member] if e["epoch"] < epoch][-1]
+        stretches.append((event["epoch"] + 1, epoch, event["values"]))
+        epoch, member = event["epoch"], event["source"] or member
+    return stretches[::-1]
+
+
 def replay_alone(spec: dict, stretches) -> dict:
     """Train one network alone through a member's lineage of values; its last curve point."""
     import torch
@@ -212,7 +225,6 @@ def replay_alone(spec: dict, stretches) -> dict:
 def test_pbt_exploits_the_top_members_and_its_best_replays_alone(server, execution):
     """Stacked (what auto chooses for pbt) or in turn, one member after another: the same rule, and the best
     member's lineage replayed alone gives its figures."""
-    from workers.search.pbt import lineage
 
     done = wait_sweep(server, submit_sweep(server, pbt_body(execution=execution))["id"])
     path = "batched" if execution == "auto" else "one by one"
