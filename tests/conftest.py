@@ -162,6 +162,12 @@ def served(tmp_path_factory, databases) -> Server:
     databases.drop(srv.db_url)
 
 
+def module_server(tmp_path_factory, databases, name: str, workers: int = 0, **env: str) -> Server:
+    """A served process of a module's own with `env`'s settings, on a fresh database (not started yet)."""
+    path = tmp_path_factory.mktemp(name) / "fitserve.db"
+    return Server(path, workers=workers, db_url=databases.create(path), **env)
+
+
 def with_keys(srv, owners=("alice", "bob")):
     """`srv` with a key made for each owner (`srv.keys`), before it starts; returns it."""
     srv.keys = {who: srv.create_key(who) for who in owners}

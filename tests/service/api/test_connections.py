@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.conftest import Server, wait_until
+from tests.conftest import module_server, wait_until
 
 MAX_HEADER = 16 * 1024
 HEADER_TIMEOUT = 2.0
@@ -16,11 +16,8 @@ MAX_CONNECTIONS = 20
 
 @pytest.fixture(scope="module")
 def bounded(tmp_path_factory, databases):
-    path = tmp_path_factory.mktemp("connections") / "fitserve.db"
-    srv = Server(
-        path,
-        workers=0,
-        db_url=databases.create(path),
+    srv = module_server(
+        tmp_path_factory, databases, "connections",
         FITSERVE_MAX_HEADER_BYTES=str(MAX_HEADER),
         FITSERVE_HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT),
         FITSERVE_KEEP_ALIVE_SECONDS=str(KEEP_ALIVE),

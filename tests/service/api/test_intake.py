@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Server, as_
+from tests.conftest import Server, as_, module_server
 from tests.specs import tiny_regression
 
 FAILURES, WINDOW = 5, 3.0
@@ -20,11 +20,8 @@ LATENCY_BOUND = 1.0  # seconds another owner's GET and /healthz may take while a
 
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory, databases):
-    path = tmp_path_factory.mktemp("intake") / "fitserve.db"
-    srv = Server(
-        path,
-        workers=0,
-        db_url=databases.create(path),
+    srv = module_server(
+        tmp_path_factory, databases, "intake",
         FITSERVE_AUTH_FAILURES_PER_WINDOW=str(FAILURES),
         FITSERVE_AUTH_FAILURE_WINDOW_SECONDS=str(WINDOW),
         FITSERVE_MAX_JSON_BYTES=str(2 * 2**20),

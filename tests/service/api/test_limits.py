@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tests.conftest import Server, wait_until
+from tests.conftest import module_server, wait_until
 from tests.specs import tiny_regression
 
 MAX_BODY = 1024 * 1024
@@ -13,11 +13,8 @@ MAX_BODY = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory, databases):
-    path = tmp_path_factory.mktemp("limits") / "fitserve.db"
-    srv = Server(
-        path,
-        workers=0,
-        db_url=databases.create(path),
+    srv = module_server(
+        tmp_path_factory, databases, "limits",
         FITSERVE_MAX_BODY_BYTES=str(MAX_BODY),
         FITSERVE_MAX_QUEUED_PER_OWNER="3",
         FITSERVE_RATE_LIMIT_PER_SECOND="2",

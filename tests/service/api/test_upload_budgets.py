@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, module_server
 from tests.service.api.test_intake import LATENCY_BOUND, Watcher, from_address, proc_status_bytes, reset_peak_rss
 
 MAX_ROWS, MAX_COLUMNS = 100_000, 50
@@ -19,11 +19,8 @@ RSS_GROWTH_BOUND = 60 * 2**20
 
 @pytest.fixture(scope="module")
 def uploads(tmp_path_factory, databases):
-    path = tmp_path_factory.mktemp("uploads") / "fitserve.db"
-    srv = Server(
-        path,
-        workers=0,
-        db_url=databases.create(path),
+    srv = module_server(
+        tmp_path_factory, databases, "uploads",
         FITSERVE_MAX_DATASET_ROWS=str(MAX_ROWS),
         FITSERVE_MAX_DATASET_COLUMNS=str(MAX_COLUMNS),
         FITSERVE_MAX_UPLOADS_PER_OWNER="1",
