@@ -373,3 +373,34 @@ def test_pbt_refuses_a_space_over_the_architecture(server):
     body["space"] = {**body["space"], "hidden": [[8], [16]]}
     response = server.client.post("/v1/sweeps", json=body)
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "space", "hidden"]
+
+
+def test_asha_prunes_members_whose_shapes_train_alone(make_app):
+    """Every member a shape of its own (K = 1 each): each rung's first decision sees one member and keeps it;
+    a later member goes on only when it ranks no worse than the worst kept, else it stops at the rung."""
+    app = make_app(workers=1).start()  # one worker: the shapes train one after another, in the members' order
+    space = {"hidden": [[1], [2], [4], [8], [16], [32]]}
+    body = sweep_body(space, base=VALIDATED, search="asha", count=4, search_seed=6,
+                      asha={"min_epochs": 5, "reduction_factor": 3})
+    done = wait_sweep(app, submit_sweep(app, body)["id"])
+    assert done["status"] == "succeeded" and done["progress"]["succeeded"] == 4, done
+    shapes = [tuple(e["hyperparameters"]["hidden"]) for e in done["leaderboard"]]
+    assert len(set(shapes)) == 4, shapes  # no two members share a shape: every run is K = 1
+    for entry in done["leaderboard"]:
+        assert "asha rung by rung" in app.client.get(f"/v1/jobs/{entry['job_id']}").json()["execution"]
+    curves = {e["job_id"]: {p["epoch"]: p["val_loss"] for p in app.curve(e["job_id"])} for e in done["leaderboard"]}
+    pruned = 0
+    for rung, epoch in (("1", 5), ("2", 15)):
+        decision = done["search_state"]["rungs"][rung]
+        assert decision["epoch"] == epoch and decision["kept"], decision
+        for job_id, value in decision["values"].items():  # the values are the members' own curves at the rung
+            assert value == pytest.approx(curves[job_id][epoch], rel=1e-6)
+        bar = max(decision["values"][j] for j in decision["kept"])
+        assert all(decision["values"][j] > bar for j in decision["pruned"]), decision
+        for job_id in decision["pruned"]:
+            pruned += 1
+            job = app.client.get(f"/v1/jobs/{job_id}").json()
+            assert job["status"] == "succeeded" and job["stopped_early_at"] == epoch, job
+            assert job["stop_reason"] == f"pruned at rung {rung}"
+            assert max(curves[job_id]) == epoch
+    assert pruned >= 1  # a one-unit hidden layer ranks worse than the wider ones after it
