@@ -30,19 +30,23 @@ QUICK_DEATH_SECONDS = 10.0  # a worker that dies sooner after its start is resta
 MAX_BACKOFF_SECONDS = 10.0
 
 
-def stop_when_orphaned(stop: threading.Event, parent: int) -> None:
-    """Set `stop` once `parent` is no longer this process's parent (it died), so no worker outlives its pool.
+def stop_on_signals(stop: threading.Event, parent: int | None = None) -> None:
+    """Set `stop` at SIGTERM or SIGINT, and (given `parent`) once `parent` is no longer this process's parent (it
+    died), so no worker outlives its pool.
 
     `parent` is passed in, not read here: a parent that died before this process got this far would
     otherwise be taken for init, and never missed.
     """
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
 
     def watch() -> None:
         while os.getppid() == parent and not stop.wait(1.0):
             pass
         stop.set()
 
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    if parent is not None:
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def cap_memory(limit: int, gpu: int | None) -> None:
@@ -62,9 +66,7 @@ def worker_main(worker_id: str, gpu: int | None, n_workers: int, pool_pid: int) 
     keep_freed_memory()
     torch.set_num_threads(get_settings().TORCH_THREADS or threads_per_worker(n_workers))
     shutdown = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: shutdown.set())
-    stop_when_orphaned(shutdown, pool_pid)
+    stop_on_signals(shutdown, pool_pid)
     warm_up(torch)
     device = f"cuda:{gpu}" if gpu is not None else "cpu"
     with Registration(worker_id, WorkerKind.POOL, device, get_settings()) as registration:
@@ -148,9 +150,6 @@ def run_pool(n_workers: int | None = None, parent_pid: int | None = None) -> Non
     """Run a pool in this process until SIGTERM or SIGINT (or, with `parent_pid`, that parent's exit)."""
     configure_logging()
     pool = Pool(n_workers)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: pool.stopping.set())
-    if parent_pid is not None:
-        stop_when_orphaned(pool.stopping, parent_pid)
+    stop_on_signals(pool.stopping, parent_pid)
     pool.supervise()
     exit_without_teardown(0)  # every worker stopped (or killed and its jobs rescued)

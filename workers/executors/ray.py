@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
-import signal
 import threading
 import uuid
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from service.wakeup import Listener
 from workers.claims import claim_mates_of, running_cap
 from workers.devices import keep_freed_memory, set_node
 from workers.groups import shape_groups
-from workers.pool import stop_when_orphaned
+from workers.pool import stop_on_signals
 from workers.registry import Registration
 
 log = logging.getLogger("fitserve.dispatcher")
@@ -259,8 +258,5 @@ def run_dispatcher(parent_pid: int | None = None) -> None:
     configure_logging()
     dispatcher = Dispatcher()
     dispatcher.connect()  # first: ray.init installs a SIGTERM handler of its own, which would kill us
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: dispatcher.stopping.set())
-    if parent_pid is not None:
-        stop_when_orphaned(dispatcher.stopping, parent_pid)
+    stop_on_signals(dispatcher.stopping, parent_pid)
     dispatcher.supervise()
