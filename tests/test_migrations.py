@@ -10,6 +10,8 @@ from service.models import Base
 from service.repositories import metrics as metric_repo
 from sqlalchemy.orm import Session
 
+from tests.specs import tiny_regression
+
 
 def test_migrations_match_the_models(tmp_path, databases):
     url = databases.create(tmp_path / "schema.db", migrated=False)
@@ -118,3 +120,25 @@ def test_an_installed_wheel_finds_its_migrations_with_no_checkout_beside_it(tmp_
     engine.dispose()
     latest = sorted(p.name for p in (root / "alembic" / "versions").glob("[0-9]*.py"))[-1]
     assert version == latest.split("_")[0]
+
+
+def test_sweep_members_made_without_tag_rows_get_them(make_app):
+    """0018 indexes the tags of sweep members that have none indexed (a TPE round's, before it), and no others."""
+    app = make_app(workers=0).start()
+    body = {"name": "tagged", "base": {**tiny_regression(), "tags": {"model": "line"}}, "space": {"lr": [0.01, 0.02]},
+            "tags": {"team": "vision"}}
+    sweep = app.client.post("/v1/sweeps", json=body).json()
+    members = [e["job_id"] for e in app.client.get(f"/v1/sweeps/{sweep['id']}").json()["leaderboard"]]
+    unindexed, indexed = members
+    app.query("DELETE FROM job_tags WHERE job_id = :id", id=unindexed)
+    before = app.query("SELECT job_id, key, value FROM job_tags ORDER BY job_id, key")
+    url = app.db_url
+    app.stop()
+    downgrade(url, "0017")
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT job_id, key, value FROM job_tags ORDER BY job_id, key")).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows if r[0] == indexed] == [tuple(r) for r in before if r[0] == indexed]
+    assert [tuple(r[1:]) for r in rows if r[0] == unindexed] == [("model", "line"), ("team", "vision")]

@@ -292,6 +292,18 @@ def median(values: list[float]) -> float:
     return (values[(len(values) - 1) // 2] + values[len(values) // 2]) / 2
 
 
+def test_every_tpe_round_is_found_by_its_tags(make_app):
+    """A later round's members carry the sweep's and the base's tags, and `?tag=` finds them as it finds the first's."""
+    app = make_app(workers=1).start()
+    body = tpe_body(base={**TPE_BASE, "epochs": 3, "tags": {"model": "cubic"}}, count=2, tags={"team": "vision"})
+    done = wait_sweep(app, submit_sweep(app, body)["id"])
+    assert done["status"] == "succeeded" and done["progress"]["members"] == 4, done["progress"]
+    later = {e["job_id"] for e in rounds_of(done)[1]}
+    for tag in ("team:vision", "model:cubic"):
+        found = {job["id"] for job in app.client.get("/v1/jobs", params={"tag": tag, "limit": 100}).json()["items"]}
+        assert found == {e["job_id"] for e in done["leaderboard"]} and later <= found, tag
+
+
 def test_tpe_moves_its_second_round_toward_the_better_results(server):
     done = wait_sweep(server, submit_sweep(server, tpe_body())["id"], timeout=300)
     assert done["status"] == "succeeded" and done["progress"]["members"] == 16, done["progress"]
