@@ -36,14 +36,28 @@ def backends_wanted() -> list[str]:
 
 
 def pytest_generate_tests(metafunc) -> None:
-    """Run each test of the API and worker suites once per back end; the others on the first one only."""
+    """Run each test of the API and worker suites once per back end; the others, and those marked `one_backend`,
+    on one: the marker's `prefer` where that back end is wanted, else the first."""
     if "backend" not in metafunc.fixturenames:
         return
+    wanted = backends_wanted()
     in_suites = Path(metafunc.definition.path).relative_to(ROOT).as_posix().startswith(BACKEND_SUITES)
-    # a module that sets ONE_BACKEND = True tests the trainer and the HTTP contract through no statement of its own
-    one = getattr(metafunc.module, "ONE_BACKEND", False)
-    backends = backends_wanted() if in_suites and not one else backends_wanted()[:1]
+    one = metafunc.definition.get_closest_marker("one_backend")
+    if one is not None and not one.args:
+        raise ValueError(f"{metafunc.definition.nodeid}: one_backend needs its reason")
+    if in_suites and one is None:
+        backends = wanted
+    else:
+        prefer = one.kwargs.get("prefer") if one is not None else None
+        backends = [prefer] if prefer in wanted else wanted[:1]
     metafunc.parametrize("backend", backends, indirect=True, scope="session")
+
+
+# A served-process test whose subject is a process (a signal, a kill, a restart, a socket): its database statements
+# (claims, rescues, hand-backs, checkpoints, counters) are tested on every back end by the in-process suites, so
+# it runs on one. Tests where the back end changes what the processes see (concurrent claims, a stopped process
+# holding locks, wake-ups) stay on every back end.
+processes_only = pytest.mark.one_backend("processes are the subject; its statements run on every back end in-process")
 
 
 def postgres_unreachable() -> str | None:

@@ -2,9 +2,11 @@
 
 import re
 
+from tests.conftest import processes_only
 from tests.specs import tiny_regression
 
 
+@processes_only
 def test_every_worker_line_of_a_job_carries_its_id(served):
     job = served.train(tiny_regression(epochs=20))
     lines = [line for line in served.read_log().splitlines() if job["id"] in line]

@@ -13,7 +13,7 @@ import torch
 
 from service.schemas.spec import JobSpec
 from service.settings import get_settings
-from tests.conftest import worker_pids
+from tests.conftest import processes_only, worker_pids
 from tests.service.api.test_fair_share import keyed_api, submit
 from tests.specs import example, long_job, tiny_regression
 from tests.workers.engines.test_stacked import solo_points
@@ -88,6 +88,7 @@ def test_cancelling_one_job_of_a_batch_stops_only_it(make_app):
     assert all(statuses[i]["progress"]["epoch"] == LONG for i in (ids[0], ids[2]))
 
 
+@processes_only(prefer="postgresql")
 def test_a_killed_workers_batch_is_rescued_and_each_job_resumes(make_app, make_server):
     api = make_app(workers=0).start()  # the API in this process; the workers killed are a served process's
     specs = [long_job(LONG, seed=seed) for seed in range(3)]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, wait_until, worker_pids
+from tests.conftest import ROOT, processes_only, wait_until, worker_pids
 from tests.specs import long_job, tiny_regression
 
 FAST_FAULTS = {
@@ -113,6 +113,7 @@ def test_a_stalled_worker_loses_its_job_and_cannot_write_to_it(make_server, tmp_
     assert after["metrics"]["loss"] == pytest.approx(reference["metrics"]["loss"], rel=1e-5)
 
 
+@processes_only
 def test_sigterm_hands_the_job_back_and_it_resumes_from_its_checkpoint(make_server):
     srv = make_server(workers=1, **FAST_FAULTS).start()
     reference = srv.train(long_job(LONG_EPOCHS))  # the same job, never interrupted
@@ -132,6 +133,7 @@ def test_sigterm_hands_the_job_back_and_it_resumes_from_its_checkpoint(make_serv
     assert done["metrics"]["loss"] == pytest.approx(reference["metrics"]["loss"], rel=1e-5)
 
 
+@processes_only(prefer="postgresql")
 def test_a_killed_worker_is_replaced_and_its_job_rescued(make_server):
     srv = make_server(workers=1, **FAST_FAULTS).start()
     job = srv.submit(long_job(LONG_EPOCHS))
@@ -149,6 +151,7 @@ def test_a_killed_worker_is_replaced_and_its_job_rescued(make_server):
     assert pid not in worker_pids(srv.proc.pid)
 
 
+@processes_only
 def test_a_job_that_keeps_killing_its_worker_fails_after_max_attempts(make_server):
     srv = make_server(workers=1, FITSERVE_MAX_ATTEMPTS="2", **FAST_FAULTS).start()
     job = srv.submit(long_job(10_000_000 // 20))
@@ -161,6 +164,7 @@ def test_a_job_that_keeps_killing_its_worker_fails_after_max_attempts(make_serve
     assert "worker process died" in done["error"] and "each of its attempts" in done["error"]
 
 
+@processes_only
 def test_a_job_that_runs_out_of_memory_fails_and_the_worker_takes_the_next(make_server):
     # the submit check would refuse this job: lift it, so the worker's own cap is what stops it
     srv = make_server(workers=1, FITSERVE_WORKER_MEMORY_BYTES=str(3 * 1024**3), FITSERVE_MAX_JOB_BYTES=str(2**50)).start()
@@ -230,6 +234,7 @@ def test_workers_per_gpu_sets_the_default_pool_size(monkeypatch):
     assert devices.count_gpus() == gpus and len(runs) == 1
 
 
+@processes_only
 def test_the_pools_own_process_never_loads_torch(make_server):
     """The pool only supervises and sweeps: it keeps torch (~200 MB) out, through a job and a TPE sweep's rounds,
     which the pool's sweep advances; its workers load it."""

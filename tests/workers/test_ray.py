@@ -16,11 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import Server, processes_only
 from tests.specs import tiny_regression
 
 RAY_ADDRESS = os.environ.get("RAY_ADDRESS")
-pytestmark = pytest.mark.skipif(not RAY_ADDRESS, reason="needs a Ray cluster: set RAY_ADDRESS (.ci/run starts one)")
+pytestmark = [
+    pytest.mark.skipif(not RAY_ADDRESS, reason="needs a Ray cluster: set RAY_ADDRESS (.ci/run starts one)"),
+    # nodes on other machines share one PostgreSQL; the statements the dispatcher and its tasks run are the pool's
+    # and the API's, tested on every back end in-process
+    processes_only(prefer="postgresql"),
+]
 
 CHECKPOINTS = {"FITSERVE_CHECKPOINT_SECONDS": "0.3"}
 # only for the node-death test: a lease of 3 s is also lost by a task starved of CPU for 3 s, which a loaded

@@ -11,7 +11,7 @@ import signal
 import time
 from pathlib import Path
 
-from tests.conftest import descendants, wait_until, worker_pids
+from tests.conftest import descendants, processes_only, wait_until, worker_pids
 from tests.specs import tiny_regression
 from tests.workers.test_pool import FAST_FAULTS, assert_contiguous_curve, long_job, wait_for_epoch
 
@@ -45,6 +45,7 @@ def long_epoch_job(rows: int, epochs: int = 1) -> dict:
     )
 
 
+@processes_only
 def test_a_killed_pool_supervisor_is_restarted_and_a_later_job_succeeds(make_server):
     srv = make_server(workers=1, **FAST_FAULTS).start()
     [before] = live_workers(srv)
@@ -118,6 +119,7 @@ def test_a_long_epoch_is_cancelled_within_two_seconds(make_app):
     assert done["progress"]["epoch"] == 0  # it was stopped inside its only epoch
 
 
+@processes_only(prefer="postgresql")
 def test_sigterm_inside_a_long_epoch_exits_within_the_limit_and_the_job_resumes(make_server):
     shutdown = 10.0  # the default: the worker hands its job back well before (it is killed at this limit)
     srv = make_server(workers=1, FITSERVE_SHUTDOWN_SECONDS=str(shutdown), **FAST_FAULTS).start()
@@ -139,6 +141,7 @@ def test_sigterm_inside_a_long_epoch_exits_within_the_limit_and_the_job_resumes(
     assert_contiguous_curve(srv, job["id"], 2)
 
 
+@processes_only
 def test_a_worker_killed_with_a_cancel_pending_ends_the_job_cancelled(make_server):
     # a dead local worker is rescued at once, with no lease to wait out: a long lease keeps a busy machine's slow
     # renewal from requeueing the job before the test's kill. PostgreSQL's idle-in-transaction limit (a lease by

@@ -5,8 +5,8 @@ import pytest
 from tests.service.api.test_sweeps import submit_sweep, sweep_body, wait_sweep
 from tests.specs import example
 
-# specs, training and measures: nothing here queries the database but through the service's shared paths
-ONE_BACKEND = True
+# specs, training and measures: the service's shared paths they reach run on every back end elsewhere
+pytestmark = pytest.mark.one_backend("no statement of their own")
 
 BLOBS = example("5_softmax_classification", epochs=20)
 BLOBS["data"]["validation_fraction"] = 0.2

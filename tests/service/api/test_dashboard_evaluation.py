@@ -1,10 +1,12 @@
 """The job page's evaluation (table, confusion matrix heat map, predicted-vs-actual) and learning-rate curve."""
 
+import pytest
+
 from tests.service.api.test_dashboard_browser import browser, expect, page, screenshot, served, sign_in, url  # noqa: F401
 from tests.specs import example, tiny_regression
 
-# specs, training and measures: nothing here queries the database but through the service's shared paths
-ONE_BACKEND = True
+# specs, training and measures: the service's shared paths they reach run on every back end elsewhere
+pytestmark = pytest.mark.one_backend("no statement of their own")
 
 
 def test_a_classifier_shows_its_evaluation_and_its_learning_rate(served, page):  # noqa: F811

@@ -8,8 +8,8 @@ from sklearn import metrics as sk
 
 from tests.specs import tiny_regression
 
-# specs, training and measures: nothing here queries the database but through the service's shared paths
-ONE_BACKEND = True
+# specs, training and measures: the service's shared paths they reach run on every back end elsewhere
+pytestmark = pytest.mark.one_backend("no statement of their own")
 
 IRIS = datasets.load_iris()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import processes_only
 from tests.specs import EXAMPLES, example
 
 MiB = 1024**2
@@ -158,6 +159,7 @@ def heavy(tmp_path_factory, databases):
     databases.drop(srv.db_url)
 
 
+@processes_only
 def test_predicting_too_many_rows_is_refused_naming_the_limit_and_the_api_stays_small(heavy):
     srv, job_id, rows = heavy
     pid = srv.proc.pid
@@ -180,6 +182,7 @@ def test_predicting_too_many_rows_is_refused_naming_the_limit_and_the_api_stays_
     assert rss(pid) - before < API_GROWTH_BYTES, (before, rss(pid))
 
 
+@processes_only(prefer="postgresql")
 def test_sweep_members_that_run_out_of_memory_fail_with_that_reason(make_server):
     """Past the submit check (lifted here), the worker's cap stops them: each member fails alone, the worker lives."""
     srv = make_server(workers=1, FITSERVE_WORKER_MEMORY_BYTES=str(3 * 1024**3), FITSERVE_MAX_JOB_BYTES=str(2**50))

@@ -8,6 +8,7 @@ import pytest
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
+from tests.conftest import processes_only
 from tests.specs import tiny_regression
 
 BODY_METHODS = ("post", "put", "patch")
@@ -120,6 +121,7 @@ FLAGS = [
 ]
 
 
+@processes_only
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (Debian's chromium; .ci/run installs it)")
 def test_docs_render_in_a_browser_with_no_network(served):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra) is not installed")

@@ -4,6 +4,7 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import processes_only
 from tests.specs import long_job, tiny_regression
 
 
@@ -104,6 +105,7 @@ def test_requests_refused_before_routing_are_counted_by_their_route(make_server)
     assert "abc123" not in response.text
 
 
+@processes_only
 def test_jobs_finished_are_counters_by_final_status(make_server):
     """Counted from the database at scrape time: right whichever process ended the job, and after a restart."""
     srv = make_server(workers=1).start()

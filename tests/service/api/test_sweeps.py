@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.conftest import wait_until, worker_pids
+from tests.conftest import processes_only, wait_until, worker_pids
 from tests.specs import example
 
 CUBIC = example("3_nonlinear_mlp", epochs=150)
@@ -164,6 +164,7 @@ def test_unknown_sweep_is_404(server):
     assert server.client.post("/v1/sweeps/nope/cancel").status_code == 404
 
 
+@processes_only
 def test_a_killed_sweep_resumes_from_its_checkpoints(make_server):
     srv = make_server(workers=1, FITSERVE_CHECKPOINT_SECONDS="0.3", FITSERVE_LEASE_SECONDS="3",
                       FITSERVE_SWEEP_SECONDS="0.5").start()

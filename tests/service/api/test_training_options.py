@@ -7,8 +7,8 @@ import pytest
 from tests.service.api.test_bad_specs import with_changes
 from tests.specs import example, tiny_regression
 
-# specs, training and measures: nothing here queries the database but through the service's shared paths
-ONE_BACKEND = True
+# specs, training and measures: the service's shared paths they reach run on every back end elsewhere
+pytestmark = pytest.mark.one_backend("no statement of their own")
 
 BASE = tiny_regression()
 MLP = {

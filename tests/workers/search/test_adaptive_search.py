@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.conftest import worker_pids
+from tests.conftest import processes_only, worker_pids
 from tests.service.api.test_sweeps import CUBIC, submit_sweep, sweep_body, wait_sweep
 
 VALIDATED = {**CUBIC, "epochs": 45, "data": {**CUBIC["data"], "validation_fraction": 0.2}}
@@ -111,6 +111,7 @@ def test_asha_decides_the_same_batched_and_one_by_one_for_one_search_seed(server
 # A killed worker's members are rescued at once anyway (the maintenance loop finds its pid gone).
 
 
+@processes_only
 def test_a_killed_asha_sweep_resumes_with_the_same_decisions(make_server):
     srv = make_server(workers=1, FITSERVE_CHECKPOINT_SECONDS="0.3", FITSERVE_LEASE_SECONDS="6",
                       FITSERVE_SWEEP_SECONDS="0.5").start()
@@ -250,6 +251,7 @@ def test_pbt_exploits_the_top_members_and_its_best_replays_alone(server, executi
     assert replayed["loss"] == pytest.approx(best["loss"], rel=1e-3)
 
 
+@processes_only
 def test_a_killed_pbt_sweep_resumes_with_the_same_decisions(make_server):
     srv = make_server(workers=1, FITSERVE_CHECKPOINT_SECONDS="0.3", FITSERVE_LEASE_SECONDS="6",
                       FITSERVE_SWEEP_SECONDS="0.5").start()
@@ -321,6 +323,7 @@ def test_tpe_moves_its_second_round_toward_the_better_results(server):
     assert {e["hyperparameters"]["lr"] for e in first}.isdisjoint({e["hyperparameters"]["lr"] for e in second})
 
 
+@processes_only(prefer="postgresql")
 def test_tpe_rounds_with_asha_inside_are_the_same_after_a_worker_sigkill(make_server):
     srv = make_server(workers=1, FITSERVE_CHECKPOINT_SECONDS="0.3", FITSERVE_LEASE_SECONDS="6",
                       FITSERVE_SWEEP_SECONDS="0.5").start()
