@@ -123,7 +123,7 @@ def test_a_long_epoch_is_cancelled_within_two_seconds(make_app):
 def test_sigterm_inside_a_long_epoch_exits_within_the_limit_and_the_job_resumes(make_server):
     shutdown = 10.0  # the default: the worker hands its job back well before (it is killed at this limit)
     srv = make_server(workers=1, FITSERVE_SHUTDOWN_SECONDS=str(shutdown), **FAST_FAULTS).start()
-    job = srv.submit(long_epoch_job(30_000, epochs=2))  # the stop lands inside epoch 2, after epoch 1's checkpoint
+    job = srv.submit(long_epoch_job(12_000, epochs=2))  # the stop lands inside epoch 2, after epoch 1's checkpoint
     wait_for_epoch(srv, job["id"], 1)
     wait_for(lambda: srv.query("SELECT epoch FROM checkpoints WHERE job_id = :id", id=job["id"]), 30, "a checkpoint")
     [(checkpointed,)] = srv.query("SELECT epoch FROM checkpoints WHERE job_id = :id", id=job["id"])

@@ -14,9 +14,9 @@ ALONE = {"FITSERVE_AUTO_BATCH": "off"}
 
 
 def steady() -> dict:
-    """A job of about a second on a quiet machine: 12,000 small steps."""
+    """A job of about half a second on a quiet machine: 6,000 small steps."""
     data = {"source": "synthetic", "generator": "linear", "n": 1000, "slope": 2.0, "intercept": 1.0}
-    return tiny_regression(data=data, batch_size=50, epochs=600)
+    return tiny_regression(data=data, batch_size=50, epochs=300)
 
 
 def keyed_api(make_app, **env):
