@@ -29,6 +29,7 @@ class DatasetBudget:
     max_rows: int
     max_columns: int
     max_cells: int
+    max_stored_bytes: int | None = None  # the owner's, all its blobs together (FITSERVE_MAX_STORED_BYTES_PER_OWNER)
 
     def check(self, rows: int, columns: int, what: str) -> None:
         """Refuse `rows` x `columns` values beyond the budget, naming the limit."""

@@ -29,6 +29,12 @@ class UnsupportedMediaType(FitserveError):
     status_code = 415
 
 
+class StorageBudgetExceeded(FitserveError):
+    """The owner stores its FITSERVE_MAX_STORED_BYTES_PER_OWNER already: nothing new until it deletes some."""
+
+    status_code = 403
+
+
 class TooManyRequests(FitserveError):
     status_code = 429
 

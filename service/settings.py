@@ -129,6 +129,10 @@ class Settings(BaseSettings):
     RATE_LIMIT_PER_SECOND: float = Field(50.0, gt=0, description="sustained requests per second per key")
     RATE_LIMIT_BURST: int = Field(200, ge=1, description="requests a key may send at once")
     MAX_QUEUED_PER_OWNER: int = Field(1000, ge=1, description="queued jobs one owner may have (429 past it)")
+    MAX_STORED_BYTES_PER_OWNER: int | None = Field(
+        10 * 1024**3, ge=1, description="bytes one owner may store (curves, weights, checkpoints, datasets): at it, new "
+        "jobs, sweeps and datasets are refused (403) until deletes make room; reads and deletes always work; unset: none",
+    )
     MAX_RUNNING_PER_OWNER: int | None = Field(
         None, ge=1, description="jobs (sweep members each) one owner may have running at once; unset: no cap"
     )

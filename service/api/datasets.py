@@ -44,7 +44,8 @@ def upload_dataset(
 
 
 def budget_of(settings: Settings) -> DatasetBudget:
-    return DatasetBudget(settings.MAX_DATASET_ROWS, settings.MAX_DATASET_COLUMNS, settings.MAX_DATASET_CELLS)
+    return DatasetBudget(settings.MAX_DATASET_ROWS, settings.MAX_DATASET_COLUMNS, settings.MAX_DATASET_CELLS,
+                         settings.MAX_STORED_BYTES_PER_OWNER)
 
 
 def sha256_of(stream: BinaryIO) -> str:

@@ -89,6 +89,7 @@ _error = {"model": ErrorResponse}
 ERROR_RESPONSES: dict[int | str, dict] = {
     400: {**_error, "description": "the body could not be parsed (not JSON, or broken multipart)"},
     401: {**_error, "description": "a missing, malformed or revoked API key"},
+    403: {**_error, "description": "the owner's storage budget is spent (FITSERVE_MAX_STORED_BYTES_PER_OWNER)"},
     404: {**_error, "description": "no such resource for this owner"},
     409: {**_error, "description": "the resource is not in a state that allows this"},
     413: {**_error, "description": "the request body is too large"},

@@ -18,6 +18,9 @@ class Limits:
     # curve steps are INTEGER columns (32 bits on PostgreSQL); a job's steps stay below, as rows x epochs <= 2e9
     max_step: int = 2**31 - 1
     max_dataset_bytes: int = 64 * 1024 * 1024
+    # a job's stored curve (18-25 bytes a point): a longer job records every n-th epoch (JobSpec raises
+    # metrics_every to fit), so 1M epochs write ~2 MB, not 22 MB
+    max_curve_points: int = 100_000
 
 
 LIMITS = Limits()

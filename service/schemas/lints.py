@@ -10,6 +10,9 @@ import math
 
 import numpy as np
 
+from service.schemas.limits import LIMITS
+from service.schemas.spec import fewest_every
+
 INLINE_VALUES_SCANNED = 10_000  # inline x larger than this is not read for the stability limit
 MAX_FEATURES_SCANNED = 64  # an eigenvalue problem of this size costs well under a millisecond
 STATIC_LR_LIMIT = 1.0  # plain SGD past this on unstandardized data diverges for most tutorial models
@@ -19,7 +22,16 @@ CACHE: dict[str, tuple[str, ...]] = {}  # job id -> its warnings
 
 def lint_spec(spec: dict) -> list[str]:
     """Warnings, each naming the field it is about, for a spec as stored (`JobSpec.model_dump(mode="json")`)."""
-    return [*output_lints(spec), *learning_rate_lints(spec)]
+    return [*output_lints(spec), *learning_rate_lints(spec), *curve_lints(spec)]
+
+
+def curve_lints(spec: dict) -> list[str]:
+    every = spec.get("metrics_every", 1)
+    if every > 1 and every == fewest_every(spec["epochs"]):
+        patience = " (and early stopping's patience counts recorded epochs)" if spec.get("early_stopping") else ""
+        return [f"metrics_every: {every}: a curve keeps at most {LIMITS.max_curve_points:,} points, so this job of "
+                f"{spec['epochs']:,} epochs records one epoch in {every}{patience}"]
+    return []
 
 
 def job_warnings(job_id: str, spec: dict) -> list[str]:

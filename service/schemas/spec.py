@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, StrictBool, model_validator
+from pydantic import Field, StrictBool, field_validator, model_validator
 
 from service.schemas.data import DataShape, DataSpec, Strict
 from modelzoo.memory import count_parameters
@@ -226,11 +226,24 @@ class JobSpec(Strict):
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda|cuda:\d{1,2})$")
     metrics_every: Annotated[int, Field(ge=1)] = Field(
-        1, description="record a curve point every this many epochs (the last epoch always)"
+        1, description="record a curve point every this many epochs (the last epoch always); raised where needed so "
+        f"a curve keeps at most {LIMITS.max_curve_points:,} points", validate_default=True,
     )
     early_stopping: EarlyStoppingSpec | None = None
     priority: Priority = Field(0, description="orders this owner's queued jobs: higher first (-1000..1000)")
     tags: Tags = Field(default_factory=dict, description="string keys and values, to find jobs by (`?tag=key:value`)")
+
+    @field_validator("metrics_every")
+    @classmethod
+    def _thin_long_curves(cls, every: int, info) -> int:
+        """A job longer than LIMITS.max_curve_points epochs records every n-th, n raised so its curve fits."""
+        epochs = info.data.get("epochs")
+        return every if epochs is None else max(every, fewest_every(epochs))
+
+
+def fewest_every(epochs: int) -> int:
+    """The smallest metrics_every that keeps a job of `epochs` within LIMITS.max_curve_points points."""
+    return math.ceil(epochs / LIMITS.max_curve_points)
 
 
 def check_spec(spec: JobSpec, shape: DataShape) -> None:

@@ -12,6 +12,7 @@ from service.repositories import datasets as dataset_repo
 from service.schemas.jobs import DatasetPage, DatasetPublic
 from service.schemas.limits import LIMITS
 from service.services.jobs import decode_cursor, encode_cursor
+from service.services.usage import check_storage
 
 NPZ_MAGIC = b"PK\x03\x04"
 
@@ -58,6 +59,7 @@ def create_dataset(
     if not np.isfinite(x).all():
         raise InvalidField(("file",), "values beyond the float32 range training uses")
     data = write_npz(x, y.astype(np.int64) if n_classes is not None else y.astype(np.float32))
+    check_storage(session, owner_id, budget.max_stored_bytes, adding=len(data))
     dataset = Dataset(
         owner_id=owner_id,
         name=name or filename,

@@ -20,6 +20,7 @@ from service.schemas.jobs import JobPage, JobPublic, JobUpdate, MetricPointPubli
 from service.schemas.data import DataShape, known_data_shape
 from service.schemas.spec import JobSpec, SpecError, check_spec
 from service import wakeup
+from service.services.usage import check_storage
 from service.batching import batch_key
 from service.settings import Settings
 
@@ -84,6 +85,7 @@ def submit_job(session: Session, spec: JobSpec, owner_id: str | None, settings: 
     if shape is None:  # an uploaded dataset's shape: read in the transaction
         check_fits(spec, data_shape(session, spec, owner_id), settings)
     # after every check of the spec: a spec that can never run gets its 422, not a 429 to retry
+    check_storage(session, owner_id, settings.MAX_STORED_BYTES_PER_OWNER)
     queued = job_repo.count_queued(session, owner_id)
     if queued >= settings.MAX_QUEUED_PER_OWNER:
         raise TooManyRequests(f"you have {queued} queued jobs, the most allowed; wait for some to start", 5)

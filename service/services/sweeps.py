@@ -19,6 +19,7 @@ from service.services import tpe
 from service.services.search import check_search
 from service.services.jobs import check_memory, check_tags, data_shape, decode_cursor, encode_cursor, estimate_memory
 from service import wakeup
+from service.services.usage import check_storage
 from service.settings import Settings
 
 
@@ -46,6 +47,7 @@ def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, s
     if request.execution != "one_by_one" or held_together:
         check_batched_memory(specs, shape, settings.MAX_JOB_BYTES, "" if held_together else "; or set execution one_by_one")
     check_tags(request.base.tags | request.tags, settings)  # what each member carries
+    check_storage(session, owner_id, settings.MAX_STORED_BYTES_PER_OWNER)
     queued = job_repo.count_queued(session, owner_id)
     if queued + total > settings.MAX_QUEUED_PER_OWNER:
         raise TooManyRequests(f"{queued} queued jobs and {total} members exceed the limit", 5)
