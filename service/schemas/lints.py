@@ -29,8 +29,9 @@ def curve_lints(spec: dict) -> list[str]:
     every = spec.get("metrics_every", 1)
     if every > 1 and every == fewest_every(spec["epochs"]):
         patience = " (and early stopping's patience counts recorded epochs)" if spec.get("early_stopping") else ""
-        return [f"metrics_every: {every}: a curve keeps at most {LIMITS.max_curve_points:,} points, so this job of "
-                f"{spec['epochs']:,} epochs records one epoch in {every}{patience}"]
+        message = (f"metrics_every: {every}: a curve keeps at most {LIMITS.max_curve_points:,} points, so this job "
+                   f"of {spec['epochs']:,} epochs records one epoch in {every}{patience}")
+        return [message]
     return []
 
 
