@@ -179,7 +179,7 @@ class OptimizerSpec(Strict):
     kind: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float = Field(gt=0.0, le=100.0)
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
-    weight_decay: float = Field(0.0, ge=0.0)
+    weight_decay: float = Field(0.0, ge=0.0, le=100.0, description="L2 penalty (AdamW: decoupled), as bounded as lr")
     schedule: Schedule | None = Field(None, description="how lr changes from epoch to epoch; none: constant")
     clip_grad_norm: float | None = Field(
         None, gt=0.0, description="scale each step's gradients so their global L2 norm is at most this"

@@ -47,7 +47,7 @@ class SearchSpace(Strict):
 
     lr: list[Annotated[float, Field(gt=0, le=100)]] | Range | None = None
     momentum: list[Annotated[float, Field(ge=0, lt=1)]] | Range | None = None
-    weight_decay: list[Annotated[float, Field(ge=0)]] | Range | None = None
+    weight_decay: list[Annotated[float, Field(ge=0, le=100)]] | Range | None = None
     seed: list[Annotated[int, Field(ge=0, le=2**63 - 1)]] | None = None
     batch_size: list[Annotated[int, Field(ge=1)] | None] | None = None
     schedule: list[Schedule | None] | None = Field(None, description="optimizer.schedule values (null: constant lr)")

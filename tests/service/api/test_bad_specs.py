@@ -58,6 +58,8 @@ CASES = {
         with_changes(BASE, model__init={"kind": "uniform", "low": 1, "high": 0}),
         ["body", "model", "linear", "init"],
     ),
+    "weight decay past any use": (with_changes(BASE, optimizer={"kind": "sgd", "lr": 0.1, "weight_decay": 1e308}),
+                                  ["body", "optimizer", "weight_decay"]),
     "epochs x rows over the budget": (
         with_changes(example("2_linear_regression"), epochs=1_000_000),
         ["body", "epochs"],
