@@ -6,6 +6,9 @@ from torch import nn
 
 from tests.specs import example
 
+# the trainer's numbers: the job, curve and weight writes they pass through run on every back end elsewhere
+pytestmark = pytest.mark.one_backend("no statement of their own")
+
 
 def test_linear_gradient_descent_matches_a_hand_written_loop(server):
     """Example 1 in full: the service's final loss is the hand-written loop's, to float precision."""

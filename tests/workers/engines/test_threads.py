@@ -129,6 +129,7 @@ def test_stacked_members_train_on_at_the_faster_count(two_threads, monkeypatch, 
     assert torch.get_num_threads() == 2
 
 
+@pytest.mark.one_backend("the trainer's thread choice; its writes run on every back end elsewhere")
 def test_a_tuned_job_trains_where_an_untuned_one_does(make_app):
     """Through the worker loop with 2 torch threads: the job says which count it kept and why, and ends at the loss
     (and weights' predictions) the trainer reaches at a fixed count, to float tolerance."""
