@@ -43,9 +43,12 @@ def inflating_receive(receive: Receive, encoding: str) -> Receive:
     valid `encoding`, is cut short or runs on past its end is a 400."""
     inflater = zlib.decompressobj(EITHER_FRAMING)
     pending, ended = b"", False  # compressed bytes not inflated yet; whether the client's last chunk arrived
+    done = False  # the whole body has been handed on
 
     async def inflating() -> Message:
-        nonlocal pending, ended
+        nonlocal pending, ended, done
+        if done:  # what follows the body (a disconnect) is the connection's own, awaited as it comes
+            return await receive()
         while True:
             if not pending and not ended:
                 message = await receive()
@@ -57,13 +60,15 @@ def inflating_receive(receive: Receive, encoding: str) -> Receive:
             except zlib.error as exc:
                 raise BadRequest(f"the request body is not valid {encoding} ({exc})") from exc
             pending = inflater.unconsumed_tail
-            done = ended and not pending
-            if done and not inflater.eof:
-                raise BadRequest(f"the request body's {encoding} stream is cut short")
             if inflater.unused_data:
                 raise BadRequest(f"the request body runs on past the end of its {encoding} stream")
-            if piece or done:
-                return {"type": "http.request", "body": piece, "more_body": not done}
+            if piece:
+                return {"type": "http.request", "body": piece, "more_body": True}
+            if ended and not pending:  # all of it arrived, and nothing more comes out (zlib may hold some back)
+                if not inflater.eof:
+                    raise BadRequest(f"the request body's {encoding} stream is cut short")
+                done = True
+                return {"type": "http.request", "body": b"", "more_body": False}
 
     return inflating
 

@@ -6,9 +6,11 @@ import gzip
 import json
 import zlib
 
+import anyio
 import numpy as np
 import pytest
 
+from service.api.content_encoding import PIECE_BYTES, inflating_receive
 from tests.conftest import module_server
 from tests.service.api.test_intake import proc_status_bytes, reset_peak_rss
 from tests.service.api.test_v2_conformance import tensor, triton_client
@@ -86,6 +88,10 @@ def test_compressed_job_specs_are_accepted_and_bad_encodings_refused(make_app):
     bomb = post(gzip_bomb(8 * JSON_LIMIT), "gzip")
     assert bomb.status_code == 413 and "FITSERVE_MAX_JSON_BYTES" in bomb.json()["detail"], bomb.text
     assert post(text, "identity").status_code == 201
+    rows = [[i / 7] for i in range(40_000)]  # 1.6 MB inflated, many pieces, under the limit
+    large = json.dumps(tiny_regression(data={"source": "inline", "x": rows, "y": [r[0] for r in rows]})).encode()
+    assert JSON_LIMIT // 2 < len(large) < JSON_LIMIT
+    assert post(gzip.compress(large), "gzip").status_code == 201
 
 
 def test_a_compressed_upload_is_inflated_and_its_limit_counts_inflated_bytes(make_app):
@@ -109,3 +115,26 @@ def multipart(csv: bytes, boundary: str = "fitserve-test-boundary") -> bytes:
     ]
     dash = b"--" + boundary.encode()
     return b"".join(dash + b"\r\n" + part + b"\r\n" for part in parts) + dash + b"--\r\n"
+
+
+def test_a_body_inflates_in_bounded_pieces_then_the_connection_speaks_again():
+    body = b",".join(str(i * 7919 % 100_003).encode() for i in range(400_000))
+    packed = gzip.compress(body)
+    sent = [{"type": "http.request", "body": packed[i : i + 5000], "more_body": True} for i in range(0, len(packed), 5000)]
+    sent[-1]["more_body"] = False
+    sent.append({"type": "http.disconnect"})
+
+    async def receive():
+        return sent.pop(0)
+
+    async def read() -> tuple[list[bytes], dict]:
+        inflating, pieces = inflating_receive(receive, "gzip"), []
+        while True:
+            message = await inflating()
+            pieces.append(message["body"])
+            if not message["more_body"]:
+                return pieces, await inflating()  # after the body: the client's own next message
+
+    pieces, after = anyio.run(read)
+    assert b"".join(pieces) == body and max(map(len, pieces)) <= PIECE_BYTES and len(pieces) > 10
+    assert after == {"type": "http.disconnect"}
