@@ -1,22 +1,30 @@
 # Two commands do all set-up on a fresh machine with Python 3.11+:
-#   make run    install, migrate, serve on http://127.0.0.1:8000 (SQLite under ./var/, local workers)
-#   make test   install and run the tests
+#   make run    install what the server needs, migrate, serve on http://127.0.0.1:8000 (SQLite under ./var/, local workers)
+#   make test   install that and the test extras (.[dev]: ray, playwright, onnxruntime, ...), run the tests
+# `make install` is everything the tests need (CI runs it, then `make test`).
 PYTHON ?= python3
 VENV ?= .venv
 # torch==2.13.0 from the configured indexes (PyPI: the CUDA build on Linux x86-64); README shows the CPU-only and CUDA index URLs
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
+# Two stamps: the server's own install, and the test extras over it. Whenever the first is redone (pyproject.toml
+# changed) it is newer than the second, so the next `make test` installs the extras again.
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: install run test test-fast bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(DEV_STAMP)
+
+install: $(DEV_STAMP)
 
 run: $(STAMP)
 	$(BIN)/fitserve serve
@@ -25,11 +33,11 @@ run: $(STAMP)
 # faster: 19:04 against 19:22 of tests, both back ends). TEST_PROCS=0 runs it in this process alone.
 TEST_PROCS ?= 2
 XDIST = $(if $(filter 0,$(TEST_PROCS)),,-n $(TEST_PROCS) --dist loadfile)
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest $(XDIST)
 
 # The inner loop: the in-process suite alone, on SQLite (tests that need a served process are marked `served`)
-test-fast: $(STAMP)
+test-fast: $(DEV_STAMP)
 	$(BIN)/python -m pytest $(XDIST) -m "not served"
 
 clean:

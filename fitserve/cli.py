@@ -30,6 +30,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     upgrade(settings.DATABASE_URL)
     warn_if_no_keys(settings)
+    announce_addresses(settings, args.host, args.port)
     allow_open_files(settings)
     n_workers = args.workers if args.workers is not None else settings.WORKERS
     if n_workers != 0:
@@ -90,6 +91,27 @@ def warn_if_no_keys(settings) -> None:
             logging.getLogger("fitserve").warning(
                 "API keys are required but none exists: create one with `fitserve keys create --owner NAME`"
             )
+
+
+def announce_addresses(settings, host: str, port: int) -> None:
+    """Log once, at start, where the dashboard, the API docs and the key instructions are."""
+    from service.db import session_scope
+    from service.repositories.keys import any_active_key
+
+    with session_scope() as s:
+        required = settings.AUTH == "required" or (settings.AUTH == "auto" and any_active_key(s))
+    shown = "localhost" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host
+    base = f"http://{shown}:{port}"
+    create = "create one with `fitserve keys create --owner NAME`"
+    keys = (
+        f"required: send `Authorization: Bearer <key>`; {create}"
+        if required
+        else f"none needed on loopback until one exists ({create}; then send `Authorization: Bearer <key>`)"
+    )
+    log = logging.getLogger("fitserve")  # a record a line: every log line keeps the one format
+    log.info("dashboard: %s/", base)
+    log.info("API docs: %s/docs (the OpenAPI document at %s/openapi.json)", base, base)
+    log.info("API keys: %s (README: Operations)", keys)
 
 
 def cmd_keys(args: argparse.Namespace) -> int:

@@ -13,6 +13,10 @@ class FitserveError(Exception):
         self.headers = headers
 
 
+class BadRequest(FitserveError):
+    status_code = 400
+
+
 class NotFound(FitserveError):
     status_code = 404
 

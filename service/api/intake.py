@@ -1,4 +1,5 @@
-"""What a request goes through before the app reads its body: its key, its size, its JSON nesting.
+"""What a request goes through before the app reads its body: its key, its size (inflated, if compressed), its JSON
+nesting.
 
 A pure ASGI middleware, so a caller without a valid key, or over a limit, is answered before one byte
 of the body is read: a large body costs the server nothing it has not been asked for by a known owner.
@@ -16,6 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.content_encoding import as_plain_body, content_encoding, http_errors, inflating_receive
 from service.api.limits import FailedAuthLimiter, RateLimiter, UploadSlots
 from service.errors import FitserveError, InvalidField, PayloadTooLarge, UnsupportedMediaType
 from service.services.auth import KeyVerifier, Unauthorized
@@ -134,15 +136,24 @@ class RequestIntake:
             if upload
             else (min(self.settings.MAX_JSON_BYTES, self.settings.MAX_BODY_BYTES), "FITSERVE_MAX_JSON_BYTES")
         )
-        too_large = f"the request body exceeds {limit} bytes ({setting})"
+        encoding = content_encoding(headers)
+        inflated = f", inflated from {encoding}," if encoding else ""
+        too_large = f"the request body{inflated} exceeds {limit} bytes ({setting})"
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(too_large)
+        if encoding is not None:  # the limit counts inflated bytes; the app sees the body as if sent plain
+            receive = inflating_receive(receive, encoding)
         if headers.get("content-type", "").startswith("multipart/"):
+            if encoding is not None:
+                as_plain_body(scope, None)
+                receive = http_errors(receive)
             return counting_receive(receive, limit, too_large)  # parsed as a stream, files spooled to disk
         body = await read_body(receive, limit, too_large)
         if body is None:
             return None
+        if encoding is not None:
+            as_plain_body(scope, len(body))
         if is_json(headers) and body:
             text = json_part(body, headers)
             most = self.settings.MAX_JSON_DEPTH

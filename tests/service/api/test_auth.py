@@ -120,6 +120,7 @@ def test_serving_beyond_loopback_requires_keys_even_when_none_exist(make_server)
     srv = make_server(workers=0, host="0.0.0.0").start()
     assert srv.client.get("/v1/jobs").status_code == 401
     assert "none exists" in srv.read_log()
+    assert "API keys: required: send `Authorization: Bearer <key>`" in srv.read_log()  # said at start, too
 
 
 def test_local_development_without_keys_is_open_on_loopback(make_app):

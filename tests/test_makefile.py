@@ -1,0 +1,40 @@
+"""`make run` installs only what the server needs; `make test` (and `make install`, which CI runs) the test
+extras too, also after a runtime-only install and after pyproject.toml changes. Read from `make -n`."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+
+
+def planned(target: str, venv: Path) -> str:
+    """The commands `make target` would run against the venv `venv` (nothing is run)."""
+    return subprocess.run(
+        ["make", "-n", target, f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_run_installs_the_server_alone_and_test_adds_the_extras(tmp_path):
+    venv = tmp_path / "venv"
+    run = planned("run", venv)
+    assert "pip install -q -e .\n" in run and "[dev]" not in run and "fitserve serve" in run
+    for target in ("test", "install"):
+        assert "pip install -q -e '.[dev]'" in planned(target, venv)
+    venv.mkdir()
+    (venv / ".installed").touch()  # `make run` has installed the server
+    assert "[dev]" not in planned("run", venv)
+    after_run = planned("test", venv)
+    assert "pip install -q -e '.[dev]'" in after_run and "pip install -q -e .\n" not in after_run
+    (venv / ".installed-dev").touch()
+    assert "pip install" not in planned("test", venv)
+    older = (ROOT / "pyproject.toml").stat().st_mtime - 10
+    for stamp in (".installed", ".installed-dev"):
+        os.utime(venv / stamp, (older, older))  # pyproject.toml changed since either install
+    changed = planned("test", venv)
+    assert "pip install -q -e .\n" in changed and "pip install -q -e '.[dev]'" in changed
