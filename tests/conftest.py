@@ -16,6 +16,8 @@ import inspect
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -166,6 +168,13 @@ def module_server(tmp_path_factory, databases, name: str, workers: int = 0, **en
     """A served process of a module's own with `env`'s settings, on a fresh database (not started yet)."""
     path = tmp_path_factory.mktemp(name) / "fitserve.db"
     return Server(path, workers=workers, db_url=databases.create(path), **env)
+
+
+def run_fitserve(srv, *args, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`fitserve ARGS` as a process of its own over `srv`'s database and variables: what it printed, its exit status."""
+    command = [sys.executable, "-m", "fitserve.cli", *map(str, args)]
+    return subprocess.run(command, cwd=ROOT, env={**os.environ, **srv.env}, capture_output=True, text=True,
+                          timeout=timeout, check=False)
 
 
 def corrupt_sqlite_file(path: str, part: str) -> None:
