@@ -169,16 +169,24 @@ def test_a_database_on_a_full_file_system_answers_507_and_works_again_once_space
 def test_a_database_corrupted_under_a_running_api_is_named_by_every_answer_and_the_workers_wait(make_app, backend):
     """`serve` refuses a corrupt file at start (test_db_check.py); one that goes bad while it runs (here: damaged
     before an in-process app, which runs no check, opens it) answers 503 saying so and how to restore, /readyz names
-    it rather than the workers, and the workers wait instead of crash-looping."""
-    if backend != "sqlite":
-        pytest.skip("a corrupt file is SQLite's; PostgreSQL's XX001/XX002 take database_fault's path as 53100 does")
+    it rather than the workers, and the workers wait instead of crash-looping. PostgreSQL: its server raises
+    SQLSTATE XX001 data_corrupted (from a trigger, as for 53100 above) and the answers name it likewise."""
     srv = make_app(workers=1)
-    corrupt_sqlite_file(srv.db_url.removeprefix("sqlite:///"), "pages")
-    srv.start()
-    for answer in (srv.client.get("/v1/jobs"), srv.client.post("/v1/jobs", json=tiny_regression()),
-                   srv.client.get("/readyz")):
-        assert answer.status_code == 503 and "is corrupt (database disk image is malformed)" in answer.text, answer.text
-        assert "copy the backup over" in answer.json()["detail"], answer.text
+    if backend == "sqlite":
+        corrupt_sqlite_file(srv.db_url.removeprefix("sqlite:///"), "pages")
+        srv.start()
+        why, restore, answers = "database disk image is malformed", "copy the backup over", [srv.client.get("/v1/jobs")]
+    else:
+        srv.start()
+        srv.query("CREATE FUNCTION fitserve_corrupt() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                  "RAISE EXCEPTION 'invalid page in block 7 of relation base/1/2' USING ERRCODE = 'data_corrupted'; "
+                  "END $$")
+        srv.query("CREATE TRIGGER corrupt BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION fitserve_corrupt()")
+        why, restore, answers = "invalid page in block 7", "pg_restore into an empty database", []
+    answers += [srv.client.post("/v1/jobs", json=tiny_regression()), srv.client.get("/readyz")]
+    for answer in answers:
+        assert answer.status_code == 503 and f"is corrupt ({why}" in answer.text, answer.text
+        assert restore in answer.json()["detail"], answer.text
     v2_ready = srv.client.get("/v2/health/ready")
     assert v2_ready.status_code == 503 and "is corrupt" in v2_ready.json()["error"], v2_ready.text
     assert srv.client.get("/metrics").status_code in (200, 503)  # its counters live outside the damaged table
