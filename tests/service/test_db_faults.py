@@ -73,6 +73,7 @@ def test_a_full_disk_refuses_writes_with_507_and_the_worker_hands_its_job_back_u
     if backend == "sqlite":  # the cap a little above the file as it is: 2 MiB to fill (readiness fails under 1 MiB)
         srv.env["FITSERVE_DB_MAX_BYTES"] = str(os.path.getsize(srv.db_url.removeprefix("sqlite:///")) + 2 * 1024**2)
     srv.start()
+    trained = srv.train(tiny_regression(epochs=20))
     job = srv.submit(long_job())
     srv.wait_until(job["id"], lambda j: j["status"] == "running" and j["progress"]["epoch"] > 0)
     assert srv.client.get("/readyz").status_code == 200
@@ -97,6 +98,8 @@ def test_a_full_disk_refuses_writes_with_507_and_the_worker_hands_its_job_back_u
     assert srv.client.get("/v1/jobs").status_code == 200
     assert srv.client.get(f"/v1/jobs/{job['id']}/metrics").status_code == 200
     assert srv.client.get("/metrics").status_code == 200
+    # a DELETE frees space: a job's rows go (its counters' change row fits in the pages it frees)
+    assert srv.client.delete(f"/v1/jobs/{trained['id']}").status_code == 204
 
     free_disk(srv, backend, filler)
     resumed_from = handed["progress"]["epoch"]
