@@ -177,7 +177,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     if args.action == "recount":
         return recount_jobs()
     if args.action == "check":
-        return check_database(url)
+        return print_database_check(url)
     if args.action == "upgrade":
         upgrade(url, args.revision or "head")
     else:
@@ -186,7 +186,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_database(url: str) -> int:
+def print_database_check(url: str) -> int:
     """One line: OK (exit 0), or what is wrong with the database and what to do (exit 1)."""
     from service.db_check import CheckFailed, check_database
 

@@ -57,9 +57,9 @@ def fault_kind(exc: BaseException) -> str | None:
 def where(url: str) -> str:
     """The database as an operator finds it: a SQLite file's path, else the URL without its password."""
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return str(Path(parsed.database or ":memory:").resolve()) if parsed.database else ":memory:"
-    return parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() != "sqlite":
+        return parsed.render_as_string(hide_password=True)
+    return ":memory:" if parsed.database in (None, "", ":memory:") else str(Path(parsed.database).resolve())
 
 
 def disk_full(url: str) -> InsufficientStorage:
@@ -70,8 +70,9 @@ def disk_full(url: str) -> InsufficientStorage:
     else:
         room = "the disk of the PostgreSQL server at " + where(url)
     return InsufficientStorage(
-        f"the database's disk is full ({room}): nothing more can be written until space is freed; reads work, and "
-        "DELETE of jobs, sweeps and datasets frees space (see README, Operations: A full disk)"
+        f"the database's disk is full ({room}): nothing more can be written until space is freed; reads work; "
+        "deleting jobs, sweeps or datasets frees space while the database can still log a delete, else free space "
+        "on its disk (see README, Operations: A full disk)"
     )
 
 
