@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from modelzoo.weights import weights_to_bytes
 from service.db import session_scope
-from service.db_faults import database_fault
+from service.db_faults import FAULTS, database_fault
 from service.models import JobStatus
 from service.repositories import jobs as job_repo
 from service.repositories import members as member_repo
@@ -135,7 +135,11 @@ class Ledger:
         """Renew every member's lease, in one statement, every third of a lease, until `done`."""
         jobs = [(m.job_id, m.attempt) for m in members]
         while not done.wait(lease_seconds / 3):
-            write_guarded(lambda s: member_repo.renew_leases(s, self.worker_id, jobs, lease_seconds))
+            try:
+                write_guarded(lambda s: member_repo.renew_leases(s, self.worker_id, jobs, lease_seconds))
+            except DBAPIError as exc:  # a full disk: logged once, tried again (a lease that expires meanwhile is lost)
+                if FAULTS.meet(exc) is None:
+                    raise
 
     def hand_back(self, members: list[Member], why: str | None = None) -> None:
         """The worker shuts down (or `why`): back to the queue, to resume from their checkpoints."""

@@ -197,3 +197,25 @@ def test_a_database_corrupted_under_a_running_api_is_named_by_every_answer_and_t
     log = srv.read_log()
     assert "Traceback" not in log and sum("is corrupt" in line for line in log.splitlines()) == 1, log[-3000:]
     srv.stop()  # fails the test if a worker thread died
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_lease_renewal_that_meets_a_full_disk_is_tried_again_not_a_dead_thread(make_app, backend):
+    """A running job's lease renewals fail for a full disk (its other writes go through): its lease thread logs it
+    once and goes on trying; the lease expires, the job is requeued and trains again once renewals work."""
+    if backend != "postgresql":
+        pytest.skip("on SQLite a renewal rewrites its row in place: past the cap it never needs a new page, and a full "
+                    "file system fails every write at once (above)")
+    srv = make_app(workers=1, FITSERVE_LEASE_SECONDS="1.5", FITSERVE_SWEEP_SECONDS="0.5").start()
+    job = srv.submit(long_job())
+    srv.wait_until(job["id"], lambda j: j["status"] == "running" and j["progress"]["epoch"] > 0)
+    srv.query("CREATE FUNCTION fitserve_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+              "RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$")
+    srv.query("CREATE TRIGGER disk_full BEFORE UPDATE OF lease_expires_at ON jobs FOR EACH ROW "  # renewals alone
+              "WHEN (OLD.status = 'running' AND NEW.status = 'running') EXECUTE FUNCTION fitserve_disk_full()")
+    srv.wait_until(job["id"], lambda j: "lease expired" in (j["error"] or ""), timeout=30)
+    srv.query("DROP TRIGGER disk_full ON jobs")
+    srv.wait_until(job["id"], lambda j: j["status"] == "running" and j["attempt"] > 1, timeout=60)
+    assert srv.client.delete(f"/v1/jobs/{job['id']}").status_code == 204
+    log = srv.read_log()
+    assert "Traceback" not in log and sum(DISK_FULL in line for line in log.splitlines()) == 1, log[-3000:]
