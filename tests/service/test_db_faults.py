@@ -200,9 +200,10 @@ def test_a_database_corrupted_under_a_running_api_is_named_by_every_answer_and_t
 
 
 @pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
-def test_a_lease_renewal_that_meets_a_full_disk_is_tried_again_not_a_dead_thread(make_app, backend):
-    """A running job's lease renewals fail for a full disk (its other writes go through): its lease thread logs it
-    once and goes on trying; the lease expires, the job is requeued and trains again once renewals work."""
+def test_lease_renewals_and_heartbeats_that_meet_a_full_disk_are_tried_again_and_logged_once(make_app, backend):
+    """A running job's lease renewals and its worker's heartbeats fail for a full disk (the run's other writes go
+    through): the lease thread and the heartbeat log it once and go on trying, no traceback, no dead thread; the lease
+    expires, the job is requeued and trains again once the disk has room."""
     if backend != "postgresql":
         pytest.skip("on SQLite a renewal rewrites its row in place: past the cap it never needs a new page, and a full "
                     "file system fails every write at once (above)")
@@ -213,8 +214,10 @@ def test_a_lease_renewal_that_meets_a_full_disk_is_tried_again_not_a_dead_thread
               "RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$")
     srv.query("CREATE TRIGGER disk_full BEFORE UPDATE OF lease_expires_at ON jobs FOR EACH ROW "  # renewals alone
               "WHEN (OLD.status = 'running' AND NEW.status = 'running') EXECUTE FUNCTION fitserve_disk_full()")
+    srv.query("CREATE TRIGGER disk_full BEFORE UPDATE ON workers FOR EACH ROW EXECUTE FUNCTION fitserve_disk_full()")
     srv.wait_until(job["id"], lambda j: "lease expired" in (j["error"] or ""), timeout=30)
     srv.query("DROP TRIGGER disk_full ON jobs")
+    srv.query("DROP TRIGGER disk_full ON workers")
     srv.wait_until(job["id"], lambda j: j["status"] == "running" and j["attempt"] > 1, timeout=60)
     assert srv.client.delete(f"/v1/jobs/{job['id']}").status_code == 204
     log = srv.read_log()
