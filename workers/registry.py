@@ -65,6 +65,6 @@ class Registration:
         while not self.stopping.wait(self.interval):
             try:
                 self.write()
-            except Exception as exc:  # a missed beat is retried; a worker silent for a lease is expired by the maintenance loops
+            except Exception as exc:  # a missed beat is retried; a worker silent for a lease is expired by maintenance
                 if FAULTS.meet(exc) is None:  # a full disk, a corrupt file: its one line is logged there
                     log.warning("worker %s: heartbeat failed", self.worker_id, exc_info=True)
