@@ -9,6 +9,7 @@ DiskFull) and the same code path as a real one.
 
 import os
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -116,6 +117,19 @@ def test_a_full_disk_refuses_writes_with_507_and_the_worker_hands_its_job_back_u
     assert sum(DISK_FULL in line for line in log.splitlines()) == 1, log[-3000:]  # one line when it happened
 
 
+def stalled(srv, job_id: str, quiet: float = 1.0):
+    """A condition for `wait_until`: the job's progress (what its reports write) has not moved for `quiet` seconds."""
+    seen = {"epoch": None, "since": 0.0}
+
+    def holds() -> bool:
+        epoch, now = srv.client.get(f"/v1/jobs/{job_id}").json()["progress"]["epoch"], time.monotonic()
+        if epoch != seen["epoch"]:
+            seen.update(epoch=epoch, since=now)
+        return now - seen["since"] >= quiet
+
+    return holds
+
+
 @pytest.fixture
 def tiny_file_system(tmp_path, backend):
     """A 4 MiB tmpfs mounted for the test (root only; else skipped), unmounted after."""
@@ -153,6 +167,7 @@ def test_a_database_on_a_full_file_system_answers_507_and_works_again_once_space
         refused = upload(srv, 50, 0)
         assert refused.status_code == 507 and DISK_FULL in refused.json()["detail"], refused.text
         wait_until(lambda: DISK_FULL in srv.client.get("/readyz").text, 30, "readyz names the disk", srv.read_log)
+        wait_until(stalled(srv, job["id"]), 30, "the job's curve stops: its writes meet the full disk", srv.read_log)
         assert srv.client.get(f"/v1/jobs/{job['id']}").json()["status"] != "failed"
         deleted = srv.client.delete(f"/v1/datasets/{kept}")  # 204 where its log still has room, else 507: never 500
         assert deleted.status_code == 204 or DISK_FULL in deleted.json()["detail"], deleted.text
