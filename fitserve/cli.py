@@ -19,7 +19,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from service.connections import allow_open_files, uvicorn_options
     from service.db import exit_without_teardown
-    from service.migrations import upgrade
     from service.settings import get_settings
 
     if not is_loopback(args.host) and os.environ.get("FITSERVE_AUTH", "auto") == "auto":
@@ -28,7 +27,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         get_settings.cache_clear()
     use_workers_flag(args.workers)
     settings = get_settings()
-    upgrade(settings.DATABASE_URL)
+    if (problem := open_database(settings.DATABASE_URL)) is not None:
+        print(f"fitserve: {problem}", file=sys.stderr)
+        return 1
     warn_if_no_keys(settings)
     announce_addresses(settings, args.host, args.port)
     allow_open_files(settings)
@@ -51,6 +52,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
             executor.stop(settings.SHUTDOWN_SECONDS + 10)  # workers hand their jobs back first
     exit_without_teardown(0)
     return 0
+
+
+def open_database(url: str) -> str | None:
+    """The check at start (service/db_check.py), then the migrations; why the database cannot be used, in one
+    line, or None."""
+    from sqlalchemy.exc import DBAPIError
+
+    from service.db_check import CheckFailed, check_database
+    from service.db_faults import database_fault
+    from service.migrations import upgrade
+
+    try:
+        logging.getLogger("fitserve").info(check_database(url, missing_ok=True))
+        upgrade(url)
+    except CheckFailed as exc:
+        return str(exc)
+    except DBAPIError as exc:
+        if (fault := database_fault(exc, url)) is None:
+            raise
+        return fault.detail
+    return None
 
 
 def executor_process(settings, n_workers: int | None) -> Supervised:
@@ -141,12 +163,13 @@ def cmd_keys(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     """A supervised worker pool: this process restarts the pool's supervisor if it dies, until SIGTERM or SIGINT."""
     from service.db import exit_without_teardown
-    from service.migrations import upgrade
     from service.settings import get_settings
 
     use_workers_flag(args.workers)
     settings = get_settings()
-    upgrade(settings.DATABASE_URL)
+    if (problem := open_database(settings.DATABASE_URL)) is not None:
+        print(f"fitserve: {problem}", file=sys.stderr)
+        return 1
     pool = executor_process(settings.model_copy(update={"EXECUTOR": "local"}), args.workers).start()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: pool.stopping.set())
@@ -175,11 +198,25 @@ def cmd_db(args: argparse.Namespace) -> int:
         return backup_database(url, args.path)
     if args.action == "recount":
         return recount_jobs()
+    if args.action == "check":
+        return print_database_check(url)
     if args.action == "upgrade":
         upgrade(url, args.revision or "head")
     else:
         downgrade(url, args.revision or "-1")
     print(f"database {args.action}d: {url}")
+    return 0
+
+
+def print_database_check(url: str) -> int:
+    """One line: OK (exit 0), or what is wrong with the database and what to do (exit 1)."""
+    from service.db_check import CheckFailed, check_database
+
+    try:
+        print(check_database(url))
+    except CheckFailed as exc:
+        print(exc, file=sys.stderr)
+        return 1
     return 0
 
 
@@ -250,12 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     dispatcher = sub.add_parser("dispatcher", help="place queued jobs on the Ray cluster at $RAY_ADDRESS, alone")
     dispatcher.set_defaults(func=cmd_dispatcher)
 
-    db = sub.add_parser("db", help="apply or roll back migrations; back up a SQLite database")
+    db = sub.add_parser("db", help="apply or roll back migrations; check or back up the database")
     db_actions = db.add_subparsers(dest="action", required=True)
     for action in ("upgrade", "downgrade"):
         db_actions.add_parser(action, help=f"{action} the schema").add_argument("revision", nargs="?", default=None)
     backup = db_actions.add_parser("backup", help="copy the live SQLite database to PATH (PostgreSQL: pg_dump advice)")
     backup.add_argument("path", metavar="PATH")
+    db_actions.add_parser("check", help="is the database whole (SQLite: quick_check) and at the schema head? one line")
     db_actions.add_parser("recount", help="rebuild the job counters from the history (a repair; never needed)")
     db.set_defaults(func=cmd_db)
 

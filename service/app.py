@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic_core import to_json
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from service.api import dashboard, datasets, events, exports, health, jobs, prometheus, sweeps, v2, workers
@@ -14,6 +15,7 @@ from service.api import usage
 from service.api.intake import Authenticator, RequestIntake
 from service.api.prometheus import HttpMetrics
 from service.api.limits import FailedAuthLimiter, RateLimiter, UploadSlots, give_back_memory
+from service.db_faults import FAULTS
 from service.errors import FitserveError
 from service.services.auth import KeyVerifier
 from service.services.inference_stats import InferenceStats
@@ -44,6 +46,14 @@ async def handle_pool_timeout(_request: Request, _exc: PoolTimeout) -> JSONRespo
     """No database connection came free within FITSERVE_DB_POOL_TIMEOUT_SECONDS: busy, not broken."""
     detail = "the server is busy: no database connection came free in time (FITSERVE_DB_POOL_SIZE); retry shortly"
     return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
+
+
+async def handle_database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+    """A full disk (507) or a corrupt database (503) says so and what to do; any other database error stays a 500."""
+    fault = FAULTS.meet(exc)
+    if fault is None:
+        raise exc
+    return await handle_fitserve_error(request, fault)
 
 
 @asynccontextmanager
@@ -77,6 +87,7 @@ def create_app() -> FastAPI:
     app.add_middleware(HttpMetrics)  # added last, so outermost: it also counts what the intake refuses
     app.add_exception_handler(FitserveError, handle_fitserve_error)
     app.add_exception_handler(PoolTimeout, handle_pool_timeout)
+    app.add_exception_handler(DBAPIError, handle_database_error)
     app.add_exception_handler(MemoryError, handle_memory_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.include_router(health.router)

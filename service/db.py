@@ -138,6 +138,9 @@ def make_engine(url: str) -> Engine:
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
+        if settings.DB_MAX_BYTES:  # past it SQLite answers SQLITE_FULL, as on a full disk (service/db_faults.py)
+            page_size = cur.execute("PRAGMA page_size").fetchone()[0]
+            cur.execute(f"PRAGMA max_page_count={settings.DB_MAX_BYTES // page_size}")
         cur.close()
 
     @event.listens_for(engine, "begin")

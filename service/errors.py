@@ -53,3 +53,15 @@ class InvalidField(FitserveError):
 
     def __init__(self, loc: Sequence[str | int], msg: str, where: str = "body"):
         super().__init__([{"type": "value_error", "loc": [where, *loc], "msg": msg}])
+
+
+class InsufficientStorage(FitserveError):
+    """The database's disk is full (or its file at FITSERVE_DB_MAX_BYTES): nothing more can be written."""
+
+    status_code = 507
+
+
+class DatabaseCorrupt(FitserveError):
+    """The database's file (or a PostgreSQL page or index) is corrupt: only a restore brings it back."""
+
+    status_code = 503

@@ -168,6 +168,11 @@ class Settings(BaseSettings):
     RETENTION_BATCH: int = Field(
         200, ge=1, le=10_000, description="jobs (and checkpoints) the maintenance loop deletes at most per tick, per kind"
     )
+    DB_MAX_BYTES: int | None = Field(
+        None, ge=64 * 1024, description="SQLite: the largest the database file may grow (PRAGMA max_page_count; never "
+        "below its size when a process opens it): past it writes answer 507 as on a full disk, with the disk still "
+        "free for the log of the DELETEs that make room; unset: the disk's size",
+    )
     RECLAIM_FREE_BYTES: int = Field(
         4 * 1024 * 1024, ge=0,
         description="SQLite: free space in the file past which the maintenance loop gives it back to the file system",

@@ -16,6 +16,8 @@ import inspect
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -180,6 +182,27 @@ def module_server(tmp_path_factory, databases, name: str, workers: int = 0, **en
     """A served process of a module's own with `env`'s settings, on a fresh database (not started yet)."""
     path = tmp_path_factory.mktemp(name) / "fitserve.db"
     return Server(path, workers=workers, db_url=databases.create(path), **env)
+
+
+def run_fitserve(srv, *args, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`fitserve ARGS` as a process of its own over `srv`'s database and variables: what it printed, its exit status."""
+    command = [sys.executable, "-m", "fitserve.cli", *map(str, args)]
+    return subprocess.run(command, cwd=ROOT, env={**os.environ, **srv.env}, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def corrupt_sqlite_file(path: str, part: str) -> None:
+    """Damage a SQLite file at rest as a failing disk would: `header` its first 100 bytes (SQLite no longer knows it),
+    `pages` the root pages of the jobs table and its indexes, the header intact."""
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every page in the file itself
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        roots = [row[0] for row in db.execute("SELECT rootpage FROM sqlite_master WHERE tbl_name = 'jobs'") if row[0]]
+    damaged = [(0, 100)] if part == "header" else [((root - 1) * page_size, page_size) for root in roots]
+    with open(path, "r+b") as f:
+        for offset, length in damaged:
+            f.seek(offset)
+            f.write(b"\x55" * length)
 
 
 def with_keys(srv, owners=("alice", "bob")):

@@ -77,9 +77,10 @@ def run_attempt(
         run = train_with_fallback(job, member, ledger, device, settings, shutdown, node or this_node())
         outcome = run.ended.get(job.id, "failed")
     except Exception as exc:  # a bad dataset, a missing GPU, no memory: the job fails, the worker lives on
+        reason = failure(exc)  # a fault of the database's own is raised again (workers/loop.py hands the job back)
         if not is_out_of_memory(exc):
             log.exception("job %s failed", job.id)
-        ledger.fail(member, failure(exc))
+        ledger.fail(member, reason)
     finally:
         if torch.cuda.is_available() and job.spec.get("device", "auto") != "cpu":
             torch.cuda.empty_cache()

@@ -189,9 +189,10 @@ def run_in_turn(group: list[Job], search, worker_id: str, settings: Settings, gp
         run.start(str(device), f"eager on {device}; {search.in_turn}", this_node())
         run.train()
     except Exception as exc:  # the members still running fail with the reason (guarded); the worker lives on
+        reason = failure(exc)  # a fault of the database's own is raised again (workers/loop.py hands them back)
         log.exception("sweep %s: members trained in turn failed", group[0].sweep_id)
         for member in members:
-            ledger.fail(member, failure(exc))
+            ledger.fail(member, reason)
 
 
 def fall_back(group: list[Job], worker_id: str, exc: Exception, policy=SWEEP) -> list[Job]:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from modelzoo.weights import weights_to_bytes
 from service.db import session_scope
+from service.db_faults import FAULTS, database_fault
 from service.models import JobStatus
 from service.repositories import jobs as job_repo
 from service.repositories import members as member_repo
@@ -46,7 +47,10 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def failure(exc: BaseException) -> str:
-    """Why an exception fails a job (a bad dataset, a missing GPU, no memory)."""
+    """Why an exception fails a job (a bad dataset, a missing GPU, no memory). A fault of the database itself (its
+    disk full, its file corrupt) is no job's: it is raised again, for the worker to hand its jobs back and wait."""
+    if database_fault(exc) is not None:
+        raise exc
     if is_out_of_memory(exc):
         return f"out of memory: {str(exc)[:500]}"
     return f"{type(exc).__name__}: {str(exc)[:1000]}"
@@ -131,13 +135,17 @@ class Ledger:
         """Renew every member's lease, in one statement, every third of a lease, until `done`."""
         jobs = [(m.job_id, m.attempt) for m in members]
         while not done.wait(lease_seconds / 3):
-            write_guarded(lambda s: member_repo.renew_leases(s, self.worker_id, jobs, lease_seconds))
+            try:
+                write_guarded(lambda s: member_repo.renew_leases(s, self.worker_id, jobs, lease_seconds))
+            except DBAPIError as exc:  # a full disk: logged once, tried again (a lease that expires meanwhile is lost)
+                if FAULTS.meet(exc) is None:
+                    raise
 
-    def hand_back(self, members: list[Member]) -> None:
-        """The worker shuts down: back to the queue, to resume from their checkpoints."""
+    def hand_back(self, members: list[Member], why: str | None = None) -> None:
+        """The worker shuts down (or `why`): back to the queue, to resume from their checkpoints."""
         with session_scope() as s:
             for m in members:
-                job_repo.release_job(s, m.job_id, self.worker_id, m.attempt, HANDED_BACK)
+                job_repo.release_job(s, m.job_id, self.worker_id, m.attempt, why or HANDED_BACK, why)
 
 
 class MemoryLedger:

@@ -1,9 +1,11 @@
 """A worker process's loop: claim a job (or a sweep's queued members) and train it, until shutdown."""
 
+import contextlib
 import logging
 import threading
 
 from service.db import session_scope
+from service.db_faults import FAULTS, database_fault
 from service.logs import job_logging
 from service.models import Job
 from service.services import rounds
@@ -17,6 +19,9 @@ from workers.ledger import Ledger, Member
 from workers.registry import Registration
 
 log = logging.getLogger("fitserve.worker")
+# the longest wait between a worker's tries while the database's disk is full: each try that claims a job and meets
+# it again hands the job back, an interruption (FITSERVE_MAX_INTERRUPTIONS), so tries space out to one a minute
+MAX_FAULT_PAUSE_SECONDS = 60.0
 
 
 def start_next_round(sweep_id: str, settings: Settings) -> None:
@@ -32,18 +37,25 @@ def work(
     worker_id: str, settings: Settings, gpu: int | None, shutdown: threading.Event, registration: Registration
 ) -> None:
     """Claim and train jobs until `shutdown` is set; idle, wait for a wake-up or the next poll."""
-    listener = Listener(settings.DATABASE_URL)
+    listener, pause = Listener(settings.DATABASE_URL), 0.0
     try:
         while not shutdown.is_set():
-            # the claim names its job as this worker's current one; the job done, the worker shows it until
-            # the next claim, which names the next job, or finds none and clears it (two writes less a job)
-            jobs = claim(worker_id, settings, registration)
-            if jobs:
-                train(jobs, worker_id, settings, gpu, shutdown)
-            else:
-                if registration.job_id is not None:
-                    registration.set_job(None)
-                listener.wait(settings.POLL_SECONDS, shutdown)
+            try:
+                # the claim names its job as this worker's current one; the job done, the worker shows it until
+                # the next claim, which names the next job, or finds none and clears it (two writes less a job)
+                jobs = claim(worker_id, settings, registration)
+                if jobs:
+                    train(jobs, worker_id, settings, gpu, shutdown)
+                else:
+                    if registration.job_id is not None:
+                        registration.set_job(None)
+                    listener.wait(settings.POLL_SECONDS, shutdown)
+                pause = 0.0
+            except Exception as exc:  # the database's disk full, its file corrupt: logged once, tried again later
+                if FAULTS.meet(exc) is None:
+                    raise
+                pause = min(max(2 * pause, settings.POLL_SECONDS), MAX_FAULT_PAUSE_SECONDS)
+                shutdown.wait(pause)
     finally:
         listener.close()
 
@@ -57,6 +69,12 @@ def train(jobs: list[Job], worker_id: str, settings: Settings, gpu: int | None, 
                      name=f"leases-{jobs[0].id}", daemon=True).start()
     try:
         train_claimed(jobs, worker_id, settings, gpu, shutdown)
+    except Exception as exc:
+        if (fault := database_fault(exc)) is not None:  # not the jobs' doing: back to the queue, no attempt spent
+            why = f"{fault.detail.split(' (')[0]}; handed back, resumes from its checkpoint"
+            with contextlib.suppress(Exception):  # a write that fails too: their leases expire, and they are requeued
+                Ledger(worker_id).hand_back(members, why)
+        raise
     finally:
         done.set()
 

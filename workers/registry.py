@@ -8,6 +8,7 @@ import socket
 import threading
 
 from service.db import session_scope
+from service.db_faults import FAULTS
 from service.models import Worker, utcnow
 from service.repositories import workers as worker_repo
 from service.services.rescue import process_scope
@@ -64,5 +65,6 @@ class Registration:
         while not self.stopping.wait(self.interval):
             try:
                 self.write()
-            except Exception:  # a missed beat is retried; a worker silent for a lease is expired by the maintenance loops
-                log.warning("worker %s: heartbeat failed", self.worker_id, exc_info=True)
+            except Exception as exc:  # a missed beat is retried; a worker silent for a lease is expired by maintenance
+                if FAULTS.meet(exc) is None:  # a full disk, a corrupt file: its one line is logged there
+                    log.warning("worker %s: heartbeat failed", self.worker_id, exc_info=True)

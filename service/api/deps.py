@@ -95,6 +95,10 @@ ERROR_RESPONSES: dict[int | str, dict] = {
     413: {**_error, "description": "the request body is too large"},
     422: {**_error, "description": "a field is invalid; `detail` names it"},
     429: {**_error, "description": "rate or queue limit reached; see Retry-After"},
+    503: {**_error, "description": "no database connection came free in time, or the database is corrupt (`detail` "
+          "says which, and how to restore it)"},
+    507: {**_error, "description": "the database's disk is full: nothing can be written until space is freed "
+          "(reads go on; DELETE frees space where the database can still log it)"},
 }
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

@@ -218,8 +218,9 @@ def live():
 
 @router.get("/health/ready")
 def ready():
-    if isinstance(health.readyz(), JSONResponse):  # readyz answers a 503 response when the database is not there
-        return v2_error(503, "the database is not reachable")
+    detail = health.unready_detail()
+    if detail is not None:
+        return v2_error(503, detail)
     return {"ready": True}
 
 

@@ -209,9 +209,11 @@ def finish_job(
     return True
 
 
-def release_job(session: Session, job_id: str, worker_id: str, attempt: int, error: str) -> bool:
-    """Hand a running job back to the queue (worker shutting down); it resumes from its checkpoint. The attempt
-    is an interruption: it does not count against max_attempts."""
+def release_job(
+    session: Session, job_id: str, worker_id: str, attempt: int, error: str, cause: str | None = None
+) -> bool:
+    """Hand a running job back to the queue (worker shutting down, the database's disk full); it resumes from its
+    checkpoint. The attempt is an interruption: it does not count against max_attempts."""
     released = session.execute(
         update(Job)
         .where(_ours(job_id, worker_id, attempt))
@@ -220,7 +222,7 @@ def release_job(session: Session, job_id: str, worker_id: str, attempt: int, err
         .returning(Job.id)
     ).scalar()
     if released is not None:
-        record_attempts(session, [(job_id, attempt)], "handed back at shutdown", counted=False)
+        record_attempts(session, [(job_id, attempt)], cause or "handed back at shutdown", counted=False)
     return released is not None
 
 

@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from service.db import session_scope
+from service.db_faults import FAULTS
 from service.repositories import job_counts
 from service.repositories import jobs as job_repo
 from service.repositories import workers as worker_repo
@@ -111,8 +112,9 @@ class Maintainer:
         while not self.stopping.wait(self.settings.SWEEP_SECONDS):
             try:
                 maintain(self.settings)
-            except Exception:
-                log.exception("maintenance failed; next in %.1f s", self.settings.SWEEP_SECONDS)
+            except Exception as exc:
+                if FAULTS.meet(exc) is None:  # a full disk or a corrupt file: one line when it begins, not each tick
+                    log.exception("maintenance failed; next in %.1f s", self.settings.SWEEP_SECONDS)
 
     def stop(self) -> None:
         self.stopping.set()

@@ -1,17 +1,9 @@
 """`fitserve db backup`: a copy of a live SQLite database while a job writes to it; pg_dump advice on PostgreSQL."""
 
-import os
 import sqlite3
-import subprocess
-import sys
 
-from tests.conftest import ROOT
+from tests.conftest import run_fitserve as fitserve
 from tests.specs import tiny_regression
-
-
-def fitserve(srv, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "fitserve.cli", *map(str, args)]
-    return subprocess.run(command, cwd=ROOT, env={**os.environ, **srv.env}, capture_output=True, text=True, timeout=120)
 
 
 def test_a_live_sqlite_database_is_backed_up_with_its_jobs(make_app, backend, tmp_path):

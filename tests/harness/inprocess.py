@@ -27,13 +27,16 @@ from typing import ClassVar
 from fastapi.testclient import TestClient
 
 from service.db import get_engine, get_sessionmaker
+from service.db_faults import FAULTS
 from service.logs import FORMAT, JobIdFilter
 from service.settings import Settings, get_settings
 from tests.harness.calls import BASE_ENV, JobCalls
 
 
 def forget_process_state() -> None:
-    """Drop the cached settings, engine and sessionmakers: the next use reads the environment anew."""
+    """Drop the cached settings, engine and sessionmakers, and the database faults met: the next use reads the
+    environment anew."""
+    FAULTS.forget()
     if get_engine.cache_info().currsize:
         get_engine().dispose()
     get_sessionmaker.cache_clear()
