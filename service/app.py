@@ -11,7 +11,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from service.api import dashboard, datasets, events, exports, health, jobs, prometheus, sweeps, v2, workers
 from service.api import docs
-from service.api import usage
+from service.api import aliases, usage
 from service.api.intake import Authenticator, RequestIntake
 from service.api.prometheus import HttpMetrics
 from service.api.limits import FailedAuthLimiter, RateLimiter, UploadSlots, give_back_memory
@@ -92,6 +92,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(aliases.router)
     app.include_router(datasets.router)
     app.include_router(sweeps.router)
     app.include_router(usage.router)

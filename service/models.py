@@ -265,6 +265,23 @@ class JobAttempt(Base):
     ended_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class AliasAssignment(Base):
+    """Which job an owner's alias named, from when until when (`released_at` None: it still does, or did until that
+    job was deleted with it)."""
+
+    __tablename__ = "alias_assignments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner_id: Mapped[str | None] = mapped_column(String(32))
+    alias: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str] = mapped_column(String(32))  # no key: the history outlives the job
+    assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
+    released_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (Index("ix_alias_assignments_owner_id_alias_id", "owner_id", "alias", "id"),
+                      Index("ix_alias_assignments_job_id", "job_id"))
+
+
 class Checkpoint(Base):
     """The latest checkpoint of a running job: safetensors bytes, enough to resume."""
 

@@ -131,8 +131,9 @@ def delete_job(job_id: str, session: SessionDep, owner: OwnerDep, cache: ModelCa
 
 @router.put("/{job_id}/alias", response_model=JobPublic)
 def set_alias(job_id: str, body: AliasUpdate, session: SessionDep, owner: OwnerDep):
-    """Name the job's model for the v2 protocol: `/v2/models/{alias}` then answers for it."""
-    return JobPublic.from_job(job_service.set_alias(session, job_id, owner, body.alias))
+    """Name the job's model for the v2 protocol: `/v2/models/{alias}` then answers for it. An alias that names
+    another job is 409, or with `"move": true` moves here in one step (`/v2` never misses it meanwhile)."""
+    return JobPublic.from_job(job_service.set_alias(session, job_id, owner, body.alias, body.move))
 
 
 @router.delete("/{job_id}/alias", response_model=JobPublic)

@@ -367,15 +367,6 @@ def get_jobs(session: Session, job_ids: list[str]) -> list[Job]:
     return [found[job_id] for job_id in job_ids if job_id in found]
 
 
-def get_job_by_alias(session: Session, alias: str, owner_id: str | None) -> Job | None:
-    return session.scalar(select(Job).where(Job.alias == alias, owned_by(Job.owner_id, owner_id)))
-
-
-def set_alias(session: Session, job: Job, alias: str | None) -> None:
-    session.execute(update(Job).where(Job.id == job.id).values(alias=alias))
-    session.refresh(job)
-
-
 def record_early_stopping(
     session: Session,
     job_id: str,

@@ -1,7 +1,7 @@
 """Queries that delete: jobs with everything they own, sweeps, datasets; old checkpoints and ended jobs.
 
 A job's curve (metric_chunks), weights and checkpoint go with its row (ON DELETE CASCADE), its alias is a
-column of it, and a sweep's members go with the sweep (jobs.sweep_id cascades). Idempotency records are
+column of it (its history, alias_assignments, stays: the assignment ends), and a sweep's members go with the sweep (jobs.sweep_id cascades). Idempotency records are
 not tied by a key: those whose replayed response points at a deleted resource are deleted by its location.
 """
 
@@ -12,6 +12,7 @@ from sqlalchemy import Engine, and_, delete, exists, select
 from sqlalchemy.orm import Session
 
 from service.models import Checkpoint, Dataset, IdempotencyKey, Job, JobStatus, Sweep
+from service.repositories import aliases
 
 ENDED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
@@ -29,6 +30,7 @@ def delete_jobs(session: Session, job_ids: list[str]) -> int:
     if not job_ids:
         return 0
     delete_idempotency_records(session, [f"/v1/jobs/{job_id}" for job_id in job_ids])
+    aliases.release_jobs(session, job_ids)
     return session.execute(delete(Job).where(Job.id.in_(job_ids))).rowcount
 
 
@@ -39,6 +41,7 @@ def member_ids(session: Session, sweep_id: str) -> list[str]:
 def delete_sweep(session: Session, sweep_id: str) -> None:
     """Delete the sweep and every member (jobs.sweep_id cascades), with their idempotency records."""
     delete_idempotency_records(session, [f"/v1/sweeps/{sweep_id}"])
+    aliases.release_jobs(session, member_ids(session, sweep_id))
     session.execute(delete(Sweep).where(Sweep.id == sweep_id))
 
 

@@ -132,10 +132,28 @@ class JobUpdate(Strict):
     tags: Annotated[dict[TagKey, TagValue | None], Field(max_length=MAX_TAGS_PARSED)] | None = None
 
 
+ALIAS_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+
+
 class AliasUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    alias: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$", description="e.g. house-prices")
+    alias: str = Field(pattern=ALIAS_PATTERN, description="e.g. house-prices")
+    move: bool = Field(False, description="the alias names another job: move it here in one step (else 409)")
+
+
+class AliasAssignmentPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    job_id: str
+    assigned_at: datetime
+    released_at: datetime | None = Field(description="null: it names the job still (or did until the job was deleted)")
+
+
+class AliasPublic(BaseModel):
+    alias: str
+    job_id: str | None = Field(description="the job it names now; null: none")
+    history: list[AliasAssignmentPublic] = Field(description="which job it named, from when to when, newest first")
 
 
 class PredictRequest(BaseModel):

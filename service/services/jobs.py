@@ -12,11 +12,14 @@ from sqlalchemy.orm import Session
 from modelzoo.memory import TrainingEstimate, estimate_training, format_bytes
 from service.errors import Conflict, InvalidField, NotFound, TooManyRequests
 from service.models import Job, JobStatus
+from service.repositories import aliases as alias_repo
 from service.repositories import datasets as dataset_repo
 from service.repositories import jobs as job_repo
 from service.repositories import job_search as search_repo
 from service.repositories import metrics as metric_repo
-from service.schemas.jobs import JobPage, JobPublic, JobUpdate, MetricPointPublic, MetricsPage
+from service.schemas.jobs import (
+    AliasAssignmentPublic, AliasPublic, JobPage, JobPublic, JobUpdate, MetricPointPublic, MetricsPage,
+)
 from service.schemas.data import DataShape, known_data_shape
 from service.schemas.spec import JobSpec, SpecError, check_spec
 from service import wakeup
@@ -233,20 +236,34 @@ def read_weights(session: Session, job_id: str, owner_id: str | None) -> bytes:
     return blob
 
 
-def set_alias(session: Session, job_id: str, owner_id: str | None, alias: str | None) -> Job:
-    """Name a job for the v2 protocol (`/v2/models/{alias}`); an alias names one job of an owner at a time."""
+def set_alias(session: Session, job_id: str, owner_id: str | None, alias: str | None, move: bool = False) -> Job:
+    """Name a job for the v2 protocol (`/v2/models/{alias}`); an alias names one job of an owner at a time. With
+    `move`, an alias that names another job moves to this one in the same transaction: a reader sees it name the
+    one or the other, never none."""
     job = get_job(session, job_id, owner_id)
     if alias is not None:
-        holder = job_repo.get_job_by_alias(session, alias, owner_id)
+        holder = alias_repo.get_job_by_alias(session, alias, owner_id)
         if holder is not None and holder.id != job.id:
-            raise Conflict(f"alias {alias!r} already names job {holder.id}; remove it there first")
-    job_repo.set_alias(session, job, alias)
+            if not move:
+                raise Conflict(f"alias {alias!r} already names job {holder.id}; send \"move\": true to move it")
+            alias_repo.set_alias(session, holder, None)
+    alias_repo.set_alias(session, job, alias)
     return job
+
+
+def alias_history(session: Session, alias: str, owner_id: str | None, limit: int) -> AliasPublic:
+    """The job the alias names now (None: none) and its assignments, newest first; 404 for an alias never set."""
+    assignments = alias_repo.history(session, owner_id, alias, limit)
+    if not assignments:
+        raise NotFound(f"no alias {alias!r}")
+    holder = alias_repo.get_job_by_alias(session, alias, owner_id)
+    return AliasPublic(alias=alias, job_id=holder.id if holder else None,
+                       history=[AliasAssignmentPublic.model_validate(a) for a in assignments])
 
 
 def resolve_model_name(session: Session, name: str, owner_id: str | None) -> str:
     """A v2 model name: a job id, or an alias set on one of the owner's jobs."""
-    job = job_repo.get_job(session, name, owner_id) or job_repo.get_job_by_alias(session, name, owner_id)
+    job = job_repo.get_job(session, name, owner_id) or alias_repo.get_job_by_alias(session, name, owner_id)
     if job is None:
         raise NotFound(f"no model {name!r}")
     return job.id
