@@ -93,13 +93,13 @@ def measure_speedup(specs, nets, datas, device, threads: list[int] | None = None
 
 
 def group_key(job: Job, checkpoint_epoch: int) -> tuple:
-    """Members that can share a step: same architecture, batch size, optimizer kind, device, early stopping and
-    starting epoch (a search over `hidden`, `activation` or `channels` makes a group per shape, trained in turn)."""
+    """Members that can share a step: same architecture, loss, batch size, optimizer kind, device, early stopping
+    and starting epoch (a space over any of these makes a group per value, trained in turn)."""
     spec = job.spec
     early = tuple(sorted((spec.get("early_stopping") or {}).items()))
     # dropout rates change no shape: such members meet in one group, which then says why it trains one by one
     shape = json.dumps({k: v for k, v in spec["model"].items() if k != "dropout"}, sort_keys=True)
-    return shape, spec["batch_size"], spec["optimizer"]["kind"], spec["device"], early, checkpoint_epoch
+    return shape, spec["loss"], spec["batch_size"], spec["optimizer"]["kind"], spec["device"], early, checkpoint_epoch
 
 
 def shape_groups(jobs: list[Job], epochs: dict[str, int]) -> list[list[Job]]:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, model_validator
 from service.schemas.layers import DropoutRate
 from service.schemas.schedules import Schedule
 from service.schemas.search import AshaSettings, PbtSettings, TpeSettings
-from service.schemas.spec import Activation, JobSpec, Strict, Tags, Width
+from service.schemas.spec import Activation, JobSpec, Loss, Strict, Tags, Width
 
 OPTIMIZER_AXES = ("lr", "momentum", "weight_decay", "schedule", "clip_grad_norm")
 MODEL_AXES = ("dropout",)
@@ -42,8 +42,9 @@ ARCHITECTURE = ("hidden", "activation", "channels")  # axes that change a member
 
 
 class SearchSpace(Strict):
-    """Values to try: a list each, or a range for random search; `hidden`, `activation` and (CNN) `channels`,
-    one out_channels per conv layer, change the architecture."""
+    """Values to try: a list each (or `{"distribution": "categorical", "choices": [...]}`, the same), or a range for
+    random search; `hidden`, `activation` and (CNN) `channels`, one out_channels per conv layer, change the
+    architecture; `optimizer` (its kind) and `loss` too change what members can share: each forms groups as shapes do."""
 
     lr: list[Annotated[float, Field(gt=0, le=100)]] | Range | None = None
     momentum: list[Annotated[float, Field(ge=0, lt=1)]] | Range | None = None
@@ -56,6 +57,17 @@ class SearchSpace(Strict):
     hidden: list[list[Width]] | None = None
     activation: list[Activation] | None = None
     channels: list[list[Width]] | None = None
+    optimizer: list[Literal["sgd", "adam", "adamw"]] | None = Field(None, description="optimizer.kind values")
+    loss: list[Loss] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _categorical_as_list(cls, data: Any) -> Any:
+        """`{"distribution": "categorical", "choices": [...]}` is the list of its choices, for any axis."""
+        if not isinstance(data, dict):
+            return data
+        return {name: value["choices"] if isinstance(value, dict) and value.get("distribution") == "categorical"
+                and set(value) == {"distribution", "choices"} else value for name, value in data.items()}
 
     def axes(self) -> dict[str, Any]:
         return {name: value for name, value in self if value is not None}
@@ -121,6 +133,8 @@ class SweepCreate(Strict):
                     value = value.model_dump(mode="json")
                 if name in OPTIMIZER_AXES:
                     spec["optimizer"][name] = value
+                elif name == "optimizer":
+                    spec["optimizer"]["kind"] = value
                 elif name == "channels":
                     spec["model"]["conv"] = with_channels(spec["model"].get("conv"), value)
                 elif name in ARCHITECTURE or name in MODEL_AXES:

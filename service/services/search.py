@@ -42,9 +42,10 @@ def check_pbt(request: SweepCreate) -> None:
         raise InvalidField(("count",), "pbt needs at least 2 members")
     if request.space.seed is not None:
         raise InvalidField(("space", "seed"), "pbt members copy each other's weights: they share the base's seed and data")
-    for name in ARCHITECTURE:
+    for name in (*ARCHITECTURE, "optimizer", "loss"):
         if getattr(request.space, name) is not None:
-            raise InvalidField(("space", name), "pbt members copy each other's weights: they share one architecture")
+            raise InvalidField(("space", name), "pbt members copy each other's weights and optimizer state: they "
+                                                "share one architecture, optimizer and loss")
     if not any(getattr(request.space, name) is not None for name in HYPERPARAMETERS):
         raise InvalidField(("space",), f"pbt explores {', '.join(HYPERPARAMETERS)}: vary at least one")
     check_batchable(request)

@@ -137,6 +137,8 @@ def axis_value(spec: dict, name: str):
     """A member's value of a search-space axis: a CNN's channels, an optimizer's or model's field, or the spec's own."""
     if name == "channels":
         return [layer["out_channels"] for layer in spec["model"]["conv"]]
+    if name == "optimizer":
+        return spec["optimizer"]["kind"]
     for part in (spec["optimizer"], spec["model"]):
         if name in part:
             return part[name]
