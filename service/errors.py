@@ -25,6 +25,10 @@ class Conflict(FitserveError):
     status_code = 409
 
 
+class RequestTimeout(FitserveError):
+    status_code = 408
+
+
 class PayloadTooLarge(FitserveError):
     status_code = 413
 

@@ -105,6 +105,10 @@ class Settings(BaseSettings):
         "(from its opening for the first request), before it is answered 408 and closed",
     )
     KEEP_ALIVE_SECONDS: float = Field(5.0, gt=0, description="an idle kept-alive connection is closed after this")
+    BODY_TIMEOUT_SECONDS: float = Field(
+        30.0, gt=0, description="time a request's body may go without a byte arriving (a body trickled in holds a "
+        "connection and a request slot) before it is answered 408 and its connection closed",
+    )
     MAX_CONNECTIONS: int = Field(
         1000, ge=1, description="open connections of an API process; one past it is answered 503 and closed"
     )

@@ -80,6 +80,6 @@ def http_errors(receive: Receive) -> Receive:
         try:
             return await receive()
         except FitserveError as exc:
-            raise HTTPException(exc.status_code, exc.detail) from exc
+            raise HTTPException(exc.status_code, exc.detail, exc.headers) from exc
 
     return receiving

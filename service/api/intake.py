@@ -5,6 +5,7 @@ A pure ASGI middleware, so a caller without a valid key, or over a limit, is ans
 of the body is read: a large body costs the server nothing it has not been asked for by a known owner.
 """
 
+import asyncio
 import json
 import re
 from contextlib import ExitStack
@@ -19,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.content_encoding import as_plain_body, content_encoding, http_errors, inflating_receive
 from service.api.limits import FailedAuthLimiter, RateLimiter, UploadSlots
-from service.errors import FitserveError, InvalidField, PayloadTooLarge, UnsupportedMediaType
+from service.errors import FitserveError, InvalidField, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from service.services.auth import KeyVerifier, Unauthorized
 from service.settings import Settings
 
@@ -142,13 +143,14 @@ class RequestIntake:
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(too_large)
+        receive = idle_limited(receive, self.settings.BODY_TIMEOUT_SECONDS)
         if encoding is not None:  # the limit counts inflated bytes; the app sees the body as if sent plain
             receive = inflating_receive(receive, encoding)
         if headers.get("content-type", "").startswith("multipart/"):
             if encoding is not None:
                 as_plain_body(scope, None)
-                receive = http_errors(receive)
-            return counting_receive(receive, limit, too_large)  # parsed as a stream, files spooled to disk
+            # parsed as a stream, files spooled to disk
+            return counting_receive(http_errors(receive), limit, too_large)
         body = await read_body(receive, limit, too_large)
         if body is None:
             return None
@@ -219,6 +221,19 @@ def check_content_type(scope: Scope, headers: Headers) -> None:
 def is_json(headers: Headers) -> bool:
     content_type = headers.get("content-type", "application/json").split(";")[0].strip().lower()
     return content_type == "application/json" or content_type.endswith("+json")
+
+
+def idle_limited(receive: Receive, seconds: float) -> Receive:
+    """`receive`, refused with 408 once the client has sent no body bytes for `seconds`."""
+
+    async def limited() -> Message:
+        try:
+            return await asyncio.wait_for(receive(), seconds)
+        except TimeoutError:
+            raise RequestTimeout(f"no request body bytes arrived for {seconds:g} s (FITSERVE_BODY_TIMEOUT_SECONDS)",
+                                 headers={"Connection": "close"}) from None
+
+    return limited
 
 
 async def read_body(receive: Receive, limit: int, too_large: str) -> bytes | None:

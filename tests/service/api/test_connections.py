@@ -12,6 +12,7 @@ MAX_HEADER = 16 * 1024
 HEADER_TIMEOUT = 2.0
 KEEP_ALIVE = 1.0
 MAX_CONNECTIONS = 20
+BODY_TIMEOUT = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +23,7 @@ def bounded(tmp_path_factory, databases):
         FITSERVE_HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT),
         FITSERVE_KEEP_ALIVE_SECONDS=str(KEEP_ALIVE),
         FITSERVE_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
+        FITSERVE_BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT),
     ).start()
     yield srv
     srv.stop()
@@ -149,3 +151,38 @@ def test_connections_past_the_cap_are_refused_with_503_until_some_close(bounded)
             sock.close()
     wait_until(lambda: bounded.client.get("/healthz").status_code == 200, 10, "/healthz served again")
     wait_until(lambda: log_has(bounded, "limit=connections"), 10, "a log line for the connection cap")
+
+
+def post_head(path: str, content_type: str, length: int) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {length}\r\n\r\n").encode()
+
+
+@pytest.mark.parametrize("path, content_type", [
+    ("/v1/jobs", "application/json"),
+    ("/v1/datasets", "multipart/form-data; boundary=b"),  # an upload, read by the app as a stream
+])
+def test_a_body_that_stops_arriving_is_408_and_the_connection_closed(bounded, path, content_type):
+    with connect(bounded) as sock:
+        sock.sendall(post_head(path, content_type, 1000) + b"--b\r\n" + b"x" * 10)
+        started = time.monotonic()
+        answer = read_until_closed(sock)
+        waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
+    assert b"FITSERVE_BODY_TIMEOUT_SECONDS" in answer
+    assert BODY_TIMEOUT <= waited < BODY_TIMEOUT + 5
+    assert bounded.client.get("/healthz").status_code == 200
+
+
+def test_a_body_sent_slowly_but_steadily_is_read_whole(bounded):
+    """The limit is on silence, not on the whole body: pieces 0.6 s apart (over a second in all) are read."""
+    body = b'{"model": {"kind": "linear", "in_features": 1, "out_features": 1}}'
+    pieces = [body[:20], body[20:40], body[40:]]
+    with connect(bounded) as sock:
+        sock.sendall(post_head("/v1/jobs", "application/json", len(body)))
+        for piece in pieces:
+            time.sleep(BODY_TIMEOUT * 0.6)
+            sock.sendall(piece)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 422"), answer[:300]  # read whole, then found to lack its task, data, ...
+    assert b"FITSERVE_BODY_TIMEOUT_SECONDS" not in answer
