@@ -10,6 +10,9 @@ baseline client's worst latency. The attacks:
 - outputs: v2 `infer` of 10,000 rows with `"outputs": [{"name": "probabilities"}] * 400`.
 - shared address: 20 wrong keys from one address, then a right key from it; and 60 wrong keys each "forwarded
   for" another address from loopback.
+- slow bodies: SLOW connections with a right key, each sending 10 bytes of a 1,000-byte body and then nothing,
+  for up to 40 s: how many the server closed (FITSERVE_BODY_TIMEOUT_SECONDS, 30 by default).
+- gzip bomb: `POST /v1/jobs` with a 1 MiB gzip body that inflates to 1 GiB (`Content-Encoding: gzip`).
 
 `--before REV` serves that commit from a temporary git worktree first, in the same run (the baseline).
 
@@ -19,6 +22,7 @@ baseline client's worst latency. The attacks:
 from __future__ import annotations
 
 import argparse
+import gzip
 import socket
 import subprocess
 import tempfile
@@ -180,6 +184,41 @@ def shared_address(svc: Service, result: dict) -> None:
     result["got"] = f"right key after 21 wrong: {right}; 60 forwarded wrong keys: {forwarded.count(429)} limited"
 
 
+def slow_bodies(svc: Service, result: dict, count: int) -> None:
+    key = svc.headers("alice")["Authorization"]
+    head = (f"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: {key}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 1000\r\n\r\n").encode()
+    socks = []
+    for _ in range(count):
+        sock = connect(svc, timeout=5)
+        sock.sendall(head + b'{"model": ')
+        sock.setblocking(False)
+        socks.append(sock)
+    closed, deadline = set(), time.monotonic() + 40
+    while len(closed) < count and time.monotonic() < deadline:
+        for i, sock in enumerate(socks):
+            if i in closed:
+                continue
+            try:
+                if sock.recv(65536) == b"":
+                    closed.add(i)
+            except BlockingIOError:  # nothing yet: the server still waits for the body
+                pass
+            except OSError:
+                closed.add(i)
+        time.sleep(0.5)  # the attacker looks twice a second
+    for sock in socks:
+        sock.close()
+    result["got"] = f"{len(closed)} of {count} closed by the server"
+
+
+def gzip_bomb(svc: Service, result: dict) -> None:
+    bomb = gzip.compress(b"0" * 2**30, compresslevel=9)
+    headers = {**svc.headers("alice"), "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    answer = svc.client.post("/v1/jobs", content=bomb, headers=headers, timeout=300)
+    result["got"] = f"{answer.status_code} for {len(bomb) / 2**20:.1f} MiB inflating to 1 GiB"
+
+
 def run(root: Path, label: str, args) -> list[list]:
     rows: list[list] = []
     with Service(workers=1, owners=("alice", "bob"), root=root) as svc:
@@ -192,6 +231,8 @@ def run(root: Path, label: str, args) -> list[list]:
             (f"{args.flood} connections at once", lambda r: flood(svc, r, args.flood)),
             ("v2 outputs x 400", lambda r: repeated_outputs(svc, r, job_id)),
             ("shared address", lambda r: shared_address(svc, r)),
+            (f"{args.slow} slow bodies", lambda r: slow_bodies(svc, r, args.slow)),
+            ("gzip bomb", lambda r: gzip_bomb(svc, r)),
         ]
         for name, attack in attacks:
             with measured(svc, rows, f"{label}: {name}") as result:
