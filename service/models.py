@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -138,6 +139,9 @@ class Job(Base):
         # auto-batching: a claimed job's queued batch mates
         Index("ix_jobs_batch_key_status", "batch_key", "status"),
         UniqueConstraint("owner_id", "alias", name="uq_jobs_owner_id_alias"),
+        # the constraint above lets NULL owners repeat: with keys off (every job NULL-owned) this one holds aliases
+        Index("uq_jobs_alias_unowned", "alias", unique=True, postgresql_where=text("owner_id IS NULL"),
+              sqlite_where=text("owner_id IS NULL")),
     )
 
 

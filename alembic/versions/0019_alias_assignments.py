@@ -5,6 +5,10 @@ Revises: 0018
 Create Date: 2026-12-06
 
 Aliases set before this revision start their history now: one open row each, assigned at the upgrade.
+
+uq_jobs_owner_id_alias never held for jobs without an owner (keys off): NULLs differ in a unique constraint, so
+two requests racing could name two such jobs by one alias. A partial unique index now holds them; where a race
+already left two, the alias stays on one of them (the smallest id) before the index is built.
 """
 
 from alembic import op
@@ -18,6 +22,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.execute("UPDATE jobs SET alias = NULL WHERE owner_id IS NULL AND alias IS NOT NULL AND id NOT IN"
+               " (SELECT min(id) FROM jobs WHERE owner_id IS NULL AND alias IS NOT NULL GROUP BY alias)")
+    op.create_index("uq_jobs_alias_unowned", "jobs", ["alias"], unique=True,
+                    postgresql_where=sa.text("owner_id IS NULL"), sqlite_where=sa.text("owner_id IS NULL"))
     op.create_table(
         "alias_assignments",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
@@ -34,6 +42,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("uq_jobs_alias_unowned", table_name="jobs")
     op.drop_index("ix_alias_assignments_job_id", table_name="alias_assignments")
     op.drop_index("ix_alias_assignments_owner_id_alias_id", table_name="alias_assignments")
     op.drop_table("alias_assignments")

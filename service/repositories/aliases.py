@@ -1,6 +1,7 @@
 """Aliases: an owner's second names for jobs (`/v2/models/{alias}`), and the history of which job each named."""
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.models import AliasAssignment, Job, utcnow
@@ -11,18 +12,24 @@ def get_job_by_alias(session: Session, alias: str, owner_id: str | None) -> Job 
     return session.scalar(select(Job).where(Job.alias == alias, owned_by(Job.owner_id, owner_id)))
 
 
-def set_alias(session: Session, job: Job, alias: str | None) -> None:
-    """Name `job` by `alias` (None: by none), closing the history of the alias it had; the alias must be free."""
+def set_alias(session: Session, job: Job, alias: str | None) -> bool:
+    """Name `job` by `alias` (None: by none), closing the history of the alias it had. False, with nothing
+    changed, when another job holds the alias: one set by a concurrent request since it was looked up."""
     if job.alias == alias:
-        return
+        return True
+    try:
+        with session.begin_nested():  # uq_jobs_owner_id_alias decides a race between two requests
+            session.execute(update(Job).where(Job.id == job.id).values(alias=alias))
+    except IntegrityError:
+        return False
     now = utcnow()
     if job.alias is not None:
         release(session, job.owner_id, job.alias, now)
-    session.execute(update(Job).where(Job.id == job.id).values(alias=alias))
     if alias is not None:
         session.add(AliasAssignment(owner_id=job.owner_id, alias=alias, job_id=job.id, assigned_at=now))
     session.flush()
     session.refresh(job)
+    return True
 
 
 def release(session: Session, owner_id: str | None, alias: str, now=None) -> None:

@@ -247,7 +247,8 @@ def set_alias(session: Session, job_id: str, owner_id: str | None, alias: str | 
             if not move:
                 raise Conflict(f"alias {alias!r} already names job {holder.id}; send \"move\": true to move it")
             alias_repo.set_alias(session, holder, None)
-    alias_repo.set_alias(session, job, alias)
+    if not alias_repo.set_alias(session, job, alias):
+        raise Conflict(f"alias {alias!r} was set on another job meanwhile; read it and try again")
     return job
 
 

@@ -4,6 +4,9 @@ import threading
 
 import httpx
 
+from service.db import session_scope
+from service.repositories import aliases as alias_repo
+from service.repositories import jobs as job_repo
 from tests.specs import tiny_regression
 
 
@@ -64,3 +67,18 @@ def test_an_owner_sees_only_its_own_aliases(keyed_app):
     assert srv.client.get("/v1/aliases/mine", headers=alice).json()["job_id"] == job["id"]
     assert srv.client.put(f"/v1/jobs/{job['id']}/alias", json={"alias": "mine", "move": True},
                           headers=bob).status_code == 404
+
+
+def test_an_alias_taken_by_a_concurrent_request_is_refused_and_the_session_goes_on(make_app):
+    """Two requests that both found an alias free: the unique index decides, the loser changes nothing (the
+    service answers it 409), and its transaction stays usable."""
+    app = make_app(workers=0).start()
+    a, b = (app.submit(tiny_regression())["id"] for _ in range(2))
+    assert app.client.put(f"/v1/jobs/{a}/alias", json={"alias": "race"}).status_code == 200
+    with session_scope() as s:  # what the later request does next: set the alias it found free
+        late = job_repo.get_job(s, b, None)
+        assert alias_repo.set_alias(s, late, "race") is False
+        assert alias_repo.set_alias(s, late, "other") is True
+    assert app.client.get("/v1/aliases/race").json()["job_id"] == a
+    assert app.client.get(f"/v1/jobs/{b}").json()["alias"] == "other"
+    assert [h["job_id"] for h in app.client.get("/v1/aliases/other").json()["history"]] == [b]
