@@ -132,7 +132,7 @@ def breakdown(spec: dict, n_jobs: int) -> list[list]:
         [job] = claim("bench-worker", settings)
         t1 = time.perf_counter()
         ledger = TimedLedger("bench-worker")
-        run = Run([Member.of(job)], build_trainer(job, cpu, settings), ledger, settings, tune_threads=settings.TUNE_THREADS)
+        run = Run([Member.of(job)], build_trainer(job, cpu), ledger, settings)
         run.start(str(cpu), "eager on cpu", "bench")
         t2 = time.perf_counter()
         run.train()

@@ -18,13 +18,13 @@ import time
 import torch
 
 from service.schemas.spec import JobSpec
-from service.settings import get_settings
 from tests.specs import example
 from workers.attempt import prepare
 from workers.devices import keep_freed_memory
 from workers.engines.eager import Trainer
 from workers.engines.stacked import StackedTrainer
-from workers.groups import MIN_SPEEDUP, measure_speedup, probe_threads
+from workers.engines.threads import thread_counts
+from workers.groups import MIN_SPEEDUP, measure_speedup
 from workers.run import train_here
 
 SHAPES = [("2_linear_regression", 8), ("3_nonlinear_mlp", 32), ("4_logistic_regression", 16),
@@ -69,7 +69,7 @@ def main() -> None:
     for name, k in SHAPES:
         specs, nets, datas = members(name, k, args.epochs)
         cpu = torch.device("cpu")
-        threads = probe_threads(get_settings(), cpu) if args.tuned else [torch.get_num_threads()]
+        threads = thread_counts(True, cpu) if args.tuned else [torch.get_num_threads()]
         speedups, seconds = [], []
         for _ in range(args.repeats):
             start = time.perf_counter()

@@ -49,9 +49,7 @@ def prepare(spec: JobSpec, device: torch.device):
     return net.to(device), data.to(device)
 
 
-def build_trainer(
-    job: Job, device: torch.device, settings: Settings, graphs: bool = True
-) -> Trainer:
+def build_trainer(job: Job, device: torch.device, graphs: bool = True) -> Trainer:
     """The job's eager engine, resumed from its checkpoint when it has one."""
     spec = JobSpec.model_validate(job.spec)
     net, data = prepare(spec, device)
@@ -96,8 +94,8 @@ def train_with_fallback(
     The plain attempt resumes from the last checkpoint, as after any interruption. The job's
     `execution` says which path trained it, and why it fell back.
     """
-    trainer = build_trainer(job, device, settings)
-    run = Run([member], trainer, ledger, settings, shutdown, tune_threads=settings.TUNE_THREADS)
+    trainer = build_trainer(job, device)
+    run = Run([member], trainer, ledger, settings, shutdown)
     run.start(str(device), f"{'cuda graph' if trainer.graph is not None else 'eager'} on {device}", node)
     try:
         run.train()
@@ -107,8 +105,7 @@ def train_with_fallback(
             raise
         why = f"{type(exc).__name__}: {str(exc)[:300]}"
         log.warning("job %s: the cuda graph path failed (%s); training again on the eager path", job.id, why)
-    run = Run([member], build_trainer(job, device, settings, graphs=False), ledger, settings, shutdown,
-              tune_threads=settings.TUNE_THREADS)
+    run = Run([member], build_trainer(job, device, graphs=False), ledger, settings, shutdown)
     run.start(str(device), f"eager on {device}; the cuda graph path failed ({why})", node)
     run.train()
     return run

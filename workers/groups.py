@@ -32,6 +32,7 @@ from workers.engines.in_turn import InTurn
 from workers.engines.stack_options import one_by_one_reason
 from workers.engines.stacked import StackedTrainer
 from workers.engines.steps import transform_rows
+from workers.engines.threads import thread_counts
 from workers.ledger import Ledger, Member, failure
 from workers.run import Run
 from workers.search.asha import rungs_for
@@ -40,13 +41,6 @@ from workers.search.pbt import population_for
 log = logging.getLogger("fitserve.sweeps")
 PROBE_WARMUP, PROBE_ROUNDS, PROBE_STEPS, PROBE_SECONDS = 3, 5, 5, 1.0
 MIN_SPEEDUP = 1.2  # batched must beat one-by-one by this much to be chosen
-
-
-def probe_threads(settings: Settings, device: torch.device) -> list[int]:
-    """The torch thread counts a run on `device` may train at: 1 and the worker's count on a CPU where the run
-    picks the faster (FITSERVE_TUNE_THREADS, workers/engines/threads.py), else the worker's count alone."""
-    most = torch.get_num_threads()
-    return [1, most] if settings.TUNE_THREADS and device.type == "cpu" and most > 1 else [most]
 
 
 def measure_speedup(specs, nets, datas, device, threads: list[int] | None = None) -> float:
@@ -184,8 +178,8 @@ def run_in_turn(group: list[Job], search, worker_id: str, settings: Settings, gp
     members, ledger = [Member.of(job) for job in group], Ledger(worker_id)
     try:
         device = resolve_device(group[0].spec.get("device", "auto"), gpu)
-        engine = InTurn([build_trainer(job, device, settings, graphs=False) for job in group])
-        run = Run(members, engine, ledger, settings, shutdown, search, tune_threads=settings.TUNE_THREADS)
+        engine = InTurn([build_trainer(job, device, graphs=False) for job in group])
+        run = Run(members, engine, ledger, settings, shutdown, search)
         run.start(str(device), f"eager on {device}; {search.in_turn}", this_node())
         run.train()
     except Exception as exc:  # the members still running fail with the reason (guarded); the worker lives on
@@ -220,7 +214,7 @@ def run_stacked(
     elif search is not None and search.copies_state and asked != "one_by_one":
         batched, why = True, "pbt copies state between the members of one stack"
     elif asked == "auto":
-        speedup, measured = policy.speedup(group, specs, nets, datas, device, probe_threads(settings, device))
+        speedup, measured = policy.speedup(group, specs, nets, datas, device, thread_counts(settings.TUNE_THREADS, device))
         batched = speedup >= MIN_SPEEDUP
         why = (f"batched measured {speedup:.1f}x the speed of one by one" if measured
                else f"batched at least {speedup:.1f}x the speed of one by one (bound by a probe of another size)")
@@ -235,8 +229,7 @@ def run_stacked(
     states = [saved[job.id] for job in group]
     if all(states):
         trainer.load_member_states([state_from_bytes(c.data) for c in states])
-    run = Run([Member.of(job) for job in group], trainer, Ledger(worker_id), settings, shutdown, search,
-              tune_threads=settings.TUNE_THREADS)
+    run = Run([Member.of(job) for job in group], trainer, Ledger(worker_id), settings, shutdown, search)
     run.start(str(device), note, this_node())
     run.train()
     return True

@@ -15,10 +15,8 @@ from __future__ import annotations
 import threading
 import time
 
-import torch
-
 from service.settings import Settings, get_settings
-from workers.engines.threads import ThreadChoice
+from workers.engines.threads import ThreadChoice, thread_counts
 from workers.evaluation import evaluate_splits
 from workers.ledger import Ledger, Member, MemoryLedger, diverged
 
@@ -40,11 +38,11 @@ def train_here(engine, settings: Settings | None = None, tune_threads: bool = Fa
 class Run:
     def __init__(
         self, members: list[Member], engine, ledger: Ledger | MemoryLedger, settings: Settings,
-        shutdown: threading.Event | None = None, search=None, tune_threads: bool = False,
+        shutdown: threading.Event | None = None, search=None, tune_threads: bool | None = None,
     ):
         """`engine` trains the members (their order is the engine's); `search` (workers/search/) is asked after
-        every epoch it had recorded; `tune_threads`: on a CPU, the run times its epochs at 1 torch thread and at
-        this process's count and trains on at the faster (workers/engines/threads.py), whatever the engine."""
+        every epoch it had recorded; `tune_threads` (FITSERVE_TUNE_THREADS unless given): on a CPU, the run times
+        its epochs at 1 torch thread and at this process's count and trains on at the faster (engines/threads.py)."""
         self.members, self.engine, self.ledger, self.search = list(members), engine, ledger, search
         self.specs, self.datas = engine.specs, engine.datas
         self.shutdown = shutdown or threading.Event()
@@ -56,9 +54,8 @@ class Run:
         self.report_seconds = settings.REPORT_SECONDS
         self.next_poll = time.monotonic() + self.report_seconds
         engine.interrupted = self.interrupted
-        most = torch.get_num_threads()
-        tuned = tune_threads and engine.device.type == "cpu" and most > 1
-        self.threads = ThreadChoice(most) if tuned else None
+        counts = thread_counts(settings.TUNE_THREADS if tune_threads is None else tune_threads, engine.device)
+        self.threads = ThreadChoice(counts[-1]) if len(counts) > 1 else None
 
     def start(self, device: str, execution: str, node: str) -> None:
         """Write where and how the members train; a member lost or cancelled meanwhile ends here."""

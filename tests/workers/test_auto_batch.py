@@ -163,7 +163,8 @@ def test_the_probe_times_both_paths_at_each_thread_count_the_run_may_choose(monk
     """Each path is judged at its fastest count, as the run then trains it (workers/engines/threads.py): both are
     stepped at 1 thread and at 2, and the worker's count is back after."""
     from workers.engines.stacked import StackedTrainer
-    from workers.groups import measure_speedup, probe_threads
+    from workers.engines.threads import thread_counts
+    from workers.groups import measure_speedup
 
     seen = {"stacked": set()}
     stacked_step = StackedTrainer.step
@@ -177,12 +178,11 @@ def test_the_probe_times_both_paths_at_each_thread_count_the_run_may_choose(monk
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        threads = probe_threads(get_settings(), torch.device("cpu"))
+        threads = thread_counts(get_settings().TUNE_THREADS, torch.device("cpu"))
         assert threads == [1, 2]
         assert 0 < measure_speedup(specs, nets, datas, torch.device("cpu"), threads) < float("inf")
         assert seen["stacked"] == {1, 2} and torch.get_num_threads() == 2
-        untuned = get_settings().model_copy(update={"TUNE_THREADS": False})
-        assert probe_threads(untuned, torch.device("cpu")) == [2]
+        assert thread_counts(False, torch.device("cpu")) == [2]
     finally:
         torch.set_num_threads(before)
 

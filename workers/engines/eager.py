@@ -43,6 +43,13 @@ def make_optimizer(spec, params, capturable: bool = False) -> torch.optim.Optimi
     return cls(params, capturable=capturable, **kwargs)
 
 
+def checkpoint(net: nn.Module, optimizer, progress: Progress, gen: torch.Generator, early: dict | None) -> dict:
+    """A member's checkpoint, in the one format every engine writes and resumes from (workers/checkpoints.py)."""
+    state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "epoch": progress.epoch,
+             "step": progress.step, "rng": gen.get_state()}
+    return state if early is None else state | {"early_stopping": early}
+
+
 class Trainer(KeepsRecords):
     def __init__(
         self, spec, net: nn.Module, data: TrainingData, device: torch.device, graphs: bool = True,
@@ -74,18 +81,8 @@ class Trainer(KeepsRecords):
 
     def state(self) -> dict:
         """Everything a later attempt needs to continue exactly here."""
-        state = {
-            "model": self.net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "epoch": self.progress.epoch,
-            "step": self.progress.step,
-            "rng": self.gen.get_state(),
-        }
-        if self.early is not None:
-            state["early_stopping"] = self.early.state()
-        if self.rates is not None:
-            state["schedule"] = self.rates.state()
-        return state
+        state = checkpoint(self.net, self.optimizer, self.progress, self.gen, self.early and self.early.state())
+        return state if self.rates is None else state | {"schedule": self.rates.state()}
 
     def load_state(self, state: dict) -> None:
         self.net.load_state_dict(state["model"])
@@ -108,15 +105,12 @@ class Trainer(KeepsRecords):
             yield
 
     def train_next(self, recorded: Callable[[int], bool], epochs: int) -> bool:
-        """Train the next epoch (or the next graph replay's epochs); False when stopped inside an epoch."""
-        if self.graph is None or not self.graph.replay(recorded):
-            epoch = self.progress.epoch + 1
-            if self.rates is not None:
-                self.rates.start_epoch(epoch)
-            if not self.train_epoch(recorded(epoch)):
-                return False
-            self.progress.epoch = epoch
-        return True
+        """The next graph replay's epochs where the CUDA graph replays, else the next epoch."""
+        return (self.graph is not None and self.graph.replay(recorded)) or super().train_next(recorded, epochs)
+
+    def start_epoch(self, epoch: int) -> None:
+        if self.rates is not None:
+            self.rates.start_epoch(epoch)
 
     def member_state(self, k: int = 0) -> dict:
         return self.state()

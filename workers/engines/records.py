@@ -71,9 +71,19 @@ class Records:
 
 
 class KeepsRecords:
-    """The engine interface's `pending` and `read_points` for an engine whose figures are `self.records`."""
+    """What the engine interface asks alike of the engines of one computation (eager, stacked): whose figures are
+    `self.records`, and who train an epoch by `start_epoch` (its rates) then `train_epoch`."""
 
     records: Records
+
+    def train_next(self, recorded, epochs: int) -> bool:
+        """Train the next epoch, keeping its figures if `recorded(epoch)`; False when stopped inside it."""
+        epoch = self.progress.epoch + 1
+        self.start_epoch(epoch)
+        if not self.train_epoch(recorded(epoch)):
+            return False
+        self.progress.epoch = epoch
+        return True
 
     @property
     def pending(self) -> int:

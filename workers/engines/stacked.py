@@ -22,21 +22,24 @@ from torch.func import functional_call, stack_module_state, vmap
 from workers.data import TrainingData
 from workers.engines import stack_members
 from workers.engines.dense import FlatOptimizer, dense_path, flat_views
-from workers.engines.eager import INTERRUPT_BATCHES, Progress, make_optimizer
+from workers.engines.eager import INTERRUPT_BATCHES, Progress, checkpoint, make_optimizer
 from workers.engines.early_stopping import EarlyStopping
 from workers.engines.stack_options import member_rates
 from workers.engines.records import KeepsRecords, Records
 from workers.engines.steps import Batches, count_correct, make_loss, transform_rows
 
+# the stack's optimizer state per parameter, by torch.optim's names for it (a checkpoint holds torch.optim's)
+SLOTS = {"momentum": "momentum_buffer", "exp_avg": "exp_avg", "exp_avg_sq": "exp_avg_sq"}
 
-def stack_or_share(tensors: list[torch.Tensor | None]) -> tuple[torch.Tensor | None, int | None]:
-    """One tensor for all members when they are equal (vmap in_dims None), else stacked (in_dims 0)."""
+
+def stack_or_share(tensors: list[torch.Tensor | None], device) -> tuple[torch.Tensor | None, int | None]:
+    """On `device`, one tensor for all members when they are equal (vmap in_dims None), else stacked (in_dims 0)."""
     first = tensors[0]
     if first is None:
         return None, None
     if all(t.shape == first.shape and torch.equal(t, first) for t in tensors[1:]):
-        return first, None
-    return torch.stack(tensors), 0
+        return first.to(device), None
+    return torch.stack(tensors).to(device), 0
 
 
 def per_member(values: list[float], device: torch.device) -> torch.Tensor:
@@ -59,12 +62,10 @@ class StackedTrainer(KeepsRecords):
         self.loss_kind, self.output_activation = spec.loss, spec.model.output_activation
         self.kind = spec.optimizer.kind
         self.loss_fn = make_loss(spec)
-        self.x, self.x_dim = stack_or_share([transform_rows(n, d.x_train).to(device) for n, d in zip(nets, datas)])
-        self.y, self.y_dim = stack_or_share([d.y_train.to(device) for d in datas])
-        self.x_val, self.xv_dim = stack_or_share([transform_rows(n, d.x_val) for n, d in zip(nets, datas)])
-        self.y_val, self.yv_dim = stack_or_share([d.y_val for d in datas])
-        if self.x_val is not None:
-            self.x_val, self.y_val = self.x_val.to(device), self.y_val.to(device)
+        self.x, self.x_dim = stack_or_share([transform_rows(n, d.x_train) for n, d in zip(nets, datas)], device)
+        self.y, self.y_dim = stack_or_share([d.y_train for d in datas], device)
+        self.x_val, self.xv_dim = stack_or_share([transform_rows(n, d.x_val) for n, d in zip(nets, datas)], device)
+        self.y_val, self.yv_dim = stack_or_share([d.y_val for d in datas], device)
         self.n = len(datas[0].x_train)
         self.n_val = len(datas[0].x_val) if datas[0].x_val is not None else 0
         self.records = Records([s.optimizer.schedule is not None for s in specs], self.n, self.n_val)
@@ -113,15 +114,6 @@ class StackedTrainer(KeepsRecords):
         return losses, outs
 
     # ------------------------------------------------------------ the engine's interface (engines/__init__.py)
-
-    def train_next(self, recorded: Callable[[int], bool], epochs: int) -> bool:
-        """Train the next epoch, keeping its figures if `recorded(epoch)`; False when stopped inside it."""
-        epoch = self.progress.epoch + 1
-        self.start_epoch(epoch)
-        if not self.train_epoch(recorded(epoch)):
-            return False
-        self.progress.epoch = epoch
-        return True
 
     def running(self) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
@@ -200,7 +192,7 @@ class StackedTrainer(KeepsRecords):
                 with torch.no_grad():
                     self.params[name][k].copy_(p)
                 saved = optimizer.state.get(p, {})
-                for ours, theirs in (("momentum", "momentum_buffer"), ("exp_avg", "exp_avg"), ("exp_avg_sq", "exp_avg_sq")):
+                for ours, theirs in SLOTS.items():
                     if saved.get(theirs) is not None:
                         slot = self.state.setdefault(name, {})
                         slot.setdefault(ours, torch.zeros_like(self.params[name]))[k].copy_(saved[theirs])
@@ -223,27 +215,12 @@ class StackedTrainer(KeepsRecords):
         optimizer = make_optimizer(self.specs[k], net.parameters())
         names = [name for name, _ in net[1:].named_parameters()]
         for name, p in zip(names, net.parameters()):
-            state = self.state.get(name)
-            if state is None:
-                continue
-            if self.kind == "sgd":
-                optimizer.state[p] = {"momentum_buffer": state["momentum"][k].clone()}
-            else:
-                optimizer.state[p] = {
-                    "step": torch.tensor(float(self.optimizer_steps)),
-                    "exp_avg": state["exp_avg"][k].clone(),
-                    "exp_avg_sq": state["exp_avg_sq"][k].clone(),
-                }
-        state = {
-            "model": net.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "epoch": self.progress.epoch,
-            "step": self.progress.step,
-            "rng": self.gens[k].get_state(),
-        }
-        if self.early is not None:
-            state["early_stopping"] = self.early.state(k)
-        return state
+            slots = self.state.get(name, {})
+            if slots:
+                optimizer.state[p] = {theirs: slots[ours][k].clone() for ours, theirs in SLOTS.items() if ours in slots}
+            if slots and self.kind != "sgd":
+                optimizer.state[p]["step"] = torch.tensor(float(self.optimizer_steps))
+        return checkpoint(net, optimizer, self.progress, self.gens[k], self.early and self.early.state(k))
 
 
 def take_members(t: torch.Tensor, orders: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,13 @@ ROUNDS = 4  # each round is 1, N, N, 1: 2 * ROUNDS blocks per count
 MAX_SHARE = 0.1  # the probe may take at most this share of the job's remaining time
 
 
+def thread_counts(tune: bool, device: torch.device) -> list[int]:
+    """The torch thread counts a run on `device` may train at: 1 and this process's count on a CPU where the run
+    picks the faster (`tune`, FITSERVE_TUNE_THREADS), else this process's count alone."""
+    most = torch.get_num_threads()
+    return [1, most] if tune and device.type == "cpu" and most > 1 else [most]
+
+
 class ThreadChoice:
     """Call `after_epoch` after each epoch; `threads` is the count chosen, `note` says why (None if unmeasured)."""
 
