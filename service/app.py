@@ -6,8 +6,6 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic_core import to_json
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from service.api import dashboard, datasets, events, exports, health, jobs, prometheus, sweeps, v2, workers
 from service.api import docs
@@ -15,7 +13,7 @@ from service.api import aliases, usage
 from service.api.intake import Authenticator, RequestIntake
 from service.api.prometheus import HttpMetrics
 from service.api.limits import FailedAuthLimiter, RateLimiter, UploadSlots, give_back_memory
-from service.db_faults import FAULTS
+from service.db_faults import DATABASE_ERRORS, answer_for
 from service.errors import FitserveError
 from service.services.auth import KeyVerifier
 from service.services.inference_stats import InferenceStats
@@ -42,18 +40,13 @@ async def handle_validation_error(_request: Request, exc: RequestValidationError
     return Response(body, status_code=422, media_type="application/json")
 
 
-async def handle_pool_timeout(_request: Request, _exc: PoolTimeout) -> JSONResponse:
-    """No database connection came free within FITSERVE_DB_POOL_TIMEOUT_SECONDS: busy, not broken."""
-    detail = "the server is busy: no database connection came free in time (FITSERVE_DB_POOL_SIZE); retry shortly"
-    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
-
-
-async def handle_database_error(request: Request, exc: DBAPIError) -> JSONResponse:
-    """A full disk (507) or a corrupt database (503) says so and what to do; any other database error stays a 500."""
-    fault = FAULTS.meet(exc)
-    if fault is None:
+async def handle_database_error(request: Request, exc: Exception) -> JSONResponse:
+    """No connection free in time (503), a full disk (507) or a corrupt database (503) says so and what to do; any
+    other database error stays a 500."""
+    answer = answer_for(exc)
+    if answer is None:
         raise exc
-    return await handle_fitserve_error(request, fault)
+    return await handle_fitserve_error(request, answer)
 
 
 @asynccontextmanager
@@ -86,8 +79,8 @@ def create_app() -> FastAPI:
     app.add_middleware(v2.ProtocolErrors)  # outside the intake: its refusals under /v2 too answer {"error": ...}
     app.add_middleware(HttpMetrics)  # added last, so outermost: it also counts what the intake refuses
     app.add_exception_handler(FitserveError, handle_fitserve_error)
-    app.add_exception_handler(PoolTimeout, handle_pool_timeout)
-    app.add_exception_handler(DBAPIError, handle_database_error)
+    for error in DATABASE_ERRORS:
+        app.add_exception_handler(error, handle_database_error)
     app.add_exception_handler(MemoryError, handle_memory_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.include_router(health.router)

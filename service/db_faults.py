@@ -17,8 +17,10 @@ from pathlib import Path
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from service.errors import DatabaseCorrupt, FitserveError, InsufficientStorage
+from service.errors import DatabaseCorrupt, FitserveError, InsufficientStorage, ServerBusy
 from service.settings import get_settings
 
 SQLITE_FULL, SQLITE_CORRUPT, SQLITE_NOTADB = 13, 11, 26  # primary result codes (the low byte of an extended one)
@@ -137,6 +139,14 @@ class FaultMemory:
 
 
 FAULTS = FaultMemory()
+DATABASE_ERRORS = (DBAPIError, PoolTimeout)  # what `answer_for` may turn into an answer
+
+
+def answer_for(exc: BaseException) -> FitserveError | None:
+    """The answer to a request that met `exc` on the database's side, wherever it met it (a route, or the key's
+    lookup before any route): busy (503, retry), a full disk (507), a corrupt database (503); None for any other
+    error, which stays a 500."""
+    return ServerBusy() if isinstance(exc, PoolTimeout) else FAULTS.meet(exc)
 
 
 def readiness_fault(conn: Connection, url: str) -> FitserveError | None:

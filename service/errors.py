@@ -65,6 +65,16 @@ class InsufficientStorage(FitserveError):
     status_code = 507
 
 
+class ServerBusy(FitserveError):
+    """No database connection came free within FITSERVE_DB_POOL_TIMEOUT_SECONDS: busy, not broken."""
+
+    status_code = 503
+
+    def __init__(self):
+        detail = "the server is busy: no database connection came free in time (FITSERVE_DB_POOL_SIZE); retry shortly"
+        super().__init__(detail, headers={"Retry-After": "1"})
+
+
 class DatabaseCorrupt(FitserveError):
     """The database's file (or a PostgreSQL page or index) is corrupt: only a restore brings it back."""
 

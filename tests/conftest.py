@@ -191,13 +191,13 @@ def run_fitserve(srv, *args, timeout: float = 120) -> subprocess.CompletedProces
                           timeout=timeout, check=False)
 
 
-def corrupt_sqlite_file(path: str, part: str) -> None:
+def corrupt_sqlite_file(path: str, part: str, table: str = "jobs") -> None:
     """Damage a SQLite file at rest as a failing disk would: `header` its first 100 bytes (SQLite no longer knows it),
-    `pages` the root pages of the jobs table and its indexes, the header intact."""
+    `pages` the root pages of `table` and its indexes, the header intact."""
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every page in the file itself
         page_size = db.execute("PRAGMA page_size").fetchone()[0]
-        roots = [row[0] for row in db.execute("SELECT rootpage FROM sqlite_master WHERE tbl_name = 'jobs'") if row[0]]
+        roots = [row[0] for row in db.execute("SELECT rootpage FROM sqlite_master WHERE tbl_name = ?", (table,)) if row[0]]
     damaged = [(0, 100)] if part == "header" else [((root - 1) * page_size, page_size) for root in roots]
     with open(path, "r+b") as f:
         for offset, length in damaged:

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.content_encoding import as_plain_body, content_encoding, http_errors, inflating_receive
 from service.api.limits import FailedAuthLimiter, RateLimiter, UploadSlots
+from service.db_faults import DATABASE_ERRORS, answer_for
 from service.errors import FitserveError, InvalidField, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 from service.services.auth import KeyVerifier, Unauthorized
 from service.settings import Settings
@@ -118,11 +119,15 @@ class RequestIntake:
                 if has_body:
                     check_content_type(scope, headers)
                 receive = await self.admit_body(scope, headers, receive) if has_body else receive
-            except FitserveError as exc:
+            except (FitserveError, *DATABASE_ERRORS) as exc:
+                # a key's lookup that met the database's fault answers as a route would (this runs before any)
+                error = exc if isinstance(exc, FitserveError) else answer_for(exc)
+                if error is None:
+                    raise
                 # the unread body stays on the socket: close the connection rather than read it
                 extra = {"Connection": "close"} if has_body else {}
                 response = JSONResponse(
-                    {"detail": exc.detail}, exc.status_code, headers={**(exc.headers or {}), **extra}
+                    {"detail": error.detail}, error.status_code, headers={**(error.headers or {}), **extra}
                 )
                 await response(scope, receive, send)
                 return

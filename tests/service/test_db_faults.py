@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import corrupt_sqlite_file, wait_until
+from tests.conftest import as_, corrupt_sqlite_file, wait_until, with_keys
 from tests.specs import long_job, tiny_regression
 
 DISK_FULL = "the database's disk is full"
@@ -212,6 +212,29 @@ def test_a_database_corrupted_under_a_running_api_is_named_by_every_answer_and_t
     log = srv.read_log()
     assert "Traceback" not in log and sum("is corrupt" in line for line in log.splitlines()) == 1, log[-3000:]
     srv.stop()  # fails the test if a worker thread died
+
+
+def test_a_key_lookup_that_meets_a_corrupt_database_answers_503_naming_it(make_app, backend):
+    """A key is read before any route runs (service/api/intake.py): a corrupt `api_keys` answers as a route's read
+    would, 503 naming the corruption and how to restore, never a 500. PostgreSQL: the table's reads raise SQLSTATE
+    XX001 data_corrupted, through a view in its place."""
+    srv = with_keys(make_app(workers=0))
+    if backend == "sqlite":
+        corrupt_sqlite_file(srv.db_url.removeprefix("sqlite:///"), "pages", table="api_keys")
+        srv.start()
+        why = "database disk image is malformed"
+    else:
+        srv.start()
+        srv.query("ALTER TABLE api_keys RENAME TO api_keys_kept")
+        srv.query("CREATE FUNCTION fitserve_corrupt_read() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN "
+                  "RAISE EXCEPTION 'invalid page in block 3 of relation base/1/3' USING ERRCODE = 'data_corrupted'; "
+                  "END $$")
+        srv.query("CREATE VIEW api_keys AS SELECT * FROM api_keys_kept WHERE fitserve_corrupt_read()")
+        why = "invalid page in block 3"
+    for answer in (srv.client.get("/v1/jobs", headers=as_(srv, "alice")),
+                   srv.client.post("/v1/jobs", json=tiny_regression(), headers=as_(srv, "bob"))):
+        assert answer.status_code == 503 and f"is corrupt ({why}" in answer.text, answer.text
+    assert "Traceback" not in srv.read_log()
 
 
 @pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
