@@ -1,4 +1,5 @@
-"""Bounds on each HTTP connection, below the app: a request head's bytes and time, and open connections.
+"""Bounds on each HTTP connection, below the app: a request head's bytes and time, and open connections (all of
+them, and one client address's).
 
 uvicorn's httptools protocol (the one `serve` runs) has no limit on header bytes (its parser joins a header
 value chunk by chunk: a 128 MB value took 30 s of the event loop) and no timeout while a head is read (a
@@ -9,10 +10,13 @@ and refuses connections past a cap while the process still has files to answer w
 from __future__ import annotations
 
 import http
+import ipaddress
 import json
 import logging
 import resource
 import time
+from collections import Counter
+from functools import lru_cache
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -41,27 +45,72 @@ class TripLog:
 
 
 TRIPS = TripLog()  # one per process: the event loop's thread is the only one that writes it
+OPEN_BY_ADDRESS: Counter[str] = Counter()  # this process's open connections per client address (same thread)
+
+
+@lru_cache(maxsize=4)
+def proxy_networks(allowed: str) -> tuple | None:
+    """FITSERVE_FORWARDED_ALLOW_IPS as networks; None for `*` (every address a proxy)."""
+    entries = [entry.strip() for entry in allowed.split(",") if entry.strip()]
+    if "*" in entries:
+        return None
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:  # a name uvicorn matches literally (a unix socket's): no address to except
+            continue
+    return tuple(networks)
+
+
+def is_proxy(address: str, allowed: str) -> bool:
+    """Whether `address` is a proxy named in FITSERVE_FORWARDED_ALLOW_IPS (its connections carry many clients)."""
+    networks = proxy_networks(allowed)
+    if networks is None:
+        return True
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
 
 
 class BoundedConnection(HttpToolsProtocol):
-    """uvicorn's httptools protocol with FITSERVE_MAX_HEADER_BYTES, _HEADER_TIMEOUT_SECONDS and _MAX_CONNECTIONS."""
+    """uvicorn's httptools protocol with FITSERVE_MAX_HEADER_BYTES, _HEADER_TIMEOUT_SECONDS, _MAX_CONNECTIONS and
+    _MAX_CONNECTIONS_PER_ADDRESS."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.limits: Settings = get_settings()
         self.head_bytes: int | None = None  # bytes of the request head being read; None while none is
         self.head_timer = None
+        self.counted: str | None = None  # the client address this connection counts against
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        if len(self.connections) > self.limits.MAX_CONNECTIONS:
-            message = f"{self.limits.MAX_CONNECTIONS} connections are open (FITSERVE_MAX_CONNECTIONS); retry shortly"
+        limits = self.limits
+        if len(self.connections) > limits.MAX_CONNECTIONS:
+            message = f"{limits.MAX_CONNECTIONS} connections are open (FITSERVE_MAX_CONNECTIONS); retry shortly"
             self.refuse(503, "connections", message, {"retry-after": "1"})
             return
+        address = self.client[0] if self.client else None
+        if address is not None and not is_proxy(address, limits.FORWARDED_ALLOW_IPS):
+            if OPEN_BY_ADDRESS[address] >= limits.MAX_CONNECTIONS_PER_ADDRESS:
+                message = (f"{address} has {limits.MAX_CONNECTIONS_PER_ADDRESS} connections open "
+                           "(FITSERVE_MAX_CONNECTIONS_PER_ADDRESS); close some, or retry shortly")
+                self.refuse(429, "connections_per_address", message, {"retry-after": "1"})
+                return
+            OPEN_BY_ADDRESS[address] += 1
+            self.counted = address
         self.start_head_timer()  # a connection that never sends a byte is closed too
 
     def connection_lost(self, exc) -> None:
         self.stop_head_timer()
+        if self.counted is not None:
+            OPEN_BY_ADDRESS[self.counted] -= 1
+            if OPEN_BY_ADDRESS[self.counted] <= 0:
+                del OPEN_BY_ADDRESS[self.counted]
+            self.counted = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:

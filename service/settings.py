@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     MAX_CONNECTIONS: int = Field(
         1000, ge=1, description="open connections of an API process; one past it is answered 503 and closed"
     )
+    MAX_CONNECTIONS_PER_ADDRESS: int = Field(
+        100, ge=1, description="open connections of one client address to an API process (proxies named in "
+        "FORWARDED_ALLOW_IPS excepted: their clients are many); one past it is answered 429 and closed",
+    )
     AUTH_FAILURES_PER_WINDOW: int = Field(
         20, ge=1, description="failed authentications from one client address before its further failures are 429s"
     )

@@ -1,4 +1,5 @@
-"""Bounded connections, over real sockets to a served process: header bytes, header time, keep-alive, open count."""
+"""Bounded connections, over real sockets to a served process: header bytes, header time, keep-alive, open count
+(in all, and per client address: loopback's other addresses, 127.0.0.2 and up, are other clients here)."""
 
 import socket
 import threading
@@ -12,6 +13,8 @@ MAX_HEADER = 16 * 1024
 HEADER_TIMEOUT = 2.0
 KEEP_ALIVE = 1.0
 MAX_CONNECTIONS = 20
+MAX_PER_ADDRESS = 8
+PROXY = "127.0.0.7"  # named in FITSERVE_FORWARDED_ALLOW_IPS: its connections carry many clients
 BODY_TIMEOUT = 1.0
 
 
@@ -23,6 +26,8 @@ def bounded(tmp_path_factory, databases):
         FITSERVE_HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT),
         FITSERVE_KEEP_ALIVE_SECONDS=str(KEEP_ALIVE),
         FITSERVE_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
+        FITSERVE_MAX_CONNECTIONS_PER_ADDRESS=str(MAX_PER_ADDRESS),
+        FITSERVE_FORWARDED_ALLOW_IPS=PROXY,
         FITSERVE_BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT),
     ).start()
     yield srv
@@ -30,8 +35,22 @@ def bounded(tmp_path_factory, databases):
     databases.drop(srv.db_url)
 
 
-def connect(srv, timeout: float = 10) -> socket.socket:
-    return socket.create_connection((srv.client.base_url.host, srv.client.base_url.port), timeout=timeout)
+def connect(srv, timeout: float = 10, source: str | None = None) -> socket.socket:
+    """A connection to `srv`, from loopback address `source` (by default the one the kernel picks, 127.0.0.1)."""
+    address = (srv.client.base_url.host, srv.client.base_url.port)
+    return socket.create_connection(address, timeout=timeout, source_address=(source, 0) if source else None)
+
+
+def first_answers(sockets: list[socket.socket], wait: float = 0.3) -> list[bytes]:
+    """What each connection was sent at once (b"" where nothing came within `wait`)."""
+    answers = []
+    for sock in sockets:
+        sock.settimeout(wait)
+        try:
+            answers.append(sock.recv(4096))
+        except TimeoutError:
+            answers.append(b"")
+    return answers
 
 
 def read_until_closed(sock: socket.socket) -> bytes:
@@ -132,17 +151,10 @@ def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout(bo
 
 
 def test_connections_past_the_cap_are_refused_with_503_until_some_close(bounded):
-    sockets = [connect(bounded, timeout=5) for _ in range(MAX_CONNECTIONS + 5)]
+    # from four addresses, none past its own share: the cap on all connections is what trips
+    sockets = [connect(bounded, timeout=5, source=f"127.0.0.{2 + i % 4}") for i in range(MAX_CONNECTIONS + 5)]
     try:
-        refused = []
-        for sock in sockets:
-            sock.settimeout(0.3)
-            try:
-                data = sock.recv(4096)
-            except TimeoutError:
-                continue
-            if data.startswith(b"HTTP/1.1 503"):
-                refused.append(data)
+        refused = [data for data in first_answers(sockets) if data.startswith(b"HTTP/1.1 503")]
         assert refused, "no connection past the cap was refused"
         assert len(sockets) - len(refused) <= MAX_CONNECTIONS
         assert b"FITSERVE_MAX_CONNECTIONS" in refused[0]
@@ -150,7 +162,39 @@ def test_connections_past_the_cap_are_refused_with_503_until_some_close(bounded)
         for sock in sockets:
             sock.close()
     wait_until(lambda: bounded.client.get("/healthz").status_code == 200, 10, "/healthz served again")
-    wait_until(lambda: log_has(bounded, "limit=connections"), 10, "a log line for the connection cap")
+    wait_until(lambda: log_has(bounded, "limit=connections "), 10, "a log line for the connection cap")
+
+
+def test_one_address_past_its_share_is_refused_429_while_others_and_proxies_are_served(bounded):
+    """One client (or a crowd behind one NAT) cannot take every connection: past FITSERVE_MAX_CONNECTIONS_PER_ADDRESS
+    its new ones are 429 and closed, while another address is served, and a proxy named in
+    FITSERVE_FORWARDED_ALLOW_IPS is not held to one client's share."""
+    mine = [connect(bounded, timeout=5, source="127.0.0.6") for _ in range(MAX_PER_ADDRESS + 3)]
+    try:
+        answers = first_answers(mine)
+        refused = [data for data in answers if data.startswith(b"HTTP/1.1 429")]
+        assert len(refused) == 3, answers
+        assert b"FITSERVE_MAX_CONNECTIONS_PER_ADDRESS" in refused[0] and b"retry-after: 1" in refused[0].lower()
+        other = connect(bounded, timeout=5, source="127.0.0.5")
+        other.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert read_until_closed(other).startswith(b"HTTP/1.1 200")
+        proxied = [connect(bounded, timeout=5, source=PROXY) for _ in range(MAX_PER_ADDRESS + 3)]
+        try:
+            assert not any(data.startswith(b"HTTP/1.1 429") for data in first_answers(proxied, wait=0.1))
+        finally:
+            for sock in proxied:
+                sock.close()
+    finally:
+        for sock in mine:
+            sock.close()
+    wait_until(lambda: log_has(bounded, "limit=connections_per_address"), 10, "a log line for the per-address cap")
+    mine = [connect(bounded, timeout=5, source="127.0.0.6") for _ in range(2)]  # its share is back once they closed
+    try:
+        wait_until(lambda: not any(a.startswith(b"HTTP/1.1 429") for a in first_answers(mine, wait=0.05)), 10,
+                   "the address served again")
+    finally:
+        for sock in mine:
+            sock.close()
 
 
 def post_head(path: str, content_type: str, length: int) -> bytes:
