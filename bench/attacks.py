@@ -13,6 +13,12 @@ baseline client's worst latency. The attacks:
 - slow bodies: SLOW connections with a right key, each sending 10 bytes of a 1,000-byte body and then nothing,
   for up to 40 s: how many the server closed (FITSERVE_BODY_TIMEOUT_SECONDS, 30 by default).
 - gzip bomb: `POST /v1/jobs` with a 1 MiB gzip body that inflates to 1 GiB (`Content-Encoding: gzip`).
+- one address: FLOOD connections opened at once from one address (127.0.0.6), while the baseline's is another:
+  how many were refused (429 past FITSERVE_MAX_CONNECTIONS_PER_ADDRESS, 503 past FITSERVE_MAX_CONNECTIONS).
+- storage budget: an owner uploads 1 MiB data sets until refused (the run's FITSERVE_MAX_STORED_BYTES_PER_OWNER
+  is BUDGET_MIB), then another owner submits a job.
+- full disk: owners upload 1 MiB data sets until a write is refused (the run's FITSERVE_DB_MAX_BYTES caps the
+  SQLite file at DB_CAP_MIB, as a full disk would); then a read, a delete of one upload, and the write again.
 
 `--before REV` serves that commit from a temporary git worktree first, in the same run (the baseline).
 
@@ -36,6 +42,9 @@ import httpx
 from bench.common import ROOT, Service, header, load_average, print_table
 
 HEADER_BYTES = 128 * 1024 * 1024
+BUDGET_MIB, DB_CAP_MIB = 8, 40  # the storage limits the run serves with: an owner's budget, the file's cap
+ROWS = "".join(f"{i % 97}.25,{i % 89}.5,{i % 83}.75\n" for i in range(60_000)).encode()
+ROWS = ROWS[: ROWS.rindex(b"\n", 0, 2**20) + 1]  # whole rows, about 1 MiB
 CHUNK = b"a" * (1024 * 1024)
 CLASSIFIER = {
     "model": {"kind": "mlp", "in_features": 2, "hidden": [8], "out_features": 3},
@@ -219,9 +228,63 @@ def gzip_bomb(svc: Service, result: dict) -> None:
     result["got"] = f"{answer.status_code} for {len(bomb) / 2**20:.1f} MiB inflating to 1 GiB"
 
 
+def one_address(svc: Service, result: dict, count: int) -> None:
+    socks, answers = [], {"429": 0, "503": 0}
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.settimeout(5)
+            sock.bind(("127.0.0.6", 0))
+            sock.connect(("127.0.0.1", svc.port))
+            socks.append(sock)
+        time.sleep(0.5)  # the refusals are written as each connection is accepted: let the last ones arrive
+        for sock in socks:
+            sock.setblocking(False)
+            try:
+                status = status_of(sock.recv(64))
+                answers[status] = answers.get(status, 0) + 1
+            except OSError:  # nothing to read: accepted, waiting for its request
+                pass
+    finally:
+        for sock in socks:
+            sock.close()
+    result["got"] = f"{answers['429']} of {count} refused 429, {answers['503']} 503"
+
+
+def upload_until_refused(svc: Service, owners: list[str], most: int) -> tuple[int, int, float]:
+    """1 MiB uploads in turn by `owners` until one is refused: (uploads accepted, the refusal's status, its ms)."""
+    for n in range(most):
+        owner = owners[n % len(owners)]
+        started = time.monotonic()
+        upload = f"x0,x1,y\n{n},0,0\n".encode() + ROWS  # each unique: an upload is never a replay of another
+        answer = svc.client.post("/v1/datasets", files={"file": (f"u{n}.csv", upload, "text/csv")},
+                                 data={"target": "y"}, headers=svc.headers(owner), timeout=120)
+        if answer.status_code != 201:
+            return n, answer.status_code, (time.monotonic() - started) * 1e3
+    return most, 201, 0.0
+
+
+def storage_budget(svc: Service, result: dict) -> None:
+    accepted, status, ms = upload_until_refused(svc, ["carol"], 2 * BUDGET_MIB)
+    other = svc.client.post("/v1/jobs", json=CLASSIFIER, headers=svc.headers("bob")).status_code
+    result["got"] = f"{accepted} uploads, then {status} in {ms:.0f} ms; another owner's submit: {other}"
+
+
+def full_disk(svc: Service, result: dict) -> None:
+    owners = ["dave", "erin", "frank", "grace", "heidi", "ivan"]
+    accepted, status, ms = upload_until_refused(svc, owners, 2 * DB_CAP_MIB)
+    listed = svc.client.get("/v1/datasets", headers=svc.headers(owners[0]))
+    deleted = svc.client.delete(f"/v1/datasets/{listed.json()['items'][0]['id']}", headers=svc.headers(owners[0]))
+    again = upload_until_refused(svc, owners[:1], 1)[1]
+    result["got"] = (f"{accepted} uploads, then {status} in {ms:.0f} ms; read {listed.status_code}, "
+                     f"delete {deleted.status_code}, upload again {again}")
+
+
 def run(root: Path, label: str, args) -> list[list]:
     rows: list[list] = []
-    with Service(workers=1, owners=("alice", "bob"), root=root) as svc:
+    owners = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan")
+    limits = {"FITSERVE_MAX_STORED_BYTES_PER_OWNER": str(BUDGET_MIB * 2**20), "FITSERVE_DB_MAX_BYTES": str(DB_CAP_MIB * 2**20)}
+    with Service(workers=1, owners=owners, root=root, **limits) as svc:
         job_id = svc.submit(CLASSIFIER, "alice")
         svc.wait(job_id, poll=0.1, timeout=300, owner="alice")
         print(f"{label}: API RSS {memory(svc.proc.pid, 'VmRSS')} MiB at the start", flush=True)
@@ -233,6 +296,9 @@ def run(root: Path, label: str, args) -> list[list]:
             ("shared address", lambda r: shared_address(svc, r)),
             (f"{args.slow} slow bodies", lambda r: slow_bodies(svc, r, args.slow)),
             ("gzip bomb", lambda r: gzip_bomb(svc, r)),
+            (f"{args.flood} connections from one address", lambda r: one_address(svc, r, args.flood)),
+            (f"storage budget ({BUDGET_MIB} MiB an owner)", lambda r: storage_budget(svc, r)),
+            (f"full disk (a {DB_CAP_MIB} MiB file)", lambda r: full_disk(svc, r)),
         ]
         for name, attack in attacks:
             with measured(svc, rows, f"{label}: {name}") as result:
