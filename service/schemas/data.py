@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictFloat, StrictInt, Tag, model_validator
-from typing_extensions import TypeAliasType
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from service.schemas.limits import LIMITS
+from service.schemas.numbers import Numbers
 
 FLOAT32_MAX = 3.4028234663852886e38
 
@@ -15,43 +15,6 @@ FLOAT32_MAX = 3.4028234663852886e38
 class Strict(BaseModel):
     # Python's json reads NaN and Infinity; no float of a request may be either
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-def number_tag(value: Any) -> str:
-    """Which branch of `Numbers` a value takes, so an error names one reason, not one per branch."""
-    if isinstance(value, list):
-        return "list"
-    return "int" if isinstance(value, int) and not isinstance(value, bool) else "float"
-
-
-class AnyOfInSchema:
-    """Documents a union as JSON Schema's anyOf: under oneOf an integer, being a number too, would match
-    two branches and be refused by every validator."""
-
-    @classmethod
-    def __get_pydantic_json_schema__(cls, core_schema, handler):
-        schema = handler(core_schema)
-        if "oneOf" in schema:
-            schema["anyOf"] = schema.pop("oneOf")
-        return schema
-
-
-# Nested lists of finite numbers (rows of samples, prediction inputs); ints stay ints, so a stored spec
-# is what was sent. Whether the lists are rectangular is the reader's check (`_nested_shape`).
-Numbers = TypeAliasType(
-    "Numbers",
-    list[
-        Annotated[
-            Union[
-                Annotated[StrictInt, Tag("int")],
-                Annotated[StrictFloat, Field(allow_inf_nan=False), Tag("float")],
-                Annotated["Numbers", Tag("list")],
-            ],
-            Discriminator(number_tag),
-            AnyOfInSchema,
-        ]
-    ],
-)
 
 
 class DataBase(Strict):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from service.schemas.data import Numbers, Strict
+from service.schemas.data import Strict
 from service.schemas.limits import LIMITS
+from service.schemas.numbers import Numbers
 
 
 class EvaluateRequest(Strict):

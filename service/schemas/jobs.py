@@ -1,14 +1,15 @@
 """What the jobs and datasets endpoints answer (the spec itself is in spec.py)."""
 
 from datetime import datetime
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypeAliasType
 
-from service.schemas.data import Numbers, Strict
+from service.schemas.data import Strict
 from service.schemas.limits import LIMITS
 from service.schemas.lints import job_warnings
+from service.schemas.numbers import Numbers
 from service.schemas.spec import MAX_TAGS_PARSED, TagKey, TagValue
 
 
@@ -162,8 +163,9 @@ class PredictRequest(BaseModel):
     inputs: Numbers = Field(min_length=1, max_length=LIMITS.max_predict_rows)
 
 
-# a prediction: a number (a class index, a value), or a list of them per output; NaN and infinity come as null
-Prediction = TypeAliasType("Prediction", Union[int, float, None, list["Prediction"]])
+# a prediction: a number (a class index, a value), or a row of them, one per output; NaN and infinity come as
+# null. Answers are (N,) or (N, k) (modelzoo.read_outputs), so the type needs no recursion
+Prediction = TypeAliasType("Prediction", int | float | None | list[float | None])
 
 
 class PredictResponse(BaseModel):

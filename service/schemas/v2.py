@@ -4,7 +4,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from service.schemas.data import Numbers
+from service.schemas.numbers import Numbers
 
 MODEL_VERSION = "1"  # a job is trained once: its model has this one version
 

@@ -1,5 +1,7 @@
-"""The OpenAPI document as openapi-spec-validator and a JSON Schema validator read it, and /docs offline."""
+"""The OpenAPI document as openapi-spec-validator, a JSON Schema validator and client generators read it (plain
+component names, no recursion, links), and /docs offline."""
 
+import json
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -12,6 +14,7 @@ from tests.conftest import processes_only
 from tests.specs import tiny_regression
 
 BODY_METHODS = ("post", "put", "patch")
+SCHEMA_REF = re.compile(r"#/components/schemas/([\w.-]+)")
 
 
 def operations(document: dict):
@@ -73,6 +76,73 @@ def test_schema_valid_bodies_are_accepted_and_invalid_ones_are_refused_by_both(s
     inputs_schema = body_validator(document, "/v1/jobs/{job_id}/predict")
     assert list(inputs_schema.iter_errors({"inputs": [[1], [2.5]]})) == []
     assert list(inputs_schema.iter_errors({"inputs": [[True]]})) != []
+    assert list(inputs_schema.iter_errors({"inputs": [[[[1]]], [[[2.5]]]]})) == []  # (N, C, H, W)
+
+
+def ref_cycle(schemas: dict) -> list[str]:
+    """A chain of components each naming the next by $ref and coming back to the first; [] where there is none."""
+    refs = {name: set(SCHEMA_REF.findall(json.dumps(schema))) for name, schema in schemas.items()}
+    done: set[str] = set()
+
+    def walk(name: str, chain: list[str]) -> list[str]:
+        if name in chain:
+            return chain[chain.index(name):] + [name]
+        if name in done:
+            return []
+        for ref in sorted(refs[name]):
+            if cycle := walk(ref, chain + [name]):
+                return cycle
+        done.add(name)
+        return []
+
+    return next((cycle for name in schemas if (cycle := walk(name, []))), [])
+
+
+def test_components_have_plain_names_and_none_refers_back_to_itself(document):
+    """What client generators need: openapi-python-client dropped every model that reached a recursive schema."""
+    schemas = document["components"]["schemas"]
+    assert [name for name in schemas if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)*", name)] == []
+    assert [name for name in schemas if name.startswith(("service", "workers", "modelzoo", "fitserve"))] == []
+    assert ref_cycle(schemas) == []
+    assert ref_cycle({"A": {"$ref": "#/components/schemas/B"}, "B": {"items": {"$ref": "#/components/schemas/A"}}})
+    number_arrays = [schemas["NumberArray"]["anyOf"][rank]["$ref"].rsplit("/", 1)[1] for rank in range(8)]
+    assert number_arrays == [f"NumberArray{rank}D" for rank in range(1, 9)]
+    for model, field in (("InlineData", "x"), ("PredictRequest", "inputs"), ("EvaluateRequest", "y")):
+        described = json.dumps(schemas[model]["properties"][field])
+        assert "#/components/schemas/NumberArray" in described and '"minItems": 1' in described, (model, described)
+    used = set(SCHEMA_REF.findall(json.dumps({k: v for k, v in document.items() if k != "components"})))
+    assert used <= set(schemas) and "NestedNumber" not in schemas  # what the validators recurse on is not described
+
+
+def test_each_create_links_to_reading_changing_cancelling_and_deleting_what_it_made(document):
+    ids = {(path, method): op["operationId"] for path, method, op in operations(document)}
+    links = {
+        path: document["paths"][path]["post"]["responses"]["201"]["links"]
+        for path in ("/v1/jobs", "/v1/sweeps", "/v1/datasets")
+    }
+    targets = {
+        path: {(name, link["operationId"]): link["parameters"] for name, link in found.items()}
+        for path, found in links.items()
+    }
+    job, sweep, dataset = ({f"{kind}_id": "$response.body#/id"} for kind in ("job", "sweep", "dataset"))
+    assert targets["/v1/jobs"] == {
+        ("GetJob", ids["/v1/jobs/{job_id}", "get"]): job,
+        ("UpdateJob", ids["/v1/jobs/{job_id}", "patch"]): job,
+        ("DeleteJob", ids["/v1/jobs/{job_id}", "delete"]): job,
+        ("CancelJob", ids["/v1/jobs/{job_id}/cancel", "post"]): job,
+    }
+    assert targets["/v1/sweeps"] == {
+        ("GetSweep", ids["/v1/sweeps/{sweep_id}", "get"]): sweep,
+        ("DeleteSweep", ids["/v1/sweeps/{sweep_id}", "delete"]): sweep,
+        ("CancelSweep", ids["/v1/sweeps/{sweep_id}/cancel", "post"]): sweep,
+    }
+    assert targets["/v1/datasets"] == {
+        ("GetDataset", ids["/v1/datasets/{dataset_id}", "get"]): dataset,
+        ("DeleteDataset", ids["/v1/datasets/{dataset_id}", "delete"]): dataset,
+    }
+    for path in links:  # each answers what it made, with the `id` the links read
+        answer = document["paths"][path]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
+        assert "id" in document["components"]["schemas"][answer["$ref"].rsplit("/", 1)[1]]["properties"], path
 
 
 def test_the_key_is_optional_in_the_document_unless_keys_are_required(make_app):
