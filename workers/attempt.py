@@ -14,6 +14,7 @@ import torch
 
 from modelzoo import build_network
 from service.db import session_scope
+from service.db_faults import database_fault
 from service.models import Job
 from service.repositories import datasets as dataset_repo
 from service.repositories import jobs as job_repo
@@ -75,10 +76,11 @@ def run_attempt(
         run = train_with_fallback(job, member, ledger, device, settings, shutdown, node or this_node())
         outcome = run.ended.get(job.id, "failed")
     except Exception as exc:  # a bad dataset, a missing GPU, no memory: the job fails, the worker lives on
-        reason = failure(exc)  # a fault of the database's own is raised again (workers/loop.py hands the job back)
+        if database_fault(exc) is not None:  # the database's disk full, its file corrupt: no job's fault
+            raise  # workers/loop.py hands the job back
         if not is_out_of_memory(exc):
             log.exception("job %s failed", job.id)
-        ledger.fail(member, reason)
+        ledger.fail(member, failure(exc))
     finally:
         if torch.cuda.is_available() and job.spec.get("device", "auto") != "cpu":
             torch.cuda.empty_cache()

@@ -17,6 +17,7 @@ from collections import defaultdict
 import torch
 
 from service.db import session_scope
+from service.db_faults import database_fault
 from service.models import Job
 from service.repositories import batches as batch_repo
 from service.repositories import jobs as job_repo
@@ -183,10 +184,11 @@ def run_in_turn(group: list[Job], search, worker_id: str, settings: Settings, gp
         run.start(str(device), f"eager on {device}; {search.in_turn}", this_node())
         run.train()
     except Exception as exc:  # the members still running fail with the reason (guarded); the worker lives on
-        reason = failure(exc)  # a fault of the database's own is raised again (workers/loop.py hands them back)
+        if database_fault(exc) is not None:  # no member's fault: workers/loop.py hands them back
+            raise
         log.exception("sweep %s: members trained in turn failed", group[0].sweep_id)
         for member in members:
-            ledger.fail(member, reason)
+            ledger.fail(member, failure(exc))
 
 
 def fall_back(group: list[Job], worker_id: str, exc: Exception, policy=SWEEP) -> list[Job]:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from modelzoo.weights import weights_to_bytes
 from service.db import session_scope
-from service.db_faults import FAULTS, database_fault
+from service.db_faults import FAULTS
 from service.models import JobStatus
 from service.repositories import jobs as job_repo
 from service.repositories import members as member_repo
@@ -47,10 +47,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def failure(exc: BaseException) -> str:
-    """Why an exception fails a job (a bad dataset, a missing GPU, no memory). A fault of the database itself (its
-    disk full, its file corrupt) is no job's: it is raised again, for the worker to hand its jobs back and wait."""
-    if database_fault(exc) is not None:
-        raise exc
+    """Why an exception fails a job (a bad dataset, a missing GPU, no memory)."""
     if is_out_of_memory(exc):
         return f"out of memory: {str(exc)[:500]}"
     return f"{type(exc).__name__}: {str(exc)[:1000]}"
