@@ -4,12 +4,37 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from service.schemas.limits import LIMITS
 from service.schemas.numbers import Numbers
 
 FLOAT32_MAX = 3.4028234663852886e38
+
+
+def within_float32(value: float) -> float:
+    if abs(value) > FLOAT32_MAX:
+        raise ValueError("is beyond the float32 range training uses (magnitude at most 3.4e38)")
+    return value
+
+
+# a generator's parameter: one float32, which training uses, holds
+Float32 = Annotated[float, AfterValidator(within_float32)]
+NOISE_REACH = 8.0  # a normal draw past 8 standard deviations is not met in the rows a generator makes (p ~ 1e-15)
+
+
+def check_generated(bound: float, what: str) -> None:
+    """Refuse a generator whose values would reach past float32's range (a job that could only fail when it ran)."""
+    if not bound <= FLOAT32_MAX / 2:
+        raise ValueError(f"{what} would reach about {bound:.3g}, beyond the float32 range training uses (3.4e38)")
+
+
+def polynomial_bound(coefficients: list[float], reach: float) -> float:
+    """The most |c0 + c1 x + c2 x^2 + ...| can be for |x| <= reach."""
+    try:
+        return sum(abs(c) * reach**i for i, c in enumerate(coefficients))
+    except OverflowError:
+        return float("inf")
 
 
 class Strict(BaseModel):
@@ -73,12 +98,18 @@ class SyntheticLine(DataBase):
     source: Literal["synthetic"]
     generator: Literal["linear"]
     n: Annotated[int, Field(ge=1, le=LIMITS.max_synthetic_rows)]
-    low: float = -3.0
-    high: float = 3.0
-    slope: float = 1.0
-    intercept: float = 0.0
-    noise: float = Field(0.0, ge=0.0)
+    low: Float32 = -3.0
+    high: Float32 = 3.0
+    slope: Float32 = 1.0
+    intercept: Float32 = 0.0
+    noise: Float32 = Field(0.0, ge=0.0)
     noise_kind: Literal["uniform", "normal"] = "uniform"
+
+    @model_validator(mode="after")
+    def _check_range(self) -> SyntheticLine:
+        reach = max(abs(self.low), abs(self.high))
+        check_generated(polynomial_bound([self.intercept, self.slope], reach) + NOISE_REACH * self.noise, "y")
+        return self
 
 
 class SyntheticPolynomial(DataBase):
@@ -86,18 +117,29 @@ class SyntheticPolynomial(DataBase):
 
     source: Literal["synthetic"]
     generator: Literal["polynomial"]
-    coefficients: list[float] = Field(min_length=1, max_length=16)
+    coefficients: list[Float32] = Field(min_length=1, max_length=16)
     n: Annotated[int, Field(ge=1, le=LIMITS.max_synthetic_rows)]
-    low: float = -3.0
-    high: float = 3.0
-    noise: float = Field(0.0, ge=0.0)
+    low: Float32 = -3.0
+    high: Float32 = 3.0
+    noise: Float32 = Field(0.0, ge=0.0)
     noise_kind: Literal["uniform", "normal"] = "uniform"
+
+    @model_validator(mode="after")
+    def _check_range(self) -> SyntheticPolynomial:
+        reach = max(abs(self.low), abs(self.high))
+        check_generated(polynomial_bound(self.coefficients, reach) + NOISE_REACH * self.noise, "y")
+        return self
 
 
 class Cluster(Strict):
-    mean: list[float] = Field(min_length=1, max_length=1024)
-    std: float = Field(gt=0.0)
+    mean: list[Float32] = Field(min_length=1, max_length=1024)
+    std: Float32 = Field(gt=0.0)
     n: Annotated[int, Field(ge=1, le=LIMITS.max_synthetic_rows)]
+
+    @model_validator(mode="after")
+    def _check_range(self) -> Cluster:
+        check_generated(max(abs(m) for m in self.mean) + NOISE_REACH * self.std, "the cluster's points")
+        return self
 
 
 class SyntheticBlobs(DataBase):

@@ -64,6 +64,20 @@ CASES = {
         with_changes(example("2_linear_regression"), epochs=1_000_000),
         ["body", "epochs"],
     ),
+    "a generator's bound beyond float32": (
+        with_changes(BASE, data__low=-1e39), ["body", "data", "synthetic-linear", "low"]
+    ),
+    "a line whose y overflows float32": (
+        with_changes(BASE, data__slope=1e30, data__high=1e10), ["body", "data", "synthetic-linear"]
+    ),
+    "a polynomial whose y overflows float32": (
+        with_changes(example("3_nonlinear_mlp"), data__coefficients=[0, 0, 0, 1e30], data__high=1e4),
+        ["body", "data", "synthetic-polynomial"],
+    ),
+    "blobs whose points overflow float32": (
+        with_changes(BLOBS, data__clusters=[{"mean": [0, 0], "std": 1e38, "n": 10}]),
+        ["body", "data", "synthetic-blobs", "clusters", 0],
+    ),
     "dataset that does not exist": (
         with_changes(BASE, data={"source": "dataset", "dataset_id": "nope"}),
         ["body", "data", "dataset_id"],
