@@ -10,10 +10,12 @@ COPY alembic alembic
 COPY service service
 COPY workers workers
 COPY modelzoo modelzoo
-COPY fitserve fitserve
+COPY server server
+COPY client client
 # postgres,ray for an image that can also be a Ray node (docker-compose.yml builds that one)
 ARG EXTRAS=postgres
-RUN pip install --no-cache-dir ".[${EXTRAS}]"
+# the client (the `fitserve` command) beside the server, which depends on it
+RUN pip install --no-cache-dir ./client ".[${EXTRAS}]"
 ENV FITSERVE_DATABASE_URL=sqlite:////app/var/fitserve.db
 EXPOSE 8000
 CMD ["fitserve", "serve", "--host", "0.0.0.0", "--port", "8000", "--workers", "0"]

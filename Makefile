@@ -7,16 +7,18 @@ VENV ?= .venv
 # torch==2.13.0 from the configured indexes (PyPI: the CUDA build on Linux x86-64); README shows the CPU-only and CUDA index URLs
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
-# Two stamps: the server's own install, and the test extras over it. Whenever the first is redone (pyproject.toml
-# changed) it is newer than the second, so the next `make test` installs the extras again.
+# Two stamps: the server's own install, and the test extras over it. Whenever the first is redone (either
+# pyproject.toml changed) it is newer than the second, so the next `make test` installs the extras again.
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: install run test test-fast bench clean
 
-$(STAMP): pyproject.toml
+# The client (client/: the `fitserve` command, no server) first: the server depends on it, and it is on no index.
+$(STAMP): pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e ./client
 	$(BIN)/pip install -q -e .
 	touch $(STAMP)
 

@@ -1,5 +1,6 @@
-"""`make run` installs only what the server needs; `make test` (and `make install`, which CI runs) the test
-extras too, also after a runtime-only install and after pyproject.toml changes. Read from `make -n`."""
+"""`make run` installs only what the server needs, the client (client/) before the server that depends on it; `make
+test` (and `make install`, which CI runs) the test extras too, also after a runtime-only install and after either
+pyproject.toml changes. Read from `make -n`."""
 
 import os
 import shutil
@@ -13,10 +14,10 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 
 
-def planned(target: str, venv: Path) -> str:
+def planned(target: str, venv: Path, *options: str) -> str:
     """The commands `make target` would run against the venv `venv` (nothing is run)."""
     return subprocess.run(
-        ["make", "-n", target, f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True, check=True
+        ["make", "-n", target, f"VENV={venv}", *options], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
 
 
@@ -24,6 +25,7 @@ def test_run_installs_the_server_alone_and_test_adds_the_extras(tmp_path):
     venv = tmp_path / "venv"
     run = planned("run", venv)
     assert "pip install -q -e .\n" in run and "[dev]" not in run and "fitserve serve" in run
+    assert run.index("pip install -q -e ./client\n") < run.index("pip install -q -e .\n")
     for target in ("test", "install"):
         assert "pip install -q -e '.[dev]'" in planned(target, venv)
     venv.mkdir()
@@ -33,6 +35,8 @@ def test_run_installs_the_server_alone_and_test_adds_the_extras(tmp_path):
     assert "pip install -q -e '.[dev]'" in after_run and "pip install -q -e .\n" not in after_run
     (venv / ".installed-dev").touch()
     assert "pip install" not in planned("test", venv)
+    client_changed = planned("test", venv, "--what-if=client/pyproject.toml")
+    assert "pip install -q -e ./client\n" in client_changed and "pip install -q -e '.[dev]'" in client_changed
     older = (ROOT / "pyproject.toml").stat().st_mtime - 10
     for stamp in (".installed", ".installed-dev"):
         os.utime(venv / stamp, (older, older))  # pyproject.toml changed since either install

@@ -83,8 +83,8 @@ def test_curves_stored_as_rows_move_into_chunks_and_back(tmp_path, databases):
 
 
 def test_an_installed_wheel_finds_its_migrations_with_no_checkout_beside_it(tmp_path):
-    """The Docker image runs `pip install .`: its `fitserve db upgrade` (and `serve`, which upgrades first) must
-    find the migrations the wheel installed under <prefix>/share/fitserve."""
+    """The Docker image runs `pip install ./client .`: its `fitserve db upgrade` (and `serve`, which upgrades first)
+    must find the migrations the server's wheel installed under <prefix>/share/fitserve."""
     import importlib.metadata
     import shutil
     import subprocess
@@ -96,7 +96,7 @@ def test_an_installed_wheel_finds_its_migrations_with_no_checkout_beside_it(tmp_
     source.mkdir()
     for name in ("pyproject.toml", "README.md", "alembic.ini"):
         shutil.copy(root / name, source / name)
-    for name in ("alembic", "service", "workers", "modelzoo", "fitserve"):
+    for name in ("alembic", "service", "workers", "modelzoo", "server"):
         shutil.copytree(root / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", tmp_path / "wheel", source], check=True)

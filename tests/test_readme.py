@@ -6,7 +6,7 @@ import re
 from tests.conftest import ROOT
 
 # the folders a path must start with to be read as one of ours (`var/`, `.venv/` are made by running, not shipped)
-REPO_FOLDERS = ("service", "workers", "tests", "alembic", "docs", "examples", "bench", "fitserve", "modelzoo", ".ci")
+REPO_FOLDERS = ("service", "workers", "tests", "alembic", "docs", "examples", "bench", "client", "server", "modelzoo", ".ci")
 IN_BACKTICKS = re.compile(r"`([^`\n]+)`")
 LINK_TARGET = re.compile(r"\]\(([^)\s]+)\)")
 SENT_FILE = re.compile(r"(?:-d |--data-binary |=)@([\w./-]+)")  # curl's `-d @file` and `-F file=@file`

@@ -18,10 +18,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
+from fitserve.schemas import JobPublic
 from service.api.deps import ERROR_RESPONSES, OwnerDep, SessionDep
 from service.errors import InvalidField
 from service.models import JobStatus
-from service.schemas.jobs import JobPublic
+from service.schemas.jobs import job_public
 from service.schemas.limits import LIMITS
 from service.services import events
 from service.services import jobs as job_service
@@ -90,7 +91,7 @@ async def long_poll(request: Request, owner: str | None, seconds: float, read: C
 
 def check_job(session: Session, job_id: str, owner: str | None) -> JobPublic:
     """The job, 404 unless it is the owner's; then the request's transaction ends, in the same thread hop."""
-    job = JobPublic.from_job(job_service.get_job(session, job_id, owner))
+    job = job_public(job_service.get_job(session, job_id, owner))
     session.commit()
     return job
 

@@ -10,20 +10,13 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic_core import to_json
 from sqlalchemy.orm import Session
 
+from fitserve.schemas import JobPage, JobPublic, MetricsPage, PredictResponse
 from service.api.deps import ERROR_RESPONSES, ModelCacheDep, OwnerDep, SessionDep, SettingsDep
 from service.api.events import long_poll
 from service.api.idempotent import IdempotencyKeyHeader, create_once
 from service.api.routing import OffLoopJSONRoute
 from service.repositories.job_search import JobFilter
-from service.schemas.jobs import (
-    AliasUpdate,
-    JobPage,
-    JobPublic,
-    JobUpdate,
-    MetricsPage,
-    PredictRequest,
-    PredictResponse,
-)
+from service.schemas.jobs import AliasUpdate, JobUpdate, PredictRequest, job_public
 from service.schemas.evaluation import EvaluateRequest
 from service.schemas.limits import LIMITS
 from service.schemas.spec import JobSpec
@@ -51,7 +44,7 @@ def submit_job(
 ):
     def create() -> tuple[Callable[[], dict], str]:
         job = job_service.submit_job(session, spec, owner, settings)
-        return lambda: JobPublic.from_job(job).model_dump(mode="json"), f"/v1/jobs/{job.id}"
+        return lambda: job_public(job).model_dump(mode="json"), f"/v1/jobs/{job.id}"
 
     content = spec.model_dump(mode="json") if idempotency_key is not None else None  # only a key's fingerprint reads it
     return create_once(session, settings, owner, "POST /v1/jobs", idempotency_key, content, create)
@@ -92,7 +85,7 @@ def list_jobs(
 @router.patch("/{job_id}", response_model=JobPublic)
 def update_job(job_id: str, body: JobUpdate, session: SessionDep, owner: OwnerDep, settings: SettingsDep):
     """Rename, and set or remove tags (`{"tags": {"k": null}}` removes k); nothing else may change (422)."""
-    return JobPublic.from_job(job_service.update_job(session, job_id, owner, body, settings))
+    return job_public(job_service.update_job(session, job_id, owner, body, settings))
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -112,14 +105,14 @@ def read_job_and_commit(session: Session, job_id: str, owner: str | None) -> Job
 
     (With every thread blocked on a busy pool, a connection held until a later hop would never come back.)
     """
-    job = JobPublic.from_job(job_service.get_job(session, job_id, owner))
+    job = job_public(job_service.get_job(session, job_id, owner))
     session.commit()
     return job
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)
 def cancel_job(job_id: str, session: SessionDep, owner: OwnerDep):
-    return JobPublic.from_job(job_service.cancel_job(session, job_id, owner))
+    return job_public(job_service.cancel_job(session, job_id, owner))
 
 
 @router.delete("/{job_id}", status_code=204, response_class=Response)
@@ -133,12 +126,12 @@ def delete_job(job_id: str, session: SessionDep, owner: OwnerDep, cache: ModelCa
 def set_alias(job_id: str, body: AliasUpdate, session: SessionDep, owner: OwnerDep):
     """Name the job's model for the v2 protocol: `/v2/models/{alias}` then answers for it. An alias that names
     another job is 409, or with `"move": true` moves here in one step (`/v2` never misses it meanwhile)."""
-    return JobPublic.from_job(job_service.set_alias(session, job_id, owner, body.alias, body.move))
+    return job_public(job_service.set_alias(session, job_id, owner, body.alias, body.move))
 
 
 @router.delete("/{job_id}/alias", response_model=JobPublic)
 def remove_alias(job_id: str, session: SessionDep, owner: OwnerDep):
-    return JobPublic.from_job(job_service.set_alias(session, job_id, owner, None))
+    return job_public(job_service.set_alias(session, job_id, owner, None))
 
 
 @router.get("/{job_id}/metrics", response_model=MetricsPage)

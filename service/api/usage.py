@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
+from fitserve.schemas import UsagePublic
 from service.api.deps import ERROR_RESPONSES, OwnerDep, SessionDep
-from service.schemas.usage import UsagePublic
 from service.services.usage import measure_usage
 
 router = APIRouter(prefix="/v1/usage", tags=["usage"], responses=ERROR_RESPONSES)

@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
+from fitserve.schemas import WorkerList
 from service.api.deps import ERROR_RESPONSES, OwnerDep, SessionDep, SettingsDep
-from service.schemas.workers import WorkerList
 from service.services import workers as worker_service
 
 router = APIRouter(prefix="/v1/workers", tags=["workers"], responses=ERROR_RESPONSES)

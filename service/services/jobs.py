@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from fitserve.schemas import JobPage, MetricPointPublic, MetricsPage
 from modelzoo.memory import TrainingEstimate, estimate_training, format_bytes
 from service.errors import Conflict, InvalidField, NotFound, TooManyRequests
 from service.models import Job, JobStatus
@@ -17,9 +18,7 @@ from service.repositories import datasets as dataset_repo
 from service.repositories import jobs as job_repo
 from service.repositories import job_search as search_repo
 from service.repositories import metrics as metric_repo
-from service.schemas.jobs import (
-    AliasAssignmentPublic, AliasPublic, JobPage, JobPublic, JobUpdate, MetricPointPublic, MetricsPage,
-)
+from service.schemas.jobs import AliasAssignmentPublic, AliasPublic, JobUpdate, job_public
 from service.schemas.data import DataShape, known_data_shape
 from service.schemas.spec import JobSpec, SpecError, check_spec
 from service import wakeup
@@ -178,7 +177,7 @@ def list_jobs(
     jobs = search_repo.list_jobs(session, owner_id, where, after, limit + 1)
     page = jobs[:limit]
     next_cursor = encode_job_cursor(page[-1], where.sort) if len(jobs) > limit else None
-    return JobPage(items=[JobPublic.from_job(j) for j in page], next_cursor=next_cursor)
+    return JobPage(items=[job_public(j) for j in page], next_cursor=next_cursor)
 
 
 def update_job(session: Session, job_id: str, owner_id: str | None, change: JobUpdate, settings: Settings) -> Job:

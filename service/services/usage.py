@@ -4,10 +4,10 @@ from datetime import UTC, datetime, time
 
 from sqlalchemy.orm import Session
 
+from fitserve.schemas import JobCounts, StoredBytes, TrainingSeconds, UsagePublic
 from service.errors import StorageBudgetExceeded
 from service.models import utcnow
 from service.repositories import usage as usage_repo
-from service.schemas.usage import JobCounts, StoredBytes, TrainingSeconds, UsagePublic
 
 
 def measure_usage(session: Session, owner_id: str | None) -> UsagePublic:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from fitserve.schemas import WorkerList, WorkerPublic
 from service.models import Worker, utcnow
 from service.repositories import workers as worker_repo
-from service.schemas.workers import WorkerList, WorkerPublic
 from service.settings import Settings
 
 

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from fitserve import calls
 from fitserve.calls import FitserveClientError
 from fitserve.client import Client
-from service.schemas.jobs import JobPublic
+from fitserve.schemas import JobPublic
 
 EXIT_JOB_NOT_SUCCEEDED = 1
 EXIT_USAGE = 2

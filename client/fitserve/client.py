@@ -4,8 +4,8 @@
         job = fs.wait(fs.submit("spec.yaml"), timeout=600)
         print(fs.predict(job, [[1.0], [2.0]]).predictions)
 
-Results are the server's own schemas (JobPublic, MetricsPage, ...). An error answer raises ApiError
-(status and detail); connection errors and 5xx answers are retried, a submit with the same Idempotency-Key.
+Results are the API's response models (fitserve/schemas.py: JobPublic, MetricsPage, ...). An error answer raises
+ApiError (status and detail); connection errors and 5xx answers are retried, a submit with the same Idempotency-Key.
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ import httpx
 
 from fitserve import calls
 from fitserve.calls import FINAL, LONG_POLL_SECONDS, ApiError, Call, Event, EventParser, Unreachable, job_id_of
-from service.schemas.jobs import JobPublic, MetricPointPublic, MetricsPage, PredictResponse
-from service.schemas.usage import UsagePublic
-from service.schemas.workers import WorkerList
+from fitserve.schemas import JobPublic, MetricPointPublic, MetricsPage, PredictResponse, UsagePublic, WorkerList
 
 __all__ = ["ApiError", "AsyncClient", "Client", "Event", "Unreachable"]
 

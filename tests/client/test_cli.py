@@ -80,11 +80,3 @@ def test_errors_print_one_line_and_exit_codes_tell_them_apart(fitserve):
     invalid = fitserve("submit", ROOT / "pyproject.toml")
     assert invalid.returncode == 2
 
-
-def test_serve_says_once_at_start_where_the_dashboard_docs_and_keys_are(served):
-    log, base = served.read_log(), f"http://127.0.0.1:{served.client.base_url.port}"
-    for line in (f"dashboard: {base}/\n", f"API docs: {base}/docs ", "API keys: none needed on loopback"):
-        assert log.count(line) == 1, line
-    assert log.index("API keys:") < log.index("Uvicorn running on")  # among the first lines, not buried later
-    for path in ("/", "/docs"):
-        assert served.client.get(path).status_code == 200

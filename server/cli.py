@@ -1,4 +1,9 @@
-"""`fitserve`: serve the API and its workers, run a pool alone, migrate the database; client commands: commands.py."""
+"""The server's commands of `fitserve`: serve the API and its workers, run a pool alone, migrate and check the
+database, manage keys. The `fitserve` command itself is the client's (client/fitserve/cli.py); it adds these through
+the `fitserve.commands` entry point (pyproject.toml).
+
+This is the one place that starts both the API (service/) and the workers (workers/).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,9 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 
-from fitserve.commands import add_client_commands
-from fitserve.supervision import Supervised
+from server.supervision import Supervised
 from service.logs import configure_logging
 
 
@@ -268,24 +273,20 @@ def cmd_usage(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fitserve", description="Train small PyTorch models over HTTP.")
-    parser.add_argument("--url", default=None, help="server URL for client commands (default: $FITSERVE_URL)")
-    parser.add_argument("--api-key", default=None, help="API key for client commands (default: $FITSERVE_API_KEY)")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_server_commands(sub: argparse._SubParsersAction) -> None:
+    """Add serve, worker, dispatcher, db, usage and keys to the `fitserve` command's subcommands."""
     serve = sub.add_parser("serve", help="run the API and a local worker pool")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=None, help="worker processes (0: API only)")
-    serve.set_defaults(func=cmd_serve)
+    serve.set_defaults(func=logged(cmd_serve))
 
     worker = sub.add_parser("worker", help="run a worker pool alone against the same database")
     worker.add_argument("--workers", type=int, default=None)
-    worker.set_defaults(func=cmd_worker)
+    worker.set_defaults(func=logged(cmd_worker))
 
     dispatcher = sub.add_parser("dispatcher", help="place queued jobs on the Ray cluster at $RAY_ADDRESS, alone")
-    dispatcher.set_defaults(func=cmd_dispatcher)
+    dispatcher.set_defaults(func=logged(cmd_dispatcher))
 
     db = sub.add_parser("db", help="apply or roll back migrations; check or back up the database")
     db_actions = db.add_subparsers(dest="action", required=True)
@@ -295,13 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("path", metavar="PATH")
     db_actions.add_parser("check", help="is the database whole (SQLite: quick_check) and at the schema head? one line")
     db_actions.add_parser("recount", help="rebuild the job counters from the history (a repair; never needed)")
-    db.set_defaults(func=cmd_db)
+    db.set_defaults(func=logged(cmd_db))
 
     usage = sub.add_parser("usage", help="each owner's jobs, stored bytes and training time (reads the database)")
     usage.add_argument("--owner", default=None, help="only this owner")
-    usage.set_defaults(func=cmd_usage)
+    usage.set_defaults(func=logged(cmd_usage))
 
-    add_client_commands(sub)
     keys = sub.add_parser("keys", help="create, list and revoke API keys")
     key_actions = keys.add_subparsers(dest="action", required=True)
     create = key_actions.add_parser("create", help="make a key; the token is printed once")
@@ -310,18 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
     key_actions.add_parser("list", help="every key, active or revoked")
     revoke = key_actions.add_parser("revoke", help="stop a key from working (within seconds)")
     revoke.add_argument("key_id")
-    keys.set_defaults(func=cmd_keys)
-    return parser
+    keys.set_defaults(func=logged(cmd_keys))
 
 
-def main(argv: list[str] | None = None) -> int:
-    configure_logging(os.environ.get("FITSERVE_LOG_LEVEL", "INFO"))
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # the client commands' own output says what happened
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+def logged(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """The command, with this process's log lines set up first (FITSERVE_LOG_LEVEL; libraries' chatter left out)."""
 
+    def run(args: argparse.Namespace) -> int:
+        configure_logging(os.environ.get("FITSERVE_LOG_LEVEL", "INFO"))
+        for noisy in ("alembic", "matplotlib", "httpx"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        return command(args)
 
-if __name__ == "__main__":
-    sys.exit(main())
+    return run

@@ -14,9 +14,15 @@ import httpx
 import yaml
 from pydantic import BaseModel
 
-from service.schemas.jobs import JobPage, JobPublic, MetricPointPublic, MetricsPage, PredictResponse
-from service.schemas.usage import UsagePublic
-from service.schemas.workers import WorkerList
+from fitserve.schemas import (
+    JobPage,
+    JobPublic,
+    MetricPointPublic,
+    MetricsPage,
+    PredictResponse,
+    UsagePublic,
+    WorkerList,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 FINAL = frozenset({"succeeded", "failed", "cancelled"})

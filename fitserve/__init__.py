@@ -1,1 +1,0 @@
-"""fitserve's command line (and, for scripts, its Python client)."""
