@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml client/pyproject.toml
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e ./client
 	$(BIN)/pip install -q -e .
+	# a venv from before the client was a distribution of its own: replacing the old server took its command along
+	test -x $(BIN)/fitserve || $(BIN)/pip install -q --no-deps --force-reinstall -e ./client
 	touch $(STAMP)
 
 $(DEV_STAMP): $(STAMP)
