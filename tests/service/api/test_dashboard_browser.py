@@ -86,6 +86,15 @@ def wait_for_more_points(page, than: int) -> int:
     return shown_points(page)
 
 
+DURATION = r"(\d+\.\d s|\d+ min \d+ s|\d+ h \d+ min)"  # formatSeconds in dom.js
+RATE = r"\d[\d.]*(e\d+)? epochs/s"
+
+
+def detail(page, term: str):
+    """The value beside `term` in a job's details."""
+    return page.locator(".details dt", has_text=term).locator("xpath=following-sibling::dd[1]")
+
+
 def long_job(name: str) -> dict:
     """Trains for minutes, about a hundred curve points a second, until cancelled."""
     data = {"source": "synthetic", "generator": "linear", "n": 20, "noise": 0.3}
@@ -105,6 +114,10 @@ def test_finished_classifier_shows_its_curves_and_predicts(served, page):
     for label in ["loss", "validation loss", "accuracy", "validation accuracy"]:
         expect(legend.get_by_text(label, exact=True)).to_be_visible()
     expect(page.locator(".details")).to_contain_text("cpu")
+    assert job["execution"]
+    expect(detail(page, "Execution")).to_have_text(job["execution"])
+    # ended: how long it took and its average speed, no ETA
+    expect(page.locator(".pace")).to_have_text(re.compile(rf"^took {DURATION} · {RATE}$"))
 
     page.get_by_label("Inputs").fill("[[4, 4], [-8, -8]]")
     page.get_by_role("button", name="Predict").click()
@@ -186,9 +199,14 @@ def test_new_job_appears_live_its_curve_grows_and_it_cancels(served, page):
     assert opened >= recorded > 0  # opened mid-training: the history comes first
     grown = wait_for_more_points(page, opened)
     wait_for_more_points(page, grown)  # and the curve keeps growing from the stream
+    # its speed over the epochs seen arrive, and when it should end at that speed
+    expect(page.locator(".pace")).to_have_text(re.compile(rf"^{RATE} · ETA {DURATION}$"), timeout=10_000)
+    execution = served.wait_until(job["id"], lambda j: j["execution"])["execution"]
+    expect(detail(page, "Execution")).to_have_text(execution)
 
     page.get_by_role("button", name="Cancel job").click()
     expect(page.locator(".title-line .status")).to_have_text("cancelled", timeout=30_000)
+    expect(page.locator(".pace")).to_have_text(re.compile(rf"^took {DURATION}"))
     expect(page.get_by_role("button", name="Cancel job")).to_be_disabled()
     assert served.client.get(f"/v1/jobs/{job['id']}").json()["status"] == "cancelled"
     total = served.client.get(f"/v1/jobs/{job['id']}/metrics", params={"max_points": 1}).json()["total_points"]
