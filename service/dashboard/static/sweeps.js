@@ -46,10 +46,9 @@ export function varying(entries) {
 }
 
 /** Where an adaptive search stopped a member (ASHA), or the copies its weights came through (PBT). */
-function searchNote(entry, sweep) {
+function searchNote(entry, sweep, rank) {
   if (entry.stop_reason) return `${entry.stop_reason} (epoch ${entry.stopped_early_at})`;
   const history = sweep.search_state?.pbt?.history?.[entry.job_id] ?? [];
-  const rank = Object.fromEntries(sweep.leaderboard.map((e) => [e.job_id, e.rank]));
   return history.filter((event) => event.source)
     .map((event) => `epoch ${event.epoch}: copied #${rank[event.source]}, ${formatValues(event.values)}`).join("; ");
 }
@@ -66,9 +65,10 @@ function columns(sweep) {
   const status = { label: "Status", key: (e) => e.status, cell: (e) => statusBadge(e.status) };
   const metrics = METRICS.filter(([key]) => entries.some((e) => e[key] != null))
     .map(([key, label]) => ({ label, num: true, key: (e) => e[key], cell: (e) => formatNumber(e[key]) }));
-  const notes = entries.some((e) => searchNote(e, sweep))
-    ? [{ label: "Rung stop / PBT lineage", key: (e) => searchNote(e, sweep), cell: (e) => searchNote(e, sweep) }] : [];
-  return [rank, ...params, status, ...metrics, ...notes];
+  const ranks = Object.fromEntries(entries.map((e) => [e.job_id, e.rank]));
+  const notes = new Map(entries.map((e) => [e.job_id, searchNote(e, sweep, ranks)]));
+  const note = { label: "Rung stop / PBT lineage", key: (e) => notes.get(e.job_id), cell: (e) => notes.get(e.job_id) };
+  return [rank, ...params, status, ...metrics, ...([...notes.values()].some(Boolean) ? [note] : [])];
 }
 
 const sortable = (v) => (typeof v === "number" ? v : v === null || v === undefined ? null : formatValue(v));
@@ -98,6 +98,7 @@ function memberTable() {
   const pick = (label) => {
     sort = { label, descending: sort.label === label && !sort.descending };
     update(sweep);
+    [...head.querySelectorAll("button")].find((button) => button.textContent === label)?.focus(); // its header was redrawn
   };
   function update(next) {
     sweep = next;
