@@ -5,7 +5,7 @@ import { showCompare } from "./compare.js";
 import { h } from "./dom.js";
 import { showJob } from "./job.js";
 import { showJobs } from "./jobs.js";
-import { showSweep } from "./sweeps.js";
+import { showSweep, showSweeps } from "./sweeps.js";
 
 const main = document.getElementById("main");
 let current = null;
@@ -13,6 +13,7 @@ let current = null;
 // Hash routes: the server serves one page; a sweep's page links to #/compare/<its best members' ids>.
 const ROUTES = [
   [/^#\/jobs\/([^/]+)$/, (signal, [, id]) => showJob(main, signal, decodeURIComponent(id))],
+  [/^#\/sweeps\/?$/, (signal) => showSweeps(main, signal)],
   [/^#\/sweeps\/([^/]+)$/, (signal, [, id]) => showSweep(main, signal, decodeURIComponent(id))],
   [/^#\/compare\/([^/]+)$/, (signal, [, ids]) => showCompare(main, signal, ids.split(",").map(decodeURIComponent))],
   [/^(#\/?)?$/, (signal) => showJobs(main, signal)],

@@ -1,6 +1,7 @@
 // Curves drawn with uPlot (vendored; loaded before this module as window.uPlot).
 
 import { formatNumber, h } from "./dom.js";
+import { tickLabel, ticks } from "./ticks.js";
 
 const uPlot = window.uPlot;
 export const COLORS = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#db2777", "#0891b2", "#65a30d"];
@@ -19,6 +20,10 @@ export class Chart {
     this.lossLabel = lossLabel;
     this.data = [[], ...series.map(() => [])];
     this.frame = null;
+    // a canvas says nothing to a screen reader: the axes' labels in words, as last drawn
+    this.ticks = new Map();
+    this.summary = h("p", { class: "visually-hidden axis-ticks" });
+    container.append(this.summary);
     this.build();
     this.resizer = new ResizeObserver(() => this.plot.setSize(this.size()));
     this.resizer.observe(container);
@@ -30,17 +35,25 @@ export class Chart {
   }
 
   axes() {
-    const axis = { stroke: "currentColor", grid: { stroke: "rgba(128,128,128,0.2)" } };
-    const axes = [{ ...axis, label: "epoch" }];
+    const axis = (label, log, space) => ({
+      label, stroke: "currentColor", grid: { stroke: "rgba(128,128,128,0.2)" },
+      ...tickOptions(log, space, (labels) => this.ticks.set(label, labels)),
+    });
+    const axes = [axis("epoch", false, X_SPACE)];
     if (this.series.some((s) => s.scale === "loss")) {
-      const ticks = this.log ? { splits: logSplits } : {};
-      axes.push({ ...axis, ...ticks, scale: "loss", label: this.lossLabel, size: 64, values: (_u, vs) => vs.map(formatTick) });
+      axes.push({ ...axis(this.lossLabel, this.log, Y_SPACE), scale: "loss", size: axisSize });
     }
     if (this.series.some((s) => s.scale === "accuracy")) {
       const side = axes.length > 1 ? 1 : 3; // on the right when the loss axis takes the left
-      axes.push({ ...axis, scale: "accuracy", label: "accuracy", side, grid: { show: side === 3 } });
+      axes.push({ ...axis("accuracy", false, Y_SPACE), scale: "accuracy", side, size: axisSize, grid: { show: side === 3 } });
     }
     return axes;
+  }
+
+  describe() {
+    const scale = this.log ? " (log)" : "";
+    this.summary.textContent = [...this.ticks].map(([label, labels]) =>
+      `${label} axis${label === this.lossLabel ? scale : ""}: ${labels.join(", ")}`).join("; ");
   }
 
   build() {
@@ -61,6 +74,7 @@ export class Chart {
         })),
       ],
       cursor: { drag: { x: true, y: false } },
+      hooks: { draw: [() => this.describe()] },
     };
     this.plot = new uPlot(options, this.view(), this.container);
   }
@@ -82,6 +96,7 @@ export class Chart {
 
   setLog(log) {
     this.log = log;
+    this.ticks.clear();
     this.build();
   }
 
@@ -89,12 +104,38 @@ export class Chart {
     this.resizer.disconnect();
     if (this.frame) cancelAnimationFrame(this.frame);
     this.plot.destroy();
+    this.summary.remove();
   }
 }
 
-function formatTick(value) {
-  if (value === null) return "";
-  return value < 1e-3 || value >= 1e5 ? value.toExponential(0) : String(Number(value.toPrecision(2)));
+// the least room between two ticks' centres, in CSS pixels: a label's height up the side, its width along the bottom
+const Y_SPACE = 36;
+const X_SPACE = 72;
+
+/** An axis's ticks from ticks.js, every label drawn (uPlot's own filter keeps only log labels of 1, 2 and 5). */
+function tickOptions(log, space, drawn) {
+  return {
+    space,
+    splits: (u, index, min, max) => ticks(min, max, { log, px: axisLength(u, index), space }),
+    filter: (_u, splits) => splits,
+    values: (_u, splits) => {
+      const labels = splits.map(tickLabel);
+      drawn(labels);
+      return labels;
+    },
+  };
+}
+
+/** How long an axis is drawn, in CSS pixels (uPlot's bbox is in device pixels). */
+function axisLength(u, index) {
+  const across = u.axes[index].side % 2 === 0;
+  return (across ? u.bbox.width : u.bbox.height) / uPlot.pxRatio;
+}
+
+/** A side axis as wide as its longest label: 3.25e10 and -2.5e-7 need more room than 0.5. */
+function axisSize(_u, values) {
+  const longest = Math.max(3, ...(values ?? []).map((text) => String(text).length));
+  return 16 + 7 * longest;
 }
 
 /** The curve's own range with a little room; uPlot's rounds out to whole decades, which flattens a short curve. */
@@ -104,23 +145,6 @@ function logRange(_u, min, max) {
   const high = Math.log10(max);
   const pad = Math.max((high - low) * 0.05, 0.02);
   return [10 ** (low - pad), 10 ** (high + pad)];
-}
-
-/** Log ticks: several per decade over a short range, only some powers of ten over a long one. */
-function logSplits(_u, _axis, min, max) {
-  const span = Math.log10(max / min);
-  const mantissas = span < 1 ? [1, 2, 3, 5, 7] : span <= 3 ? [1, 2, 5] : [1];
-  const low = Math.floor(Math.log10(min));
-  const high = Math.ceil(Math.log10(max));
-  const step = Math.max(1, Math.ceil((high - low) / 8));
-  const splits = [];
-  for (let exponent = low; exponent <= high; exponent += step) {
-    for (const m of mantissas) {
-      const value = m * 10 ** exponent;
-      if (value >= min && value <= max) splits.push(value);
-    }
-  }
-  return splits;
 }
 
 /** Several jobs' curves on one x axis: uPlot wants every series over the same xs, with gaps where a job has none. */

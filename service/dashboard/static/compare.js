@@ -3,6 +3,7 @@
 import { ApiError, FINAL, getJSON, sleep } from "./api.js";
 import { COLORS, Chart, joinCurves, logToggle } from "./charts.js";
 import { formatNumber, h, jobTitle, statusBadge } from "./dom.js";
+import { formatValues, varying } from "./sweeps.js";
 
 const POLL_MS = 2000;
 const HISTORY_POINTS = 2000;
@@ -16,6 +17,11 @@ class Member {
     this.points = [];
     this.since = 0;
     this.missing = false;
+    this.values = ""; // a sweep member's hyperparameters
+  }
+
+  get label() {
+    return [jobTitle(this.job), this.values].filter(Boolean).join(" · ");
   }
 
   async poll(signal) {
@@ -48,11 +54,31 @@ function swatch(color) {
   return mark;
 }
 
+/** Sweep members by the values that set them apart ("lr sweep #3 · lr=0.01"), not by their numbers alone. */
+async function sweepLabels(members, signal) {
+  const labels = new Map();
+  for (const sweepId of new Set(members.map((m) => m.job?.sweep_id).filter(Boolean))) {
+    let sweep;
+    try {
+      sweep = await getJSON(`/v1/sweeps/${encodeURIComponent(sweepId)}`, { signal });
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) continue; // deleted meanwhile: its members keep their names
+      throw err;
+    }
+    const names = varying(sweep.leaderboard);
+    for (const entry of sweep.leaderboard) {
+      const values = Object.fromEntries(names.map((name) => [name, entry.hyperparameters[name]]));
+      labels.set(entry.job_id, formatValues(values));
+    }
+  }
+  return labels;
+}
+
 function memberRow(member, color, metric) {
   if (member.missing) return h("tr", {}, h("td", {}, member.id), h("td", { colspan: 3 }, "not found"));
   const { job, points } = member;
   return h("tr", {},
-    h("td", {}, swatch(color), h("a", { href: `#/jobs/${encodeURIComponent(job.id)}` }, jobTitle(job))),
+    h("td", {}, swatch(color), h("a", { href: `#/jobs/${encodeURIComponent(job.id)}` }, member.label)),
     h("td", {}, statusBadge(job.status)),
     h("td", { class: "num points" }, String(points.length)),
     h("td", { class: "num" }, formatNumber(points.at(-1)?.[metric])));
@@ -83,7 +109,7 @@ export async function showCompare(root, signal, ids) {
   function rebuild() {
     chart?.destroy();
     const scale = metric.includes("accuracy") ? "accuracy" : "loss";
-    chart = new Chart(chartBox, shown().map((m, i) => ({ label: jobTitle(m.job), color: COLORS[i % COLORS.length], scale })),
+    chart = new Chart(chartBox, shown().map((m, i) => ({ label: m.label, color: COLORS[i % COLORS.length], scale })),
       { log: chart?.log ?? true, lossLabel: METRICS.find(([key]) => key === metric)[1] });
     tools.replaceChildren(scale === "loss" ? logToggle(chart) : "");
     redraw();
@@ -96,6 +122,8 @@ export async function showCompare(root, signal, ids) {
 
   // Polling, not a stream per job: a sweep's members would pass the browser's six connections per host.
   await Promise.all(members.map((m) => m.poll(signal)));
+  const labels = await sweepLabels(members, signal);
+  for (const m of members) m.values = labels.get(m.id) ?? "";
   rebuild();
   while (!signal.aborted && !members.every((m) => m.done)) {
     await sleep(POLL_MS, signal);

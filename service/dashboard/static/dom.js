@@ -24,10 +24,13 @@ export const formatTime = (iso) => (iso ? new Date(iso).toLocaleString() : "–"
 
 export function formatDuration(startIso, endIso) {
   if (!startIso) return "–";
-  const seconds = Math.max(0, ((endIso ? new Date(endIso) : new Date()) - new Date(startIso)) / 1000);
-  if (seconds < 60) return `${seconds.toFixed(1)} s`;
-  const minutes = Math.floor(seconds / 60);
-  return minutes < 60 ? `${minutes} min ${Math.round(seconds % 60)} s` : `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+  return formatSeconds(Math.max(0, ((endIso ? new Date(endIso) : new Date()) - new Date(startIso)) / 1000));
+}
+
+export function formatSeconds(seconds) {
+  if (seconds < 59.95) return `${seconds.toFixed(1)} s`;
+  const minutes = Math.floor(Math.round(seconds) / 60);
+  return minutes < 60 ? `${minutes} min ${Math.round(seconds) % 60} s` : `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 }
 
 export const jobTitle = (job) => job.name || job.id;

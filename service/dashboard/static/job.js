@@ -4,6 +4,7 @@ import { FINAL, download, followEvents, getJSON, postJSON, request } from "./api
 import { COLORS, Chart, logToggle } from "./charts.js";
 import { formatDuration, formatNumber, formatTime, h, jobTitle, progressBar, statusBadge } from "./dom.js";
 import { evaluationView } from "./evaluation.js";
+import { Pace, paceText } from "./pace.js";
 import { predictForm } from "./predict.js";
 
 const HISTORY_POINTS = 5000;
@@ -59,7 +60,7 @@ function formatSpec(spec) {
 
 function details(job) {
   const rows = [
-    ["Id", job.id], ["Status", job.status], ["Device", job.device ?? "–"],
+    ["Id", job.id], ["Status", job.status], ["Device", job.device ?? "–"], ["Execution", job.execution ?? "–"],
     ["Attempt", `${job.attempt} of ${job.max_attempts}`], ["Created", formatTime(job.created_at)],
     ["Started", formatTime(job.started_at)], ["Finished", formatTime(job.finished_at)],
     ["Training time", formatDuration(job.started_at, job.finished_at)],
@@ -70,17 +71,18 @@ function details(job) {
   return h("dl", { class: "details" }, rows.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
 }
 
-function summary(job, latest) {
+function summary(job, latest, pace) {
   const { epoch, epochs } = job.progress;
   const parts = [`epoch ${epoch} / ${epochs}`];
   for (const [key, label] of FIELDS) if (latest?.[key] != null) parts.push(`${label} ${formatNumber(latest[key])}`);
-  return [progressBar(job), h("span", {}, parts.join(" · "))];
+  return [progressBar(job), h("span", {}, parts.join(" · ")), h("span", { class: "pace" }, paceText(job, pace))];
 }
 
 export async function showJob(root, signal, jobId) {
   const path = `/v1/jobs/${encodeURIComponent(jobId)}`;
   let job = await getJSON(path, { signal });
   let latest = job.metrics;
+  const pace = new Pace();
 
   const message = h("p", { class: "message", role: "status" });
   const fail = (err) => { message.textContent = err.message; message.classList.add("error"); };
@@ -129,8 +131,10 @@ export async function showJob(root, signal, jobId) {
 
   function render(next) {
     job = next;
+    if (job.status === "running") pace.note(job.progress.epoch);
+    else pace.clear(); // queued again (an interrupted attempt): its wait is no part of the speed
     status.replaceChildren(statusBadge(job.status), job.cancel_requested && !FINAL.has(job.status) ? " cancelling…" : "");
-    progress.replaceChildren(...summary(job, latest));
+    progress.replaceChildren(...summary(job, latest, pace));
     info.replaceChildren(details(job));
     evaluation.replaceChildren(h("h2", {}, "Evaluation"), ...evaluationView(job));
     error.hidden = !job.error;
@@ -151,7 +155,7 @@ export async function showJob(root, signal, jobId) {
   const refresh = () => {
     frame ??= requestAnimationFrame(() => {
       frame = null;
-      progress.replaceChildren(...summary(job, latest));
+      progress.replaceChildren(...summary(job, latest, pace));
       info.replaceChildren(details(job));
       count.textContent = `${curves.length} points`;
     });
@@ -166,6 +170,7 @@ export async function showJob(root, signal, jobId) {
       latest = event.data;
       curves.add([event.data]);
       job.progress.epoch = event.data.epoch;
+      pace.note(event.data.epoch);
       refresh();
     } else if (event.event === "status") {
       render(event.data);

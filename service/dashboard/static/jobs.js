@@ -3,7 +3,6 @@
 
 import { ApiError, FINAL, getJSON, sleep } from "./api.js";
 import { formatNumber, formatTime, h, jobTitle, progressBar, statusBadge } from "./dom.js";
-import { sweepList } from "./sweeps.js";
 
 const POLL_MS = 1000;
 const PAGE = 50;
@@ -76,7 +75,6 @@ export async function showJobs(root, signal) {
   const empty = h("p", { class: "empty", hidden: true }, "No jobs yet. Submit one with POST /v1/jobs (see the API docs).");
   const more = h("button", { type: "button", hidden: true, onclick: () => { limit += PAGE; refresh(); } }, "Show more");
   const live = h("p", { class: "note", role: "status" });
-  const sweeps = sweepList();
 
   root.replaceChildren(h("section", { class: "jobs" },
     h("h1", {}, "Jobs"),
@@ -89,7 +87,7 @@ export async function showJobs(root, signal) {
         h("th", { scope: "col" }, "Job"), h("th", { scope: "col" }, "Status"), h("th", { scope: "col" }, "Progress"),
         h("th", { scope: "col", class: "num" }, "Loss"), h("th", { scope: "col", class: "created" }, "Created"))),
       tbody)),
-    empty, more, live), sweeps.section);
+    empty, more, live));
 
   // Polling one short request a second, not a stream per job: browsers allow only six connections per host.
   while (!signal.aborted) {
@@ -100,7 +98,7 @@ export async function showJobs(root, signal) {
     if (search.sort !== "-created_at") query.set("sort", search.sort);
     let page;
     try {
-      [page] = await Promise.all([getJSON(`/v1/jobs?${query}`, { signal }), sweeps.update(signal)]);
+      page = await getJSON(`/v1/jobs?${query}`, { signal });
     } catch (error) {
       if (!(error instanceof ApiError) || error.status !== 422) throw error;
       live.textContent = error.message;  // e.g. a malformed tag: say so, and wait for the next change

@@ -86,6 +86,15 @@ def wait_for_more_points(page, than: int) -> int:
     return shown_points(page)
 
 
+DURATION = r"(\d+\.\d s|\d+ min \d+ s|\d+ h \d+ min)"  # formatSeconds in dom.js
+RATE = r"\d[\d.]*(e\d+)? epochs/s"
+
+
+def detail(page, term: str):
+    """The value beside `term` in a job's details."""
+    return page.locator(".details dt", has_text=term).locator("xpath=following-sibling::dd[1]")
+
+
 def long_job(name: str) -> dict:
     """Trains for minutes, about a hundred curve points a second, until cancelled."""
     data = {"source": "synthetic", "generator": "linear", "n": 20, "noise": 0.3}
@@ -105,6 +114,10 @@ def test_finished_classifier_shows_its_curves_and_predicts(served, page):
     for label in ["loss", "validation loss", "accuracy", "validation accuracy"]:
         expect(legend.get_by_text(label, exact=True)).to_be_visible()
     expect(page.locator(".details")).to_contain_text("cpu")
+    assert job["execution"]
+    expect(detail(page, "Execution")).to_have_text(job["execution"])
+    # ended: how long it took and its average speed, no ETA
+    expect(page.locator(".pace")).to_have_text(re.compile(rf"^took {DURATION} · {RATE}$"))
 
     page.get_by_label("Inputs").fill("[[4, 4], [-8, -8]]")
     page.get_by_role("button", name="Predict").click()
@@ -186,9 +199,14 @@ def test_new_job_appears_live_its_curve_grows_and_it_cancels(served, page):
     assert opened >= recorded > 0  # opened mid-training: the history comes first
     grown = wait_for_more_points(page, opened)
     wait_for_more_points(page, grown)  # and the curve keeps growing from the stream
+    # its speed over the epochs seen arrive, and when it should end at that speed
+    expect(page.locator(".pace")).to_have_text(re.compile(rf"^{RATE} · ETA {DURATION}$"), timeout=10_000)
+    execution = served.wait_until(job["id"], lambda j: j["execution"])["execution"]
+    expect(detail(page, "Execution")).to_have_text(execution)
 
     page.get_by_role("button", name="Cancel job").click()
     expect(page.locator(".title-line .status")).to_have_text("cancelled", timeout=30_000)
+    expect(page.locator(".pace")).to_have_text(re.compile(rf"^took {DURATION}"))
     expect(page.get_by_role("button", name="Cancel job")).to_be_disabled()
     assert served.client.get(f"/v1/jobs/{job['id']}").json()["status"] == "cancelled"
     total = served.client.get(f"/v1/jobs/{job['id']}/metrics", params={"max_points": 1}).json()["total_points"]
@@ -238,23 +256,42 @@ def test_key_is_asked_once_and_other_owners_jobs_never_appear(served, page):
     expect(page.get_by_text("The server refused this key")).to_be_visible()
 
 
-def test_a_sweep_page_shows_its_leaderboard_and_compares_its_members(served, page):
+def test_a_sweep_page_lists_its_members_by_the_values_that_differ_and_compares_them(served, page):
     sign_in(page, served)
     base = example("3_nonlinear_mlp", epochs=60)
     base["data"]["n"] = 200
-    body = {"name": f"lr sweep {uuid.uuid4().hex[:6]}", "base": base, "space": {"lr": [0.001, 0.003, 0.01]}}
+    # seed has one value: the same for every member, so no column of its own
+    space = {"lr": [0.001, 0.003, 0.01], "seed": [7]}
+    body = {"name": f"lr sweep {uuid.uuid4().hex[:6]}", "base": base, "space": space}
     sweep = served.client.post("/v1/sweeps", json=body).json()
     page.goto(url(served))
+    page.get_by_role("link", name="Sweeps", exact=True).click()
     link = page.get_by_role("link", name=body["name"], exact=True)
     expect(link).to_be_visible()
     link.click()
     expect(page).to_have_url(re.compile(f"#/sweeps/{sweep['id']}$"))
     expect(page.locator(".sweep h1")).to_contain_text("succeeded", timeout=60_000)
+    headers = page.locator(".sweep thead th")
+    expect(headers).to_have_text(["Rank", "lr", "Status", "Loss"])
     rows = page.locator(".sweep tbody tr")
     expect(rows).to_have_count(3)
-    expect(rows.first).to_contain_text("lr=")
     expect(page.locator(".sweep .note[role=status]")).to_contain_text("ranked by loss")
+    losses = [float(text) for text in rows.locator("td:nth-child(4)").all_inner_texts()]
+    assert losses == sorted(losses)  # in rank order at first
     screenshot(page, "sweep")
+
+    lr = page.get_by_role("button", name="lr", exact=True)
+    lr.click()
+    expect(rows.locator("td.param")).to_have_text(["0.001", "0.003", "0.01"])
+    expect(headers.nth(1)).to_have_attribute("aria-sort", "ascending")
+    lr.click()
+    expect(rows.locator("td.param")).to_have_text(["0.01", "0.003", "0.001"])
+    first = rows.first.get_by_role("link").get_attribute("href").rsplit("/", 1)[1]
+    assert served.client.get(f"/v1/jobs/{first}").json()["spec"]["optimizer"]["lr"] == 0.01  # the row moved whole
+
     page.get_by_role("link", name="Compare the best members").click()
     expect(page).to_have_url(re.compile("#/compare/"))
-    expect(page.locator(".compare .table-wrap tbody tr")).to_have_count(3)
+    compared = page.locator(".compare .table-wrap tbody tr")
+    expect(compared).to_have_count(3)
+    expect(compared.filter(has_text="lr=0.003")).to_have_count(1)  # named by their values, not "#1" alone
+    expect(page.locator(".u-legend").get_by_text(re.compile(r"#\d · lr=0.01$"))).to_be_visible()

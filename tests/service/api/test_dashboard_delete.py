@@ -34,7 +34,7 @@ def test_a_sweep_is_deleted_with_its_members_from_its_page(served, page):
     expect(page.locator("h1")).to_contain_text("doomed sweep")
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Delete sweep").click()
-    expect(page).to_have_url(re.compile(r"#/$"))
+    expect(page).to_have_url(re.compile(r"#/sweeps$"))
     assert served.client.get(f"/v1/sweeps/{sweep['id']}").status_code == 404
     for entry in sweep["leaderboard"]:
         assert served.client.get(f"/v1/jobs/{entry['job_id']}").status_code == 404
