@@ -14,6 +14,8 @@ import time
 import numpy as np
 import pytest
 
+from service import db_faults
+from workers import loop as worker_loop
 from tests.conftest import as_, corrupt_sqlite_file, wait_until, with_keys
 from tests.specs import long_job, tiny_regression
 
@@ -69,7 +71,14 @@ def free_disk(srv, backend: str, filler: list[str]) -> None:
         assert srv.client.delete(f"/v1/datasets/{dataset_id}").status_code == 204
 
 
-def test_a_full_disk_refuses_writes_with_507_and_the_worker_hands_its_job_back_until_space_is_freed(make_app, backend):
+def test_a_full_disk_refuses_writes_with_507_and_the_worker_hands_its_job_back_until_space_is_freed(
+    make_app, backend, monkeypatch
+):
+    # the windows this test would otherwise wait out once space is freed, shortened: PostgreSQL's readiness names a
+    # full disk until FULL_REMEMBERED_SECONDS (30) after a write last met it, and a worker's pause between tries
+    # doubles up to MAX_FAULT_PAUSE_SECONDS (60) while the disk stays full (its worker threads run here)
+    monkeypatch.setattr(db_faults, "FULL_REMEMBERED_SECONDS", 3.0)
+    monkeypatch.setattr(worker_loop, "MAX_FAULT_PAUSE_SECONDS", 2.0)
     srv = make_app(workers=1, FITSERVE_CHECKPOINT_SECONDS="0.3", FITSERVE_LEASE_SECONDS="5")
     if backend == "sqlite":  # the cap a little above the file as it is: 2 MiB to fill (readiness fails under 1 MiB)
         srv.env["FITSERVE_DB_MAX_BYTES"] = str(os.path.getsize(srv.db_url.removeprefix("sqlite:///")) + 2 * 1024**2)
