@@ -85,7 +85,7 @@ def compiled_step(t: StackedTrainer):
 
 def candidates(specs, nets, datas, groups: list[int], compile_too: bool) -> tuple[dict, float | None]:
     solo = Trainer(specs[0], copy.deepcopy(nets[0]), datas[0], CPU)
-    solo.x = transform_rows(solo.net, datas[0].x_train)
+    solo.x, solo.y = transform_rows(solo.net, datas[0].x_train), datas[0].y_train
     k = len(specs)
     vm = trainer(specs, nets, datas, hand_written=False)
     one = trainer(specs, nets, datas, group=k)

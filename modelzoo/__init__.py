@@ -12,11 +12,11 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from modelzoo.build import build_network
+    from modelzoo.build import build_network, fit_scales
     from modelzoo.outputs import read_outputs
 
-__all__ = ["build_network", "read_outputs"]
-_HOMES = {"build_network": "modelzoo.build", "read_outputs": "modelzoo.outputs"}
+__all__ = ["build_network", "fit_scales", "read_outputs"]
+_HOMES = {"build_network": "modelzoo.build", "fit_scales": "modelzoo.build", "read_outputs": "modelzoo.outputs"}
 
 
 def __getattr__(name: str):

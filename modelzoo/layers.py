@@ -35,6 +35,45 @@ class InputTransform(nn.Module):
         return (x - self.mean) / self.std
 
 
+class TargetScale(nn.Module):
+    """The last layer with `data.standardize_target`: outputs in the targets' units, `z * std + mean`.
+
+    The layers before it are trained on standardized targets, `(y - mean) / std` (`standardized_targets`,
+    applied to the targets once, as the input transform is to the inputs), so their loss is the standardized
+    one; the buffers travel with the weights, so /predict, the evaluation and the exports answer in the
+    targets' own units.
+    """
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(width))
+        self.register_buffer("std", torch.ones(width))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.std + self.mean  # (N, width)
+
+
+@torch.no_grad()
+def fit_moments(transform: InputTransform | TargetScale, rows: torch.Tensor) -> None:
+    """Set a transform's mean and std from rows (N, *its shape); a zero std (or one row) is stored as 1."""
+    transform.mean.copy_(rows.mean(dim=0))
+    std = rows.std(dim=0) if len(rows) > 1 else torch.ones_like(transform.std)
+    transform.std.copy_(torch.where(std > 0, std, torch.ones_like(std)))
+
+
+def trained_layers(net: nn.Sequential) -> nn.Sequential:
+    """The layers a training step runs: not the input transform (applied to the rows once), nor a target scale
+    (its inverse is applied to the targets once)."""
+    return net[1:-1] if isinstance(net[-1], TargetScale) else net[1:]
+
+
+def standardized_targets(net: nn.Sequential, y: torch.Tensor | None) -> torch.Tensor | None:
+    """The targets the trained layers are fit to: standardized when the network ends in a target scale."""
+    if y is None or not isinstance(net[-1], TargetScale):
+        return y
+    return ((y - net[-1].mean) / net[-1].std).contiguous()
+
+
 def dense_stack(
     widths: list[int], activation: str, dropout: list[float] | None = None, batch_norm: bool = False
 ) -> list[nn.Module]:

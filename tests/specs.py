@@ -30,3 +30,12 @@ def tiny_regression(**overrides) -> dict:
 def long_job(epochs: int = 200_000, **overrides) -> dict:
     """Seconds to minutes of tiny steps (20 rows, one step an epoch): a job to cancel, stop or kill mid-way."""
     return tiny_regression(epochs=epochs, data={"source": "synthetic", "generator": "linear", "n": 20}, **overrides)
+
+
+def large_targets(standardize_target: bool = False, **overrides) -> dict:
+    """A noisy line of slope 5000 about 20,000 (targets' std ~2,900): Adam at lr 0.05 cannot reach that scale
+    in 200 epochs from weights near 1; standardized targets it fits."""
+    data = {"source": "synthetic", "generator": "linear", "n": 200, "low": -1, "high": 1, "slope": 5000.0,
+            "intercept": 20000.0, "noise": 100.0, "noise_kind": "normal", "test_fraction": 0.2,
+            "standardize_target": standardize_target}
+    return tiny_regression(**{"data": data, "optimizer": {"kind": "adam", "lr": 0.05}, "epochs": 200, **overrides})

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from modelzoo import build_network
+from modelzoo import build_network, fit_scales
 from service.db import session_scope
 from service.db_faults import database_fault
 from service.models import Job
@@ -23,7 +23,7 @@ from service.settings import Settings
 from workers.checkpoints import state_from_bytes
 from workers.data import load_data
 from workers.devices import resolve_device, this_node
-from workers.engines.eager import Trainer, fit_standardization, seed_network_init
+from workers.engines.eager import Trainer, seed_network_init
 from workers.ledger import Ledger, Member, failure, is_out_of_memory
 from workers.run import Run
 
@@ -41,10 +41,9 @@ def fetch_dataset(dataset_id: str) -> bytes:
 def prepare(spec: JobSpec, device: torch.device):
     """A member's network and data, on `device`, as every engine starts from them."""
     seed_network_init(spec.seed)
-    net = build_network(spec.model)
+    net = build_network(spec.model, spec.data.standardize_target)
     data = load_data(spec, fetch_dataset)
-    if spec.data.standardize:
-        fit_standardization(net, data.x_train)
+    fit_scales(net, spec.data, data.x_train, data.y_train)
     if device.type == "cpu":  # built there: `to` would only walk the modules
         return net, data
     return net.to(device), data.to(device)

@@ -16,6 +16,7 @@ from collections import defaultdict
 
 import torch
 
+from modelzoo.layers import standardized_targets
 from service.db import session_scope
 from service.db_faults import database_fault
 from service.models import Job
@@ -57,7 +58,7 @@ def measure_speedup(specs, nets, datas, device, threads: list[int] | None = None
     probe = StackedTrainer(specs, list(nets), datas, device)  # it trains stacked copies, never the nets
     solo = Trainer(specs[0], copy.deepcopy(nets[0]), datas[0], device)
     rows = probe.batches.bounds[0][1]  # one mini-batch (every row, full batch)
-    x, y = transform_rows(solo.net, datas[0].x_train)[:rows], datas[0].y_train[:rows]
+    x, y = transform_rows(solo.net, datas[0].x_train)[:rows], standardized_targets(solo.net, datas[0].y_train)[:rows]
     xs = probe.x[:rows] if probe.x_dim is None else probe.x[:, :rows]
     ys = probe.y[:rows] if probe.y_dim is None else probe.y[:, :rows]
     steps = {"solo": lambda: solo.step_fn(x, y), "stacked": lambda: probe.step(xs, probe.x_dim, ys, probe.y_dim)}

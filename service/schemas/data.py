@@ -48,6 +48,10 @@ class DataBase(Strict):
         0.0, ge=0.0, lt=1.0, description="rows set aside for the final evaluation: never trained on, never monitored"
     )
     standardize: bool = False
+    standardize_target: bool = Field(
+        False, description="regression: train on targets standardized per column with the training rows' mean and "
+        "std; predictions, evaluation and exports answer in the targets' own units",
+    )
 
     @model_validator(mode="after")
     def _check_fractions(self):

@@ -271,6 +271,9 @@ def check_task(spec: JobSpec) -> None:
         raise SpecError(("model", "out_features"), "bce needs out_features = 1 (the probability of class 1)")
     if spec.loss == "bce" and spec.model.output_activation == "softmax":
         raise SpecError(("model", "output_activation"), "softmax over one output is constant; use sigmoid")
+    if spec.data.standardize_target and spec.task != "regression":
+        raise SpecError(("data", "standardize_target"), "standardize_target scales regression targets; "
+                        "a classification's targets are class labels")
 
 
 def check_data_fits(spec: JobSpec, shape: DataShape) -> None:

@@ -89,7 +89,7 @@ def load_model(job_id: str, owner_id: str | None) -> LoadedModel:
             raise Conflict(f"job {job_id} is {job.status}; predictions need a succeeded job")
         blob = read_weights(s, job_id, owner_id)
         spec = JobSpec.model_validate(job.spec)
-    net = load_weights(build_network(spec.model), blob).eval()
+    net = load_weights(build_network(spec.model, spec.data.standardize_target), blob).eval()
     model = spec.model
     answer_bytes = answer_numbers_per_row(spec) * JSON_NUMBER_BYTES
     return LoadedModel(

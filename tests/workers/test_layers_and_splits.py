@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modelzoo import build_network
+from modelzoo import build_network, fit_scales
 from service.schemas.spec import JobSpec
 from workers.data import load_data
-from workers.engines.eager import Trainer, fit_standardization, seed_network_init
+from workers.engines.eager import Trainer, seed_network_init
 from workers.evaluation import evaluate_splits
 from workers.run import train_here
 
@@ -30,7 +30,7 @@ def train(spec: JobSpec, data=None) -> tuple[Trainer, list]:
     seed_network_init(spec.seed)
     net = build_network(spec.model)
     data = data or load_data(spec, None)
-    fit_standardization(net, data.x_train)
+    fit_scales(net, spec.data, data.x_train, data.y_train)
     trainer = Trainer(spec, net, data, torch.device("cpu"))
     return trainer, train_here(trainer).points["0"]
 

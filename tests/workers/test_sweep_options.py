@@ -3,7 +3,7 @@
 import pytest
 
 from tests.service.api.test_sweeps import submit_sweep, sweep_body, wait_sweep
-from tests.specs import example
+from tests.specs import example, large_targets
 
 # specs, training and measures: the service's shared paths they reach run on every back end elsewhere
 pytestmark = pytest.mark.one_backend("no statement of their own")
@@ -34,6 +34,27 @@ def test_members_with_their_own_schedules_train_batched_and_record_their_rates(s
         else:
             assert points[0]["lr"] == pytest.approx(0.025) and points[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
         assert job["evaluation"]["validation"]["rows"] == round(0.2 * 1500)
+
+
+def test_members_with_standardized_targets_train_batched_each_as_it_would_alone(server):
+    """Each member's targets are scaled by its own training rows (its seed draws its test split)."""
+    base = large_targets(standardize_target=True, epochs=100)
+    body = sweep_body({"lr": [0.05, 0.02], "seed": [0, 1]}, base=base, execution="batched")
+    done = wait_sweep(server, submit_sweep(server, body)["id"])
+    assert done["status"] == "succeeded" and done["execution"].startswith("batched: 4 members"), done["execution"]
+    entry = next(e for e in done["leaderboard"] if e["hyperparameters"] == {"lr": 0.05, "seed": 1})
+    member = server.client.get(f"/v1/jobs/{entry['job_id']}").json()
+    alone = server.train({**base, "seed": 1, "optimizer": {**base["optimizer"], "lr": 0.05}})
+    assert alone["execution"].startswith("eager"), alone["execution"]
+    assert member["metrics"]["loss"] == pytest.approx(alone["metrics"]["loss"], rel=1e-3)
+    assert member["evaluation"]["test"]["r2"] == pytest.approx(alone["evaluation"]["test"]["r2"], rel=1e-5)
+    assert alone["evaluation"]["test"]["r2"] > 0.99
+
+    def predict(job: dict) -> list[float]:
+        return server.client.post(f"/v1/jobs/{job['id']}/predict", json={"inputs": [[-0.5], [0.5]]}).json()["predictions"]
+
+    assert predict(member) == pytest.approx(predict(alone), rel=1e-5)
+    assert predict(alone) == pytest.approx([17500, 22500], abs=100)
 
 
 @pytest.mark.parametrize(

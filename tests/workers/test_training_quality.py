@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.specs import example
+from tests.specs import example, large_targets
 
 # the trainer's numbers: the job, curve and weight writes they pass through run on every back end elsewhere
 pytestmark = pytest.mark.one_backend("no statement of their own")
@@ -54,6 +54,19 @@ def test_mlp_fits_a_cubic(server):
     assert job["metrics"]["loss"] < 0.5  # from ~50 at the start; the noise alone is 0.14
     pred = server.client.post(f"/v1/jobs/{job['id']}/predict", json={"inputs": [[-2.0], [2.0]]}).json()
     assert pred["predictions"] == pytest.approx([-8 + 0.65, 8 + 0.65], abs=1.0)
+
+
+def test_standardized_targets_fit_a_line_of_scale_ten_thousand_where_raw_ones_stay_poor(server):
+    """y = 5000 x + 20000 + 100 N(0, 1) on x in [-1, 1], Adam at lr 0.05 for 200 epochs."""
+    raw, scaled = server.submit(large_targets()), server.submit(large_targets(standardize_target=True))
+    raw, scaled = server.wait_for(raw["id"]), server.wait_for(scaled["id"])
+    assert raw["status"] == scaled["status"] == "succeeded", (raw, scaled)
+    assert raw["evaluation"]["test"]["r2"] < 0  # worse than the mean: its outputs never left the unit scale
+    test = scaled["evaluation"]["test"]  # measured in the targets' units
+    assert test["r2"] > 0.99 and test["mae"] < 2 * 80  # the noise's own MAE is 100 * sqrt(2 / pi) = 80
+    assert scaled["metrics"]["loss"] < 0.01  # the curve is in standardized units: 100² / 2900² ~ 0.0012 at best
+    pred = server.client.post(f"/v1/jobs/{scaled['id']}/predict", json={"inputs": [[-0.5], [0.5]]}).json()
+    assert pred["predictions"] == pytest.approx([17500, 22500], abs=100)
 
 
 def test_logistic_regression_separates_two_clusters(server):

@@ -134,7 +134,7 @@ class GraphedEpochs:
             into[1].append(t.step_fn.correct(out, y))
         val_loss = None
         if t.val and self.inside:
-            val_loss, val_correct = t.step_fn.evaluate(t.x_val, t.data.y_val)
+            val_loss, val_correct = t.step_fn.evaluate(t.x_val, t.y_val)
             into[2].append(val_loss)
             if val_correct is not None:
                 into[3].append(val_correct)
@@ -149,7 +149,7 @@ class GraphedEpochs:
             return  # only a replay with one position can end off the record
         loss, correct, val_loss, val_correct = (None if o is None else o.clone() for o in self.outputs)
         if t.val and not self.inside:
-            val_loss, val_correct = t.step_fn.evaluate(t.x_val, t.data.y_val)
+            val_loss, val_correct = t.step_fn.evaluate(t.x_val, t.y_val)
         steps = [step + (e - start) * per_epoch for e in epochs]
         t.records.add(epochs, steps, loss=loss, correct=correct, val_loss=val_loss, val_correct=val_correct)
         if t.early is not None and not self.inside:  # one recorded epoch, at the replay's end: its weights are here

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from modelzoo.layers import standardized_targets
 from workers.data import TrainingData
 from workers.engines.cuda_graph import GraphedEpochs, can_graph
 from workers.engines.early_stopping import EarlyStopping
@@ -74,8 +75,7 @@ class Trainer(KeepsRecords):
         self.early = EarlyStopping(spec, self.val, self.step_fn.kept) if spec.early_stopping else None
         self.gen = torch.Generator(device=device).manual_seed(spec.seed)
         self.graph = GraphedEpochs(self) if graphed else None
-        self.x = self.x_val = None  # the transformed rows, made when `run` starts
-        self.y = data.y_train
+        self.x = self.x_val = self.y = self.y_val = None  # the transformed rows and targets, made when `run` starts
 
     # ------------------------------------------------------------ state
 
@@ -98,9 +98,11 @@ class Trainer(KeepsRecords):
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
-        """Around a run's epochs: the rows transformed once (after load_state, which may bring the transform's
-        buffers), the CUDA graph's stream."""
-        self.x, self.x_val = transform_rows(self.net, self.data.x_train), transform_rows(self.net, self.data.x_val)
+        """Around a run's epochs: the rows and targets transformed once (after load_state, which may bring the
+        transforms' buffers), the CUDA graph's stream."""
+        net, data = self.net, self.data
+        self.x, self.x_val = transform_rows(net, data.x_train), transform_rows(net, data.x_val)
+        self.y, self.y_val = standardized_targets(net, data.y_train), standardized_targets(net, data.y_val)
         with self.graph.running() if self.graph is not None else contextlib.nullcontext():
             yield
 
@@ -157,7 +159,7 @@ class Trainer(KeepsRecords):
     def record(self, loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor) -> None:
         """Keep the epoch's figures on the device; the epoch is the one now ending."""
         correct = self.step_fn.correct(out, y) if self.classify else None
-        val_loss, val_correct = self.step_fn.evaluate(self.x_val, self.data.y_val) if self.val else (None, None)
+        val_loss, val_correct = self.step_fn.evaluate(self.x_val, self.y_val) if self.val else (None, None)
         rate = None if self.rates is None else [self.rates.current]
         self.records.add([self.progress.epoch + 1], [self.progress.step], rate, loss=loss, correct=correct,
                          val_loss=val_loss, val_correct=val_correct)
@@ -173,12 +175,3 @@ def seed_network_init(seed: int) -> None:
     0.1-0.8 ms a call, which a sweep pays per member. Data and batch order have generators of their own.
     """
     torch.default_generator.manual_seed(seed)
-
-
-def fit_standardization(net: nn.Module, x: torch.Tensor) -> None:
-    """Set the input transform's mean and std from the training rows."""
-    transform = net[0]
-    rows = x.reshape(len(x), *transform.input_shape)
-    transform.mean.copy_(rows.mean(dim=0))
-    std = rows.std(dim=0) if len(rows) > 1 else torch.ones_like(transform.std)
-    transform.std.copy_(torch.where(std > 0, std, torch.ones_like(std)))

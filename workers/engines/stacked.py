@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from modelzoo.layers import standardized_targets, trained_layers
 from workers.data import TrainingData
 from workers.engines import stack_members
 from workers.engines.dense import FlatOptimizer, dense_path, flat_views
@@ -62,17 +63,18 @@ class StackedTrainer(KeepsRecords):
         self.loss_kind, self.output_activation = spec.loss, spec.model.output_activation
         self.kind = spec.optimizer.kind
         self.loss_fn = make_loss(spec)
-        self.x, self.x_dim = stack_or_share([transform_rows(n, d.x_train) for n, d in zip(nets, datas)], device)
-        self.y, self.y_dim = stack_or_share([d.y_train for d in datas], device)
-        self.x_val, self.xv_dim = stack_or_share([transform_rows(n, d.x_val) for n, d in zip(nets, datas)], device)
-        self.y_val, self.yv_dim = stack_or_share([d.y_val for d in datas], device)
+        members = list(zip(nets, datas))
+        self.x, self.x_dim = stack_or_share([transform_rows(n, d.x_train) for n, d in members], device)
+        self.y, self.y_dim = stack_or_share([standardized_targets(n, d.y_train) for n, d in members], device)
+        self.x_val, self.xv_dim = stack_or_share([transform_rows(n, d.x_val) for n, d in members], device)
+        self.y_val, self.yv_dim = stack_or_share([standardized_targets(n, d.y_val) for n, d in members], device)
         self.n = len(datas[0].x_train)
         self.n_val = len(datas[0].x_val) if datas[0].x_val is not None else 0
         self.records = Records([s.optimizer.schedule is not None for s in specs], self.n, self.n_val)
         bs = self.n if spec.batch_size is None else min(spec.batch_size, self.n)
         self.batches = Batches(self.n, bs, spec.loss, device)
         self.gens = [torch.Generator(device=device).manual_seed(s.seed) for s in specs]
-        self.layers = copy.deepcopy(nets[0][1:]).to("meta")  # the architecture; weights come stacked
+        self.layers = copy.deepcopy(trained_layers(nets[0])).to("meta")  # the architecture; weights come stacked
         params, _ = stack_module_state([net[1:] for net in nets])
         # every member's weights in one flat tensor, parameter after parameter; `params` are (K, ...) views of it
         self.shapes = {name: p.shape[1:] for name, p in params.items()}

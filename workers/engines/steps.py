@@ -2,7 +2,8 @@
 
 Pure torch and device-agnostic; the same code runs eagerly and inside a CUDA graph capture, so it
 never syncs with the host. What the plain loop repeats every step is done once here:
-- the input transform (reshape + standardisation with fixed buffers) is applied to the data once;
+- the input transform (reshape + standardisation with fixed buffers) is applied to the rows once, a target
+  scale's inverse to the targets (modelzoo.layers.TargetScale: the loss is the standardized one);
 - layers are called through `forward` and losses through `torch.nn.functional` (no module hooks);
 - gradients come from `torch.autograd.grad`, so there is no `.grad` to zero;
 - plain SGD (no momentum, no weight decay) is one `_foreach_add_`, the very update
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modelzoo.layers import has_modal_layers
+from modelzoo.layers import has_modal_layers, trained_layers
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -61,7 +62,7 @@ class Step:
     """Forward, loss, gradients and update for one batch of already-transformed rows."""
 
     def __init__(self, spec, net: nn.Sequential, optimizer: torch.optim.Optimizer):
-        self.layers = [module.forward for module in net[1:]]  # net[0], the input transform, ran on the data
+        self.layers = [module.forward for module in trained_layers(net)]  # the transforms ran on the data
         self.loss = make_loss(spec)
         self.params = [p for p in net.parameters() if p.requires_grad]
         self.net = net

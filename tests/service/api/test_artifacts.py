@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load
 
-from tests.specs import example, tiny_regression
+from tests.specs import example, large_targets, tiny_regression
 
 RNG = np.random.default_rng(0)
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
@@ -39,8 +39,10 @@ CASES = [
     (example("4_logistic_regression", epochs=20), RNG.normal(scale=5, size=(4, 2))),
     (BCE_LOGISTIC, RNG.normal(scale=3, size=(4, 2))),
     (example("6_cnn_digits", epochs=1), RNG.uniform(0, 16, size=(3, 1, 8, 8))),
+    ({**large_targets(standardize_target=True, epochs=30), "model": MLP_TANH["model"]}, RNG.uniform(-1, 1, size=(4, 1))),
 ]
-IDS = ["linear-standardized", "mlp-tanh", "mlp-softmax", "linear-sigmoid-cross-entropy", "linear-bce", "cnn-digits"]
+IDS = ["linear-standardized", "mlp-tanh", "mlp-softmax", "linear-sigmoid-cross-entropy", "linear-bce", "cnn-digits",
+       "mlp-standardized-targets"]
 
 
 def dense(h: torch.Tensor, t: dict, index: int, widths: list[int], activation: str) -> tuple[torch.Tensor, int]:
@@ -75,6 +77,9 @@ def network_outputs(spec: dict, t: dict, x: torch.Tensor) -> torch.Tensor:
         h = torch.sigmoid(h)
     elif m["output_activation"] == "softmax":
         h = torch.softmax(h, dim=1)
+    index += m["output_activation"] is not None
+    if spec["data"]["standardize_target"]:
+        h = h * t[f"{index}.std"] + t[f"{index}.mean"]
     return h
 
 
@@ -109,13 +114,16 @@ def test_the_weights_file_rebuilt_from_the_docs_answers_as_predict(server, spec,
     assert all(t.dtype == torch.float32 for t in tensors.values())
     if spec["data"].get("standardize"):
         assert not torch.equal(tensors["0.mean"], torch.zeros_like(tensors["0.mean"]))  # the fitted transform
+    if spec["data"].get("standardize_target"):
+        last = max(int(name.split(".")[0]) for name in tensors)
+        assert tensors[f"{last}.std"].shape == (1,) and tensors[f"{last}.std"] > 1000  # the fitted target scale
     with torch.no_grad():
         ours = answers(stored, network_outputs(stored, tensors, torch.tensor(rows, dtype=torch.float32)))
     expected = server.client.post(f"/v1/jobs/{job['id']}/predict", json={"inputs": rows.tolist()}).json()
     check_same(ours, expected)
 
 
-@pytest.mark.parametrize(("spec", "rows"), [CASES[0], CASES[2], CASES[4]], ids=[IDS[0], IDS[2], IDS[4]])
+@pytest.mark.parametrize(("spec", "rows"), [CASES[i] for i in (0, 2, 4, 6)], ids=[IDS[i] for i in (0, 2, 4, 6)])
 def test_the_onnx_file_carries_its_spec_and_classes_and_answers_as_predict(server, spec, rows):
     job = server.train(spec)
     assert job["status"] == "succeeded", job

@@ -37,6 +37,9 @@ CASES = {
     "unknown data source": (with_changes(BASE, data__source="s3"), ["body", "data"]),
     "in_features do not fit the data": (with_changes(BASE, model__in_features=3), ["body", "model", "in_features"]),
     "regression with cross-entropy": (with_changes(BASE, loss="cross_entropy"), ["body", "loss"]),
+    "standardized targets on a classification": (
+        with_changes(BLOBS, data__standardize_target=True), ["body", "data", "standardize_target"]
+    ),
     "classification with mse": (with_changes(BLOBS, loss="mse"), ["body", "loss"]),
     "too few outputs for the classes": (with_changes(BLOBS, model__out_features=2), ["body", "model", "out_features"]),
     "bce with two outputs": (with_changes(BLOBS, loss="bce"), ["body", "model", "out_features"]),

@@ -5,7 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.specs import example, tiny_regression
+from service.schemas.lints import target_moments
+from service.schemas.spec import JobSpec
+from tests.specs import example, large_targets, tiny_regression
+from workers.data import load_data
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -96,6 +99,52 @@ def test_a_large_rate_with_plain_sgd_on_unstandardized_data_warns(server):
         job = server.submit(spec)
         assert lr_warnings(job) == [], job["warnings"]
         server.client.post(f"/v1/jobs/{job['id']}/cancel")
+
+
+def target_warnings(job: dict) -> list[str]:
+    return [w for w in job["warnings"] if w.startswith("data.standardize_target")]
+
+
+def test_regression_targets_far_from_unit_scale_warn_until_standardized(server):
+    diabetes = tiny_regression(model={"kind": "linear", "in_features": 10, "out_features": 1},
+                               data={"source": "builtin", "name": "diabetes"})
+    small = tiny_regression(data={"source": "inline", "x": [1, 2, 3, 4], "y": [0.001, 0.002, 0.003, 0.004]})
+    second = tiny_regression(model={"kind": "linear", "in_features": 1, "out_features": 2},
+                             data={"source": "inline", "x": [1, 2, 3], "y": [[1, 5e5], [2, 6e5], [3, 7e5]]})
+    cases = [
+        (large_targets(), "the targets have mean 2e+04 and std 2.9e+03"),
+        (diabetes, "the targets have mean 152 and std 77"),
+        (small, "mean 0.0025 and std 0.00112"),
+        (second, "target 1 have mean 6e+05 and std 8.16e+04"),
+    ]
+    for spec, words in cases:
+        job = server.submit(spec)
+        (warning,) = target_warnings(job)
+        assert words in warning and "set data.standardize_target" in warning, warning
+        server.client.post(f"/v1/jobs/{job['id']}/cancel")
+    for spec in (large_targets(standardize_target=True), example("1_linear_gradient_descent", epochs=1)):
+        job = server.submit(spec)  # example 1's targets (mean 61, std 36) train well as they are
+        assert target_warnings(job) == [], job["warnings"]
+        server.client.post(f"/v1/jobs/{job['id']}/cancel")
+
+
+@pytest.mark.parametrize(
+    ("data", "features"),
+    [
+        ({"source": "synthetic", "generator": "linear", "n": 500, "low": -1, "high": 3, "slope": 300, "intercept": 50,
+          "noise": 40, "noise_kind": "uniform"}, 1),
+        ({"source": "synthetic", "generator": "polynomial", "coefficients": [1, 0, -2, 1], "n": 20_000, "low": -3,
+          "high": 2, "noise": 3, "noise_kind": "normal"}, 1),
+        ({"source": "builtin", "name": "diabetes"}, 10),
+    ],
+    ids=["line-uniform-noise", "cubic-normal-noise", "diabetes"],
+)
+def test_the_target_moments_the_lint_reads_are_the_datas(data, features):
+    model = {"kind": "linear", "in_features": features, "out_features": 1}
+    spec = JobSpec.model_validate(tiny_regression(data=data, model=model))
+    y = load_data(spec, None).y_train.double()  # the worker's own rows
+    mean, std = target_moments(spec.model_dump(mode="json")["data"])
+    assert mean[0] == pytest.approx(float(y.mean()), rel=0.02) and std[0] == pytest.approx(float(y.std()), rel=0.02)
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (Debian's chromium; .ci/run installs it)")

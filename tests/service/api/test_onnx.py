@@ -4,7 +4,7 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from tests.specs import example, long_job, tiny_regression
+from tests.specs import example, large_targets, long_job, tiny_regression
 
 RNG = np.random.default_rng(0)
 
@@ -35,6 +35,16 @@ def test_onnx_gives_the_same_answers_as_predict(server, spec, rows):
     assert set(answers) == set(expected)
     for name, values in expected.items():
         np.testing.assert_allclose(answers[name], values, rtol=1e-5, atol=1e-6)
+
+
+def test_a_job_with_standardized_targets_exports_answers_in_the_targets_units(server):
+    job = server.train(large_targets(standardize_target=True))
+    assert job["status"] == "succeeded", job
+    rows = np.array([[-0.5], [0.0], [0.5]], dtype=np.float32)
+    (predictions,) = onnx_session(server, job["id"]).run(None, {"input": rows})
+    expected = server.client.post(f"/v1/jobs/{job['id']}/predict", json={"inputs": rows.tolist()}).json()
+    np.testing.assert_allclose(predictions, expected["predictions"], rtol=1e-5)
+    np.testing.assert_allclose(predictions, 5000 * rows[:, 0] + 20000, atol=100)  # the line, not its z-scores
 
 
 def test_only_a_succeeded_job_exports(server):
