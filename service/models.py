@@ -309,6 +309,9 @@ class Dataset(Base):
     sample_shape: Mapped[list] = mapped_column(JSON)
     n_classes: Mapped[int | None] = mapped_column(Integer)
     target_width: Mapped[int] = mapped_column(Integer)
+    # per target column {"mean": [...], "std": [...]}, for the target-scale lint; NULL for datasets uploaded before
+    # it was kept, and for targets wider than TARGET_MOMENTS_WIDTH
+    target_moments: Mapped[dict | None] = mapped_column(JSON)
     size_bytes: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)  # NPZ of float32 x and y, whatever was uploaded
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -22,7 +22,6 @@ from fitserve.schemas import JobPublic
 from service.api.deps import ERROR_RESPONSES, OwnerDep, SessionDep
 from service.errors import InvalidField
 from service.models import JobStatus
-from service.schemas.jobs import job_public
 from service.schemas.limits import LIMITS
 from service.services import events
 from service.services import jobs as job_service
@@ -91,7 +90,7 @@ async def long_poll(request: Request, owner: str | None, seconds: float, read: C
 
 def check_job(session: Session, job_id: str, owner: str | None) -> JobPublic:
     """The job, 404 unless it is the owner's; then the request's transaction ends, in the same thread hop."""
-    job = job_public(job_service.get_job(session, job_id, owner))
+    job = job_service.public_job(session, job_service.get_job(session, job_id, owner))
     session.commit()
     return job
 

@@ -44,7 +44,8 @@ def submit_job(
 ):
     def create() -> tuple[Callable[[], dict], str]:
         job = job_service.submit_job(session, spec, owner, settings)
-        return lambda: job_public(job).model_dump(mode="json"), f"/v1/jobs/{job.id}"
+        datasets = job_service.lint_moments(session, [job])  # read now: the answer renders after the commit
+        return lambda: job_public(job, datasets).model_dump(mode="json"), f"/v1/jobs/{job.id}"
 
     content = spec.model_dump(mode="json") if idempotency_key is not None else None  # only a key's fingerprint reads it
     return create_once(session, settings, owner, "POST /v1/jobs", idempotency_key, content, create)
@@ -85,7 +86,7 @@ def list_jobs(
 @router.patch("/{job_id}", response_model=JobPublic)
 def update_job(job_id: str, body: JobUpdate, session: SessionDep, owner: OwnerDep, settings: SettingsDep):
     """Rename, and set or remove tags (`{"tags": {"k": null}}` removes k); nothing else may change (422)."""
-    return job_public(job_service.update_job(session, job_id, owner, body, settings))
+    return job_service.public_job(session, job_service.update_job(session, job_id, owner, body, settings))
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -105,14 +106,14 @@ def read_job_and_commit(session: Session, job_id: str, owner: str | None) -> Job
 
     (With every thread blocked on a busy pool, a connection held until a later hop would never come back.)
     """
-    job = job_public(job_service.get_job(session, job_id, owner))
+    job = job_service.public_job(session, job_service.get_job(session, job_id, owner))
     session.commit()
     return job
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)
 def cancel_job(job_id: str, session: SessionDep, owner: OwnerDep):
-    return job_public(job_service.cancel_job(session, job_id, owner))
+    return job_service.public_job(session, job_service.cancel_job(session, job_id, owner))
 
 
 @router.delete("/{job_id}", status_code=204, response_class=Response)
@@ -126,12 +127,12 @@ def delete_job(job_id: str, session: SessionDep, owner: OwnerDep, cache: ModelCa
 def set_alias(job_id: str, body: AliasUpdate, session: SessionDep, owner: OwnerDep):
     """Name the job's model for the v2 protocol: `/v2/models/{alias}` then answers for it. An alias that names
     another job is 409, or with `"move": true` moves here in one step (`/v2` never misses it meanwhile)."""
-    return job_public(job_service.set_alias(session, job_id, owner, body.alias, body.move))
+    return job_service.public_job(session, job_service.set_alias(session, job_id, owner, body.alias, body.move))
 
 
 @router.delete("/{job_id}/alias", response_model=JobPublic)
 def remove_alias(job_id: str, session: SessionDep, owner: OwnerDep):
-    return job_public(job_service.set_alias(session, job_id, owner, None))
+    return job_service.public_job(session, job_service.set_alias(session, job_id, owner, None))
 
 
 @router.get("/{job_id}/metrics", response_model=MetricsPage)

@@ -1,5 +1,6 @@
 """Queries on uploaded datasets."""
 
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import and_, or_, select
@@ -23,6 +24,12 @@ def get_dataset(session: Session, dataset_id: str, owner_id: str | None) -> Data
 
 def get_dataset_bytes(session: Session, dataset_id: str) -> bytes | None:
     return session.scalar(select(Dataset.data).where(Dataset.id == dataset_id))
+
+
+def get_target_moments(session: Session, dataset_ids: Collection[str]) -> dict[str, dict | None]:
+    """Each dataset's stored target moments, by id (by primary key, whoever owns it); ids not found are absent."""
+    rows = session.execute(select(Dataset.id, Dataset.target_moments).where(Dataset.id.in_(dataset_ids)))
+    return {dataset_id: moments for dataset_id, moments in rows}
 
 
 def list_datasets(session: Session, owner_id: str | None, after: tuple[datetime, str] | None, limit: int) -> list[Dataset]:

@@ -9,13 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from fitserve.schemas import JobPublic, Progress
 from service.schemas.data import Strict
 from service.schemas.limits import LIMITS
-from service.schemas.lints import job_warnings
+from service.schemas.lints import DatasetMoments, job_warnings
 from service.schemas.numbers import Numbers
 from service.schemas.spec import MAX_TAGS_PARSED, TagKey, TagValue
 
 
-def job_public(job) -> JobPublic:
-    """What the API answers for a stored job (with the lints of its spec)."""
+def job_public(job, datasets: DatasetMoments | None = None) -> JobPublic:
+    """What the API answers for a stored job (with the lints of its spec; `datasets` as `moments_wanted` names them:
+    services.jobs.public_jobs reads them)."""
     return JobPublic(
         id=job.id,
         sweep_id=job.sweep_id,
@@ -25,7 +26,7 @@ def job_public(job) -> JobPublic:
         priority=job.priority,
         tags=job.tags or {},
         spec=job.spec,
-        warnings=job_warnings(job.id, job.spec),
+        warnings=job_warnings(job.id, job.spec, datasets),
         progress=Progress(epoch=job.epoch, epochs=job.epochs),
         metrics=job.latest_metrics,
         stopped_early_at=job.stopped_early_at,
@@ -84,6 +85,11 @@ class PredictRequest(BaseModel):
     inputs: Numbers = Field(min_length=1, max_length=LIMITS.max_predict_rows)
 
 
+class TargetMoments(BaseModel):
+    mean: list[float]
+    std: list[float]
+
+
 class DatasetPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -94,6 +100,9 @@ class DatasetPublic(BaseModel):
     sample_shape: list[int]
     n_classes: int | None
     target_width: int
+    target_moments: TargetMoments | None = Field(
+        None, description="per target column; null for targets wider than 64 and datasets uploaded before fitserve kept them"
+    )
     size_bytes: int
     created_at: datetime
 

@@ -3,10 +3,13 @@
 A lint never refuses a job (that is `check_spec`'s business); its words go in the job's `warnings`.
 They are computed from the stored spec whenever a job is shown, so they need no column and old jobs get
 them too; each job's are kept in a small cache, and the costly one (a learning rate's stability limit,
-below) only runs on data whose moments are known in closed form or that is small.
+below) only runs on data whose moments are known in closed form or that is small. An uploaded dataset's
+target moments, stored with it at upload, are the one thing read besides the spec: the caller passes them
+(`DatasetMoments`, by dataset id), for the datasets `moments_wanted` names.
 """
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -25,11 +28,13 @@ GRID_POINTS = 10_000  # a polynomial target's moments are taken over this many e
 BUILTIN_TARGET_MOMENTS = {"diabetes": (152.133, 77.006)}
 CACHE_JOBS = 4096
 CACHE: dict[str, tuple[str, ...]] = {}  # job id -> its warnings
+# dataset id -> its stored target moments ({"mean": [...], "std": [...]}, None for one uploaded before they were)
+DatasetMoments = Mapping[str, dict | None]
 
 
-def lint_spec(spec: dict) -> list[str]:
+def lint_spec(spec: dict, datasets: DatasetMoments | None = None) -> list[str]:
     """Warnings, each naming the field it is about, for a spec as stored (`JobSpec.model_dump(mode="json")`)."""
-    return [*output_lints(spec), *learning_rate_lints(spec), *target_lints(spec), *curve_lints(spec)]
+    return [*output_lints(spec), *learning_rate_lints(spec), *target_lints(spec, datasets), *curve_lints(spec)]
 
 
 def curve_lints(spec: dict) -> list[str]:
@@ -42,18 +47,38 @@ def curve_lints(spec: dict) -> list[str]:
     return []
 
 
-def job_warnings(job_id: str, spec: dict) -> list[str]:
+def job_warnings(job_id: str, spec: dict, datasets: DatasetMoments | None = None) -> list[str]:
     """A job's warnings, linted once per process: its spec never changes, and a list shows 200 jobs at once."""
     found = CACHE.get(job_id)
     if found is None:
+        try:
+            found = tuple(lint_spec(spec, datasets))
+            wanted = moments_dataset(spec)
+        except (KeyError, TypeError):  # a spec stored by an older version may lack a field a lint reads
+            found, wanted = (), None
+        if wanted is not None and wanted not in (datasets or {}):
+            return list(found)  # linted without the dataset's moments: the next caller may pass them
         if len(CACHE) >= CACHE_JOBS:
             CACHE.clear()
-        try:
-            found = tuple(lint_spec(spec))
-        except (KeyError, TypeError):  # a spec stored by an older version may lack a field a lint reads
-            found = ()
         CACHE[job_id] = found
     return list(found)
+
+
+def moments_wanted(job_id: str, spec: dict) -> str | None:
+    """The uploaded dataset whose target moments the job's warnings read, while they are not cached."""
+    if job_id in CACHE:
+        return None
+    try:
+        return moments_dataset(spec)
+    except (KeyError, TypeError):
+        return None
+
+
+def moments_dataset(spec: dict) -> str | None:
+    data = spec["data"]
+    if data["source"] == "dataset" and spec["task"] == "regression" and not data.get("standardize_target"):
+        return data["dataset_id"]
+    return None
 
 
 def output_lints(spec: dict) -> list[str]:
@@ -177,11 +202,11 @@ def standardized(mean: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.n
     return np.zeros_like(mean), covariance / np.outer(std, std)
 
 
-def target_lints(spec: dict) -> list[str]:
+def target_lints(spec: dict, datasets: DatasetMoments | None = None) -> list[str]:
     """Regression targets far from unit scale, trained as they are."""
     if spec["task"] != "regression" or spec["data"].get("standardize_target"):
         return []
-    moments = target_moments(spec["data"])
+    moments = target_moments(spec["data"], datasets)
     if moments is None:
         return []
     mean, std = moments  # per target column
@@ -200,8 +225,9 @@ def target_lints(spec: dict) -> list[str]:
     return [message]
 
 
-def target_moments(data: dict) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per target column, the mean and std of the targets, from the spec alone; None where that is not cheap."""
+def target_moments(data: dict, datasets: DatasetMoments | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per target column, the mean and std of the targets, from the spec (and an uploaded dataset's stored
+    moments, from `datasets`); None where that is not cheap or not stored."""
     if data["source"] == "synthetic" and data["generator"] in ("linear", "polynomial"):
         coefficients = data["coefficients"] if data["generator"] == "polynomial" else [data["intercept"], data["slope"]]
         x = np.linspace(data["low"], data["high"], min(data["n"], GRID_POINTS))  # the generator's evenly spaced x
@@ -221,4 +247,6 @@ def target_moments(data: dict) -> tuple[np.ndarray, np.ndarray] | None:
     if data["source"] == "builtin" and data["name"] in BUILTIN_TARGET_MOMENTS:
         mean, std = BUILTIN_TARGET_MOMENTS[data["name"]]
         return np.array([mean]), np.array([std])
+    if data["source"] == "dataset" and (stored := (datasets or {}).get(data["dataset_id"])) is not None:
+        return np.array(stored["mean"], dtype=np.float64), np.array(stored["std"], dtype=np.float64)
     return None

@@ -15,6 +15,7 @@ from service.services.jobs import decode_cursor, encode_cursor
 from service.services.usage import check_storage
 
 NPZ_MAGIC = b"PK\x03\x04"
+TARGET_MOMENTS_WIDTH = 64  # targets wider than this (an image as the target) keep no moments: the answer stays small
 
 
 def describe_targets(y: np.ndarray) -> tuple[int | None, int]:
@@ -24,6 +25,15 @@ def describe_targets(y: np.ndarray) -> tuple[int | None, int]:
     # labels past the widest classifier's classes are values: a regression target (and no integer overflow)
     n_classes = int(y.max()) + 1 if integral and y.min() >= 0 and y.max() < LIMITS.max_layer_width else None
     return n_classes, width
+
+
+def describe_target_moments(y: np.ndarray) -> dict | None:
+    """Per target column, the mean and std (labels too: a regression may train on integer targets)."""
+    columns = y.reshape(len(y), -1).astype(np.float64)
+    if columns.shape[1] > TARGET_MOMENTS_WIDTH or len(columns) == 0:
+        return None
+    mean, std = columns.mean(axis=0), columns.std(axis=0)
+    return {"mean": [float(f"{m:.6g}") for m in mean], "std": [float(f"{d:.6g}") for d in std]}
 
 
 def read_arrays(file: BinaryIO, target: str | None, budget: DatasetBudget) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -68,6 +78,7 @@ def create_dataset(
         sample_shape=list(x.shape[1:]) or [1],
         n_classes=n_classes,
         target_width=width,
+        target_moments=describe_target_moments(y),
         size_bytes=size_bytes,
         data=data,
     )

@@ -14,9 +14,8 @@ from service.db import session_scope
 from service.models import JobStatus
 from service.repositories import metrics as metric_repo
 from service.repositories.job_versions import JobVersion, version_of
-from service.schemas.jobs import job_public
 from service.schemas.limits import LIMITS
-from service.services.jobs import get_job
+from service.services.jobs import get_job, public_job
 from service.services.watchers import Slot, WatchedJob, Watchers
 
 MAX_WAIT_SECONDS = 60
@@ -32,13 +31,13 @@ def version(job: JobPublic) -> JobVersion:
 
 def read_job(job_id: str, owner_id: str | None) -> JobPublic:
     with session_scope(read_only=True) as s:
-        return job_public(get_job(s, job_id, owner_id))
+        return public_job(s, get_job(s, job_id, owner_id))
 
 
 def read_changes(job_id: str, owner_id: str | None, since_step: int) -> tuple[JobPublic, list[MetricPointPublic]]:
     """The job and its next points, read in one transaction so a final status comes with every point before it."""
     with session_scope(read_only=True) as s:
-        job = job_public(get_job(s, job_id, owner_id))
+        job = public_job(s, get_job(s, job_id, owner_id))
         points = metric_repo.list_points_after(s, job_id, since_step, POINTS_PER_READ)
         return job, [MetricPointPublic.model_validate(p) for p in points]
 

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from fitserve.schemas import JobPage, MetricPointPublic, MetricsPage
+from fitserve.schemas import JobPage, JobPublic, MetricPointPublic, MetricsPage
 from modelzoo.memory import TrainingEstimate, estimate_training, format_bytes
 from service.errors import Conflict, InvalidField, NotFound, TooManyRequests
 from service.models import Job, JobStatus
@@ -20,6 +20,7 @@ from service.repositories import job_search as search_repo
 from service.repositories import metrics as metric_repo
 from service.schemas.jobs import AliasAssignmentPublic, AliasPublic, JobUpdate, job_public
 from service.schemas.data import DataShape, known_data_shape
+from service.schemas.lints import DatasetMoments, moments_wanted
 from service.schemas.spec import JobSpec, SpecError, check_spec
 from service import wakeup
 from service.services.usage import check_storage
@@ -112,6 +113,24 @@ def check_tags(tags: dict, settings: Settings, loc: tuple[str, ...] = ("tags",))
         raise InvalidField(loc, f"{len(tags)} tags; at most {settings.MAX_TAGS} (FITSERVE_MAX_TAGS)")
 
 
+def lint_moments(session: Session, jobs: list[Job]) -> DatasetMoments:
+    """The target moments the jobs' uncached warnings read: every dataset's in one query, none once all are
+    cached; a deleted dataset has none."""
+    wanted = {dataset_id for job in jobs if (dataset_id := moments_wanted(job.id, job.spec)) is not None}
+    stored = dataset_repo.get_target_moments(session, wanted) if wanted else {}
+    return {dataset_id: stored.get(dataset_id) for dataset_id in wanted}
+
+
+def public_jobs(session: Session, jobs: list[Job]) -> list[JobPublic]:
+    """The jobs as the API answers them."""
+    datasets = lint_moments(session, jobs)
+    return [job_public(job, datasets) for job in jobs]
+
+
+def public_job(session: Session, job: Job) -> JobPublic:
+    return public_jobs(session, [job])[0]
+
+
 def get_job(session: Session, job_id: str, owner_id: str | None) -> Job:
     job = job_repo.get_job(session, job_id, owner_id)
     if job is None:
@@ -177,7 +196,7 @@ def list_jobs(
     jobs = search_repo.list_jobs(session, owner_id, where, after, limit + 1)
     page = jobs[:limit]
     next_cursor = encode_job_cursor(page[-1], where.sort) if len(jobs) > limit else None
-    return JobPage(items=[job_public(j) for j in page], next_cursor=next_cursor)
+    return JobPage(items=public_jobs(session, page), next_cursor=next_cursor)
 
 
 def update_job(session: Session, job_id: str, owner_id: str | None, change: JobUpdate, settings: Settings) -> Job:

@@ -6,7 +6,9 @@ import pickle
 import numpy as np
 import pytest
 
-from tests.specs import tiny_regression
+from tests.specs import EXAMPLES, tiny_regression
+
+HOUSES = EXAMPLES / "houses.csv"
 
 
 def upload(server, content: bytes, filename: str, **form):
@@ -34,6 +36,19 @@ def test_csv_upload_is_described_and_trains(server):
     assert pred["predictions"][0] == pytest.approx(2.5, abs=0.05)
 
 
+def test_the_upload_answers_its_target_moments(server):
+    """houses.csv's prices (in thousands): mean 258, std 94, what the target-scale lint reads for its jobs."""
+    response = upload(server, HOUSES.read_bytes(), "houses.csv", target="price")
+    assert response.status_code == 201, response.text
+    dataset = response.json()
+    prices = np.loadtxt(HOUSES, delimiter=",", skiprows=1)[:, -1]
+    assert dataset["target_moments"]["mean"] == [pytest.approx(prices.mean(), rel=1e-5)]
+    assert dataset["target_moments"]["std"] == [pytest.approx(prices.std(), rel=1e-5)]
+    assert server.client.get(f"/v1/datasets/{dataset['id']}").json() == dataset
+    listed = server.client.get("/v1/datasets").json()["items"]
+    assert listed == [dataset]
+
+
 def test_npz_upload_with_class_labels_trains_a_classifier(server):
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(2, 0.5, (50, 3)), rng.normal(-2, 0.5, (50, 3))]).astype(np.float32)
@@ -42,6 +57,7 @@ def test_npz_upload_with_class_labels_trains_a_classifier(server):
     np.savez(buf, x=x, y=y)
     dataset = upload(server, buf.getvalue(), "blobs.npz").json()
     assert dataset["format"] == "npz" and dataset["n_classes"] == 2
+    assert dataset["target_moments"] == {"mean": [0.5], "std": [0.5]}  # labels keep them too
     spec = {
         "model": {"kind": "linear", "in_features": 3, "out_features": 1},
         "task": "classification",

@@ -3,10 +3,15 @@
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+from sqlalchemy import event
 
+from service.db import get_engine
+from service.schemas import lints
 from service.schemas.lints import target_moments
 from service.schemas.spec import JobSpec
+from tests.service.api.test_datasets import HOUSES, upload
 from tests.specs import example, large_targets, tiny_regression
 from workers.data import load_data
 
@@ -145,6 +150,61 @@ def test_the_target_moments_the_lint_reads_are_the_datas(data, features):
     y = load_data(spec, None).y_train.double()  # the worker's own rows
     mean, std = target_moments(spec.model_dump(mode="json")["data"])
     assert mean[0] == pytest.approx(float(y.mean()), rel=0.02) and std[0] == pytest.approx(float(y.std()), rel=0.02)
+
+
+def on_dataset(dataset_id: str, standardize_target: bool = False) -> dict:
+    """A regression on an uploaded dataset of 4 features (houses.csv's shape)."""
+    data = {"source": "dataset", "dataset_id": dataset_id, "standardize_target": standardize_target}
+    return tiny_regression(model={"kind": "linear", "in_features": 4, "out_features": 1}, data=data)
+
+
+def uploaded(app) -> tuple[str, str]:
+    """The ids of houses.csv (prices: mean 258, std 94) and of a dataset of 4 features whose targets are near unit scale."""
+    rows = np.random.default_rng(0).normal(0, 1, (40, 5))
+    csv = "a,b,c,d,y\n" + "\n".join(",".join(f"{v:.4f}" for v in row) for row in rows)
+    houses = upload(app, HOUSES.read_bytes(), "houses.csv", target="price").json()
+    unit = upload(app, csv.encode(), "unit.csv", target="y").json()
+    return houses["id"], unit["id"]
+
+
+def test_an_uploaded_datasets_targets_far_from_unit_scale_warn_until_standardized(make_app):
+    app = make_app(workers=0).start()  # the jobs stay queued: the warnings are the subject
+    houses, unit = uploaded(app)
+    warned = app.submit(on_dataset(houses))
+    (warning,) = target_warnings(warned)
+    assert "the targets have mean 258 and std 94.3" in warning and "set data.standardize_target" in warning
+    assert target_warnings(app.submit(on_dataset(houses, standardize_target=True))) == []
+    assert target_warnings(app.submit(on_dataset(unit))) == []
+    lints.CACHE.clear()  # a process that has not linted it yet reads the moments for one job too
+    assert app.client.get(f"/v1/jobs/{warned['id']}").json()["warnings"] == warned["warnings"]
+    # a dataset uploaded before moments were kept has none: no warning, and its jobs still answer
+    app.query("UPDATE datasets SET target_moments = NULL WHERE id = :id", id=houses)
+    lints.CACHE.clear()
+    assert app.client.get(f"/v1/datasets/{houses}").json()["target_moments"] is None
+    assert target_warnings(app.client.get(f"/v1/jobs/{warned['id']}").json()) == []
+
+
+def test_a_list_page_reads_its_datasets_moments_in_one_statement(make_app):
+    """However many jobs on uploaded datasets a page shows: one read for all their datasets, none once linted."""
+    app = make_app(workers=0).start()
+    houses, unit = uploaded(app)
+    specs = [*[on_dataset(houses)] * 4, on_dataset(houses, standardize_target=True), *[on_dataset(unit)] * 3]
+    warned = {app.submit(spec)["id"]: spec["data"]["dataset_id"] == houses and not spec["data"]["standardize_target"]
+              for spec in specs}
+    lints.CACHE.clear()  # as a process that shows these jobs for the first time
+    statements = []
+    listen = lambda conn, cursor, statement, params, context, many: statements.append(statement)
+    event.listen(get_engine(), "before_cursor_execute", listen)
+    try:
+        first = app.client.get("/v1/jobs", params={"limit": 200}).json()["items"]
+        reads_first = sum("FROM datasets" in statement for statement in statements)
+        statements.clear()
+        second = app.client.get("/v1/jobs", params={"limit": 200}).json()["items"]
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", listen)
+    assert reads_first == 1 and not any("FROM datasets" in statement for statement in statements)
+    assert {job["id"]: bool(target_warnings(job)) for job in first} == warned
+    assert second == first
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (Debian's chromium; .ci/run installs it)")
