@@ -17,6 +17,7 @@ from service.api.routing import OffLoopJSONRoute
 from service.repositories.job_search import JobFilter
 from service.schemas.jobs import (
     AliasUpdate,
+    JobCreate,
     JobPage,
     JobPublic,
     JobUpdate,
@@ -26,7 +27,6 @@ from service.schemas.jobs import (
 )
 from service.schemas.evaluation import EvaluateRequest
 from service.schemas.limits import LIMITS
-from service.schemas.spec import JobSpec
 from service.services import evaluation, events, lifecycle, predictions
 from service.services import jobs as job_service
 from service.services.plots import draw_curve
@@ -47,10 +47,10 @@ SinceStep = Annotated[int, Query(ge=0, le=LIMITS.max_step, description="only poi
 
 @router.post("", status_code=201, response_model=JobPublic)
 def submit_job(
-    spec: JobSpec, session: SessionDep, owner: OwnerDep, settings: SettingsDep, idempotency_key: IdempotencyKeyHeader = None
+    spec: JobCreate, session: SessionDep, owner: OwnerDep, settings: SettingsDep, idempotency_key: IdempotencyKeyHeader = None
 ):
     def create() -> tuple[Callable[[], dict], str]:
-        job = job_service.submit_job(session, spec, owner, settings)
+        job = job_service.submit_job(session, spec, owner, settings, spec.notify)
         return lambda: JobPublic.from_job(job).model_dump(mode="json"), f"/v1/jobs/{job.id}"
 
     content = spec.model_dump(mode="json") if idempotency_key is not None else None  # only a key's fingerprint reads it

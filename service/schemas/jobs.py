@@ -9,7 +9,15 @@ from typing_extensions import TypeAliasType
 from service.schemas.data import Numbers, Strict
 from service.schemas.limits import LIMITS
 from service.schemas.lints import job_warnings
-from service.schemas.spec import MAX_TAGS_PARSED, TagKey, TagValue
+from service.schemas.spec import MAX_TAGS_PARSED, JobSpec, TagKey, TagValue
+from service.schemas.webhooks import Notify
+
+
+class JobCreate(JobSpec):
+    """The body of `POST /v1/jobs`: the spec, and beside it whom to tell how the job went (not in the spec, which
+    travels into weights files, ONNX exports and sweep members, while a webhook url may be a secret)."""
+
+    notify: Notify | None = Field(None, description="webhooks: a signed POST to url at each of events (README)")
 
 
 class Progress(BaseModel):
@@ -69,6 +77,7 @@ class JobPublic(BaseModel):
         "they do not count against max_attempts",
     )
     cancel_requested: bool
+    notify: Notify | None = Field(None, description="the webhook told of this job's events (deliveries: …/deliveries)")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -100,6 +109,7 @@ class JobPublic(BaseModel):
             max_attempts=job.max_attempts,
             interruptions=job.interruptions or 0,
             cancel_requested=job.cancel_requested,
+            notify=job.notify,
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
