@@ -31,7 +31,7 @@ from service.db_faults import FAULTS
 from service.models import DeliveryStatus, WebhookAttempt, utcnow
 from service.repositories import webhooks as repo
 from service.services.webhook_targets import AllowList, Target, TargetRefused, check_target
-from service.services.webhooks import collect_events, ensure_secret
+from service.services.webhooks import BATCH, collect_events, ensure_secret
 from service.settings import Settings
 
 log = logging.getLogger("fitserve.webhooks")
@@ -175,7 +175,8 @@ class Deliverer:
         async with new_client(self.settings) as client:
             while not self.stopping.is_set():
                 try:
-                    await asyncio.to_thread(collect_events)
+                    while await asyncio.to_thread(collect_events) == BATCH:
+                        pass  # a burst of jobs ended at once: the rest now, not a poll later each
                     for attempt in await asyncio.to_thread(claim_due, self.settings, Counter(in_flight)):
                         in_flight[attempt.owner_key] += 1
                         task = asyncio.create_task(self.attempt(client, attempt))

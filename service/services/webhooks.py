@@ -37,17 +37,20 @@ def owner_key(owner_id: str | None) -> str:
 
 
 def collect_events() -> int:
-    """Record a delivery for each subscribed event of the jobs and sweeps whose status moved; how many jobs moved."""
+    """Record a delivery for each subscribed event of the jobs and sweeps whose status moved; how many jobs this
+    call took (BATCH: there may be more)."""
     with session_scope(read_only=True) as s:  # most ticks find nothing: no write lock taken for that
         moved = repo.jobs_moved(s, BATCH)
         cancelled = repo.cancelled_open_sweeps(s)
     if not moved and not cancelled:
         return 0
+    taken = 0
     with session_scope() as s:
         touched = set(cancelled)
         for job in moved:
             if not repo.mark_seen(s, Job, job.id, job.notified_status, job.status):
                 continue  # another API process took this change, or the row is busy: the next poll
+            taken += 1
             if job.sweep_id is not None:
                 touched.add(job.sweep_id)
             if job.notify:
@@ -56,7 +59,7 @@ def collect_events() -> int:
                     add_delivery(s, job.owner_id, event, job.notify["url"], "job", job_facts(job), job_id=job.id)
         if touched:
             look_at_sweeps(s, touched)
-    return len(moved)
+    return taken
 
 
 def new_events(session: Session, notify: dict, status: str, started: bool, **subject: str) -> list[str]:
