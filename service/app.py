@@ -9,13 +9,14 @@ from pydantic_core import to_json
 
 from service.api import dashboard, datasets, events, exports, health, jobs, prometheus, sweeps, v2, workers
 from service.api import docs
-from service.api import aliases, usage
+from service.api import aliases, usage, webhooks
 from service.api.intake import Authenticator, RequestIntake
 from service.api.prometheus import HttpMetrics
 from service.api.limits import FailedAuthLimiter, RateLimiter, UploadSlots, give_back_memory
 from service.db_faults import DATABASE_ERRORS, answer_for
 from service.errors import FitserveError
 from service.services.auth import KeyVerifier
+from service.services.deliveries import Deliverer
 from service.services.inference_stats import InferenceStats
 from service.services.predictions import ModelCache
 from service.services.rescue import Maintainer
@@ -51,9 +52,11 @@ async def handle_database_error(request: Request, exc: Exception) -> JSONRespons
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    """The API sweeps too: a job whose worker and pool are gone is rescued with no worker's help."""
-    maintainer = Maintainer(get_settings()).start()
+    """The API sweeps too: a job whose worker and pool are gone is rescued with no worker's help. It also sends
+    webhooks, on a thread of their own: a slow receiver delays neither the maintenance nor a worker."""
+    maintainer, deliverer = Maintainer(get_settings()).start(), Deliverer(get_settings()).start()
     yield
+    deliverer.stop()
     maintainer.stop()
 
 
@@ -89,6 +92,7 @@ def create_app() -> FastAPI:
     app.include_router(datasets.router)
     app.include_router(sweeps.router)
     app.include_router(usage.router)
+    app.include_router(webhooks.router)
     app.include_router(workers.router)
     app.include_router(events.router)
     app.include_router(exports.router)

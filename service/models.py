@@ -80,6 +80,8 @@ class Sweep(Base):
     search_state: Mapped[dict | None] = mapped_column(JSON)
     # TPE: rounds still to create; each is created, once, when every member so far has ended
     search_rounds_left: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # with `notify` in the request: the status its webhook last looked at (services/webhooks.py); NULL without
+    notified_status: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ix_sweeps_created_at_id", "created_at", "id"),)
@@ -126,6 +128,10 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+    # webhooks (services/webhooks.py): `{"url", "events"}` as submitted, and the status last looked at; a sweep's
+    # member carries that status (not a notify of its own) when only its sweep notifies. NULL: nothing to tell
+    notify: Mapped[dict | None] = mapped_column(JSON)
+    notified_status: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (
         Index("ix_jobs_status_created_at", "status", "created_at"),
@@ -149,6 +155,13 @@ class Job(Base):
 Index(
     "ix_jobs_status_owner_id_priority", Job.status, Job.owner_id, Job.priority.desc(), Job.created_at, Job.id
 )
+# webhooks: the jobs and sweeps whose notifications are still open (a final status not yet looked at), found
+# without reading the others; jobs by (last looked-at status, status), so one whose status moved is one seek
+NOTIFICATIONS_OPEN = text("notified_status IN ('queued', 'running')")
+Index("ix_jobs_notify_open", Job.notified_status, Job.status, Job.id,
+      sqlite_where=NOTIFICATIONS_OPEN, postgresql_where=NOTIFICATIONS_OPEN)
+Index("ix_sweeps_notify_open", Sweep.notified_status, Sweep.id,
+      sqlite_where=NOTIFICATIONS_OPEN, postgresql_where=NOTIFICATIONS_OPEN)
 # ?name=: lower(name) LIKE '%part%' from a trigram index (PostgreSQL with pg_trgm only: alembic 0015)
 Index(
     "ix_jobs_name_trigrams", func.lower(Job.name), postgresql_using="gin", postgresql_ops={"lower": "gin_trgm_ops"}
@@ -343,3 +356,60 @@ class IdempotencyKey(Base):
     response: Mapped[dict | None] = mapped_column(JSON)
     location: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class WebhookSecret(Base):
+    """The key an owner's webhooks are signed with. Kept as it is, not hashed: every delivery is signed with it."""
+
+    __tablename__ = "webhook_secrets"
+
+    owner_key: Mapped[str] = mapped_column(String(32), primary_key=True)  # "" for the anonymous owner
+    secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"  # its first attempt, or a retry, is still to come (next_attempt_at says when)
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # no 2xx within FITSERVE_WEBHOOK_RETRY_SECONDS of the event
+
+
+class WebhookDelivery(Base):
+    """One event of a job or a sweep told to its `notify` url: the body sent (the same bytes at each attempt)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)  # X-Fitserve-Delivery
+    owner_key: Mapped[str] = mapped_column(String(32))  # "" for the anonymous owner; whose secret signs it
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    sweep_id: Mapped[str | None] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(16))
+    url: Mapped[str] = mapped_column(String(2048))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # started, the one under way included
+    # pending: when the next attempt may start (an attempt under way holds it as a lease); else NULL
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (
+        # one delivery per event: a job started twice (requeued) is told once
+        UniqueConstraint("job_id", "event", name="uq_webhook_deliveries_job_id_event"),
+        UniqueConstraint("sweep_id", "event", name="uq_webhook_deliveries_sweep_id_event"),
+        Index("ix_webhook_deliveries_due", "next_attempt_at", sqlite_where=text("status = 'pending'"),
+              postgresql_where=text("status = 'pending'")),
+    )
+
+
+class WebhookAttempt(Base):
+    """One try at a delivery: the receiver's status code, or what went wrong."""
+
+    __tablename__ = "webhook_attempts"
+
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)  # 1 for the first
+    started_at: Mapped[datetime] = mapped_column()
+    seconds: Mapped[float] = mapped_column(Float)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(300))

@@ -181,6 +181,25 @@ class Settings(BaseSettings):
         "below its size when a process opens it): past it writes answer 507 as on a full disk, with the disk still "
         "free for the log of the DELETEs that make room; unset: the disk's size",
     )
+    WEBHOOK_ALLOW_HOSTS: str = Field(
+        "", description="webhook targets (host names, addresses or networks, comma-separated) allowed although they "
+        "resolve to a loopback, private, link-local or otherwise non-public address; none by default (against SSRF)",
+    )
+    WEBHOOK_TIMEOUT_SECONDS: float = Field(
+        10.0, gt=0, le=300, description="one webhook attempt, whole: resolving, connecting, sending, the response's headers",
+    )
+    WEBHOOK_BACKOFF_SECONDS: float = Field(
+        10.0, gt=0, description="the wait before a failed webhook's first retry; doubled each retry, at most an hour"
+    )
+    WEBHOOK_RETRY_SECONDS: float = Field(
+        24 * 3600.0, ge=0, description="how long after its event a webhook is still retried; then its delivery is failed"
+    )
+    WEBHOOK_CONCURRENCY: int = Field(
+        4, ge=1, le=64, description="webhook attempts an API process makes at once (one owner at most half of them)"
+    )
+    WEBHOOK_POLL_SECONDS: float = Field(
+        1.0, gt=0, description="how often an API process looks for jobs and sweeps to notify and deliveries due"
+    )
     RECLAIM_FREE_BYTES: int = Field(
         4 * 1024 * 1024, ge=0,
         description="SQLite: free space in the file past which the maintenance loop gives it back to the file system",

@@ -28,6 +28,14 @@ class MetricPointPublic(BaseModel):
     lr: float | None = Field(None, description="the learning rate the epoch trained at (jobs with a schedule)")
 
 
+class NotifyPublic(BaseModel):
+    """A job's or sweep's webhook: a signed POST to `url` at each of `events` (README, Webhooks)."""
+
+    url: str
+    events: list[str]
+    members: bool | None = Field(None, description="a sweep's: each member's own events too")
+
+
 class JobPublic(BaseModel):
     id: str
     sweep_id: str | None = Field(None, description="the sweep this job is a member of")
@@ -68,6 +76,7 @@ class JobPublic(BaseModel):
         "they do not count against max_attempts",
     )
     cancel_requested: bool
+    notify: NotifyPublic | None = Field(None, description="the webhook told of this job's events (deliveries: …/deliveries)")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

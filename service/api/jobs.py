@@ -16,10 +16,9 @@ from service.api.events import long_poll
 from service.api.idempotent import IdempotencyKeyHeader, create_once
 from service.api.routing import OffLoopJSONRoute
 from service.repositories.job_search import JobFilter
-from service.schemas.jobs import AliasUpdate, JobUpdate, PredictRequest, job_public
+from service.schemas.jobs import AliasUpdate, JobCreate, JobUpdate, PredictRequest, job_public
 from service.schemas.evaluation import EvaluateRequest
 from service.schemas.limits import LIMITS
-from service.schemas.spec import JobSpec
 from service.services import evaluation, events, lifecycle, predictions
 from service.services import jobs as job_service
 from service.services.plots import draw_curve
@@ -40,10 +39,10 @@ SinceStep = Annotated[int, Query(ge=0, le=LIMITS.max_step, description="only poi
 
 @router.post("", status_code=201, response_model=JobPublic)
 def submit_job(
-    spec: JobSpec, session: SessionDep, owner: OwnerDep, settings: SettingsDep, idempotency_key: IdempotencyKeyHeader = None
+    spec: JobCreate, session: SessionDep, owner: OwnerDep, settings: SettingsDep, idempotency_key: IdempotencyKeyHeader = None
 ):
     def create() -> tuple[Callable[[], dict], str]:
-        job = job_service.submit_job(session, spec, owner, settings)
+        job = job_service.submit_job(session, spec, owner, settings, spec.notify)
         datasets = job_service.lint_moments(session, [job])  # read now: the answer renders after the commit
         return lambda: job_public(job, datasets).model_dump(mode="json"), f"/v1/jobs/{job.id}"
 

@@ -11,7 +11,15 @@ from service.schemas.data import Strict
 from service.schemas.limits import LIMITS
 from service.schemas.lints import DatasetMoments, job_warnings
 from service.schemas.numbers import Numbers
-from service.schemas.spec import MAX_TAGS_PARSED, TagKey, TagValue
+from service.schemas.spec import MAX_TAGS_PARSED, JobSpec, TagKey, TagValue
+from service.schemas.webhooks import Notify
+
+
+class JobCreate(JobSpec):
+    """The body of `POST /v1/jobs`: the spec, and beside it whom to tell how the job went (not in the spec, which
+    travels into weights files, ONNX exports and sweep members, while a webhook url may be a secret)."""
+
+    notify: Notify | None = Field(None, description="webhooks: a signed POST to url at each of events (README)")
 
 
 def job_public(job, datasets: DatasetMoments | None = None) -> JobPublic:
@@ -42,6 +50,7 @@ def job_public(job, datasets: DatasetMoments | None = None) -> JobPublic:
         max_attempts=job.max_attempts,
         interruptions=job.interruptions or 0,
         cancel_requested=job.cancel_requested,
+        notify=job.notify,
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,

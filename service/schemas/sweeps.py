@@ -12,6 +12,7 @@ from service.schemas.layers import DropoutRate
 from service.schemas.schedules import Schedule
 from service.schemas.search import AshaSettings, PbtSettings, TpeSettings
 from service.schemas.spec import Activation, JobSpec, Loss, Strict, Tags, Width
+from service.schemas.webhooks import SweepNotify
 
 OPTIMIZER_AXES = ("lr", "momentum", "weight_decay", "schedule", "clip_grad_norm")
 MODEL_AXES = ("dropout",)
@@ -89,6 +90,7 @@ class SweepCreate(Strict):
     execution: Literal["auto", "batched", "one_by_one"] = Field(
         "auto", description="auto: batched when a probe measures it faster on the worker's device"
     )
+    notify: SweepNotify | None = Field(None, description="webhooks: the sweep's events, and with members its members'")
 
     @model_validator(mode="after")
     def _check_search(self) -> "SweepCreate":

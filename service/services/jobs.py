@@ -22,8 +22,10 @@ from service.schemas.jobs import AliasAssignmentPublic, AliasPublic, JobUpdate, 
 from service.schemas.data import DataShape, known_data_shape
 from service.schemas.lints import DatasetMoments, moments_wanted
 from service.schemas.spec import JobSpec, SpecError, check_spec
+from service.schemas.webhooks import Notify
 from service import wakeup
 from service.services.usage import check_storage
+from service.services.webhook_targets import check_notify
 from service.batching import batch_key
 from service.settings import Settings
 
@@ -69,21 +71,27 @@ def check_memory(estimate: TrainingEstimate, limit: int, what: str = "training")
     )
 
 
-def submit_job(session: Session, spec: JobSpec, owner_id: str | None, settings: Settings) -> Job:
+def submit_job(
+    session: Session, spec: JobSpec, owner_id: str | None, settings: Settings, notify: Notify | None = None
+) -> Job:
+    """A queued job of `spec`, whose events `notify` (kept beside the spec, not in it) tells of."""
     # SQLite: a session's first statement takes the write lock (service/db.py), so what needs no database
-    # (a spec on built-in or synthetic data) is checked before it, not while the other writers wait
+    # (a spec on built-in or synthetic data, the webhook's host) is checked before it, not while the other writers wait
     shape = known_data_shape(spec.data)
     if shape is not None:
         check_fits(spec, shape, settings)
+    check_notify(notify, ("notify",), settings)
     job = Job(
         owner_id=owner_id,
         name=spec.name,
-        spec=spec.model_dump(mode="json"),
+        spec=spec.model_dump(mode="json", exclude={"notify"}),
         epochs=spec.epochs,
         max_attempts=settings.MAX_ATTEMPTS,
         priority=spec.priority,
         tags=spec.tags,
         batch_key=batch_key(spec),
+        notify=notify.model_dump(mode="json") if notify else None,
+        notified_status=JobStatus.QUEUED if notify else None,
     )
     if shape is None:  # an uploaded dataset's shape: read in the transaction
         check_fits(spec, data_shape(session, spec, owner_id), settings)

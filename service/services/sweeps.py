@@ -20,6 +20,7 @@ from service.services.search import check_search
 from service.services.jobs import check_memory, check_tags, data_shape, decode_cursor, encode_cursor, estimate_memory
 from service import wakeup
 from service.services.usage import check_storage
+from service.services.webhook_targets import check_notify
 from service.settings import Settings
 
 
@@ -33,6 +34,7 @@ def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, s
         field = ("space",) if request.count is None else (("tpe", "rounds") if request.tpe else ("count",))
         raise InvalidField(field, f"{total} members can never queue at once: FITSERVE_MAX_QUEUED_PER_OWNER is "
                                   f"{settings.MAX_QUEUED_PER_OWNER}; split the sweep")
+    check_notify(request.notify, ("notify",), settings)  # before the first statement: it may wait for a resolver
     shape = data_shape(session, request.base, owner_id)
     for spec in specs:
         try:
@@ -53,7 +55,8 @@ def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, s
         raise TooManyRequests(f"{queued} queued jobs and {total} members exceed the limit", 5)
     members = new_members(request, specs, owner_id, settings, 0)
     request_body = request.model_dump(mode="json")
-    sweep = Sweep(owner_id=owner_id, name=request.name, request=request_body, size=len(specs), tags=request.tags)
+    sweep = Sweep(owner_id=owner_id, name=request.name, request=request_body, size=len(specs), tags=request.tags,
+                  notified_status=JobStatus.QUEUED if request.notify else None)
     if request.tpe:
         sweep.search_rounds_left = request.tpe.rounds - 1
     sweep = sweep_repo.add_sweep(session, sweep, members)
@@ -76,7 +79,9 @@ def checked_specs(request: SweepCreate, overrides: list[dict] | None) -> list[Jo
 
 
 def new_members(request: SweepCreate, specs: list[JobSpec], owner_id: str | None, settings: Settings, first: int) -> list[Job]:
-    """Member jobs of these specs, numbered from `first` in their names."""
+    """Member jobs of these specs, numbered from `first` in their names. Under a sweep that notifies, each carries
+    a notified status, so its changes have the sweep looked at (services/webhooks.py), and with `members` a notify."""
+    notify = request.notify
     return [
         Job(
             owner_id=owner_id,
@@ -86,6 +91,8 @@ def new_members(request: SweepCreate, specs: list[JobSpec], owner_id: str | None
             max_attempts=settings.MAX_ATTEMPTS,
             priority=spec.priority,
             tags=spec.tags | request.tags,
+            notify=notify.model_dump(mode="json", exclude={"members"}) if notify and notify.members else None,
+            notified_status=JobStatus.QUEUED if notify else None,
         )
         for i, spec in enumerate(specs)
     ]
