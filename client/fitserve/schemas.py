@@ -33,7 +33,6 @@ class NotifyPublic(BaseModel):
 
     url: str
     events: list[str]
-    members: bool | None = Field(None, description="a sweep's: each member's own events too")
 
 
 class JobPublic(BaseModel):
