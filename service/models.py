@@ -3,6 +3,7 @@
 import enum
 import uuid
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -20,7 +21,10 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator
 
 
@@ -149,10 +153,50 @@ class Job(Base):
 Index(
     "ix_jobs_status_owner_id_priority", Job.status, Job.owner_id, Job.priority.desc(), Job.created_at, Job.id
 )
-# ?name=: lower(name) LIKE '%part%' from a trigram index (PostgreSQL with pg_trgm only: alembic 0015)
+# ?name=: lower(name) LIKE '%part%' from a trigram index (PostgreSQL with pg_trgm only: alembic 0015; SQLite's
+# FTS5 table of the names, alembic 0020, is outside the models: repositories/job_search.py)
 Index(
     "ix_jobs_name_trigrams", func.lower(Job.name), postgresql_using="gin", postgresql_ops={"lower": "gin_trgm_ops"}
 ).ddl_if(dialect="postgresql")
+
+
+class json_number(FunctionElement):
+    """The number under `key` of a JSON column, the key written into the statement, not bound: an index on the
+    expression is then one the query's own text matches (SQLite compares expressions as written)."""
+
+    type = Float()
+    inherit_cache = True
+    _traverse_internals: ClassVar = [*FunctionElement._traverse_internals, ("key", InternalTraversal.dp_string)]
+
+    def __init__(self, column, key: str):
+        if not key.isidentifier():
+            raise ValueError(f"not a plain JSON key: {key!r}")
+        self.key = key
+        super().__init__(column)
+
+
+@compiles(json_number, "sqlite")
+def _json_number_sqlite(element, compiler, **kw):
+    return f"CAST(json_extract({compiler.process(element.clauses, **kw)}, '$.{element.key}') AS FLOAT)"
+
+
+@compiles(json_number, "postgresql")
+def _json_number_postgresql(element, compiler, **kw):
+    # PostgreSQL's own spelling of the expression: alembic's comparison of the index then finds it unchanged
+    return f"({compiler.process(element.clauses, **kw)} ->> '{element.key}')::double precision"
+
+
+SORT_METRICS = ("loss", "val_loss", "val_accuracy")
+
+
+def kept_metric(name: str):
+    """A job's metric `name` of the weights it kept: its best epoch's (early stopping), else its latest."""
+    return func.coalesce(json_number(Job.best_metrics, name), json_number(Job.latest_metrics, name))
+
+
+# ?sort=<metric>: an owner's jobs in that metric's order, those without it in one NULL range (alembic 0021)
+for _metric in SORT_METRICS:
+    Index(f"ix_jobs_owner_id_{_metric}", Job.owner_id, kept_metric(_metric), Job.id)
 
 
 class JobTag(Base):
