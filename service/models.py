@@ -140,6 +140,9 @@ class Job(Base):
         Index("ix_jobs_owner_id_started_at", "owner_id", "started_at"),
         # usage today: an owner's jobs that ended since midnight
         Index("ix_jobs_owner_id_finished_at", "owner_id", "finished_at"),
+        # retention: the jobs that ended longest ago, of every owner (only ended jobs have a finished_at)
+        Index("ix_jobs_finished_at_id", "finished_at", "id", postgresql_where=text("finished_at IS NOT NULL"),
+              sqlite_where=text("finished_at IS NOT NULL")),
         # auto-batching: a claimed job's queued batch mates
         Index("ix_jobs_batch_key_status", "batch_key", "status"),
         UniqueConstraint("owner_id", "alias", name="uq_jobs_owner_id_alias"),
@@ -384,3 +387,6 @@ class IdempotencyKey(Base):
     response: Mapped[dict | None] = mapped_column(JSON)
     location: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    # deleting a job (or sweep, or dataset) forgets the record that would replay its 201: found by its location
+    __table_args__ = (Index("ix_idempotency_keys_location", "location"),)
