@@ -176,3 +176,33 @@ def test_jobs_made_before_0020_are_found_by_name_and_sorted_by_metric(tmp_path, 
         update_job(s, s.get(Job, rows[1][0]), {"name": "needle at last"})
         assert len(list_jobs(s, "alice", JobFilter(name="needle"), None, 10)) == 3
     engine.dispose()
+
+
+def test_0013_fills_the_counters_as_a_recount_does(make_app):
+    """0013 fills job_counts from the history (SQLite: in one read of the jobs): the same rows a recount builds."""
+    from service.repositories import job_counts
+
+    app = make_app(workers=1).start()
+    for epochs in (3, 5):
+        app.train(tiny_regression(epochs=epochs, name="done"))
+    wait = [app.train(tiny_regression(epochs=2))["id"] for _ in range(2)]
+    url = app.db_url
+    app.stop()
+    downgrade(url, "0012")
+    engine = make_engine(url)
+    with engine.begin() as conn:  # a job that never ran, one cancelled, and another owner's
+        conn.execute(text("UPDATE jobs SET status = 'queued', started_at = NULL, finished_at = NULL WHERE id = :id"),
+                     {"id": wait[0]})
+        conn.execute(text("UPDATE jobs SET status = 'cancelled', owner_id = 'bob' WHERE id = :id"), {"id": wait[1]})
+    engine.dispose()
+    upgrade(url)
+    engine = make_engine(url)
+    counts = ("SELECT owner_key, status, jobs, training_seconds, curve_bytes, weights_bytes, last_started_at"
+              " FROM job_counts ORDER BY owner_key, status")
+    with Session(engine) as s:
+        filled = [tuple(row) for row in s.execute(text(counts))]
+        job_counts.recount(s)
+        recounted = [tuple(row) for row in s.execute(text(counts))]
+    engine.dispose()
+    assert len(filled) >= 4 and any(row[4] > 0 and row[5] > 0 for row in filled)
+    assert filled == recounted
