@@ -15,7 +15,7 @@
 Each operation runs --calls times in one process (one pooled connection, as a server's): p50 and p99 are of the
 calls after the 10th, where psycopg prepares a statement and PostgreSQL may switch to a generic plan. HTTP calls
 go through the real app in process (an ASGI client), as the `big` owner. A claim is one transaction, rolled back,
-so each claim sees the same queue. Retention deletes 200 ended jobs a tick, 5 ticks, last. ratio = baseline p50 /
+so each claim sees the same queue. Retention deletes 200 ended jobs a tick, 10 ticks, last. ratio = baseline p50 /
 new p50. On PostgreSQL a last table runs the baseline's tag filter and today's 20 times on one connection, with
 psycopg's defaults and with plan_cache_mode=force_custom_plan (what service/db.py sets).
 """
@@ -203,7 +203,7 @@ def measure(url: str, calls: int) -> dict[str, list[float]]:
 
     spent: dict[str, list[float]] = {}
     for label, path in OPERATIONS:
-        n = 5 if label.startswith("retention") else calls
+        n = 10 if label.startswith("retention") else calls
         spent[label] = []
         for _ in range(n):
             started = time.perf_counter()
