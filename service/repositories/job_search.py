@@ -15,8 +15,7 @@ from sqlalchemy.orm import Session, aliased
 from service.models import SORT_METRICS, Job, JobTag, kept_metric
 from service.repositories.jobs import owned_by
 
-METRICS = SORT_METRICS
-SORTS = ("created_at", *METRICS)
+SORTS = ("created_at", *SORT_METRICS)
 # SQLite: a `?name=` part at most this many names hold is found through the trigram index, each match then
 # read by its key; one more common is met soon enough by reading the owner's jobs in page order
 NAME_MATCHES_BY_INDEX = 1000
@@ -42,14 +41,9 @@ class JobFilter:
         return self.sort.startswith("-")
 
 
-def sort_expression(name: str):
-    """The column a sort orders by; a metric is that of the weights the job kept (its best epoch's, with
-    early stopping, else its latest), as the sweep leaderboard ranks them."""
-    return Job.created_at if name == "created_at" else kept_metric(name)
-
-
 def sort_value(job: Job, name: str):
-    """What `sort_expression` reads, from a loaded job: the sort key a cursor carries."""
+    """The sort key a cursor carries, from a loaded job: its created_at, or the metric of the weights it kept (its
+    best epoch's, with early stopping, else its latest: models.kept_metric), as the sweep leaderboard ranks them."""
     if name == "created_at":
         return job.created_at
     best = (job.best_metrics or {}).get(name)

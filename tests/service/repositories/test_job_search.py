@@ -34,7 +34,6 @@ def engine(tmp_path, databases):
             name=NAMES[i % len(NAMES)], tags={"team": "vision" if i % 3 else "speech"},
             status="succeeded" if ran else "queued", latest_metrics=latest if ran else None,
             best_metrics={"loss": round(rng.random(), 1)} if ran and i % 4 == 1 else None,
-            finished_at=start + timedelta(seconds=1000 - i) if ran else None,
         ))
     with Session(engine) as s, s.begin():
         for job in jobs:
