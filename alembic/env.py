@@ -3,6 +3,7 @@
 from alembic import context
 
 from service.db import make_engine
+from service.migrations import in_models
 from service.models import Base
 from service.settings import get_settings
 
@@ -15,7 +16,8 @@ def database_url() -> str:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=database_url(), target_metadata=target_metadata, literal_binds=True)
+    context.configure(url=database_url(), target_metadata=target_metadata, literal_binds=True,
+                      include_name=in_models)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -23,7 +25,8 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = make_engine(database_url())
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                          include_name=in_models)
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

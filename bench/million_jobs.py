@@ -7,14 +7,15 @@
 2. Fill: a database at migration 0012 (the schema before the counters) gets N jobs by SQL, over --owners owners:
    one owner, `big`, with 10% of them; 5% of all queued, 0.1% running, the rest succeeded with the template's
    curve and weights; two tags each (team: one of 10, run: one of 100), a name and a loss.
-3. Baseline: a copy of that database measured by the code of --baseline (a commit, exported to a temporary folder).
-4. This checkout: the same database upgraded to head (the migrations that add the counters and indexes and fill
-   them from the history; timed), then measured by this checkout's code.
+3. Baseline: a copy of that database upgraded by the migrations of --baseline (a commit, exported to a temporary
+   folder; timed) and measured by its code.
+4. This checkout: the same database upgraded to head one revision at a time (the migrations that add the counters
+   and indexes and fill them from the history; each timed), then measured by this checkout's code.
 
 Each operation runs --calls times in one process (one pooled connection, as a server's): p50 and p99 are of the
 calls after the 10th, where psycopg prepares a statement and PostgreSQL may switch to a generic plan. HTTP calls
 go through the real app in process (an ASGI client), as the `big` owner. A claim is one transaction, rolled back,
-so each claim sees the same queue. Retention deletes 200 ended jobs a tick, 5 ticks, last. ratio = baseline p50 /
+so each claim sees the same queue. Retention deletes 200 ended jobs a tick, 10 ticks, last. ratio = baseline p50 /
 new p50. On PostgreSQL a last table runs the baseline's tag filter and today's 20 times on one connection, with
 psycopg's defaults and with plan_cache_mode=force_custom_plan (what service/db.py sets).
 """
@@ -51,6 +52,7 @@ OPERATIONS = [  # (label, HTTP path or None for a call of the code)
     ("GET /v1/jobs?tag=team:none, big owner", "/v1/jobs?tag=team:none"),
     ("GET /v1/jobs?tag=team:t3, big owner", "/v1/jobs?tag=team:t3"),
     ("GET /v1/jobs?name=none, big owner", "/v1/jobs?name=none"),
+    ("GET /v1/jobs?name=fit-12, big owner", "/v1/jobs?name=fit-12"),  # a part thousands of names hold
     ("GET /v1/jobs?sort=loss, big owner", "/v1/jobs?sort=loss"),
     ("GET /v1/jobs first page, big owner", "/v1/jobs"),
     ("retention tick deleting 200", None),
@@ -201,7 +203,7 @@ def measure(url: str, calls: int) -> dict[str, list[float]]:
 
     spent: dict[str, list[float]] = {}
     for label, path in OPERATIONS:
-        n = 5 if label.startswith("retention") else calls
+        n = 10 if label.startswith("retention") else calls
         spent[label] = []
         for _ in range(n):
             started = time.perf_counter()
@@ -227,19 +229,38 @@ def exported(commit: str, into: Path) -> Path:
     return into
 
 
-def upgrade_timed(url: str) -> float:
-    """Seconds to upgrade to head (the counters filled from the history), statistics refreshed after."""
+def upgrade_timed(url: str) -> dict[str, float]:
+    """Seconds of each revision on the way from 0012 to head (the counters filled from the history, the indexes
+    built), statistics refreshed after."""
     from sqlalchemy import create_engine
 
     from service.migrations import upgrade
 
-    started = time.perf_counter()
-    upgrade(url)
-    seconds = time.perf_counter() - started
+    spent = {}
+    for revision in sorted(path.name.split("_")[0] for path in (ROOT / "alembic" / "versions").glob("[0-9]*.py")):
+        if revision > "0012":
+            started = time.perf_counter()
+            upgrade(url, revision)
+            spent[revision] = time.perf_counter() - started
     engine = create_engine(url)
     analyze(engine)
     engine.dispose()
-    return seconds
+    return spent
+
+
+def upgrade_in(tree: Path, url: str) -> float:
+    """Seconds to upgrade to head by the migrations of `tree` (in a process that imports its code), statistics
+    refreshed after."""
+    code = ("import sys, time; from service.migrations import upgrade; started = time.perf_counter();"
+            " upgrade(sys.argv[1]); print(time.perf_counter() - started)")
+    run = subprocess.run([sys.executable, "-c", code, url], cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
+                         capture_output=True, text=True, check=True)
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    analyze(engine)
+    engine.dispose()
+    return float(run.stdout.split()[-1])
 
 
 class Databases:
@@ -347,14 +368,17 @@ def main() -> None:
                     name = f"fitserve_million_{uuid.uuid4().hex[:8]}"
                     url = dbs.create(name)
                     filled = fill(url, size, args.owners, template)
-                    before = measure_in(baseline, dbs.create(f"{name}_base", template=name), args.calls)
+                    copy = dbs.create(f"{name}_base", template=name)
+                    base_upgrade = upgrade_in(baseline, copy)
+                    before = measure_in(baseline, copy, args.calls)
                     migrated = upgrade_timed(url)
                     after = measure_in(ROOT, url, args.calls)
                     if backend == "postgresql":
                         plans += [[size, *row] for row in plan_cache(url)]
                 finally:
                     dbs.close()
-                setup.append([backend, size, filled, migrated])
+                setup.append([backend, size, filled, base_upgrade, sum(migrated.values()),
+                              " ".join(f"{revision}:{seconds:.1f}" for revision, seconds in migrated.items())])
                 for label, _ in OPERATIONS:
                     old, new = (values[WARM_CALLS:] or values for values in (before[label], after[label]))
                     ratio = statistics.median(old) / statistics.median(new)
@@ -363,7 +387,8 @@ def main() -> None:
                 print(f"{backend} {size}: done (load {load_average()})", file=sys.stderr)
     print_table(["back end", "jobs", "operation", f"{args.baseline} p50 ms", "now p50 ms", "ratio", "now p99 ms"], rows)
     print()
-    print_table(["back end", "jobs", "fill s", "upgrade to head s (counters filled, indexes built)"], setup)
+    print_table(["back end", "jobs", "fill s", f"{args.baseline}: upgrade from 0012 s", "now: upgrade from 0012 s",
+                 "now: each revision s"], setup)
     if plans:
         print()
         print_table(["jobs", "PostgreSQL, one connection, tag=team:none", "settings", "p50 ms calls 1-10",

@@ -8,6 +8,9 @@ from alembic import command
 from alembic.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]  # a checkout (or an editable install); site-packages for a wheel
+# SQLite's name search (alembic 0022): the FTS5 table (with the shadow tables it keeps) and the names' keys, which
+# the models do not describe (repositories/job_search.py reads them)
+SQLITE_SEARCH_TABLES = ("job_name_trigrams", "job_names")
 
 
 @cache
@@ -35,3 +38,8 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
+
+
+def in_models(name: str | None, type_: str, parent_names: dict) -> bool:
+    """Alembic's include_name when it compares a database with the models: all but SQLite's name search tables."""
+    return not (type_ == "table" and name is not None and name.startswith(SQLITE_SEARCH_TABLES))

@@ -3,6 +3,7 @@
 import enum
 import uuid
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -20,7 +21,10 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator
 
 
@@ -142,6 +146,9 @@ class Job(Base):
         Index("ix_jobs_owner_id_started_at", "owner_id", "started_at"),
         # usage today: an owner's jobs that ended since midnight
         Index("ix_jobs_owner_id_finished_at", "owner_id", "finished_at"),
+        # retention: the jobs that ended longest ago, of every owner (only ended jobs have a finished_at)
+        Index("ix_jobs_finished_at_id", "finished_at", "id", postgresql_where=text("finished_at IS NOT NULL"),
+              sqlite_where=text("finished_at IS NOT NULL")),
         # auto-batching: a claimed job's queued batch mates
         Index("ix_jobs_batch_key_status", "batch_key", "status"),
         UniqueConstraint("owner_id", "alias", name="uq_jobs_owner_id_alias"),
@@ -162,10 +169,50 @@ Index("ix_jobs_notify_open", Job.notified_status, Job.status, Job.id,
       sqlite_where=NOTIFICATIONS_OPEN, postgresql_where=NOTIFICATIONS_OPEN)
 Index("ix_sweeps_notify_open", Sweep.notified_status, Sweep.id,
       sqlite_where=NOTIFICATIONS_OPEN, postgresql_where=NOTIFICATIONS_OPEN)
-# ?name=: lower(name) LIKE '%part%' from a trigram index (PostgreSQL with pg_trgm only: alembic 0015)
+# ?name=: lower(name) LIKE '%part%' from a trigram index (PostgreSQL with pg_trgm only: alembic 0015; SQLite's
+# FTS5 table of the names, alembic 0022, is outside the models: repositories/job_search.py)
 Index(
     "ix_jobs_name_trigrams", func.lower(Job.name), postgresql_using="gin", postgresql_ops={"lower": "gin_trgm_ops"}
 ).ddl_if(dialect="postgresql")
+
+
+class json_number(FunctionElement):
+    """The number under `key` of a JSON column, the key written into the statement, not bound: an index on the
+    expression is then one the query's own text matches (SQLite compares expressions as written)."""
+
+    type = Float()
+    inherit_cache = True
+    _traverse_internals: ClassVar = [*FunctionElement._traverse_internals, ("key", InternalTraversal.dp_string)]
+
+    def __init__(self, column, key: str):
+        if not key.isidentifier():
+            raise ValueError(f"not a plain JSON key: {key!r}")
+        self.key = key
+        super().__init__(column)
+
+
+@compiles(json_number, "sqlite")
+def _json_number_sqlite(element, compiler, **kw):
+    return f"CAST(json_extract({compiler.process(element.clauses, **kw)}, '$.{element.key}') AS FLOAT)"
+
+
+@compiles(json_number, "postgresql")
+def _json_number_postgresql(element, compiler, **kw):
+    # PostgreSQL's own spelling of the expression: alembic's comparison of the index then finds it unchanged
+    return f"({compiler.process(element.clauses, **kw)} ->> '{element.key}')::double precision"
+
+
+SORT_METRICS = ("loss", "val_loss", "val_accuracy")
+
+
+def kept_metric(name: str):
+    """A job's metric `name` of the weights it kept: its best epoch's (early stopping), else its latest."""
+    return func.coalesce(json_number(Job.best_metrics, name), json_number(Job.latest_metrics, name))
+
+
+# ?sort=<metric>: an owner's jobs in that metric's order, those without it in one NULL range (alembic 0023)
+for _metric in SORT_METRICS:
+    Index(f"ix_jobs_owner_id_{_metric}", Job.owner_id, kept_metric(_metric), Job.id)
 
 
 class JobTag(Base):
@@ -357,6 +404,8 @@ class IdempotencyKey(Base):
     location: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
+    # deleting a job (or sweep, or dataset) forgets the record that would replay its 201: found by its location
+    __table_args__ = (Index("ix_idempotency_keys_location", "location"),)
 
 class WebhookSecret(Base):
     """The key an owner's webhooks are signed with. Kept as it is, not hashed: every delivery is signed with it."""

@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from tests.harness.calls import FINAL, wait_until  # noqa: F401 (tests import them from here)
@@ -203,6 +203,25 @@ def corrupt_sqlite_file(path: str, part: str, table: str = "jobs") -> None:
         for offset, length in damaged:
             f.seek(offset)
             f.write(b"\x55" * length)
+
+
+def query_plans(engine, run, reads: str, settings: tuple[str, ...] = ()) -> tuple[list[str], object]:
+    """The plans of the statements `run()` executes on `engine` whose text holds `reads`, one line a step: SQLite's
+    EXPLAIN QUERY PLAN, PostgreSQL's EXPLAIN (planned after the `settings` statements). `run`'s result second."""
+    statements = []
+    listen = lambda conn, cursor, statement, params, context, many: statements.append((statement, params))
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        result = run()
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
+    explain = "EXPLAIN QUERY PLAN" if engine.dialect.name == "sqlite" else "EXPLAIN"
+    with engine.connect() as conn:
+        for setting in settings:
+            conn.exec_driver_sql(setting)
+        plans = [row[-1] for statement, params in statements if reads in statement
+                 for row in conn.exec_driver_sql(f"{explain} {statement}", params)]
+    return plans, result
 
 
 def with_keys(srv, owners=("alice", "bob")):

@@ -5,7 +5,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from service.db import make_engine
-from service.migrations import downgrade, upgrade
+from service.migrations import downgrade, in_models, upgrade
 from service.models import Base
 from service.repositories import metrics as metric_repo
 from sqlalchemy.orm import Session
@@ -18,7 +18,7 @@ def test_migrations_match_the_models(tmp_path, databases):
     upgrade(url)
     engine = make_engine(url)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"include_name": in_models}), Base.metadata)
     engine.dispose()
     assert diff == []
 
@@ -142,3 +142,67 @@ def test_sweep_members_made_without_tag_rows_get_them(make_app):
     engine.dispose()
     assert [tuple(r) for r in rows if r[0] == indexed] == [tuple(r) for r in before if r[0] == indexed]
     assert [tuple(r[1:]) for r in rows if r[0] == unindexed] == [("model", "line"), ("team", "vision")]
+
+
+def test_jobs_made_before_0022_are_found_by_name_and_sorted_by_metric(tmp_path, databases):
+    """0022 indexes the names already stored (SQLite's trigram table), 0023 the metrics already stored: the pages
+    read through the indexes hold the jobs made before, and the names keep following renames."""
+    from service.models import Job
+    from service.repositories.job_search import JobFilter, list_jobs, update_job
+
+    url = databases.create(tmp_path / "before.db", migrated=False)
+    upgrade(url, "0019")
+    engine = make_engine(url)
+    rows = [(f"{i:032x}", name, loss) for i, (name, loss) in
+            enumerate([("Needle one", 0.3), ("hay", 0.1), (None, 0.2), ("a NEEDLE", None), ("haystack", 0.5)])]
+    with engine.begin() as conn:
+        for i, (job_id, name, loss) in enumerate(rows):
+            conn.execute(
+                text("INSERT INTO jobs (id, owner_id, name, status, spec, tags, epochs, epoch, step, attempt,"
+                     " max_attempts, cancel_requested, priority, interruptions, latest_metrics, created_at)"
+                     " VALUES (:id, 'alice', :name, 'succeeded', '{}', '{}', 1, 1, 1, 1, 3, false, 0, 0, :latest,"
+                     " :at)"),
+                {"id": job_id, "name": name, "latest": None if loss is None else f'{{"loss": {loss}}}',
+                 "at": f"2026-12-01 00:00:{i:02d}"},
+            )
+    engine.dispose()
+    upgrade(url)
+    engine = make_engine(url)
+    with Session(engine) as s:
+        assert {job.name for job in list_jobs(s, "alice", JobFilter(name="needle"), None, 10)} == {"Needle one",
+                                                                                                   "a NEEDLE"}
+        by_loss = [job.latest_metrics for job in list_jobs(s, "alice", JobFilter(sort="loss"), None, 10)]
+        assert by_loss == [{"loss": 0.1}, {"loss": 0.2}, {"loss": 0.3}, {"loss": 0.5}, None]
+        update_job(s, s.get(Job, rows[1][0]), {"name": "needle at last"})
+        assert len(list_jobs(s, "alice", JobFilter(name="needle"), None, 10)) == 3
+    engine.dispose()
+
+
+def test_0013_fills_the_counters_as_a_recount_does(make_app):
+    """0013 fills job_counts from the history (SQLite: in one read of the jobs): the same rows a recount builds."""
+    from service.repositories import job_counts
+
+    app = make_app(workers=1).start()
+    for epochs in (3, 5):
+        app.train(tiny_regression(epochs=epochs, name="done"))
+    wait = [app.train(tiny_regression(epochs=2))["id"] for _ in range(2)]
+    url = app.db_url
+    app.stop()
+    downgrade(url, "0012")
+    engine = make_engine(url)
+    with engine.begin() as conn:  # a job that never ran, one cancelled, and another owner's
+        conn.execute(text("UPDATE jobs SET status = 'queued', started_at = NULL, finished_at = NULL WHERE id = :id"),
+                     {"id": wait[0]})
+        conn.execute(text("UPDATE jobs SET status = 'cancelled', owner_id = 'bob' WHERE id = :id"), {"id": wait[1]})
+    engine.dispose()
+    upgrade(url)
+    engine = make_engine(url)
+    counts = ("SELECT owner_key, status, jobs, training_seconds, curve_bytes, weights_bytes, last_started_at"
+              " FROM job_counts ORDER BY owner_key, status")
+    with Session(engine) as s:
+        filled = [tuple(row) for row in s.execute(text(counts))]
+        job_counts.recount(s)
+        recounted = [tuple(row) for row in s.execute(text(counts))]
+    engine.dispose()
+    assert len(filled) >= 4 and any(row[4] > 0 and row[5] > 0 for row in filled)
+    assert filled == recounted

@@ -1,16 +1,25 @@
-"""Finding an owner's jobs: filters on name, tags, sweep and dates; sorted by time or a metric; keyset pages."""
+"""Finding an owner's jobs: filters on name, tags, sweep and dates; sorted by time or a metric; keyset pages.
+
+Every page is one range of an index read in page order, from the cursor on: the owner's jobs by time
+(ix_jobs_owner_id_created_at_id), the owner's rows of a tag (ix_job_tags_owner_id_key_value, which copies the
+job's created_at), or by a metric (ix_jobs_owner_id_<metric>, on the metric's expression). `?name=` is a
+trigram index's: PostgreSQL's on lower(name) (pg_trgm), SQLite's FTS5 table of the names (alembic 0022).
+"""
 
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import String, and_, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session, aliased
 
-from service.models import Job, JobTag
+from service.models import SORT_METRICS, Job, JobTag, kept_metric
 from service.repositories.jobs import owned_by
 
-METRICS = ("loss", "val_loss", "val_accuracy")
-SORTS = ("created_at", *METRICS)
+SORTS = ("created_at", *SORT_METRICS)
+# SQLite: a `?name=` part at most this many names hold is found through the trigram index, each match then
+# read by its key; one more common is met soon enough by reading the owner's jobs in page order
+NAME_MATCHES_BY_INDEX = 1000
+INFINITY = float("inf")
 
 
 @dataclass(frozen=True)
@@ -32,20 +41,20 @@ class JobFilter:
         return self.sort.startswith("-")
 
 
-def sort_expression(name: str):
-    """The column a sort orders by; a metric is that of the weights the job kept (its best epoch's, with
-    early stopping, else its latest), as the sweep leaderboard ranks them."""
-    if name == "created_at":
-        return Job.created_at
-    return func.coalesce(Job.best_metrics[name].as_float(), Job.latest_metrics[name].as_float())
-
-
 def sort_value(job: Job, name: str):
-    """What `sort_expression` reads, from a loaded job: the sort key a cursor carries."""
+    """The sort key a cursor carries, from a loaded job: its created_at, or the metric of the weights it kept (its
+    best epoch's, with early stopping, else its latest: models.kept_metric), as the sweep leaderboard ranks them."""
     if name == "created_at":
         return job.created_at
     best = (job.best_metrics or {}).get(name)
     return best if best is not None else (job.latest_metrics or {}).get(name)
+
+
+def name_pattern(part: str):
+    """`lower(name) LIKE '%part%'`, part's % _ and / plain: on PostgreSQL the trigram index on lower(name) answers
+    it (the pattern is a constant to the planner, which plans each statement for its values: service/db.py)."""
+    escaped = part.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return func.lower(Job.name).like(func.lower(f"%{escaped}%"), escape="/")
 
 
 def _conditions(owner_id: str | None, where: JobFilter, tags: list[tuple[str, str | None]]) -> list:
@@ -53,7 +62,7 @@ def _conditions(owner_id: str | None, where: JobFilter, tags: list[tuple[str, st
     if where.status is not None:
         conditions.append(Job.status == where.status)
     if where.name is not None:
-        conditions.append(Job.name.icontains(where.name, autoescape=True))
+        conditions.append(name_pattern(where.name))
     for key, value in tags:
         tagged = select(JobTag.job_id).where(JobTag.job_id == Job.id, JobTag.key == key)
         conditions.append(exists(tagged if value is None else tagged.where(JobTag.value == value)))
@@ -66,48 +75,78 @@ def _conditions(owner_id: str | None, where: JobFilter, tags: list[tuple[str, st
     return conditions
 
 
-def _after(expression, id_, descending: bool, value, job_id: str, nullable: bool):
-    """Rows past (value, id) in the page order; rows without a value (no metric yet) come last."""
-    if not nullable:
-        return or_(expression < value, and_(expression == value, id_ < job_id)) if descending else or_(
-            expression > value, and_(expression == value, id_ > job_id)
-        )
-    if value is None:
-        return and_(expression.is_(None), id_ < job_id if descending else id_ > job_id)
-    beyond = expression < value if descending else expression > value
-    tie = and_(expression == value, id_ < job_id if descending else id_ > job_id)
-    return or_(beyond, tie, expression.is_(None))
+def _past(key, id_, after: tuple[object, str], descending: bool):
+    """Rows past the cursor's (value, id) in page order, as `key >= value AND (key > value OR id > id0)`: both back
+    ends seek to the bound on the key (SQLite not to a row comparison's on an expression), then read on in order."""
+    value, job_id = after
+    if descending:
+        return and_(key <= value, or_(key < value, id_ < job_id))
+    return and_(key >= value, or_(key > value, id_ > job_id))
+
+
+def _ordered(query, keys: tuple, descending: bool, limit: int):
+    return query.order_by(*(key.desc() if descending else key.asc() for key in keys)).limit(limit)
+
+
+def _named_matches(session: Session, part: str):
+    """SQLite: the ids of the jobs whose names may hold `part`, from the trigram index, as a subquery to read
+    the jobs from; None where the index does not narrow them enough (a part of under 3 characters, or one more
+    than NAME_MATCHES_BY_INDEX names hold): the owner's jobs are then read in page order."""
+    if session.get_bind().dialect.name != "sqlite" or len(part) < 3:
+        return None
+    phrase = '"' + part.replace('"', '""') + '"'  # an FTS5 phrase: the part's trigrams, one after the other
+    # the LIMIT keeps SQLite from flattening the subquery into the page's: it is read first, whole
+    matches = text("SELECT n.job_id FROM job_name_trigrams t JOIN job_names n ON n.id = t.rowid"
+                   " WHERE job_name_trigrams MATCH :phrase LIMIT :most")
+    matches = matches.bindparams(phrase=phrase, most=NAME_MATCHES_BY_INDEX + 1).columns(job_id=String)
+    found = session.scalar(select(func.count()).select_from(matches.subquery()))
+    return matches.subquery("named") if found <= NAME_MATCHES_BY_INDEX else None
 
 
 def list_jobs(
     session: Session, owner_id: str | None, where: JobFilter, after: tuple[object, str] | None, limit: int
 ) -> list[Job]:
-    """One page in the filter's order; `after` is the (sort value, id) of the last job of the previous page.
-
-    Newest or oldest first, a page is one range of an index in its order: the owner's jobs
-    (ix_jobs_owner_id_created_at_id), or with `?tag=key:value` the owner's rows of that tag
-    (ix_job_tags_owner_id_key_value, which copies the job's created_at), each job then read by its key.
-    """
-    expression, id_ = sort_expression(where.sort_name), Job.id
-    nullable = where.sort_name != "created_at"  # a metric: jobs without one yet come last, either way
-    valued = next(((key, value) for key, value in where.tags if value is not None), None)
-    tags = where.tags
+    """One page in the filter's order; `after` is the (sort value, id) of the last job of the previous page."""
     query = select(Job)
-    if valued is not None and not nullable:
+    named = _named_matches(session, where.name) if where.name is not None else None
+    if named is not None:  # the few matches drive the query, then are sorted (SQLite reads them first)
+        query = query.select_from(named).join(Job, Job.id == named.c.job_id)
+    if where.sort_name != "created_at":
+        return _by_metric(session, query.where(*_conditions(owner_id, where, where.tags)), where, after, limit)
+    order, tags = (Job.created_at, Job.id), where.tags
+    valued = next(((key, value) for key, value in where.tags if value is not None), None)
+    if valued is not None and named is None:
         tag = aliased(JobTag)
         query = query.join(tag, tag.job_id == Job.id).where(
             owned_by(tag.owner_id, owner_id), tag.key == valued[0], tag.value == valued[1]
         )
-        expression, id_ = tag.created_at, tag.job_id
-        tags = [entry for entry in tags if entry != valued]
+        order, tags = (tag.created_at, tag.job_id), [entry for entry in where.tags if entry != valued]
     query = query.where(*_conditions(owner_id, where, tags))
     if after is not None:
-        query = query.where(_after(expression, id_, where.descending, *after, nullable))
-    if where.descending:
-        order = (expression.desc().nulls_last() if nullable else expression.desc(), id_.desc())
-    else:
-        order = (expression.asc().nulls_last() if nullable else expression.asc(), id_.asc())
-    return list(session.scalars(query.order_by(*order).limit(limit)))
+        query = query.where(_past(*order, after, where.descending))
+    return list(session.scalars(_ordered(query, order, where.descending, limit)))
+
+
+def _by_metric(session: Session, query, where: JobFilter, after: tuple[object, str] | None, limit: int) -> list[Job]:
+    """Jobs with the metric in its order, then those without it (by id, the same way): each part one range of
+    ix_jobs_owner_id_<metric>, whose NULL range holds the jobs without it."""
+    metric, descending = kept_metric(where.sort_name), where.descending
+    jobs = []
+    if after is None or after[0] is not None:
+        # past -inf (or short of inf): every job with the metric (JSON holds no infinity), a bound SQLite seeks
+        # to, as it does not to IS NOT NULL on an expression
+        valued = query.where(metric < INFINITY if descending else metric > -INFINITY)
+        if after is not None:
+            valued = valued.where(_past(metric, Job.id, after, descending))
+        jobs = list(session.scalars(_ordered(valued, (metric, Job.id), descending, limit)))
+    if len(jobs) < limit:
+        unvalued = query.where(metric.is_(None))
+        if after is not None and after[0] is None:
+            unvalued = unvalued.where(Job.id < after[1] if descending else Job.id > after[1])
+        # in id order: SQLite reads the NULL range so, PostgreSQL only when told (metric, id), the index's order
+        order = (Job.id,) if session.get_bind().dialect.name == "sqlite" else (metric, Job.id)
+        jobs += session.scalars(_ordered(unvalued, order, descending, limit - len(jobs)))
+    return jobs
 
 
 def write_tags(session: Session, jobs: list[Job], tags: list[dict[str, str]] | None = None) -> None:

@@ -200,6 +200,8 @@ def parse_tag_filters(tags: list[str], settings: Settings) -> list[tuple[str, st
 def list_jobs(
     session: Session, owner_id: str | None, where: search_repo.JobFilter, cursor: str | None, limit: int
 ) -> JobPage:
+    if where.name is not None and "\x00" in where.name:  # no text of PostgreSQL's, nor an FTS5 phrase, holds one
+        raise InvalidField(("name",), "holds a NUL character", where="query")
     after = decode_job_cursor(cursor, where.sort) if cursor else None
     jobs = search_repo.list_jobs(session, owner_id, where, after, limit + 1)
     page = jobs[:limit]

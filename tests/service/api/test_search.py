@@ -115,6 +115,8 @@ def test_filters_by_name_sweep_and_creation_time(keyed):
     assert set(listed(keyed, name="needle")) >= {first["id"], last["id"]}
     assert middle["id"] not in listed(keyed, name="needle")
     assert listed(keyed, name="100%_") == [middle["id"]]  # % and _ are plain characters
+    response = keyed.client.get("/v1/jobs", params={"name": "nee\x00dle"}, headers=as_(keyed, "alice"))
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["query", "name"]
     between = listed(keyed, created_after=first["created_at"], created_before=last["created_at"])
     assert between == [middle["id"]]
     body = {"name": "findable", "base": tiny_regression(epochs=1), "space": {"lr": [0.01, 0.02]}, "tags": {"s": "1"}}
