@@ -132,18 +132,18 @@ def fill_counts(postgresql: bool) -> None:
     start on its 'running' row."""
     owner, by = "coalesce(j.owner_id, '')", "GROUP BY coalesce(j.owner_id, ''), j.status"
     jobs = f"SELECT {owner}, j.status, count(*), sum({seconds('j', postgresql)})"
-    parts = [f"SELECT {owner}, 'running', 0, 0, 0, 0, max(j.started_at) FROM jobs j WHERE j.started_at IS NOT NULL"
-             f" GROUP BY {owner}"]
+    parts = [(f"SELECT {owner}, 'running', 0, 0, 0, 0, max(j.started_at) FROM jobs j WHERE j.started_at IS NOT NULL"
+              f" GROUP BY {owner}")]
     if postgresql:  # hash joins: each table read once
         parts += [f"{jobs}, 0, 0, NULL FROM jobs j {by}",
-                  f"SELECT {owner}, j.status, 0, 0, sum(octet_length(c.data)), 0, NULL FROM metric_chunks c"
-                  f" JOIN jobs j ON j.id = c.job_id {by}",
-                  f"SELECT {owner}, j.status, 0, 0, 0, sum(octet_length(w.data)), NULL FROM job_weights w"
-                  f" JOIN jobs j ON j.id = w.job_id {by}"]
+                  (f"SELECT {owner}, j.status, 0, 0, sum(octet_length(c.data)), 0, NULL FROM metric_chunks c"
+                   f" JOIN jobs j ON j.id = c.job_id {by}"),
+                  (f"SELECT {owner}, j.status, 0, 0, 0, sum(octet_length(w.data)), NULL FROM job_weights w"
+                   f" JOIN jobs j ON j.id = w.job_id {by}")]
     else:  # no hash join: one read of the jobs, each job's blobs by their keys (28 s at 1M jobs, not 43)
-        parts += [f"{jobs}, sum((SELECT coalesce(sum(length(data)), 0) FROM metric_chunks WHERE job_id = j.id)),"
-                  f" sum((SELECT coalesce(sum(length(data)), 0) FROM job_weights WHERE job_id = j.id)), NULL"
-                  f" FROM jobs j {by}"]
+        parts += [(f"{jobs}, sum((SELECT coalesce(sum(length(data)), 0) FROM metric_chunks WHERE job_id = j.id)),"
+                   f" sum((SELECT coalesce(sum(length(data)), 0) FROM job_weights WHERE job_id = j.id)), NULL"
+                   f" FROM jobs j {by}")]
     op.execute(f"INSERT INTO job_count_changes ({CHANGE_COLUMNS}) " + " UNION ALL ".join(parts))
     op.execute(f"""
         INSERT INTO job_counts ({CHANGE_COLUMNS})

@@ -14,7 +14,6 @@ each named job one (its INTEGER PRIMARY KEY). Triggers keep both in step with th
 
 from alembic import op
 
-
 revision = "0022"
 down_revision = "0021"
 branch_labels = None

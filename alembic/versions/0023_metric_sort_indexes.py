@@ -14,7 +14,6 @@ them (SQLite matches an index's expression to the query's as written).
 
 from alembic import op
 
-
 revision = "0023"
 down_revision = "0022"
 branch_labels = None

@@ -11,9 +11,9 @@ deletes. Each deleted job also forgot the idempotency record that would replay i
 index held: a scan of the records (a day's worth) per tick and per delete.
 """
 
-from alembic import op
 import sqlalchemy as sa
 
+from alembic import op
 
 revision = "0024"
 down_revision = "0023"

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from service import db_faults
-from workers import loop as worker_loop
 from tests.conftest import as_, corrupt_sqlite_file, wait_until, with_keys
 from tests.specs import long_job, tiny_regression
+from workers import loop as worker_loop
 
 DISK_FULL = "the database's disk is full"
 FULL_TABLES = ("datasets", "jobs", "metric_chunks", "checkpoints")  # PostgreSQL: the inserts its trigger refuses
