@@ -121,6 +121,9 @@ class Job(Base):
     # attempts that ended for a reason not the job's (handed back at shutdown, the lease expired, the whole
     # process gone): they do not count against max_attempts (job_attempts says how each ended)
     interruptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # of those, hand-backs that gave the worker's turn to another owner's waiting work (workers/run.py): the
+    # scheduler's choice, so FITSERVE_MAX_INTERRUPTIONS counts only the others
+    yields: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     worker_id: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column()
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)

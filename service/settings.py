@@ -144,6 +144,11 @@ class Settings(BaseSettings):
     MAX_RUNNING_PER_OWNER: int | None = Field(
         None, ge=1, description="jobs (sweep members each) one owner may have running at once; unset: no cap"
     )
+    YIELD_SECONDS: float = Field(
+        60.0, ge=0, description="fair claims only: a run that has trained this long, while another owner's job has "
+        "waited as long, checkpoints and hands its jobs back between epochs so the waiting job starts (they resume "
+        "at their next turn; not counted as attempts); 0: a run keeps its worker to the end",
+    )
     CLAIM_ORDER: Literal["fair", "fifo"] = Field(
         "fair",
         description="fair: the owner with the least running work first, then priority, then age; fifo: oldest first",

@@ -15,6 +15,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TypeVar
 
 import torch
@@ -24,7 +25,7 @@ from sqlalchemy.orm import Session
 from modelzoo.weights import weights_to_bytes
 from service.db import session_scope
 from service.db_faults import FAULTS
-from service.models import JobStatus
+from service.models import JobStatus, utcnow
 from service.repositories import jobs as job_repo
 from service.repositories import members as member_repo
 from workers.checkpoints import state_to_bytes
@@ -33,6 +34,7 @@ T = TypeVar("T")
 log = logging.getLogger("fitserve.worker")
 
 HANDED_BACK = "worker shut down; resumes from its checkpoint"
+YIELDED = "gave its worker to another owner's waiting job; resumes from its checkpoint at its next turn"
 
 
 def diverged(epoch: int, loss: float) -> str:
@@ -138,11 +140,18 @@ class Ledger:
                 if FAULTS.meet(exc) is None:
                     raise
 
-    def hand_back(self, members: list[Member], why: str | None = None) -> None:
-        """The worker shuts down (or `why`): back to the queue, to resume from their checkpoints."""
+    def hand_back(self, members: list[Member], why: str | None = None, yielded: bool = False) -> None:
+        """The worker shuts down (or `why`; `yielded`: the run gave its turn to another owner): back to the
+        queue, to resume from their checkpoints."""
         with session_scope() as s:
             for m in members:
-                job_repo.release_job(s, m.job_id, self.worker_id, m.attempt, why or HANDED_BACK, why)
+                job_repo.release_job(s, m.job_id, self.worker_id, m.attempt, why or HANDED_BACK, why, yielded)
+
+    def others_waiting(self, members: list[Member], seconds: float, max_running: int | None) -> bool:
+        """Whether an owner with no member here has had a job waiting `seconds` for a worker."""
+        since = utcnow() - timedelta(seconds=seconds)
+        with session_scope(read_only=True) as s:
+            return job_repo.others_waiting(s, [m.job_id for m in members], since, max_running)
 
 
 class MemoryLedger:
@@ -177,6 +186,9 @@ class MemoryLedger:
     def cancel(self, member: Member) -> None:
         self.ended[member.job_id] = {"status": JobStatus.CANCELLED, "error": job_repo.CANCELLED_ON_REQUEST}
 
-    def hand_back(self, members: list[Member]) -> None:
+    def hand_back(self, members: list[Member], why: str | None = None, yielded: bool = False) -> None:
         for m in members:
-            self.ended[m.job_id] = {"status": JobStatus.QUEUED, "error": HANDED_BACK}
+            self.ended[m.job_id] = {"status": JobStatus.QUEUED, "error": why or HANDED_BACK}
+
+    def others_waiting(self, members: list[Member], seconds: float, max_running: int | None) -> bool:
+        return False  # no queue: the run is alone

@@ -18,7 +18,7 @@ import time
 from service.settings import Settings, get_settings
 from workers.engines.threads import ThreadChoice, thread_counts
 from workers.evaluation import evaluate_splits
-from workers.ledger import Ledger, Member, MemoryLedger, diverged
+from workers.ledger import YIELDED, Ledger, Member, MemoryLedger, diverged
 
 CHUNK = 1024  # recorded epochs kept on the device before a report is forced (K points each)
 MAX_REPORT_SHARE = 0.05  # of a run's time, past REPORT_SECONDS: a report of many members is spaced out
@@ -53,6 +53,7 @@ class Run:
         self.ended: dict[str, str] = {}  # job id -> how its attempt ended here (for the log)
         self.report_seconds = settings.REPORT_SECONDS
         self.next_poll = time.monotonic() + self.report_seconds
+        self.next_turn_check = time.monotonic() + settings.YIELD_SECONDS  # no yield before a whole turn
         engine.interrupted = self.interrupted
         counts = thread_counts(settings.TUNE_THREADS if tune_threads is None else tune_threads, engine.device)
         self.threads = ThreadChoice(counts[-1]) if len(counts) > 1 else None
@@ -98,10 +99,11 @@ class Run:
                 if engine.pending:  # the decision reads every member's point of this epoch
                     self.flush()
                 self.search.after_epoch(self, epoch)
-            if self.shutdown.is_set() and epoch < epochs and self.active:
+            shutdown = self.shutdown.is_set()
+            if (shutdown or self.turn_is_over()) and epoch < epochs and self.active:
                 self.flush()
                 self.checkpoint()
-                self.hand_back()
+                self.hand_back(None if shutdown else YIELDED)
                 return
             if checkpoint_due:
                 last_checkpoint = now
@@ -112,6 +114,16 @@ class Run:
         """Whether `epoch` keeps figures: every `metrics_every`-th, the last, and those a search decides at."""
         return (epoch % self.specs[0].metrics_every == 0 or epoch == self.epochs
                 or (self.search is not None and self.search.records(epoch)))
+
+    def turn_is_over(self) -> bool:
+        """Fair claims: this run has trained FITSERVE_YIELD_SECONDS and an owner with no member here has had a
+        job waiting as long, so the members give up the worker between epochs, resuming at their next claim.
+        The database is asked at most every quarter of that."""
+        settings = self.settings
+        if settings.YIELD_SECONDS <= 0 or settings.CLAIM_ORDER != "fair" or time.monotonic() < self.next_turn_check:
+            return False
+        self.next_turn_check = time.monotonic() + max(settings.YIELD_SECONDS / 4, settings.REPORT_SECONDS)
+        return self.ledger.others_waiting(self.members, settings.YIELD_SECONDS, settings.MAX_RUNNING_PER_OWNER)
 
     def interrupted(self) -> bool:
         """Asked inside an epoch: stop it now? At a shutdown at once; else, every report's interval, a report of
@@ -184,10 +196,12 @@ class Run:
     def checkpoint(self) -> None:
         self.ledger.checkpoint([(self.members[k], self.engine.member_state(k)) for k in sorted(self.active)])
 
-    def hand_back(self) -> None:
-        self.ledger.hand_back([self.members[k] for k in sorted(self.active)])
+    def hand_back(self, why: str | None = None) -> None:
+        """Back to the queue, from the last checkpoint: at a shutdown, or (`why` YIELDED) the turn is over."""
+        yielded = why == YIELDED
+        self.ledger.hand_back([self.members[k] for k in sorted(self.active)], why, yielded=yielded)
         for k in sorted(self.active):
-            self.end(k, "shutdown")
+            self.end(k, "yielded" if yielded else "shutdown")
 
     def end(self, k: int, outcome: str) -> None:
         self.ended[self.members[k].job_id] = outcome

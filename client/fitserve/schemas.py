@@ -74,6 +74,10 @@ class JobPublic(BaseModel):
         0, description="attempts that ended by no fault of the job's (handed back at shutdown, the lease expired): "
         "they do not count against max_attempts",
     )
+    yields: int = Field(
+        0, description="of the interruptions, turns the job gave its worker to another owner's waiting job "
+        "(FITSERVE_YIELD_SECONDS): each resumed from its checkpoint",
+    )
     cancel_requested: bool
     notify: NotifyPublic | None = Field(None, description="the webhook told of this job's events (deliveries: …/deliveries)")
     created_at: datetime

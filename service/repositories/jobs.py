@@ -1,15 +1,14 @@
 """Queries on jobs: create, read, list, claim, lease and finish."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from service.curves import Columns
 from service.models import Checkpoint, Job, JobAttempt, JobStatus, JobWeights, utcnow
 from service.repositories import metrics as metric_repo
 from service.repositories import queue
-
 
 JOBS = Job.__table__
 _INSERT_JOB = JOBS.insert()
@@ -210,20 +209,40 @@ def finish_job(
 
 
 def release_job(
-    session: Session, job_id: str, worker_id: str, attempt: int, error: str, cause: str | None = None
+    session: Session, job_id: str, worker_id: str, attempt: int, error: str, cause: str | None = None,
+    yielded: bool = False,
 ) -> bool:
-    """Hand a running job back to the queue (worker shutting down, the database's disk full); it resumes from its
-    checkpoint. The attempt is an interruption: it does not count against max_attempts."""
+    """Hand a running job back to the queue (worker shutting down, the database's disk full, or `yielded`: its
+    turn given to another owner's waiting work); it resumes from its checkpoint. The attempt is an interruption:
+    it does not count against max_attempts."""
     released = session.execute(
         update(Job)
         .where(_ours(job_id, worker_id, attempt))
         .values(status=JobStatus.QUEUED, worker_id=None, lease_expires_at=None, error=error,
-                interruptions=Job.interruptions + 1)
+                interruptions=Job.interruptions + 1, yields=Job.yields + (1 if yielded else 0))
         .returning(Job.id)
     ).scalar()
     if released is not None:
         record_attempts(session, [(job_id, attempt)], cause or "handed back at shutdown", counted=False)
     return released is not None
+
+
+def others_waiting(session: Session, job_ids: list[str], queued_before: datetime, max_running: int | None) -> bool:
+    """Whether an owner none of jobs `job_ids` belongs to has a job queued since before `queued_before` that it may
+    start (under `max_running` running jobs). A seek on ix_jobs_status_created_at from the oldest queued job, past
+    these owners' own (a sweep's queued members, say)."""
+    ours = select(func.coalesce(Job.owner_id, queue.ANONYMOUS)).where(Job.id.in_(job_ids)).distinct()
+    theirs = aliased(Job)
+    waiting = select(theirs.id).where(
+        theirs.status == JobStatus.QUEUED, theirs.created_at < queued_before,
+        func.coalesce(theirs.owner_id, queue.ANONYMOUS).not_in(ours),
+    )
+    if max_running is not None:
+        running = aliased(Job)
+        busy = select(func.count()).where(running.status == JobStatus.RUNNING, running.owner_id.is_not_distinct_from(
+            theirs.owner_id)).correlate(theirs).scalar_subquery()
+        waiting = waiting.where(busy < max_running)
+    return session.execute(waiting.limit(1)).first() is not None
 
 
 def record_attempts(session: Session, attempts: list[tuple[str, int]], cause: str, counted: bool) -> None:
@@ -291,7 +310,7 @@ def rescue_jobs(
         .returning(Job.id)
     ).all()
     faults, interruptions = Job.attempt - Job.interruptions, Job.interruptions + 1
-    spent = faults >= Job.max_attempts if counted else interruptions >= max_interruptions
+    spent = faults >= Job.max_attempts if counted else interruptions - Job.yields >= max_interruptions
     failed = session.execute(
         update(Job)
         .where(lost, spent)

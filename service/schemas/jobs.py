@@ -49,6 +49,7 @@ def job_public(job, datasets: DatasetMoments | None = None) -> JobPublic:
         attempt=job.attempt,
         max_attempts=job.max_attempts,
         interruptions=job.interruptions or 0,
+        yields=job.yields or 0,
         cancel_requested=job.cancel_requested,
         notify=job.notify,
         created_at=job.created_at,

@@ -6,7 +6,10 @@ Orders are read from the database (`started_at`, the time of each claim) once th
 import time
 from datetime import datetime, timedelta
 
-from tests.specs import tiny_regression
+import pytest
+
+from tests.harness.calls import wait_until
+from tests.specs import long_job, tiny_regression
 
 QUICK = {"epochs": 5}  # a claim, a few steps, a finish: what is measured here is the order of claims
 # one job a claim: auto-batching would start equal jobs together (its own fair share: tests/workers/test_auto_batch.py)
@@ -110,3 +113,62 @@ def test_running_cap_keeps_an_owner_to_one_job_at_a_time(make_app):
 
 def parse(moment) -> datetime:
     return moment if isinstance(moment, datetime) else datetime.fromisoformat(moment)
+
+
+def test_a_long_run_yields_its_worker_to_another_owners_waiting_job(make_app):
+    """FITSERVE_YIELD_SECONDS: alice's long job, alone on the one worker, gives it up between epochs once bob's
+    job has waited that long; bob's trains, then alice's resumes from the checkpoint it wrote as it yielded: no
+    epoch trained twice, and the hand-back counts as an interruption, never an attempt."""
+    api = keyed_api(make_app)
+    alices = submit(api, "alice", long_job(epochs=1_000_000, metrics_every=100, name="long"))["id"]
+    make_app(workers=1, FITSERVE_YIELD_SECONDS="1", **ALONE).start()
+
+    def state(job_id):
+        return api.query("SELECT status, epoch, attempt, interruptions, yields FROM jobs WHERE id = :id", id=job_id)[0]
+
+    wait_until(lambda: state(alices)[0] == "running" and state(alices)[1] > 0, 60, "alice's job trains")
+    bobs = submit(api, "bob", tiny_regression(name="b", **QUICK))["id"]
+    api.wait_for_jobs([bobs])
+    assert state(bobs)[0] == "succeeded"
+    assert state(alices)[4] == 1  # it yielded once: bob's job was its only reason
+    wait_until(lambda: state(alices)[2] == 2 and state(alices)[0] == "running", 60, "alice's job claimed again")
+    resumed_at = state(alices)[1]
+    wait_until(lambda: state(alices)[1] > resumed_at + 200, 60, "alice's job trains on")
+    api.client.post(f"/v1/jobs/{alices}/cancel", headers={"Authorization": f"Bearer {api.keys['alice']}"})
+    api.wait_for_jobs([alices])
+
+    status, _, attempt, interruptions, yields = state(alices)
+    assert (status, attempt, interruptions, yields) == ("cancelled", 2, 1, 1)
+    [(cause, counted)] = api.query("SELECT cause, counted FROM job_attempts WHERE job_id = :id", id=alices)
+    assert "another owner's waiting job" in cause and not counted
+    # bob's job ran while alice's was back in the queue
+    started, finished = api.query("SELECT started_at, finished_at FROM jobs WHERE id = :id", id=bobs)[0]
+    assert attempt == 2 and started is not None and finished is not None
+    points = api.client.get(f"/v1/jobs/{alices}/metrics", params={"max_points": 100_000},
+                            headers={"Authorization": f"Bearer {api.keys['alice']}"}).json()["points"]
+    epochs = [p["epoch"] for p in points]
+    assert epochs == sorted(set(epochs)) and epochs[-1] > resumed_at, epochs[:20]
+
+
+@pytest.mark.parametrize("search", [{"search": "asha", "asha": {"min_epochs": 100_000, "reduction_factor": 3}},
+                                    {"search": "pbt", "pbt": {"interval_epochs": 100_000}}], ids=["asha", "pbt"])
+def test_an_adaptive_sweep_trained_in_turn_yields_its_worker_whole(make_app, search):
+    """ASHA and PBT one by one hold every member on one worker (they take turns an epoch each): the run gives the
+    worker up for all of them at once, and takes them all up again at its next turn (its first decision is far
+    off: every member is still in the run)."""
+    api = keyed_api(make_app)
+    body = {"base": long_job(epochs=1_000_000, metrics_every=100), "execution": "one_by_one", "count": 3,
+            "space": {"lr": {"distribution": "log_uniform", "low": 1e-3, "high": 0.1}}, "search_seed": 0, **search}
+    sweep = submit(api, "alice", body, "/v1/sweeps")["id"]
+    make_app(workers=1, FITSERVE_YIELD_SECONDS="1", **ALONE).start()
+
+    def members():
+        return api.query("SELECT status, attempt, yields FROM jobs WHERE sweep_id = :id ORDER BY id", id=sweep)
+
+    wait_until(lambda: all(status == "running" for status, _, _ in members()), 60, "the sweep's members train")
+    bobs = submit(api, "bob", tiny_regression(name="b", **QUICK))["id"]
+    api.wait_for_jobs([bobs])
+    assert [yields for _, _, yields in members()] == [1, 1, 1]
+    wait_until(lambda: all(row[:2] == ("running", 2) for row in members()), 60, "the sweep claimed again, whole")
+    api.client.post(f"/v1/sweeps/{sweep}/cancel", headers={"Authorization": f"Bearer {api.keys['alice']}"})
+    wait_until(lambda: all(status == "cancelled" for status, _, _ in members()), 60, "the sweep cancelled")

@@ -10,7 +10,7 @@ from service.services.rescue import rescue
 from service.settings import get_settings
 from tests.specs import tiny_regression
 from workers.claims import claim
-from workers.ledger import Ledger, Member
+from workers.ledger import YIELDED, Ledger, Member
 
 
 def claimed(srv, worker_id: str) -> Job:
@@ -88,3 +88,23 @@ def test_a_job_interrupted_past_the_budget_fails_naming_the_causes(make_app):
     assert (row["status"], row["attempt"]) == ("failed", 3)
     assert row["error"] == ("lease expired: out of attempts after its 3 interruptions (attempts 1: lease expired "
                             "(not counted); 2: lease expired (not counted); 3: lease expired (not counted))")
+
+
+def test_turns_given_up_do_not_count_as_interruptions(make_app):
+    """A long job that gave its worker to other owners many times (workers/run.py: FITSERVE_YIELD_SECONDS) is not
+    failed by the next expired lease: FITSERVE_MAX_INTERRUPTIONS counts only interruptions that were not turns."""
+    srv = make_app(workers=0, FITSERVE_MAX_INTERRUPTIONS="2").start()
+    job_id = srv.submit(tiny_regression(epochs=5))["id"]
+    for attempt in (1, 2, 3):
+        job = claimed(srv, f"worker-{attempt}")
+        Ledger(f"worker-{attempt}").hand_back([Member.of(job)], YIELDED, yielded=True)
+    claimed(srv, "worker-4")
+    expire_lease(srv, job_id)
+    rescue("lease expired", counted=False)
+    row = job_row(srv, job_id)
+    assert (row["status"], row["attempt"], row["interruptions"], row["yields"]) == ("queued", 4, 4, 3)
+    claimed(srv, "worker-5")
+    expire_lease(srv, job_id)
+    rescue("lease expired", counted=False)  # the second that was not a turn: the budget of 2 is spent
+    row = job_row(srv, job_id)
+    assert row["status"] == "failed" and "(not counted); 4: lease expired" in row["error"], row["error"]
