@@ -8,6 +8,7 @@ import time
 import pytest
 
 from tests.conftest import processes_only, worker_pids
+from tests.service.api.test_objectives import CLASSIFIER
 from tests.service.api.test_sweeps import CUBIC, submit_sweep, sweep_body, wait_sweep
 
 VALIDATED = {**CUBIC, "epochs": 45, "data": {**CUBIC["data"], "validation_fraction": 0.2}}
@@ -80,6 +81,27 @@ def test_asha_stops_exactly_the_members_the_rule_says(server, execution):
     hp = winner["hyperparameters"]
     alone = server.train({**VALIDATED, "optimizer": {**VALIDATED["optimizer"], **hp}})
     assert winner["val_loss"] == pytest.approx(alone["metrics"]["val_loss"], rel=1e-3)
+
+
+@pytest.mark.parametrize("execution", ["batched", "one_by_one"])
+def test_asha_maximizing_val_accuracy_keeps_the_most_accurate_members(server, execution):
+    base = {**CLASSIFIER, "epochs": 30, "optimizer": {"kind": "sgd", "lr": 0.1}}
+    body = sweep_body({"lr": {"distribution": "log_uniform", "low": 0.001, "high": 1.0}}, base=base, search="asha",
+                      count=9, search_seed=1, asha={"min_epochs": 3, "reduction_factor": 3},
+                      objective={"metric": "val_accuracy", "mode": "max"}, execution=execution)
+    done = wait_sweep(server, submit_sweep(server, body)["id"])
+    assert done["status"] == "succeeded" and done["progress"]["succeeded"] == 9, done
+    curves = {e["job_id"]: {p["epoch"]: p["val_accuracy"] for p in server.curve(e["job_id"])}
+              for e in done["leaderboard"]}
+    rungs = done["search_state"]["rungs"]
+    for r, survivors in (("1", 3), ("2", 1)):
+        decision = rungs[r]
+        assert (decision["metric"], decision["mode"], len(decision["kept"])) == ("val_accuracy", "max", survivors)
+        at = {j: curves[j][decision["epoch"]] for j in decision["kept"] + decision["pruned"]}
+        assert decision["values"] == at  # what the rung read is each member's recorded accuracy
+        assert min(at[j] for j in decision["kept"]) >= max(at[j] for j in decision["pruned"])
+    assert len(set(rungs["1"]["values"].values())) > 1  # the members differed: the order mattered
+    assert done["best_job_id"] == done["leaderboard"][0]["job_id"] == rungs["2"]["kept"][0]
 
 
 @pytest.mark.parametrize("execution", ["batched", "one_by_one"])
