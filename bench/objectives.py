@@ -49,6 +49,10 @@ def run_sweep(svc: Service, args, seed: int, objective: dict) -> dict:
             "val_loss": best["val_loss"], "seconds": seconds}
 
 
+def mean(runs: list[dict], key: str) -> float:
+    return statistics.mean(r[key] for r in runs if r[key] is not None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=3, help="search seeds: each samples another set of members")
@@ -66,11 +70,9 @@ def main() -> None:
                 rows.append([seed, label, result["val_accuracy"], result["test_accuracy"], result["val_loss"],
                              result["seconds"]])
     for label, runs in results.items():
-        rows.append(["mean", label, *(statistics.mean(r[k] for r in runs if r[k] is not None)
-                                      for k in ("val_accuracy", "test_accuracy", "val_loss", "seconds"))])
+        rows.append(["mean", label, *(mean(runs, k) for k in ("val_accuracy", "test_accuracy", "val_loss", "seconds"))])
     print_table(["search seed", "objective", "best val_accuracy", "its test accuracy", "its val_loss", "wall s"], rows)
     by_loss, by_accuracy = (results[label] for label in OBJECTIVES)
-    mean = lambda runs, key: statistics.mean(r[key] for r in runs)  # noqa: E731
     print(f"\nval_accuracy objective / val_loss objective: best val_accuracy x"
           f"{mean(by_accuracy, 'val_accuracy') / mean(by_loss, 'val_accuracy'):.3f}, test accuracy x"
           f"{mean(by_accuracy, 'test_accuracy') / mean(by_loss, 'test_accuracy'):.3f}, wall time x"

@@ -4,12 +4,14 @@ import math
 import os
 import signal
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from tests.conftest import processes_only, worker_pids
 from tests.service.api.test_objectives import CLASSIFIER
 from tests.service.api.test_sweeps import CUBIC, submit_sweep, sweep_body, wait_sweep
+from workers.search.pbt import Population
 
 VALIDATED = {**CUBIC, "epochs": 45, "data": {**CUBIC["data"], "validation_fraction": 0.2}}
 # up to lr 0.03: at 0.035 with momentum 0.5 the cubic's loss spikes near epoch 45 (2 to 16), and a spike magnifies
@@ -441,3 +443,15 @@ def test_asha_prunes_members_whose_shapes_train_alone(make_app):
             assert job["stop_reason"] == f"pruned at rung {rung}"
             assert max(curves[job_id]) == epoch
     assert pruned >= 1  # a one-unit hidden layer ranks worse than the wider ones after it
+
+
+def test_pbt_copies_the_most_accurate_members_into_the_least_accurate():
+    request = {"search": "pbt", "search_seed": 0, "space": {"lr": [0.1, 0.2]}, "base": {"epochs": 20, "data": {}},
+               "pbt": {"interval_epochs": 5, "quantile": 0.25},
+               "objective": {"metric": "val_accuracy", "mode": "max"}}
+    population = Population(SimpleNamespace(id="sweep", request=request), [])
+    values = [("a", 0.5), ("b", 0.9), ("c", 0.7), ("d", 0.6)]
+    history = {j: [{"epoch": 0, "source": None, "values": {"lr": 0.1}}] for j, _ in values}
+    decision = population.decide(5, values, history)
+    assert decision["ranked"] == ["b", "c", "d", "a"]
+    assert [(c["source"], c["target"]) for c in decision["copies"]] == [("b", "a")]
