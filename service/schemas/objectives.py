@@ -73,7 +73,9 @@ def evaluation_metrics(spec: JobSpec, has_validation: bool) -> set[str]:
 
 
 def evaluation_value(evaluation: dict | None, metric: str) -> float | None:
-    """An evaluation metric's value in a job's stored evaluation (None: not measured)."""
+    """An evaluation metric's value in a job's stored evaluation (None: not measured, or not a `val_` name)."""
+    if not metric.startswith("val_"):
+        return None
     validation = (evaluation or {}).get("validation") or {}
     value = validation.get(metric.removeprefix("val_"))
     return value if isinstance(value, (int, float)) else None
