@@ -20,6 +20,7 @@ from fitserve.schemas import (
     MetricPointPublic,
     MetricsPage,
     PredictResponse,
+    SweepPublic,
     UsagePublic,
     WorkerList,
 )
@@ -116,6 +117,26 @@ def raise_for_error(response: httpx.Response) -> None:
 def submit(spec: dict | str | Path) -> Call:
     # one key per submit, the same on each retry: the server creates the job once
     return Call("POST", "/v1/jobs", JobPublic, json=load_spec(spec), headers={"Idempotency-Key": uuid.uuid4().hex})
+
+
+def submit_sweep(request: dict | str | Path, objective: str | dict | None = None) -> Call:
+    """A sweep request (dict or file); `objective` over the request's: "val_accuracy", "val_loss:min" or a dict."""
+    body = dict(load_spec(request))
+    if objective is not None:
+        body["objective"] = objective_of(objective)
+    return Call("POST", "/v1/sweeps", SweepPublic, json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+
+
+def objective_of(objective: str | dict) -> dict:
+    """`metric` or `metric:mode` as the API's objective (no mode: the server takes the metric's natural one)."""
+    if isinstance(objective, dict):
+        return objective
+    metric, _, mode = objective.partition(":")
+    return {"metric": metric, "mode": mode} if mode else {"metric": metric}
+
+
+def get_sweep(sweep_id: str) -> Call:
+    return Call("GET", f"/v1/sweeps/{sweep_id}", SweepPublic)
 
 
 def get(job_id: str, wait: float = 0) -> Call:

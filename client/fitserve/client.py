@@ -19,7 +19,15 @@ import httpx
 
 from fitserve import calls
 from fitserve.calls import FINAL, LONG_POLL_SECONDS, ApiError, Call, Event, EventParser, Unreachable, job_id_of
-from fitserve.schemas import JobPublic, MetricPointPublic, MetricsPage, PredictResponse, UsagePublic, WorkerList
+from fitserve.schemas import (
+    JobPublic,
+    MetricPointPublic,
+    MetricsPage,
+    PredictResponse,
+    SweepPublic,
+    UsagePublic,
+    WorkerList,
+)
 
 __all__ = ["ApiError", "AsyncClient", "Client", "Event", "Unreachable"]
 
@@ -104,6 +112,14 @@ class Client:
     def delete(self, job: Job) -> None:
         """Delete the job with its curve, weights and checkpoint; a running one is stopped. ApiError 404 if gone."""
         self.send(calls.delete("jobs", job_id_of(job)))
+
+    def submit_sweep(self, request: dict | str | Path, objective: str | dict | None = None) -> SweepPublic:
+        """Submit a sweep request (a dict, or a JSON or YAML file); `objective`, e.g. "val_accuracy" (its natural
+        mode, max) or "val_loss:min", replaces the request's."""
+        return self.send(calls.submit_sweep(request, objective))
+
+    def get_sweep(self, sweep_id: str) -> SweepPublic:
+        return self.send(calls.get_sweep(sweep_id))
 
     def delete_sweep(self, sweep_id: str) -> None:
         """Delete the sweep and every member."""
@@ -228,6 +244,12 @@ class AsyncClient:
 
     async def delete(self, job: Job) -> None:
         await self.send(calls.delete("jobs", job_id_of(job)))
+
+    async def submit_sweep(self, request: dict | str | Path, objective: str | dict | None = None) -> SweepPublic:
+        return await self.send(calls.submit_sweep(request, objective))
+
+    async def get_sweep(self, sweep_id: str) -> SweepPublic:
+        return await self.send(calls.get_sweep(sweep_id))
 
     async def delete_sweep(self, sweep_id: str) -> None:
         await self.send(calls.delete("sweeps", sweep_id))

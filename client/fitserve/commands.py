@@ -37,6 +37,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return follow(fs, job.id) if args.wait else 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    with client_from(args) as fs:
+        sweep = fs.submit_sweep(args.request, args.objective)
+    print(sweep.id, flush=True)  # alone on its line, as submit prints a job's
+    err.print(f"sweep ranked by {sweep.objective.metric} ({sweep.objective.mode})", markup=False)
+    return 0
+
+
 def cmd_jobs(args: argparse.Namespace) -> int:
     with client_from(args) as fs:
         jobs = fs.list_jobs(args.status, args.limit)
@@ -167,6 +175,10 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
     submit = add("submit", cmd_submit, "submit a job spec (JSON or YAML file); prints the job id")
     submit.add_argument("spec", help="path of a JSON or YAML spec")
     submit.add_argument("--wait", action="store_true", help="then watch it until it ends")
+    sweep = add("sweep", cmd_sweep, "submit a sweep request (JSON or YAML file); prints the sweep id")
+    sweep.add_argument("request", help="path of a JSON or YAML sweep request (the body of POST /v1/sweeps)")
+    sweep.add_argument("--objective", metavar="METRIC[:min|max]", help="rank, prune and exploit by this metric, "
+                       "e.g. val_accuracy (default mode: min for losses, max for accuracies)")
     jobs = add("jobs", cmd_jobs, "list jobs, newest first")
     jobs.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     jobs.add_argument("--limit", type=int, default=20)

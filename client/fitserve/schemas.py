@@ -28,6 +28,24 @@ class MetricPointPublic(BaseModel):
     lr: float | None = Field(None, description="the learning rate the epoch trained at (jobs with a schedule)")
 
 
+class ObjectivePublic(BaseModel):
+    """What a sweep ranks its members by: a metric, minimized or maximized."""
+
+    metric: str
+    mode: str
+
+
+class SweepPublic(BaseModel):
+    """A sweep as the client reads it: the server's answer (service/schemas/sweeps.py) carries more, ignored here."""
+
+    id: str
+    name: str | None
+    status: str
+    ranked_by: str
+    objective: ObjectivePublic
+    best_job_id: str | None = Field(None, description="the leaderboard's first member, once one has succeeded")
+
+
 class NotifyPublic(BaseModel):
     """A job's or sweep's webhook: a signed POST to `url` at each of `events` (README, Webhooks)."""
 

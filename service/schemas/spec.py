@@ -15,6 +15,7 @@ from service.schemas.data import DataShape, DataSpec, Strict
 from modelzoo.memory import count_parameters
 from service.schemas.layers import Activation, DropoutRate, OutputActivation, SequentialBase
 from service.schemas.limits import LIMITS
+from service.schemas.objectives import curve_metrics, natural_mode
 from service.schemas.schedules import Schedule
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -196,16 +197,21 @@ class OptimizerSpec(Strict):
 
 
 class EarlyStoppingSpec(Strict):
-    """Stop when the monitored loss has not improved for `patience` recorded epochs; keep the best epoch's weights."""
+    """Stop when the monitored metric has not improved for `patience` recorded epochs; keep the best epoch's weights."""
 
     patience: PositiveInt = Field(description="recorded epochs (see metrics_every) without improvement before stopping")
-    min_delta: float = Field(0.0, ge=0.0, description="an improvement is a drop of more than this")
-    monitor: Literal["val_loss", "loss"] | None = Field(
-        None, description="default: val_loss when the data holds out a validation split, else loss"
+    min_delta: float = Field(0.0, ge=0.0, description="an improvement is a change of more than this, in mode's direction")
+    monitor: str | None = Field(
+        None, pattern=r"^[a-z][a-z0-9_]{0,63}$", description="a curve metric (loss, val_loss, accuracy, val_accuracy); "
+        "default: val_loss when the data holds out a validation split, else loss (a sweep's member: its objective)"
     )
+    mode: Literal["min", "max"] | None = Field(None, description="default: min for losses, max for accuracies")
 
     def monitor_for(self, has_validation: bool) -> str:
         return self.monitor or ("val_loss" if has_validation else "loss")
+
+    def mode_for(self, has_validation: bool) -> str:
+        return self.mode or natural_mode(self.monitor_for(has_validation))
 
 
 Loss = Literal["mse", "sse", "cross_entropy", "bce"]
@@ -352,5 +358,16 @@ def check_splits(spec: JobSpec, shape: DataShape) -> None:
 
 def check_early_stopping(spec: JobSpec, shape: DataShape) -> None:
     early = spec.early_stopping
-    if early is not None and early.monitor == "val_loss" and not validation_rows(spec, shape):
-        raise SpecError(("early_stopping", "monitor"), "val_loss needs a validation split: set data.validation_fraction")
+    if early is None or early.monitor is None:
+        return
+    has_validation = validation_rows(spec, shape) > 0
+    if early.monitor not in curve_metrics(spec, has_validation):
+        raise SpecError(("early_stopping", "monitor"), unrecorded(spec, early.monitor, has_validation))
+
+
+def unrecorded(spec: JobSpec, metric: str, has_validation: bool) -> str:
+    """Why a job of this spec records no curve of `metric`."""
+    if metric.startswith("val_") and not has_validation:
+        return f"{metric} needs a validation split: set data.validation_fraction"
+    recorded = ", ".join(sorted(curve_metrics(spec, has_validation)))
+    return f"a {spec.task} job records no {metric} every epoch; it records {recorded}"

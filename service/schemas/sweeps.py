@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from service.schemas.layers import DropoutRate
+from service.schemas.objectives import Objective, curve_metrics
 from service.schemas.schedules import Schedule
 from service.schemas.search import AshaSettings, PbtSettings, TpeSettings
 from service.schemas.spec import Activation, JobSpec, Loss, Strict, Tags, Width
@@ -91,6 +92,10 @@ class SweepCreate(Strict):
         "auto", description="auto: batched when a probe measures it faster on the worker's device"
     )
     notify: SweepNotify | None = Field(None, description="webhooks: the sweep's events, and with members its members'")
+    objective: Objective | None = Field(
+        None, description="what ranks, prunes (asha), exploits (pbt) and guides (tpe) the members, and what members' "
+        "early_stopping monitors unless it names its own: default val_loss (loss without a validation split), min"
+    )
 
     @model_validator(mode="after")
     def _check_search(self) -> "SweepCreate":
@@ -127,6 +132,9 @@ class SweepCreate(Strict):
     def member_specs(self, overrides: list[dict[str, Any]] | None = None) -> list[JobSpec]:
         """The members' specs: of `overrides` when given (a TPE round's suggestions), else of the search's own."""
         base = self.base.model_dump(mode="json")
+        early = base["early_stopping"]
+        if early is not None and early["monitor"] is None and self.monitors_objective():
+            base["early_stopping"] = {**early, "monitor": self.objective.metric, "mode": self.objective.mode}
         specs = []
         for member in self.member_overrides() if overrides is None else overrides:
             spec = {**base, "optimizer": dict(base["optimizer"]), "model": dict(base["model"])}
@@ -145,6 +153,12 @@ class SweepCreate(Strict):
                     spec[name] = value
             specs.append(JobSpec.model_validate(spec))
         return specs
+
+    def monitors_objective(self) -> bool:
+        """Whether members' early stopping without a monitor of its own watches the objective: one recorded every
+        epoch (an evaluation metric is not: they keep the usual val_loss, or loss)."""
+        has_validation = bool(self.base.data.validation_fraction)
+        return self.objective is not None and self.objective.metric in curve_metrics(self.base, has_validation)
 
 
 def with_channels(conv: list[dict] | None, channels: list[int]) -> list[dict]:
@@ -173,6 +187,7 @@ class LeaderboardEntry(BaseModel):
     val_loss: float | None
     accuracy: float | None
     val_accuracy: float | None
+    objective: float | None = Field(None, description="the member's value of the sweep's objective metric")
     best_epoch: int | None = Field(None, description="with early stopping: the epoch of these metrics and the kept weights")
     stopped_early_at: int | None = Field(None, description="where early stopping or an adaptive search stopped it")
     stop_reason: str | None = Field(None, description="why an adaptive search stopped it, e.g. 'pruned at rung 2'")
@@ -195,7 +210,10 @@ class SweepPublic(BaseModel):
     status: str
     execution: str | None = Field(description="how the worker trained the members (batched or one by one) and why")
     progress: SweepProgress
-    ranked_by: str = Field(description="val_loss when the members hold out a validation split, else loss")
+    ranked_by: str = Field(description="the objective's metric: by default val_loss when the members hold out a "
+                           "validation split, else loss")
+    objective: Objective = Field(description="the metric and direction the leaderboard ranks by")
+    best_job_id: str | None = Field(None, description="the leaderboard's first member, once one has succeeded")
     leaderboard: list[LeaderboardEntry]
     search_state: dict[str, Any] | None = Field(
         None, description="an adaptive search's decisions: asha's rungs (who went on, who stopped, their values)"

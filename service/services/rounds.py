@@ -18,9 +18,10 @@ from service.models import Job, JobStatus, Sweep
 from service.repositories import job_search
 from service.repositories import search_state as search_state_repo
 from service.repositories import sweeps as sweep_repo
+from service.schemas.objectives import Objective, sweep_objective
 from service.schemas.sweeps import SweepCreate
 from service.services import tpe
-from service.services.sweeps import checked_specs, hyperparameters, kept_metrics, new_members
+from service.services.sweeps import checked_specs, hyperparameters, new_members, objective_value
 from service.settings import Settings
 
 log = logging.getLogger("fitserve.sweeps")
@@ -46,8 +47,8 @@ def start_next_round(session: Session, sweep_id: str, settings: Settings) -> lis
         sweep_repo.take_round(session, sweep.id, sweep.search_rounds_left)
         return []
     request = SweepCreate.model_validate(sweep.request)
-    ranked_by = "val_loss" if request.base.data.validation_fraction else "loss"
-    told = [told_entry(sweep.request, job, ranked_by) for job in members]
+    objective = sweep_objective(sweep.request)
+    told = [told_entry(sweep.request, job, objective) for job in members]
     specs = checked_specs(request, tpe.suggest(request, told))
     if not sweep_repo.take_round(session, sweep.id, sweep.search_rounds_left):
         return []
@@ -62,7 +63,8 @@ def start_next_round(session: Session, sweep_id: str, settings: Settings) -> lis
     return jobs
 
 
-def told_entry(request: dict, job: Job, ranked_by: str) -> dict:
-    value = kept_metrics(job).get(ranked_by) if job.status == JobStatus.SUCCEEDED else None
+def told_entry(request: dict, job: Job, objective: Objective) -> dict:
+    """What TPE is told of a member: its objective as a value to minimize (negated for max)."""
+    value = objective.score(objective_value(job, objective)) if job.status == JobStatus.SUCCEEDED else None
     return {"params": hyperparameters(request, job), "value": value,
             "pruned_at": job.stopped_early_at if job.stop_reason else None}

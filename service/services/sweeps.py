@@ -13,7 +13,8 @@ from service.repositories import jobs as job_repo
 from service.repositories import search_state as search_state_repo
 from service.repositories import sweeps as sweep_repo
 from service.schemas.data import DataShape
-from service.schemas.spec import JobSpec, SpecError, check_spec
+from service.schemas.objectives import Objective, curve_metrics, evaluation_metrics, evaluation_value, sweep_objective
+from service.schemas.spec import JobSpec, SpecError, check_spec, unrecorded, validation_rows
 from service.schemas.sweeps import LeaderboardEntry, SweepCreate, SweepPage, SweepProgress, SweepPublic, SweepSummary
 from service.services import tpe
 from service.services.search import check_search
@@ -36,6 +37,7 @@ def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, s
                                   f"{settings.MAX_QUEUED_PER_OWNER}; split the sweep")
     check_notify(request.notify, ("notify",), settings)  # before the first statement: it may wait for a resolver
     shape = data_shape(session, request.base, owner_id)
+    check_objective(request, specs, shape)
     for spec in specs:
         try:
             check_spec(spec, shape)
@@ -98,6 +100,29 @@ def new_members(request: SweepCreate, specs: list[JobSpec], owner_id: str | None
     ]
 
 
+def check_objective(request: SweepCreate, specs: list[JobSpec], shape: DataShape) -> None:
+    """Every member must record the objective: every recorded epoch where a search decides during training (asha,
+    pbt), else at least in its final evaluation."""
+    if request.objective is None:
+        return
+    metric, per_epoch = request.objective.metric, request.asha is not None or request.search == "pbt"
+    for spec in specs:
+        has_validation = validation_rows(spec, shape) > 0
+        if metric in curve_metrics(spec, has_validation):
+            continue
+        if metric in evaluation_metrics(spec, has_validation):
+            if not per_epoch:
+                continue
+            msg = f"{metric} is measured once, when a member ends; search {request.search!r} decides while members " \
+                  f"train by a metric recorded every epoch: {', '.join(sorted(curve_metrics(spec, has_validation)))}"
+        else:
+            msg = unrecorded(spec, metric, has_validation)
+            evaluated = evaluation_metrics(spec, has_validation)
+            if evaluated and not per_epoch:
+                msg += f"; or, measured when it ends, {', '.join(sorted(evaluated))}"
+        raise InvalidField(("objective", "metric"), msg)
+
+
 def check_batched_memory(specs: list[JobSpec], shape: DataShape, limit: int, advice: str) -> None:
     """Members of one batch size may train as one computation (workers/groups.py): all of them must fit."""
     groups: dict[int | None, list[JobSpec]] = defaultdict(list)
@@ -157,12 +182,18 @@ def kept_metrics(job: Job) -> dict:
     return job.best_metrics or job.latest_metrics or {}
 
 
-def leaderboard(sweep: Sweep, members: list[Job], ranked_by: str) -> list[LeaderboardEntry]:
+def objective_value(job: Job, objective: Objective) -> float | None:
+    """A member's value of the objective: its kept curve point's, else (an evaluation metric) its evaluation's."""
+    value = kept_metrics(job).get(objective.metric)
+    return value if value is not None else evaluation_value(job.evaluation, objective.metric)
+
+
+def leaderboard(sweep: Sweep, members: list[Job], objective: Objective) -> list[LeaderboardEntry]:
     def key(job: Job):
-        value = kept_metrics(job).get(ranked_by)
+        score = objective.score(objective_value(job, objective))
         # members an adaptive search stopped rank below those that went further
         reached = job.stopped_early_at if job.stop_reason else job.epochs
-        return (job.status != JobStatus.SUCCEEDED, -reached, value is None, value if value is not None else 0.0)
+        return (job.status != JobStatus.SUCCEEDED, -reached, score is None, score if score is not None else 0.0)
 
     entries = []
     for rank, job in enumerate(sorted(members, key=key), start=1):
@@ -174,6 +205,7 @@ def leaderboard(sweep: Sweep, members: list[Job], ranked_by: str) -> list[Leader
                 status=job.status,
                 hyperparameters=hyperparameters(sweep.request, job),
                 **{k: metrics.get(k) for k in ("loss", "val_loss", "accuracy", "val_accuracy")},
+                objective=objective_value(job, objective),
                 best_epoch=job.best_epoch,
                 stopped_early_at=job.stopped_early_at,
                 stop_reason=job.stop_reason,
@@ -185,15 +217,18 @@ def leaderboard(sweep: Sweep, members: list[Job], ranked_by: str) -> list[Leader
 def describe(session: Session, sweep: Sweep) -> SweepPublic:
     members = sweep_repo.list_members(session, [sweep.id])
     progress = progress_of(members)
-    ranked_by = "val_loss" if sweep.request["base"]["data"].get("validation_fraction") else "loss"
+    objective = sweep_objective(sweep.request)
+    board = leaderboard(sweep, members, objective)
     return SweepPublic(
         id=sweep.id,
         name=sweep.name,
         status=status_of(sweep, progress),
         execution=sweep.execution,
         progress=progress,
-        ranked_by=ranked_by,
-        leaderboard=leaderboard(sweep, members, ranked_by),
+        ranked_by=objective.metric,
+        objective=objective,
+        best_job_id=board[0].job_id if board and board[0].status == JobStatus.SUCCEEDED else None,
+        leaderboard=board,
         search_state=sweep.search_state,
         request=sweep.request,
         tags=sweep.tags or {},

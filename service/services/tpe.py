@@ -39,7 +39,8 @@ def distributions(request: SweepCreate) -> dict[str, Any]:
 def suggest(request: SweepCreate, told: list[dict]) -> list[dict[str, Any]]:
     """`count` members' values, given earlier members' results.
 
-    Each told entry: params, and value (complete), or pruned_at and value (stopped by a rung), or neither (failed).
+    Each told entry: params, and value (complete), or pruned_at and value (stopped by a rung), or neither (failed);
+    a value is the objective's score, lower better (a maximized metric negated: services/rounds.py).
     """
     optuna, dists = optuna_module(), distributions(request)
     rounds_so_far = len(told) // request.count

@@ -80,3 +80,16 @@ def test_errors_print_one_line_and_exit_codes_tell_them_apart(fitserve):
     invalid = fitserve("submit", ROOT / "pyproject.toml")
     assert invalid.returncode == 2
 
+
+
+def test_sweep_submits_a_request_with_an_objective(fitserve, served, tmp_path):
+    base = tiny_regression(epochs=5)
+    request = tmp_path / "sweep.json"
+    request.write_text(json.dumps({"base": base, "space": {"lr": [0.01, 0.02]}}))
+    submitted = fitserve("sweep", request, "--objective", "loss:min")
+    assert submitted.returncode == 0, submitted.stderr
+    sweep_id = submitted.stdout.strip()
+    assert "ranked by loss (min)" in submitted.stderr
+    assert served.client.get(f"/v1/sweeps/{sweep_id}").json()["objective"] == {"metric": "loss", "mode": "min"}
+    refused = fitserve("sweep", request, "--objective", "val_loss")
+    assert refused.returncode == 3 and "objective.metric" in refused.stderr

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import threading
+import time
 
 import pytest
 import yaml
@@ -134,3 +135,20 @@ def test_async_client_submits_streams_and_predicts(served):
     assert [e.id for e in events if e.event == "metric"] == list(range(1, 51)) == points
     assert events[-1].event == "status" and events[-1].data.status == "succeeded" == job.status
     assert len(answer.predictions) == 1
+
+
+def test_submit_sweep_takes_an_objective_and_get_sweep_names_the_best_member(client, tmp_path):
+    base = tiny_regression(epochs=10)
+    request = {"base": {**base, "data": {**base["data"], "validation_fraction": 0.2}}, "space": {"lr": [0.001, 0.05]}}
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(request))
+    sweep = client.submit_sweep(tmp_path / "sweep.yaml", objective="val_r2")
+    assert (sweep.objective.metric, sweep.objective.mode, sweep.ranked_by) == ("val_r2", "max", "val_r2")
+    assert client.submit_sweep(request).objective.model_dump() == {"metric": "val_loss", "mode": "min"}
+    with pytest.raises(ApiError) as refused:
+        client.submit_sweep(request, objective="accuracy:max")
+    assert refused.value.status_code == 422 and "objective.metric" in str(refused.value)
+    deadline = time.monotonic() + 120
+    while (done := client.get_sweep(sweep.id)).status not in calls.FINAL:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert done.status == "succeeded" and done.best_job_id is not None

@@ -129,17 +129,15 @@ class GraphedEpochs:
     def figures(self, into: tuple[list, ...], loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor, epoch=None):
         """The figures of a recorded epoch; with `epoch` (inside the replay), early stopping observes it too."""
         t = self.t
-        into[0].append(loss)
-        if t.classify:
-            into[1].append(t.step_fn.correct(out, y))
-        val_loss = None
+        correct = t.step_fn.correct(out, y) if t.classify else None
+        val_loss = val_correct = None
         if t.val and self.inside:
             val_loss, val_correct = t.step_fn.evaluate(t.x_val, t.y_val)
-            into[2].append(val_loss)
-            if val_correct is not None:
-                into[3].append(val_correct)
+        for figure, value in zip(into, (loss, correct, val_loss, val_correct)):
+            if value is not None:
+                figure.append(value)
         if t.early is not None and self.inside and epoch is not None:
-            t.early.observe(loss, val_loss, epoch, t.step_fn.kept)
+            t.early.observe(t.records.named(loss, correct, val_loss, val_correct), epoch, t.step_fn.kept)
 
     def keep_records(self, start: int, step: int, recorded: Callable[[int], bool]) -> None:
         """Copy the replay's figures out of the graph's buffers, which the next replay overwrites."""
@@ -153,4 +151,5 @@ class GraphedEpochs:
         steps = [step + (e - start) * per_epoch for e in epochs]
         t.records.add(epochs, steps, loss=loss, correct=correct, val_loss=val_loss, val_correct=val_correct)
         if t.early is not None and not self.inside:  # one recorded epoch, at the replay's end: its weights are here
-            t.early.observe(loss[-1], val_loss, epochs[-1], t.step_fn.kept)
+            figures = t.records.named(loss[-1], None if correct is None else correct[-1], val_loss, val_correct)
+            t.early.observe(figures, epochs[-1], t.step_fn.kept)

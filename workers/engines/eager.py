@@ -166,7 +166,8 @@ class Trainer(KeepsRecords):
         if self.rates is not None:
             self.rates.observe(loss, val_loss)
         if self.early is not None:
-            self.early.observe(loss, val_loss, self.progress.epoch + 1, self.step_fn.kept)
+            figures = self.records.named(loss, correct, val_loss, val_correct)
+            self.early.observe(figures, self.progress.epoch + 1, self.step_fn.kept)
 
 def seed_network_init(seed: int) -> None:
     """Seed the generator a network's initial weights come from (networks are built on the CPU).

@@ -1,6 +1,7 @@
 """Early stopping decided on the training device, so it costs no host sync per epoch.
 
-At each recorded epoch `observe` asks `improved = metric < best - min_delta` and, with torch.where,
+At each recorded epoch `observe` takes the monitored figure by name from the epoch's figures (device tensors),
+as a score to minimize (negated in mode max), asks `improved = score < best - min_delta` and, with torch.where,
 updates the best value, the epoch it came from, the count of recorded epochs without improvement,
 the epoch where that count reached `patience` (then everything freezes), and a copy of the best
 epoch's weights. The same code keeps one job's state (0-d tensors, weights as the parameters) and
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from service.schemas.objectives import curve_metrics
+
 if TYPE_CHECKING:
     from service.curves import Columns
 
@@ -26,12 +29,13 @@ class EarlyStopping:
         """`members` None: one job, weights are its parameters; else weights are stacked (K, ...)."""
         settings = spec.early_stopping
         self.monitor = settings.monitor_for(has_validation)
-        if self.monitor == "val_loss" and not has_validation:
-            raise ValueError("early_stopping.monitor is val_loss but the data has no validation split")
+        if self.monitor not in curve_metrics(spec, has_validation):  # the service refuses it at submit
+            raise ValueError(f"early_stopping.monitor is {self.monitor} but the job records no such figure")
+        self.sign = 1.0 if settings.mode_for(has_validation) == "min" else -1.0  # best is the lowest score
         device, shape = weights[0].device, (() if members is None else (members,))
         self.patience = settings.patience
         self.min_delta = torch.tensor(settings.min_delta, dtype=torch.float32, device=device)
-        self.best = torch.full(shape, math.inf, dtype=torch.float32, device=device)
+        self.best = torch.full(shape, math.inf, dtype=torch.float32, device=device)  # the best score, sign * metric
         self.bad = torch.zeros(shape, dtype=torch.int64, device=device)  # recorded epochs since the best
         self.best_epoch = torch.zeros(shape, dtype=torch.int64, device=device)  # 0: none yet
         self.stop_epoch = torch.zeros(shape, dtype=torch.int64, device=device)  # 0: patience not run out
@@ -41,12 +45,13 @@ class EarlyStopping:
         self.best_points: list[dict | None] = [None] * (members or 1)
 
     @torch.no_grad()
-    def observe(self, loss: torch.Tensor, val_loss: torch.Tensor | None, epoch, weights: list[torch.Tensor]) -> None:
-        """One recorded epoch; `epoch` an int, or a device tensor inside a CUDA graph. In place, no sync."""
-        metric = val_loss if self.monitor == "val_loss" else loss
+    def observe(self, figures: dict[str, torch.Tensor | None], epoch, weights: list[torch.Tensor]) -> None:
+        """One recorded epoch's figures by curve name (0-d, or (K,) stacked); `epoch` an int, or a device tensor
+        inside a CUDA graph. In place, no sync."""
+        score = figures[self.monitor] * self.sign
         running = self.stop_epoch == 0
-        improved = running & (metric < self.best - self.min_delta)  # NaN never improves
-        self.best.copy_(torch.where(improved, metric, self.best))
+        improved = running & (score < self.best - self.min_delta)  # NaN never improves
+        self.best.copy_(torch.where(improved, score, self.best))
         self.best_epoch.copy_(torch.where(improved, epoch, self.best_epoch))
         self.bad.copy_(torch.where(improved, 0, torch.where(running, self.bad + 1, self.bad)))
         self.stop_epoch.copy_(torch.where(running & (self.bad >= self.patience), epoch, self.stop_epoch))

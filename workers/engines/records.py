@@ -44,6 +44,12 @@ class Records:
         if lr is not None:
             self.lr += [lr] * len(epochs)
 
+    def named(self, loss, correct=None, val_loss=None, val_correct=None) -> dict[str, torch.Tensor | None]:
+        """An epoch's figures by curve name, still on the device: accuracies are correct counts over the rows."""
+        return {"loss": loss, "val_loss": val_loss,
+                "accuracy": None if correct is None else correct / self.rows,
+                "val_accuracy": None if val_correct is None else val_correct / self.val_rows}
+
     def read(self) -> list[Columns]:
         """Each member's curve columns in epoch order, losses as read (NaN included); clears the records."""
         if not self.epochs:  # nothing recorded since the last read (a stop right after one)

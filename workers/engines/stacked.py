@@ -174,7 +174,8 @@ class StackedTrainer(KeepsRecords):
                 yv = self.y_val if self.yv_dim is not None else self.y_val.expand(self.K, *self.y_val.shape)
                 val_correct = count_correct(val_outs, yv, self.loss_kind, self.output_activation, stacked=True)
         if self.early is not None:
-            self.early.observe(losses, val_loss, self.progress.epoch + 1, list(self.params.values()))
+            figures = self.records.named(losses, correct, val_loss, val_correct)
+            self.early.observe(figures, self.progress.epoch + 1, list(self.params.values()))
         self.records.add([self.progress.epoch + 1], [self.progress.step], self.rates, loss=losses, correct=correct,
                          val_loss=val_loss, val_correct=val_correct)
 

@@ -1,4 +1,5 @@
-"""ASHA in a sweep: at each rung, the members still training are ranked and all but the top 1/eta stop.
+"""ASHA in a sweep: at each rung, the members still training are ranked by the sweep's objective and all but the
+top 1/eta stop.
 
 A rung's decision is written to the sweep (`search_state["rungs"]`) before the members it stops are closed,
 so a worker that resumes the sweep from checkpoints finds it and repeats it, whatever the members it now holds. A stopped member ends `succeeded` with its weights and curve as of the rung,
@@ -12,6 +13,7 @@ import math
 from service.db import session_scope
 from service.models import Job
 from service.repositories import search_state as search_repo
+from service.schemas.objectives import sweep_objective
 from service.schemas.search import asha_keep, asha_rungs, ranked
 
 
@@ -24,7 +26,7 @@ class Rungs:
         self.sweep_id, self.tpe_round = sweep_id, tpe_round
         self.eta = asha["reduction_factor"]
         self.epochs = asha_rungs(asha["min_epochs"], self.eta, base["epochs"])
-        self.metric = "val_loss" if base["data"].get("validation_fraction") else "loss"
+        self.objective = sweep_objective(request)
         # ties keep the order the members were made in
         self.order = {job.id: i for i, job in enumerate(sorted(members, key=lambda j: (j.created_at, j.id)))}
 
@@ -40,29 +42,30 @@ class Rungs:
         rungs = holder.setdefault("rungs", {})
         decision = rungs.get(str(rung))
         if decision is None:
-            order = ranked(sorted(values.items(), key=lambda item: self.order.get(item[0], 0)))
+            scores = [(job_id, self.objective.score(v)) for job_id, v in values.items()]
+            order = ranked(sorted(scores, key=lambda item: self.order.get(item[0], 0)))
             kept = order[: asha_keep(len(order), self.eta)]
-            decision = {"epoch": self.epochs[rung - 1], "metric": self.metric, "kept": kept,
-                        "pruned": order[len(kept):], "values": values}
+            decision = {"epoch": self.epochs[rung - 1], "metric": self.objective.metric, "mode": self.objective.mode,
+                        "kept": kept, "pruned": order[len(kept):], "values": values}
         else:
-            decision = self.admit_newcomers(decision, values)
+            decision = self.admit_newcomers(decision, values, self.objective.score)
         rungs[str(rung)] = decision
         search_repo.set_search_state(session, self.sweep_id, state)
         return set(decision["kept"])
 
     @staticmethod
-    def admit_newcomers(decision: dict, values: dict) -> dict:
+    def admit_newcomers(decision: dict, values: dict, score) -> dict:
         """Members the stored decision never saw (claimed later, under a running cap) go on when they
         rank no worse than the worst member it kept; the others stop. Those seen keep their fate."""
         seen = set(decision["kept"]) | set(decision["pruned"])
-        kept_values = [decision["values"].get(j) for j in decision["kept"]]
-        bar = max((v for v in kept_values if v is not None), default=None)
+        kept_scores = [score(decision["values"].get(j)) for j in decision["kept"]]
+        bar = max((v for v in kept_scores if v is not None), default=None)
         decision = {**decision, "kept": list(decision["kept"]), "pruned": list(decision["pruned"]),
                     "values": dict(decision["values"])}
         for job_id, value in values.items():
             if job_id in seen:
                 continue
-            goes_on = value is not None and (bar is None or value <= bar)
+            goes_on = value is not None and (bar is None or score(value) <= bar)
             decision["kept" if goes_on else "pruned"].append(job_id)
             decision["values"][job_id] = value
         return decision
@@ -100,7 +103,7 @@ class Asha:
         rung = self.rungs.rung_at(epoch)
         if rung is None or not run.active:
             return
-        values = {run.members[k].job_id: run.metric(k, self.rungs.metric) for k in sorted(run.active)}
+        values = {run.members[k].job_id: run.metric(k, self.rungs.objective.metric) for k in sorted(run.active)}
         with session_scope() as s:
             kept = self.rungs.decide(s, rung, values)
         stopped = [k for k in sorted(run.active) if run.members[k].job_id not in kept]

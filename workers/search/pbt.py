@@ -1,6 +1,6 @@
 """PBT in a sweep: every `interval_epochs`, the bottom quantile copy a top member and explore.
 
-At an interval's epoch the members still training are ranked by the sweep's ranking metric; each of
+At an interval's epoch the members still training are ranked by the sweep's objective; each of
 the bottom `pbt_split(n, quantile)` takes a top member's weights, optimizer state and data order
 (exploit, `copy_member`) and then that member's hyperparameters perturbed within the space (explore).
 Choices come from a generator seeded by `search_seed` and the epoch. Each interval's decision and every
@@ -17,6 +17,7 @@ import random
 from service.db import session_scope
 from service.models import Job
 from service.repositories import search_state as search_repo
+from service.schemas.objectives import sweep_objective
 from service.schemas.search import HYPERPARAMETERS, PERTURB_FACTORS, pbt_intervals, pbt_split, ranked
 
 
@@ -45,7 +46,7 @@ class Population:
         self.sweep_id, self.seed = sweep.id, request["search_seed"]
         self.quantile = request["pbt"]["quantile"]
         self.intervals = pbt_intervals(request["pbt"]["interval_epochs"], request["base"]["epochs"])
-        self.metric = "val_loss" if request["base"]["data"].get("validation_fraction") else "loss"
+        self.objective = sweep_objective(request)
         self.axes = {name: axis for name, axis in request["space"].items() if name in HYPERPARAMETERS and axis}
         self.order = {job.id: i for i, job in enumerate(sorted(members, key=lambda j: (j.created_at, j.id)))}
 
@@ -66,13 +67,14 @@ class Population:
         index = {m.job_id: k for k, m in enumerate(run.members)}
         with session_scope() as s:
             state = search_repo.lock_search_state(s, self.sweep_id)
-            pbt = state.setdefault("pbt", {"metric": self.metric, "history": {}, "intervals": {}})
+            pbt = state.setdefault("pbt", {"metric": self.objective.metric, "mode": self.objective.mode,
+                                           "history": {}, "intervals": {}})
             for k, spec in enumerate(run.specs):  # epoch 0: the values each member was sampled with
                 pbt["history"].setdefault(run.members[k].job_id, [
                     {"epoch": 0, "source": None, "values": {n: getattr(spec.optimizer, n) for n in self.axes}}])
             decision = pbt["intervals"].get(str(epoch))
             if decision is None:
-                values = [(run.members[k].job_id, run.metric(k, self.metric)) for k in sorted(run.active)]
+                values = [(run.members[k].job_id, run.metric(k, self.objective.metric)) for k in sorted(run.active)]
                 decision = self.decide(epoch, values, pbt["history"])
                 pbt["intervals"][str(epoch)] = decision
                 for copy in decision["copies"]:
@@ -85,7 +87,8 @@ class Population:
                 run.engine.set_hyperparameters(index[copy["target"]], copy["values"])
 
     def decide(self, epoch: int, values: list[tuple[str, float | None]], history: dict) -> dict:
-        order = ranked(sorted(values, key=lambda item: self.order.get(item[0], 0)))
+        scores = [(job_id, self.objective.score(value)) for job_id, value in values]
+        order = ranked(sorted(scores, key=lambda item: self.order.get(item[0], 0)))
         n = pbt_split(len(order), self.quantile)
         rng = random.Random(f"{self.seed}:{epoch}")
         copies = []

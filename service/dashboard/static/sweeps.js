@@ -140,7 +140,7 @@ export async function showSweep(root, signal, id) {
   while (!signal.aborted) {
     const sweep = await getJSON(`/v1/sweeps/${encodeURIComponent(id)}`, { signal });
     title.replaceChildren(sweep.name || sweep.id, " ", statusBadge(sweep.status));
-    summary.textContent = `${membersDone(sweep)} members done, ranked by ${sweep.ranked_by}. ${sweep.execution ?? "Waiting for a worker."}`;
+    summary.textContent = `${membersDone(sweep)} members done, ranked by ${sweep.objective.metric} (${sweep.objective.mode}). ${sweep.execution ?? "Waiting for a worker."}`;
     const best = sweep.leaderboard.slice(0, COMPARE_AT_MOST).map((entry) => encodeURIComponent(entry.job_id));
     compare.href = `#/compare/${best.join(",")}`;
     members.update(sweep);

@@ -1,7 +1,7 @@
 """Early stopping: where a job stops and which weights it keeps, trained alone, batched and resumed.
 
 The reference is the tutorial's eager loop (`plain_epochs`) with the rule applied by hand: stop at the
-first recorded epoch where the monitored loss has not improved by more than min_delta for `patience`
+first recorded epoch where the monitored figure has not improved (fallen, or in mode max risen) by more than min_delta for `patience`
 recorded epochs in a row, and keep the weights of the last epoch that did improve.
 """
 
@@ -26,12 +26,20 @@ CASES = {
         **MINI_BATCHES,
         "early_stopping": {"patience": 5},
     },
+    "val_accuracy max, mini-batches, adamw": {
+        **FAST_CASES["classification, mini-batch, adamw, bce on logits, validation"],
+        "epochs": 200,
+        "early_stopping": {"patience": 4, "monitor": "val_accuracy", "mode": "max"},
+    },
     "loss every 3rd epoch, min_delta, adam, full batch": {
         **FAST_CASES["classification, full batch, adam, validation, every 3rd epoch"],
         "epochs": 300,
         "early_stopping": {"patience": 3, "monitor": "loss", "min_delta": 0.01},
     },
 }
+
+
+COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")  # what plain_epochs yields
 
 
 @dataclass
@@ -45,13 +53,14 @@ class Reference:
 
 def plain_early_stopping(spec_dict: dict) -> Reference:
     spec, net, data = setup(spec_dict)
-    rule = spec.early_stopping
-    column = 3 if rule.monitor_for(data.x_val is not None) == "val_loss" else 1
+    rule, has_validation = spec.early_stopping, data.x_val is not None
+    column = COLUMNS.index(rule.monitor_for(has_validation))
+    sign = 1 if rule.mode_for(has_validation) == "min" else -1
     best, best_epoch, best_weights, bad, curve = math.inf, 0, None, 0, []
     for point in plain_epochs(spec, net, data):
         curve.append(point)
-        if point[column] < best - rule.min_delta:
-            best, best_epoch, best_weights, bad = point[column], point[0], copy.deepcopy(net.state_dict()), 0
+        if sign * point[column] < best - rule.min_delta:
+            best, best_epoch, best_weights, bad = sign * point[column], point[0], copy.deepcopy(net.state_dict()), 0
         else:
             bad += 1
         if bad >= rule.patience:
@@ -98,28 +107,45 @@ def test_a_job_resumed_mid_patience_stops_at_the_same_epoch_with_the_same_weight
         assert torch.equal(mine, theirs)
 
 
-def test_batched_members_stop_each_where_it_stops_alone():
-    specs = [setup({**CASES["val_loss (the default with a validation split), mini-batches, momentum"], "epochs": 60,
-                    "optimizer": {**MINI_BATCHES["optimizer"], "lr": lr}})[0] for lr in (0.003, 0.01, 0.02)]
+def stacked_and_alone(spec_dict: dict, lrs: tuple[float, ...]):
+    """Members of these rates trained as one stack, and each alone: per member (stack, its points, alone, data)."""
+    specs = [setup({**spec_dict, "optimizer": {**spec_dict["optimizer"], "lr": lr}})[0] for lr in lrs]
     nets, datas = zip(*(prepare(s) for s in specs))
     batched = StackedTrainer(specs, list(nets), list(datas), torch.device("cpu"))
     for epoch in range(1, specs[0].epochs + 1):
         batched.train_epoch(record=True)
         batched.progress.epoch = epoch
     together = batched.early.settle(batched.read_points())
-    stops = []
     for k, spec in enumerate(specs):
         points, finished, _, alone = train(spec, *prepare(spec))
         assert finished
         assert [p.epoch for p in together[k]] == [p.epoch for p in points]
         mine, theirs = batched.early.outcome(k, spec.epochs), alone.early.outcome(0, alone.spec.epochs)
         assert (mine["stopped_early_at"], mine["best_epoch"]) == (theirs["stopped_early_at"], theirs["best_epoch"])
-        assert mine["best_metrics"]["val_loss"] == pytest.approx(theirs["best_metrics"]["val_loss"], rel=2e-4)
         x = datas[k].x_train
         with torch.no_grad():
             assert batched.member_net(k, best=True)(x) == pytest.approx(alone.net(x), rel=2e-4, abs=1e-4)
+        yield mine, theirs, together[k]
+
+
+def test_batched_members_stop_each_where_it_stops_alone():
+    spec_dict = {**CASES["val_loss (the default with a validation split), mini-batches, momentum"], "epochs": 60}
+    stops = []
+    for mine, theirs, _ in stacked_and_alone(spec_dict, (0.003, 0.01, 0.02)):
+        assert mine["best_metrics"]["val_loss"] == pytest.approx(theirs["best_metrics"]["val_loss"], rel=2e-4)
         stops.append(mine["stopped_early_at"])
     assert stops[0] is None and stops[1] is not None and stops[2] is not None and stops[1] != stops[2]
+
+
+def test_batched_members_monitoring_val_accuracy_keep_their_most_accurate_epoch():
+    stops = []
+    for mine, theirs, points in stacked_and_alone(CASES["val_accuracy max, mini-batches, adamw"], (0.005, 0.02, 0.05)):
+        assert mine["best_metrics"]["val_accuracy"] == theirs["best_metrics"]["val_accuracy"]
+        best = max(p.val_accuracy for p in points)  # the first epoch to reach it is kept
+        assert mine["best_metrics"]["val_accuracy"] == best
+        assert mine["best_epoch"] == next(p.epoch for p in points if p.val_accuracy == best)
+        stops.append(mine["stopped_early_at"])
+    assert all(stop is not None for stop in stops)
 
 
 @needs_cuda

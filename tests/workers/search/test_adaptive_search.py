@@ -4,11 +4,14 @@ import math
 import os
 import signal
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from tests.conftest import processes_only, worker_pids
+from tests.service.api.test_objectives import CLASSIFIER
 from tests.service.api.test_sweeps import CUBIC, submit_sweep, sweep_body, wait_sweep
+from workers.search.pbt import Population
 
 VALIDATED = {**CUBIC, "epochs": 45, "data": {**CUBIC["data"], "validation_fraction": 0.2}}
 # up to lr 0.03: at 0.035 with momentum 0.5 the cubic's loss spikes near epoch 45 (2 to 16), and a spike magnifies
@@ -80,6 +83,27 @@ def test_asha_stops_exactly_the_members_the_rule_says(server, execution):
     hp = winner["hyperparameters"]
     alone = server.train({**VALIDATED, "optimizer": {**VALIDATED["optimizer"], **hp}})
     assert winner["val_loss"] == pytest.approx(alone["metrics"]["val_loss"], rel=1e-3)
+
+
+@pytest.mark.parametrize("execution", ["batched", "one_by_one"])
+def test_asha_maximizing_val_accuracy_keeps_the_most_accurate_members(server, execution):
+    base = {**CLASSIFIER, "epochs": 30, "optimizer": {"kind": "sgd", "lr": 0.1}}
+    body = sweep_body({"lr": {"distribution": "log_uniform", "low": 0.001, "high": 1.0}}, base=base, search="asha",
+                      count=9, search_seed=1, asha={"min_epochs": 3, "reduction_factor": 3},
+                      objective={"metric": "val_accuracy", "mode": "max"}, execution=execution)
+    done = wait_sweep(server, submit_sweep(server, body)["id"])
+    assert done["status"] == "succeeded" and done["progress"]["succeeded"] == 9, done
+    curves = {e["job_id"]: {p["epoch"]: p["val_accuracy"] for p in server.curve(e["job_id"])}
+              for e in done["leaderboard"]}
+    rungs = done["search_state"]["rungs"]
+    for r, survivors in (("1", 3), ("2", 1)):
+        decision = rungs[r]
+        assert (decision["metric"], decision["mode"], len(decision["kept"])) == ("val_accuracy", "max", survivors)
+        at = {j: curves[j][decision["epoch"]] for j in decision["kept"] + decision["pruned"]}
+        assert decision["values"] == at  # what the rung read is each member's recorded accuracy
+        assert min(at[j] for j in decision["kept"]) >= max(at[j] for j in decision["pruned"])
+    assert len(set(rungs["1"]["values"].values())) > 1  # the members differed: the order mattered
+    assert done["best_job_id"] == done["leaderboard"][0]["job_id"] == rungs["2"]["kept"][0]
 
 
 @pytest.mark.parametrize("execution", ["batched", "one_by_one"])
@@ -419,3 +443,15 @@ def test_asha_prunes_members_whose_shapes_train_alone(make_app):
             assert job["stop_reason"] == f"pruned at rung {rung}"
             assert max(curves[job_id]) == epoch
     assert pruned >= 1  # a one-unit hidden layer ranks worse than the wider ones after it
+
+
+def test_pbt_copies_the_most_accurate_members_into_the_least_accurate():
+    request = {"search": "pbt", "search_seed": 0, "space": {"lr": [0.1, 0.2]}, "base": {"epochs": 20, "data": {}},
+               "pbt": {"interval_epochs": 5, "quantile": 0.25},
+               "objective": {"metric": "val_accuracy", "mode": "max"}}
+    population = Population(SimpleNamespace(id="sweep", request=request), [])
+    values = [("a", 0.5), ("b", 0.9), ("c", 0.7), ("d", 0.6)]
+    history = {j: [{"epoch": 0, "source": None, "values": {"lr": 0.1}}] for j, _ in values}
+    decision = population.decide(5, values, history)
+    assert decision["ranked"] == ["b", "c", "d", "a"]
+    assert [(c["source"], c["target"]) for c in decision["copies"]] == [("b", "a")]
