@@ -144,10 +144,9 @@ export async function showCompare(root, signal, ids) {
     missing.textContent = `Not found: ${gone.join(", ")}.`;
     table.update(columns(jobs, chooser.names(jobs.map((m) => m.params)), colorOf), jobs);
     const judged = objective(jobs);
-    const axis = `metrics.${judged}`; // apart from a hyperparameter of the same name (loss: "mse")
-    parallel.update([...differing(jobs.map((m) => m.params)), axis], jobs.map((m) => ({
+    parallel.update(differing(jobs.map((m) => m.params)), judged, jobs.map((m) => ({
       id: m.id, label: m.label, color: colorOf(m), href: `#/jobs/${encodeURIComponent(m.id)}`,
-      values: { ...m.params, [axis]: keptMetrics(m.job)[judged] ?? undefined },
+      params: m.params, metric: keptMetrics(m.job)[judged],
     })));
   }
 

@@ -45,8 +45,9 @@ export function axisScale(values) {
 }
 
 /**
- * The figure; `update(axes, lines)` draws it: `axes` are names, `lines` are {id, label, color, href, values: {name:
- * value}}. Hovering or focusing a line calls `onHighlight(id)` (null when left); `highlight(id)` marks one.
+ * The figure; `update(params, metric, lines)` draws it: an axis per name in `params`, then the metric's; `lines`
+ * are {id, label, color, href, params: {name: value}, metric: value}, a hyperparameter a run lacks being none.
+ * Hovering or focusing a line calls `onHighlight(id)` (null when left); `highlight(id)` marks one.
  */
 class ParallelCoordinates {
   constructor({ caption, onHighlight }) {
@@ -62,9 +63,11 @@ class ParallelCoordinates {
     this.resizer.observe(this.box);
   }
 
-  update(axes, lines) {
-    this.axes = axes;
-    this.lines = lines;
+  update(params, metric, lines) {
+    this.axes = [...params, `metrics.${metric}`]; // "metrics.": apart from a hyperparameter of the same name (loss: "mse")
+    this.lines = lines.map(({ id, label, color, href, ...run }) => ({
+      id, label, color, href, values: [...params.map((name) => run.params[name] ?? null), run.metric ?? undefined],
+    }));
     this.draw();
   }
 
@@ -77,7 +80,7 @@ class ParallelCoordinates {
     this.element.hidden = !this.axes.length || !this.lines.length;
     const focused = this.plot.contains(document.activeElement) ? document.activeElement.dataset.jobId : null;
     const xs = this.axes.map((_, i) => (this.axes.length > 1 ? SIDE + (i * (width - 2 * SIDE)) / (this.axes.length - 1) : width / 2));
-    const scales = this.axes.map((name) => axisScale(this.lines.map((line) => line.values[name])));
+    const scales = this.axes.map((_, i) => axisScale(this.lines.map((line) => line.values[i])));
     const y = (p) => TOP + (1 - p) * (HEIGHT - TOP - BOTTOM);
     const row = (i) => (i % 2 && xs[1] - xs[0] < ONE_ROW ? 30 : 14);
     this.plot.setAttribute("viewBox", `0 0 ${width} ${HEIGHT}`);
@@ -92,13 +95,10 @@ class ParallelCoordinates {
 
   /** One run's line: a link to its job, named by its values, with a wide invisible stroke that is easy to hover. */
   run(line, xs, scales, y) {
-    const points = this.axes.map((name, i) => {
-      const value = line.values[name];
-      return value === undefined ? null : [xs[i], y(scales[i].position(value))];
-    });
+    const points = line.values.map((value, i) => (value === undefined ? null : [xs[i], y(scales[i].position(value))]));
     const path = points.map((point, i) => (point ? `${points[i - 1] ? "L" : "M"}${point[0].toFixed(1)},${point[1].toFixed(1)}` : ""))
       .join("");
-    const values = this.axes.map((name) => `${name} ${line.values[name] === undefined ? "–" : formatValue(line.values[name])}`);
+    const values = this.axes.map((name, i) => `${name} ${line.values[i] === undefined ? "–" : formatValue(line.values[i])}`);
     const name = `${line.label}: ${values.join(", ")}`;
     const enter = () => this.onHighlight(line.id);
     const leave = () => this.onHighlight(null);

@@ -9,7 +9,7 @@ const NOT_HYPERPARAMETERS = new Set(["name", "tags", "priority", "metrics_every"
 const NOT_METRICS = new Set(["step", "epoch", "lr"]);
 export const METRICS = [["loss", "Loss"], ["val_loss", "Val. loss"], ["accuracy", "Accuracy"], ["val_accuracy", "Val. accuracy"]];
 
-export const formatValue = (v) => (v === null ? "none"
+export const formatValue = (v) => (v === null || v === undefined ? "none"
   : Array.isArray(v) && v.every((item) => typeof item !== "object") ? `[${v.join(",")}]`
     : typeof v === "number" ? formatNumber(v) : typeof v === "object" ? JSON.stringify(v) : String(v));
 export const formatValues = (values) => Object.entries(values).map(([k, v]) => `${k}=${formatValue(v)}`).join(", ");

@@ -60,15 +60,12 @@ function columns(sweep, names) {
 const entryMetrics = (entry) => Object.fromEntries(METRICS.map(([name]) => [name, entry[name]]));
 
 /** The members across the hyperparameters that differ and the metric they are ranked by, colored by rank. */
-function parallelView(sweep) {
-  const values = sweep.leaderboard.map((e) => e.hyperparameters);
-  const metric = `metrics.${sweep.ranked_by}`; // apart from a hyperparameter of the same name (loss: "mse")
-  const axes = [...differing(values), metric];
+function drawParallel(parallel, sweep) {
   const lines = sweep.leaderboard.map((e) => ({
     id: e.job_id, label: `#${e.rank}`, color: COLORS[(e.rank - 1) % COLORS.length],
-    href: `#/jobs/${encodeURIComponent(e.job_id)}`, values: { ...e.hyperparameters, [metric]: e[sweep.ranked_by] ?? undefined },
+    href: `#/jobs/${encodeURIComponent(e.job_id)}`, params: e.hyperparameters, metric: e[sweep.ranked_by],
   }));
-  return [axes, lines];
+  parallel.update(differing(sweep.leaderboard.map((e) => e.hyperparameters)), sweep.ranked_by, lines);
 }
 
 /** A sweep's page: status, how the worker ran it, its members, and a link comparing its best members. */
@@ -95,7 +92,7 @@ export async function showSweep(root, signal, id) {
   const redraw = () => {
     const names = chooser.names(sweep.leaderboard.map((e) => e.hyperparameters));
     table.update(columns(sweep, names), sweep.leaderboard);
-    parallel.update(...parallelView(sweep));
+    drawParallel(parallel, sweep);
   };
   signal.addEventListener("abort", () => parallel.destroy());
   root.replaceChildren(h("section", { class: "sweep" },

@@ -36,7 +36,7 @@ def test_every_module_a_module_imports_is_served(server):
     imports = {
         (module.name, imported)
         for module in (DASHBOARD / "static").glob("*.js")
-        for imported in re.findall(r'^import .* from "\./([\w-]+\.js)";$', module.read_text(), flags=re.M)
+        for imported in re.findall(r'^import .* from "\./([\w-]+\.js)";$', module.read_text(), flags=re.MULTILINE)
     }
     assert {("compare.js", "parallel.js"), ("sweeps.js", "parallel.js"), ("parallel.js", "table.js")} <= imports
     for module, imported in imports:

@@ -112,6 +112,8 @@ def hover_line(page, line) -> None:
     page.mouse.move(x, y)
 
 
+# parallel coordinates' metric axis: losses may span decades, and then it is logarithmic, as its name says
+LOSS_AXIS = re.compile(r"^metrics\.loss( \(log\))?$")
 DURATION = r"(\d+\.\d s|\d+ min \d+ s|\d+ h \d+ min)"  # formatSeconds in dom.js
 RATE = r"\d[\d.]*(e\d+)? epochs/s"
 
@@ -200,8 +202,7 @@ def test_compare_two_jobs_chosen_with_the_keyboard(served, page):
 
     lines = page.locator(".compare .parallel .run")
     expect(lines).to_have_count(2)
-    # the losses may span decades: then their axis is logarithmic, as its name says
-    expect(page.locator(".compare .parallel .axis-name")).to_have_text(["optimizer.lr", re.compile(r"^metrics\.loss( \(log\))?$")])
+    expect(page.locator(".compare .parallel .axis-name")).to_have_text(["optimizer.lr", LOSS_AXIS])
     row = page.locator(f'.compare tbody tr[data-job-id="{slow["id"]}"]')
     line = page.locator(f'.compare .parallel .run[data-job-id="{slow["id"]}"]')
     hover_line(page, line)
@@ -210,6 +211,9 @@ def test_compare_two_jobs_chosen_with_the_keyboard(served, page):
     expect(page.locator(".compare tr.highlight")).to_have_count(1)
     page.mouse.move(0, 0)
     expect(page.locator(".compare tr.highlight")).to_have_count(0)
+    page.locator(f'.compare tbody tr[data-job-id="{fast["id"]}"]').hover()  # and the other way round
+    expect(page.locator(".compare .parallel .run.highlight")).to_have_attribute("data-job-id", fast["id"])
+    page.mouse.move(0, 0)
     screenshot(page, "compare", full_page=True)
 
     # keyboard: a line is a link named by its values, focus marks its row, Enter opens its job
@@ -340,7 +344,7 @@ def test_a_sweep_page_lists_its_members_by_the_values_that_differ_and_compares_t
     # parallel coordinates: a line per member across lr and the metric they are ranked by
     lines = page.locator(".sweep .parallel .run")
     expect(lines).to_have_count(3)
-    expect(page.locator(".sweep .parallel .axis-name")).to_have_text(["lr", re.compile(r"^metrics\.loss( \(log\))?$")])
+    expect(page.locator(".sweep .parallel .axis-name")).to_have_text(["lr", LOSS_AXIS])
     best = rows.first.get_attribute("data-job-id")
     hover_line(page, page.locator(f'.sweep .parallel .run[data-job-id="{best}"]'))
     expect(page.locator(".sweep tr.highlight")).to_have_attribute("data-job-id", best)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.service.api.test_dashboard_browser import CHROMIUM, browser, page, served, sign_in, url  # noqa: F401 (fixtures)
+from tests.service.api.test_dashboard_browser import CHROMIUM, browser, page, served, url  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (.ci/run installs it)")
 
@@ -13,7 +13,7 @@ SPEC = {
 }
 
 
-def test_a_spec_flattens_to_its_hyperparameters_by_dotted_path_and_those_that_differ_are_found(served, page):  # noqa: F811
+def test_a_spec_flattens_to_its_hyperparameters_by_dotted_path_and_the_differing_are_found(served, page):  # noqa: F811
     page.goto(url(served))
     found = page.evaluate("""async (spec) => {
         const { differing, flatten, formatValue, varying } = await import("/dashboard/params.js");
@@ -26,7 +26,8 @@ def test_a_spec_flattens_to_its_hyperparameters_by_dotted_path_and_those_that_di
             shown: [[32, 16], null, "relu", 1e-5, [{ out_channels: 8 }]].map(formatValue),
         };
     }""", SPEC)
-    assert found["flat"] == {  # the run's name, tags, priority and how often it records are bookkeeping, not how it trained
+    # the run's name, tags, priority and how often it records are bookkeeping, not how it trained
+    assert found["flat"] == {
         "model.kind": "mlp", "model.hidden": [32, 16], "model.activation": "relu",
         "optimizer.kind": "adam", "optimizer.lr": 0.01, "epochs": 100, "batch_size": None, "early_stopping": None,
     }
