@@ -27,10 +27,10 @@ export function flatten(spec, prefix = "") {
 }
 
 /** Every name in these rows of values, in the order first seen. */
-export const paramNames = (rows) => [...new Set(rows.flatMap(Object.keys))];
+const paramNames = (rows) => [...new Set(rows.flatMap(Object.keys))];
 
 /** Whether the rows' values of `name` differ (a value one row lacks is none). */
-export const differs = (rows, name) => new Set(rows.map((values) => JSON.stringify(values[name] ?? null))).size > 1;
+const differs = (rows, name) => new Set(rows.map((values) => JSON.stringify(values[name] ?? null))).size > 1;
 
 /** The names whose values differ between these rows. */
 export const differing = (rows) => paramNames(rows).filter((name) => differs(rows, name));
@@ -42,7 +42,7 @@ export function varying(rows) {
 }
 
 /** What sorts a value: numbers as numbers, the rest as they read, nothing last. */
-export const sortable = (v) => (typeof v === "number" ? v : v === null || v === undefined ? null : formatValue(v));
+const sortable = (v) => (typeof v === "number" ? v : v === null || v === undefined ? null : formatValue(v));
 
 /** A column per name: `valuesOf(row)` gives a row's hyperparameters; a column whose values differ is marked. */
 export function paramColumns(rows, valuesOf, names) {
