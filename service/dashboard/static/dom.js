@@ -1,12 +1,17 @@
 // Building the page: elements from data (text only, never HTML strings) and number and time formats.
 
 /** An element with attributes (`on*` functions become listeners) and children (strings become text). */
-export function h(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
+export const h = (tag, attrs = {}, ...children) => filled(document.createElement(tag), attrs, children);
+
+/** An SVG element, as `h` makes HTML ones. */
+export const svg = (tag, attrs = {}, ...children) =>
+  filled(document.createElementNS("http://www.w3.org/2000/svg", tag), attrs, children);
+
+function filled(node, attrs, children) {
   for (const [name, value] of Object.entries(attrs)) {
     if (value === null || value === undefined || value === false) continue;
     if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-    else if (name in node && typeof value !== "string") node[name] = value;
+    else if (name in node && typeof value !== "string" && !(node instanceof SVGElement)) node[name] = value;
     else node.setAttribute(name, value === true ? "" : value);
   }
   node.append(...children.flat(Infinity).filter((child) => child !== null && child !== undefined && child !== false));

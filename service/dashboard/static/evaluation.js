@@ -1,9 +1,8 @@
 // A finished job's evaluation: the measures per held-out split, the confusion matrix as a heat map, and for
 // regression a predicted-vs-actual scatter of a sample of the split's rows.
 
-import { formatNumber, h } from "./dom.js";
+import { formatNumber, h, svg } from "./dom.js";
 
-const SVG = "http://www.w3.org/2000/svg";
 const MEASURES = {
   regression: [["mse", "MSE"], ["rmse", "RMSE"], ["mae", "MAE"], ["r2", "R²"]],
   classification: [["accuracy", "accuracy"], ["log_loss", "log loss"], ["precision", "precision (macro)"],
@@ -34,12 +33,6 @@ function confusionMatrix(split, matrix) {
   return h("figure", { class: "confusion" }, h("table", {}, h("thead", {}, header), h("tbody", {}, rows)),
     h("figcaption", {}, `confusion matrix, ${split}`));
 }
-
-const svg = (tag, attrs) => {
-  const node = document.createElementNS(SVG, tag);
-  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
-  return node;
-};
 
 /** Predicted against actual, with the diagonal where a perfect model's points would lie. */
 function scatter(split, sample) {

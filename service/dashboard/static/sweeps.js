@@ -1,12 +1,14 @@
 // Sweeps: their list, and a sweep's page with its members as a table of the hyperparameters that differ between
-// them, sortable by any column; its best members compare on one chart.
+// them, sortable by any column, and in parallel coordinates; its best members compare on one chart.
 
 import { FINAL, getJSON, request, sleep } from "./api.js";
-import { formatNumber, formatTime, h, statusBadge } from "./dom.js";
+import { COLORS } from "./charts.js";
+import { formatTime, h, statusBadge } from "./dom.js";
+import { linkedViews } from "./parallel.js";
+import { METRICS, differing, formatValues, metricColumns, paramChooser, paramColumns } from "./params.js";
 
 const POLL_MS = 1000;
 const COMPARE_AT_MOST = 12; // more lines than this on one chart stop being readable
-const METRICS = [["loss", "Loss"], ["val_loss", "Val. loss"], ["accuracy", "Accuracy"], ["val_accuracy", "Val. accuracy"]];
 
 const membersDone = ({ progress }) => `${progress.succeeded + progress.failed + progress.cancelled} / ${progress.members}`;
 
@@ -34,17 +36,6 @@ export async function showSweeps(root, signal) {
   }
 }
 
-const formatValue = (v) => (v === null ? "none" : Array.isArray(v) ? `[${v.join(",")}]`
-  : typeof v === "number" ? formatNumber(v) : typeof v === "object" ? JSON.stringify(v) : String(v));
-export const formatValues = (values) => Object.entries(values).map(([k, v]) => `${k}=${formatValue(v)}`).join(", ");
-
-/** The hyperparameters whose values differ between these members (all of them when none do). */
-export function varying(entries) {
-  const names = Object.keys(entries[0]?.hyperparameters ?? {});
-  const differ = names.filter((name) => new Set(entries.map((e) => JSON.stringify(e.hyperparameters[name]))).size > 1);
-  return differ.length ? differ : names;
-}
-
 /** Where an adaptive search stopped a member (ASHA), or the copies its weights came through (PBT). */
 function searchNote(entry, sweep, rank) {
   if (entry.stop_reason) return `${entry.stop_reason} (epoch ${entry.stopped_early_at})`;
@@ -53,68 +44,28 @@ function searchNote(entry, sweep, rank) {
     .map((event) => `epoch ${event.epoch}: copied #${rank[event.source]}, ${formatValues(event.values)}`).join("; ");
 }
 
-/** The member table's columns: `key` sorts (numbers as numbers, the rest as text), `cell` draws. */
-function columns(sweep) {
+/** The member table's columns: rank, the hyperparameters that differ (all with "show all"), status, metrics, notes. */
+function columns(sweep, names) {
   const entries = sweep.leaderboard;
   const rank = { label: "Rank", num: true, key: (e) => e.rank,
     cell: (e) => h("a", { href: `#/jobs/${encodeURIComponent(e.job_id)}`, title: `job ${e.job_id}` }, `#${e.rank}`) };
-  const params = varying(entries).map((name) => ({
-    label: name, param: true, num: entries.every((e) => typeof e.hyperparameters[name] === "number"),
-    key: (e) => sortable(e.hyperparameters[name]), cell: (e) => formatValue(e.hyperparameters[name]),
-  }));
   const status = { label: "Status", key: (e) => e.status, cell: (e) => statusBadge(e.status) };
-  const metrics = METRICS.filter(([key]) => entries.some((e) => e[key] != null))
-    .map(([key, label]) => ({ label, num: true, key: (e) => e[key], cell: (e) => formatNumber(e[key]) }));
   const ranks = Object.fromEntries(entries.map((e) => [e.job_id, e.rank]));
   const notes = new Map(entries.map((e) => [e.job_id, searchNote(e, sweep, ranks)]));
   const note = { label: "Rung stop / PBT lineage", key: (e) => notes.get(e.job_id), cell: (e) => notes.get(e.job_id) };
-  return [rank, ...params, status, ...metrics, ...([...notes.values()].some(Boolean) ? [note] : [])];
+  return [rank, ...paramColumns(entries, (e) => e.hyperparameters, names), status, ...metricColumns(entries, entryMetrics),
+    ...([...notes.values()].some(Boolean) ? [note] : [])];
 }
 
-const sortable = (v) => (typeof v === "number" ? v : v === null || v === undefined ? null : formatValue(v));
+const entryMetrics = (entry) => Object.fromEntries(METRICS.map(([name]) => [name, entry[name]]));
 
-/** Ascending or descending by one column; members without a value last either way, ties in rank order. */
-function sorted(entries, column, descending) {
-  const order = (a, b) => {
-    const [x, y] = [column.key(a), column.key(b)];
-    if (x === y) return a.rank - b.rank;
-    if (x === null || x === undefined) return 1;
-    if (y === null || y === undefined) return -1;
-    const by = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y), undefined, { numeric: true });
-    return descending ? -by : by;
-  };
-  return [...entries].sort(order);
-}
-
-const classes = (column) => [column.num && "num", column.param && "param"].filter(Boolean).join(" ") || null;
-
-/** The members' table; `update(sweep)` redraws it in the order the user picked by a header (rank at first). */
-function memberTable() {
-  const head = h("tr");
-  const tbody = h("tbody");
-  let sort = { label: "Rank", descending: false };
-  let sweep = null;
-  let drawnHead = "";
-  const pick = (label) => {
-    sort = { label, descending: sort.label === label && !sort.descending };
-    update(sweep);
-    [...head.querySelectorAll("button")].find((button) => button.textContent === label)?.focus(); // its header was redrawn
-  };
-  function update(next) {
-    sweep = next;
-    const cols = columns(sweep);
-    const column = cols.find((c) => c.label === sort.label) ?? cols[0];
-    const headKey = JSON.stringify([cols.map(classes), cols.map((c) => c.label), column.label, sort.descending]);
-    if (headKey !== drawnHead) { // redrawn only when it changes: a header button keeps the focus while the sweep runs
-      drawnHead = headKey;
-      head.replaceChildren(...cols.map((c) => h("th", {
-        scope: "col", class: classes(c), "aria-sort": c === column ? (sort.descending ? "descending" : "ascending") : null,
-      }, h("button", { type: "button", class: "sort", onclick: () => pick(c.label) }, c.label))));
-    }
-    tbody.replaceChildren(...sorted(sweep.leaderboard, column, sort.descending).map((entry) =>
-      h("tr", { "data-job-id": entry.job_id }, cols.map((c) => h("td", { class: classes(c) }, c.cell(entry))))));
-  }
-  return { table: h("div", { class: "table-wrap" }, h("table", { class: "members" }, h("thead", {}, head), tbody)), update };
+/** The members across the hyperparameters that differ and the metric they are ranked by, colored by rank. */
+function drawParallel(parallel, sweep) {
+  const lines = sweep.leaderboard.map((e) => ({
+    id: e.job_id, label: `#${e.rank}`, color: COLORS[(e.rank - 1) % COLORS.length],
+    href: `#/jobs/${encodeURIComponent(e.job_id)}`, params: e.hyperparameters, metric: e[sweep.ranked_by],
+  }));
+  parallel.update(differing(sweep.leaderboard.map((e) => e.hyperparameters)), sweep.ranked_by, lines);
 }
 
 /** A sweep's page: status, how the worker ran it, its members, and a link comparing its best members. */
@@ -133,17 +84,28 @@ export async function showSweep(root, signal, id) {
       message.classList.add("error");
     }
   } }, "Delete sweep");
-  const members = memberTable();
+  let sweep = null;
+  const { table, parallel } = linkedViews({ className: "members", rowId: (e) => e.job_id, sortBy: "Rank" }, "Each line "
+    + "a member, colored by rank: its hyperparameters that differ, then the metric it is ranked by. Hover or focus one "
+    + "to find its row.");
+  const chooser = paramChooser(() => redraw());
+  const redraw = () => {
+    const names = chooser.names(sweep.leaderboard.map((e) => e.hyperparameters));
+    table.update(columns(sweep, names), sweep.leaderboard);
+    drawParallel(parallel, sweep);
+  };
+  signal.addEventListener("abort", () => parallel.destroy());
   root.replaceChildren(h("section", { class: "sweep" },
     h("p", { class: "crumbs" }, h("a", { href: "#/sweeps" }, "← All sweeps")), title, summary,
-    h("p", { class: "actions" }, compare, remove), message, members.table));
+    h("p", { class: "actions" }, compare, remove), message, parallel.element, h("div", { class: "toolbar" }, chooser.element),
+    table.element));
   while (!signal.aborted) {
-    const sweep = await getJSON(`/v1/sweeps/${encodeURIComponent(id)}`, { signal });
+    sweep = await getJSON(`/v1/sweeps/${encodeURIComponent(id)}`, { signal });
     title.replaceChildren(sweep.name || sweep.id, " ", statusBadge(sweep.status));
     summary.textContent = `${membersDone(sweep)} members done, ranked by ${sweep.objective.metric} (${sweep.objective.mode}). ${sweep.execution ?? "Waiting for a worker."}`;
     const best = sweep.leaderboard.slice(0, COMPARE_AT_MOST).map((entry) => encodeURIComponent(entry.job_id));
     compare.href = `#/compare/${best.join(",")}`;
-    members.update(sweep);
+    redraw();
     if (FINAL.has(sweep.status)) return;
     await sleep(POLL_MS, signal);
   }

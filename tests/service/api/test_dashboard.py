@@ -31,6 +31,18 @@ def test_static_files_are_served_with_types_a_browser_accepts(server):
         assert response.headers["cache-control"] == "no-cache"
 
 
+def test_every_module_a_module_imports_is_served(server):
+    """A module that imports a file the server lacks fails the whole page in the browser, silently here."""
+    imports = {
+        (module.name, imported)
+        for module in (DASHBOARD / "static").glob("*.js")
+        for imported in re.findall(r'^import .* from "\./([\w-]+\.js)";$', module.read_text(), flags=re.MULTILINE)
+    }
+    assert {("compare.js", "parallel.js"), ("sweeps.js", "parallel.js"), ("parallel.js", "table.js")} <= imports
+    for module, imported in imports:
+        assert server.client.get(f"/dashboard/{imported}").status_code == 200, f"{module} imports {imported}"
+
+
 def test_page_opens_without_a_key_while_the_api_needs_one(make_app):
     srv = make_app(workers=0)
     srv.create_key("alice")

@@ -86,6 +86,34 @@ def wait_for_more_points(page, than: int) -> int:
     return shown_points(page)
 
 
+def assert_fits_a_phone(page) -> None:
+    """Readable on a phone: nothing wider than the screen (a wide table or figure scrolls inside its own box).
+
+    The charts follow their box through a ResizeObserver, which runs after the next layout, so the page is given
+    a moment to settle before it is measured.
+    """
+    page.set_viewport_size(PHONE)
+    fits = "() => document.documentElement.scrollWidth <= window.innerWidth"
+    try:
+        page.wait_for_function(fits, timeout=5_000)
+    except sync_api.TimeoutError:
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        pytest.fail(f"on a {PHONE['width']} px screen the page is {overflow} px too wide")
+
+
+def hover_line(page, line) -> None:
+    """Moves the mouse onto a parallel-coordinates line (a path's box's centre need not be on the path)."""
+    line.scroll_into_view_if_needed()
+    x, y = line.evaluate("""run => {
+        const path = run.querySelector("path.line");
+        const at = path.getPointAtLength(path.getTotalLength() * 0.1).matrixTransform(path.getScreenCTM());
+        return [at.x, at.y];
+    }""")
+    page.mouse.move(x, y)
+
+
+# parallel coordinates' metric axis: losses may span decades, and then it is logarithmic, as its name says
+LOSS_AXIS = re.compile(r"^metrics\.loss( \(log\))?$")
 DURATION = r"(\d+\.\d s|\d+ min \d+ s|\d+ h \d+ min)"  # formatSeconds in dom.js
 RATE = r"\d[\d.]*(e\d+)? epochs/s"
 
@@ -124,17 +152,9 @@ def test_finished_classifier_shows_its_curves_and_predicts(served, page):
     expect(page.locator("td.prediction")).to_have_text(["0", "2"])
     screenshot(page, "job", full_page=True)
 
-    page.set_viewport_size(PHONE)
+    assert_fits_a_phone(page)
     page.evaluate("window.scrollTo(0, 0)")
     expect(page.locator(".points")).to_be_visible()
-    # Readable on a phone: nothing wider than the screen. The charts follow their box through a ResizeObserver,
-    # which runs after the next layout, so the page is given a moment to settle before it is measured.
-    fits = "document.documentElement.scrollWidth <= window.innerWidth"
-    try:
-        page.wait_for_function(fits, timeout=5_000)
-    except sync_api.TimeoutError:
-        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-        pytest.fail(f"on a {PHONE['width']} px screen the page is {overflow} px too wide")
     screenshot(page, "job-phone")
 
 
@@ -171,9 +191,50 @@ def test_compare_two_jobs_chosen_with_the_keyboard(served, page):
     for i, job in enumerate((slow, fast)):
         expect(legend.get_by_text(job["name"], exact=True)).to_be_visible()
         expect(rows.nth(i).locator(".points")).to_have_text("200")
-    slow_last, fast_last = (float(rows.nth(i).locator("td").last.inner_text()) for i in range(2))
-    assert fast_last < slow_last  # each job's own curve, not one drawn twice
-    screenshot(page, "compare")
+    # the hyperparameters that differ (the name is no hyperparameter), then the metrics of the weights each kept
+    headers = page.locator(".compare thead th")
+    expect(headers).to_have_text(["Job", "Status", "Points", "optimizer.lr", "Loss"])
+    expect(rows.locator("td.differs")).to_have_text(["0.01", "0.05"])
+    slow_loss, fast_loss = (float(text) for text in rows.locator("td:nth-child(5)").all_inner_texts())
+    assert fast_loss < slow_loss  # each job's own metrics, not one's twice
+    page.get_by_role("button", name="Loss", exact=True).click()  # sortable: the lower loss first
+    expect(rows.first).to_have_attribute("data-job-id", fast["id"])
+
+    lines = page.locator(".compare .parallel .run")
+    expect(lines).to_have_count(2)
+    expect(page.locator(".compare .parallel .axis-name")).to_have_text(["optimizer.lr", LOSS_AXIS])
+    row = page.locator(f'.compare tbody tr[data-job-id="{slow["id"]}"]')
+    line = page.locator(f'.compare .parallel .run[data-job-id="{slow["id"]}"]')
+    hover_line(page, line)
+    expect(row).to_have_class("highlight")
+    expect(line).to_have_class(re.compile(r"\bhighlight\b"))
+    expect(page.locator(".compare tr.highlight")).to_have_count(1)
+    page.mouse.move(0, 0)
+    expect(page.locator(".compare tr.highlight")).to_have_count(0)
+    page.locator(f'.compare tbody tr[data-job-id="{fast["id"]}"]').hover()  # and the other way round
+    expect(page.locator(".compare .parallel .run.highlight")).to_have_attribute("data-job-id", fast["id"])
+    page.mouse.move(0, 0)
+    screenshot(page, "compare", full_page=True)
+
+    # keyboard: a line is a link named by its values, focus marks its row, Enter opens its job
+    line.focus()
+    expect(line).to_have_attribute("aria-label", re.compile(r"optimizer\.lr 0\.01, metrics\.loss \d"))
+    expect(row).to_have_class("highlight")
+
+    page.get_by_label("show all hyperparameters").check()
+    kind = headers.filter(has_text=re.compile(r"^optimizer\.kind$"))
+    expect(kind).to_have_count(1)
+    expect(kind).not_to_have_class(re.compile("differs"))
+    expect(rows.locator("td.param:not(.differs)", has_text="sgd")).to_have_count(2)
+    expect(rows.locator("td.differs")).to_have_text(["0.05", "0.01"])  # still the lr column alone, in loss order
+    expect(lines).to_have_count(2)  # the axes stay those that differ
+    expect(page.locator(".compare .parallel .axis-name")).to_have_count(2)
+    assert_fits_a_phone(page)
+
+    page.set_viewport_size(DESKTOP)
+    line.focus()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(f"#/jobs/{slow['id']}$"))
 
 
 # after the tests above, so that the list's screenshot shows finished jobs beside the running one
@@ -278,7 +339,26 @@ def test_a_sweep_page_lists_its_members_by_the_values_that_differ_and_compares_t
     expect(page.locator(".sweep .note[role=status]")).to_contain_text("ranked by loss")
     losses = [float(text) for text in rows.locator("td:nth-child(4)").all_inner_texts()]
     assert losses == sorted(losses)  # in rank order at first
-    screenshot(page, "sweep")
+    expect(rows.locator("td.differs")).to_have_count(3)
+
+    # parallel coordinates: a line per member across lr and the metric they are ranked by
+    lines = page.locator(".sweep .parallel .run")
+    expect(lines).to_have_count(3)
+    expect(page.locator(".sweep .parallel .axis-name")).to_have_text(["lr", LOSS_AXIS])
+    best = rows.first.get_attribute("data-job-id")
+    hover_line(page, page.locator(f'.sweep .parallel .run[data-job-id="{best}"]'))
+    expect(page.locator(".sweep tr.highlight")).to_have_attribute("data-job-id", best)
+    page.mouse.move(0, 0)
+    screenshot(page, "sweep", full_page=True)
+
+    show_all = page.get_by_label("show all hyperparameters")
+    show_all.check()  # the seed every member shares
+    expect(headers).to_have_text(["Rank", "lr", "seed", "Status", "Loss"])
+    expect(rows.locator("td.param:not(.differs)")).to_have_text(["7", "7", "7"])
+    show_all.uncheck()
+    expect(headers).to_have_text(["Rank", "lr", "Status", "Loss"])
+    assert_fits_a_phone(page)
+    page.set_viewport_size(DESKTOP)
 
     lr = page.get_by_role("button", name="lr", exact=True)
     lr.click()
