@@ -63,7 +63,7 @@ const entryMetrics = (entry) => Object.fromEntries(METRICS.map(([name]) => [name
 function drawParallel(parallel, sweep) {
   const lines = sweep.leaderboard.map((e) => ({
     id: e.job_id, label: `#${e.rank}`, color: COLORS[(e.rank - 1) % COLORS.length],
-    href: `#/jobs/${encodeURIComponent(e.job_id)}`, params: e.hyperparameters, metric: e[sweep.ranked_by],
+    href: `#/jobs/${encodeURIComponent(e.job_id)}`, params: e.hyperparameters, metric: e.objective ?? e[sweep.ranked_by],
   }));
   parallel.update(differing(sweep.leaderboard.map((e) => e.hyperparameters)), sweep.ranked_by, lines);
 }
