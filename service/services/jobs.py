@@ -63,9 +63,7 @@ MEMORY_FIELDS = {
 
 def check_memory(estimate: TrainingEstimate, limit: int, what: str = "training", share: GpuShare | None = None) -> None:
     """SpecError naming the estimate and FITSERVE_MAX_JOB_BYTES when a job would not fit a worker; with a GPU
-    `share`, naming the estimate, the GPU and its share when the job would not fit that instead."""
-    if share is not None:
-        limit = share.bytes
+    `share` (whose bytes are `limit`), naming the estimate, the GPU and its share instead."""
     if estimate.total <= limit:
         return
     part = max(MEMORY_FIELDS, key=lambda name: getattr(estimate, name))
@@ -127,9 +125,10 @@ def check_gpu_memory(session: Session, spec: JobSpec, estimate: TrainingEstimate
     """422 naming the estimate, the GPU and its share when a job that trains on a GPU (`gpu_share`) fits none of
     the registered ones."""
     share = gpu_share(session, spec.device, settings)
+    if share is None:
+        return
     try:
-        if share is not None:
-            check_memory(estimate, share.bytes, "training", share)
+        check_memory(estimate, share.bytes, "training", share)
     except SpecError as exc:
         raise InvalidField(exc.loc, exc.msg) from None
 

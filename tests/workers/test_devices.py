@@ -9,10 +9,11 @@ import weakref
 import pytest
 import torch
 
-from modelzoo.memory import format_bytes
+from modelzoo.memory import estimate_training, format_bytes
 from service.models import WorkerKind
+from service.schemas.spec import JobSpec
 from service.settings import get_settings
-from tests.conftest import register_gpu
+from tests.conftest import processes_only, register_gpu, worker_pids
 from tests.specs import tiny_regression
 from workers.claims import claim
 from workers.devices import gpu_memory, placement, this_node
@@ -113,3 +114,28 @@ def test_a_gpu_workers_registration_reports_its_gpus_memory_and_a_cpu_worker_non
     registration.write()  # a heartbeat
     assert srv.query(rows)[1] == ("gpu-worker", "cuda:0", 80 * 1024**3, 10 * 1024**3)
     assert gpu_memory(None) is None and placement("auto", 0) == "cuda:0" and placement("auto", None) == "cpu"
+
+
+@processes_only
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a real CUDA out-of-memory error needs a GPU (bench/gpu.sh)")
+def test_on_a_gpu_a_job_that_runs_out_of_memory_fails_and_the_worker_trains_the_next(make_server):
+    """This process holds most of the GPU, as another program might: a job whose estimate fits the GPU's share
+    runs out of memory for real, fails naming cuda:0 and its estimate, and the same worker process trains the next."""
+    srv = make_server(workers=1, FITSERVE_MAX_JOB_BYTES=str(2**50)).start()
+    [worker] = srv.wait_until_workers(1)
+    total, free = worker["gpu_total_bytes"], worker["gpu_free_bytes"]
+    assert worker["device"] == "cuda:0" and 0 < free <= total
+    wide = {"kind": "mlp", "in_features": 1, "hidden": [4096], "out_features": 1}
+    per_row = estimate_training(JobSpec.model_validate(tiny_regression(model=wide)), 1, 1, 1).activations
+    rows = min(1_000_000, int(0.3 * total) // per_row)  # about 30% of the GPU: inside its share
+    hog = torch.empty(max(0, free - total // 10), dtype=torch.uint8, device="cuda")  # leave the job ~10%
+    greedy = tiny_regression(model=wide, data={"source": "synthetic", "generator": "linear", "n": rows}, epochs=2,
+                             device="cuda", name="greedy")
+    job = srv.train(greedy, timeout=300)
+    [pid] = worker_pids(srv.proc.pid)
+    assert job["status"] == "failed" and job["error"].startswith("out of memory on cuda:0 (estimate "), job["error"]
+    assert f"of {format_bytes(total)}, 1 job on that GPU): " in job["error"]
+    del hog
+    torch.cuda.empty_cache()
+    assert srv.train(tiny_regression(device="cuda", epochs=5), timeout=300)["status"] == "succeeded"
+    assert worker_pids(srv.proc.pid) == [pid]  # the same worker process, alive
