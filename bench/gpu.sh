@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU checks, in one go (a few minutes on an H100/H200): the fast-path tests, CUDA-graph tests
-# included, then example 2 through the trainer's CUDA graph vs its eager steps vs hand-written eager
+# included, a real CUDA out-of-memory error, then example 2 through the trainer's CUDA graph vs its eager steps vs hand-written eager
 # and CUDA-graph loops (and through the service when its wheels are there). Paste the output into
 # bench/RESULTS.md. Without a GPU the CUDA tests skip and the benchmark runs its CPU rows, shortened.
 #
@@ -32,6 +32,9 @@ step() {
     echo "### exit $rc after $((SECONDS - t0)) s"
 }
 step 120 "$PY" -m pytest -q -p no:cacheprovider tests/workers/test_fast_path.py tests/workers/test_early_stopping.py
+# out of memory for real: this process holds most of the GPU, a job fails naming cuda:0 and its estimate, the
+# same worker trains the next (and the forced CPU case beside it)
+step 150 "$PY" -m pytest -q -p no:cacheprovider tests/workers/test_devices.py -k out_of_memory
 step 120 "$PY" -m bench.gpu_training --epochs-scale "$scale"
 if [ "$scale" = "1.0" ]; then
     # adaptive search (asha, pbt, tpe, random) vs Optuna TPE + Hyperband (and Ray Tune ASHA where ray is

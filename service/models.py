@@ -131,6 +131,8 @@ class Job(Base):
     node: Mapped[str | None] = mapped_column(String(64))  # host name, or Ray node id, of the latest attempt
     execution: Mapped[str | None] = mapped_column(String(500))  # the path that trained it, and any fallback's reason
     batch_key: Mapped[str | None] = mapped_column(String(64))  # jobs that may train batched together (service/batching.py)
+    # the training estimate at submit (modelzoo/memory.py): a claim sums those running on a GPU (workers/claims.py)
+    estimate_bytes: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
@@ -288,6 +290,9 @@ class Worker(Base):
     process_scope: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(16))
     device: Mapped[str] = mapped_column(String(32))
+    # a GPU worker's GPU (workers/devices.py `gpu_memory`): its total memory, and its free memory at the last heartbeat
+    gpu_total_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    gpu_free_bytes: Mapped[int | None] = mapped_column(BigInteger)
     job_id: Mapped[str | None] = mapped_column(String(32))  # the job it trains now (a sweep's first member)
     started_at: Mapped[datetime] = mapped_column()
     heartbeat_at: Mapped[datetime] = mapped_column(index=True)

@@ -340,3 +340,17 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
     terminalreporter.write_line(
         f"fitserve started: {totals.get('served', 0)} served processes, {totals.get('in-process', 0)} in-process apps"
     )
+
+
+def register_gpu(worker_id: str, total: int, free: int | None = None, device: str = "cuda:0") -> None:
+    """A GPU worker's registry row in the current app's database, written by the real registration as it is on a
+    GPU machine: only the probe of the GPU (none here) answers `total` and `free` bytes of memory."""
+    from unittest import mock
+
+    from service.models import WorkerKind
+    from service.settings import get_settings
+    from workers.registry import Registration
+
+    registration = Registration(worker_id, WorkerKind.POOL, device, get_settings(), gpu=int(device.split(":")[1]))
+    with mock.patch("workers.registry.gpu_memory", return_value=(total, total if free is None else free)):
+        registration.write()

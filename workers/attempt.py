@@ -1,11 +1,13 @@
 """One job's attempt: its engine built (resumed from its checkpoint), trained by a run of one member.
 
 Where the job can replay CUDA graphs it trains that way, and again on the plain eager path if that fails.
-Whatever goes wrong, the job fails with the reason and the worker lives on.
+Whatever goes wrong, the job fails with the reason and the worker lives on; out of memory, the reason names
+the device and the job's estimate, and the memory is given back before the next job.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -69,7 +71,7 @@ def run_attempt(
     """Train one claimed job; `node` names where it runs (this host unless an executor says otherwise)."""
     member, ledger = Member.of(job), Ledger(worker_id)
     started = time.perf_counter()
-    outcome = "failed"
+    outcome, device, out_of_memory = "failed", None, False
     try:
         device = resolve_device(job.spec.get("device", "auto"), gpu)
         run = train_with_fallback(job, member, ledger, device, settings, shutdown, node or this_node())
@@ -77,10 +79,14 @@ def run_attempt(
     except Exception as exc:  # a bad dataset, a missing GPU, no memory: the job fails, the worker lives on
         if database_fault(exc) is not None:  # the database's disk full, its file corrupt: no job's fault
             raise  # workers/loop.py hands the job back
-        if not is_out_of_memory(exc):
+        out_of_memory = is_out_of_memory(exc) and device is not None
+        if not out_of_memory:
             log.exception("job %s failed", job.id)
-        ledger.fail(member, failure(exc))
+        where = ledger.memory_on(str(device), job.estimate_bytes, node or this_node()) if out_of_memory else ""
+        ledger.fail(member, failure(exc, where))
     finally:
+        if out_of_memory:  # the failed run's tensors, held by frames in reference cycles: freed before the next job
+            gc.collect()
         if torch.cuda.is_available() and job.spec.get("device", "auto") != "cpu":
             torch.cuda.empty_cache()
     log.info("job %s attempt %d: %s in %.2fs", job.id, job.attempt, outcome, time.perf_counter() - started)

@@ -59,20 +59,40 @@ def count_gpus() -> int:
     return int(run.stdout.strip().splitlines()[-1])
 
 
-def resolve_device(requested: str, gpu: int | None) -> torch.device:
-    """`auto` is the worker's GPU when it has one, else the CPU."""
-    import torch
-
+def placement(requested: str, gpu: int | None) -> str:
+    """Where a job asking for `requested` trains on a worker with `gpu`, as jobs show it: `cpu` or `cuda:N`.
+    `auto` is the worker's GPU when it has one, else the CPU."""
     if requested == "cpu" or (requested == "auto" and gpu is None):
-        return torch.device("cpu")
+        return "cpu"
     if requested == "auto" or requested == "cuda":
         if gpu is None:
             raise DeviceUnavailable("the job asks for cuda but this worker has no GPU")
-        return torch.device("cuda", gpu)
-    index = int(requested.split(":")[1])
-    if index >= visible_gpus():
+        return f"cuda:{gpu}"
+    return requested
+
+
+def resolve_device(requested: str, gpu: int | None) -> torch.device:
+    """`placement` as a torch device; DeviceUnavailable for a GPU this worker does not see."""
+    import torch
+
+    device = torch.device(placement(requested, gpu))
+    if requested.startswith("cuda:") and device.index >= visible_gpus():
         raise DeviceUnavailable(f"the job asks for {requested} but this worker sees {visible_gpus()} GPU(s)")
-    return torch.device("cuda", index)
+    return device
+
+
+def gpu_memory(gpu: int | None) -> tuple[int, int] | None:
+    """(total, free) bytes of this worker's GPU, as its registry row shows them; None for a CPU worker, or
+    where CUDA cannot answer (the registry row then leaves them out rather than the heartbeat failing)."""
+    if gpu is None:
+        return None
+    import torch
+
+    try:
+        free, _ = torch.cuda.mem_get_info(gpu)  # the driver's count: other processes' allocations included
+        return torch.cuda.get_device_properties(gpu).total_memory, free
+    except (RuntimeError, AssertionError):  # no CUDA here, or a sticky CUDA error
+        return None
 
 
 def default_workers(per_gpu: int = 1, gpus: int | None = None) -> int:

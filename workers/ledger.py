@@ -22,12 +22,15 @@ import torch
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from modelzoo.memory import format_bytes
 from modelzoo.weights import weights_to_bytes
 from service.db import session_scope
 from service.db_faults import FAULTS
 from service.models import JobStatus, utcnow
 from service.repositories import jobs as job_repo
 from service.repositories import members as member_repo
+from service.repositories import placements as placement_repo
+from service.repositories import workers as worker_repo
 from workers.checkpoints import state_to_bytes
 
 T = TypeVar("T")
@@ -48,10 +51,11 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
 
 
-def failure(exc: BaseException) -> str:
-    """Why an exception fails a job (a bad dataset, a missing GPU, no memory)."""
+def failure(exc: BaseException, where: str = "") -> str:
+    """Why an exception fails a job (a bad dataset, a missing GPU, no memory); `where` (`Ledger.memory_on`)
+    says on what device, and what was asked of it, it ran out of memory."""
     if is_out_of_memory(exc):
-        return f"out of memory: {str(exc)[:500]}"
+        return f"out of memory{where}: {str(exc)[:500]}"
     return f"{type(exc).__name__}: {str(exc)[:1000]}"
 
 
@@ -125,6 +129,18 @@ class Ledger:
     def fail(self, member: Member, error: str) -> None:
         with session_scope() as s:
             job_repo.finish_job(s, member.job_id, self.worker_id, member.attempt, JobStatus.FAILED, error)
+
+    def memory_on(self, device: str, estimate: int | None, node: str) -> str:
+        """` on cuda:0 (estimate 1.2 GiB of 24.0 GiB, 3 jobs on that GPU)`: for `failure`, read as the job fails
+        (the GPU's memory as its worker registered it, the jobs running there this one included)."""
+        said = f"estimate {format_bytes(estimate)}" if estimate else "no estimate"
+        if device == "cpu":
+            return f" on cpu ({said})"
+        with session_scope(read_only=True) as s:
+            total = worker_repo.gpu_total(s, node, device)
+            _, running = placement_repo.held_on_gpu(s, node, device)
+        of = f" of {format_bytes(total)}" if total else ""
+        return f" on {device} ({said}{of}, {running} job{'s' if running != 1 else ''} on that GPU)"
 
     def cancel(self, member: Member) -> None:
         with session_scope() as s:

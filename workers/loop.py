@@ -43,7 +43,7 @@ def work(
             try:
                 # the claim names its job as this worker's current one; the job done, the worker shows it until
                 # the next claim, which names the next job, or finds none and clears it (two writes less a job)
-                jobs = claim(worker_id, settings, registration)
+                jobs = claim(worker_id, settings, registration, gpu)
                 if jobs:
                     train(jobs, worker_id, settings, gpu, shutdown)
                 else:

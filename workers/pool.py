@@ -69,7 +69,7 @@ def worker_main(worker_id: str, gpu: int | None, n_workers: int, pool_pid: int) 
     stop_on_signals(shutdown, pool_pid)
     warm_up(torch)
     device = f"cuda:{gpu}" if gpu is not None else "cpu"
-    with Registration(worker_id, WorkerKind.POOL, device, get_settings()) as registration:
+    with Registration(worker_id, WorkerKind.POOL, device, get_settings(), gpu=gpu) as registration:
         work(worker_id, get_settings(), gpu, shutdown, registration)
     exit_without_teardown(0)  # its jobs handed back, its row gone: nothing left to tear down
 

@@ -1,4 +1,8 @@
-"""A worker process's row in the worker registry: inserted at start, heartbeated on a thread, deleted at exit."""
+"""A worker process's row in the worker registry: inserted at start, heartbeated on a thread, deleted at exit.
+
+A GPU worker's row carries its GPU's total memory and, refreshed at each heartbeat, its free memory: submit
+checks CUDA jobs against the largest registered GPU, and a claim places jobs by it (workers/claims.py).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from service.models import Worker, utcnow
 from service.repositories import workers as worker_repo
 from service.services.rescue import process_scope
 from service.settings import Settings
+from workers.devices import gpu_memory
 
 log = logging.getLogger("fitserve.worker")
 
@@ -20,8 +25,10 @@ log = logging.getLogger("fitserve.worker")
 class Registration:
     """This process in the registry; `set_job` says what it trains. Heartbeats every LEASE_SECONDS / 3."""
 
-    def __init__(self, worker_id: str, kind: str, device: str, settings: Settings, host: str | None = None):
-        self.worker_id, self.kind, self.device = worker_id, kind, device
+    def __init__(
+        self, worker_id: str, kind: str, device: str, settings: Settings, host: str | None = None, gpu: int | None = None
+    ):
+        self.worker_id, self.kind, self.device, self.gpu = worker_id, kind, device, gpu
         self.host = host or socket.gethostname()
         self.interval = settings.LEASE_SECONDS / 3
         self.started_at = utcnow()
@@ -30,9 +37,11 @@ class Registration:
         self.thread = threading.Thread(target=self.beat, name="registry-heartbeat", daemon=True)
 
     def row(self) -> Worker:
+        total, free = gpu_memory(self.gpu) or (None, None)
         return Worker(
             id=self.worker_id, host=self.host[:255], pid=os.getpid(), process_scope=process_scope(), kind=self.kind,
-            device=self.device, job_id=self.job_id, started_at=self.started_at, heartbeat_at=utcnow(),
+            device=self.device, gpu_total_bytes=total, gpu_free_bytes=free, job_id=self.job_id,
+            started_at=self.started_at, heartbeat_at=utcnow(),
         )
 
     def __enter__(self) -> Registration:

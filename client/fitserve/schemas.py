@@ -169,6 +169,10 @@ class WorkerPublic(BaseModel):
     pid: int
     kind: str = Field(description="pool (a local worker process), ray_task, or dispatcher")
     device: str
+    gpu_total_bytes: int | None = Field(None, description="a GPU worker's GPU: its total memory (None on a CPU worker)")
+    gpu_free_bytes: int | None = Field(
+        None, description="a GPU worker's GPU: its free memory at the last heartbeat, other processes' use taken off"
+    )
     state: str = Field(description="busy while it trains a job, else idle")
     job_id: str | None = Field(None, description="the job it trains, shown only to that job's owner")
     started_at: datetime

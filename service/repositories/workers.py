@@ -25,9 +25,8 @@ def pool_pid(worker_id: str) -> int | None:
 def heartbeat(session: Session, worker: Worker) -> None:
     """Renew the worker's row, inserting it again if a sweep expired it meanwhile (the process was stopped)."""
     now = utcnow()
-    renewed = session.execute(
-        update(Worker).where(Worker.id == worker.id).values(heartbeat_at=now, job_id=worker.job_id).returning(Worker.id)
-    ).scalar()
+    values = {"heartbeat_at": now, "job_id": worker.job_id, "gpu_free_bytes": worker.gpu_free_bytes}
+    renewed = session.execute(update(Worker).where(Worker.id == worker.id).values(**values).returning(Worker.id)).scalar()
     if renewed is None:
         worker.heartbeat_at = now
         session.merge(worker)
@@ -46,6 +45,15 @@ def list_live(session: Session, within_seconds: float) -> list[Worker]:
     since = utcnow() - timedelta(seconds=within_seconds)
     query = select(Worker).where(Worker.heartbeat_at >= since).order_by(Worker.started_at, Worker.id)
     return list(session.scalars(query))
+
+
+def gpu_total(session: Session, host: str, device: str, within_seconds: float | None = None) -> int | None:
+    """The memory of GPU `device` of `host` as a worker registered it (one that heartbeated within
+    `within_seconds`, if given); None when none did."""
+    query = select(func.max(Worker.gpu_total_bytes)).where(Worker.host == host, Worker.device == device)
+    if within_seconds is not None:
+        query = query.where(Worker.heartbeat_at >= utcnow() - timedelta(seconds=within_seconds))
+    return session.scalar(query)
 
 
 def list_in_scope(session: Session, host: str, process_scope: str) -> list[tuple[str, int]]:

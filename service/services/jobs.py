@@ -24,6 +24,7 @@ from service.schemas.lints import DatasetMoments, moments_wanted
 from service.schemas.spec import JobSpec, SpecError, check_spec
 from service.schemas.webhooks import Notify
 from service import wakeup
+from service.services.gpu_budgets import GpuShare, gpu_share
 from service.services.usage import check_storage
 from service.services.webhook_targets import check_notify
 from service.batching import batch_key
@@ -60,15 +61,15 @@ MEMORY_FIELDS = {
 }
 
 
-def check_memory(estimate: TrainingEstimate, limit: int, what: str = "training") -> None:
-    """SpecError naming the estimate and FITSERVE_MAX_JOB_BYTES when a job would not fit a worker."""
+def check_memory(estimate: TrainingEstimate, limit: int, what: str = "training", share: GpuShare | None = None) -> None:
+    """SpecError naming the estimate and FITSERVE_MAX_JOB_BYTES when a job would not fit a worker; with a GPU
+    `share` (whose bytes are `limit`), naming the estimate, the GPU and its share instead."""
     if estimate.total <= limit:
         return
     part = max(MEMORY_FIELDS, key=lambda name: getattr(estimate, name))
     loc, hint = MEMORY_FIELDS[part]
-    raise SpecError(
-        loc, f"{what} would need {estimate.describe()}; the limit (FITSERVE_MAX_JOB_BYTES) is {format_bytes(limit)}: {hint}"
-    )
+    budget = share.describe() if share is not None else f"the limit (FITSERVE_MAX_JOB_BYTES) is {format_bytes(limit)}"
+    raise SpecError(loc, f"{what} would need {estimate.describe()}; {budget}: {hint}")
 
 
 def submit_job(
@@ -78,8 +79,7 @@ def submit_job(
     # SQLite: a session's first statement takes the write lock (service/db.py), so what needs no database
     # (a spec on built-in or synthetic data, the webhook's host) is checked before it, not while the other writers wait
     shape = known_data_shape(spec.data)
-    if shape is not None:
-        check_fits(spec, shape, settings)
+    estimate = check_fits(spec, shape, settings) if shape is not None else None
     check_notify(notify, ("notify",), settings)
     job = Job(
         owner_id=owner_id,
@@ -93,8 +93,10 @@ def submit_job(
         notify=notify.model_dump(mode="json") if notify else None,
         notified_status=JobStatus.QUEUED if notify else None,
     )
-    if shape is None:  # an uploaded dataset's shape: read in the transaction
-        check_fits(spec, data_shape(session, spec, owner_id), settings)
+    if estimate is None:  # an uploaded dataset's shape: read in the transaction
+        estimate = check_fits(spec, data_shape(session, spec, owner_id), settings)
+    check_gpu_memory(session, spec, estimate, settings)
+    job.estimate_bytes = estimate.total
     # after every check of the spec: a spec that can never run gets its 422, not a 429 to retry
     check_storage(session, owner_id, settings.MAX_STORED_BYTES_PER_OWNER)
     queued = job_repo.count_queued(session, owner_id)
@@ -106,14 +108,29 @@ def submit_job(
     return job
 
 
-def check_fits(spec: JobSpec, shape: DataShape, settings: Settings) -> None:
-    """422 naming the field when the spec does not fit its data, a worker's memory or the tag limit."""
+def check_fits(spec: JobSpec, shape: DataShape, settings: Settings) -> TrainingEstimate:
+    """422 naming the field when the spec does not fit its data, a worker's memory or the tag limit; else the
+    job's memory estimate."""
     try:
         check_spec(spec, shape)
-        check_memory(estimate_memory(spec, shape), settings.MAX_JOB_BYTES)
+        estimate = estimate_memory(spec, shape)
+        check_memory(estimate, settings.MAX_JOB_BYTES)
     except SpecError as exc:
         raise InvalidField(exc.loc, exc.msg) from None
     check_tags(spec.tags, settings)
+    return estimate
+
+
+def check_gpu_memory(session: Session, spec: JobSpec, estimate: TrainingEstimate, settings: Settings) -> None:
+    """422 naming the estimate, the GPU and its share when a job that trains on a GPU (`gpu_share`) fits none of
+    the registered ones."""
+    share = gpu_share(session, spec.device, settings)
+    if share is None:
+        return
+    try:
+        check_memory(estimate, share.bytes, "training", share)
+    except SpecError as exc:
+        raise InvalidField(exc.loc, exc.msg) from None
 
 
 def check_tags(tags: dict, settings: Settings, loc: tuple[str, ...] = ("tags",)) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from service import wakeup
 from service.db import session_scope
+from service.errors import InvalidField
 from service.models import Job, JobStatus, Sweep
 from service.repositories import job_search
 from service.repositories import search_state as search_state_repo
@@ -21,6 +22,7 @@ from service.repositories import sweeps as sweep_repo
 from service.schemas.objectives import Objective, sweep_objective
 from service.schemas.sweeps import SweepCreate
 from service.services import tpe
+from service.services.jobs import data_shape
 from service.services.sweeps import checked_specs, hyperparameters, new_members, objective_value
 from service.settings import Settings
 
@@ -52,7 +54,11 @@ def start_next_round(session: Session, sweep_id: str, settings: Settings) -> lis
     specs = checked_specs(request, tpe.suggest(request, told))
     if not sweep_repo.take_round(session, sweep.id, sweep.search_rounds_left):
         return []
-    jobs = new_members(request, specs, sweep.owner_id, settings, len(members))
+    try:
+        shape = data_shape(session, request.base, sweep.owner_id)
+    except InvalidField:  # its dataset deleted since: the members fail as they start
+        shape = None
+    jobs = new_members(request, specs, sweep.owner_id, settings, len(members), shape)
     sweep_repo.add_members(session, sweep.id, jobs)
     job_search.write_tags(session, jobs)  # `?tag=` finds a later round's members as it finds the first's
     state = search_state_repo.lock_search_state(session, sweep.id)

@@ -17,6 +17,7 @@ from service.schemas.objectives import Objective, curve_metrics, evaluation_metr
 from service.schemas.spec import JobSpec, SpecError, check_spec, unrecorded, validation_rows
 from service.schemas.sweeps import LeaderboardEntry, SweepCreate, SweepPage, SweepProgress, SweepPublic, SweepSummary
 from service.services import tpe
+from service.services.gpu_budgets import GpuShare, gpu_share
 from service.services.search import check_search
 from service.services.jobs import check_memory, check_tags, data_shape, decode_cursor, encode_cursor, estimate_memory
 from service import wakeup
@@ -38,10 +39,13 @@ def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, s
     check_notify(request.notify, ("notify",), settings)  # before the first statement: it may wait for a resolver
     shape = data_shape(session, request.base, owner_id)
     check_objective(request, specs, shape)
+    share = gpu_share(session, request.base.device, settings)  # a CUDA sweep's members: each, and together, fit a GPU
     for spec in specs:
         try:
             check_spec(spec, shape)
-            check_memory(estimate_memory(spec, shape), settings.MAX_JOB_BYTES, "training one member")
+            check_memory(estimate := estimate_memory(spec, shape), settings.MAX_JOB_BYTES, "training one member")
+            if share is not None:
+                check_memory(estimate, share.bytes, "training one member", share)
         except SpecError as exc:
             # a member breaks only where the space changed the base: name the space's field then
             loc = ("space", exc.loc[-1]) if exc.loc[-1] in request.space.axes() else ("base", *exc.loc)
@@ -49,13 +53,14 @@ def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, s
     # ASHA and PBT hold their members together even one by one: they take turns (workers/engines/in_turn.py)
     held_together = request.asha is not None or request.search == "pbt"
     if request.execution != "one_by_one" or held_together:
-        check_batched_memory(specs, shape, settings.MAX_JOB_BYTES, "" if held_together else "; or set execution one_by_one")
+        advice = "" if held_together else "; or set execution one_by_one"
+        check_batched_memory(specs, shape, settings.MAX_JOB_BYTES, advice, share)
     check_tags(request.base.tags | request.tags, settings)  # what each member carries
     check_storage(session, owner_id, settings.MAX_STORED_BYTES_PER_OWNER)
     queued = job_repo.count_queued(session, owner_id)
     if queued + total > settings.MAX_QUEUED_PER_OWNER:
         raise TooManyRequests(f"{queued} queued jobs and {total} members exceed the limit", 5)
-    members = new_members(request, specs, owner_id, settings, 0)
+    members = new_members(request, specs, owner_id, settings, 0, shape)
     request_body = request.model_dump(mode="json")
     sweep = Sweep(owner_id=owner_id, name=request.name, request=request_body, size=len(specs), tags=request.tags,
                   notified_status=JobStatus.QUEUED if request.notify else None)
@@ -80,9 +85,13 @@ def checked_specs(request: SweepCreate, overrides: list[dict] | None) -> list[Jo
         raise InvalidField(("space", "channels"), str(exc)) from None
 
 
-def new_members(request: SweepCreate, specs: list[JobSpec], owner_id: str | None, settings: Settings, first: int) -> list[Job]:
-    """Member jobs of these specs, numbered from `first` in their names. Under a sweep that notifies, each carries
-    a notified status, so its changes have the sweep looked at (services/webhooks.py), and with `members` a notify."""
+def new_members(
+    request: SweepCreate, specs: list[JobSpec], owner_id: str | None, settings: Settings, first: int,
+    shape: DataShape | None,
+) -> list[Job]:
+    """Member jobs of these specs, numbered from `first` in their names, with their memory estimates on `shape`
+    (None: its dataset is gone, the members will fail). Under a sweep that notifies, each carries a notified
+    status, so its changes have the sweep looked at (services/webhooks.py), and with `members` a notify."""
     notify = request.notify
     return [
         Job(
@@ -95,6 +104,7 @@ def new_members(request: SweepCreate, specs: list[JobSpec], owner_id: str | None
             tags=spec.tags | request.tags,
             notify=notify.model_dump(mode="json", exclude={"members"}) if notify and notify.members else None,
             notified_status=JobStatus.QUEUED if notify else None,
+            estimate_bytes=estimate_memory(spec, shape).total if shape is not None else None,
         )
         for i, spec in enumerate(specs)
     ]
@@ -123,14 +133,20 @@ def check_objective(request: SweepCreate, specs: list[JobSpec], shape: DataShape
         raise InvalidField(("objective", "metric"), msg)
 
 
-def check_batched_memory(specs: list[JobSpec], shape: DataShape, limit: int, advice: str) -> None:
-    """Members of one batch size may train as one computation (workers/groups.py): all of them must fit."""
+def check_batched_memory(
+    specs: list[JobSpec], shape: DataShape, limit: int, advice: str, share: GpuShare | None = None
+) -> None:
+    """Members of one batch size may train as one computation (workers/groups.py): all of them must fit the
+    host's limit, and a GPU `share` where they train on one."""
     groups: dict[int | None, list[JobSpec]] = defaultdict(list)
     for spec in specs:
         groups[spec.batch_size].append(spec)
     for group in groups.values():
         try:
-            check_memory(together([estimate_memory(s, shape) for s in group]), limit, f"{len(group)} members together")
+            estimate, what = together([estimate_memory(s, shape) for s in group]), f"{len(group)} members together"
+            check_memory(estimate, limit, what)
+            if share is not None:
+                check_memory(estimate, share.bytes, what, share)
         except SpecError as exc:
             raise InvalidField(("execution",), f"{exc.msg}{advice}") from None
 

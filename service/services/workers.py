@@ -21,7 +21,8 @@ def list_workers(session: Session, owner_id: str | None, settings: Settings) -> 
     return WorkerList(
         workers=[
             WorkerPublic(
-                id=w.id, host=w.host, pid=w.pid, kind=w.kind, device=w.device, state=worker_state(w),
+                id=w.id, host=w.host, pid=w.pid, kind=w.kind, device=w.device, gpu_total_bytes=w.gpu_total_bytes,
+                gpu_free_bytes=w.gpu_free_bytes, state=worker_state(w),
                 job_id=w.job_id if w.job_id in visible else None, started_at=w.started_at, heartbeat_at=w.heartbeat_at,
             )
             for w in workers

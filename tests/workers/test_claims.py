@@ -5,9 +5,11 @@ from __future__ import annotations
 import threading
 
 from service.settings import get_settings
+from tests.conftest import register_gpu
 from tests.service.api.test_fair_share import keyed_api, submit
 from tests.specs import tiny_regression
 from workers.claims import claim
+from workers.devices import this_node
 from workers.loop import train
 
 LRS = [round(0.001 * (i + 1), 3) for i in range(20)]
@@ -78,3 +80,40 @@ def test_cancelling_a_large_sweep_costs_a_few_statements(make_app):
     assert api.query("SELECT status, count(*) FROM jobs GROUP BY status") == [("cancelled", 1000)]
     again = api.client.post(f"/v1/sweeps/{sweep['id']}/cancel", headers={"Authorization": f"Bearer {api.keys['alice']}"})
     assert again.status_code == 409 and "already ended" in again.json()["detail"]
+
+
+def test_a_gpu_workers_claim_places_jobs_only_where_their_estimates_fit_beside_those_running_there(make_app):
+    """cuda:0 registered with 2.5 job estimates: two jobs go on it, the third is left queued (no attempt spent)
+    while they run, goes to cuda:1 (registered, empty) when its worker claims, and a fourth starts on cuda:0 once one
+    there ends. The claim writes where each trains (jobs.device and jobs.node)."""
+    api = keyed_api(make_app, FITSERVE_LEASE_SECONDS="600", FITSERVE_AUTO_BATCH="off")
+    spec = tiny_regression(model={"kind": "mlp", "in_features": 1, "hidden": [256], "out_features": 1},
+                           data={"source": "synthetic", "generator": "linear", "n": 1000}, device="cuda")
+    ids = [submit(api, "alice", {**spec, "name": f"j{i}"})["id"] for i in range(4)]
+    [(estimate,)] = api.query("SELECT DISTINCT estimate_bytes FROM jobs")
+    register_gpu("gpu-0", estimate * 5 // 2)
+    settings = get_settings()
+    first, second = claim("gpu-0", settings, gpu=0), claim("gpu-0b", settings, gpu=0)
+    assert [j.id for j in first + second] == ids[:2]
+    assert claim("gpu-0c", settings, gpu=0) == []  # 3 estimates > 2.5: left for later
+    queued = "SELECT id, attempt FROM jobs WHERE status = 'queued' ORDER BY created_at"
+    assert api.query(queued) == [(ids[2], 0), (ids[3], 0)]
+    register_gpu("gpu-1", estimate * 5 // 2, device="cuda:1")
+    assert [j.id for j in claim("gpu-1", settings, gpu=1)] == [ids[2]]
+    api.query("UPDATE jobs SET status = 'succeeded', finished_at = started_at WHERE id = :id", id=ids[0])
+    assert [j.id for j in claim("gpu-0c", settings, gpu=0)] == [ids[3]]
+    placed = api.query("SELECT id, device, node FROM jobs WHERE status = 'running' ORDER BY created_at")
+    assert placed == [(ids[1], "cuda:0", this_node()), (ids[2], "cuda:1", this_node()), (ids[3], "cuda:0", this_node())]
+
+
+def test_a_claim_that_alone_exceeds_its_gpu_starts_and_a_cpu_job_is_not_placed(make_app):
+    """Nothing running on cuda:0: a job bigger than it (queued before it registered) starts there rather than hold
+    the queue; a `cpu` job a GPU worker claims is not checked against the GPU, nor placed on it."""
+    api = keyed_api(make_app, FITSERVE_LEASE_SECONDS="600", FITSERVE_AUTO_BATCH="off")
+    big = submit(api, "alice", tiny_regression(device="cuda", name="big"))["id"]
+    small = submit(api, "alice", tiny_regression(device="cpu", name="on the cpu"))["id"]
+    register_gpu("gpu-0", 1)
+    settings = get_settings()
+    assert [j.id for j in claim("gpu-0", settings, gpu=0)] == [big]
+    assert [j.id for j in claim("gpu-0b", settings, gpu=0)] == [small]
+    assert api.query("SELECT id, device FROM jobs ORDER BY created_at") == [(big, "cuda:0"), (small, None)]

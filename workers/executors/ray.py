@@ -97,7 +97,7 @@ def run_claimed_jobs(claimed: list[tuple[str, int]], worker_id: str) -> str:
     shutdown = threading.Event()
     device = "cuda" if gpu is not None else "cpu"
     ids = ", ".join(f"{job.id} attempt {job.attempt}" for job in jobs)
-    registered = Registration(worker_id, WorkerKind.RAY_TASK, device, settings, host=node)
+    registered = Registration(worker_id, WorkerKind.RAY_TASK, device, settings, host=node, gpu=gpu)
     with job_logging(jobs[0].id), registered as registration:
         registration.set_job(jobs[0].id)
         task_log.info("job %s runs on Ray node %s as %s", ids, node, worker_id)

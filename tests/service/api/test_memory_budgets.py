@@ -11,8 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import processes_only
-from tests.specs import EXAMPLES, example
+from modelzoo.memory import format_bytes
+from service.models import WorkerKind
+from service.settings import get_settings
+from tests.conftest import processes_only, register_gpu
+from tests.specs import EXAMPLES, example, tiny_regression
+from workers.devices import this_node
+from workers.registry import Registration
 
 MiB = 1024**2
 HEALTHZ_SECONDS = 1.0  # what /healthz and another request may take while an attack runs
@@ -201,3 +206,59 @@ def test_sweep_members_that_run_out_of_memory_fail_with_that_reason(make_server)
         job = srv.wait_for(job_id, timeout=120)
         assert job["status"] == "failed" and job["error"].startswith("out of memory"), job["error"]
         assert job["attempt"] == 1  # no worker died for it
+
+
+def gpu_job(**overrides) -> dict:
+    """Megabytes of activations: 2,000 rows through a 1024-wide layer in one step."""
+    model = {"kind": "mlp", "in_features": 1, "hidden": [1024], "out_features": 1}
+    data = {"source": "synthetic", "generator": "linear", "n": 2000}
+    return tiny_regression(model=model, data=data, epochs=1, **overrides)
+
+
+def test_a_cuda_job_that_fits_no_registered_gpus_share_is_refused_naming_its_estimate_the_gpu_and_the_share(make_app):
+    """No GPU registered: the host's budget alone, as before. A GPU worker registered with 1.5x the job's estimate
+    and FITSERVE_WORKERS_PER_GPU=2: a `cuda` job (and an `auto` one while every worker has a GPU) is refused,
+    its estimate, the GPU and its share named; a `cpu` job is not. A larger GPU registered: accepted."""
+    api = make_app(workers=0, FITSERVE_WORKERS_PER_GPU="2", FITSERVE_LEASE_SECONDS="600").start()
+    first = api.client.post("/v1/jobs", json=gpu_job(device="cuda"))
+    assert first.status_code == 201, first.text
+    [(estimate,)] = api.query("SELECT estimate_bytes FROM jobs WHERE id = :id", id=first.json()["id"])
+    assert estimate > 8 * MiB  # the estimate the job was submitted with, kept for its claims
+    total = estimate * 3 // 2
+    register_gpu("gpu-worker-0", total, free=total // 3)
+    response = api.client.post("/v1/jobs", json=gpu_job(device="cuda"))
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"][-1] == "batch_size"  # activations are most of it
+    msg = error["msg"]
+    assert f"about {format_bytes(estimate)}" in msg and f"cuda:0 on {this_node()}" in msg, msg
+    assert f"has {format_bytes(total)}: {format_bytes(total // 2)} for each of its FITSERVE_WORKERS_PER_GPU=2" in msg
+    assert api.client.post("/v1/jobs", json=gpu_job(device="cuda:0")).status_code == 422
+    assert api.client.post("/v1/jobs", json=gpu_job(device="auto")).status_code == 422  # every worker has a GPU
+    assert api.client.post("/v1/jobs", json=gpu_job(device="cpu")).status_code == 201
+
+    Registration("cpu-worker", WorkerKind.POOL, "cpu", get_settings()).write()
+    assert api.client.post("/v1/jobs", json=gpu_job(device="auto")).status_code == 201  # may train on the CPU
+    assert api.client.post("/v1/jobs", json=gpu_job(device="cuda")).status_code == 422
+    workers = {w["id"]: w for w in api.client.get("/v1/workers").json()["workers"]}
+    assert (workers["gpu-worker-0"]["gpu_total_bytes"], workers["gpu-worker-0"]["gpu_free_bytes"]) == (total, total // 3)
+    assert (workers["cpu-worker"]["gpu_total_bytes"], workers["cpu-worker"]["gpu_free_bytes"]) == (None, None)
+
+    register_gpu("gpu-worker-1", 4 * estimate, device="cuda:1")  # the largest registered GPU decides
+    assert api.client.post("/v1/jobs", json=gpu_job(device="cuda")).status_code == 201
+
+
+def test_a_cuda_sweep_whose_members_together_exceed_the_gpus_share_is_refused_unless_one_by_one(make_app):
+    api = make_app(workers=0, FITSERVE_LEASE_SECONDS="600").start()
+    api.client.post("/v1/jobs", json=gpu_job(device="cuda"))
+    [(estimate,)] = api.query("SELECT estimate_bytes FROM jobs")
+    register_gpu("gpu-worker-0", 2 * estimate)
+    body = {"base": gpu_job(device="cuda"), "space": {"lr": [0.01, 0.02, 0.03]}}
+    response = api.client.post("/v1/sweeps", json=body)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "execution"] and "3 members together would need" in error["msg"]
+    assert "the largest registered GPU, cuda:0" in error["msg"] and "or set execution one_by_one" in error["msg"]
+    one_by_one = api.client.post("/v1/sweeps", json={**body, "execution": "one_by_one"})
+    assert one_by_one.status_code == 201, one_by_one.text
+    assert api.query("SELECT count(*) FROM jobs WHERE estimate_bytes = :e", e=estimate) == [(4,)]

@@ -1,0 +1,48 @@
+"""A CUDA job's memory budget at submit: its share of the largest GPU a live worker registered."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from modelzoo.memory import format_bytes
+from service.models import WorkerKind
+from service.repositories import workers as worker_repo
+from service.settings import Settings
+
+
+@dataclass(frozen=True)
+class GpuShare:
+    """What one worker of a GPU may give a job: the GPU's memory over FITSERVE_WORKERS_PER_GPU."""
+
+    device: str
+    host: str
+    total: int
+    workers_per_gpu: int
+
+    @property
+    def bytes(self) -> int:
+        return self.total // self.workers_per_gpu
+
+    def describe(self) -> str:
+        return (
+            f"the largest registered GPU, {self.device} on {self.host}, has {format_bytes(self.total)}: "
+            f"{format_bytes(self.bytes)} for each of its FITSERVE_WORKERS_PER_GPU={self.workers_per_gpu} workers"
+        )
+
+
+def gpu_share(session: Session, requested: str, settings: Settings) -> GpuShare | None:
+    """The GPU share a job asking for `requested` must fit; None where the host's budget alone applies.
+
+    `cuda` and `cuda:N` train on a GPU wherever they run; `auto` does only while every live worker has one (beside
+    a CPU worker it may train there, under the host's budget). With no GPU registered, None: the host's budget.
+    """
+    if requested == "cpu":
+        return None
+    workers = [w for w in worker_repo.list_live(session, settings.LEASE_SECONDS) if w.kind != WorkerKind.DISPATCHER]
+    gpus = [w for w in workers if w.gpu_total_bytes]
+    if not gpus or (requested == "auto" and len(gpus) < len(workers)):
+        return None
+    largest = max(gpus, key=lambda w: w.gpu_total_bytes)
+    return GpuShare(largest.device, largest.host, largest.gpu_total_bytes, settings.WORKERS_PER_GPU)
