@@ -267,6 +267,29 @@ class JobCountChange(JobCountsColumns, Base):
     owner_key: Mapped[str] = mapped_column(String(32), index=True)
 
 
+# an owner_queues turn that never started: before every real start, on both back ends (no NULLS FIRST in a
+# SQLite index)
+NEVER_STARTED = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class OwnerQueue(Base):
+    """An owner's queued and running jobs and its latest start, as of the last fold (repositories/job_counts.py):
+    the fair claim's turn order, one row an owner, so the next owner is the first entry of ix_owner_queues_turn."""
+
+    __tablename__ = "owner_queues"
+
+    owner_key: Mapped[str] = mapped_column(String(32), primary_key=True)  # "" for the anonymous owner
+    queued: Mapped[int] = mapped_column(BigInteger)
+    running: Mapped[int] = mapped_column(BigInteger)
+    last_started_at: Mapped[datetime] = mapped_column()  # NEVER_STARTED until one of its jobs starts
+
+    __table_args__ = (
+        # whose turn is next: fewest running, then the longest since a start; owners with queued jobs only
+        Index("ix_owner_queues_turn", "running", "last_started_at", "owner_key",
+              postgresql_where=text("queued > 0"), sqlite_where=text("queued > 0")),
+    )
+
+
 class WorkerKind(enum.StrEnum):
     POOL = "pool"  # a process of a local worker pool
     RAY_TASK = "ray_task"  # a Ray task training one job

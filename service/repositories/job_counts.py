@@ -13,11 +13,11 @@ from sqlalchemy import case, delete, func, literal, select, text, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from service.models import JobCount, JobCountChange, JobStatus
+from service.models import NEVER_STARTED, JobCount, JobCountChange, JobStatus, OwnerQueue
 
 ANONYMOUS = ""  # the owner key of jobs submitted while keys are off (owner_id NULL)
 SUMMED = ("jobs", "training_seconds", "curve_bytes", "weights_bytes")
-COUNTS, CHANGES = JobCount.__table__, JobCountChange.__table__
+COUNTS, CHANGES, QUEUES = JobCount.__table__, JobCountChange.__table__, OwnerQueue.__table__
 
 
 def owner_key(owner_id: str | None) -> str:
@@ -40,8 +40,33 @@ def fold(session: Session) -> int:
         if started is not None and (entry["last_started_at"] is None or started > entry["last_started_at"]):
             entry["last_started_at"] = started
     if sums:
-        _add(session, [{"owner_key": owner, "status": status, **entry} for (owner, status), entry in sums.items()])
+        _add(session, [{"owner_key": owner, "status": status, **entry} for (owner, status), entry in sorted(sums.items())])
+        _add_to_queues(session, sums)
     return len(rows)
+
+
+def _add_to_queues(session: Session, sums: dict[tuple[str, str], dict]) -> None:
+    """owner_queues moved by the same changes as job_counts' queued and running rows."""
+    queues: dict[str, dict] = {}
+    for (owner, status), entry in sorted(sums.items()):
+        if status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+            continue
+        queue = queues.setdefault(owner, {"owner_key": owner, "queued": 0, "running": 0,
+                                          "last_started_at": NEVER_STARTED})
+        queue[status] += entry["jobs"]
+        if entry["last_started_at"] is not None and entry["last_started_at"] > queue["last_started_at"]:
+            queue["last_started_at"] = entry["last_started_at"]
+    if not queues:
+        return
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(QUEUES)
+    new, old = insert.excluded.last_started_at, QUEUES.c.last_started_at
+    upsert = insert.on_conflict_do_update(index_elements=["owner_key"], set_={
+        "queued": QUEUES.c.queued + insert.excluded.queued,
+        "running": QUEUES.c.running + insert.excluded.running,
+        "last_started_at": case((new > old, new), else_=old),
+    })
+    session.connection().execute(upsert, list(queues.values()))
 
 
 def _add(session: Session, rows: list[dict]) -> None:
@@ -108,6 +133,7 @@ def recount(session: Session) -> None:
     """Both tables rebuilt from the jobs, curves and weights themselves (a repair: they agree by construction)."""
     session.execute(delete(CHANGES))
     session.execute(delete(COUNTS))
+    session.execute(delete(QUEUES))
     postgresql_ = session.get_bind().dialect.name == "postgresql"
     for statement in _recount_sql(postgresql_):
         session.execute(text(statement))

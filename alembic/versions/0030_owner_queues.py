@@ -1,0 +1,47 @@
+"""owner_queues: each owner's queued and running jobs and latest start, indexed in the fair claim's turn order
+
+Revision ID: 0030
+Revises: 0024
+Create Date: 2026-12-07
+
+The fair claim read every owner's queued and running counters (job_counts and the changes not folded yet) and
+sorted the owners with queued jobs at each claim: 26 ms with 10,000 such owners. The fold now keeps one row an
+owner beside job_counts, in the same transaction, and a partial index of the owners with queued jobs in turn
+order (fewest running, longest since a start, then the key) makes the next owner its first entry. Filled from
+job_counts, so the changes not folded yet stay pending for both tables alike.
+"""
+
+import sqlalchemy as sa
+
+from alembic import op
+
+revision = "0030"
+down_revision = "0024"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    postgresql = op.get_bind().dialect.name == "postgresql"
+    op.create_table(
+        "owner_queues",
+        sa.Column("owner_key", sa.String(length=32), nullable=False),
+        sa.Column("queued", sa.BigInteger(), nullable=False),
+        sa.Column("running", sa.BigInteger(), nullable=False),
+        sa.Column("last_started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("owner_key"),
+    )
+    never = "TIMESTAMPTZ '1970-01-01 00:00:00+00'" if postgresql else "'1970-01-01 00:00:00.000000'"
+    op.execute(f"""
+        INSERT INTO owner_queues (owner_key, queued, running, last_started_at)
+        SELECT owner_key, sum(CASE WHEN status = 'queued' THEN jobs ELSE 0 END),
+            sum(CASE WHEN status = 'running' THEN jobs ELSE 0 END), coalesce(max(last_started_at), {never})
+        FROM job_counts WHERE status IN ('queued', 'running') GROUP BY owner_key""")
+    queued = sa.text("queued > 0")
+    op.create_index("ix_owner_queues_turn", "owner_queues", ["running", "last_started_at", "owner_key"],
+                    postgresql_where=queued, sqlite_where=queued)
+
+
+def downgrade() -> None:
+    op.drop_index("ix_owner_queues_turn", table_name="owner_queues")
+    op.drop_table("owner_queues")
