@@ -140,8 +140,9 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_status_created_at", "status", "created_at"),
         Index("ix_jobs_created_at_id", "created_at", "id"),
-        # an owner's pages, newest first, and their cursors: no sort of the owner's rows
-        Index("ix_jobs_owner_id_created_at_id", "owner_id", "created_at", "id"),
+        # an owner's pages, newest first, and their cursors: no sort of the owner's rows; with the name, a `?name=`
+        # part too common for SQLite's trigram table is checked on the index entry, not the job's row
+        Index("ix_jobs_owner_id_created_at_id_name", "owner_id", "created_at", "id", "name"),
         # fair share: an owner's next queued job, and when the owner last had one started
         Index("ix_jobs_owner_id_started_at", "owner_id", "started_at"),
         # usage today: an owner's jobs that ended since midnight
