@@ -97,10 +97,10 @@ def measure_waits(order: str, backlog: int, theirs: int) -> dict:
 
 def fill(url: str, queued: int, owners: int) -> None:
     """`queued` queued jobs and as many finished ones, spread over `owners` owners, oldest first."""
-    from service.db import make_engine
-    from service.migrations import upgrade
     from sqlalchemy.orm import Session
 
+    from service.db import make_engine
+    from service.migrations import upgrade
     from service.models import Job, new_id, utcnow
     from service.repositories import job_counts
 

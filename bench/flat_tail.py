@@ -23,8 +23,18 @@ import tempfile
 from pathlib import Path
 
 from bench.common import header, load_average, print_table
-from bench.million_jobs import (DEFAULT_POSTGRES, OPERATIONS, WARM_CALLS, Databases, exported, fill, measure_in,
-                                percentile, template_rows, upgrade_in)
+from bench.million_jobs import (
+    DEFAULT_POSTGRES,
+    OPERATIONS,
+    WARM_CALLS,
+    Databases,
+    exported,
+    fill,
+    measure_in,
+    percentile,
+    template_rows,
+    upgrade_in,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RECOUNT = ("import sys, time; from service.db import make_engine; from sqlalchemy.orm import Session;"
