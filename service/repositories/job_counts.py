@@ -134,28 +134,36 @@ def recount(session: Session) -> None:
     session.execute(delete(CHANGES))
     session.execute(delete(COUNTS))
     session.execute(delete(QUEUES))
-    postgresql_ = session.get_bind().dialect.name == "postgresql"
-    for statement in _recount_sql(postgresql_):
-        session.execute(text(statement))
+    session.execute(text(_recount_sql(session.get_bind().dialect.name == "postgresql")))
     fold(session)
 
 
-def _recount_sql(postgresql_: bool) -> list[str]:
+def _recount_sql(postgresql_: bool) -> str:
+    """One statement, one read of each table: the jobs grouped once (their curves' and weights' sizes read by
+    key alongside on SQLite, which has no hash join; joined and grouped apart on PostgreSQL), then each owner's
+    latest start from those groups."""
     length = "octet_length" if postgresql_ else "length"
     span = ("extract(epoch FROM j.finished_at - j.started_at)::float8" if postgresql_
             else "(julianday(j.finished_at) - julianday(j.started_at)) * 86400.0")
     final = "('succeeded', 'failed', 'cancelled')"
     seconds = (f"CASE WHEN j.status IN {final} AND j.started_at IS NOT NULL AND j.finished_at IS NOT NULL"
                f" THEN {span} ELSE 0 END")
-    owner = "coalesce(j.owner_id, '')"
+    owner, by = "coalesce(j.owner_id, '')", "GROUP BY coalesce(j.owner_id, ''), j.status"
+    if postgresql_:
+        blobs, parts = "0, 0", [
+            (f"SELECT {owner}, j.status, 0, 0, sum({length}(c.data)), 0, NULL FROM metric_chunks c"
+             f" JOIN jobs j ON j.id = c.job_id {by}"),
+            (f"SELECT {owner}, j.status, 0, 0, 0, sum({length}(w.data)), NULL FROM job_weights w"
+             f" JOIN jobs j ON j.id = w.job_id {by}"),
+        ]
+    else:
+        blobs, parts = ("sum((SELECT coalesce(sum(length(data)), 0) FROM metric_chunks WHERE job_id = j.id)),"
+                        " sum((SELECT coalesce(sum(length(data)), 0) FROM job_weights WHERE job_id = j.id))"), []
+    groups = (f"WITH g (owner_key, status, jobs, seconds, curves, weights, started) AS MATERIALIZED"
+              f" (SELECT {owner}, j.status, count(*), sum({seconds}), {blobs}, max(j.started_at) FROM jobs j {by})")
+    parts = ["SELECT owner_key, status, jobs, seconds, curves, weights, NULL FROM g",
+             ("SELECT owner_key, 'running', 0, 0, 0, 0, max(started) FROM g GROUP BY owner_key"
+              " HAVING max(started) IS NOT NULL"), *parts]
     into = ("INSERT INTO job_count_changes (owner_key, status, jobs, training_seconds, curve_bytes, weights_bytes,"
             " last_started_at)")
-    return [
-        f"{into} SELECT {owner}, j.status, count(*), sum({seconds}), 0, 0, NULL FROM jobs j GROUP BY {owner}, j.status",
-        (f"{into} SELECT {owner}, 'running', 0, 0, 0, 0, max(j.started_at) FROM jobs j WHERE j.started_at IS NOT NULL"
-         f" GROUP BY {owner}"),
-        (f"{into} SELECT {owner}, j.status, 0, 0, sum({length}(c.data)), 0, NULL FROM metric_chunks c"
-         f" JOIN jobs j ON j.id = c.job_id GROUP BY {owner}, j.status"),
-        (f"{into} SELECT {owner}, j.status, 0, 0, 0, sum({length}(w.data)), NULL FROM job_weights w"
-         f" JOIN jobs j ON j.id = w.job_id GROUP BY {owner}, j.status"),
-    ]
+    return f"{groups} {into} " + " UNION ALL ".join(parts)
