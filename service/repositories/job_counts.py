@@ -4,7 +4,8 @@ The database keeps them: triggers (alembic 0013) append a change row in the very
 deletes or changes the status of a job, or writes its curve or weights, so no code path can forget one (a
 cascade included). `fold` moves the changes into job_counts on each maintenance tick; readers add the changes
 not folded yet, so a figure is exact at any time, and what it reads grows with owners, not with jobs.
-`recount` rebuilds both tables from the history (`fitserve db recount`).
+The fold also moves each owner's queued and running jobs and latest start into owner_queues, the fair claim's
+turn order (repositories/queue.py). `recount` rebuilds all three from the history (`fitserve db recount`).
 """
 
 from collections import defaultdict
