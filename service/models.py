@@ -143,8 +143,6 @@ class Job(Base):
         # an owner's pages, newest first, and their cursors: no sort of the owner's rows; with the name, a `?name=`
         # part too common for SQLite's trigram table is checked on the index entry, not the job's row
         Index("ix_jobs_owner_id_created_at_id_name", "owner_id", "created_at", "id", "name"),
-        # fair share: an owner's next queued job, and when the owner last had one started
-        Index("ix_jobs_owner_id_started_at", "owner_id", "started_at"),
         # usage today: an owner's jobs that ended since midnight
         Index("ix_jobs_owner_id_finished_at", "owner_id", "finished_at"),
         # retention: the jobs that ended longest ago, of every owner (only ended jobs have a finished_at)
@@ -229,7 +227,6 @@ class JobTag(Base):
     created_at: Mapped[datetime | None] = mapped_column()
 
     __table_args__ = (
-        Index("ix_job_tags_key_value", "key", "value"),
         Index("ix_job_tags_owner_id_key_value", "owner_id", "key", "value", "created_at", "job_id"),
     )
 
