@@ -126,7 +126,7 @@ def _pick(postgresql: bool, max_running: int | None, limit: int | None):
 
 @cache  # built once: building it (ORM aliases adapted) costs more than running it
 def next_job_fair(postgresql: bool, max_running: int | None) -> Select:
-    """SELECT the id of the job fair share claims next (no row when none may be claimed).
+    """SELECT the id of the job fair share claims next (NULL when none may be claimed).
 
     The first TURNS owners of the turn index first; only when none of them yields a job, every owner with
     queued jobs (COALESCE evaluates its second argument only then, on both back ends).
