@@ -131,7 +131,8 @@ def queue_state(max_running: int | None = None):
 
 
 def recount(session: Session) -> None:
-    """Both tables rebuilt from the jobs, curves and weights themselves (a repair: they agree by construction)."""
+    """The counters and owner_queues rebuilt from the jobs, curves and weights themselves (a repair: they agree by
+    construction)."""
     session.execute(delete(CHANGES))
     session.execute(delete(COUNTS))
     session.execute(delete(QUEUES))
