@@ -8,7 +8,8 @@ with 10%), made once into --keep and reused: a copy upgraded by --baseline's mig
 checkout's (each kept too). Each round measures the baseline's copy with its code, then this checkout's copy with
 its own (bench/million_jobs.py `measure`: p50 of calls after the 10th; retention 10 ticks of 200, each deleting
 the oldest ended jobs, so a later round deletes later ones), then times `fitserve db recount` on each copy.
-ratio = baseline p50 / new p50. SQLite copies are files; PostgreSQL ones are databases named by --keep's name.
+ratio = baseline p50 / new p50. SQLite copies are files in --keep; PostgreSQL ones are databases flat_N, flat_N_base
+and flat_N_new (markers in --keep), kept for the next run: drop them when done.
 """
 
 from __future__ import annotations
