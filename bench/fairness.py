@@ -97,9 +97,12 @@ def measure_waits(order: str, backlog: int, theirs: int) -> dict:
 
 def fill(url: str, queued: int, owners: int) -> None:
     """`queued` queued jobs and as many finished ones, spread over `owners` owners, oldest first."""
+    from sqlalchemy.orm import Session
+
     from service.db import make_engine
     from service.migrations import upgrade
     from service.models import Job, new_id, utcnow
+    from service.repositories import job_counts
 
     upgrade(url)
     engine = make_engine(url)
@@ -116,6 +119,8 @@ def fill(url: str, queued: int, owners: int) -> None:
     with engine.begin() as conn:
         for start in range(0, len(rows), 5000):
             conn.execute(Job.__table__.insert(), rows[start:start + 5000])
+    with Session(engine) as session, session.begin():  # as a running service's maintenance tick has
+        job_counts.fold(session)
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE jobs"))  # the planner sees the jobs as a running service's would

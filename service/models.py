@@ -145,10 +145,9 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_status_created_at", "status", "created_at"),
         Index("ix_jobs_created_at_id", "created_at", "id"),
-        # an owner's pages, newest first, and their cursors: no sort of the owner's rows
-        Index("ix_jobs_owner_id_created_at_id", "owner_id", "created_at", "id"),
-        # fair share: an owner's next queued job, and when the owner last had one started
-        Index("ix_jobs_owner_id_started_at", "owner_id", "started_at"),
+        # an owner's pages, newest first, and their cursors: no sort of the owner's rows; with the name, a `?name=`
+        # part too common for SQLite's trigram table is checked on the index entry, not the job's row
+        Index("ix_jobs_owner_id_created_at_id_name", "owner_id", "created_at", "id", "name"),
         # usage today: an owner's jobs that ended since midnight
         Index("ix_jobs_owner_id_finished_at", "owner_id", "finished_at"),
         # retention: the jobs that ended longest ago, of every owner (only ended jobs have a finished_at)
@@ -233,7 +232,6 @@ class JobTag(Base):
     created_at: Mapped[datetime | None] = mapped_column()
 
     __table_args__ = (
-        Index("ix_job_tags_key_value", "key", "value"),
         Index("ix_job_tags_owner_id_key_value", "owner_id", "key", "value", "created_at", "job_id"),
     )
 
@@ -270,6 +268,29 @@ class JobCountChange(JobCountsColumns, Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True)
     owner_key: Mapped[str] = mapped_column(String(32), index=True)
+
+
+# an owner_queues turn that never started: before every real start, on both back ends (no NULLS FIRST in a
+# SQLite index)
+NEVER_STARTED = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class OwnerQueue(Base):
+    """An owner's queued and running jobs and its latest start, as of the last fold (repositories/job_counts.py):
+    the fair claim's turn order, one row an owner, so the next owner is the first entry of ix_owner_queues_turn."""
+
+    __tablename__ = "owner_queues"
+
+    owner_key: Mapped[str] = mapped_column(String(32), primary_key=True)  # "" for the anonymous owner
+    queued: Mapped[int] = mapped_column(BigInteger)
+    running: Mapped[int] = mapped_column(BigInteger)
+    last_started_at: Mapped[datetime] = mapped_column()  # NEVER_STARTED until one of its jobs starts
+
+    __table_args__ = (
+        # whose turn is next: fewest running, then the longest since a start; owners with queued jobs only
+        Index("ix_owner_queues_turn", "running", "last_started_at", "owner_key",
+              postgresql_where=text("queued > 0"), sqlite_where=text("queued > 0")),
+    )
 
 
 class WorkerKind(enum.StrEnum):

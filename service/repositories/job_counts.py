@@ -4,7 +4,8 @@ The database keeps them: triggers (alembic 0013) append a change row in the very
 deletes or changes the status of a job, or writes its curve or weights, so no code path can forget one (a
 cascade included). `fold` moves the changes into job_counts on each maintenance tick; readers add the changes
 not folded yet, so a figure is exact at any time, and what it reads grows with owners, not with jobs.
-`recount` rebuilds both tables from the history (`fitserve db recount`).
+The fold also moves each owner's queued and running jobs and latest start into owner_queues, the fair claim's
+turn order (repositories/queue.py). `recount` rebuilds all three from the history (`fitserve db recount`).
 """
 
 from collections import defaultdict
@@ -13,11 +14,11 @@ from sqlalchemy import case, delete, func, literal, select, text, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from service.models import JobCount, JobCountChange, JobStatus
+from service.models import NEVER_STARTED, JobCount, JobCountChange, JobStatus, OwnerQueue
 
 ANONYMOUS = ""  # the owner key of jobs submitted while keys are off (owner_id NULL)
 SUMMED = ("jobs", "training_seconds", "curve_bytes", "weights_bytes")
-COUNTS, CHANGES = JobCount.__table__, JobCountChange.__table__
+COUNTS, CHANGES, QUEUES = JobCount.__table__, JobCountChange.__table__, OwnerQueue.__table__
 
 
 def owner_key(owner_id: str | None) -> str:
@@ -40,8 +41,33 @@ def fold(session: Session) -> int:
         if started is not None and (entry["last_started_at"] is None or started > entry["last_started_at"]):
             entry["last_started_at"] = started
     if sums:
-        _add(session, [{"owner_key": owner, "status": status, **entry} for (owner, status), entry in sums.items()])
+        _add(session, [{"owner_key": owner, "status": status, **entry} for (owner, status), entry in sorted(sums.items())])
+        _add_to_queues(session, sums)
     return len(rows)
+
+
+def _add_to_queues(session: Session, sums: dict[tuple[str, str], dict]) -> None:
+    """owner_queues moved by the same changes as job_counts' queued and running rows."""
+    queues: dict[str, dict] = {}
+    for (owner, status), entry in sorted(sums.items()):
+        if status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+            continue
+        queue = queues.setdefault(owner, {"owner_key": owner, "queued": 0, "running": 0,
+                                          "last_started_at": NEVER_STARTED})
+        queue[status] += entry["jobs"]
+        if entry["last_started_at"] is not None and entry["last_started_at"] > queue["last_started_at"]:
+            queue["last_started_at"] = entry["last_started_at"]
+    if not queues:
+        return
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(QUEUES)
+    new, old = insert.excluded.last_started_at, QUEUES.c.last_started_at
+    upsert = insert.on_conflict_do_update(index_elements=["owner_key"], set_={
+        "queued": QUEUES.c.queued + insert.excluded.queued,
+        "running": QUEUES.c.running + insert.excluded.running,
+        "last_started_at": case((new > old, new), else_=old),
+    })
+    session.connection().execute(upsert, list(queues.values()))
 
 
 def _add(session: Session, rows: list[dict]) -> None:
@@ -105,31 +131,41 @@ def queue_state(max_running: int | None = None):
 
 
 def recount(session: Session) -> None:
-    """Both tables rebuilt from the jobs, curves and weights themselves (a repair: they agree by construction)."""
+    """The counters and owner_queues rebuilt from the jobs, curves and weights themselves (a repair: they agree by
+    construction)."""
     session.execute(delete(CHANGES))
     session.execute(delete(COUNTS))
-    postgresql_ = session.get_bind().dialect.name == "postgresql"
-    for statement in _recount_sql(postgresql_):
-        session.execute(text(statement))
+    session.execute(delete(QUEUES))
+    session.execute(text(_recount_sql(session.get_bind().dialect.name == "postgresql")))
     fold(session)
 
 
-def _recount_sql(postgresql_: bool) -> list[str]:
+def _recount_sql(postgresql_: bool) -> str:
+    """One statement, one read of each table: the jobs grouped once (their curves' and weights' sizes read by
+    key alongside on SQLite, which has no hash join; joined and grouped apart on PostgreSQL), then each owner's
+    latest start from those groups."""
     length = "octet_length" if postgresql_ else "length"
     span = ("extract(epoch FROM j.finished_at - j.started_at)::float8" if postgresql_
             else "(julianday(j.finished_at) - julianday(j.started_at)) * 86400.0")
     final = "('succeeded', 'failed', 'cancelled')"
     seconds = (f"CASE WHEN j.status IN {final} AND j.started_at IS NOT NULL AND j.finished_at IS NOT NULL"
                f" THEN {span} ELSE 0 END")
-    owner = "coalesce(j.owner_id, '')"
+    owner, by = "coalesce(j.owner_id, '')", "GROUP BY coalesce(j.owner_id, ''), j.status"
+    if postgresql_:
+        blobs, parts = "0, 0", [
+            (f"SELECT {owner}, j.status, 0, 0, sum({length}(c.data)), 0, NULL FROM metric_chunks c"
+             f" JOIN jobs j ON j.id = c.job_id {by}"),
+            (f"SELECT {owner}, j.status, 0, 0, 0, sum({length}(w.data)), NULL FROM job_weights w"
+             f" JOIN jobs j ON j.id = w.job_id {by}"),
+        ]
+    else:
+        blobs, parts = ("sum((SELECT coalesce(sum(length(data)), 0) FROM metric_chunks WHERE job_id = j.id)),"
+                        " sum((SELECT coalesce(sum(length(data)), 0) FROM job_weights WHERE job_id = j.id))"), []
+    groups = (f"WITH g (owner_key, status, jobs, seconds, curves, weights, started) AS MATERIALIZED"
+              f" (SELECT {owner}, j.status, count(*), sum({seconds}), {blobs}, max(j.started_at) FROM jobs j {by})")
+    parts = ["SELECT owner_key, status, jobs, seconds, curves, weights, NULL FROM g",
+             ("SELECT owner_key, 'running', 0, 0, 0, 0, max(started) FROM g GROUP BY owner_key"
+              " HAVING max(started) IS NOT NULL"), *parts]
     into = ("INSERT INTO job_count_changes (owner_key, status, jobs, training_seconds, curve_bytes, weights_bytes,"
             " last_started_at)")
-    return [
-        f"{into} SELECT {owner}, j.status, count(*), sum({seconds}), 0, 0, NULL FROM jobs j GROUP BY {owner}, j.status",
-        (f"{into} SELECT {owner}, 'running', 0, 0, 0, 0, max(j.started_at) FROM jobs j WHERE j.started_at IS NOT NULL"
-         f" GROUP BY {owner}"),
-        (f"{into} SELECT {owner}, j.status, 0, 0, sum({length}(c.data)), 0, NULL FROM metric_chunks c"
-         f" JOIN jobs j ON j.id = c.job_id GROUP BY {owner}, j.status"),
-        (f"{into} SELECT {owner}, j.status, 0, 0, 0, sum({length}(w.data)), NULL FROM job_weights w"
-         f" JOIN jobs j ON j.id = w.job_id GROUP BY {owner}, j.status"),
-    ]
+    return f"{groups} {into} " + " UNION ALL ".join(parts)

@@ -1,7 +1,7 @@
 """Finding an owner's jobs: filters on name, tags, sweep and dates; sorted by time or a metric; keyset pages.
 
 Every page is one range of an index read in page order, from the cursor on: the owner's jobs by time
-(ix_jobs_owner_id_created_at_id), the owner's rows of a tag (ix_job_tags_owner_id_key_value, which copies the
+(ix_jobs_owner_id_created_at_id_name), the owner's rows of a tag (ix_job_tags_owner_id_key_value, which copies the
 job's created_at), or by a metric (ix_jobs_owner_id_<metric>, on the metric's expression). `?name=` is a
 trigram index's: PostgreSQL's on lower(name) (pg_trgm), SQLite's FTS5 table of the names (alembic 0022).
 """
@@ -17,7 +17,8 @@ from service.repositories.jobs import owned_by
 
 SORTS = ("created_at", *SORT_METRICS)
 # SQLite: a `?name=` part at most this many names hold is found through the trigram index, each match then
-# read by its key; one more common is met soon enough by reading the owner's jobs in page order
+# read by its key; one more common is met soon enough by reading the owner's jobs in page order, each name
+# checked on its entry of ix_jobs_owner_id_created_at_id_name (only a match's row is read)
 NAME_MATCHES_BY_INDEX = 1000
 INFINITY = float("inf")
 

@@ -5,22 +5,30 @@ Owners with queued jobs take turns: the next claim goes to the owner with the fe
 an owner at FITSERVE_MAX_RUNNING_PER_OWNER waits. Within an owner: higher `priority` first, then oldest.
 FITSERVE_CLAIM_ORDER=fifo keeps the order from before: the oldest queued job of anyone.
 
-Cost of one claim, with O owners that ever had queued or running jobs: their queued and running counts
-and latest starts are kept per owner as jobs change (repositories/job_counts.py), so the turn order reads
-about 2 O rows of job_counts (plus the changes not folded yet), whatever the depth of the queue; then owners
-are tried in turn, each one seek on ix_jobs_status_owner_id_priority for its first queued job (no sort: the
-index is in claim order). Measured in bench/fairness.py and bench/million_jobs.py.
+Cost of one claim: each owner's queued and running jobs and latest start are one row of owner_queues as of
+the last fold (repositories/job_counts.py), indexed in turn order among owners with queued jobs
+(ix_owner_queues_turn), so the next owners are the index's first TURNS entries, whatever the number of owners
+or the depth of the queue; owners with changes not folded yet (the claims, finishes and submits since the last
+maintenance tick) are skipped there and taken with their changes added instead. Owners are then tried in turn,
+each one seek on ix_jobs_status_owner_id_priority for its first queued job (no sort: the index is in claim
+order). Only when none of those yields a job (every one locked by concurrent claims) is the whole turn order
+read. Measured in bench/fairness.py and bench/million_jobs.py.
 """
 
 from functools import cache
 
-from sqlalchemy import Select, case, func, literal_column, select
+from sqlalchemy import Select, case, exists, func, literal, literal_column, select, union_all
 from sqlalchemy.orm import Session, aliased
 
-from service.models import Job, JobStatus
+from service.models import NEVER_STARTED, Job, JobCountChange, JobStatus, OwnerQueue
 from service.repositories import job_counts
 
 ANONYMOUS = ""  # the owner of jobs submitted while keys are off (owner_id NULL), as a key that groups and compares
+# owners a claim reads from the turn index before it falls back to the whole order: more than the claims that
+# can hold an owner's first job at once (concurrent workers on PostgreSQL)
+TURNS = 16
+QUEUES, CHANGES = OwnerQueue.__table__, JobCountChange.__table__
+IN_QUEUE = (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 def _owner_key(job):
@@ -63,21 +71,67 @@ def _first_queued(key, postgresql: bool):
     return _for_owner(key, first)
 
 
-@cache  # built once: building it (ORM aliases adapted) costs more than running it
-def next_job_fair(postgresql: bool, max_running: int | None) -> Select:
-    """SELECT the id of the job fair share claims next (no row when none may be claimed).
+def _pending_turns(max_running: int | None) -> Select:
+    """Owners with queue changes not folded yet, with their turn as the next fold will leave it: owner, running,
+    last_start (a row for each such owner: grows with the changes since the last tick, not with owners)."""
+    is_running = CHANGES.c.status == literal(JobStatus.RUNNING.value)
+    pending = (
+        select(CHANGES.c.owner_key.label("owner"),
+               func.sum(case((is_running, CHANGES.c.jobs), else_=0)).label("running"),
+               func.sum(case((is_running, 0), else_=CHANGES.c.jobs)).label("queued"),
+               func.max(CHANGES.c.last_started_at).label("last_start"))
+        .where(CHANGES.c.status.in_(IN_QUEUE))
+        .group_by(CHANGES.c.owner_key)
+        .subquery("pending")
+    )
+    running = func.coalesce(QUEUES.c.running, 0) + pending.c.running
+    folded_start = func.coalesce(QUEUES.c.last_started_at, literal(NEVER_STARTED, QUEUES.c.last_started_at.type))
+    last_start = case((pending.c.last_start > folded_start, pending.c.last_start), else_=folded_start)
+    query = (
+        select(pending.c.owner, running.label("running"), last_start.label("last_start"))
+        .select_from(pending.outerjoin(QUEUES, QUEUES.c.owner_key == pending.c.owner))
+        .where(func.coalesce(QUEUES.c.queued, 0) + pending.c.queued > 0)
+    )
+    return query if max_running is None else query.where(running < max_running)
+
+
+def _folded_turns(max_running: int | None, limit: int | None) -> Select:
+    """Owners with queued jobs and no change pending, in turn order: the first `limit` entries of
+    ix_owner_queues_turn (each checked for pending changes by one seek of ix_job_count_changes_owner_key)."""
+    pending = exists().where(CHANGES.c.owner_key == QUEUES.c.owner_key, CHANGES.c.status.in_(IN_QUEUE))
+    query = select(QUEUES.c.owner_key.label("owner"), QUEUES.c.running, QUEUES.c.last_started_at.label("last_start"))
+    query = query.where(QUEUES.c.queued > 0, ~pending)
+    if max_running is not None:
+        query = query.where(QUEUES.c.running < max_running)
+    query = query.order_by(QUEUES.c.running, QUEUES.c.last_started_at, QUEUES.c.owner_key).limit(limit)
+    return select(query.subquery())
+
+
+def _pick(postgresql: bool, max_running: int | None, limit: int | None):
+    """The first queued job of the first owner, in turn order, that yields one: a scalar subquery.
 
     The owners are sorted first (a few rows); the outer query then evaluates each owner's first queued
     job in that order and stops at the first one found, so the locks are taken on that job only.
     """
-    owners = _owners(max_running)
+    owners = union_all(_pending_turns(max_running), _folded_turns(max_running, limit)).subquery("owners")
     ranked = (
         select(owners.c.owner, owners.c.running, owners.c.last_start)
-        .order_by(owners.c.running, owners.c.last_start.asc().nulls_first(), owners.c.owner)
+        .order_by(owners.c.running, owners.c.last_start, owners.c.owner)
+        .limit(limit)  # the first `limit` of both kinds together: no pending owner ahead of unread folded ones
         .subquery("ranked")
     )
     picks = select(_first_queued(ranked.c.owner, postgresql).label("job_id")).select_from(ranked).subquery("picks")
-    return select(picks.c.job_id).where(picks.c.job_id.is_not(None)).limit(1)
+    return select(picks.c.job_id).where(picks.c.job_id.is_not(None)).limit(1).scalar_subquery()
+
+
+@cache  # built once: building it (ORM aliases adapted) costs more than running it
+def next_job_fair(postgresql: bool, max_running: int | None) -> Select:
+    """SELECT the id of the job fair share claims next (NULL when none may be claimed).
+
+    The first TURNS owners of the turn index first; only when none of them yields a job, every owner with
+    queued jobs (COALESCE evaluates its second argument only then, on both back ends).
+    """
+    return select(func.coalesce(_pick(postgresql, max_running, TURNS), _pick(postgresql, max_running, None)))
 
 
 @cache

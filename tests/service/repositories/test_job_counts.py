@@ -73,6 +73,16 @@ def assert_agree(srv) -> None:
             assert got[key][name] == (pytest.approx(value, abs=0.01) if name == "seconds" else value), (key, name)
 
 
+def assert_turns_agree(srv) -> None:
+    """Folded, owner_queues holds each owner's queued and running jobs (the fair claim's turn order)."""
+    with session_scope() as s:
+        job_counts.fold(s)
+    turns = srv.query("SELECT owner_key, queued, running FROM owner_queues WHERE queued > 0 OR running > 0")
+    jobs = srv.query("SELECT coalesce(owner_id, ''), sum(CASE WHEN status = 'queued' THEN 1 ELSE 0 END),"
+                     " sum(CASE WHEN status = 'running' THEN 1 ELSE 0 END) FROM jobs GROUP BY coalesce(owner_id, '')")
+    assert sorted(tuple(row) for row in turns) == sorted(tuple(row) for row in jobs if row[1] or row[2])
+
+
 def job_of(srv, who: str, job_id: str) -> dict:
     return srv.client.get(f"/v1/jobs/{job_id}", headers=as_(srv, who)).json()
 
@@ -137,6 +147,7 @@ def test_counters_equal_the_history_through_every_change(keyed_app):
     rescue("worker died", worker_id="ghost")
     assert job_of(srv, "alice", stalled[1])["status"] == "cancelled"
     assert_agree(srv)  # rescues: requeued, failed, cancelled
+    assert_turns_agree(srv)
 
     with session_scope() as s:  # as a resumed attempt trims its curve: chunks rewritten and deleted
         metric_repo.truncate_points_many(s, [done[2]], 3)
@@ -151,3 +162,4 @@ def test_counters_equal_the_history_through_every_change(keyed_app):
     assert "rebuilt" in srv.cli("db", "recount")
     assert srv.query("SELECT count(*) FROM job_count_changes") == [(0,)]
     assert_agree(srv)
+    assert_turns_agree(srv)

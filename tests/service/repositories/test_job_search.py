@@ -158,6 +158,22 @@ def test_a_rare_name_is_read_from_the_trigram_index(engine):
     assert not any(step.startswith("SCAN jobs") or "owner_id=?" in step for step in plan), plan  # no walk
 
 
+def test_a_common_name_is_checked_on_the_owners_page_index(engine, monkeypatch):
+    """More names hold the part than the trigram table is read for: the owner's jobs newest first, from the index
+    that carries each name (the job's row read for a match only)."""
+    sqlite_only(engine)
+    monkeypatch.setattr(job_search, "NAME_MATCHES_BY_INDEX", 2)
+    plan, page = planned(engine, JobFilter(name="needle"))
+    assert page and all("needle" in job.name.lower() for job in page)
+    assert any("ix_jobs_owner_id_created_at_id_name (owner_id=?)" in step for step in plan), plan
+    assert not any("TEMP B-TREE" in step or "VIRTUAL TABLE" in step for step in plan), plan
+    with engine.connect() as conn:  # the name is on the index: matching it reads no job's row
+        plan = [row[-1] for row in conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE owner_id = 'alice' AND lower(name) LIKE '%needle%'"
+            " ORDER BY created_at DESC, id DESC")]
+    assert plan == ["SEARCH jobs USING COVERING INDEX ix_jobs_owner_id_created_at_id_name (owner_id=?)"], plan
+
+
 def test_the_name_index_follows_renames_and_deletes(engine):
     sqlite_only(engine)
     with Session(engine) as s, s.begin():
