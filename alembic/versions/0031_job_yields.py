@@ -1,7 +1,7 @@
 """jobs.yields: turns a running job gave up to another owner's waiting work
 
 Revision ID: 0031
-Revises: 0024
+Revises: 0030
 Create Date: 2026-12-07
 
 A run that has trained FITSERVE_YIELD_SECONDS while another owner's job has waited that long checkpoints its
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0031"
-down_revision = "0024"
+down_revision = "0030"
 branch_labels = None
 depends_on = None
 
