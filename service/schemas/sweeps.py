@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, model_validator
 from service.schemas.layers import DropoutRate
 from service.schemas.schedules import Schedule
 from service.schemas.search import AshaSettings, PbtSettings, TpeSettings
-from service.schemas.spec import Activation, JobSpec, Loss, Strict, Tags, Width
+from service.schemas.spec import Activation, JobSpec, Loss, MaxSeconds, Strict, Tags, Width
 from service.schemas.webhooks import SweepNotify
 
 OPTIMIZER_AXES = ("lr", "momentum", "weight_decay", "schedule", "clip_grad_norm")
@@ -91,6 +91,10 @@ class SweepCreate(Strict):
         "auto", description="auto: batched when a probe measures it faster on the worker's device"
     )
     notify: SweepNotify | None = Field(None, description="webhooks: the sweep's events, and with members its members'")
+    max_seconds: MaxSeconds | None = Field(
+        None, description="the sweep ends this many seconds after it was created: running members stop as at their "
+        "own max_seconds, members not yet started end cancelled (README, Time limits)",
+    )
 
     @model_validator(mode="after")
     def _check_search(self) -> "SweepCreate":
@@ -175,7 +179,9 @@ class LeaderboardEntry(BaseModel):
     val_accuracy: float | None
     best_epoch: int | None = Field(None, description="with early stopping: the epoch of these metrics and the kept weights")
     stopped_early_at: int | None = Field(None, description="where early stopping or an adaptive search stopped it")
-    stop_reason: str | None = Field(None, description="why an adaptive search stopped it, e.g. 'pruned at rung 2'")
+    stop_reason: str | None = Field(
+        None, description="why an adaptive search or a time limit stopped it, e.g. 'pruned at rung 2'"
+    )
 
 
 class SweepProgress(BaseModel):

@@ -14,13 +14,13 @@ from sqlalchemy.orm import Session
 
 from service import wakeup
 from service.db import session_scope
-from service.models import Job, JobStatus, Sweep
+from service.models import Job, JobStatus, Sweep, utcnow
 from service.repositories import job_search
 from service.repositories import search_state as search_state_repo
 from service.repositories import sweeps as sweep_repo
 from service.schemas.sweeps import SweepCreate
 from service.services import tpe
-from service.services.sweeps import checked_specs, hyperparameters, kept_metrics, new_members
+from service.services.sweeps import checked_specs, deadline, hyperparameters, kept_metrics, new_members
 from service.settings import Settings
 
 log = logging.getLogger("fitserve.sweeps")
@@ -42,16 +42,20 @@ def start_next_round(session: Session, sweep_id: str, settings: Settings) -> lis
     members = sweep_repo.list_members(session, [sweep.id])
     if any(not JobStatus(job.status).is_final for job in members):
         return []
+    request = SweepCreate.model_validate(sweep.request)
+    ends = deadline(request, sweep.created_at)
+    if ends is not None and ends <= utcnow():  # past its max_seconds: no more rounds
+        sweep_repo.end_rounds(session, sweep.id)
+        return []
     if sweep.cancel_requested:  # a cancelled search makes no more rounds
         sweep_repo.take_round(session, sweep.id, sweep.search_rounds_left)
         return []
-    request = SweepCreate.model_validate(sweep.request)
     ranked_by = "val_loss" if request.base.data.validation_fraction else "loss"
     told = [told_entry(sweep.request, job, ranked_by) for job in members]
     specs = checked_specs(request, tpe.suggest(request, told))
     if not sweep_repo.take_round(session, sweep.id, sweep.search_rounds_left):
         return []
-    jobs = new_members(request, specs, sweep.owner_id, settings, len(members))
+    jobs = new_members(request, specs, sweep.owner_id, settings, len(members), ends)
     sweep_repo.add_members(session, sweep.id, jobs)
     job_search.write_tags(session, jobs)  # `?tag=` finds a later round's members as it finds the first's
     state = search_state_repo.lock_search_state(session, sweep.id)
