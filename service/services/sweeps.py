@@ -171,8 +171,8 @@ def kept_metrics(job: Job) -> dict:
 def leaderboard(sweep: Sweep, members: list[Job], ranked_by: str) -> list[LeaderboardEntry]:
     def key(job: Job):
         value = kept_metrics(job).get(ranked_by)
-        # members an adaptive search stopped rank below those that went further
-        reached = job.stopped_early_at if job.stop_reason else job.epochs
+        # members an adaptive search or a time limit stopped rank below those that went further (0: never trained)
+        reached = (job.stopped_early_at or 0) if job.stop_reason else job.epochs
         return (job.status != JobStatus.SUCCEEDED, -reached, value is None, value if value is not None else 0.0)
 
     entries = []
