@@ -57,7 +57,7 @@ class Run:
         self.report_seconds = settings.REPORT_SECONDS
         self.next_poll = time.monotonic() + self.report_seconds
         self.limits = TimeLimits(self.members, self.specs)  # its clock starts now, as the run trains
-        engine.interrupted = self.interrupted
+        engine.interrupted, engine.rewinds = self.interrupted, self.limits.watching()
         counts = thread_counts(settings.TUNE_THREADS if tune_threads is None else tune_threads, engine.device)
         self.threads = ThreadChoice(counts[-1]) if len(counts) > 1 else None
 
@@ -139,15 +139,16 @@ class Run:
 
     def stop_at_limits(self) -> None:
         """Members whose time limit passed stop now, each alone, their curves up to the last whole epoch: succeeded,
-        with the weights they keep (the best epoch's with early stopping, else the latest: inside an epoch, its last
-        step's); at epoch 0, with no epoch to keep, cancelled untrained."""
+        with the weights they keep (the best epoch's with early stopping, else the last whole epoch's, inside an epoch
+        too: the engine rewinds); at epoch 0, with no epoch to keep, cancelled untrained."""
         passed = self.limits.passed([self.members[k].job_id for k in sorted(self.active)])
         if not passed:
             return
         self.flush()  # which may end some of them otherwise (diverged, cancelled, early stopping)
-        epoch = self.engine.progress.epoch
         for k in [k for k in sorted(self.active) if self.members[k].job_id in passed]:
             why = passed[self.members[k].job_id]
+            # in turn, a member before the one stopped has trained (and recorded) an epoch more than the run's count
+            epoch = max(self.engine.progress.epoch, self.latest[k].epoch if self.latest[k] is not None else 0)
             if epoch == 0:
                 self.ledger.cancel(self.members[k], f"{why} {job_repo.BEFORE_FIRST_EPOCH}")
                 self.end(k, "cancelled")

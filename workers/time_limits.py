@@ -33,6 +33,10 @@ class TimeLimits:
                 self.ends[m.job_id] = min(ends)
         self.next = min((end for end, _ in self.ends.values()), default=math.inf)
 
+    def watching(self) -> bool:
+        """Whether any member has a limit."""
+        return bool(self.ends)
+
     def trained(self, job_id: str) -> float:
         """The member's training seconds so far, its earlier attempts' included."""
         return self.earlier[job_id] + time.monotonic() - self.began

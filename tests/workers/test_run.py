@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import torch
 
 from service.models import JobStatus
 from service.repositories import jobs as job_repo
 from service.settings import get_settings
-from tests.specs import example
+from tests.specs import example, tiny_regression
 from tests.workers.engines.test_fast_path import setup
 from workers.engines.eager import Trainer
 from workers.engines.stacked import StackedTrainer
@@ -127,3 +128,32 @@ def test_a_member_whose_sweep_ended_before_it_trained_ends_cancelled_untrained()
     assert ledger.ended["0"] == {"status": JobStatus.CANCELLED, "error": None, "stop_reason": job_repo.UNSTARTED_AT_DEADLINE}
     assert not ledger.points["0"]
     assert ledger.succeeded("1") and ledger.points["1"][-1].epoch == 5
+
+
+@pytest.mark.parametrize("members", [1, 2])
+def test_members_stopped_inside_an_epoch_keep_their_last_whole_epochs_weights(members):
+    """Epochs of 1,000 mini-batches: the limit passes inside one (all but surely), the members stop there and keep
+    the weights of the epoch before, those the same spec trained alone for that many epochs has (eager: equal;
+    stacked: to float tolerance)."""
+    spec_dict = tiny_regression(epochs=1000, batch_size=1, max_seconds=4,
+                                data={"source": "synthetic", "generator": "linear", "n": 1000, "noise": 1.0})
+    built = [setup({**spec_dict, "seed": seed}) for seed in range(members)]
+    specs, nets, datas = zip(*built)
+    engine = (Trainer(specs[0], nets[0], datas[0], torch.device("cpu")) if members == 1
+              else StackedTrainer(list(specs), list(nets), list(datas), torch.device("cpu")))
+    ledger = MemoryLedger()
+    run = Run([Member(str(k), 1, {}) for k in range(members)], engine, ledger, get_settings())
+    run.start("cpu", "", "")
+    run.train()
+    for k in range(members):
+        ended = ledger.ended[str(k)]
+        epoch = ended.get("stopped_early_at")
+        assert ended["status"] == JobStatus.SUCCEEDED and 0 < epoch < 1000, ended
+        assert ledger.points[str(k)][-1].epoch == epoch
+        spec, net, data = setup({**spec_dict, "seed": k})
+        alone = Trainer(spec, net, data, torch.device("cpu"))
+        with alone.running():
+            for _ in range(epoch):
+                alone.train_next(lambda e: False, 1000)
+        for ours, theirs in zip(ended["net"].parameters(), alone.net.parameters()):
+            torch.testing.assert_close(ours, theirs, rtol=0 if members == 1 else 1e-4, atol=0 if members == 1 else 1e-6)
