@@ -14,6 +14,7 @@ from service.settings import get_settings
 from tests.specs import example, tiny_regression
 from tests.workers.engines.test_fast_path import setup
 from workers.engines.eager import Trainer
+from workers.engines.in_turn import InTurn
 from workers.engines.stacked import StackedTrainer
 from workers.ledger import Member, MemoryLedger
 from workers.run import Run
@@ -157,3 +158,19 @@ def test_members_stopped_inside_an_epoch_keep_their_last_whole_epochs_weights(me
                 alone.train_next(lambda e: False, 1000)
         for ours, theirs in zip(ended["net"].parameters(), alone.net.parameters()):
             torch.testing.assert_close(ours, theirs, rtol=0 if members == 1 else 1e-4, atol=0 if members == 1 else 1e-6)
+
+
+def test_members_in_turn_stop_at_their_own_limits():
+    """Two eager engines taking turns (an adaptive search's one-by-one path): member 0 (1 s) stops alone, member 1
+    (3 s) trains on; each curve ends where it stopped."""
+    built = [setup(example("3_nonlinear_mlp", epochs=100_000, seed=k, max_seconds=limit)) for k, limit in enumerate((1, 3))]
+    engine = InTurn([Trainer(spec, net, data, torch.device("cpu"), graphs=False) for spec, net, data in built])
+    ledger = MemoryLedger()
+    run = Run([Member(str(k), 1, {}) for k in range(2)], engine, ledger, get_settings())
+    run.start("cpu", "eager on cpu; in turn", "")
+    run.train()
+    first, second = ledger.ended["0"], ledger.ended["1"]
+    assert first["status"] == second["status"] == JobStatus.SUCCEEDED
+    assert first["stop_reason"].startswith("time limit: max_seconds 1 reached")
+    assert second["stop_reason"].startswith("time limit: max_seconds 3 reached")
+    assert ledger.points["0"][-1].epoch == first["stopped_early_at"] < ledger.points["1"][-1].epoch == second["stopped_early_at"]
