@@ -56,7 +56,8 @@ def writing_seconds(per_report: int) -> float:
     start = time.perf_counter()
     for first in range(0, POINTS, per_report):
         batch = points[first : first + per_report]
-        ledger.report([{"member": member, "epoch": batch.epoch[-1], "step": batch.step[-1], "points": batch}])
+        ledger.report([{"member": member, "epoch": batch.epoch[-1], "step": batch.step[-1], "points": batch,
+                        "trained_seconds": time.perf_counter() - start}])
     return time.perf_counter() - start
 
 

@@ -2,7 +2,8 @@
 
 Two jobs share a key when they differ only in what a batched step keeps per job: the seed (and so the
 initial weights, the data order and synthetic data drawn from it), the optimizer's rate, momentum and
-weight decay, and what does not touch training (name, tags, priority, notify). Everything else (architecture,
+weight decay, its time limit (max_seconds: a member that reaches it stops alone), and what does not touch
+training (name, tags, priority, notify). Everything else (architecture,
 task, data spec, loss, optimizer kind, epochs, batch size, device, metrics_every, early stopping) must be
 equal, so their networks, data shapes and step schedules are the same. Workers claim queued jobs of
 their first job's key (FITSERVE_AUTO_BATCH; see workers/auto_batch.py).
@@ -13,7 +14,7 @@ import json
 
 from service.schemas.spec import JobSpec
 
-PER_JOB = {"seed", "name", "tags", "priority", "notify"}
+PER_JOB = {"seed", "name", "tags", "priority", "notify", "max_seconds"}
 PER_JOB_OPTIMIZER = {"lr", "momentum", "weight_decay"}
 
 

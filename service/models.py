@@ -116,6 +116,10 @@ class Job(Base):
     # the kept weights measured on the held-out splits as training ended (modelzoo/metrics.py)
     evaluation: Mapped[dict | None] = mapped_column(JSON)
     stop_reason: Mapped[str | None] = mapped_column(String(200))  # an adaptive search's, e.g. "pruned at rung 2"
+    # time limits (README, Time limits): seconds trained over all attempts, as last reported, against spec max_seconds;
+    # a sweep member's wall-clock end, its sweep's created_at + max_seconds (queued past it: ended unstarted)
+    trained_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    deadline_at: Mapped[datetime | None] = mapped_column()
     attempt: Mapped[int] = mapped_column(Integer, default=0)  # 1 on the first claim
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     # attempts that ended for a reason not the job's (handed back at shutdown, the lease expired, the whole
@@ -153,6 +157,9 @@ class Job(Base):
         # retention: the jobs that ended longest ago, of every owner (only ended jobs have a finished_at)
         Index("ix_jobs_finished_at_id", "finished_at", "id", postgresql_where=text("finished_at IS NOT NULL"),
               sqlite_where=text("finished_at IS NOT NULL")),
+        # time limits: the queued members whose sweep's deadline passed (only members of a limited sweep have one)
+        Index("ix_jobs_deadline_at", "deadline_at", postgresql_where=text("deadline_at IS NOT NULL"),
+              sqlite_where=text("deadline_at IS NOT NULL")),
         # auto-batching: a claimed job's queued batch mates
         Index("ix_jobs_batch_key_status", "batch_key", "status"),
         UniqueConstraint("owner_id", "alias", name="uq_jobs_owner_id_alias"),

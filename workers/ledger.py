@@ -15,7 +15,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 import torch
@@ -61,15 +61,18 @@ def failure(exc: BaseException, where: str = "") -> str:
 
 @dataclass(frozen=True)
 class Member:
-    """One job in a run: the attempt every write is guarded by, and its spec as stored (weights carry it)."""
+    """One job in a run: the attempt every write is guarded by, its spec as stored (weights carry it), and for its
+    time limits (workers/time_limits.py) the seconds its earlier attempts trained and its sweep's end."""
 
     job_id: str
     attempt: int
     stored_spec: dict = field(hash=False, compare=False)
+    trained_seconds: float = field(default=0.0, hash=False, compare=False)
+    deadline_at: datetime | None = field(default=None, hash=False, compare=False)
 
     @classmethod
     def of(cls, job) -> Member:
-        return cls(job.id, job.attempt, job.spec)
+        return cls(job.id, job.attempt, job.spec, job.trained_seconds or 0.0, job.deadline_at)
 
 
 def write_guarded(write: Callable[[Session], T]) -> T:
@@ -106,10 +109,10 @@ class Ledger:
             return member_repo.start_members(s, self.worker_id, jobs, device, step, execution, node)
 
     def report(self, entries: list[dict]) -> dict[str, bool | None]:
-        """New points and progress (entries: member, epoch, step, points); per job, whether a cancel was asked
-        for, None where the job is no longer this attempt's."""
+        """New points and progress (entries: member, epoch, step, points, trained_seconds); per job, whether a cancel
+        was asked for, None where the job is no longer this attempt's."""
         rows = [{"job_id": e["member"].job_id, "attempt": e["member"].attempt, "epoch": e["epoch"],
-                 "step": e["step"], "points": e["points"]} for e in entries]
+                 "step": e["step"], "points": e["points"], "trained_seconds": e["trained_seconds"]} for e in entries]
         return write_guarded(lambda s: member_repo.record_progress_many(s, self.worker_id, rows))
 
     def checkpoint(self, states: list[tuple[Member, dict]]) -> None:
@@ -142,9 +145,12 @@ class Ledger:
         of = f" of {format_bytes(total)}" if total else ""
         return f" on {device} ({said}{of}, {running} job{'s' if running != 1 else ''} on that GPU)"
 
-    def cancel(self, member: Member) -> None:
+    def cancel(self, member: Member, stop_reason: str | None = None) -> None:
+        """Cancelled on request, or (`stop_reason`) by a time limit before it trained an epoch."""
+        error = job_repo.CANCELLED_ON_REQUEST if stop_reason is None else None
         with session_scope() as s:
-            job_repo.finish_job(s, member.job_id, self.worker_id, member.attempt, JobStatus.CANCELLED, job_repo.CANCELLED_ON_REQUEST)
+            job_repo.finish_job(s, member.job_id, self.worker_id, member.attempt, JobStatus.CANCELLED, error,
+                                stop_reason=stop_reason)
 
     def keep_leases(self, members: list[Member], lease_seconds: float, done: threading.Event) -> None:
         """Renew every member's lease, in one statement, every third of a lease, until `done`."""
@@ -199,8 +205,9 @@ class MemoryLedger:
     def fail(self, member: Member, error: str) -> None:
         self.ended[member.job_id] = {"status": JobStatus.FAILED, "error": error}
 
-    def cancel(self, member: Member) -> None:
-        self.ended[member.job_id] = {"status": JobStatus.CANCELLED, "error": job_repo.CANCELLED_ON_REQUEST}
+    def cancel(self, member: Member, stop_reason: str | None = None) -> None:
+        error = job_repo.CANCELLED_ON_REQUEST if stop_reason is None else None
+        self.ended[member.job_id] = {"status": JobStatus.CANCELLED, "error": error, "stop_reason": stop_reason}
 
     def hand_back(self, members: list[Member], why: str | None = None, yielded: bool = False) -> None:
         for m in members:

@@ -1,7 +1,8 @@
 """One training run over K >= 1 members: a single job is K = 1; a sweep's group or an auto-batch is K > 1.
 
 The run owns what every path shares: the clock (reports every REPORT_SECONDS, checkpoints every
-CHECKPOINT_SECONDS), stop points between epochs and inside them (cancel, the job lost, shutdown), divergence,
+CHECKPOINT_SECONDS, time limits: workers/time_limits.py), stop points between epochs and inside them (cancel, the
+job lost, shutdown, a time limit), divergence,
 early stopping's end, evaluation, finishing, cancelling and handing back, all written through one ledger
 (workers/ledger.py). What trains is an engine (workers/engines/__init__.py describes the interface): one
 network eagerly (engines/eager.py), members stacked (engines/stacked.py), or members in turn (engines/in_turn.py).
@@ -15,10 +16,12 @@ from __future__ import annotations
 import threading
 import time
 
+from service.repositories import jobs as job_repo
 from service.settings import Settings, get_settings
 from workers.engines.threads import ThreadChoice, thread_counts
 from workers.evaluation import evaluate_splits
 from workers.ledger import YIELDED, Ledger, Member, MemoryLedger, diverged
+from workers.time_limits import TimeLimits
 
 CHUNK = 1024  # recorded epochs kept on the device before a report is forced (K points each)
 MAX_REPORT_SHARE = 0.05  # of a run's time, past REPORT_SECONDS: a report of many members is spaced out
@@ -54,7 +57,8 @@ class Run:
         self.report_seconds = settings.REPORT_SECONDS
         self.next_poll = time.monotonic() + self.report_seconds
         self.next_turn_check = time.monotonic() + settings.YIELD_SECONDS  # no yield before a whole turn
-        engine.interrupted = self.interrupted
+        self.limits = TimeLimits(self.members, self.specs)  # its clock starts now, as the run trains
+        engine.interrupted, engine.rewinds = self.interrupted, self.limits.watching()
         counts = thread_counts(settings.TUNE_THREADS if tune_threads is None else tune_threads, engine.device)
         self.threads = ThreadChoice(counts[-1]) if len(counts) > 1 else None
 
@@ -81,6 +85,10 @@ class Run:
         engine, epochs = self.engine, self.epochs
         last_report = last_checkpoint = time.perf_counter()
         while engine.progress.epoch < epochs and self.active:
+            if self.limits.due():
+                self.stop_at_limits()
+                if not self.active:
+                    return
             if not engine.train_next(self.recorded, epochs):
                 self.stop_inside_epoch()
                 return
@@ -131,12 +139,33 @@ class Run:
         on), and the epoch stops once no member is left."""
         if self.shutdown.is_set():
             return True
+        if self.limits.due():
+            self.stop_at_limits()
+            return not self.active
         now = time.monotonic()
         if now < self.next_poll:
             return False
         self.flush()
         self.next_poll = time.monotonic() + self.report_seconds
         return not self.active
+
+    def stop_at_limits(self) -> None:
+        """Members whose time limit passed stop now, each alone, their curves up to the last whole epoch: succeeded,
+        with the weights they keep (the best epoch's with early stopping, else the last whole epoch's, inside an epoch
+        too: the engine rewinds); at epoch 0, with no epoch to keep, cancelled untrained."""
+        passed = self.limits.passed([self.members[k].job_id for k in sorted(self.active)])
+        if not passed:
+            return
+        self.flush()  # which may end some of them otherwise (diverged, cancelled, early stopping)
+        for k in [k for k in sorted(self.active) if self.members[k].job_id in passed]:
+            why = passed[self.members[k].job_id]
+            # in turn, a member before the one stopped has trained (and recorded) an epoch more than the run's count
+            epoch = max(self.engine.progress.epoch, self.latest[k].epoch if self.latest[k] is not None else 0)
+            if epoch == 0:
+                self.ledger.cancel(self.members[k], f"{why} {job_repo.BEFORE_FIRST_EPOCH}")
+                self.end(k, "cancelled")
+            else:
+                self.succeed([k], stopped_early_at=epoch, stop_reason=f"{why} after epoch {epoch}")
 
     def stop_inside_epoch(self) -> None:
         """The epoch stopped part way: its half is not kept (no checkpoint of it); at a shutdown the members go
@@ -191,7 +220,8 @@ class Run:
         last = points[-1] if len(points) else None
         progress = self.engine.progress
         return {"member": self.members[k], "epoch": last.epoch if last else progress.epoch,
-                "step": last.step if last else progress.step, "points": points}
+                "step": last.step if last else progress.step, "points": points,
+                "trained_seconds": self.limits.trained(self.members[k].job_id)}
 
     def checkpoint(self) -> None:
         self.ledger.checkpoint([(self.members[k], self.engine.member_state(k)) for k in sorted(self.active)])
@@ -217,7 +247,7 @@ class Run:
         entries = []
         for k in ks:
             net = self.engine.member_net(k, best=early is not None and early.has_best(k))
-            entry = {"member": self.members[k], "net": net,
+            entry = {"member": self.members[k], "net": net, "trained_seconds": self.limits.trained(self.members[k].job_id),
                      "evaluation": evaluate_splits(net, self.datas[k], self.specs[k])}
             if early is not None:
                 entry |= early.outcome(k, self.epochs)

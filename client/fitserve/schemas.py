@@ -72,8 +72,10 @@ class JobPublic(BaseModel):
     )
     best_epoch: int | None = Field(None, description="early stopping: the recorded epoch whose weights the job kept")
     stop_reason: str | None = Field(
-        None, description="a sweep member an adaptive search stopped at stopped_early_at: why, e.g. 'pruned at rung 2'"
+        None, description="why it stopped before its last epoch (at stopped_early_at), e.g. 'pruned at rung 2' by an "
+        "adaptive search, or 'time limit: ...' (max_seconds, the job's or its sweep's)",
     )
+    trained_seconds: float = Field(0.0, description="seconds trained over all its attempts (what max_seconds limits)")
     best_metrics: MetricPointPublic | None = Field(None, description="early stopping: the curve point at best_epoch")
     evaluation: dict[str, Any] | None = Field(
         None,

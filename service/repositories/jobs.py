@@ -164,10 +164,11 @@ def renew_lease(session: Session, job_id: str, worker_id: str, attempt: int, lea
 
 
 def record_progress(
-    session: Session, job_id: str, worker_id: str, attempt: int, epoch: int, step: int, points: Columns
+    session: Session, job_id: str, worker_id: str, attempt: int, epoch: int, step: int, points: Columns,
+    trained_seconds: float = 0.0,
 ) -> bool | None:
-    """Store new curve points and progress; returns cancel_requested, or None when no longer ours."""
-    values = {"epoch": epoch, "step": step}
+    """Store new curve points, progress and seconds trained; returns cancel_requested, or None when no longer ours."""
+    values = {"epoch": epoch, "step": step, "trained_seconds": trained_seconds}
     if points:
         values["latest_metrics"] = points[-1].as_dict()
     cancel = session.execute(
@@ -189,10 +190,13 @@ def finish_job(
     weights: bytes | None = None,
     evaluation: dict | None = None,
     execution: str | None = None,
+    stop_reason: str | None = None,
 ) -> bool:
-    """Close an attempt: final status, error, weights, evaluation and (when given) how it trained; False when the
-    job is no longer ours."""
+    """Close an attempt: final status, error, weights, evaluation and (when given) how it trained and why it stopped;
+    False when the job is no longer ours."""
     values = {} if execution is None else {"execution": execution[:500]}
+    if stop_reason is not None:
+        values["stop_reason"] = stop_reason[:200]
     done = session.execute(
         update(Job)
         .where(_ours(job_id, worker_id, attempt))
@@ -350,6 +354,25 @@ def cancel_where(session: Session, which) -> None:
         .values(status=JobStatus.CANCELLED, finished_at=utcnow())
         .execution_options(synchronize_session=False)
     )
+
+
+# stop reasons of time limits (workers/time_limits.py): a member of a sweep past its max_seconds that never finished
+# an epoch (still queued, or inside its first) ends cancelled with the last
+SWEEP_TIME_LIMIT = "time limit: the sweep's max_seconds reached"
+BEFORE_FIRST_EPOCH = "before its first epoch ended"
+UNSTARTED_AT_DEADLINE = f"{SWEEP_TIME_LIMIT} {BEFORE_FIRST_EPOCH}"
+
+
+def end_past_deadline(session: Session) -> list[str]:
+    """Queued members of sweeps whose max_seconds passed end cancelled, untrained; their ids."""
+    now = utcnow()
+    return list(session.scalars(
+        update(Job)
+        .where(Job.deadline_at.is_not(None), Job.deadline_at <= now, Job.status == JobStatus.QUEUED)
+        .values(status=JobStatus.CANCELLED, finished_at=now, stop_reason=UNSTARTED_AT_DEADLINE)
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    ))
 
 
 def save_checkpoint(session: Session, job_id: str, worker_id: str, attempt: int, epoch: int, data: bytes) -> bool:

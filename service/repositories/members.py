@@ -52,13 +52,13 @@ def start_members(
 def record_progress_many(session: Session, worker_id: str, entries: list[dict]) -> dict[str, bool | None]:
     """`jobs.record_progress` for many jobs (a sweep's members at each report) in three statements.
 
-    Each entry: job_id, attempt, epoch, step, points. Returns cancel_requested per job, None where the job
+    Each entry: job_id, attempt, epoch, step, points, trained_seconds. Returns cancel_requested per job, None where the job
     is no longer this worker's attempt (nothing is written for it).
     """
     if len(entries) == 1:  # one job: one guarded statement, no lock taken first
         [e] = entries
         return {e["job_id"]: job_repo.record_progress(
-            session, e["job_id"], worker_id, e["attempt"], e["epoch"], e["step"], e["points"])}
+            session, e["job_id"], worker_id, e["attempt"], e["epoch"], e["step"], e["points"], e["trained_seconds"])}
     ours = _rows(session, worker_id, [(e["job_id"], e["attempt"]) for e in entries])
     mine = [e for e in entries if e["job_id"] in ours]
     with_points = [e for e in mine if e["points"]]
@@ -67,15 +67,18 @@ def record_progress_many(session: Session, worker_id: str, entries: list[dict]) 
     if with_points:
         connection.execute(
             update(JOBS).where(JOBS.c.id == bindparam("b_id"))
-            .values(epoch=bindparam("b_epoch"), step=bindparam("b_step"), latest_metrics=bindparam("b_latest")),
-            [{"b_id": e["job_id"], "b_epoch": e["epoch"], "b_step": e["step"], "b_latest": e["points"][-1].as_dict()}
-             for e in with_points],
+            .values(epoch=bindparam("b_epoch"), step=bindparam("b_step"), latest_metrics=bindparam("b_latest"),
+                    trained_seconds=bindparam("b_seconds")),
+            [{"b_id": e["job_id"], "b_epoch": e["epoch"], "b_step": e["step"], "b_latest": e["points"][-1].as_dict(),
+              "b_seconds": e["trained_seconds"]} for e in with_points],
         )
         metric_repo.insert_points(session, [(e["job_id"], e["points"]) for e in with_points])
     if without:
         connection.execute(
-            update(JOBS).where(JOBS.c.id == bindparam("b_id")).values(epoch=bindparam("b_epoch"), step=bindparam("b_step")),
-            [{"b_id": e["job_id"], "b_epoch": e["epoch"], "b_step": e["step"]} for e in without],
+            update(JOBS).where(JOBS.c.id == bindparam("b_id"))
+            .values(epoch=bindparam("b_epoch"), step=bindparam("b_step"), trained_seconds=bindparam("b_seconds")),
+            [{"b_id": e["job_id"], "b_epoch": e["epoch"], "b_step": e["step"], "b_seconds": e["trained_seconds"]}
+             for e in without],
         )
     return {e["job_id"]: ours.get(e["job_id"]) for e in entries}
 
@@ -84,8 +87,8 @@ def finish_members(session: Session, worker_id: str, entries: list[dict]) -> set
     """Members trained: succeeded, with their weights and what early stopping decided; returns the ids closed.
 
     Each entry: job_id, attempt, weights, evaluation, and with early stopping stopped_early_at, best_epoch,
-    best_metrics; a member an adaptive search stopped has stopped_early_at and stop_reason; `execution`, when
-    given, replaces the path the member showed while it ran.
+    best_metrics; a member an adaptive search or a time limit stopped has stopped_early_at and stop_reason;
+    trained_seconds, its time trained; `execution`, when given, replaces the path the member showed while it ran.
     """
     ours = _rows(session, worker_id, [(e["job_id"], e["attempt"]) for e in entries])
     mine = [e for e in entries if e["job_id"] in ours]
@@ -97,8 +100,10 @@ def finish_members(session: Session, worker_id: str, entries: list[dict]) -> set
         update(JOBS).where(JOBS.c.id == bindparam("b_id"))
         .values(status=JobStatus.SUCCEEDED, error=None, finished_at=utcnow(), lease_expires_at=None,
                 execution=func.coalesce(bindparam("b_execution"), JOBS.c.execution),
+                trained_seconds=func.coalesce(bindparam("b_seconds"), JOBS.c.trained_seconds),
                 **{name: bindparam(f"b_{name}") for name in early}),
         [{"b_id": e["job_id"], "b_execution": e["execution"][:500] if e.get("execution") else None,
+          "b_seconds": e.get("trained_seconds"),
           **{f"b_{name}": e.get(name) for name in early}} for e in mine],
     )
     connection.execute(insert(WEIGHTS), [{"job_id": e["job_id"], "data": e["weights"]} for e in mine])

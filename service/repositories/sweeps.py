@@ -83,6 +83,11 @@ def take_round(session: Session, sweep_id: str, rounds_left: int) -> bool:
     return done.rowcount == 1
 
 
+def end_rounds(session: Session, sweep_id: str) -> None:
+    """A search past its max_seconds makes no more rounds."""
+    session.execute(update(Sweep).where(Sweep.id == sweep_id).values(search_rounds_left=0))
+
+
 def with_rounds_left(session: Session) -> list[Sweep]:
     """TPE sweeps with rounds still to create."""
     return list(session.scalars(select(Sweep).where(Sweep.search_rounds_left > 0)))

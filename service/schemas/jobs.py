@@ -40,6 +40,7 @@ def job_public(job, datasets: DatasetMoments | None = None) -> JobPublic:
         stopped_early_at=job.stopped_early_at,
         best_epoch=job.best_epoch,
         stop_reason=job.stop_reason,
+        trained_seconds=job.trained_seconds or 0.0,
         best_metrics=job.best_metrics,
         evaluation=job.evaluation,
         device=job.device,

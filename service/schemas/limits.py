@@ -21,6 +21,8 @@ class Limits:
     # a job's stored curve (18-25 bytes a point): a longer job records every n-th epoch (JobSpec raises
     # metrics_every to fit), so 1M epochs write ~2 MB, not 22 MB
     max_curve_points: int = 100_000
+    # a job's or sweep's max_seconds: 28 days, as SageMaker's MaxRuntimeInSeconds
+    max_seconds: int = 28 * 24 * 3600
 
 
 LIMITS = Limits()

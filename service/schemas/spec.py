@@ -28,6 +28,8 @@ TagKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-/]{1,64}$")]
 TagValue = Annotated[str, Field(max_length=256)]
 Tags = Annotated[dict[TagKey, TagValue], Field(max_length=MAX_TAGS_PARSED)]
 Priority = Annotated[int, Field(ge=-1000, le=1000)]
+# a wall-clock limit in seconds (workers/run.py, README "Time limits")
+MaxSeconds = Annotated[float, Field(gt=0, le=LIMITS.max_seconds, allow_inf_nan=False)]
 
 
 class SpecError(ValueError):
@@ -236,6 +238,10 @@ class JobSpec(Strict):
         f"a curve keeps at most {LIMITS.max_curve_points:,} points", validate_default=True,
     )
     early_stopping: EarlyStoppingSpec | None = None
+    max_seconds: MaxSeconds | None = Field(
+        None, description="stop training after this many seconds of it, over all attempts: the job succeeds with "
+        f"stop_reason 'time limit ...' and its kept weights (at most {LIMITS.max_seconds:,})",
+    )
     priority: Priority = Field(0, description="orders this owner's queued jobs: higher first (-1000..1000)")
     tags: Tags = Field(default_factory=dict, description="string keys and values, to find jobs by (`?tag=key:value`)")
 

@@ -12,7 +12,7 @@ from service.schemas.layers import DropoutRate
 from service.schemas.objectives import Objective, curve_metrics
 from service.schemas.schedules import Schedule
 from service.schemas.search import AshaSettings, PbtSettings, TpeSettings
-from service.schemas.spec import Activation, JobSpec, Loss, Strict, Tags, Width
+from service.schemas.spec import Activation, JobSpec, Loss, MaxSeconds, Strict, Tags, Width
 from service.schemas.webhooks import SweepNotify
 
 OPTIMIZER_AXES = ("lr", "momentum", "weight_decay", "schedule", "clip_grad_norm")
@@ -95,6 +95,10 @@ class SweepCreate(Strict):
     objective: Objective | None = Field(
         None, description="what ranks, prunes (asha), exploits (pbt) and guides (tpe) the members, and what members' "
         "early_stopping monitors unless it names its own: default val_loss (loss without a validation split), min"
+    )
+    max_seconds: MaxSeconds | None = Field(
+        None, description="the sweep ends this many seconds after it was created: running members stop as at their "
+        "own max_seconds, members not yet started end cancelled (README, Time limits)",
     )
 
     @model_validator(mode="after")
@@ -190,7 +194,9 @@ class LeaderboardEntry(BaseModel):
     objective: float | None = Field(None, description="the member's value of the sweep's objective metric")
     best_epoch: int | None = Field(None, description="with early stopping: the epoch of these metrics and the kept weights")
     stopped_early_at: int | None = Field(None, description="where early stopping or an adaptive search stopped it")
-    stop_reason: str | None = Field(None, description="why an adaptive search stopped it, e.g. 'pruned at rung 2'")
+    stop_reason: str | None = Field(
+        None, description="why an adaptive search or a time limit stopped it, e.g. 'pruned at rung 2'"
+    )
 
 
 class SweepProgress(BaseModel):

@@ -4,7 +4,8 @@ No rescue depends on the worker that stalled. Each sweep
 - requeues the jobs of registered workers of this host whose process is gone (at once: no lease to wait out),
 - expires the registry rows of workers silent for longer than a lease,
 - requeues every running job whose lease expired (a worker on another machine, a hung or stopped one).
-A job whose cancel was requested is ended `cancelled` instead of requeued.
+A job whose cancel was requested is ended `cancelled` instead of requeued. Members still queued when their sweep's
+max_seconds passed end `cancelled`, untrained (those running stop themselves: workers/time_limits.py).
 Each sweep then applies retention (services/retention.py).
 """
 
@@ -81,14 +82,18 @@ def rescue_dead_local_workers() -> None:
 
 
 def maintain(settings: Settings) -> None:
-    """The maintenance tick: dead workers' jobs rescued, expired leases and workers, TPE rounds, retention; the job
-    counters' changes folded."""
+    """The maintenance tick: dead workers' jobs rescued, expired leases and workers, sweeps past their max_seconds,
+    TPE rounds, retention; the job counters' changes folded."""
     rescue_dead_local_workers()
     with session_scope() as s:
         expired = worker_repo.expire(s, settings.LEASE_SECONDS)
     for worker_id in expired:
         log.warning("worker %s expired: no heartbeat for %.0f s", worker_id, settings.LEASE_SECONDS)
     rescue("lease expired", counted=False)  # a host or a whole process gone, or a worker stopped: not the job's
+    with session_scope() as s:  # sweeps past their max_seconds: members not started end (running ones stop themselves)
+        ended = job_repo.end_past_deadline(s)
+    if ended:
+        log.info("%d queued sweep member(s) ended: their sweep's max_seconds passed", len(ended))
     advance_rounds(settings)
     apply_retention(settings)
     with session_scope() as s:

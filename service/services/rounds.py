@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from service import wakeup
 from service.db import session_scope
 from service.errors import InvalidField
-from service.models import Job, JobStatus, Sweep
+from service.models import Job, JobStatus, Sweep, utcnow
 from service.repositories import job_search
 from service.repositories import search_state as search_state_repo
 from service.repositories import sweeps as sweep_repo
@@ -23,7 +23,7 @@ from service.schemas.objectives import Objective, sweep_objective
 from service.schemas.sweeps import SweepCreate
 from service.services import tpe
 from service.services.jobs import data_shape
-from service.services.sweeps import checked_specs, hyperparameters, new_members, objective_value
+from service.services.sweeps import checked_specs, deadline, hyperparameters, new_members, objective_value
 from service.settings import Settings
 
 log = logging.getLogger("fitserve.sweeps")
@@ -45,10 +45,14 @@ def start_next_round(session: Session, sweep_id: str, settings: Settings) -> lis
     members = sweep_repo.list_members(session, [sweep.id])
     if any(not JobStatus(job.status).is_final for job in members):
         return []
+    request = SweepCreate.model_validate(sweep.request)
+    ends = deadline(request, sweep.created_at)
+    if ends is not None and ends <= utcnow():  # past its max_seconds: no more rounds
+        sweep_repo.end_rounds(session, sweep.id)
+        return []
     if sweep.cancel_requested:  # a cancelled search makes no more rounds
         sweep_repo.take_round(session, sweep.id, sweep.search_rounds_left)
         return []
-    request = SweepCreate.model_validate(sweep.request)
     objective = sweep_objective(sweep.request)
     told = [told_entry(sweep.request, job, objective) for job in members]
     specs = checked_specs(request, tpe.suggest(request, told))
@@ -58,7 +62,7 @@ def start_next_round(session: Session, sweep_id: str, settings: Settings) -> lis
         shape = data_shape(session, request.base, sweep.owner_id)
     except InvalidField:  # its dataset deleted since: the members fail as they start
         shape = None
-    jobs = new_members(request, specs, sweep.owner_id, settings, len(members), shape)
+    jobs = new_members(request, specs, sweep.owner_id, settings, len(members), shape, ends)
     sweep_repo.add_members(session, sweep.id, jobs)
     job_search.write_tags(session, jobs)  # `?tag=` finds a later round's members as it finds the first's
     state = search_state_repo.lock_search_state(session, sweep.id)

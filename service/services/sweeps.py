@@ -1,13 +1,14 @@
 """Sweeps: many members of one architecture, each a job of its own, read back as one leaderboard."""
 
 from collections import Counter, defaultdict
+from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from modelzoo.memory import together
 from service.errors import Conflict, InvalidField, NotFound, TooManyRequests
-from service.models import Job, JobStatus, Sweep
+from service.models import Job, JobStatus, Sweep, utcnow
 from service.repositories import job_search as search_repo
 from service.repositories import jobs as job_repo
 from service.repositories import search_state as search_state_repo
@@ -60,7 +61,7 @@ def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, s
     queued = job_repo.count_queued(session, owner_id)
     if queued + total > settings.MAX_QUEUED_PER_OWNER:
         raise TooManyRequests(f"{queued} queued jobs and {total} members exceed the limit", 5)
-    members = new_members(request, specs, owner_id, settings, 0, shape)
+    members = new_members(request, specs, owner_id, settings, 0, shape, deadline(request, utcnow()))
     request_body = request.model_dump(mode="json")
     sweep = Sweep(owner_id=owner_id, name=request.name, request=request_body, size=len(specs), tags=request.tags,
                   notified_status=JobStatus.QUEUED if request.notify else None)
@@ -85,13 +86,19 @@ def checked_specs(request: SweepCreate, overrides: list[dict] | None) -> list[Jo
         raise InvalidField(("space", "channels"), str(exc)) from None
 
 
+def deadline(request: SweepCreate, created_at: datetime) -> datetime | None:
+    """When a sweep with max_seconds ends: that long after it was created (its members carry it)."""
+    return None if request.max_seconds is None else created_at + timedelta(seconds=request.max_seconds)
+
+
 def new_members(
     request: SweepCreate, specs: list[JobSpec], owner_id: str | None, settings: Settings, first: int,
-    shape: DataShape | None,
+    shape: DataShape | None, deadline_at: datetime | None,
 ) -> list[Job]:
     """Member jobs of these specs, numbered from `first` in their names, with their memory estimates on `shape`
-    (None: its dataset is gone, the members will fail). Under a sweep that notifies, each carries a notified
-    status, so its changes have the sweep looked at (services/webhooks.py), and with `members` a notify."""
+    (None: its dataset is gone, the members will fail), ending by the sweep's `deadline_at`. Under a sweep that
+    notifies, each carries a notified status, so its changes have the sweep looked at (services/webhooks.py), and
+    with `members` a notify."""
     notify = request.notify
     return [
         Job(
@@ -105,6 +112,7 @@ def new_members(
             notify=notify.model_dump(mode="json", exclude={"members"}) if notify and notify.members else None,
             notified_status=JobStatus.QUEUED if notify else None,
             estimate_bytes=estimate_memory(spec, shape).total if shape is not None else None,
+            deadline_at=deadline_at,
         )
         for i, spec in enumerate(specs)
     ]
@@ -207,8 +215,8 @@ def objective_value(job: Job, objective: Objective) -> float | None:
 def leaderboard(sweep: Sweep, members: list[Job], objective: Objective) -> list[LeaderboardEntry]:
     def key(job: Job):
         score = objective.score(objective_value(job, objective))
-        # members an adaptive search stopped rank below those that went further
-        reached = job.stopped_early_at if job.stop_reason else job.epochs
+        # members an adaptive search or a time limit stopped rank below those that went further (0: never trained)
+        reached = (job.stopped_early_at or 0) if job.stop_reason else job.epochs
         return (job.status != JobStatus.SUCCEEDED, -reached, score is None, score if score is not None else 0.0)
 
     entries = []

@@ -8,7 +8,9 @@ Every engine has the same small interface, which the run alone calls:
   mini-batches; False when stopped inside an epoch. `pending`: recorded epochs not yet read;
   `read_points()`: them, as each member's curve points.
 - `member_state(k)`: member k's checkpoint, in one format for every engine (`eager.Trainer.state`), so it resumes
-  on any (an engine is built resumed); `member_net(k, best)`: member k as a plain network.
+  on any (an engine is built resumed); `member_net(k, best)`: member k as a plain network. With `rewinds` set (a
+  run with time limits), an epoch that `interrupted` may stop keeps the weights it started from, and `member_net`
+  asked inside it answers those: a member stopped there keeps its last whole epoch's weights.
 - For searches: `keep_members(ks)`, `copy_member(source, target)`, `set_hyperparameters(k, values)`.
 
 The engines: `eager.Trainer` (one network; CUDA graphs are its option), `stacked.StackedTrainer`

@@ -61,6 +61,10 @@ class Trainer(KeepsRecords):
         self.progress = Progress()
         # asked between the mini-batches of an epoch: True stops the epoch at once (the run's stop points)
         self.interrupted: Callable[[], bool] = lambda: False
+        # set by a run with time limits: an epoch that may stop part way keeps the weights it started from, so a
+        # member stopped inside it keeps its last whole epoch's (`member_net`)
+        self.rewinds = False
+        self.epoch_start: list[torch.Tensor] | None = None
         self.classify = spec.task == "classification"
         self.val = data.x_val is not None
         n = len(data.x_train)
@@ -117,10 +121,14 @@ class Trainer(KeepsRecords):
     def member_state(self, k: int = 0) -> dict:
         return self.state()
 
+    @torch.no_grad()
     def member_net(self, k: int = 0, best: bool = False) -> nn.Module:
-        """The network; `best`: with its best recorded epoch's weights (early stopping)."""
+        """The network; `best`: with its best recorded epoch's weights (early stopping); asked inside an epoch
+        (`rewinds`), with its last whole epoch's."""
         if best:
             self.restore_best()
+        elif self.epoch_start is not None:
+            torch._foreach_copy_(self.step_fn.kept, self.epoch_start)
         return self.net
 
     @torch.no_grad()
@@ -144,6 +152,8 @@ class Trainer(KeepsRecords):
         order = torch.randperm(batches.n, device=self.device, generator=self.gen)
         xs, ys = self.x[order], self.y[order]  # one gather per epoch; batches are views of it
         losses, outs = [], []
+        if self.rewinds and len(batches.bounds) >= INTERRUPT_BATCHES:
+            self.epoch_start = [w.detach().clone() for w in self.step_fn.kept]
         for i, (start, end) in enumerate(batches.bounds):
             if i % INTERRUPT_BATCHES == INTERRUPT_BATCHES - 1 and self.interrupted():
                 return False
@@ -151,6 +161,7 @@ class Trainer(KeepsRecords):
             if record:
                 losses.append(loss)
                 outs.append(out)
+        self.epoch_start = None
         self.progress.step += len(batches.bounds)
         if record:
             self.record(batches.epoch_loss(losses), torch.cat(outs), ys)

@@ -27,6 +27,7 @@ class InTurn:
         self.progress = Progress(trainers[0].progress.epoch, trainers[0].progress.step)
         self.early = None
         self.interrupted: Callable[[], bool] = lambda: False
+        self.rewinds = False  # passed on to each member's engine
 
     specs = property(lambda self: [t.spec for t in self.trainers])  # the members still trained, in order
     datas = property(lambda self: [t.data for t in self.trainers])
@@ -42,7 +43,7 @@ class InTurn:
         """Each member's next epoch; False when one was stopped inside (the members before it are an epoch ahead,
         and go back to the last checkpoint with the others)."""
         for t in self.trainers:
-            t.interrupted = self.interrupted
+            t.interrupted, t.rewinds = self.interrupted, self.rewinds
             if not t.train_next(recorded, epochs):
                 return False
         self.progress = Progress(self.trainers[0].progress.epoch, self.trainers[0].progress.step)

@@ -59,6 +59,8 @@ class StackedTrainer(KeepsRecords):
         # asked every INTERRUPT_BATCHES mini-batches inside an epoch (as the eager engine asks); True stops the
         # epoch there: it is not counted, and its half is not kept
         self.interrupted: Callable[[], bool] = lambda: False
+        self.rewinds = False  # as the eager engine's: an epoch that may stop part way keeps the weights it started from
+        self.epoch_start: torch.Tensor | None = None  # then, `flat` as that epoch started
         self.classify = spec.task == "classification"
         self.loss_kind, self.output_activation = spec.loss, spec.model.output_activation
         self.kind = spec.optimizer.kind
@@ -149,12 +151,15 @@ class StackedTrainer(KeepsRecords):
         xs = self.x[orders] if self.x_dim is None else take_members(self.x, orders)  # (K, n, ...)
         ys = self.y[orders] if self.y_dim is None else take_members(self.y, orders)
         losses, outs = [], []
+        if self.rewinds and len(b.bounds) >= INTERRUPT_BATCHES:
+            self.epoch_start = self.flat.clone()
         for i, (start, end) in enumerate(b.bounds):
             if i % INTERRUPT_BATCHES == INTERRUPT_BATCHES - 1 and self.interrupted():
                 return False
             loss, out = self.step(xs[:, start:end], 0, ys[:, start:end], 0)
             losses.append(loss)
             outs.append(out)
+        self.epoch_start = None
         self.progress.step += len(b.bounds)
         if record:
             self.record((torch.stack(losses, dim=1) * b.weights).sum(dim=1), torch.cat(outs, dim=1), ys, 0)
@@ -204,9 +209,15 @@ class StackedTrainer(KeepsRecords):
         self.progress = Progress(epoch=states[0]["epoch"], step=states[0]["step"])
 
     def member_net(self, k: int, best: bool = False) -> nn.Sequential:
-        """Member k as a plain network, its weights (or, `best`, its best epoch's) copied out of the stack."""
+        """Member k as a plain network, its weights (or, `best`, its best epoch's; asked inside an epoch with
+        `rewinds`, its last whole epoch's) copied out of the stack."""
         net = self.nets[k]
-        stack = self.early.weights if best else list(self.params.values())
+        if best:
+            stack = self.early.weights
+        elif self.epoch_start is not None:
+            stack = list(flat_views(self.epoch_start, self.K, self.shapes).values())
+        else:
+            stack = list(self.params.values())
         with torch.no_grad():
             for p, weights in zip(net[1:].parameters(), stack):
                 p.copy_(weights[k])

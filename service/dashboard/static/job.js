@@ -68,6 +68,8 @@ function details(job) {
   // early stopping: where patience ran out, and the epoch whose weights the job kept
   if (job.stopped_early_at != null) rows.push(["Stopped early at", `epoch ${job.stopped_early_at}`]);
   if (job.best_epoch != null) rows.push(["Weights kept", `epoch ${job.best_epoch} (best)`]);
+  // why it stopped there: an adaptive search, or a time limit (max_seconds)
+  if (job.stop_reason) rows.push(["Stop reason", job.stop_reason]);
   return h("dl", { class: "details" }, rows.map(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
 }
 
