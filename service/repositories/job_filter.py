@@ -1,0 +1,75 @@
+"""`?filter=` terms (schemas/job_filter.py) as SQL conditions on jobs: every name and value a bound parameter.
+
+A params term reads the spec by JSON path on both back ends (SQLite's json_type/json_extract with the path bound,
+PostgreSQL's json_extract_path with each key bound) and compares only a value of the literal's kind: a number with
+a number, a string with a string, so a spec's text never meets a number (PostgreSQL would fail on the cast, SQLite
+orders all text after all numbers). A metrics term compares the metric of the weights the job kept, as `?sort=`
+does (models.kept_metric: its index serves the three sortable metrics). No index on the spec: the list reads the
+owner's jobs in page order and tests each (the measured cost is in bench/job_filter.py).
+"""
+
+import operator
+
+from sqlalchemy import String, bindparam, case, cast, exists, func, literal, select
+from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
+
+from service.models import SORT_METRICS, Job, JobTag, kept_metric
+from service.schemas.job_filter import Term
+
+OPERATIONS = {"=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+def tag_equalities(terms: list[Term]) -> list[tuple[str, str]]:
+    """The `tags.<key> = 'value'` terms as `?tag=key:value` pairs, which job_search reads from the tag index."""
+    return [(term.path[0], term.values[0]) for term in terms if term.kind == "tags" and term.op == "="]
+
+
+def term_conditions(terms: list[Term], dialect: str) -> list:
+    """A condition a term, but for the tag equalities (tag_equalities), on `jobs`."""
+    conditions = []
+    for term in terms:
+        if term.kind == "tags" and term.op != "=":
+            tagged = select(JobTag.job_id).where(JobTag.job_id == Job.id, JobTag.key == bindparam(None, term.path[0]))
+            conditions.append(exists(tagged.where(compared(JobTag.value, term))))
+        elif term.kind == "status":
+            conditions.append(compared(Job.status, term))
+        elif term.kind == "metrics":
+            conditions.append(compared(metric(term.path[0], dialect), term))
+        elif term.kind == "params":
+            number = isinstance(term.values[0], float)
+            conditions.append(compared(spec_value(term.path, number, dialect), term))
+    return conditions
+
+
+def compared(expression, term: Term):
+    values = [bindparam(None, value) for value in term.values]
+    if term.op == "in":
+        return expression.in_(values)
+    return expression.operate(OPERATIONS[term.op], values[0])
+
+
+def metric(name: str, dialect: str):
+    """The metric of the kept weights (best epoch's, else latest): for a sortable one, as its index is written."""
+    if name in SORT_METRICS:
+        return kept_metric(name)
+    return func.coalesce(json_value(Job.best_metrics, (name,), True, dialect),
+                         json_value(Job.latest_metrics, (name,), True, dialect))
+
+
+def spec_value(path: tuple[str, ...], number: bool, dialect: str):
+    return json_value(Job.spec, path, number, dialect)
+
+
+def json_value(column, path: tuple[str, ...], number: bool, dialect: str):
+    """The number (or string) at `path` of a JSON column; NULL where it holds none, or a value of another kind."""
+    if dialect == "postgresql":
+        keys = [bindparam(None, key, type_=String) for key in path]
+        kind = func.json_typeof(func.json_extract_path(column, *keys))
+        text = func.json_extract_path_text(column, *keys)
+        if number:
+            return case((kind == literal("number"), cast(text, DOUBLE_PRECISION)))
+        return case((kind == literal("string"), text))
+    json_path = bindparam(None, "$" + "".join(f"[{key}]" if key.isdigit() else f'."{key}"' for key in path))
+    kind = func.json_type(column, json_path)
+    kinds = ("integer", "real") if number else ("text",)
+    return case((kind.in_([literal(k) for k in kinds]), func.json_extract(column, json_path)))
