@@ -3,6 +3,7 @@ ends; names and values are bound, never written into the statement; a filtered p
 
 import random
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from sqlalchemy import event
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from service.db import make_engine
 from service.models import Job, utcnow
+from service.repositories import job_filter
 from service.repositories import jobs as job_repo
 from service.repositories.job_search import JobFilter, list_jobs, sort_value, write_tags
 from service.schemas.job_filter import parse_filter
@@ -52,6 +54,11 @@ def every_page(engine, where: JobFilter, owner: str = "alice", limit: int = 7) -
             if len(page) < limit:
                 return ids
             after = (sort_value(page[-1], where.sort_name), page[-1].id)
+
+
+def first_page(engine, where: JobFilter) -> list[Job]:
+    with Session(engine) as s:
+        return list_jobs(s, "alice", where, None, 10)
 
 
 def kept(job: Job, name: str):
@@ -111,12 +118,23 @@ def test_names_and_values_are_bound_never_written_into_the_statement(engine):
 def test_a_filtered_page_reads_the_owners_jobs_in_order_and_sorts_nothing(engine, text):
     if engine.dialect.name != "sqlite":
         pytest.skip("PostgreSQL's plans follow its statistics")
-
-    def page():
-        with Session(engine) as s:
-            return list_jobs(s, "alice", JobFilter(terms=parse_filter(text)), None, 10)
-
-    plan, jobs = query_plans(engine, page, reads="jobs.spec")
+    where = JobFilter(terms=parse_filter(text))
+    plan, jobs = query_plans(engine, partial(first_page, engine, where), reads="jobs.spec")
     assert any("ix_jobs_owner_id_created_at_id" in step for step in plan), plan
     assert not any("TEMP B-TREE" in step for step in plan), plan
     assert jobs and all(job.owner_id == "alice" for job in jobs)
+
+
+def test_sqlite_reads_the_metric_index_for_a_rare_range_and_the_owners_jobs_for_a_common_one(engine, monkeypatch):
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's plans follow its statistics")
+    monkeypatch.setattr(job_filter, "METRIC_MATCHES_BY_INDEX", 5)
+    with Session(engine) as s:
+        alices = s.query(Job).filter(Job.owner_id == "alice")
+        losses = sorted(kept(job, "loss") for job in alices if kept(job, "loss") is not None)
+    for bound, index in ((losses[2] + 1e-9, "ix_jobs_owner_id_loss"), (losses[-3], "ix_jobs_owner_id_created_at_id")):
+        where = JobFilter(terms=parse_filter(f"metrics.loss < {bound!r}"))
+        plan, jobs = query_plans(engine, partial(first_page, engine, where), reads="jobs.spec")
+        assert any(index in step for step in plan), (bound, plan)
+        assert len(jobs) == min(10, sum(loss < bound for loss in losses))
+        assert all(kept(job, "loss") < bound for job in jobs)
