@@ -9,6 +9,7 @@ owner's jobs in page order and tests each (the measured cost is in bench/job_fil
 """
 
 import operator
+from collections.abc import Sequence
 
 from sqlalchemy import String, bindparam, case, cast, exists, false, func, literal, select
 from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION
@@ -31,7 +32,7 @@ def tag_equalities(terms: list[Term]) -> list[tuple[str, str]]:
     return [(term.path[0], term.values[0]) for term in terms if term.kind == "tags" and term.op == "="]
 
 
-def term_conditions(terms: list[Term], dialect: str, off_index: list[Term] = ()) -> list:
+def term_conditions(terms: list[Term], dialect: str, off_index: Sequence[Term] = ()) -> list:
     """A condition a term, but for the tag equalities (tag_equalities), on `jobs`; the metric terms of
     `off_index` (metric_terms_off_index) written so that no index of theirs matches them."""
     conditions = []
