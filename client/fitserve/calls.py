@@ -144,8 +144,10 @@ def get(job_id: str, wait: float = 0) -> Call:
     return Call("GET", f"/v1/jobs/{job_id}", JobPublic, params=params, extra_timeout=wait)
 
 
-def list_page(status: str | None, cursor: str | None, limit: int) -> Call:
-    params = {k: v for k, v in {"status": status, "cursor": cursor, "limit": limit}.items() if v is not None}
+def list_page(status: str | None, cursor: str | None, limit: int, filter: str | None = None) -> Call:
+    """A page of `GET /v1/jobs`; `filter`: its `?filter=` (`params.optimizer.lr > 0.01 and metrics.loss < 0.1`)."""
+    given = {"status": status, "filter": filter, "cursor": cursor, "limit": limit}
+    params = {k: v for k, v in given.items() if v is not None}
     return Call("GET", "/v1/jobs", JobPage, params=params)
 
 

@@ -96,11 +96,12 @@ class Client:
         """The job; with `wait`, once it changes or after `wait` seconds (at most 60)."""
         return self.send(calls.get(job_id_of(job), wait))
 
-    def list_jobs(self, status: str | None = None, limit: int = 50) -> list[JobPublic]:
-        """Up to `limit` jobs, newest first, following the pages."""
+    def list_jobs(self, status: str | None = None, limit: int = 50, filter: str | None = None) -> list[JobPublic]:
+        """Up to `limit` jobs, newest first, following the pages; `filter` as `GET /v1/jobs?filter=` takes it
+        (`"params.optimizer.lr > 0.01 and metrics.val_loss < 0.2"`; ApiError 422 naming the token otherwise)."""
         jobs, cursor = [], None
         while len(jobs) < limit:
-            page = self.send(calls.list_page(status, cursor, min(limit - len(jobs), 200)))
+            page = self.send(calls.list_page(status, cursor, min(limit - len(jobs), 200), filter))
             jobs.extend(page.items)
             if (cursor := page.next_cursor) is None:
                 break
@@ -230,10 +231,10 @@ class AsyncClient:
     async def get(self, job: Job, wait: float = 0) -> JobPublic:
         return await self.send(calls.get(job_id_of(job), wait))
 
-    async def list_jobs(self, status: str | None = None, limit: int = 50) -> list[JobPublic]:
+    async def list_jobs(self, status: str | None = None, limit: int = 50, filter: str | None = None) -> list[JobPublic]:
         jobs, cursor = [], None
         while len(jobs) < limit:
-            page = await self.send(calls.list_page(status, cursor, min(limit - len(jobs), 200)))
+            page = await self.send(calls.list_page(status, cursor, min(limit - len(jobs), 200), filter))
             jobs.extend(page.items)
             if (cursor := page.next_cursor) is None:
                 break

@@ -47,7 +47,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     with client_from(args) as fs:
-        jobs = fs.list_jobs(args.status, args.limit)
+        jobs = fs.list_jobs(args.status, args.limit, args.filter)
     # plain columns, ids in full: easy to read, to copy and to cut with awk
     print(f"{'id':32}  {'status':9}  {'epoch':>13}  {'loss':>10}  {'created (UTC)':19}  name")
     for job in jobs:
@@ -182,6 +182,8 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
     jobs = add("jobs", cmd_jobs, "list jobs, newest first")
     jobs.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     jobs.add_argument("--limit", type=int, default=20)
+    jobs.add_argument("--filter", help="terms joined by `and`, e.g. \"params.optimizer.lr > 0.01 and metrics.val_loss"
+                      " < 0.2\" (README: Finding jobs by what they were)")
     add("status", cmd_status, "print a job as JSON").add_argument("job_id")
     delete = add("delete", cmd_delete, "delete jobs (or sweeps, or datasets) with their curves, weights, checkpoints")
     delete.add_argument("ids", nargs="+", metavar="id")

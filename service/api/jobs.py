@@ -16,6 +16,7 @@ from service.api.events import long_poll
 from service.api.idempotent import IdempotencyKeyHeader, create_once
 from service.api.routing import OffLoopJSONRoute
 from service.repositories.job_search import JobFilter
+from service.schemas.job_filter import MAX_FILTER_CHARS
 from service.schemas.jobs import AliasUpdate, JobCreate, JobUpdate, PredictRequest, job_public
 from service.schemas.evaluation import EvaluateRequest
 from service.schemas.limits import LIMITS
@@ -50,6 +51,10 @@ def submit_job(
     return create_once(session, settings, owner, "POST /v1/jobs", idempotency_key, content, create)
 
 
+FILTER_HELP = (
+    "terms joined by `and`: `params.<spec path>`, `metrics.<name>`, `tags.<key>` or `status`, compared (= != < <= > >=)"
+    " with a 'string' or a number, or `in ('a', 'b')`; e.g. `params.optimizer.lr > 0.01 and metrics.val_loss < 0.2`"
+)
 SortOrder = Literal[
     "-created_at", "created_at", "loss", "-loss", "val_loss", "-val_loss", "val_accuracy", "-val_accuracy"
 ]
@@ -73,11 +78,13 @@ def list_jobs(
     ),
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
     limit: Annotated[int, Query(ge=1, le=LIMITS.max_page_size)] = 50,
+    filter_: Annotated[str | None, Query(alias="filter", max_length=MAX_FILTER_CHARS, description=FILTER_HELP)] = None,
 ):
     """The owner's jobs, filtered and sorted; pages continue with `next_cursor` (it carries the sort)."""
     where = JobFilter(
         status=status, name=name, tags=job_service.parse_tag_filters(tag or [], settings), sweep_id=sweep_id,
         created_after=as_utc(created_after), created_before=as_utc(created_before), sort=sort,
+        terms=job_service.parse_job_filter(filter_) if filter_ is not None else [],
     )
     return job_service.list_jobs(session, owner, where, cursor, limit)
 

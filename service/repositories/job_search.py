@@ -1,4 +1,5 @@
-"""Finding an owner's jobs: filters on name, tags, sweep and dates; sorted by time or a metric; keyset pages.
+"""Finding an owner's jobs: filters on name, tags, sweep, dates and `?filter=` terms; sorted by time or a metric;
+keyset pages.
 
 Every page is one range of an index read in page order, from the cursor on: the owner's jobs by time
 (ix_jobs_owner_id_created_at_id_name), the owner's rows of a tag (ix_job_tags_owner_id_key_value, which copies the
@@ -13,7 +14,9 @@ from sqlalchemy import String, and_, delete, exists, func, insert, or_, select, 
 from sqlalchemy.orm import Session, aliased
 
 from service.models import SORT_METRICS, Job, JobTag, kept_metric
+from service.repositories.job_filter import metric_terms_off_index, tag_equalities, term_conditions
 from service.repositories.jobs import owned_by
+from service.schemas.job_filter import Term
 
 SORTS = ("created_at", *SORT_METRICS)
 # SQLite: a `?name=` part at most this many names hold is found through the trigram index, each match then
@@ -32,6 +35,7 @@ class JobFilter:
     created_after: datetime | None = None
     created_before: datetime | None = None
     sort: str = "-created_at"  # a name of SORTS, `-` first for descending
+    terms: list[Term] = field(default_factory=list)  # ?filter=, all of them (repositories/job_filter.py)
 
     @property
     def sort_name(self) -> str:
@@ -58,8 +62,10 @@ def name_pattern(part: str):
     return func.lower(Job.name).like(func.lower(f"%{escaped}%"), escape="/")
 
 
-def _conditions(owner_id: str | None, where: JobFilter, tags: list[tuple[str, str | None]]) -> list:
-    conditions = [owned_by(Job.owner_id, owner_id)]
+def _conditions(owner_id: str | None, where: JobFilter, tags: list[tuple[str, str | None]], session: Session) -> list:
+    dialect = session.get_bind().dialect.name
+    off_index = metric_terms_off_index(session, owner_id, where.terms) if where.sort_name == "created_at" else []
+    conditions = [owned_by(Job.owner_id, owner_id), *term_conditions(where.terms, dialect, off_index)]
     if where.status is not None:
         conditions.append(Job.status == where.status)
     if where.name is not None:
@@ -109,20 +115,22 @@ def list_jobs(
 ) -> list[Job]:
     """One page in the filter's order; `after` is the (sort value, id) of the last job of the previous page."""
     query = select(Job)
+    all_tags = [*where.tags, *tag_equalities(where.terms)]  # filter's tags.k = 'v' read as ?tag=k:v is
     named = _named_matches(session, where.name) if where.name is not None else None
     if named is not None:  # the few matches drive the query, then are sorted (SQLite reads them first)
         query = query.select_from(named).join(Job, Job.id == named.c.job_id)
     if where.sort_name != "created_at":
-        return _by_metric(session, query.where(*_conditions(owner_id, where, where.tags)), where, after, limit)
-    order, tags = (Job.created_at, Job.id), where.tags
-    valued = next(((key, value) for key, value in where.tags if value is not None), None)
+        query = query.where(*_conditions(owner_id, where, all_tags, session))
+        return _by_metric(session, query, where, after, limit)
+    order, tags = (Job.created_at, Job.id), all_tags
+    valued = next(((key, value) for key, value in all_tags if value is not None), None)
     if valued is not None and named is None:
         tag = aliased(JobTag)
         query = query.join(tag, tag.job_id == Job.id).where(
             owned_by(tag.owner_id, owner_id), tag.key == valued[0], tag.value == valued[1]
         )
-        order, tags = (tag.created_at, tag.job_id), [entry for entry in where.tags if entry != valued]
-    query = query.where(*_conditions(owner_id, where, tags))
+        order, tags = (tag.created_at, tag.job_id), [entry for entry in all_tags if entry != valued]
+    query = query.where(*_conditions(owner_id, where, tags, session))
     if after is not None:
         query = query.where(_past(*order, after, where.descending))
     return list(session.scalars(_ordered(query, order, where.descending, limit)))

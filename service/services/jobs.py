@@ -21,6 +21,7 @@ from service.repositories import metrics as metric_repo
 from service.schemas.jobs import AliasAssignmentPublic, AliasPublic, JobUpdate, job_public
 from service.schemas.data import DataShape, known_data_shape
 from service.schemas.lints import DatasetMoments, moments_wanted
+from service.schemas.job_filter import FilterError, Term, parse_filter
 from service.schemas.spec import JobSpec, SpecError, check_spec
 from service.schemas.webhooks import Notify
 from service import wakeup
@@ -212,6 +213,14 @@ def parse_tag_filters(tags: list[str], settings: Settings) -> list[tuple[str, st
             )
         parsed.append((key, value if sep else None))
     return parsed
+
+
+def parse_job_filter(text: str) -> list[Term]:
+    """The terms of `?filter=`; 422 naming `filter`, the token and its position where it does not parse."""
+    try:
+        return parse_filter(text)
+    except FilterError as exc:
+        raise InvalidField(("filter",), str(exc), where="query") from None
 
 
 def list_jobs(

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 
 import pytest
 import yaml
@@ -93,3 +94,16 @@ def test_sweep_submits_a_request_with_an_objective(fitserve, served, tmp_path):
     assert served.client.get(f"/v1/sweeps/{sweep_id}").json()["objective"] == {"metric": "loss", "mode": "min"}
     refused = fitserve("sweep", request, "--objective", "val_loss")
     assert refused.returncode == 3 and "objective.metric" in refused.stderr
+
+
+def test_jobs_filter_lists_the_matching_jobs_and_a_bad_one_exits_with_the_servers_422(fitserve, served):
+    case = uuid.uuid4().hex[:12]  # the served process is shared: this test's jobs carry a tag of their own
+    ids = [served.client.post("/v1/jobs", json=tiny_regression(epochs=2, name=f"cli {lr}", tags={"case": case},
+                                                               optimizer={"kind": "sgd", "lr": lr})).json()["id"]
+           for lr in (0.001, 0.1)]
+    listed = fitserve("jobs", "--filter", f"tags.case = '{case}' and params.optimizer.lr > 0.01")
+    assert listed.returncode == 0, listed.stderr
+    rows = listed.stdout.splitlines()[1:]
+    assert len(rows) == 1 and rows[0].startswith(ids[1]) and "cli 0.1" in rows[0]
+    bad = fitserve("jobs", "--filter", "params.optimizer.lr > 0.01 or status = 'queued'")
+    assert bad.returncode == 3 and "HTTP 422" in bad.stderr and "at 27, 'or'" in bad.stderr

@@ -4,6 +4,7 @@ import asyncio
 import json
 import threading
 import time
+import uuid
 
 import pytest
 import yaml
@@ -152,3 +153,17 @@ def test_submit_sweep_takes_an_objective_and_get_sweep_names_the_best_member(cli
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert done.status == "succeeded" and done.best_job_id is not None
+
+
+def test_list_jobs_takes_a_filter_and_a_bad_one_is_a_422_naming_the_token(client):
+    case = uuid.uuid4().hex[:12]  # the served process is shared: this test's jobs carry a tag of their own
+    jobs = [client.submit(tiny_regression(epochs=2, optimizer={"kind": kind, "lr": 0.01}, tags={"case": case}))
+            for kind in ("sgd", "adam", "adam")]
+    found = client.list_jobs(filter=f"tags.case = '{case}' and params.optimizer.kind = 'adam'", limit=1)
+    assert [job.id for job in found] == [jobs[2].id]  # newest first, and the limit holds
+    assert {job.id for job in client.list_jobs(filter=f"tags.case = '{case}' and params.optimizer.kind != 'adam'")} \
+        == {jobs[0].id}
+    with pytest.raises(ApiError) as bad:
+        client.list_jobs(filter="params.optimizer.lr >")
+    assert bad.value.status_code == 422 and bad.value.detail[0]["loc"] == ["query", "filter"]
+    assert "at 21, 'end of filter'" in bad.value.detail[0]["msg"]

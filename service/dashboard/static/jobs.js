@@ -1,5 +1,6 @@
 // The job list: every job of this key's owner with status, live progress and loss; pick several to compare.
-// Filters and sorts as `GET /v1/jobs` does: status, a part of the name, a tag (key:value or key), the sort.
+// Filters and sorts as `GET /v1/jobs` does: status, a part of the name, a tag (key:value or key), a `filter` (terms
+// over params, metrics, tags and status), the sort.
 
 import { ApiError, FINAL, getJSON, sleep } from "./api.js";
 import { formatNumber, formatTime, h, jobTitle, progressBar, statusBadge } from "./dom.js";
@@ -50,7 +51,7 @@ function renderRows(tbody, jobs, selected, onSelect) {
 export async function showJobs(root, signal) {
   const selected = new Set();
   let status = "";
-  let search = { name: "", tag: "", sort: "-created_at" };
+  let search = { name: "", tag: "", filter: "", sort: "-created_at" };
   let limit = PAGE;
   let refresh = () => {};
 
@@ -80,6 +81,7 @@ export async function showJobs(root, signal) {
     h("h1", {}, "Jobs"),
     h("div", { class: "toolbar" }, h("label", { for: "status-filter" }, "Status "), filter,
       typed("name-filter", "name", "Name contains"), typed("tag-filter", "tag", "Tag key:value"),
+      typed("where-filter", "filter", "Filter, e.g. params.optimizer.lr > 0.01 and metrics.loss < 0.1"),
       h("label", { for: "sort-order" }, "Sort "), sort, compare),
     h("div", { class: "table-wrap" }, h("table", {},
       h("thead", {}, h("tr", {},
@@ -94,20 +96,20 @@ export async function showJobs(root, signal) {
     const wake = new Promise((resolve) => { refresh = resolve; });
     const query = new URLSearchParams({ limit: String(Math.min(limit, 200)) });
     if (status) query.set("status", status);
-    for (const key of ["name", "tag"]) if (search[key]) query.set(key, search[key]);
+    for (const key of ["name", "tag", "filter"]) if (search[key]) query.set(key, search[key]);
     if (search.sort !== "-created_at") query.set("sort", search.sort);
     let page;
     try {
       page = await getJSON(`/v1/jobs?${query}`, { signal });
     } catch (error) {
       if (!(error instanceof ApiError) || error.status !== 422) throw error;
-      live.textContent = error.message;  // e.g. a malformed tag: say so, and wait for the next change
+      live.textContent = error.message;  // e.g. a malformed tag or filter: say so, and wait for the next change
       await Promise.race([sleep(POLL_MS, signal), wake]);
       continue;
     }
     renderRows(tbody, page.items, selected, onSelect);
     empty.hidden = page.items.length > 0;
-    const filtered = status || search.name || search.tag;
+    const filtered = status || search.name || search.tag || search.filter;
     empty.textContent = filtered ? "No jobs match." : "No jobs yet. Submit one with POST /v1/jobs (see the API docs).";
     more.hidden = !page.next_cursor || limit >= 200;
     const running = page.items.filter((job) => !FINAL.has(job.status)).length;

@@ -1,4 +1,5 @@
-"""The dashboard's job list filters by name and tag and sorts by loss, as `GET /v1/jobs` does (headless Chromium)."""
+"""The dashboard's job list filters by name, tag and `filter` and sorts by loss, as `GET /v1/jobs` does (headless
+Chromium)."""
 
 import uuid
 
@@ -58,3 +59,14 @@ def test_the_list_filters_by_name_and_tag_and_sorts_by_loss(served, page):  # no
     tags.fill("bad key:x")
     tags.press("Enter")
     expect(page.locator("section.jobs [role=status]")).to_contain_text("tag")
+
+    tags.fill("")
+    tags.press("Enter")
+    where = page.get_by_label("Filter, e.g.")
+    where.fill("params.epochs >= 40 and tags.team = 'x'")
+    where.press("Enter")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-job-id", jobs["beta"]["id"])
+    where.fill("params.epochs >= 40 or tags.team = 'x'")
+    where.press("Enter")
+    expect(page.locator("section.jobs [role=status]")).to_contain_text("'or'")

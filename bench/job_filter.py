@@ -1,0 +1,160 @@
+"""`GET /v1/jobs?filter=` on a large owner at 100k (or 1M) stored jobs, against the plain first page in the same run.
+
+    .venv/bin/python -m bench.job_filter [--sizes 100000] [--backends sqlite postgresql] [--calls 20]
+
+Each database is filled as bench/million_jobs.py fills it (jobs copied from rows a served API wrote, over 1,000
+owners, `big` with 10% of them, 5% queued, a uniform random loss), upgraded to head, then each job's spec is given an
+optimizer of its own: `kind` one of sgd, adam, adamw (a third each) and `lr` one of 1,000 values 0.0001-0.1 (a
+thousandth each). Each operation runs --calls times in one process on one pooled connection (as a server's), through
+the real app in process as the `big` owner; p50 and p99 are of the calls after the 10th, where psycopg prepares the
+statement and PostgreSQL could switch to a generic plan (service/db.py forces custom plans). ratio = the
+operation's p50 / the plain first page's p50, measured in the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from bench.million_jobs import BIG, DEFAULT_POSTGRES, WARM_CALLS, Databases, analyze, fill, percentile, template_rows
+
+BASELINE = "GET /v1/jobs first page"
+OPERATIONS = [  # (label, query parameters)
+    (BASELINE, {}),
+    ("?tag=team:t3 (10%)", {"tag": "team:t3"}),
+    ("filter tags.team = 't3' (10%)", {"filter": "tags.team = 't3'"}),
+    ("filter tags.team != 't3' (90%)", {"filter": "tags.team != 't3'"}),
+    ("?status=queued (5%)", {"status": "queued"}),
+    ("filter status = 'queued' (5%)", {"filter": "status = 'queued'"}),
+    ("filter params.optimizer.kind = 'adam' (1/3)", {"filter": "params.optimizer.kind = 'adam'"}),
+    ("filter params.optimizer.lr > 0.05 (1/2)", {"filter": "params.optimizer.lr > 0.05"}),
+    ("filter params.optimizer.lr = 0.0005 (1/1000)", {"filter": "params.optimizer.lr = 0.0005"}),
+    ("filter params.optimizer.lr > 1 (none)", {"filter": "params.optimizer.lr > 1"}),
+    ("filter metrics.loss < 0.5 (1/2)", {"filter": "metrics.loss < 0.5"}),
+    ("filter metrics.loss < 0.001 (1/1000)", {"filter": "metrics.loss < 0.001"}),
+    ("filter kind = 'adam' and metrics.loss < 0.5 (1/6)",
+     {"filter": "params.optimizer.kind = 'adam' and metrics.loss < 0.5"}),
+    ("filter tags.team = 't3' and lr > 0.09 (1/100)",
+     {"filter": "tags.team = 't3' and params.optimizer.lr > 0.09"}),
+    ("filter params.optimizer.lr = 0.0005, sort=loss", {"filter": "params.optimizer.lr = 0.0005", "sort": "loss"}),
+]
+
+
+def vary_specs(url: str) -> float:
+    """Each job's optimizer: kind by a third, lr one of 1,000 values, from the job's id (random hex; SQLite: its
+    rowid); seconds."""
+    from sqlalchemy import create_engine
+
+    started = time.perf_counter()
+    engine = create_engine(url)
+    if engine.dialect.name == "postgresql":
+        number = "abs(('x' || substr(id, 1, 8))::bit(32)::int)"
+        sql = (f"UPDATE jobs SET spec = jsonb_set(jsonb_set(spec::jsonb, '{{optimizer,lr}}',"
+               f" to_jsonb((mod({number}, 1000) + 1) / 10000.0)), '{{optimizer,kind}}',"
+               f" to_jsonb((ARRAY['sgd', 'adam', 'adamw'])[mod({number}, 3) + 1]))::json")
+    else:
+        number = "(rowid * 7919)"  # 7919 is prime to 1000 and 3: neighbours get values far apart
+        sql = (f"UPDATE jobs SET spec = json_set(spec, '$.optimizer.lr', ({number} % 1000 + 1) / 10000.0,"
+               f" '$.optimizer.kind', CASE {number} % 3 WHEN 0 THEN 'sgd' WHEN 1 THEN 'adam' ELSE 'adamw' END)")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(sql)
+    analyze(engine)
+    engine.dispose()
+    return time.perf_counter() - started
+
+
+def measure(url: str, calls: int) -> dict[str, list]:
+    """Milliseconds of each call of each operation, and the number of jobs its first page held."""
+    os.environ.update({
+        "FITSERVE_DATABASE_URL": url,
+        "FITSERVE_RATE_LIMIT_PER_SECOND": "1000000",
+        "FITSERVE_RATE_LIMIT_BURST": "1000000",
+    })
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.db import session_scope
+    from service.services.auth import create_key
+
+    with session_scope() as s:
+        _, token = create_key(s, BIG, "bench")
+    client = TestClient(create_app(), base_url="http://127.0.0.1")  # no lifespan: no maintenance loop
+    headers = {"Authorization": f"Bearer {token}"}
+    spent: dict[str, list] = {}
+    for label, params in OPERATIONS:
+        spent[label] = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            response = client.get("/v1/jobs", params=params, headers=headers)
+            spent[label].append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200, (label, response.status_code, response.text[:200])
+        spent[f"{label} found"] = [len(response.json()["items"])]
+    return spent
+
+
+def measure_in_process(url: str, calls: int) -> dict[str, list]:
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        subprocess.run([sys.executable, "-m", "bench.job_filter", "--measure", url, "--calls", str(calls),
+                        "--out", out.name], check=True)
+        return json.loads(Path(out.name).read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
+    parser.add_argument("--owners", type=int, default=1000)
+    parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--postgres-url", default=os.environ.get("FITSERVE_TEST_POSTGRES_URL", DEFAULT_POSTGRES))
+    parser.add_argument("--measure", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        Path(args.out).write_text(json.dumps(measure(args.measure, args.calls)))
+        return
+
+    from bench.common import header, load_average, print_table
+    from service.migrations import upgrade
+
+    header(f"?filter= at {args.sizes} jobs, {args.owners} owners, the `big` owner (10%), {args.calls} calls each")
+    print(f"load average before: {load_average()}\n")
+    template = template_rows()
+    rows, setup = [], []
+    with tempfile.TemporaryDirectory(prefix="fitserve-bench-") as tmp:
+        for backend in args.backends:
+            for size in args.sizes:
+                dbs = Databases(backend, args.postgres_url, Path(tmp))
+                try:
+                    url = dbs.create(f"fitserve_filter_{uuid.uuid4().hex[:8]}")
+                    filled = fill(url, size, args.owners, template)
+                    started = time.perf_counter()
+                    upgrade(url)
+                    upgraded = time.perf_counter() - started
+                    varied = vary_specs(url)
+                    spent = measure_in_process(url, args.calls)
+                finally:
+                    dbs.close()
+                setup.append([backend, size, filled, upgraded, varied])
+                base = statistics.median(spent[BASELINE][WARM_CALLS:])
+                for label, _ in OPERATIONS:
+                    warm = spent[label][WARM_CALLS:] or spent[label]
+                    rows.append([backend, size, label, spent[f"{label} found"][0], statistics.median(warm),
+                                 percentile(warm, 0.99), statistics.median(warm) / base])
+                print(f"{backend} {size}: done (load {load_average()})", file=sys.stderr)
+    print_table(["back end", "jobs", "operation, big owner", "on page 1", "p50 ms", "p99 ms", "ratio to first page"],
+                rows)
+    print()
+    print_table(["back end", "jobs", "fill s", "upgrade to head s", "specs varied s"], setup)
+    print(f"\nload average after: {load_average()}")
+
+
+if __name__ == "__main__":
+    main()
