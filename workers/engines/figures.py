@@ -83,7 +83,7 @@ def classification_figures(names, out: torch.Tensor, y: torch.Tensor, loss: str,
         figures |= macro_scores(probs.argmax(dim=2), true, probs.shape[2])
     if "roc_auc" in names:
         figures["roc_auc"] = roc_auc(probs[..., 1].double().contiguous(), true)
-    return figures
+    return {name: figures[name] for name in names}
 
 
 def macro_scores(pred: torch.Tensor, true: torch.Tensor, k: int) -> dict:
