@@ -90,17 +90,20 @@ def test_a_regression_records_its_metrics_and_others_none(server):
 
 
 @pytest.mark.parametrize("execution", ["batched", "one_by_one"])
-def test_sweep_members_record_their_own_metrics(server, execution):
-    body = {"name": "s", "base": CLASSIFIER | {"epochs": 12}, "space": {"lr": [0.01, 0.05], "seed": [0, 1]},
-            "execution": execution}
+def test_asha_members_record_their_own_metrics(server, execution):
+    """Stacked members, and members in turn: each its own figures, a pruned one's up to its rung."""
+    body = {"name": "s", "base": CLASSIFIER | {"epochs": 12}, "search": "asha", "count": 4, "search_seed": 1,
+            "space": {"lr": {"distribution": "log_uniform", "low": 0.001, "high": 0.1}},
+            "asha": {"min_epochs": 4, "reduction_factor": 2}, "execution": execution}
     done = wait_sweep(server, submit_sweep(server, body)["id"])
-    assert done["status"] == "succeeded", done
+    assert done["status"] == "succeeded" and done["progress"]["succeeded"] == 4, done
     assert done["execution"].startswith(execution.replace("_", " ")), done["execution"]
-    finals = set()
+    finals, lengths = set(), []
     for entry in done["leaderboard"]:
         job = server.client.get(f"/v1/jobs/{entry['job_id']}").json()
         curve = server.curve(job["id"])
-        assert len(curve) == 12
+        lengths.append(len(curve))
         assert_curve_has(curve, CLASSIFIER["metrics"], job)
-        finals.add(curve[-1]["log_loss"])
+        finals.add(curve[3]["log_loss"])
+    assert sorted(lengths) == [4, 4, 8, 12]  # rungs at 4 and 8 epochs: 4 members, then 2, then 1
     assert len(finals) == 4  # each member's own
