@@ -156,6 +156,165 @@ def test_a_jobs_metrics_get_a_chart_each(served, page):
         expect(chart.locator("canvas")).to_be_visible()
         # the axis's words (charts.js `describe`): drawn from the points, not an empty frame
         expect(chart.locator(".axis-ticks")).to_contain_text(f"{name} axis:")
-    shown = f"{float(f'{job['metrics']['val_f1']:.4g}'):g}"  # formatNumber's four digits
+    shown = format(float(format(job["metrics"]["val_f1"], ".4g")), "g")  # formatNumber's four digits
     expect(page.locator(".progress-line")).to_contain_text(f"validation f1 {shown}")
     screenshot(page, "job-metrics", full_page=True)
+
+
+def test_an_early_stopped_job_shows_where_it_stopped_and_the_epoch_it_kept(served, page):
+    sign_in(page, served)
+    # no epoch after the first improves by more than min_delta: patience 3 runs out at epoch 4
+    spec = tiny_regression(name="stops early", epochs=50, early_stopping={"patience": 3, "min_delta": 1e9, "monitor": "loss"})
+    job = served.train(spec)
+    assert (job["status"], job["stopped_early_at"], job["best_epoch"]) == ("succeeded", 4, 1), job
+    page.goto(url(served, f"#/jobs/{job['id']}"))
+    details = page.locator(".details")
+    expect(details).to_contain_text("Stopped early at")
+    expect(details).to_contain_text("epoch 4")
+    expect(details).to_contain_text("epoch 1 (best)")
+
+
+def test_compare_two_jobs_chosen_with_the_keyboard(served, page):
+    sign_in(page, served)
+    suffix = uuid.uuid4().hex[:6]
+    slow = served.train(tiny_regression(name=f"lr 0.01 {suffix}", optimizer={"kind": "sgd", "lr": 0.01}))
+    fast = served.train(tiny_regression(name=f"lr 0.05 {suffix}", optimizer={"kind": "sgd", "lr": 0.05}))
+    page.goto(url(served))
+    for job in (slow, fast):
+        box = page.get_by_label(f"Select {job['name']} to compare")
+        box.focus()
+        page.keyboard.press("Space")
+        expect(box).to_be_checked()
+    compare = page.get_by_role("button", name="Compare selected (2)")
+    compare.focus()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(f"#/compare/{slow['id']},{fast['id']}$"))
+    legend = page.locator(".u-legend")
+    rows = page.locator(".compare .table-wrap tbody tr")
+    for i, job in enumerate((slow, fast)):
+        expect(legend.get_by_text(job["name"], exact=True)).to_be_visible()
+        expect(rows.nth(i).locator(".points")).to_have_text("200")
+    slow_last, fast_last = (float(rows.nth(i).locator("td").last.inner_text()) for i in range(2))
+    assert fast_last < slow_last  # each job's own curve, not one drawn twice
+    screenshot(page, "compare")
+
+
+# after the tests above, so that the list's screenshot shows finished jobs beside the running one
+def test_new_job_appears_live_its_curve_grows_and_it_cancels(served, page):
+    sign_in(page, served)
+    page.goto(url(served))
+    expect(page.get_by_role("heading", name="Jobs")).to_be_visible()
+    job = served.submit(long_job(f"live {uuid.uuid4().hex[:6]}"))
+    row = page.locator(f'tr[data-job-id="{job["id"]}"]')
+    expect(row).to_be_visible(timeout=10_000)  # no reload: the list polls
+    expect(row.locator(".status")).to_have_text("running", timeout=60_000)
+    expect(row.locator(".loss")).not_to_have_text("–", timeout=30_000)
+    first_epoch = int(row.locator("progress").get_attribute("value"))
+    page.wait_for_function("([id, e]) => document.querySelector(`tr[data-job-id='${id}'] progress`).value > e",
+                           arg=[job["id"], first_epoch], timeout=30_000)
+    screenshot(page, "jobs")
+
+    recorded = served.client.get(f"/v1/jobs/{job['id']}/metrics", params={"max_points": 1}).json()["total_points"]
+    row.get_by_role("link").click()
+    expect(page).to_have_url(re.compile(f"#/jobs/{job['id']}$"))
+    expect(page.locator(".points")).to_have_text(re.compile(r"^[1-9]\d* points$"))
+    opened = shown_points(page)
+    assert opened >= recorded > 0  # opened mid-training: the history comes first
+    grown = wait_for_more_points(page, opened)
+    wait_for_more_points(page, grown)  # and the curve keeps growing from the stream
+    # its speed over the epochs seen arrive, and when it should end at that speed
+    expect(page.locator(".pace")).to_have_text(re.compile(rf"^{RATE} · ETA {DURATION}$"), timeout=10_000)
+    execution = served.wait_until(job["id"], lambda j: j["execution"])["execution"]
+    expect(detail(page, "Execution")).to_have_text(execution)
+
+    page.get_by_role("button", name="Cancel job").click()
+    expect(page.locator(".title-line .status")).to_have_text("cancelled", timeout=30_000)
+    expect(page.locator(".pace")).to_have_text(re.compile(rf"^took {DURATION}"))
+    expect(page.get_by_role("button", name="Cancel job")).to_be_disabled()
+    assert served.client.get(f"/v1/jobs/{job['id']}").json()["status"] == "cancelled"
+    total = served.client.get(f"/v1/jobs/{job['id']}/metrics", params={"max_points": 1}).json()["total_points"]
+    expect(page.locator(".points")).to_have_text(f"{total} points")  # every point once: none missed, none twice
+
+
+def read_safetensors_header(blob: bytes) -> dict:
+    (size,) = struct.unpack("<Q", blob[:8])
+    return json.loads(blob[8 : 8 + size])
+
+
+def test_key_is_asked_once_and_other_owners_jobs_never_appear(served, page):
+    bobs = served.submit(tiny_regression(name="bob's job", epochs=50))
+    as_alice = {"Authorization": f"Bearer {served.keys['alice']}"}
+    alices = served.client.post("/v1/jobs", json=tiny_regression(name="alice's job", epochs=50), headers=as_alice).json()
+
+    page.goto(url(served))
+    expect(page.get_by_text("This server needs an API key.")).to_be_visible()
+    screenshot(page, "key")
+    page.get_by_label("API key").fill(served.keys["bob"])
+    page.get_by_role("button", name="Save key").click()
+    expect(page.locator(f'tr[data-job-id="{bobs["id"]}"] .status')).to_have_text("succeeded", timeout=60_000)
+    expect(page.locator(f'tr[data-job-id="{alices["id"]}"]')).to_have_count(0)
+    expect(page.locator("main")).not_to_contain_text("alice's job")
+
+    page.reload()  # kept in this browser: no second prompt
+    expect(page.locator(f'tr[data-job-id="{bobs["id"]}"]')).to_be_visible()
+    expect(page.get_by_text("This server needs an API key.")).to_have_count(0)
+    page.goto(url(served, f"#/jobs/{alices['id']}"))
+    expect(page.get_by_role("alert")).to_contain_text("Not found")
+    expect(page.locator("main")).not_to_contain_text("alice's job")
+
+    # downloads carry the key (a plain link could not, and this server refuses requests without one)
+    page.goto(url(served, f"#/jobs/{bobs['id']}"))
+    with page.expect_download() as weights:
+        page.get_by_role("button", name="Download weights").click()
+    assert weights.value.suggested_filename == f"{bobs['id']}.safetensors"
+    assert "__metadata__" in read_safetensors_header(Path(weights.value.path()).read_bytes())
+    with page.expect_download() as exported:
+        page.get_by_role("button", name="Download ONNX").click()
+    assert exported.value.suggested_filename == f"{bobs['id']}.onnx"
+    assert onnx.load_from_string(Path(exported.value.path()).read_bytes()).graph.input
+
+    page.get_by_role("button", name="API key").click()
+    page.get_by_label("API key").fill("fs_not_a_key")
+    page.get_by_role("button", name="Save key").click()
+    expect(page.get_by_text("The server refused this key")).to_be_visible()
+
+
+def test_a_sweep_page_lists_its_members_by_the_values_that_differ_and_compares_them(served, page):
+    sign_in(page, served)
+    base = example("3_nonlinear_mlp", epochs=60)
+    base["data"]["n"] = 200
+    # seed has one value: the same for every member, so no column of its own
+    space = {"lr": [0.001, 0.003, 0.01], "seed": [7]}
+    body = {"name": f"lr sweep {uuid.uuid4().hex[:6]}", "base": base, "space": space}
+    sweep = served.client.post("/v1/sweeps", json=body).json()
+    page.goto(url(served))
+    page.get_by_role("link", name="Sweeps", exact=True).click()
+    link = page.get_by_role("link", name=body["name"], exact=True)
+    expect(link).to_be_visible()
+    link.click()
+    expect(page).to_have_url(re.compile(f"#/sweeps/{sweep['id']}$"))
+    expect(page.locator(".sweep h1")).to_contain_text("succeeded", timeout=60_000)
+    headers = page.locator(".sweep thead th")
+    expect(headers).to_have_text(["Rank", "lr", "Status", "Loss"])
+    rows = page.locator(".sweep tbody tr")
+    expect(rows).to_have_count(3)
+    expect(page.locator(".sweep .note[role=status]")).to_contain_text("ranked by loss")
+    losses = [float(text) for text in rows.locator("td:nth-child(4)").all_inner_texts()]
+    assert losses == sorted(losses)  # in rank order at first
+    screenshot(page, "sweep")
+
+    lr = page.get_by_role("button", name="lr", exact=True)
+    lr.click()
+    expect(rows.locator("td.param")).to_have_text(["0.001", "0.003", "0.01"])
+    expect(headers.nth(1)).to_have_attribute("aria-sort", "ascending")
+    lr.click()
+    expect(rows.locator("td.param")).to_have_text(["0.01", "0.003", "0.001"])
+    first = rows.first.get_by_role("link").get_attribute("href").rsplit("/", 1)[1]
+    assert served.client.get(f"/v1/jobs/{first}").json()["spec"]["optimizer"]["lr"] == 0.01  # the row moved whole
+
+    page.get_by_role("link", name="Compare the best members").click()
+    expect(page).to_have_url(re.compile("#/compare/"))
+    compared = page.locator(".compare .table-wrap tbody tr")
+    expect(compared).to_have_count(3)
+    expect(compared.filter(has_text="lr=0.003")).to_have_count(1)  # named by their values, not "#1" alone
+    expect(page.locator(".u-legend").get_by_text(re.compile(r"#\d · lr=0.01$"))).to_be_visible()
