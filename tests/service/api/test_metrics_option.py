@@ -1,8 +1,12 @@
 """A job's `metrics` over HTTP: 422s naming the field, the curve's <name> and val_<name> columns (the final
 evaluation's numbers at the last epoch), for a job, a batched sweep's members and members one by one."""
 
-import pytest
+import dataclasses
 
+import pytest
+from fitserve import schemas
+
+from service import curves
 from tests.service.api.test_bad_specs import with_changes
 from tests.service.api.test_sweeps import submit_sweep, wait_sweep
 from tests.specs import example, tiny_regression
@@ -23,6 +27,13 @@ IRIS = {
     "epochs": 5,
 }
 EXTRA = {"mse", "rmse", "mae", "r2", "log_loss", "precision", "recall", "f1", "roc_auc"}
+
+
+def test_the_client_the_curve_and_the_spec_name_the_same_metrics():
+    assert set(curves.EPOCH_NAMES) == set(schemas.EPOCH_METRICS) == EXTRA
+    assert schemas.EPOCH_FIELDS == set(curves.EPOCH_FIELDS) <= set(schemas.MetricPointPublic.model_fields)
+    assert tuple(f.name for f in dataclasses.fields(curves.CurvePoint)) == curves.FIELDS
+    assert tuple(f.name for f in dataclasses.fields(curves.Columns)) == curves.FIELDS
 
 CASES = {
     "unknown name": (with_changes(CLASSIFIER, metrics=["f2"]), ["body", "metrics", 0]),
