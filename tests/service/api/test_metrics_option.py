@@ -4,8 +4,8 @@ evaluation's numbers at the last epoch), for a job, a batched sweep's members an
 import dataclasses
 
 import pytest
-from fitserve import schemas
 
+from fitserve import schemas
 from service import curves
 from tests.service.api.test_bad_specs import with_changes
 from tests.service.api.test_sweeps import submit_sweep, wait_sweep
