@@ -10,6 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
+# the measures a job may also record on its curve every recorded epoch (the spec's `metrics`), by task: the
+# training split's as <name>, the validation split's as val_<name> (workers/engines/figures.py, on the device)
+EPOCH_METRICS = {
+    "regression": ("mse", "rmse", "mae", "r2"),
+    "classification": ("log_loss", "precision", "recall", "f1", "roc_auc"),
+}
+
 
 def regression_metrics(predictions: np.ndarray, y: np.ndarray) -> dict:
     """mse, rmse, mae and r2, averaged over targets (scikit-learn's multioutput="uniform_average")."""

@@ -3,7 +3,8 @@
 A row per point cost ~9 us through SQLAlchemy, ~8% of a fast 10000-epoch job; a chunk of a report's
 points costs one insert. The layout is plain fixed-width arrays (no pickle): the `columns` string names
 the arrays in `data`, in order, each `count` values long; steps and epochs are int64, the figures
-float64, with NaN where a point has no value for an optional figure.
+float64, with NaN where a point has no value for an optional figure. A job's `metrics` (spec) add their
+columns to its chunks only: other jobs' chunks, points and responses are as they were.
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from modelzoo.metrics import EPOCH_METRICS
+
 INTEGER = ("step", "epoch")
 REQUIRED = ("step", "epoch", "loss")
-OPTIONAL = ("val_loss", "accuracy", "val_accuracy", "lr")  # lr: jobs with a schedule
+# a job's `metrics`: the training split's figure as <name>, the validation split's as val_<name>
+EPOCH_NAMES = tuple(name for names in EPOCH_METRICS.values() for name in names)
+EPOCH_FIELDS = EPOCH_NAMES + tuple(f"val_{name}" for name in EPOCH_NAMES)
+OPTIONAL = ("val_loss", "accuracy", "val_accuracy", "lr") + EPOCH_FIELDS  # lr: jobs with a schedule
 DTYPES = {name: np.dtype("<i8") if name in INTEGER else np.dtype("<f8") for name in REQUIRED + OPTIONAL}
 FIELDS = REQUIRED + OPTIONAL
 
@@ -31,9 +37,29 @@ class CurvePoint:
     accuracy: float | None = None
     val_accuracy: float | None = None
     lr: float | None = None
+    # a job's `metrics` (EPOCH_FIELDS, in that order)
+    mse: float | None = None
+    rmse: float | None = None
+    mae: float | None = None
+    r2: float | None = None
+    log_loss: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    f1: float | None = None
+    roc_auc: float | None = None
+    val_mse: float | None = None
+    val_rmse: float | None = None
+    val_mae: float | None = None
+    val_r2: float | None = None
+    val_log_loss: float | None = None
+    val_precision: float | None = None
+    val_recall: float | None = None
+    val_f1: float | None = None
+    val_roc_auc: float | None = None
 
     def as_dict(self) -> dict:
-        return {name: getattr(self, name) for name in FIELDS}
+        """The point's figures; those of `metrics` only where it has them (a job that asked for them)."""
+        return {name: value for name in FIELDS if (value := getattr(self, name)) is not None or name not in EPOCH_FIELDS}
 
 
 @dataclass(slots=True)
@@ -51,6 +77,25 @@ class Columns:
     accuracy: list[float] | None = None
     val_accuracy: list[float] | None = None
     lr: list[float] | None = None
+    # a job's `metrics` (EPOCH_FIELDS, in that order)
+    mse: list[float | None] | None = None
+    rmse: list[float | None] | None = None
+    mae: list[float | None] | None = None
+    r2: list[float | None] | None = None
+    log_loss: list[float | None] | None = None
+    precision: list[float | None] | None = None
+    recall: list[float | None] | None = None
+    f1: list[float | None] | None = None
+    roc_auc: list[float | None] | None = None
+    val_mse: list[float | None] | None = None
+    val_rmse: list[float | None] | None = None
+    val_mae: list[float | None] | None = None
+    val_r2: list[float | None] | None = None
+    val_log_loss: list[float | None] | None = None
+    val_precision: list[float | None] | None = None
+    val_recall: list[float | None] | None = None
+    val_f1: list[float | None] | None = None
+    val_roc_auc: list[float | None] | None = None
 
     @classmethod
     def from_dicts(cls, points: Sequence[dict]) -> Columns:

@@ -338,7 +338,9 @@ class MetricChunk(Base):
     first_step: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_step: Mapped[int] = mapped_column(Integer)
     count: Mapped[int] = mapped_column(Integer)
-    columns: Mapped[str] = mapped_column(String(100))
+    # the names of a chunk's columns (service/curves.py FIELDS, at most ~200 characters); SQLite enforces no
+    # declared length, and keeps the VARCHAR(100) its table was made with (alembic 0026)
+    columns: Mapped[str] = mapped_column(String(400).with_variant(String(100), "sqlite"))
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 

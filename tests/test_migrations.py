@@ -4,6 +4,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from modelzoo.metrics import EPOCH_METRICS
+from service.curves import Columns
 from service.db import make_engine
 from service.migrations import downgrade, in_models, upgrade
 from service.models import Base
@@ -80,6 +82,34 @@ def test_curves_stored_as_rows_move_into_chunks_and_back(tmp_path, databases):
 
     downgrade(url, "0005")
     assert stored_points(url) == before
+
+
+def test_a_chunk_with_every_metric_is_stored_and_0026s_downgrade_drops_only_such_chunks(tmp_path, databases):
+    url = databases.create(tmp_path / "wide.db", migrated=False)
+    upgrade(url)
+    engine = make_engine(url)
+    names = [f"{prefix}{name}" for prefix in ("", "val_") for name in EPOCH_METRICS["classification"]]
+    wide = Columns(step=[1, 2], epoch=[1, 2], loss=[0.5, 0.4], val_loss=[0.6, 0.5], accuracy=[0.7, 0.8],
+                   val_accuracy=[0.6, 0.7], **{name: [0.25, 0.5] for name in names})
+    plain = Columns(step=[1], epoch=[1], loss=[0.5])
+    with Session(engine) as session, session.begin():
+        for job_id in ("w" * 32, "p" * 32):
+            session.execute(
+                text("INSERT INTO jobs (id, status, spec, epochs, epoch, step, attempt, max_attempts, cancel_requested,"
+                     " created_at) VALUES (:id, 'succeeded', '{}', 1, 0, 0, 1, 3, false, '2026-12-07 00:00:00')"),
+                {"id": job_id},
+            )
+        metric_repo.insert_points(session, [("w" * 32, wide), ("p" * 32, plain)])
+    with Session(engine) as session:
+        (last, _) = reversed(metric_repo.list_points(session, "w" * 32, 0, 10))
+        assert len(",".join(["step", "epoch", "loss", "val_loss", "accuracy", "val_accuracy", *names])) > 100
+        assert all(getattr(last, name) == 0.5 for name in names)
+    engine.dispose()
+    downgrade(url, "0024")
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT job_id FROM metric_chunks")).scalars().all() == ["p" * 32]
+    engine.dispose()
 
 
 def test_an_installed_wheel_finds_its_migrations_with_no_checkout_beside_it(tmp_path):

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from service.schemas.spec import JobSpec
 
 Mode = Literal["min", "max"]
-MetricName = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="a curve metric (loss, val_loss, accuracy, "
-                   "val_accuracy) or, for a sweep's final ranking, an evaluation one (val_f1, val_r2, ...)")
+MetricName = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="a curve metric (loss, val_loss, accuracy, val_accuracy, "
+                   "a job's `metrics` as <name> and val_<name>) or, for a sweep's final ranking, an evaluation one (val_f1, ...)")
 MINIMIZED = ("loss", "mse", "rmse", "mae", "log_loss")  # errors; every other measure is better higher
 EVALUATED = {"regression": ("mse", "rmse", "mae", "r2"),
              "classification": ("log_loss", "precision", "recall", "f1", "roc_auc")}
@@ -59,8 +59,10 @@ def sweep_objective(request: dict) -> Objective:
 
 
 def curve_metrics(spec: JobSpec, has_validation: bool) -> set[str]:
-    """The figures every recorded epoch of a job of this spec keeps (its curve's columns, lr aside)."""
+    """The figures every recorded epoch of a job of this spec keeps (its curve's columns, lr aside): the loss, the
+    accuracy of a classifier, and the spec's `metrics`, each also as val_<name> with a validation split."""
     names = {"loss", "accuracy"} if spec.task == "classification" else {"loss"}
+    names |= set(spec.metrics)
     return names | {f"val_{name}" for name in names} if has_validation else names
 
 

@@ -13,6 +13,7 @@ from pydantic import Field, StrictBool, field_validator, model_validator
 
 from service.schemas.data import DataShape, DataSpec, Strict
 from modelzoo.memory import count_parameters
+from modelzoo.metrics import EPOCH_METRICS
 from service.schemas.layers import Activation, DropoutRate, OutputActivation, SequentialBase
 from service.schemas.limits import LIMITS
 from service.schemas.objectives import curve_metrics, natural_mode
@@ -217,6 +218,9 @@ class EarlyStoppingSpec(Strict):
 
 
 Loss = Literal["mse", "sse", "cross_entropy", "bce"]
+# what `metrics` may name: the final evaluation's measures (modelzoo/metrics.py), those of the job's task
+EpochMetric = Literal[tuple(name for names in EPOCH_METRICS.values() for name in names)]  # type: ignore[valid-type]
+MAX_EPOCH_METRICS = max(len(names) for names in EPOCH_METRICS.values())
 Task = Literal["regression", "classification"]
 
 
@@ -241,6 +245,12 @@ class JobSpec(Strict):
     max_seconds: MaxSeconds | None = Field(
         None, description="stop training after this many seconds of it, over all attempts: the job succeeds with "
         f"stop_reason 'time limit ...' and its kept weights (at most {LIMITS.max_seconds:,})",
+    )
+    metrics: list[EpochMetric] = Field(
+        default_factory=list, max_length=MAX_EPOCH_METRICS,
+        description="measures recorded on the curve at every recorded epoch, as the final evaluation defines them: "
+        "<name> on the training split, val_<name> on the validation split; regression: mse, rmse, mae, r2; "
+        "classification: log_loss, precision, recall, f1 (macro), roc_auc (two classes)",
     )
     priority: Priority = Field(0, description="orders this owner's queued jobs: higher first (-1000..1000)")
     tags: Tags = Field(default_factory=dict, description="string keys and values, to find jobs by (`?tag=key:value`)")
@@ -286,6 +296,20 @@ def check_task(spec: JobSpec) -> None:
     if spec.data.standardize_target and spec.task != "regression":
         raise SpecError(("data", "standardize_target"), "standardize_target scales regression targets; "
                         "a classification's targets are class labels")
+    check_metrics(spec)
+
+
+def check_metrics(spec: JobSpec) -> None:
+    """Each of `metrics` once, and a measure of the job's task (roc_auc: of two classes)."""
+    allowed = EPOCH_METRICS[spec.task]
+    for i, name in enumerate(spec.metrics):
+        if name not in allowed:
+            raise SpecError(("metrics", i), f"{name!r} does not measure a {spec.task}; it records {', '.join(allowed)}")
+        if name in spec.metrics[:i]:
+            raise SpecError(("metrics", i), f"{name!r} is listed twice")
+        if name == "roc_auc" and spec.loss == "cross_entropy" and spec.model.out_features != 2:
+            raise SpecError(("metrics", i), "roc_auc is defined for two classes (bce, or cross_entropy with "
+                            f"out_features 2); this model tells {spec.model.out_features}")
 
 
 def check_data_fits(spec: JobSpec, shape: DataShape) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 
 import torch
@@ -52,7 +53,7 @@ class GraphedEpochs:
             self.k, self.inside, self.align, self.positions = 1, False, 1, [0]
         self.graph: torch.cuda.CUDAGraph | None = None
         self.start = torch.zeros((), dtype=torch.int64, device=trainer.device)  # the epoch a replay starts from
-        self.outputs: tuple[torch.Tensor | None, ...] = ()
+        self.outputs: dict[str, torch.Tensor] = {}  # the replay's figures, (recorded epochs, ...) each
         self.order: torch.Tensor | None = None  # the mini-batch permutation the graph reads
         self.failed = False
         self.warm_from = 0
@@ -104,19 +105,19 @@ class GraphedEpochs:
         self.graph = graph
         return True
 
-    def full_batch_epochs(self) -> tuple[torch.Tensor | None, ...]:
+    def full_batch_epochs(self) -> dict[str, torch.Tensor]:
         """`k` steps on all rows; figures of the epochs at `positions`, stacked."""
-        t, figures = self.t, ([], [], [], [])
+        t, figures = self.t, defaultdict(list)
         positions = set(self.positions)
         for p in range(self.k):
             loss, out = t.step_fn(t.x, t.y)
             if p in positions:
                 self.figures(figures, loss, out, t.y, self.start + (p + 1))
-        return tuple(torch.stack(f) if f else None for f in figures)
+        return {name: torch.stack(values) for name, values in figures.items()}
 
-    def mini_batch_epoch(self) -> tuple[torch.Tensor | None, ...]:
-        """One epoch of batches over `order`; its loss and correct count."""
-        t, figures = self.t, ([], [], [], [])
+    def mini_batch_epoch(self) -> dict[str, torch.Tensor]:
+        """One epoch of batches over `order`; its figures."""
+        t, figures = self.t, defaultdict(list)
         xs, ys = t.x.index_select(0, self.order), t.y.index_select(0, self.order)
         losses, outs = [], []
         for start, end in t.batches.bounds:
@@ -124,20 +125,17 @@ class GraphedEpochs:
             losses.append(loss)
             outs.append(out)
         self.figures(figures, t.batches.epoch_loss(losses), torch.cat(outs), ys)
-        return tuple(torch.stack(f) if f else None for f in figures)
+        return {name: torch.stack(values) for name, values in figures.items()}
 
-    def figures(self, into: tuple[list, ...], loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor, epoch=None):
-        """The figures of a recorded epoch; with `epoch` (inside the replay), early stopping observes it too."""
+    def figures(self, into: dict[str, list], loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor, epoch=None):
+        """The figures of a recorded epoch (its validation's inside the replay); with `epoch` (inside the replay),
+        early stopping observes it too."""
         t = self.t
-        correct = t.step_fn.correct(out, y) if t.classify else None
-        val_loss = val_correct = None
-        if t.val and self.inside:
-            val_loss, val_correct = t.step_fn.evaluate(t.x_val, t.y_val)
-        for figure, value in zip(into, (loss, correct, val_loss, val_correct)):
-            if value is not None:
-                figure.append(value)
+        figures = {"loss": loss} | t.epoch_figures(out, y, validate=self.inside)
+        for name, value in figures.items():
+            into[name].append(value)
         if t.early is not None and self.inside and epoch is not None:
-            t.early.observe(t.records.named(loss, correct, val_loss, val_correct), epoch, t.step_fn.kept)
+            t.early.observe(t.records.named(loss, figures), epoch, t.step_fn.kept)
 
     def keep_records(self, start: int, step: int, recorded: Callable[[int], bool]) -> None:
         """Copy the replay's figures out of the graph's buffers, which the next replay overwrites."""
@@ -145,11 +143,11 @@ class GraphedEpochs:
         epochs = [start + p + 1 for p in self.positions]
         if not all(recorded(e) for e in epochs):
             return  # only a replay with one position can end off the record
-        loss, correct, val_loss, val_correct = (None if o is None else o.clone() for o in self.outputs)
+        figures = {name: output.clone() for name, output in self.outputs.items()}
         if t.val and not self.inside:
-            val_loss, val_correct = t.step_fn.evaluate(t.x_val, t.y_val)
+            figures |= t.val_figures()
         steps = [step + (e - start) * per_epoch for e in epochs]
-        t.records.add(epochs, steps, loss=loss, correct=correct, val_loss=val_loss, val_correct=val_correct)
+        t.records.add(epochs, steps, **figures)
         if t.early is not None and not self.inside:  # one recorded epoch, at the replay's end: its weights are here
-            figures = t.records.named(loss[-1], None if correct is None else correct[-1], val_loss, val_correct)
-            t.early.observe(figures, epochs[-1], t.step_fn.kept)
+            last = {name: value[-1] for name, value in figures.items()}
+            t.early.observe(t.records.named(last["loss"], last), epochs[-1], t.step_fn.kept)

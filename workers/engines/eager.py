@@ -19,6 +19,7 @@ from modelzoo.layers import standardized_targets
 from workers.data import TrainingData
 from workers.engines.cuda_graph import GraphedEpochs, can_graph
 from workers.engines.early_stopping import EarlyStopping
+from workers.engines.figures import Figures
 from workers.engines.records import KeepsRecords, Records
 from workers.engines.schedules import LearningRates, eager_reason
 from workers.engines.steps import Batches, Step, transform_rows
@@ -65,7 +66,6 @@ class Trainer(KeepsRecords):
         # member stopped inside it keeps its last whole epoch's (`member_net`)
         self.rewinds = False
         self.epoch_start: list[torch.Tensor] | None = None
-        self.classify = spec.task == "classification"
         self.val = data.x_val is not None
         n = len(data.x_train)
         self.batch_size = n if spec.batch_size is None else min(spec.batch_size, n)
@@ -80,6 +80,7 @@ class Trainer(KeepsRecords):
         self.gen = torch.Generator(device=device).manual_seed(spec.seed)
         self.graph = GraphedEpochs(self) if graphed else None
         self.x = self.x_val = self.y = self.y_val = None  # the transformed rows and targets, made when `run` starts
+        self.figures: Figures | None = None  # made with them
 
     # ------------------------------------------------------------ state
 
@@ -107,6 +108,7 @@ class Trainer(KeepsRecords):
         net, data = self.net, self.data
         self.x, self.x_val = transform_rows(net, data.x_train), transform_rows(net, data.x_val)
         self.y, self.y_val = standardized_targets(net, data.y_train), standardized_targets(net, data.y_val)
+        self.figures = Figures(self.spec, [net], self.device)
         with self.graph.running() if self.graph is not None else contextlib.nullcontext():
             yield
 
@@ -169,16 +171,25 @@ class Trainer(KeepsRecords):
 
     def record(self, loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor) -> None:
         """Keep the epoch's figures on the device; the epoch is the one now ending."""
-        correct = self.step_fn.correct(out, y) if self.classify else None
-        val_loss, val_correct = self.step_fn.evaluate(self.x_val, self.y_val) if self.val else (None, None)
+        figures = self.epoch_figures(out, y, validate=True)
         rate = None if self.rates is None else [self.rates.current]
-        self.records.add([self.progress.epoch + 1], [self.progress.step], rate, loss=loss, correct=correct,
-                         val_loss=val_loss, val_correct=val_correct)
+        self.records.add([self.progress.epoch + 1], [self.progress.step], rate, loss=loss, **figures)
+        val_loss = figures.get("val_loss")
         if self.rates is not None:
             self.rates.observe(loss, val_loss)
         if self.early is not None:
-            figures = self.records.named(loss, correct, val_loss, val_correct)
-            self.early.observe(figures, self.progress.epoch + 1, self.step_fn.kept)
+            self.early.observe(self.records.named(loss, figures), self.progress.epoch + 1, self.step_fn.kept)
+
+    def epoch_figures(self, out: torch.Tensor, y: torch.Tensor, validate: bool) -> dict[str, torch.Tensor]:
+        """The figures of the epoch's outputs `out` on its rows' targets `y`; `validate`: and the validation pass's."""
+        figures = self.figures(out[None], y[None])
+        return figures | self.val_figures() if validate and self.val else figures
+
+    def val_figures(self) -> dict[str, torch.Tensor]:
+        """val_loss, and the validation split's other figures, by the weights now."""
+        loss, out = self.step_fn.evaluate(self.x_val, self.y_val)
+        return {"val_loss": loss} | self.figures(out[None], self.y_val[None], "val_")
+
 
 def seed_network_init(seed: int) -> None:
     """Seed the generator a network's initial weights come from (networks are built on the CPU).

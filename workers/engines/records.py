@@ -2,7 +2,8 @@
 
 Every engine keeps them here: figures as tensors of E epochs by K members (one network's epoch is a 0-d tensor,
 a CUDA graph replay's a 1-d one, a stack's epoch one value per member), so nothing syncs with the host until
-`read`, once per report.
+`read`, once per report. The figures: loss, correct and val_loss, val_correct (counts, read as accuracies), and
+the spec's `metrics` as <name> and val_<name> (workers/engines/figures.py).
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ import math
 
 import torch
 
-from service.curves import Columns
-
-FIGURES = ("loss", "correct", "val_loss", "val_correct")
+from service.curves import EPOCH_FIELDS, Columns
 
 
 def finite_or_none(values: list[float]) -> list[float | None]:
-    """A held-out loss that is not finite is shown as no value (the job's own loss decides divergence)."""
+    """A held-out loss (or a metric: roc_auc of one class) that is not finite is shown as no value (the job's own
+    loss decides divergence)."""
     return values if math.isfinite(sum(values)) else [v if math.isfinite(v) else None for v in values]
 
 
@@ -29,7 +29,7 @@ class Records:
         self.epochs: list[int] = []
         self.steps: list[int] = []
         self.lr: list[list[float]] = []  # each recorded epoch's per-member rates, with schedules
-        self.figures: dict[str, list[torch.Tensor]] = {name: [] for name in FIGURES}
+        self.figures: dict[str, list[torch.Tensor]] = {}
 
     def __len__(self) -> int:
         return len(self.epochs)
@@ -40,21 +40,26 @@ class Records:
         self.steps += steps
         for name, value in figures.items():
             if value is not None:
-                self.figures[name].append(value.reshape(len(epochs), -1))
+                self.figures.setdefault(name, []).append(value.reshape(len(epochs), -1))
         if lr is not None:
             self.lr += [lr] * len(epochs)
 
-    def named(self, loss, correct=None, val_loss=None, val_correct=None) -> dict[str, torch.Tensor | None]:
-        """An epoch's figures by curve name, still on the device: accuracies are correct counts over the rows."""
-        return {"loss": loss, "val_loss": val_loss,
-                "accuracy": None if correct is None else correct / self.rows,
-                "val_accuracy": None if val_correct is None else val_correct / self.val_rows}
+    def named(self, loss: torch.Tensor, figures: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """An epoch's figures by curve name, still on the device: correct counts read as accuracies over the rows."""
+        named = {"loss": loss} | {name: v for name, v in figures.items() if name not in ("correct", "val_correct")}
+        if "correct" in figures:
+            named["accuracy"] = figures["correct"] / self.rows
+        if "val_correct" in figures:
+            named["val_accuracy"] = figures["val_correct"] / self.val_rows
+        return named
 
     def read(self) -> list[Columns]:
         """Each member's curve columns in epoch order, losses as read (NaN included); clears the records."""
         if not self.epochs:  # nothing recorded since the last read (a stop right after one)
             return [Columns(step=[], epoch=[], loss=[]) for _ in self.scheduled]
-        cols = {name: torch.cat(values).T.tolist() if values else None for name, values in self.figures.items()}
+        cols = {name: torch.cat(values).T.tolist() for name, values in self.figures.items()}
+        cols |= {name: None for name in ("correct", "val_loss", "val_correct") if name not in cols}
+        metrics = [name for name in EPOCH_FIELDS if name in cols]
         points = [
             Columns(
                 step=list(self.steps),
@@ -64,11 +69,12 @@ class Records:
                 val_loss=None if cols["val_loss"] is None else finite_or_none(cols["val_loss"][k]),
                 val_accuracy=None if cols["val_correct"] is None else [c / self.val_rows for c in cols["val_correct"][k]],
                 lr=[rates[k] for rates in self.lr] if self.lr and self.scheduled[k] else None,
+                **{name: finite_or_none(cols[name][k]) for name in metrics},
             )
             for k in range(len(self.scheduled))
         ]
         self.epochs, self.steps, self.lr = [], [], []
-        self.figures = {name: [] for name in FIGURES}
+        self.figures = {}
         return points
 
     def keep(self, members: list[int]) -> None:

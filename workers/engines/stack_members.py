@@ -20,6 +20,7 @@ def keep_members(t, keep: list[int]) -> None:
     index = torch.tensor(keep, device=t.device)
     t.specs, t.nets, t.datas, t.gens = ([items[k] for k in keep] for items in (t.specs, t.nets, t.datas, t.gens))
     t.records.keep(keep)
+    t.figures.keep(index)
     t.K = len(keep)
     for rows, dim in (("x", t.x_dim), ("y", t.y_dim), ("x_val", t.xv_dim), ("y_val", t.yv_dim)):
         if dim is not None:  # each member's own rows (None: one tensor all members share)

@@ -25,9 +25,10 @@ from workers.engines import stack_members
 from workers.engines.dense import FlatOptimizer, dense_path, flat_views
 from workers.engines.eager import INTERRUPT_BATCHES, Progress, checkpoint, make_optimizer
 from workers.engines.early_stopping import EarlyStopping
+from workers.engines.figures import Figures
 from workers.engines.stack_options import member_rates
 from workers.engines.records import KeepsRecords, Records
-from workers.engines.steps import Batches, count_correct, make_loss, transform_rows
+from workers.engines.steps import Batches, make_loss, transform_rows
 
 # the stack's optimizer state per parameter, by torch.optim's names for it (a checkpoint holds torch.optim's)
 SLOTS = {"momentum": "momentum_buffer", "exp_avg": "exp_avg", "exp_avg_sq": "exp_avg_sq"}
@@ -61,8 +62,7 @@ class StackedTrainer(KeepsRecords):
         self.interrupted: Callable[[], bool] = lambda: False
         self.rewinds = False  # as the eager engine's: an epoch that may stop part way keeps the weights it started from
         self.epoch_start: torch.Tensor | None = None  # then, `flat` as that epoch started
-        self.classify = spec.task == "classification"
-        self.loss_kind, self.output_activation = spec.loss, spec.model.output_activation
+        self.loss_kind = spec.loss
         self.kind = spec.optimizer.kind
         self.loss_fn = make_loss(spec)
         members = list(zip(nets, datas))
@@ -73,6 +73,7 @@ class StackedTrainer(KeepsRecords):
         self.n = len(datas[0].x_train)
         self.n_val = len(datas[0].x_val) if datas[0].x_val is not None else 0
         self.records = Records([s.optimizer.schedule is not None for s in specs], self.n, self.n_val)
+        self.figures = Figures(spec, nets, device)
         bs = self.n if spec.batch_size is None else min(spec.batch_size, self.n)
         self.batches = Batches(self.n, bs, spec.loss, device)
         self.gens = [torch.Generator(device=device).manual_seed(s.seed) for s in specs]
@@ -167,22 +168,18 @@ class StackedTrainer(KeepsRecords):
 
     def record(self, losses, outs, y, y_dim) -> None:
         """Keep the epoch's figures (K,) each on the device; the epoch is the one now ending."""
-        y = y if y_dim is not None else y.expand(self.K, *y.shape)
-        correct = count_correct(outs, y, self.loss_kind, self.output_activation, stacked=True) if self.classify else None
-        val_loss = val_correct = None
+        figures = self.figures(outs, y if y_dim is not None else y.expand(self.K, *y.shape))
+        val_loss = None
         if self.x_val is not None:
             with torch.no_grad():
                 val_loss, val_outs = vmap(self.member_loss, in_dims=(0, self.xv_dim, self.yv_dim))(
                     self.params, self.x_val, self.y_val
                 )
-            if self.classify:
-                yv = self.y_val if self.yv_dim is not None else self.y_val.expand(self.K, *self.y_val.shape)
-                val_correct = count_correct(val_outs, yv, self.loss_kind, self.output_activation, stacked=True)
+            yv = self.y_val if self.yv_dim is not None else self.y_val.expand(self.K, *self.y_val.shape)
+            figures |= {"val_loss": val_loss} | self.figures(val_outs, yv, "val_")
         if self.early is not None:
-            figures = self.records.named(losses, correct, val_loss, val_correct)
-            self.early.observe(figures, self.progress.epoch + 1, list(self.params.values()))
-        self.records.add([self.progress.epoch + 1], [self.progress.step], self.rates, loss=losses, correct=correct,
-                         val_loss=val_loss, val_correct=val_correct)
+            self.early.observe(self.records.named(losses, figures), self.progress.epoch + 1, list(self.params.values()))
+        self.records.add([self.progress.epoch + 1], [self.progress.step], self.rates, loss=losses, **figures)
 
     # ------------------------------------------------------------ members one at a time
 

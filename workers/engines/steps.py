@@ -73,8 +73,6 @@ class Step:
         self.clip = spec.optimizer.clip_grad_norm
         self.optimizer = optimizer
         self.lr = plain_sgd_lr(optimizer)
-        self.classify = spec.task == "classification"
-        self.loss_kind, self.output_activation = spec.loss, spec.model.output_activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
@@ -100,18 +98,15 @@ class Step:
             p.grad = g
         self.optimizer.step()
 
-    def correct(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return count_correct(out, y, self.loss_kind, self.output_activation)
-
     @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Loss (and correct count, when classifying) on held-out rows, without training, in eval mode."""
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and outputs on held-out rows, without training, in eval mode."""
         if self.modal:
             self.net.eval()
         out = self.forward(x)
         if self.modal:
             self.net.train()
-        return self.loss(out, y), (self.correct(out, y) if self.classify else None)
+        return self.loss(out, y), out
 
 
 def clip_grad_norm(grads: tuple[torch.Tensor, ...], max_norm: float) -> list[torch.Tensor]:

@@ -17,8 +17,28 @@ function curvesOf(spec) {
   return FIELDS.filter(([key]) => (!key.startsWith("val_") || validation) && (!key.includes("accuracy") || classification));
 }
 
+/** A chart for one of the spec's `metrics`: its training curve, and its validation curve with a validation split. */
+class MetricCurves {
+  constructor(container, spec, name) {
+    const validation = (spec.data?.validation_fraction ?? 0) > 0;
+    this.keys = validation ? [name, `val_${name}`] : [name];
+    this.data = [[], ...this.keys.map(() => [])];
+    const box = h("div", { class: "chart metric-chart" });
+    container.append(h("figure", { class: "curve", "data-metric": name }, box, h("figcaption", {}, name)));
+    this.chart = new Chart(box, this.keys.map((key) => ({
+      label: key === name ? name : `validation ${name}`, color: COLORS[4], dash: key === name ? undefined : [6, 4],
+      scale: "loss",
+    })), { log: false, lossLabel: name });
+  }
+
+  add(point) {
+    this.data[0].push(point.epoch);
+    this.keys.forEach((key, i) => this.data[i + 1].push(point[key]));
+  }
+}
+
 class Curves {
-  constructor(container, spec, lrContainer) {
+  constructor(container, spec, lrContainer, metricsContainer) {
     this.fields = curvesOf(spec);
     this.data = [[], ...this.fields.map(() => [])];
     this.chart = new Chart(container, this.fields.map(([key, label]) => ({
@@ -30,6 +50,8 @@ class Curves {
     this.lrChart = this.lr
       ? new Chart(lrContainer, [{ label: "learning rate", color: COLORS[3], scale: "loss" }], { log: false, lossLabel: "learning rate" })
       : null;
+    // the spec's `metrics`, a chart each (linear: r2 may be negative, f1 lives in [0, 1])
+    this.metrics = (spec.metrics ?? []).map((name) => new MetricCurves(metricsContainer, spec, name));
   }
 
   add(points) {
@@ -37,14 +59,17 @@ class Curves {
       this.data[0].push(point.epoch);
       this.fields.forEach(([key], i) => this.data[i + 1].push(point[key]));
       if (this.lr) { this.lr[0].push(point.epoch); this.lr[1].push(point.lr); }
+      for (const metric of this.metrics) metric.add(point);
     }
     this.chart.setData(this.data);
     this.lrChart?.setData(this.lr);
+    for (const metric of this.metrics) metric.chart.setData(metric.data);
   }
 
   destroy() {
     this.chart.destroy();
     this.lrChart?.destroy();
+    for (const metric of this.metrics) metric.chart.destroy();
   }
 
   get length() {
@@ -76,7 +101,8 @@ function details(job) {
 function summary(job, latest, pace) {
   const { epoch, epochs } = job.progress;
   const parts = [`epoch ${epoch} / ${epochs}`];
-  for (const [key, label] of FIELDS) if (latest?.[key] != null) parts.push(`${label} ${formatNumber(latest[key])}`);
+  const metrics = (job.spec.metrics ?? []).flatMap((name) => [[name, name], [`val_${name}`, `validation ${name}`]]);
+  for (const [key, label] of [...FIELDS, ...metrics]) if (latest?.[key] != null) parts.push(`${label} ${formatNumber(latest[key])}`);
   return [progressBar(job), h("span", {}, parts.join(" · ")), h("span", { class: "pace" }, paceText(job, pace))];
 }
 
@@ -108,6 +134,7 @@ export async function showJob(root, signal, jobId) {
   const predict = h("div");
   const chartBox = h("div", { class: "chart" });
   const lrBox = h("div", { class: "chart lr-chart" });
+  const metricsBox = h("div", { class: "metric-charts" });
   const evaluation = h("section", { class: "evaluation-section" }, h("h2", {}, "Evaluation"));
   const count = h("span", { class: "points" });
   const title = h("h1", {}, jobTitle(job));
@@ -121,13 +148,14 @@ export async function showJob(root, signal, jobId) {
     warnings,
     h("figure", { class: "curve" }, chartBox, h("figcaption", {}, count)),
     h("figure", { class: "curve", hidden: !job.spec.optimizer?.schedule }, lrBox, h("figcaption", {}, "learning rate")),
+    metricsBox,
     evaluation,
     h("div", { class: "columns" },
       h("section", {}, h("h2", {}, "Details"), info, error),
       h("section", {}, h("h2", {}, "Predict"), predict)),
     h("section", {}, h("h2", {}, "Spec"), h("pre", { class: "spec" }, formatSpec(job.spec)))));
 
-  const curves = new Curves(chartBox, job.spec, lrBox);
+  const curves = new Curves(chartBox, job.spec, lrBox, metricsBox);
   chartBox.after(h("div", { class: "chart-tools" }, logToggle(curves.chart)));
   signal.addEventListener("abort", () => curves.destroy());
 

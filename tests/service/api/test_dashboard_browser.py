@@ -158,6 +158,29 @@ def test_finished_classifier_shows_its_curves_and_predicts(served, page):
     screenshot(page, "job-phone")
 
 
+def test_a_jobs_metrics_get_a_chart_each(served, page):
+    sign_in(page, served)
+    spec = example("5_softmax_classification", epochs=60, metrics=["f1", "log_loss"])
+    spec["data"]["validation_fraction"] = 0.2
+    job = served.train(spec)
+    assert job["status"] == "succeeded", job["error"]
+    page.goto(url(served, f"#/jobs/{job['id']}"))
+    expect(page.locator(".points")).to_have_text("60 points")
+    charts = page.locator("figure[data-metric]")
+    expect(charts).to_have_count(2)
+    for name in ("f1", "log_loss"):
+        chart = page.locator(f"figure[data-metric={name}]")
+        expect(chart.locator("figcaption")).to_have_text(name)
+        for label in (name, f"validation {name}"):
+            expect(chart.locator(".u-legend").get_by_text(label, exact=True)).to_be_visible()
+        expect(chart.locator("canvas")).to_be_visible()
+        # the axis's words (charts.js `describe`): drawn from the points, not an empty frame
+        expect(chart.locator(".axis-ticks")).to_contain_text(f"{name} axis:")
+    shown = format(float(format(job["metrics"]["val_f1"], ".4g")), "g")  # formatNumber's four digits
+    expect(page.locator(".progress-line")).to_contain_text(f"validation f1 {shown}")
+    screenshot(page, "job-metrics", full_page=True)
+
+
 def test_an_early_stopped_job_shows_where_it_stopped_and_the_epoch_it_kept(served, page):
     sign_in(page, served)
     # no epoch after the first improves by more than min_delta: patience 3 runs out at epoch 4
