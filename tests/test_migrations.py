@@ -84,7 +84,7 @@ def test_curves_stored_as_rows_move_into_chunks_and_back(tmp_path, databases):
     assert stored_points(url) == before
 
 
-def test_a_chunk_with_every_metric_is_stored_and_0026s_downgrade_drops_only_such_chunks(tmp_path, databases):
+def test_a_chunk_with_every_metric_is_stored_and_0034s_downgrade_drops_only_such_chunks(tmp_path, databases):
     url = databases.create(tmp_path / "wide.db", migrated=False)
     upgrade(url)
     engine = make_engine(url)
@@ -105,7 +105,7 @@ def test_a_chunk_with_every_metric_is_stored_and_0026s_downgrade_drops_only_such
         assert len(",".join(["step", "epoch", "loss", "val_loss", "accuracy", "val_accuracy", *names])) > 100
         assert all(getattr(last, name) == 0.5 for name in names)
     engine.dispose()
-    downgrade(url, "0024")
+    downgrade(url, "0033")
     engine = make_engine(url)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT job_id FROM metric_chunks")).scalars().all() == ["p" * 32]
