@@ -48,7 +48,7 @@ class EarlyStopping:
     def observe(self, figures: dict[str, torch.Tensor | None], epoch, weights: list[torch.Tensor]) -> None:
         """One recorded epoch's figures by curve name (0-d, or (K,) stacked); `epoch` an int, or a device tensor
         inside a CUDA graph. In place, no sync."""
-        score = figures[self.monitor] * self.sign
+        score = figures[self.monitor].reshape(self.best.shape) * self.sign  # one job's figures may come as (1,)
         running = self.stop_epoch == 0
         improved = running & (score < self.best - self.min_delta)  # NaN never improves
         self.best.copy_(torch.where(improved, score, self.best))
