@@ -107,3 +107,20 @@ def test_a_job_monitoring_what_it_does_not_record_is_422(server, monitor):
     response = server.client.post("/v1/jobs", json=spec)
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == ["body", "early_stopping", "monitor"]
+
+
+def test_asha_prunes_by_a_per_epoch_metric_the_members_record(server):
+    """`metrics: ["f1"]` puts val_f1 on every recorded epoch: ASHA may then decide by it while members train, and
+    each rung's decision holds the values the curves show at its epoch."""
+    base = {**CLASSIFIER, "metrics": ["f1"]}
+    space = {"lr": {"distribution": "log_uniform", "low": 0.002, "high": 1.0}}
+    body = sweep_body(space, base=base, objective={"metric": "val_f1"}, search_seed=0) | ASHA
+    done = wait_sweep(server, submit_sweep(server, body)["id"])
+    assert done["status"] == "succeeded" and done["objective"] == {"metric": "val_f1", "mode": "max"}
+    rung = done["search_state"]["rungs"]["1"]
+    assert (rung["metric"], rung["mode"]) == ("val_f1", "max")
+    for job_id, value in rung["values"].items():
+        at = next(p for p in server.curve(job_id) if p["epoch"] == rung["epoch"])
+        assert at["val_f1"] == value
+    assert rung["kept"] and rung["pruned"]
+    assert min(rung["values"][j] for j in rung["kept"]) >= max(rung["values"][j] for j in rung["pruned"])
