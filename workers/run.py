@@ -16,6 +16,7 @@ import threading
 import time
 
 from service.settings import Settings, get_settings
+from workers.checkpoints import state_to_bytes
 from workers.engines.threads import ThreadChoice, thread_counts
 from workers.evaluation import evaluate_splits
 from workers.ledger import Ledger, Member, MemoryLedger, diverged
@@ -195,16 +196,19 @@ class Run:
 
     def succeed(self, ks: list[int], **decided) -> None:
         """Members trained to their last epoch, stopped early, or stopped by a search (`decided`: stopped_early_at,
-        stop_reason): each with its weights (its best epoch's, with early stopping) and its evaluation."""
+        stop_reason): each with its weights (its best epoch's, with early stopping), its evaluation, and its final
+        state (as trained, the optimizer's included: what a continuation starts from)."""
         if not ks:
             return
         early = self.engine.early
         note = None if self.threads is None else self.threads.note
         entries = []
         for k in ks:
+            state = self.engine.member_state(k)  # serialized before the best weights are copied over its tensors
+            final = {"final_state": state_to_bytes(state), "final_epoch": state["epoch"]}
             net = self.engine.member_net(k, best=early is not None and early.has_best(k))
-            entry = {"member": self.members[k], "net": net,
-                     "evaluation": evaluate_splits(net, self.datas[k], self.specs[k])}
+            entry = final | {"member": self.members[k], "net": net,
+                             "evaluation": evaluate_splits(net, self.datas[k], self.specs[k])}
             if early is not None:
                 entry |= early.outcome(k, self.epochs)
             if note is not None:

@@ -208,6 +208,12 @@ class EarlyStoppingSpec(Strict):
         return self.monitor or ("val_loss" if has_validation else "loss")
 
 
+class InitSpec(Strict):
+    """Where a job's network starts: another succeeded job's weights (not its optimizer state)."""
+
+    from_job: str = Field(max_length=32, description="a succeeded job of yours whose layers have this spec's shapes")
+
+
 Loss = Literal["mse", "sse", "cross_entropy", "bce"]
 Task = Literal["regression", "classification"]
 
@@ -230,6 +236,7 @@ class JobSpec(Strict):
         f"a curve keeps at most {LIMITS.max_curve_points:,} points", validate_default=True,
     )
     early_stopping: EarlyStoppingSpec | None = None
+    init: InitSpec | None = Field(None, description="start from another job's weights; none: freshly initialized")
     priority: Priority = Field(0, description="orders this owner's queued jobs: higher first (-1000..1000)")
     tags: Tags = Field(default_factory=dict, description="string keys and values, to find jobs by (`?tag=key:value`)")
 
