@@ -134,3 +134,14 @@ def test_async_client_submits_streams_and_predicts(served):
     assert [e.id for e in events if e.event == "metric"] == list(range(1, 51)) == points
     assert events[-1].event == "status" and events[-1].data.status == "succeeded" == job.status
     assert len(answer.predictions) == 1
+
+
+def test_continue_job_trains_on_from_the_final_state(client):
+    parent = client.wait(client.submit(tiny_regression(epochs=20)), timeout=120)
+    child = client.wait(client.continue_job(parent, epochs=10, lr=0.01), timeout=120)
+    assert child.status == "succeeded" and child.continued_from == parent.id and child.progress.epoch == 30
+    assert child.spec["optimizer"]["lr"] == 0.01
+    assert [p.epoch for p in client.iter_metrics(child)] == list(range(21, 31))
+    with pytest.raises(ApiError) as refused:
+        client.continue_job("nosuchjob", epochs=1)
+    assert refused.value.status_code == 404
