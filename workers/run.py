@@ -197,15 +197,14 @@ class Run:
     def succeed(self, ks: list[int], **decided) -> None:
         """Members trained to their last epoch, stopped early, or stopped by a search (`decided`: stopped_early_at,
         stop_reason): each with its weights (its best epoch's, with early stopping), its evaluation, and its final
-        state (as trained, the optimizer's included: what a continuation starts from)."""
+        state (`final_state`: what a continuation starts from)."""
         if not ks:
             return
         early = self.engine.early
         note = None if self.threads is None else self.threads.note
         entries = []
         for k in ks:
-            state = self.engine.member_state(k)  # serialized before the best weights are copied over its tensors
-            final = {"final_state": state_to_bytes(state), "final_epoch": state["epoch"]}
+            final = self.final_state(k)
             net = self.engine.member_net(k, best=early is not None and early.has_best(k))
             entry = final | {"member": self.members[k], "net": net,
                              "evaluation": evaluate_splits(net, self.datas[k], self.specs[k])}
@@ -217,6 +216,14 @@ class Run:
         self.ledger.succeed(entries)
         for k in ks:
             self.end(k, "succeeded")
+
+    def final_state(self, k: int) -> dict:
+        """Member k's state as it ends, serialized before the best weights are copied over its tensors; none for one
+        that stopped early: the engine trained past its stop before the run heard of it."""
+        if self.engine.early is not None and self.engine.early.stopped(k):
+            return {}
+        state = self.engine.member_state(k)
+        return {"final_state": state_to_bytes(state), "final_epoch": state["epoch"]}
 
     # ------------------------------------------------------------ for searches
 

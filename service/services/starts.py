@@ -39,8 +39,9 @@ def continued_spec(session: Session, job_id: str, owner_id: str | None, request:
     parent = source_job(session, job_id, owner_id, "a job continues another")
     epoch = job_repo.final_state_epoch(session, parent.id)
     if epoch is None:
-        raise Conflict(f"job {job_id} kept no final state (it ended before fitserve kept one); "
-                       "start a job from its weights with init.from_job instead")
+        why = (f"it stopped early at epoch {parent.stopped_early_at}" if parent.stopped_early_at is not None
+               else "it ended before fitserve kept one")
+        raise Conflict(f"job {job_id} kept no final state ({why}); start a job from its weights with init.from_job")
     kind = parent.spec["optimizer"]["kind"]
     changes = (request.optimizer or {}) | ({} if request.lr is None else {"lr": request.lr})
     if changes.get("kind", kind) != kind:
