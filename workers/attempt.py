@@ -89,10 +89,10 @@ def starting_state(job: Job, saved) -> dict | None:
     return continued_state(state, JobSpec.model_validate(job.spec))
 
 
-def build_trainer(job: Job, device: torch.device, graphs: bool = True, saved=None) -> Trainer:
-    """The job's eager engine, started from its state (`saved`: its starting point, if read already)."""
+def build_trainer(job: Job, device: torch.device, graphs: bool = True) -> Trainer:
+    """The job's eager engine, started from its state when it has one."""
     spec = JobSpec.model_validate(job.spec)
-    state = starting_state(job, saved or read_starting_points([job])[job.id])
+    state = starting_state(job, read_starting_points([job])[job.id])
     net, data = prepare(spec, device, fresh=state is None)
     trainer = Trainer(spec, net, data, device, graphs=graphs)
     if state is not None:

@@ -111,21 +111,23 @@ def finish_members(session: Session, worker_id: str, entries: list[dict]) -> set
     return {e["job_id"] for e in mine}
 
 
-def starting_points(session: Session, jobs: list) -> dict[str, Checkpoint | None]:
+def starting_points(session: Session, jobs: list[Job]) -> dict[str, Checkpoint | None]:
     """Where each job's attempt starts, in one statement: its own checkpoint (it resumes), else, for a job that
     continues another, that job's final state (None where there is neither, or the parent is gone)."""
-    sources = {job.id: job.continued_from for job in jobs if job.continued_from is not None}
-    wanted = [job.id for job in jobs] + list(sources.values())
-    found = {c.job_id: c for c in session.scalars(select(Checkpoint).where(Checkpoint.job_id.in_(wanted)))}
-    return {job.id: found.get(job.id) or found.get(sources.get(job.id)) for job in jobs}
+    found = {c.job_id: c for c in session.scalars(select(Checkpoint).where(Checkpoint.job_id.in_(_sources(jobs))))}
+    return {job.id: found.get(job.id) or found.get(job.continued_from) for job in jobs}
 
 
-def checkpoint_epochs(session: Session, jobs: list) -> dict[str, int]:
+def checkpoint_epochs(session: Session, jobs: list[Job]) -> dict[str, int]:
     """The epoch each job starts from (see `starting_points`), 0 where it starts afresh (the blobs are not read)."""
-    sources = {job.id: job.continued_from for job in jobs if job.continued_from is not None}
-    wanted = [job.id for job in jobs] + list(sources.values())
-    found = dict(session.execute(select(Checkpoint.job_id, Checkpoint.epoch).where(Checkpoint.job_id.in_(wanted))).all())
-    return {job.id: found.get(job.id, found.get(sources.get(job.id), 0)) for job in jobs}
+    rows = session.execute(select(Checkpoint.job_id, Checkpoint.epoch).where(Checkpoint.job_id.in_(_sources(jobs))))
+    found = dict(rows.all())
+    return {job.id: found.get(job.id, found.get(job.continued_from, 0)) for job in jobs}
+
+
+def _sources(jobs: list[Job]) -> list[str]:
+    """The ids whose checkpoints the jobs may start from: their own, and those of the jobs they continue."""
+    return [job.id for job in jobs] + [job.continued_from for job in jobs if job.continued_from is not None]
 
 
 def hand_over(session: Session, job_ids: list[str], from_worker: str, to_worker: str) -> None:
