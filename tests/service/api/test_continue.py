@@ -65,6 +65,16 @@ def test_continue_refuses_what_it_cannot_do_with_the_reason(server):
     assert continue_(server, "nosuchjob", epochs=5).status_code == 404
 
 
+def test_a_job_stopped_early_keeps_no_final_state_and_says_so(server):
+    stopped = server.train(tiny_regression(epochs=2000, early_stopping={"patience": 2, "min_delta": 100.0}))
+    assert stopped["status"] == "succeeded" and stopped["stopped_early_at"] is not None, stopped
+    response = continue_(server, stopped["id"], epochs=5)
+    assert response.status_code == 409 and "stopped early" in response.json()["detail"], response.text
+    assert server.query("SELECT count(*) FROM checkpoints WHERE job_id = :id", id=stopped["id"]) == [(0,)]
+    warm = server.train({**tiny_regression(epochs=5), "init": {"from_job": stopped["id"]}})  # its weights still serve
+    assert warm["status"] == "succeeded", warm
+
+
 def test_a_succeeded_job_keeps_its_final_state_counted_in_its_owners_storage(server):
     job = server.train(ADAM)
     [(epoch, size)] = server.query("SELECT epoch, length(data) FROM checkpoints WHERE job_id = :id", id=job["id"])
