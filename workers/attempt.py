@@ -30,14 +30,10 @@ from workers.checkpoints import continued_state, state_from_bytes
 from workers.data import load_data
 from workers.devices import resolve_device, this_node
 from workers.engines.eager import Trainer, seed_network_init
-from workers.ledger import Ledger, Member, failure, is_out_of_memory
+from workers.ledger import Gone, Ledger, Member, failure, is_out_of_memory
 from workers.run import Run
 
 log = logging.getLogger("fitserve.worker")
-
-
-class Gone(LookupError):
-    """What a job trains on or starts from was deleted: it fails with the reason (no traceback: no fault here)."""
 
 
 def fetch_dataset(dataset_id: str) -> bytes:

@@ -46,8 +46,14 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
 
 
+class Gone(LookupError):
+    """What a job trains on or starts from was deleted: it fails saying so (no traceback: no fault of the code)."""
+
+
 def failure(exc: BaseException) -> str:
-    """Why an exception fails a job (a bad dataset, a missing GPU, no memory)."""
+    """Why an exception fails a job (a bad dataset, a missing GPU, no memory, what it needs deleted)."""
+    if isinstance(exc, Gone):
+        return str(exc)[:1000]
     if is_out_of_memory(exc):
         return f"out of memory: {str(exc)[:500]}"
     return f"{type(exc).__name__}: {str(exc)[:1000]}"
