@@ -137,6 +137,9 @@ class Job(Base):
     batch_key: Mapped[str | None] = mapped_column(String(64))  # jobs that may train batched together (service/batching.py)
     # the training estimate at submit (modelzoo/memory.py): a claim sums those running on a GPU (workers/claims.py)
     estimate_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # the job whose final state (weights and optimizer) this one continues from (POST /v1/jobs/{id}/continue); no
+    # key: a parent deleted before its continuation started fails that one with the reason (workers/attempt.py)
+    continued_from: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
@@ -385,7 +388,8 @@ class AliasAssignment(Base):
 
 
 class Checkpoint(Base):
-    """The latest checkpoint of a running job: safetensors bytes, enough to resume."""
+    """The latest checkpoint of a running job, or a succeeded job's final state (what a continuation starts from):
+    safetensors bytes, enough to resume."""
 
     __tablename__ = "checkpoints"
 

@@ -1,5 +1,9 @@
 """One job's attempt: its engine built (resumed from its checkpoint), trained by a run of one member.
 
+A job starts where its state says (`starting_state`): its own checkpoint after an interruption, or, continuing
+another job, that job's final state; a spec's `init.from_job` gives the network another job's weights (`prepare`).
+Every path (one job, stacked members, members in turn, a Ray task) builds its engines through these.
+
 Where the job can replay CUDA graphs it trains that way, and again on the plain eager path if that fails.
 Whatever goes wrong, the job fails with the reason and the worker lives on; out of memory, the reason names
 the device and the job's estimate, and the memory is given back before the next job.
@@ -15,18 +19,20 @@ import time
 import torch
 
 from modelzoo import build_network, fit_scales
+from modelzoo.weights import load_weights
 from service.db import session_scope
 from service.db_faults import database_fault
 from service.models import Job
 from service.repositories import datasets as dataset_repo
-from service.repositories import jobs as job_repo
+from service.repositories import members as member_repo
+from service.repositories import metrics as metric_repo
 from service.schemas.spec import JobSpec
 from service.settings import Settings
-from workers.checkpoints import state_from_bytes
+from workers.checkpoints import continued_state, state_from_bytes
 from workers.data import load_data
 from workers.devices import resolve_device, this_node
 from workers.engines.eager import Trainer, seed_network_init
-from workers.ledger import Ledger, Member, failure, is_out_of_memory
+from workers.ledger import Gone, Ledger, Member, failure, is_out_of_memory
 from workers.run import Run
 
 log = logging.getLogger("fitserve.worker")
@@ -36,32 +42,60 @@ def fetch_dataset(dataset_id: str) -> bytes:
     with session_scope() as s:
         blob = dataset_repo.get_dataset_bytes(s, dataset_id)
     if blob is None:
-        raise LookupError(f"dataset {dataset_id} no longer exists")
+        raise Gone(f"dataset {dataset_id} no longer exists")
     return blob
 
 
-def prepare(spec: JobSpec, device: torch.device):
-    """A member's network and data, on `device`, as every engine starts from them."""
+def prepare(spec: JobSpec, device: torch.device, fresh: bool = True):
+    """A member's network and data, on `device`, as every engine starts from them; `fresh`: it starts from no
+    state (a state brings its own weights)."""
     seed_network_init(spec.seed)
     net = build_network(spec.model, spec.data.standardize_target)
     data = load_data(spec, fetch_dataset)
     fit_scales(net, spec.data, data.x_train, data.y_train)
+    if fresh and spec.init is not None:  # the network as that job finished, its scaling included (shapes checked at submit)
+        load_weights(net, fetch_weights(spec.init.from_job))
     if device.type == "cpu":  # built there: `to` would only walk the modules
         return net, data
     return net.to(device), data.to(device)
 
 
-def build_trainer(job: Job, device: torch.device, graphs: bool = True) -> Trainer:
-    """The job's eager engine, resumed from its checkpoint when it has one."""
-    spec = JobSpec.model_validate(job.spec)
-    net, data = prepare(spec, device)
-    trainer = Trainer(spec, net, data, device, graphs=graphs)
+def fetch_weights(job_id: str) -> bytes:
     with session_scope(read_only=True) as s:
-        saved = job_repo.get_checkpoint(s, job.id)
-        blob = saved.data if saved is not None else None
-    if blob is not None:
-        trainer.load_state(state_from_bytes(blob))
-        log.info("job %s resumes from its checkpoint at epoch %d", job.id, trainer.progress.epoch)
+        blob = metric_repo.get_weights(s, job_id)
+    if blob is None:
+        raise Gone(f"job {job_id}, whose weights init.from_job names, no longer exists")
+    return blob
+
+
+def read_starting_points(jobs: list[Job]) -> dict:
+    """Each job's stored starting point (member_repo.starting_points), for `starting_state`."""
+    with session_scope(read_only=True) as s:
+        return member_repo.starting_points(s, jobs)
+
+
+def starting_state(job: Job, saved) -> dict | None:
+    """The state job's attempt starts from: its own checkpoint (it resumes), or the final state of the job it
+    continues (workers/checkpoints.py `continued_state`); None: from its first epoch."""
+    if saved is None:
+        if job.continued_from is not None:
+            raise Gone(f"job {job.continued_from}, which this job continues, no longer exists")
+        return None
+    state = state_from_bytes(saved.data)
+    if saved.job_id == job.id:
+        return state
+    return continued_state(state, JobSpec.model_validate(job.spec))
+
+
+def build_trainer(job: Job, device: torch.device, graphs: bool = True) -> Trainer:
+    """The job's eager engine, started from its state when it has one."""
+    spec = JobSpec.model_validate(job.spec)
+    state = starting_state(job, read_starting_points([job])[job.id])
+    net, data = prepare(spec, device, fresh=state is None)
+    trainer = Trainer(spec, net, data, device, graphs=graphs)
+    if state is not None:
+        trainer.load_state(state)
+        log.info("job %s starts from a saved state at epoch %d", job.id, trainer.progress.epoch)
     return trainer
 
 
@@ -80,7 +114,9 @@ def run_attempt(
         if database_fault(exc) is not None:  # the database's disk full, its file corrupt: no job's fault
             raise  # workers/loop.py hands the job back
         out_of_memory = is_out_of_memory(exc) and device is not None
-        if not out_of_memory:
+        if isinstance(exc, Gone):
+            log.warning("job %s failed: %s", job.id, exc)
+        elif not out_of_memory:
             log.exception("job %s failed", job.id)
         where = ledger.memory_on(str(device), job.estimate_bytes, node or this_node()) if out_of_memory else ""
         ledger.fail(member, failure(exc, where))

@@ -70,3 +70,14 @@ def early_stopping_from(tensors: dict, best_point: dict | None) -> dict:
     early["weights"] = [tensors[f"early_stopping.weights.{i}"] for i in range(count)]
     early["best_point"] = best_point
     return early
+
+
+def continued_state(state: dict, spec) -> dict:
+    """A finished job's final state as the start of a job that continues it (of `spec`): weights, optimizer state,
+    progress and data order go on; the optimizer takes `spec`'s settings (a continuation may change them), and early
+    stopping and a schedule's state start afresh."""
+    opt = spec.optimizer
+    settings = {"lr": opt.lr, "weight_decay": opt.weight_decay} | ({"momentum": opt.momentum} if opt.kind == "sgd" else {})
+    groups = [group | settings for group in state["optimizer"]["param_groups"]]
+    kept = {key: state[key] for key in ("model", "epoch", "step", "rng")}
+    return kept | {"optimizer": {"state": state["optimizer"]["state"], "param_groups": groups}}

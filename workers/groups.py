@@ -22,12 +22,10 @@ from service.db_faults import database_fault
 from service.models import Job
 from service.repositories import batches as batch_repo
 from service.repositories import jobs as job_repo
-from service.repositories import members as member_repo
 from service.repositories import sweeps as sweep_repo
 from service.schemas.spec import JobSpec
 from service.settings import Settings
-from workers.attempt import build_trainer, prepare, run_attempt
-from workers.checkpoints import state_from_bytes
+from workers.attempt import build_trainer, prepare, read_starting_points, run_attempt, starting_state
 from workers.devices import resolve_device, this_node
 from workers.engines.eager import Trainer
 from workers.engines.in_turn import InTurn
@@ -148,8 +146,8 @@ def run_sweep_members(
     members: list[Job], worker_id: str, settings: Settings, gpu, shutdown: threading.Event, policy=SWEEP
 ) -> None:
     """Train a claim's members, group by group (their leases are kept by the claim's holder, workers/loop.py)."""
+    saved = read_starting_points(members)  # checkpoints, or the states continued jobs start from
     with session_scope(read_only=True) as s:
-        saved = member_repo.get_checkpoints(s, [job.id for job in members])
         search = None  # auto-batched jobs: no sweep, no search
         if members[0].sweep_id is not None:
             sweep = sweep_repo.get_sweep(s, members[0].sweep_id, members[0].owner_id)
@@ -209,7 +207,10 @@ def run_stacked(
     """Train the group together if that measures faster; False to leave it to one-by-one."""
     specs = [JobSpec.model_validate(job.spec) for job in group]
     device = resolve_device(specs[0].device, gpu)
-    nets, datas = zip(*(prepare(spec, device) for spec in specs))
+    # each member from its own state (one epoch for all: shape_groups), else its own init; a continued job whose
+    # parent is gone raises here, and fails alone once the group trains one by one
+    states = [starting_state(job, saved[job.id]) for job in group]
+    nets, datas = zip(*(prepare(spec, device, fresh=state is None) for spec, state in zip(specs, states)))
     asked = policy.asked(group)
     unsupported = one_by_one_reason(specs, nets)
     if unsupported is not None:
@@ -229,9 +230,8 @@ def run_stacked(
     if not batched:
         return False
     trainer = StackedTrainer(specs, list(nets), list(datas), device)
-    states = [saved[job.id] for job in group]
-    if all(states):
-        trainer.load_member_states([state_from_bytes(c.data) for c in states])
+    if all(state is not None for state in states):
+        trainer.load_member_states(states)
     run = Run([Member.of(job) for job in group], trainer, Ledger(worker_id), settings, shutdown, search)
     run.start(str(device), note, this_node())
     run.train()

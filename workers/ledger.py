@@ -51,9 +51,15 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
 
 
+class Gone(LookupError):
+    """What a job trains on or starts from was deleted: it fails saying so (no traceback: no fault of the code)."""
+
+
 def failure(exc: BaseException, where: str = "") -> str:
-    """Why an exception fails a job (a bad dataset, a missing GPU, no memory); `where` (`Ledger.memory_on`)
-    says on what device, and what was asked of it, it ran out of memory."""
+    """Why an exception fails a job (a bad dataset, a missing GPU, no memory, what it needs deleted); `where`
+    (`Ledger.memory_on`) says on what device, and what was asked of it, it ran out of memory."""
+    if isinstance(exc, Gone):
+        return str(exc)[:1000]
     if is_out_of_memory(exc):
         return f"out of memory{where}: {str(exc)[:500]}"
     return f"{type(exc).__name__}: {str(exc)[:1000]}"

@@ -18,6 +18,7 @@ import time
 
 from service.repositories import jobs as job_repo
 from service.settings import Settings, get_settings
+from workers.checkpoints import state_to_bytes
 from workers.engines.threads import ThreadChoice, thread_counts
 from workers.evaluation import evaluate_splits
 from workers.ledger import YIELDED, Ledger, Member, MemoryLedger, diverged
@@ -239,16 +240,19 @@ class Run:
 
     def succeed(self, ks: list[int], **decided) -> None:
         """Members trained to their last epoch, stopped early, or stopped by a search (`decided`: stopped_early_at,
-        stop_reason): each with its weights (its best epoch's, with early stopping) and its evaluation."""
+        stop_reason): each with its weights (its best epoch's, with early stopping), its evaluation, and its final
+        state (`final_state`: what a continuation starts from)."""
         if not ks:
             return
         early = self.engine.early
         note = None if self.threads is None else self.threads.note
         entries = []
         for k in ks:
+            final = self.final_state(k)
             net = self.engine.member_net(k, best=early is not None and early.has_best(k))
-            entry = {"member": self.members[k], "net": net, "trained_seconds": self.limits.trained(self.members[k].job_id),
-                     "evaluation": evaluate_splits(net, self.datas[k], self.specs[k])}
+            entry = final | {"member": self.members[k], "net": net,
+                             "trained_seconds": self.limits.trained(self.members[k].job_id),
+                             "evaluation": evaluate_splits(net, self.datas[k], self.specs[k])}
             if early is not None:
                 entry |= early.outcome(k, self.epochs)
             if note is not None:
@@ -257,6 +261,14 @@ class Run:
         self.ledger.succeed(entries)
         for k in ks:
             self.end(k, "succeeded")
+
+    def final_state(self, k: int) -> dict:
+        """Member k's state as it ends, serialized before the best weights are copied over its tensors; none for one
+        that stopped early: the engine trained past its stop before the run heard of it."""
+        if self.engine.early is not None and self.engine.early.stopped(k):
+            return {}
+        state = self.engine.member_state(k)
+        return {"final_state": state_to_bytes(state), "final_epoch": state["epoch"]}
 
     # ------------------------------------------------------------ for searches
 

@@ -151,6 +151,12 @@ def list_page(status: str | None, cursor: str | None, limit: int, filter: str | 
     return Call("GET", "/v1/jobs", JobPage, params=params)
 
 
+def continue_job(job_id: str, epochs: int, lr: float | None = None, optimizer: dict | None = None) -> Call:
+    """A new job training `epochs` more from a succeeded job's final weights and optimizer state."""
+    body = {"epochs": epochs} | ({} if lr is None else {"lr": lr}) | ({} if optimizer is None else {"optimizer": optimizer})
+    return Call("POST", f"/v1/jobs/{job_id}/continue", JobPublic, json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+
+
 def cancel(job_id: str) -> Call:
     return Call("POST", f"/v1/jobs/{job_id}/cancel", JobPublic)
 

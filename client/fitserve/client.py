@@ -107,6 +107,11 @@ class Client:
                 break
         return jobs
 
+    def continue_job(self, job: Job, epochs: int, lr: float | None = None, optimizer: dict | None = None) -> JobPublic:
+        """A new job that trains `epochs` more from this succeeded job's final weights and optimizer state (`lr`,
+        `optimizer`: settings to change); its curve goes on from the job's."""
+        return self.send(calls.continue_job(job_id_of(job), epochs, lr, optimizer))
+
     def cancel(self, job: Job) -> JobPublic:
         return self.send(calls.cancel(job_id_of(job)))
 
@@ -239,6 +244,9 @@ class AsyncClient:
             if (cursor := page.next_cursor) is None:
                 break
         return jobs
+
+    async def continue_job(self, job: Job, epochs: int, lr: float | None = None, optimizer: dict | None = None) -> JobPublic:
+        return await self.send(calls.continue_job(job_id_of(job), epochs, lr, optimizer))
 
     async def cancel(self, job: Job) -> JobPublic:
         return await self.send(calls.cancel(job_id_of(job)))

@@ -45,6 +45,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_continue(args: argparse.Namespace) -> int:
+    with client_from(args) as fs:
+        job = fs.continue_job(args.job_id, args.epochs, args.lr)
+        print(job.id, flush=True)  # as submit prints it
+        return follow(fs, job.id) if args.wait else 0
+
+
 def cmd_jobs(args: argparse.Namespace) -> int:
     with client_from(args) as fs:
         jobs = fs.list_jobs(args.status, args.limit, args.filter)
@@ -179,6 +186,11 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("request", help="path of a JSON or YAML sweep request (the body of POST /v1/sweeps)")
     sweep.add_argument("--objective", metavar="METRIC[:min|max]", help="rank, prune and exploit by this metric, "
                        "e.g. val_accuracy (default mode: min for losses, max for accuracies)")
+    again = add("continue", cmd_continue, "train a succeeded job more, from its final weights and optimizer state")
+    again.add_argument("job_id")
+    again.add_argument("--epochs", type=int, required=True, help="how many epochs more")
+    again.add_argument("--lr", type=float, help="a new learning rate")
+    again.add_argument("--wait", action="store_true", help="then watch it until it ends")
     jobs = add("jobs", cmd_jobs, "list jobs, newest first")
     jobs.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
     jobs.add_argument("--limit", type=int, default=20)

@@ -85,6 +85,9 @@ class NotifyPublic(BaseModel):
 class JobPublic(BaseModel):
     id: str
     sweep_id: str | None = Field(None, description="the sweep this job is a member of")
+    continued_from: str | None = Field(
+        None, description="the job whose final weights and optimizer state this one continues (POST …/continue)"
+    )
     alias: str | None = Field(None, description="a second name for the v2 protocol")
     name: str | None
     status: str

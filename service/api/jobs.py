@@ -17,7 +17,7 @@ from service.api.idempotent import IdempotencyKeyHeader, create_once
 from service.api.routing import OffLoopJSONRoute
 from service.repositories.job_search import JobFilter
 from service.schemas.job_filter import MAX_FILTER_CHARS
-from service.schemas.jobs import AliasUpdate, JobCreate, JobUpdate, PredictRequest, job_public
+from service.schemas.jobs import AliasUpdate, ContinueRequest, JobCreate, JobUpdate, PredictRequest, job_public
 from service.schemas.evaluation import EvaluateRequest
 from service.schemas.limits import LIMITS
 from service.services import evaluation, events, lifecycle, predictions
@@ -49,6 +49,21 @@ def submit_job(
 
     content = spec.model_dump(mode="json") if idempotency_key is not None else None  # only a key's fingerprint reads it
     return create_once(session, settings, owner, "POST /v1/jobs", idempotency_key, content, create)
+
+
+@router.post("/{job_id}/continue", status_code=201, response_model=JobPublic)
+def continue_job(
+    job_id: str, body: ContinueRequest, session: SessionDep, owner: OwnerDep, settings: SettingsDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+):
+    """A new job that trains `epochs` more from this succeeded job's final weights and optimizer state."""
+    def create() -> tuple[Callable[[], dict], str]:
+        job = job_service.continue_job(session, job_id, owner, body, settings)
+        datasets = job_service.lint_moments(session, [job])
+        return lambda: job_public(job, datasets).model_dump(mode="json"), f"/v1/jobs/{job.id}"
+
+    content = body.model_dump(mode="json") if idempotency_key is not None else None
+    return create_once(session, settings, owner, f"POST /v1/jobs/{job_id}/continue", idempotency_key, content, create)
 
 
 FILTER_HELP = (

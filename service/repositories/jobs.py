@@ -387,8 +387,9 @@ def save_checkpoint(session: Session, job_id: str, worker_id: str, attempt: int,
     return True
 
 
-def get_checkpoint(session: Session, job_id: str) -> Checkpoint | None:
-    return session.get(Checkpoint, job_id)
+def final_state_epoch(session: Session, job_id: str) -> int | None:
+    """The epoch of a succeeded job's kept final state (None: it kept none); the blob is not read."""
+    return session.scalar(select(Checkpoint.epoch).where(Checkpoint.job_id == job_id))
 
 
 def claim_sweep_members(

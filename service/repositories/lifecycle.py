@@ -58,8 +58,10 @@ def delete_dataset(session: Session, dataset_id: str) -> None:
 
 
 def drop_checkpoints_ended_before(session: Session, cutoff: datetime, limit: int) -> int:
-    """Drop up to `limit` checkpoints of jobs that ended before `cutoff`: nothing will resume from them."""
-    ended = select(Job.id).where(Job.id == Checkpoint.job_id, Job.status.in_(ENDED), Job.finished_at < cutoff)
+    """Drop up to `limit` checkpoints of jobs that failed or were cancelled before `cutoff`: nothing will resume
+    from them. A succeeded job's (its final state) stays as long as the job: a continuation starts from it."""
+    unfinished = (JobStatus.FAILED, JobStatus.CANCELLED)
+    ended = select(Job.id).where(Job.id == Checkpoint.job_id, Job.status.in_(unfinished), Job.finished_at < cutoff)
     doomed = select(Checkpoint.job_id).where(exists(ended)).limit(limit)
     ids = list(session.scalars(doomed))
     if ids:

@@ -107,21 +107,32 @@ def finish_members(session: Session, worker_id: str, entries: list[dict]) -> set
           **{f"b_{name}": e.get(name) for name in early}} for e in mine],
     )
     connection.execute(insert(WEIGHTS), [{"job_id": e["job_id"], "data": e["weights"]} for e in mine])
+    # the last checkpoint gives way to the final state, kept while the job is (what a continuation starts from)
     connection.execute(delete(CHECKPOINTS).where(CHECKPOINTS.c.job_id.in_([e["job_id"] for e in mine])))
+    final = [{"job_id": e["job_id"], "attempt": e["attempt"], "epoch": e["final_epoch"], "data": e["final_state"],
+              "created_at": utcnow()} for e in mine if e.get("final_state") is not None]
+    if final:
+        connection.execute(insert(CHECKPOINTS), final)
     return {e["job_id"] for e in mine}
 
 
-def get_checkpoints(session: Session, job_ids: list[str]) -> dict[str, Checkpoint | None]:
-    """Each job's checkpoint (None where it has none), in one statement."""
-    found = {c.job_id: c for c in session.scalars(select(Checkpoint).where(Checkpoint.job_id.in_(job_ids)))}
-    return {job_id: found.get(job_id) for job_id in job_ids}
+def starting_points(session: Session, jobs: list[Job]) -> dict[str, Checkpoint | None]:
+    """Where each job's attempt starts, in one statement: its own checkpoint (it resumes), else, for a job that
+    continues another, that job's final state (None where there is neither, or the parent is gone)."""
+    found = {c.job_id: c for c in session.scalars(select(Checkpoint).where(Checkpoint.job_id.in_(_sources(jobs))))}
+    return {job.id: found.get(job.id) or found.get(job.continued_from) for job in jobs}
 
 
-def checkpoint_epochs(session: Session, job_ids: list[str]) -> dict[str, int]:
-    """The epoch each job resumes from: its checkpoint's, 0 where it has none (the blobs are not read)."""
-    rows = session.execute(select(Checkpoint.job_id, Checkpoint.epoch).where(Checkpoint.job_id.in_(job_ids)))
+def checkpoint_epochs(session: Session, jobs: list[Job]) -> dict[str, int]:
+    """The epoch each job starts from (see `starting_points`), 0 where it starts afresh (the blobs are not read)."""
+    rows = session.execute(select(Checkpoint.job_id, Checkpoint.epoch).where(Checkpoint.job_id.in_(_sources(jobs))))
     found = dict(rows.all())
-    return {job_id: found.get(job_id, 0) for job_id in job_ids}
+    return {job.id: found.get(job.id, found.get(job.continued_from, 0)) for job in jobs}
+
+
+def _sources(jobs: list[Job]) -> list[str]:
+    """The ids whose checkpoints the jobs may start from: their own, and those of the jobs they continue."""
+    return [job.id for job in jobs] + [job.continued_from for job in jobs if job.continued_from is not None]
 
 
 def hand_over(session: Session, job_ids: list[str], from_worker: str, to_worker: str) -> None:

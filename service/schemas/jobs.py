@@ -28,6 +28,7 @@ def job_public(job, datasets: DatasetMoments | None = None) -> JobPublic:
     return JobPublic(
         id=job.id,
         sweep_id=job.sweep_id,
+        continued_from=job.continued_from,
         alias=job.alias,
         name=job.name,
         status=job.status,
@@ -57,6 +58,18 @@ def job_public(job, datasets: DatasetMoments | None = None) -> JobPublic:
         started_at=job.started_at,
         finished_at=job.finished_at,
     )
+
+
+class ContinueRequest(Strict):
+    """The body of `POST /v1/jobs/{id}/continue`: how many more epochs, and any change to the optimizer's settings."""
+
+    epochs: Annotated[int, Field(ge=1, le=LIMITS.max_epochs)] = Field(description="epochs to train past the parent's")
+    lr: float | None = Field(None, gt=0.0, le=100.0, description="a new learning rate (short for optimizer.lr)")
+    optimizer: dict[str, Any] | None = Field(
+        None, description="fields of the spec's optimizer to change (lr, momentum, weight_decay, schedule, "
+        "clip_grad_norm); the kind stays the parent's, whose state the job takes"
+    )
+    name: str | None = Field(None, max_length=200, description="default: the parent's name")
 
 
 class JobUpdate(Strict):

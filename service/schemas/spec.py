@@ -217,6 +217,12 @@ class EarlyStoppingSpec(Strict):
         return self.mode or natural_mode(self.monitor_for(has_validation))
 
 
+class InitSpec(Strict):
+    """Where a job's network starts: another succeeded job's weights (not its optimizer state)."""
+
+    from_job: str = Field(max_length=32, description="a succeeded job of yours whose layers have this spec's shapes")
+
+
 Loss = Literal["mse", "sse", "cross_entropy", "bce"]
 # what `metrics` may name: the final evaluation's measures (modelzoo/metrics.py), those of the job's task
 EpochMetric = Literal[tuple(name for names in EPOCH_METRICS.values() for name in names)]  # type: ignore[valid-type]
@@ -252,6 +258,7 @@ class JobSpec(Strict):
         "<name> on the training split, val_<name> on the validation split; regression: mse, rmse, mae, r2; "
         "classification: log_loss, precision, recall, f1 (macro), roc_auc (two classes)",
     )
+    init: InitSpec | None = Field(None, description="start from another job's weights; none: freshly initialized")
     priority: Priority = Field(0, description="orders this owner's queued jobs: higher first (-1000..1000)")
     tags: Tags = Field(default_factory=dict, description="string keys and values, to find jobs by (`?tag=key:value`)")
 

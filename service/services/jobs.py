@@ -18,13 +18,14 @@ from service.repositories import datasets as dataset_repo
 from service.repositories import jobs as job_repo
 from service.repositories import job_search as search_repo
 from service.repositories import metrics as metric_repo
-from service.schemas.jobs import AliasAssignmentPublic, AliasPublic, JobUpdate, job_public
+from service.schemas.jobs import AliasAssignmentPublic, AliasPublic, ContinueRequest, JobUpdate, job_public
 from service.schemas.data import DataShape, known_data_shape
 from service.schemas.lints import DatasetMoments, moments_wanted
 from service.schemas.job_filter import FilterError, Term, parse_filter
 from service.schemas.spec import JobSpec, SpecError, check_spec
 from service.schemas.webhooks import Notify
 from service import wakeup
+from service.services import starts
 from service.services.gpu_budgets import GpuShare, gpu_share
 from service.services.usage import check_storage
 from service.services.webhook_targets import check_notify
@@ -74,9 +75,11 @@ def check_memory(estimate: TrainingEstimate, limit: int, what: str = "training",
 
 
 def submit_job(
-    session: Session, spec: JobSpec, owner_id: str | None, settings: Settings, notify: Notify | None = None
+    session: Session, spec: JobSpec, owner_id: str | None, settings: Settings, notify: Notify | None = None,
+    continued_from: str | None = None,
 ) -> Job:
-    """A queued job of `spec`, whose events `notify` (kept beside the spec, not in it) tells of."""
+    """A queued job of `spec`, whose events `notify` (kept beside the spec, not in it) tells of; `continued_from`:
+    the job whose final state it starts from (services/starts.py)."""
     # SQLite: a session's first statement takes the write lock (service/db.py), so what needs no database
     # (a spec on built-in or synthetic data, the webhook's host) is checked before it, not while the other writers wait
     shape = known_data_shape(spec.data)
@@ -93,11 +96,13 @@ def submit_job(
         batch_key=batch_key(spec),
         notify=notify.model_dump(mode="json") if notify else None,
         notified_status=JobStatus.QUEUED if notify else None,
+        continued_from=continued_from,
     )
     if estimate is None:  # an uploaded dataset's shape: read in the transaction
         estimate = check_fits(spec, data_shape(session, spec, owner_id), settings)
     check_gpu_memory(session, spec, estimate, settings)
     job.estimate_bytes = estimate.total
+    starts.check_init(session, spec, owner_id)
     # after every check of the spec: a spec that can never run gets its 422, not a 429 to retry
     check_storage(session, owner_id, settings.MAX_STORED_BYTES_PER_OWNER)
     queued = job_repo.count_queued(session, owner_id)
@@ -107,6 +112,12 @@ def submit_job(
     search_repo.write_tags(session, [job])
     wakeup.work_queued(session)
     return job
+
+
+def continue_job(session: Session, job_id: str, owner_id: str | None, request: ContinueRequest, settings: Settings) -> Job:
+    """A queued job that trains `request.epochs` more from job_id's final weights and optimizer state."""
+    spec = starts.continued_spec(session, job_id, owner_id, request)
+    return submit_job(session, spec, owner_id, settings, continued_from=job_id)
 
 
 def check_fits(spec: JobSpec, shape: DataShape, settings: Settings) -> TrainingEstimate:

@@ -1,5 +1,6 @@
 """Sweeps: many members of one architecture, each a job of its own, read back as one leaderboard."""
 
+import json
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
@@ -17,7 +18,7 @@ from service.schemas.data import DataShape
 from service.schemas.objectives import Objective, curve_metrics, evaluation_metrics, evaluation_value, sweep_objective
 from service.schemas.spec import JobSpec, SpecError, check_spec, unrecorded, validation_rows
 from service.schemas.sweeps import LeaderboardEntry, SweepCreate, SweepPage, SweepProgress, SweepPublic, SweepSummary
-from service.services import tpe
+from service.services import starts, tpe
 from service.services.gpu_budgets import GpuShare, gpu_share
 from service.services.search import check_search
 from service.services.jobs import check_memory, check_tags, data_shape, decode_cursor, encode_cursor, estimate_memory
@@ -51,6 +52,10 @@ def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, s
             # a member breaks only where the space changed the base: name the space's field then
             loc = ("space", exc.loc[-1]) if exc.loc[-1] in request.space.axes() else ("base", *exc.loc)
             raise InvalidField(loc, exc.msg) from None
+    if request.base.init is not None:  # each distinct architecture's layers against the weights it starts from
+        models = {json.dumps(spec.model.model_dump(mode="json"), sort_keys=True): spec for spec in specs}
+        for spec in models.values():
+            starts.check_init(session, spec, owner_id, ("base", *starts.INIT))
     # ASHA and PBT hold their members together even one by one: they take turns (workers/engines/in_turn.py)
     held_together = request.asha is not None or request.search == "pbt"
     if request.execution != "one_by_one" or held_together:

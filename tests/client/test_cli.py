@@ -50,6 +50,15 @@ def test_submit_prints_the_id_and_watch_follows_to_the_end(fitserve, served, tmp
     assert watched.returncode == 0 and f"job {job_id} succeeded" in watched.stdout
 
 
+def test_continue_prints_the_new_job_and_waits_for_it(fitserve, served):
+    parent = served.train(tiny_regression(epochs=50))
+    done = fitserve("continue", parent["id"], "--epochs", "25", "--wait")
+    assert done.returncode == 0, done.stderr
+    job_id = done.stdout.splitlines()[0]
+    assert f"job {job_id} succeeded" in done.stdout and "75/75 epochs" in done.stdout
+    assert served.client.get(f"/v1/jobs/{job_id}").json()["continued_from"] == parent["id"]
+
+
 def test_watch_of_a_cancelled_job_exits_1(fitserve, served):
     job = served.submit(long_job())
     served.client.post(f"/v1/jobs/{job['id']}/cancel")

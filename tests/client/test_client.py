@@ -167,3 +167,14 @@ def test_list_jobs_takes_a_filter_and_a_bad_one_is_a_422_naming_the_token(client
         client.list_jobs(filter="params.optimizer.lr >")
     assert bad.value.status_code == 422 and bad.value.detail[0]["loc"] == ["query", "filter"]
     assert "at 21, 'end of filter'" in bad.value.detail[0]["msg"]
+
+
+def test_continue_job_trains_on_from_the_final_state(client):
+    parent = client.wait(client.submit(tiny_regression(epochs=20)), timeout=120)
+    child = client.wait(client.continue_job(parent, epochs=10, lr=0.01), timeout=120)
+    assert child.status == "succeeded" and child.continued_from == parent.id and child.progress.epoch == 30
+    assert child.spec["optimizer"]["lr"] == 0.01
+    assert [p.epoch for p in client.iter_metrics(child)] == list(range(21, 31))
+    with pytest.raises(ApiError) as refused:
+        client.continue_job("nosuchjob", epochs=1)
+    assert refused.value.status_code == 404

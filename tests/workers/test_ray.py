@@ -106,6 +106,18 @@ def test_sigterm_hands_the_ray_job_back_with_its_checkpoint(ray_server):
     assert ray_server.client.post(f"/v1/jobs/{job['id']}/cancel").status_code == 200
 
 
+def test_continued_and_warm_started_jobs_run_on_ray_from_their_parents(ray_server):
+    parent = ray_server.wait_for(ray_server.submit(tiny_regression(epochs=40))["id"], timeout=120)
+    child = ray_server.client.post(f"/v1/jobs/{parent['id']}/continue", json={"epochs": 10}).json()
+    warm = ray_server.submit(tiny_regression(epochs=5, init={"from_job": parent["id"]}))
+    child, warm = (ray_server.wait_for(job["id"], timeout=120) for job in (child, warm))
+    assert child["status"] == warm["status"] == "succeeded" and len(child["node"]) == 56, child
+    assert [p["epoch"] for p in ray_server.curve(child["id"])] == list(range(41, 51))
+    last = ray_server.curve(parent["id"])[-1]["loss"]
+    for job in (child, warm):  # near the parent's last loss, not a fresh start's
+        assert ray_server.curve(job["id"])[0]["loss"] < 2 * last + 1e-3
+
+
 def test_a_gpu_job_waits_for_a_gpu_while_cpu_jobs_run(ray_server):
     gpu_job = ray_server.submit(tiny_regression(device="cuda"))
     assert ray_server.train(tiny_regression())["status"] == "succeeded"

@@ -104,13 +104,15 @@ def test_a_shutdown_hands_every_member_back_from_its_checkpoint(make_app, path):
 
 
 @pytest.mark.parametrize("path", list(PATHS))
-def test_every_trained_member_is_evaluated_on_its_test_split(make_app, path):
+def test_every_trained_member_is_evaluated_on_its_test_split_and_keeps_its_final_state(make_app, path):
     srv, ids, _ = start_path(make_app, path, SPLIT)
     srv.wait_for_jobs(ids, timeout=120)
+    kept = dict(srv.query("SELECT job_id, epoch FROM checkpoints"))
     for job_id in ids:
         job = srv.client.get(f"/v1/jobs/{job_id}").json()
         assert job["status"] == "succeeded", job
         assert job["evaluation"]["test"]["mse"] >= 0 and job["evaluation"]["validation"] is not None, job
+        assert kept[job_id] == job["progress"]["epoch"]  # what a continuation starts from, where the member ended
 
 
 @pytest.mark.parametrize("search", ["tpe", "asha"])

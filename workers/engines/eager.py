@@ -25,6 +25,7 @@ from workers.engines.schedules import LearningRates, eager_reason
 from workers.engines.steps import Batches, Step, transform_rows
 
 INTERRUPT_BATCHES = 8  # inside an epoch, stops are looked for every this many mini-batches
+STEPPING = ("capturable", "foreach")  # optimizer options that say how it steps, not what it has learned
 
 
 @dataclass
@@ -91,7 +92,12 @@ class Trainer(KeepsRecords):
 
     def load_state(self, state: dict) -> None:
         self.net.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        # the numbers are the state's; how the optimizer steps is this engine's (capturable for a CUDA graph), which
+        # may differ from the one that saved it (a graph that failed, a continued job on another device)
+        saved = state["optimizer"]
+        groups = [group | {flag: ours[flag] for flag in STEPPING if flag in ours}
+                  for group, ours in zip(saved["param_groups"], self.optimizer.param_groups)]
+        self.optimizer.load_state_dict({"state": saved["state"], "param_groups": groups})
         self.progress = Progress(epoch=state["epoch"], step=state["step"])
         self.gen.set_state(state["rng"])
         if self.early is not None and "early_stopping" in state:

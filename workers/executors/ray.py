@@ -195,7 +195,7 @@ class Dispatcher:
             if job.sweep_id is not None or self.settings.AUTO_BATCH == "on":
                 mates = job_repo.get_jobs(s, claim_mates_of(s, job, worker_id, self.settings))
             claimed = [job, *mates]
-            groups = shape_groups(claimed, member_repo.checkpoint_epochs(s, [j.id for j in claimed]))
+            groups = shape_groups(claimed, member_repo.checkpoint_epochs(s, claimed))
             if job.sweep_id is not None and shares_rungs(s, job):
                 groups = [claimed]  # one task trains the groups in turn: a rung's decision would race otherwise
             groups.sort(key=lambda group: job not in group)  # the job's own group first: its demand was checked
