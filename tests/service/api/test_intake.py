@@ -3,6 +3,7 @@ JSON bodies are capped in size and nesting."""
 
 import json
 import socket
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -15,7 +16,9 @@ from tests.specs import tiny_regression
 
 FAILURES, WINDOW = 5, 3.0
 RSS_GROWTH_BOUND = 60 * 2**20  # the API's peak resident memory may grow this much during an attack
-LATENCY_BOUND = 1.0  # seconds another owner's GET and /healthz may take while an attack runs
+# seconds another owner's GET and /healthz may take while an attack runs: the median of them, and (one call stalled by
+# a busy machine's scheduler, not by the attack) the slowest; an API that read the attackers' bodies took 30 s
+LATENCY_BOUND, STALL_BOUND = 1.0, 5.0
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +114,9 @@ def test_a_flood_of_unauthenticated_bodies_costs_no_memory_and_others_stay_fast(
     assert b"HTTP/1.1 429" in answers  # the address ran out of failures
     peak = proc_status_bytes(keyed.proc.pid, "VmHWM")
     assert peak - baseline < RSS_GROWTH_BOUND, (peak - baseline) / 2**20
-    assert watcher.codes == {200} and max(watcher.latencies) < LATENCY_BOUND, max(watcher.latencies)
+    assert watcher.codes == {200}
+    assert statistics.median(watcher.latencies) < LATENCY_BOUND and max(watcher.latencies) < STALL_BOUND, \
+        sorted(watcher.latencies)[-5:]
 
 
 def forged_key(srv: Server, who: str) -> dict:
