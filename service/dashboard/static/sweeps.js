@@ -65,6 +65,10 @@ function columns(sweep) {
   const status = { label: "Status", key: (e) => e.status, cell: (e) => statusBadge(e.status) };
   const metrics = METRICS.filter(([key]) => entries.some((e) => e[key] != null))
     .map(([key, label]) => ({ label, num: true, key: (e) => e[key], cell: (e) => formatNumber(e[key]) }));
+  // an objective the metric columns do not show (an evaluation measure, e.g. val_f1) gets a column of its own
+  if (!METRICS.some(([key]) => key === sweep.objective.metric)) {
+    metrics.push({ label: sweep.objective.metric, num: true, key: (e) => e.objective, cell: (e) => formatNumber(e.objective) });
+  }
   const ranks = Object.fromEntries(entries.map((e) => [e.job_id, e.rank]));
   const notes = new Map(entries.map((e) => [e.job_id, searchNote(e, sweep, ranks)]));
   const note = { label: "Rung stop / PBT lineage", key: (e) => notes.get(e.job_id), cell: (e) => notes.get(e.job_id) };
