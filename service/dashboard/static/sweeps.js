@@ -50,10 +50,13 @@ function columns(sweep, names) {
   const rank = { label: "Rank", num: true, key: (e) => e.rank,
     cell: (e) => h("a", { href: `#/jobs/${encodeURIComponent(e.job_id)}`, title: `job ${e.job_id}` }, `#${e.rank}`) };
   const status = { label: "Status", key: (e) => e.status, cell: (e) => statusBadge(e.status) };
+  // an objective the metric columns do not show (an evaluation measure, e.g. val_f1) gets a column of its own
+  const objective = METRICS.some(([key]) => key === sweep.objective.metric) ? [] :
+    [{ label: sweep.objective.metric, num: true, key: (e) => e.objective, cell: (e) => formatNumber(e.objective) }];
   const ranks = Object.fromEntries(entries.map((e) => [e.job_id, e.rank]));
   const notes = new Map(entries.map((e) => [e.job_id, searchNote(e, sweep, ranks)]));
   const note = { label: "Rung stop / PBT lineage", key: (e) => notes.get(e.job_id), cell: (e) => notes.get(e.job_id) };
-  return [rank, ...paramColumns(entries, (e) => e.hyperparameters, names), status, ...metricColumns(entries, entryMetrics),
+  return [rank, ...paramColumns(entries, (e) => e.hyperparameters, names), status, ...metricColumns(entries, entryMetrics), ...objective,
     ...([...notes.values()].some(Boolean) ? [note] : [])];
 }
 

@@ -13,6 +13,7 @@ import onnx
 import pytest
 
 from tests.conftest import Server
+from tests.service.api.test_objectives import CLASSIFIER
 from tests.specs import example, tiny_regression
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -338,6 +339,20 @@ def test_key_is_asked_once_and_other_owners_jobs_never_appear(served, page):
     page.get_by_label("API key").fill("fs_not_a_key")
     page.get_by_role("button", name="Save key").click()
     expect(page.get_by_text("The server refused this key")).to_be_visible()
+
+
+def test_a_sweep_page_names_its_objective_and_shows_an_evaluation_objective_as_a_column(served, page):
+    sign_in(page, served)
+    base = {**CLASSIFIER, "epochs": 10}
+    body = {"name": f"f1 sweep {uuid.uuid4().hex[:6]}", "base": base, "space": {"lr": [0.02, 0.2]},
+            "objective": {"metric": "val_f1"}}
+    sweep = served.client.post("/v1/sweeps", json=body).json()
+    page.goto(url(served) + f"#/sweeps/{sweep['id']}")
+    expect(page.locator(".sweep h1")).to_contain_text("succeeded", timeout=60_000)
+    expect(page.locator(".sweep .note[role=status]")).to_contain_text("ranked by val_f1 (max)")
+    expect(page.locator(".sweep thead th").last).to_have_text("val_f1")
+    scores = [float(text) for text in page.locator(".sweep tbody tr td:last-child").all_inner_texts()]
+    assert len(scores) == 2 and scores == sorted(scores, reverse=True)
 
 
 def test_a_sweep_page_lists_its_members_by_the_values_that_differ_and_compares_them(served, page):
