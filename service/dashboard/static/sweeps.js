@@ -3,7 +3,7 @@
 
 import { FINAL, getJSON, request, sleep } from "./api.js";
 import { COLORS } from "./charts.js";
-import { formatTime, h, statusBadge } from "./dom.js";
+import { formatNumber, formatTime, h, statusBadge } from "./dom.js";
 import { linkedViews } from "./parallel.js";
 import { METRICS, differing, formatValues, metricColumns, paramChooser, paramColumns } from "./params.js";
 
