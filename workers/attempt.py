@@ -90,12 +90,17 @@ def starting_state(job: Job, saved) -> dict | None:
 def build_trainer(job: Job, device: torch.device, graphs: bool = True) -> Trainer:
     """The job's eager engine, started from its state when it has one."""
     spec = JobSpec.model_validate(job.spec)
-    state = starting_state(job, read_starting_points([job])[job.id])
+    saved = read_starting_points([job])[job.id]
+    state = starting_state(job, saved)
     net, data = prepare(spec, device, fresh=state is None)
     trainer = Trainer(spec, net, data, device, graphs=graphs)
     if state is not None:
         trainer.load_state(state)
-        log.info("job %s starts from a saved state at epoch %d", job.id, trainer.progress.epoch)
+        if saved.job_id == job.id:
+            log.info("job %s resumes from its checkpoint at epoch %d", job.id, trainer.progress.epoch)
+        else:
+            log.info("job %s continues job %s from its final state at epoch %d", job.id, saved.job_id,
+                     trainer.progress.epoch)
     return trainer
 
 

@@ -8,11 +8,9 @@ owner's jobs (404 for others'), as GET does. Workers take the state through the 
 
 import json
 
-import torch
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from modelzoo import build_network
 from service.errors import Conflict, InvalidField, NotFound
 from service.models import Job, JobStatus
 from service.repositories import jobs as job_repo
@@ -87,6 +85,11 @@ def stored_shapes(blob: bytes) -> dict[str, tuple[int, ...]]:
 
 def spec_shapes(spec: JobSpec) -> dict[str, tuple[int, ...]]:
     """Each tensor's shape in the weights a job of `spec` stores, from a network built without memory."""
+    # torch imported here, not with the module: the pool's own process imports the services and stays torch-free
+    import torch
+
+    from modelzoo import build_network
+
     with torch.device("meta"):
         net = build_network(spec.model, spec.data.standardize_target)
     return {name: tuple(tensor.shape) for name, tensor in net.state_dict().items()}
