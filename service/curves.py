@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
 
 import numpy as np
 
@@ -28,74 +28,36 @@ DTYPES = {name: np.dtype("<i8") if name in INTEGER else np.dtype("<f8") for name
 FIELDS = REQUIRED + OPTIONAL
 
 
-@dataclass(slots=True)
-class CurvePoint:
-    step: int
-    epoch: int
-    loss: float
-    val_loss: float | None = None
-    accuracy: float | None = None
-    val_accuracy: float | None = None
-    lr: float | None = None
-    # a job's `metrics` (EPOCH_FIELDS, in that order)
-    mse: float | None = None
-    rmse: float | None = None
-    mae: float | None = None
-    r2: float | None = None
-    log_loss: float | None = None
-    precision: float | None = None
-    recall: float | None = None
-    f1: float | None = None
-    roc_auc: float | None = None
-    val_mse: float | None = None
-    val_rmse: float | None = None
-    val_mae: float | None = None
-    val_r2: float | None = None
-    val_log_loss: float | None = None
-    val_precision: float | None = None
-    val_recall: float | None = None
-    val_f1: float | None = None
-    val_roc_auc: float | None = None
-
-    def as_dict(self) -> dict:
-        """The point's figures; those of `metrics` only where it has them (a job that asked for them)."""
-        return {name: value for name in FIELDS if (value := getattr(self, name)) is not None or name not in EPOCH_FIELDS}
+def _as_dict(self) -> dict:
+    """The point's figures; those of `metrics` only where it has them (a job that asked for them)."""
+    return {name: value for name in FIELDS if (value := getattr(self, name)) is not None or name not in EPOCH_FIELDS}
 
 
-@dataclass(slots=True)
-class Columns:
+# One curve point: step, epoch and loss, then every OPTIONAL figure (None where the point has none), in FIELDS' order.
+CurvePoint = make_dataclass(
+    "CurvePoint",
+    [("step", int), ("epoch", int), ("loss", float), *((name, float | None, None) for name in OPTIONAL)],
+    namespace={"as_dict": _as_dict},
+    slots=True,
+)
+
+
+_ColumnsFields = make_dataclass(
+    "_ColumnsFields",
+    [("step", list[int]), ("epoch", list[int]), ("loss", list[float]),
+     *((name, list[float | None] | None, None) for name in OPTIONAL)],
+    slots=True,
+)
+
+
+class Columns(_ColumnsFields):
     """Curve points as equal-length lists, the form a trainer reads its figures back in.
 
     Points in step order; an optional figure is None as a whole when no point has it. Indexing
     gives a CurvePoint, slicing more Columns: building one object per point is what it avoids.
     """
 
-    step: list[int]
-    epoch: list[int]
-    loss: list[float]
-    val_loss: list[float | None] | None = None
-    accuracy: list[float] | None = None
-    val_accuracy: list[float] | None = None
-    lr: list[float] | None = None
-    # a job's `metrics` (EPOCH_FIELDS, in that order)
-    mse: list[float | None] | None = None
-    rmse: list[float | None] | None = None
-    mae: list[float | None] | None = None
-    r2: list[float | None] | None = None
-    log_loss: list[float | None] | None = None
-    precision: list[float | None] | None = None
-    recall: list[float | None] | None = None
-    f1: list[float | None] | None = None
-    roc_auc: list[float | None] | None = None
-    val_mse: list[float | None] | None = None
-    val_rmse: list[float | None] | None = None
-    val_mae: list[float | None] | None = None
-    val_r2: list[float | None] | None = None
-    val_log_loss: list[float | None] | None = None
-    val_precision: list[float | None] | None = None
-    val_recall: list[float | None] | None = None
-    val_f1: list[float | None] | None = None
-    val_roc_auc: list[float | None] | None = None
+    __slots__ = ()
 
     @classmethod
     def from_dicts(cls, points: Sequence[dict]) -> Columns:

@@ -7,7 +7,7 @@ neither the server nor its dependencies to read them.
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_serializer
 from typing_extensions import TypeAliasType
 
 
@@ -20,7 +20,7 @@ EPOCH_METRICS = ("mse", "rmse", "mae", "r2", "log_loss", "precision", "recall", 
 EPOCH_FIELDS = frozenset(EPOCH_METRICS + tuple(f"val_{name}" for name in EPOCH_METRICS))
 
 
-class MetricPointPublic(BaseModel):
+class _MetricPointFields(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     step: int
@@ -30,31 +30,21 @@ class MetricPointPublic(BaseModel):
     accuracy: float | None = None
     val_accuracy: float | None = None
     lr: float | None = Field(None, description="the learning rate the epoch trained at (jobs with a schedule)")
-    # the job's `metrics` (README, Per-epoch metrics): the training split's as <name>, the validation split's as
-    # val_<name>; present only in the points of a job that asked for them
-    mse: float | None = None
-    rmse: float | None = None
-    mae: float | None = None
-    r2: float | None = None
-    log_loss: float | None = None
-    precision: float | None = None
-    recall: float | None = None
-    f1: float | None = None
-    roc_auc: float | None = None
-    val_mse: float | None = None
-    val_rmse: float | None = None
-    val_mae: float | None = None
-    val_r2: float | None = None
-    val_log_loss: float | None = None
-    val_precision: float | None = None
-    val_recall: float | None = None
-    val_f1: float | None = None
-    val_roc_auc: float | None = None
 
     @model_serializer(mode="wrap")
     def _only_recorded_metrics(self, handler):
         """A job's curve keeps the fields it always had; of `metrics`, only those it recorded."""
         return {k: v for k, v in handler(self).items() if v is not None or k not in EPOCH_FIELDS}
+
+
+# the job's `metrics` (README, Per-epoch metrics): the training split's as <name>, the validation split's as
+# val_<name>; present only in the points of a job that asked for them
+MetricPointPublic = create_model(
+    "MetricPointPublic",
+    __base__=_MetricPointFields,
+    __module__=__name__,
+    **{name: (float | None, None) for name in (*EPOCH_METRICS, *(f"val_{name}" for name in EPOCH_METRICS))},
+)
 
 
 class ObjectivePublic(BaseModel):
