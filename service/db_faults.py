@@ -33,7 +33,8 @@ PG_CORRUPT = ("XX001", "XX002")  # data_corrupted, index_corrupted
 FULL_REMEMBERED_SECONDS = 30.0
 # SQLite: /readyz names the disk once less than this is left to the file (the disk's free space, FITSERVE_DB_MAX_BYTES)
 LOW_ROOM_BYTES = 1024 * 1024
-# PostgreSQL: /readyz probes the disk at most this often (about 3 ms a probe; its answer lasts in FAULTS meanwhile)
+# PostgreSQL: /readyz probes the disk at most this often (about 3 ms a probe); a full disk it met stays named in
+# FAULTS meanwhile, as this is under FULL_REMEMBERED_SECONDS
 PROBE_SECONDS = 5.0
 # a sort of 10,000 integers at work_mem's floor spills about 144 kB to a temporary file in the database's own
 # tablespace (temp_tablespaces '' means it), where its tables grow: on a full disk the write fails with SQLSTATE
