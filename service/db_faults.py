@@ -4,6 +4,8 @@
 SQLITE_NOTADB; PostgreSQL's SQLSTATE 53100 disk_full, XX001 and XX002 data or index corrupted) and gives the error to
 answer: 507 for a full disk, 503 for a corrupt database, each saying what to do. `FAULTS` remembers the last one this
 process met, so /readyz names it, and logs one line when a fault begins (not at each write that meets it).
+/readyz finds a full disk before any write does: SQLite's room is measured (`sqlite_low_room`); PostgreSQL's disk
+is the server's, so `SpillProbe` makes the server write a small temporary file there and meets its answer.
 """
 
 from __future__ import annotations
@@ -31,6 +33,15 @@ PG_CORRUPT = ("XX001", "XX002")  # data_corrupted, index_corrupted
 FULL_REMEMBERED_SECONDS = 30.0
 # SQLite: /readyz names the disk once less than this is left to the file (the disk's free space, FITSERVE_DB_MAX_BYTES)
 LOW_ROOM_BYTES = 1024 * 1024
+# PostgreSQL: /readyz probes the disk at most this often (about 3 ms a probe); a full disk it met stays named in
+# FAULTS meanwhile, as this is under FULL_REMEMBERED_SECONDS
+PROBE_SECONDS = 5.0
+# a sort of 10,000 integers at work_mem's floor spills about 144 kB to a temporary file in the database's own
+# tablespace (temp_tablespaces '' means it), where its tables grow: on a full disk the write fails with SQLSTATE
+# 53100 "could not write to file ... No space left on device", and nothing of the database is written
+PROBE_SETTINGS = ("SELECT set_config('work_mem', '64kB', true), set_config('temp_tablespaces', '', true), "
+                  "set_config('statement_timeout', '1s', true)")
+PROBE_SPILL = "SELECT count(*) FROM (SELECT g FROM generate_series(1, 10000) g ORDER BY g DESC) AS spilled"
 
 log = logging.getLogger("fitserve.db")
 
@@ -149,15 +160,52 @@ def answer_for(exc: BaseException) -> FitserveError | None:
     return ServerBusy() if isinstance(exc, PoolTimeout) else FAULTS.meet(exc)
 
 
+class SpillProbe:
+    """PostgreSQL's disk as /readyz finds it: full when a spill to a temporary file there fails for want of space,
+    probed at most once each PROBE_SECONDS a database."""
+
+    def __init__(self):
+        self.lock = threading.Lock()  # held while probing: concurrent /readyz calls wait for one probe's answer
+        self.probed_at: dict[str, float] = {}
+
+    def full_disk(self, conn: Connection, url: str) -> InsufficientStorage | None:
+        """A full disk that a probe (now, or one within PROBE_SECONDS) met; met as a write's is, so FAULTS keeps
+        it and logs it once."""
+        with self.lock:
+            last = self.probed_at.get(url)
+            if last is not None and time.monotonic() - last < PROBE_SECONDS:
+                return None  # a full disk the last probe met is FAULTS' to name
+            self.probed_at[url] = time.monotonic()
+            error = spill(conn)
+        return FAULTS.meet(error) if error is not None and fault_kind(error) == "full" else None
+
+
+def spill(conn: Connection) -> DBAPIError | None:
+    """The error the probe's sort met spilling to a temporary file, or None when it had room. Only 53100 names a
+    full disk: another (a temp_file_limit under the spill, the statement_timeout on a stalled disk) names nothing."""
+    conn.rollback()  # the settings are the probe's own transaction's
+    try:
+        with conn.begin():
+            conn.exec_driver_sql(PROBE_SETTINGS)
+            conn.exec_driver_sql(PROBE_SPILL)
+    except DBAPIError as exc:
+        return exc
+    return None
+
+
+PROBE = SpillProbe()
+
+
 def readiness_fault(conn: Connection, url: str) -> FitserveError | None:
     """The fault /readyz names: a corrupt database this process met; a full disk as SQLite's room measures it now,
-    else (PostgreSQL's disk is the server's) one met within FULL_REMEMBERED_SECONDS."""
+    else (PostgreSQL's disk is the server's) one met within FULL_REMEMBERED_SECONDS or by the probe."""
     met = FAULTS.current()
     parsed = make_url(url)
-    file = parsed.database if parsed.get_backend_name() == "sqlite" else None
-    if isinstance(met, DatabaseCorrupt) or file in (None, "", ":memory:"):
+    if isinstance(met, DatabaseCorrupt):
         return met
-    return sqlite_low_room(conn, url)
+    if parsed.get_backend_name() == "sqlite":
+        return met if parsed.database in (None, "", ":memory:") else sqlite_low_room(conn, url)
+    return met or PROBE.full_disk(conn, url)
 
 
 def sqlite_low_room(conn: Connection, url: str) -> InsufficientStorage | None:

@@ -89,9 +89,9 @@ class Databases:
         self.created: set[str] = set()
         self.template: str | None = None  # the migrated SQLite file, or PostgreSQL database, copies come from
 
-    def create(self, path: Path, migrated: bool = True) -> str:
+    def create(self, path: Path, migrated: bool = True, tablespace: str | None = None) -> str:
         """A new database, at the schema's head unless not `migrated` (then empty); `path` names the SQLite file
-        (and, for PostgreSQL, only the log)."""
+        (and, for PostgreSQL, only the log); a PostgreSQL one in `tablespace` where given."""
         if migrated and self.template is None:
             self.template = self.migrated_template(path.parent)
         if self.admin is None:
@@ -100,7 +100,8 @@ class Databases:
             return f"sqlite:///{path}"
         name = f"fitserve_test_{uuid.uuid4().hex[:12]}"
         with self.admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}" + (f" TEMPLATE {self.template}" if migrated else "")))
+            conn.execute(text(f"CREATE DATABASE {name}" + (f" TEMPLATE {self.template}" if migrated else "")
+                              + (f" TABLESPACE {tablespace}" if tablespace else "")))
         self.created.add(name)
         return self.url_of(name)
 

@@ -2,17 +2,24 @@
 
 SQLite's disk is made full for real: FITSERVE_DB_MAX_BYTES (PRAGMA max_page_count) caps the file a little above
 its size, and SQLite answers SQLITE_FULL ("database or disk is full") past it, as on a full disk; a database on a
-small tmpfs (where this test runs as root) is the disk itself filling. A PostgreSQL disk cannot be filled safely
-here: its server raises SQLSTATE 53100 disk_full from triggers on the inserts, through the real driver (psycopg's
-DiskFull) and the same code path as a real one.
+small tmpfs (where this test runs as root) is the disk itself filling. PostgreSQL's disk is filled for real where a
+database of the test's own lives in a tablespace on a small tmpfs (/readyz's probe, and a write's 507); where a
+worker's writes must fail while others pass, its server raises SQLSTATE 53100 disk_full from triggers, through the
+real driver (psycopg's DiskFull) and the same code path as a real one.
 """
 
 import os
+import shutil
 import subprocess
+import tempfile
 import time
+import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from service import db_faults
 from tests.conftest import as_, corrupt_sqlite_file, wait_until, with_keys
@@ -139,22 +146,42 @@ def stalled(srv, job_id: str, quiet: float = 1.0):
     return holds
 
 
+def fill(folder: Path) -> None:
+    """A file, `ballast`, written into `folder` until its file system has no byte left."""
+    with open(folder / "ballast", "wb", buffering=0) as f, pytest.raises(OSError):
+        while True:
+            f.write(b"\0" * 65536)
+
+
+def mount_tmpfs(size: str) -> Path:
+    """A tmpfs of `size` on a folder of its own under the system's temporary folder (a pytest folder is closed to
+    other OS users, PostgreSQL's among them); the test is skipped where mounting is not permitted."""
+    folder = Path(tempfile.mkdtemp(prefix="fitserve-tmpfs-"))
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True,
+                             check=False)
+    if mounted.returncode != 0:
+        folder.rmdir()
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace').strip()}")
+    return folder
+
+
+def unmount(folder: Path) -> None:
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+    folder.rmdir()
+
+
 @pytest.fixture
-def tiny_file_system(tmp_path, backend):
+def tiny_file_system(backend):
     """A 4 MiB tmpfs mounted for the test (root only; else skipped), unmounted after."""
     if backend != "sqlite":
         pytest.skip("a database file on a full file system: SQLite only")
-    folder = tmp_path / "tmpfs"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], capture_output=True,
-                             check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace').strip()}")
+    folder = mount_tmpfs("4m")
     yield folder
-    subprocess.run(["umount", "-l", str(folder)], check=True)
+    unmount(folder)
 
 
-def test_a_database_on_a_full_file_system_answers_507_and_works_again_once_space_is_freed(tiny_file_system, databases):
+def test_a_database_on_a_full_file_system_answers_507_and_works_again_once_space_is_freed(tiny_file_system, databases,
+                                                                                          tmp_path):
     """The disk itself full: SQLite's log (-wal) cannot grow, so even a DELETE answers 507 (README, A full disk);
     space freed on the file system by other means (a file removed) lets the job go on."""
     from tests.harness.inprocess import App
@@ -162,17 +189,13 @@ def test_a_database_on_a_full_file_system_answers_507_and_works_again_once_space
     path = tiny_file_system / "fitserve.db"
     srv = App(path, workers=1, db_url=databases.create(path), FITSERVE_CHECKPOINT_SECONDS="0.3",
               FITSERVE_LEASE_SECONDS="3")
-    srv.log_path = tiny_file_system.parent / "fitserve.log"  # the log must not share the full disk
+    srv.log_path = tmp_path / "fitserve.log"  # the log must not share the full disk
     srv.start()
     try:
         kept = upload(srv, 50, 1).json()["id"]
         job = srv.submit(long_job())
         srv.wait_until(job["id"], lambda j: j["status"] == "running" and j["progress"]["epoch"] > 0)
-        ballast = tiny_file_system / "ballast"
-        with open(ballast, "wb", buffering=0) as f, pytest.raises(OSError):  # the file system's last byte
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
+        fill(tiny_file_system)
         refused = upload(srv, 50, 0)
         assert refused.status_code == 507 and DISK_FULL in refused.json()["detail"], refused.text
         wait_until(lambda: DISK_FULL in srv.client.get("/readyz").text, 30, "readyz names the disk", srv.read_log)
@@ -181,7 +204,7 @@ def test_a_database_on_a_full_file_system_answers_507_and_works_again_once_space
         deleted = srv.client.delete(f"/v1/datasets/{kept}")  # 204 where its log still has room, else 507: never 500
         assert deleted.status_code == 204 or DISK_FULL in deleted.json()["detail"], deleted.text
 
-        ballast.unlink()
+        (tiny_file_system / "ballast").unlink()
         wait_until(lambda: srv.client.get("/readyz").status_code == 200, 60, "ready once space is freed", srv.read_log)
         epoch = srv.client.get(f"/v1/jobs/{job['id']}").json()["progress"]["epoch"]
         srv.wait_until(job["id"], lambda j: j["status"] == "running" and j["progress"]["epoch"] > epoch + 50,
@@ -189,6 +212,62 @@ def test_a_database_on_a_full_file_system_answers_507_and_works_again_once_space
         assert srv.client.delete(f"/v1/jobs/{job['id']}").status_code == 204
     finally:
         srv.stop()
+    log = srv.read_log()
+    assert "Traceback" not in log and sum(DISK_FULL in line for line in log.splitlines()) == 1, log[-3000:]
+
+
+@pytest.fixture
+def tiny_tablespace(backend, databases):
+    """A PostgreSQL tablespace on a 16 MiB tmpfs mounted for the test (a local server, root and a superuser only;
+    else skipped): its name and folder; dropped and unmounted after."""
+    if backend != "postgresql":
+        pytest.skip("a tablespace on a full file system: PostgreSQL only (SQLite's is the test above)")
+    folder = mount_tmpfs("16m")
+    name = f"fitserve_tiny_{uuid.uuid4().hex[:8]}"
+    try:
+        try:
+            shutil.chown(folder, "postgres", "postgres")  # the server's OS user owns a tablespace's folder
+            with databases.admin.connect() as conn:
+                conn.execute(text(f"CREATE TABLESPACE {name} LOCATION '{folder}'"))
+        except (LookupError, DBAPIError) as exc:
+            pytest.skip(f"cannot make a tablespace on a tmpfs here: {str(exc).splitlines()[0]}")
+        yield name, folder
+    finally:
+        with databases.admin.connect() as conn:  # its databases are dropped first (the test's `finally`)
+            conn.execute(text(f"DROP TABLESPACE IF EXISTS {name}"))
+        unmount(folder)
+
+
+def test_readyz_names_a_full_postgresql_disk_before_any_write_meets_it(tiny_tablespace, databases, tmp_path,
+                                                                        monkeypatch):
+    """The database lives in a tablespace on a tmpfs that is then filled: with no write of this process meeting it,
+    /readyz's probe (a sort spilled to a temporary file in that tablespace) meets SQLSTATE 53100 and names the disk;
+    reads go on; once space is freed it is ready again."""
+    from tests.harness.inprocess import App
+
+    monkeypatch.setattr(db_faults, "FULL_REMEMBERED_SECONDS", 2.0)  # the wait for ready again, shortened
+    monkeypatch.setattr(db_faults, "PROBE_SECONDS", 1.0)
+    name, folder = tiny_tablespace
+    path = tmp_path / "fitserve.db"  # names the log (off the full disk) and the database's log line
+    srv = App(path, workers=0, db_url=databases.create(path, tablespace=name))
+    try:
+        srv.start()  # and nothing written after: the API's maintenance loop has no counts to fold, no job to rescue
+        assert srv.client.get("/readyz").status_code == 200
+        fill(folder)
+        # the probe's last answer (room) stands for PROBE_SECONDS, then the next one meets the full disk
+        wait_until(lambda: srv.client.get("/readyz").status_code == 503, 10, "readyz names the disk", srv.read_log)
+        ready = srv.client.get("/readyz").json()["detail"]
+        assert DISK_FULL in ready and "the disk of the PostgreSQL server" in ready, ready
+        assert srv.client.get("/v1/jobs").status_code == 200  # reads go on
+        refused = srv.client.post("/v1/jobs", json=tiny_regression())  # a write meets the disk as the probe did
+        assert refused.status_code == 507 and DISK_FULL in refused.json()["detail"], refused.text
+        (folder / "ballast").unlink()
+        wait_until(lambda: srv.client.get("/readyz").status_code == 200, 30, "ready once space is freed", srv.read_log)
+        assert srv.client.post("/v1/jobs", json=tiny_regression()).status_code == 201
+    finally:
+        (folder / "ballast").unlink(missing_ok=True)
+        srv.stop()
+        databases.drop(srv.db_url)
     log = srv.read_log()
     assert "Traceback" not in log and sum(DISK_FULL in line for line in log.splitlines()) == 1, log[-3000:]
 
