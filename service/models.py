@@ -247,8 +247,9 @@ class JobTag(Base):
 
 
 class JobCountsColumns:
-    """Jobs of one owner in one status, their training seconds (counted once ended), the bytes of their curves and
-    weights, and (on the 'running' row) when the owner's latest job started."""
+    """Jobs of one owner in one status, their training seconds (counted once ended), the bytes of their curves,
+    weights and checkpoints, and (on the 'running' row) when the owner's latest job started; the bytes of the owner's
+    datasets on its row of status '' (a dataset belongs to no job; alembic 0036)."""
 
     owner_key: Mapped[str] = mapped_column(String(32))  # "" for the anonymous owner
     status: Mapped[str] = mapped_column(String(16))
@@ -256,6 +257,8 @@ class JobCountsColumns:
     training_seconds: Mapped[float] = mapped_column(Float)
     curve_bytes: Mapped[int] = mapped_column(BigInteger)
     weights_bytes: Mapped[int] = mapped_column(BigInteger)
+    checkpoint_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    dataset_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
     last_started_at: Mapped[datetime | None] = mapped_column()
 
 
