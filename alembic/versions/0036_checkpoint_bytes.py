@@ -50,7 +50,8 @@ def sqlite_triggers(counts) -> None:
     op.execute(f"CREATE TRIGGER jobs_counted_delete BEFORE DELETE ON jobs BEGIN {INTO} VALUES"
                f" {deleted_job(counts, False)}; END")
     # a checkpoint's change goes to its job's (owner, status); none once its job is gone (the job's delete counted it)
-    of_job = f"{INTO} SELECT coalesce(owner_id, ''), status, 0, 0, 0, 0, {{delta}}, 0, NULL FROM jobs WHERE id = {{job}}"
+    of_job = (f"{INTO} SELECT coalesce(owner_id, ''), status, 0, 0, 0, 0, {{delta}}, 0, NULL"
+              f" FROM jobs WHERE id = {{job}}")
     for event, delta, job in (("INSERT", "length(NEW.data)", "NEW.job_id"),
                               ("UPDATE OF data", "length(NEW.data) - length(OLD.data)", "NEW.job_id"),
                               ("DELETE", "-length(OLD.data)", "OLD.job_id")):
@@ -91,6 +92,7 @@ def postgresql_triggers(counts) -> None:
         return (f"{INTO} SELECT coalesce(j.owner_id, ''), j.status, 0, 0, 0, 0, {delta}, 0, NULL"
                 f" FROM {rows} JOIN jobs j ON j.id = n.job_id GROUP BY 1, 2")
 
+    rewritten = change("sum(octet_length(n.data) - octet_length(o.data))", "new_rows n JOIN old_rows o USING (job_id)")
     op.execute(f"""
         CREATE FUNCTION checkpoints_counted() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
@@ -99,7 +101,7 @@ def postgresql_triggers(counts) -> None:
             ELSIF TG_OP = 'DELETE' THEN
                 {change("-sum(octet_length(n.data))", "old_rows n")};
             ELSE
-                {change("sum(octet_length(n.data) - octet_length(o.data))", "new_rows n JOIN old_rows o USING (job_id)")};
+                {rewritten};
             END IF;
             RETURN NULL;
         END $$""")

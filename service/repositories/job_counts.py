@@ -2,8 +2,9 @@
 
 The database keeps them: triggers (alembic 0013, 0036) append a change row in the very transaction that
 inserts, deletes or changes the status of a job, or writes its curve, weights or checkpoint, or a dataset, so no
-code path can forget one (a cascade included). A dataset's bytes are on its owner's row of status '' (no job's). `fold` moves the changes into job_counts on each maintenance tick; readers add the changes
-not folded yet, so a figure is exact at any time, and what it reads grows with owners, not with jobs.
+code path can forget one (a cascade included); a dataset's bytes are on its owner's row of status '' (no job's).
+`fold` moves the changes into job_counts on each maintenance tick; readers add the changes not folded yet, so a
+figure is exact at any time, and what it reads grows with owners, not with jobs.
 The fold also moves each owner's queued and running jobs and latest start into owner_queues, the fair claim's
 turn order (repositories/queue.py). `recount` rebuilds all three from the history (`fitserve db recount`).
 """

@@ -36,7 +36,8 @@ def truth(s) -> dict[tuple[str, str], dict]:
         if status in FINAL and started is not None and finished is not None:
             entry["seconds"] += (when(finished) - when(started)).total_seconds()
     owned = {table: f"SELECT j.owner_id, t.data FROM {table} t JOIN jobs j ON j.id = t.job_id"
-             for table in ("metric_chunks", "job_weights", "checkpoints")} | {"datasets": "SELECT owner_id, data FROM datasets"}
+             for table in ("metric_chunks", "job_weights", "checkpoints")}
+    owned["datasets"] = "SELECT owner_id, data FROM datasets"
     for kind, table in zip(BYTES, owned):
         for owner, data in s.execute(text(owned[table])):
             entry = found.setdefault((owner or "", "bytes"), dict.fromkeys(BYTES, 0))
@@ -182,7 +183,8 @@ def test_counters_equal_the_history_through_every_change(keyed_app):
     assert srv.query("SELECT count(*) FROM jobs WHERE status IN " + FINAL_SQL) == [(0,)]
     assert_agree(srv)  # retention deleted every ended job
 
-    srv.query("UPDATE job_counts SET jobs = jobs + 7, curve_bytes = 0, checkpoint_bytes = 1, dataset_bytes = 2")  # wrong, as a repair would find them
+    # wrong, as a repair would find them
+    srv.query("UPDATE job_counts SET jobs = jobs + 7, curve_bytes = 0, checkpoint_bytes = 1, dataset_bytes = 2")
     assert "rebuilt" in srv.cli("db", "recount")
     assert srv.query("SELECT count(*) FROM job_count_changes") == [(0,)]
     assert_agree(srv)
