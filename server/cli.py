@@ -226,7 +226,8 @@ def print_database_check(url: str) -> int:
 
 
 def recount_jobs() -> int:
-    """Rebuild the job counters (/metrics, /v1/usage, fair share) from the jobs, curves and weights."""
+    """Rebuild the job counters (/metrics, /v1/usage, fair share) from the jobs, curves, weights, checkpoints and
+    datasets."""
     from service.db import session_scope
     from service.repositories import job_counts
 

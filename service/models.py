@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
     text,
 )
@@ -95,7 +96,7 @@ class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    owner_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    owner_id: Mapped[str | None] = mapped_column(String(32))  # indexed first in several indexes below
     sweep_id: Mapped[str | None] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
     name: Mapped[str | None] = mapped_column(String(200))
     alias: Mapped[str | None] = mapped_column(String(64))  # a second name for the v2 protocol, unique per owner
@@ -247,8 +248,9 @@ class JobTag(Base):
 
 
 class JobCountsColumns:
-    """Jobs of one owner in one status, their training seconds (counted once ended), the bytes of their curves and
-    weights, and (on the 'running' row) when the owner's latest job started."""
+    """Jobs of one owner in one status, their training seconds (counted once ended), the bytes of their curves,
+    weights and checkpoints, and (on the 'running' row) when the owner's latest job started; the bytes of the owner's
+    datasets on its row of status '' (a dataset belongs to no job; alembic 0036)."""
 
     owner_key: Mapped[str] = mapped_column(String(32))  # "" for the anonymous owner
     status: Mapped[str] = mapped_column(String(16))
@@ -256,6 +258,8 @@ class JobCountsColumns:
     training_seconds: Mapped[float] = mapped_column(Float)
     curve_bytes: Mapped[int] = mapped_column(BigInteger)
     weights_bytes: Mapped[int] = mapped_column(BigInteger)
+    checkpoint_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    dataset_bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
     last_started_at: Mapped[datetime | None] = mapped_column()
 
 
@@ -398,6 +402,13 @@ class Checkpoint(Base):
     epoch: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # a succeeded job's final state, kept as long as the job; the others (a running job's, or one of a job that
+    # failed or was cancelled, dropped by retention) are the few ix_checkpoints_not_final holds
+    final: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+    # each as the back end's `~Checkpoint.final` reads (SQLite has no boolean type)
+    __table_args__ = (Index("ix_checkpoints_not_final", "job_id", sqlite_where=text("final = 0"),
+                            postgresql_where=text("NOT final")),)
 
 
 class Dataset(Base):

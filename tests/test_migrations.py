@@ -209,13 +209,16 @@ def test_jobs_made_before_0022_are_found_by_name_and_sorted_by_metric(tmp_path, 
 
 
 def test_0013_fills_the_counters_as_a_recount_does(make_app):
-    """0013 fills job_counts from the history (SQLite: in one read of the jobs): the same rows a recount builds."""
+    """0013 fills job_counts from the history (SQLite: in one read of the jobs), and 0036 its checkpoint and dataset
+    bytes: the same rows a recount builds."""
     from service.repositories import job_counts
 
     app = make_app(workers=1).start()
     for epochs in (3, 5):
-        app.train(tiny_regression(epochs=epochs, name="done"))
+        app.train(tiny_regression(epochs=epochs, name="done"))  # each keeps its final state in checkpoints
     wait = [app.train(tiny_regression(epochs=2))["id"] for _ in range(2)]
+    csv = b"x,y\n" + b"".join(f"{i},{2 * i}\n".encode() for i in range(20))
+    assert app.client.post("/v1/datasets", files={"file": ("d.csv", csv)}, data={"target": "y"}).status_code == 201
     url = app.db_url
     app.stop()
     downgrade(url, "0012")
@@ -227,12 +230,14 @@ def test_0013_fills_the_counters_as_a_recount_does(make_app):
     engine.dispose()
     upgrade(url)
     engine = make_engine(url)
-    counts = ("SELECT owner_key, status, jobs, training_seconds, curve_bytes, weights_bytes, last_started_at"
-              " FROM job_counts ORDER BY owner_key, status")
+    counts = ("SELECT owner_key, status, jobs, training_seconds, curve_bytes, weights_bytes, last_started_at,"
+              " checkpoint_bytes, dataset_bytes FROM job_counts ORDER BY owner_key, status")
     with Session(engine) as s:
         filled = [tuple(row) for row in s.execute(text(counts))]
+        datasets = s.scalar(text("SELECT sum(length(data)) FROM datasets"))
         job_counts.recount(s)
         recounted = [tuple(row) for row in s.execute(text(counts))]
     engine.dispose()
-    assert len(filled) >= 4 and any(row[4] > 0 and row[5] > 0 for row in filled)
+    assert len(filled) >= 4 and any(row[4] > 0 and row[5] > 0 and row[7] > 0 for row in filled)
+    assert [row[8] for row in filled if row[1] == ""] == [datasets] and datasets > 0
     assert filled == recounted

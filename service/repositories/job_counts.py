@@ -1,9 +1,10 @@
 """Jobs, training seconds and stored bytes per owner and status, read without reading the jobs.
 
-The database keeps them: triggers (alembic 0013) append a change row in the very transaction that inserts,
-deletes or changes the status of a job, or writes its curve or weights, so no code path can forget one (a
-cascade included). `fold` moves the changes into job_counts on each maintenance tick; readers add the changes
-not folded yet, so a figure is exact at any time, and what it reads grows with owners, not with jobs.
+The database keeps them: triggers (alembic 0013, 0036) append a change row in the very transaction that
+inserts, deletes or changes the status of a job, or writes its curve, weights or checkpoint, or a dataset, so no
+code path can forget one (a cascade included); a dataset's bytes are on its owner's row of status '' (no job's).
+`fold` moves the changes into job_counts on each maintenance tick; readers add the changes not folded yet, so a
+figure is exact at any time, and what it reads grows with owners, not with jobs.
 The fold also moves each owner's queued and running jobs and latest start into owner_queues, the fair claim's
 turn order (repositories/queue.py). `recount` rebuilds all three from the history (`fitserve db recount`).
 """
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from service.models import NEVER_STARTED, JobCount, JobCountChange, JobStatus, OwnerQueue
 
 ANONYMOUS = ""  # the owner key of jobs submitted while keys are off (owner_id NULL)
-SUMMED = ("jobs", "training_seconds", "curve_bytes", "weights_bytes")
+SUMMED = ("jobs", "training_seconds", "curve_bytes", "weights_bytes", "checkpoint_bytes", "dataset_bytes")
 COUNTS, CHANGES, QUEUES = JobCount.__table__, JobCountChange.__table__, OwnerQueue.__table__
 
 
@@ -98,7 +99,7 @@ def totals_by_status(session: Session) -> dict[str, tuple[int, float]]:
 
 
 def of_owner(session: Session, owner_id: str | None) -> dict[str, dict]:
-    """Per status, the owner's jobs, training seconds, curve bytes and weights bytes."""
+    """Per status, the owner's jobs, training seconds and bytes of curves, weights, checkpoints and datasets."""
     key = owner_key(owner_id)
     rows = _rows(lambda table: table.c.owner_key == key)
     query = select(rows.c.status, *(func.sum(rows.c[name]) for name in SUMMED)).group_by(rows.c.status)
@@ -131,8 +132,8 @@ def queue_state(max_running: int | None = None):
 
 
 def recount(session: Session) -> None:
-    """The counters and owner_queues rebuilt from the jobs, curves and weights themselves (a repair: they agree by
-    construction)."""
+    """The counters and owner_queues rebuilt from the jobs, curves, weights, checkpoints and datasets themselves (a
+    repair: they agree by construction)."""
     session.execute(delete(CHANGES))
     session.execute(delete(COUNTS))
     session.execute(delete(QUEUES))
@@ -143,7 +144,7 @@ def recount(session: Session) -> None:
 def _recount_sql(postgresql_: bool) -> str:
     """One statement, one read of each table: the jobs grouped once (their curves' and weights' sizes read by
     key alongside on SQLite, which has no hash join; joined and grouped apart on PostgreSQL), then each owner's
-    latest start from those groups."""
+    latest start from those groups; the checkpoints (at most one a job) by their jobs' keys, the datasets by owner."""
     length = "octet_length" if postgresql_ else "length"
     span = ("extract(epoch FROM j.finished_at - j.started_at)::float8" if postgresql_
             else "(julianday(j.finished_at) - julianday(j.started_at)) * 86400.0")
@@ -151,21 +152,23 @@ def _recount_sql(postgresql_: bool) -> str:
     seconds = (f"CASE WHEN j.status IN {final} AND j.started_at IS NOT NULL AND j.finished_at IS NOT NULL"
                f" THEN {span} ELSE 0 END")
     owner, by = "coalesce(j.owner_id, '')", "GROUP BY coalesce(j.owner_id, ''), j.status"
+    parts = [(f"SELECT {owner}, j.status, 0, 0, 0, 0, sum({length}(c.data)), 0, NULL FROM checkpoints c"
+              f" JOIN jobs j ON j.id = c.job_id {by}"),
+             f"SELECT coalesce(owner_id, ''), '', 0, 0, 0, 0, 0, sum({length}(data)), NULL FROM datasets GROUP BY 1"]
     if postgresql_:
-        blobs, parts = "0, 0", [
-            (f"SELECT {owner}, j.status, 0, 0, sum({length}(c.data)), 0, NULL FROM metric_chunks c"
-             f" JOIN jobs j ON j.id = c.job_id {by}"),
-            (f"SELECT {owner}, j.status, 0, 0, 0, sum({length}(w.data)), NULL FROM job_weights w"
-             f" JOIN jobs j ON j.id = w.job_id {by}"),
-        ]
+        blobs = "0, 0"
+        parts += [(f"SELECT {owner}, j.status, 0, 0, sum({length}(c.data)), 0, 0, 0, NULL FROM metric_chunks c"
+                   f" JOIN jobs j ON j.id = c.job_id {by}"),
+                  (f"SELECT {owner}, j.status, 0, 0, 0, sum({length}(w.data)), 0, 0, NULL FROM job_weights w"
+                   f" JOIN jobs j ON j.id = w.job_id {by}")]
     else:
-        blobs, parts = ("sum((SELECT coalesce(sum(length(data)), 0) FROM metric_chunks WHERE job_id = j.id)),"
-                        " sum((SELECT coalesce(sum(length(data)), 0) FROM job_weights WHERE job_id = j.id))"), []
+        blobs = ("sum((SELECT coalesce(sum(length(data)), 0) FROM metric_chunks WHERE job_id = j.id)),"
+                 " sum((SELECT coalesce(sum(length(data)), 0) FROM job_weights WHERE job_id = j.id))")
     groups = (f"WITH g (owner_key, status, jobs, seconds, curves, weights, started) AS MATERIALIZED"
               f" (SELECT {owner}, j.status, count(*), sum({seconds}), {blobs}, max(j.started_at) FROM jobs j {by})")
-    parts = ["SELECT owner_key, status, jobs, seconds, curves, weights, NULL FROM g",
-             ("SELECT owner_key, 'running', 0, 0, 0, 0, max(started) FROM g GROUP BY owner_key"
+    parts = ["SELECT owner_key, status, jobs, seconds, curves, weights, 0, 0, NULL FROM g",
+             ("SELECT owner_key, 'running', 0, 0, 0, 0, 0, 0, max(started) FROM g GROUP BY owner_key"
               " HAVING max(started) IS NOT NULL"), *parts]
     into = ("INSERT INTO job_count_changes (owner_key, status, jobs, training_seconds, curve_bytes, weights_bytes,"
-            " last_started_at)")
+            " checkpoint_bytes, dataset_bytes, last_started_at)")
     return f"{groups} {into} " + " UNION ALL ".join(parts)

@@ -62,7 +62,8 @@ def drop_checkpoints_ended_before(session: Session, cutoff: datetime, limit: int
     from them. A succeeded job's (its final state) stays as long as the job: a continuation starts from it."""
     unfinished = (JobStatus.FAILED, JobStatus.CANCELLED)
     ended = select(Job.id).where(Job.id == Checkpoint.job_id, Job.status.in_(unfinished), Job.finished_at < cutoff)
-    doomed = select(Checkpoint.job_id).where(exists(ended)).limit(limit)
+    # the few that are no final state (ix_checkpoints_not_final), each with its job by key
+    doomed = select(Checkpoint.job_id).where(~Checkpoint.final, exists(ended)).limit(limit)
     ids = list(session.scalars(doomed))
     if ids:
         session.execute(delete(Checkpoint).where(Checkpoint.job_id.in_(ids)))

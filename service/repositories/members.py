@@ -110,7 +110,7 @@ def finish_members(session: Session, worker_id: str, entries: list[dict]) -> set
     # the last checkpoint gives way to the final state, kept while the job is (what a continuation starts from)
     connection.execute(delete(CHECKPOINTS).where(CHECKPOINTS.c.job_id.in_([e["job_id"] for e in mine])))
     final = [{"job_id": e["job_id"], "attempt": e["attempt"], "epoch": e["final_epoch"], "data": e["final_state"],
-              "created_at": utcnow()} for e in mine if e.get("final_state") is not None]
+              "created_at": utcnow(), "final": True} for e in mine if e.get("final_state") is not None]
     if final:
         connection.execute(insert(CHECKPOINTS), final)
     return {e["job_id"] for e in mine}

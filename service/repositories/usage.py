@@ -1,20 +1,22 @@
 """Queries that measure what an owner uses: jobs by status, stored bytes, training time.
 
-Jobs, curves, weights and the training time of ended jobs come from the counters (repositories/job_counts.py);
-the rest reads only what stays small: the owner's running jobs, its jobs that ended since `since`, checkpoints
-(dropped as jobs end, services/retention.py) and datasets.
+Jobs, stored bytes (curves, weights, checkpoints, datasets) and the training time of ended jobs come from the
+counters (repositories/job_counts.py); the rest reads only what stays small: the owner's running jobs and its jobs
+that ended since `since`.
 """
 
 from datetime import datetime
 
-from sqlalchemy import exists, extract, func, literal, select
+from sqlalchemy import extract, func, literal, select
 from sqlalchemy.orm import Session
 
-from service.models import Checkpoint, Dataset, Job, JobStatus, UTCDateTime
+from service.models import Dataset, Job, JobStatus, UTCDateTime
 from service.repositories import job_counts
 from service.repositories.jobs import owned_by
 
 ENDED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+STORED = {"curves": "curve_bytes", "weights": "weights_bytes", "checkpoints": "checkpoint_bytes",
+          "datasets": "dataset_bytes"}  # usage's name: the counters' column
 
 
 def count_by_status(session: Session, owner_id: str | None) -> dict[str, int]:
@@ -22,19 +24,9 @@ def count_by_status(session: Session, owner_id: str | None) -> dict[str, int]:
 
 
 def stored_bytes(session: Session, owner_id: str | None) -> dict[str, int]:
-    """Byte lengths of the owner's stored blobs: curves, weights, checkpoints, datasets."""
+    """Byte lengths of the owner's stored blobs: curves, weights, checkpoints, datasets (all from the counters)."""
     counted = job_counts.of_owner(session, owner_id).values()
-    # from the checkpoints, few, to their jobs by key (EXISTS: SQLite keeps the checkpoints outside), never
-    # through the owner's jobs
-    theirs = select(Job.id).where(Job.id == Checkpoint.job_id, owned_by(Job.owner_id, owner_id))
-    checkpoints = select(func.sum(func.length(Checkpoint.data))).where(exists(theirs))
-    datasets = select(func.sum(func.length(Dataset.data))).where(owned_by(Dataset.owner_id, owner_id))
-    return {
-        "curves": int(sum(sums["curve_bytes"] for sums in counted)),
-        "weights": int(sum(sums["weights_bytes"] for sums in counted)),
-        "checkpoints": session.scalar(checkpoints) or 0,
-        "datasets": session.scalar(datasets) or 0,
-    }
+    return {kind: int(sum(sums[column] for sums in counted)) for kind, column in STORED.items()}
 
 
 def training_seconds(session: Session, owner_id: str | None, now: datetime, since: datetime | None = None) -> float:

@@ -2,7 +2,7 @@
 database long.
 
 - A failed or cancelled job's checkpoint is dropped FITSERVE_RETENTION_CHECKPOINTS seconds after the job
-  ended (a succeeded job's is dropped as it finishes: its weights are stored).
+  ended (a succeeded job's, its final state, stays as long as the job: a continuation starts from it).
 - With FITSERVE_RETENTION_DAYS, jobs of every owner that ended longer ago are deleted with everything they
   own, and then sweeps left without members.
 - On SQLite, free pages past FITSERVE_RECLAIM_FREE_BYTES are given back to the file system; PostgreSQL's

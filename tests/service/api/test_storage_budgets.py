@@ -1,5 +1,8 @@
 """Storage: an owner's byte budget (FITSERVE_MAX_STORED_BYTES_PER_OWNER) and the cap on one job's curve."""
 
+from sqlalchemy import event
+
+from service.db import get_engine
 from service.schemas.limits import LIMITS
 from tests.conftest import as_
 from tests.specs import tiny_regression
@@ -38,6 +41,32 @@ def test_an_owner_past_its_budget_may_read_and_delete_but_store_nothing_new(keye
     assert srv.client.delete(f"/v1/jobs/{job['id']}", headers=alice).status_code == 204
     assert stored(srv, "alice") < BUDGET
     assert srv.client.post("/v1/jobs", json=tiny_regression(), headers=alice).status_code == 201
+
+
+def test_a_submit_checks_the_budget_from_the_counters_without_reading_any_blob(keyed_app):
+    """Succeeded jobs keep their final states (checkpoints) and datasets have no cap on their number: the budget
+    check at every submit reads the counters, which agree with the blobs, and no table of blobs."""
+    srv = keyed_app(FITSERVE_MAX_STORED_BYTES_PER_OWNER=str(10**9))
+    alice = as_(srv, "alice")
+    jobs = [srv.client.post("/v1/jobs", json=tiny_regression(), headers=alice).json()["id"] for _ in range(2)]
+    srv.wait_for_jobs(jobs)
+    upload = srv.client.post("/v1/datasets", files={"file": ("d.csv", CSV)}, data={"target": "y"}, headers=alice)
+    assert upload.status_code == 201, upload.text
+    usage = srv.client.get("/v1/usage", headers=alice).json()["stored_bytes"]
+    [(checkpoints,)] = srv.query("SELECT sum(length(data)) FROM checkpoints")
+    [(datasets,)] = srv.query("SELECT sum(length(data)) FROM datasets")
+    assert usage["checkpoints"] == checkpoints > 0 and usage["datasets"] == datasets > 0
+
+    statements = []
+    listen = lambda conn, cursor, statement, params, context, many: statements.append(statement.lower())
+    event.listen(get_engine(), "before_cursor_execute", listen)
+    try:
+        assert srv.client.post("/v1/jobs", json=tiny_regression(), headers=alice).status_code == 201
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", listen)
+    assert any("job_counts" in statement for statement in statements)  # the budget was checked
+    for blobs in ("checkpoints", "datasets", "metric_chunks", "job_weights"):
+        assert not [statement for statement in statements if blobs in statement], blobs
 
 
 def test_an_upload_that_would_pass_the_budget_is_refused_naming_its_size(keyed_app):

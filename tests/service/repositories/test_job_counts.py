@@ -1,6 +1,7 @@
 """The job counters (service/repositories/job_counts.py) equal what the history holds, whatever changed it:
-submits, claims, finishes, cancels (queued and running), deletes of jobs and of sweeps (a cascade), rescues,
-retention; before the changes are folded, after, and after a recount."""
+submits, claims, finishes (each keeping its final state), continuations, cancels (queued and running), deletes of
+jobs and of sweeps (a cascade), rescues, retention (checkpoints and jobs), dataset uploads and deletes; before the
+changes are folded, after, and after a recount."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +11,7 @@ from sqlalchemy import text
 from service.db import session_scope
 from service.repositories import job_counts
 from service.repositories import jobs as job_repo
+from service.repositories import lifecycle as lifecycle_repo
 from service.repositories import metrics as metric_repo
 from service.services.rescue import rescue
 from service.services.retention import delete_expired_jobs
@@ -17,6 +19,8 @@ from tests.conftest import FINAL, as_, wait_until
 from tests.specs import long_job, tiny_regression
 
 FINAL_SQL = "('succeeded', 'failed', 'cancelled')"
+BYTES = ("curve_bytes", "weights_bytes", "checkpoint_bytes", "dataset_bytes")
+CSV = b"x,y\n" + b"".join(f"{i / 40},{i / 20 + 1}\n".encode() for i in range(40))
 
 
 def when(value) -> datetime:
@@ -31,9 +35,12 @@ def truth(s) -> dict[tuple[str, str], dict]:
         entry["jobs"] += 1
         if status in FINAL and started is not None and finished is not None:
             entry["seconds"] += (when(finished) - when(started)).total_seconds()
-    for kind, table in (("curve_bytes", "metric_chunks"), ("weights_bytes", "job_weights")):
-        for owner, data in s.execute(text(f"SELECT j.owner_id, t.data FROM {table} t JOIN jobs j ON j.id = t.job_id")):
-            entry = found.setdefault((owner or "", "bytes"), {"curve_bytes": 0, "weights_bytes": 0})
+    owned = {table: f"SELECT j.owner_id, t.data FROM {table} t JOIN jobs j ON j.id = t.job_id"
+             for table in ("metric_chunks", "job_weights", "checkpoints")}
+    owned["datasets"] = "SELECT owner_id, data FROM datasets"
+    for kind, table in zip(BYTES, owned):
+        for owner, data in s.execute(text(owned[table])):
+            entry = found.setdefault((owner or "", "bytes"), dict.fromkeys(BYTES, 0))
             entry[kind] += len(bytes(data))
     return found
 
@@ -45,9 +52,9 @@ def counted(s, owners) -> dict[tuple[str, str], dict]:
         for status, sums in job_counts.of_owner(s, owner).items():
             if sums["jobs"]:
                 found[(owner, status)] = {"jobs": sums["jobs"], "seconds": sums["training_seconds"]}
-            bytes_ = found.setdefault((owner, "bytes"), {"curve_bytes": 0, "weights_bytes": 0})
-            bytes_["curve_bytes"] += sums["curve_bytes"]
-            bytes_["weights_bytes"] += sums["weights_bytes"]
+            bytes_ = found.setdefault((owner, "bytes"), dict.fromkeys(BYTES, 0))
+            for kind in BYTES:
+                bytes_[kind] += sums[kind]
     totals = job_counts.totals_by_status(s)
     for key in [key for key, entry in found.items() if key[1] == "bytes" and not any(entry.values())]:
         del found[key]
@@ -97,9 +104,15 @@ def wait_status(srv, who: str, job_id: str, statuses) -> dict:
     return wait_until(lambda: (job := job_of(srv, who, job_id))["status"] in statuses and job, 60, f"job {job_id}")
 
 
-def claim_as(srv, worker_id: str) -> str:
+def claim_as(srv, worker_id: str, checkpoint: bytes | None = None) -> str:
+    """Claimed by `worker_id`, which saves `checkpoint` (a first one, or one replacing the last attempt's)."""
     with session_scope() as s:
-        return job_repo.claim_next_job(s, worker_id, 3600).id
+        job = job_repo.claim_next_job(s, worker_id, 3600)
+        job_id, attempt = job.id, job.attempt
+    if checkpoint is not None:
+        with session_scope() as s:
+            assert job_repo.save_checkpoint(s, job_id, worker_id, attempt, 1, checkpoint)
+    return job_id
 
 
 def test_counters_equal_the_history_through_every_change(keyed_app):
@@ -107,7 +120,14 @@ def test_counters_equal_the_history_through_every_change(keyed_app):
     done = [submit(srv, who, tiny_regression(epochs=20)) for who in ("alice", "alice", "bob")]
     for job_id, who in zip(done, ("alice", "alice", "bob")):
         wait_status(srv, who, job_id, {"succeeded"})
-    assert_agree(srv)  # submits, claims, curves, weights, finishes
+    assert_agree(srv)  # submits, claims, curves, weights, finishes with their final states
+    continued = srv.client.post(f"/v1/jobs/{done[1]}/continue", json={"epochs": 5}, headers=as_(srv, "alice"))
+    assert continued.status_code == 201, continued.text
+    wait_status(srv, "alice", continued.json()["id"], {"succeeded"})
+    datasets = [srv.client.post("/v1/datasets", files={"file": ("d.csv", CSV)}, data={"target": "y"},
+                                headers=as_(srv, who)).json()["id"] for who in ("alice", "bob")]
+    assert srv.query("SELECT count(*) FROM checkpoints") == [(4,)]
+    assert_agree(srv)  # a continuation's final state, datasets
 
     running = submit(srv, "alice", long_job())
     wait_until(lambda: job_of(srv, "alice", running)["progress"]["epoch"] > 0, 60, "a running job")
@@ -123,7 +143,8 @@ def test_counters_equal_the_history_through_every_change(keyed_app):
     assert srv.client.post(f"/v1/jobs/{running}/cancel", headers=as_(srv, "alice")).status_code == 200
     wait_status(srv, "alice", running, {"cancelled"})
     assert srv.client.delete(f"/v1/jobs/{done[0]}", headers=as_(srv, "alice")).status_code == 204
-    assert_agree(srv)  # the worker's cancel, a delete with its curve and weights
+    assert srv.client.delete(f"/v1/datasets/{datasets[1]}", headers=as_(srv, "bob")).status_code == 204
+    assert_agree(srv)  # the worker's cancel, a delete with its curve, weights and final state, a dataset's
 
     body = {"name": "doomed", "base": tiny_regression(epochs=20), "space": {"lr": [0.01, 0.02]}}
     sweep = srv.client.post("/v1/sweeps", json=body, headers=as_(srv, "bob")).json()
@@ -137,8 +158,8 @@ def test_counters_equal_the_history_through_every_change(keyed_app):
     srv.worker_threads.stop(30)  # from here a claim is the test's own, by a worker that then dies
     srv.worker_threads = None
     stalled = [submit(srv, "alice", long_job()) for _ in range(2)]
-    for _ in range(3):  # claimed and lost three times: requeued twice, then failed
-        claim_as(srv, "ghost")
+    for size in (100, 300, 200):  # claimed and lost three times: requeued twice, then failed
+        claim_as(srv, "ghost", checkpoint=b"c" * size)
         rescue("worker died", worker_id="ghost")
     assert_agree(srv)
     assert job_of(srv, "alice", stalled[0])["status"] == "failed"
@@ -154,11 +175,16 @@ def test_counters_equal_the_history_through_every_change(keyed_app):
     assert srv.query("SELECT count(*) FROM metric_chunks WHERE job_id = :id", id=done[2]) == [(1,)]
     assert_agree(srv)
 
+    with session_scope() as s:  # retention's first rule: the checkpoints of failed and cancelled jobs
+        assert lifecycle_repo.drop_checkpoints_ended_before(s, datetime.now(UTC) + timedelta(seconds=1), 100) > 0
+    assert_agree(srv)
+
     delete_expired_jobs(datetime.now(UTC) + timedelta(seconds=1), batch=100)
     assert srv.query("SELECT count(*) FROM jobs WHERE status IN " + FINAL_SQL) == [(0,)]
     assert_agree(srv)  # retention deleted every ended job
 
-    srv.query("UPDATE job_counts SET jobs = jobs + 7, curve_bytes = 0")  # wrong, as a repair would find them
+    # wrong, as a repair would find them
+    srv.query("UPDATE job_counts SET jobs = jobs + 7, curve_bytes = 0, checkpoint_bytes = 1, dataset_bytes = 2")
     assert "rebuilt" in srv.cli("db", "recount")
     assert srv.query("SELECT count(*) FROM job_count_changes") == [(0,)]
     assert_agree(srv)

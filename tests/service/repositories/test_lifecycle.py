@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db import make_engine
-from service.models import IdempotencyKey, Job, utcnow
+from service.models import Checkpoint, IdempotencyKey, Job, utcnow
 from service.repositories import jobs as job_repo
 from service.repositories import lifecycle
 from tests.conftest import query_plans
@@ -76,3 +76,27 @@ def test_deleting_jobs_forgets_their_records_by_the_location_index(engine):
     with Session(engine) as s:
         left = set(s.scalars(select(IdempotencyKey.location)))
     assert left == {f"/v1/jobs/{i}" for i in range(120)} - set(locations)
+
+
+def test_checkpoints_dropped_are_those_of_failed_and_cancelled_jobs_read_without_the_final_states(engine):
+    """Every succeeded job keeps its final state as long as the job: retention's first rule reads only the other
+    checkpoints (ix_checkpoints_not_final), however many final states are kept."""
+    with Session(engine) as s, s.begin():
+        for job in s.scalars(select(Job).where(Job.finished_at.is_not(None))):
+            s.add(Checkpoint(job_id=job.id, attempt=1, epoch=1, data=b"state", final=job.status == "succeeded"))
+    with Session(engine) as s:
+        expected = set(s.scalars(select(Job.id).where(Job.status.in_(["failed", "cancelled"]),
+                                                      Job.finished_at.is_not(None))))
+        finals = set(s.scalars(select(Job.id).where(Job.status == "succeeded", Job.finished_at.is_not(None))))
+    assert expected and finals
+
+    def drop():
+        with Session(engine) as s, s.begin():
+            return lifecycle.drop_checkpoints_ended_before(s, utcnow(), 1000)
+
+    postgresql = engine.dialect.name == "postgresql"
+    plan, dropped = query_plans(engine, drop, "FROM checkpoints", ("SET enable_seqscan = off",) if postgresql else ())
+    assert any("ix_checkpoints_not_final" in step for step in plan), plan
+    assert dropped == len(expected)
+    with Session(engine) as s:
+        assert set(s.scalars(select(Checkpoint.job_id))) == finals
