@@ -25,6 +25,7 @@ jobs = sa.table("jobs", sa.column("id", sa.String), sa.column("owner_id", sa.Str
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 LIST_INDEXES, MAX_PATH_SEGMENTS, MAX_PATH_CHARS, MAX_STRING_CHARS = 16, 8, 256, 256
 BATCH = 2000  # jobs a read
+COLUMNS = ("job_id", "path", "num_value", "text_value", "owner_id")
 
 
 def spec_params(spec) -> list[tuple[str, float | None, str | None]]:
@@ -52,6 +53,17 @@ def spec_params(spec) -> list[tuple[str, float | None, str | None]]:
     return found
 
 
+def write_rows(bind, table, rows: list[tuple]) -> None:
+    """PostgreSQL: by COPY (INSERTs of 1,000 rows each took 5 minutes for 100,000 jobs' 2.5 million rows)."""
+    if bind.dialect.name != "postgresql":
+        bind.execute(sa.insert(table), [dict(zip(COLUMNS, row, strict=True)) for row in rows])
+        return
+    cursor = bind.connection.driver_connection.cursor()
+    with cursor, cursor.copy(f"COPY job_params ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
 def upgrade() -> None:
     job_params = op.create_table(
         "job_params",
@@ -69,10 +81,8 @@ def upgrade() -> None:
                              .order_by(jobs.c.id).limit(BATCH)).all()
         if not batch:
             break
-        rows = [{"job_id": job.id, "path": path, "num_value": number, "text_value": text, "owner_id": job.owner_id}
-                for job in batch for path, number, text in spec_params(job.spec)]
-        if rows:
-            bind.execute(sa.insert(job_params), rows)
+        rows = [(job.id, path, number, text, job.owner_id) for job in batch for path, number, text in spec_params(job.spec)]
+        write_rows(bind, job_params, rows)
         after = batch[-1].id
     op.create_index("ix_job_params_owner_id_path_value", "job_params",
                     ["owner_id", "path", "num_value", "text_value", "job_id"])

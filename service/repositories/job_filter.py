@@ -43,7 +43,9 @@ def term_conditions(terms: list[Term], dialect: str, off_index: Sequence[Term] =
     for term in terms:
         if term.kind == "params":
             held = select(JobParam.job_id).where(JobParam.job_id == Job.id, JobParam.path == param_path(term))
-            conditions.append(exists(held.where(param_value_test(term))))
+            # OFFSET: PostgreSQL keeps the test a subplan run for each job the page reads, not a semi-join that
+            # reads every job_params row of the path and value (a third of the jobs': 336 ms against 9 at 100k)
+            conditions.append(exists(held.where(param_value_test(term)).offset(0)))
         elif term.kind == "tags" and term.op != "=":
             tagged = select(JobTag.job_id).where(JobTag.job_id == Job.id, JobTag.key == bindparam(None, term.path[0]))
             conditions.append(exists(tagged.where(compared(JobTag.value, term))))
