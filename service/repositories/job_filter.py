@@ -89,6 +89,16 @@ def driving_param_term(session: Session, owner_id: str | None, terms: list[Term]
     return terms[at] if found <= PARAM_MATCHES_BY_INDEX else None
 
 
+def driving_matches(session: Session, owner_id: str | None, term: Term):
+    """The ids of the owner's jobs the driving params term matches (driving_param_term), as a subquery to read the
+    jobs from. SQLite: its LIMIT, which the count of the same read transaction bounds, keeps the subquery from being
+    flattened into the page's (whose plan would test the owner's jobs one by one instead)."""
+    matches = param_matches(owner_id, term)
+    if session.get_bind().dialect.name == "sqlite":
+        matches = matches.limit(PARAM_MATCHES_BY_INDEX + 1)
+    return matches.subquery("params")
+
+
 def metric_terms_off_index(session: Session, owner_id: str | None, terms: list[Term]) -> list[Term]:
     """SQLite: the sortable-metric terms whose index (ix_jobs_owner_id_<metric>) the page should not read, being
     too common: SQLite, without statistics, reads such a range whole and sorts it, where the page is soon full

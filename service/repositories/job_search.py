@@ -16,10 +16,9 @@ from sqlalchemy.orm import Session, aliased
 
 from service.models import SORT_METRICS, Job, JobTag, kept_metric
 from service.repositories.job_filter import (
-    PARAM_MATCHES_BY_INDEX,
+    driving_matches,
     driving_param_term,
     metric_terms_off_index,
-    param_matches,
     tag_equalities,
     term_conditions,
 )
@@ -120,16 +119,6 @@ def _named_matches(session: Session, part: str):
     return matches.subquery("named") if found <= NAME_MATCHES_BY_INDEX else None
 
 
-def _driving_matches(session: Session, owner_id: str | None, term: Term):
-    """The ids of the owner's jobs the driving params term matches (driving_param_term), as a subquery to read the
-    jobs from. SQLite: its LIMIT, which the count of the same read transaction bounds, keeps the subquery from being
-    flattened into the page's (whose plan would test the owner's jobs one by one instead)."""
-    matches = param_matches(owner_id, term)
-    if session.get_bind().dialect.name == "sqlite":
-        matches = matches.limit(PARAM_MATCHES_BY_INDEX + 1)
-    return matches.subquery("params")
-
-
 def list_jobs(
     session: Session, owner_id: str | None, where: JobFilter, after: tuple[object, str] | None, limit: int
 ) -> list[Job]:
@@ -139,7 +128,7 @@ def list_jobs(
     few = _named_matches(session, where.name) if where.name is not None else None
     driving = driving_param_term(session, owner_id, terms) if few is None else None
     if driving is not None:
-        few, terms = _driving_matches(session, owner_id, driving), [t for t in terms if t is not driving]
+        few, terms = driving_matches(session, owner_id, driving), [t for t in terms if t is not driving]
     if few is not None:  # the few matches drive the query, then are sorted (SQLite reads them first)
         query = query.select_from(few).join(Job, Job.id == few.c.job_id)
     if where.sort_name != "created_at":
