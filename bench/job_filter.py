@@ -1,5 +1,5 @@
 """`GET /v1/jobs?filter=` on a large owner at 100k (or 1M) stored jobs: the code of --baseline (params terms read
-each spec) against this checkout's (job_params, alembic 0037) on the same database, and each against the plain
+each spec) against this checkout's (job_params, alembic 0038) on the same database, and each against the plain
 first page in the same process.
 
     .venv/bin/python -m bench.job_filter [--sizes 100000] [--backends sqlite postgresql] [--calls 20]
@@ -7,7 +7,7 @@ first page in the same process.
 Each database is filled as bench/million_jobs.py fills it (jobs copied from rows a served API wrote, over 1,000
 owners, `big` with 10% of them, 5% queued, a uniform random loss), then each job's spec is given an optimizer of its
 own: `kind` one of sgd, adam, adamw (a third each) and `lr` one of 1,000 values 0.0001-0.1 (a thousandth each).
-A copy is upgraded by the baseline's migrations and measured by its code; the original is upgraded to head (0037
+A copy is upgraded by the baseline's migrations and measured by its code; the original is upgraded to head (0038
 fills job_params from the specs: timed) and measured by this checkout's. Each operation runs --calls times in one
 process on one pooled connection (as a server's), through the real app in process as the `big` owner; p50 and p99
 are of the calls after the 10th, where psycopg prepares the statement and PostgreSQL could switch to a generic plan
@@ -188,7 +188,7 @@ def main() -> None:
                  "speed-up", "now p99 ms", f"{args.baseline} / page 1", "now / page 1"], rows)
     print()
     print_table(["back end", "jobs", "fill s", "specs varied s", f"{args.baseline}: upgrade to head s",
-                 "now: upgrade to head s (0037 fills job_params)"], setup)
+                 "now: upgrade to head s (0038 fills job_params)"], setup)
     print(f"\nload average after: {load_average()}")
 
 

@@ -238,8 +238,8 @@ def test_0013_fills_the_counters_as_a_recount_does(make_app):
     assert filled == recounted
 
 
-def test_0037_indexes_the_specs_already_stored_as_new_jobs_are(tmp_path, databases):
-    """0037 writes each stored job's job_params rows: the rows repositories/job_params.py writes for a new job of
+def test_0038_indexes_the_specs_already_stored_as_new_jobs_are(tmp_path, databases):
+    """0038 writes each stored job's job_params rows: the rows repositories/job_params.py writes for a new job of
     that spec, and a params filter finds the jobs made before it."""
     import json
 
@@ -248,7 +248,7 @@ def test_0037_indexes_the_specs_already_stored_as_new_jobs_are(tmp_path, databas
     from service.schemas.job_filter import parse_filter
 
     url = databases.create(tmp_path / "params.db", migrated=False)
-    upgrade(url, "0035")
+    upgrade(url, "0037")
     specs = [{"optimizer": {"kind": "adam", "lr": 0.01}, "hidden": [8, 16], "flag": True, "name": None},
              {"optimizer": {"kind": "sgd", "lr": "0.01"}, "tags": {"a.b": "x", "t": "y"}, "data": {"x": list(range(30))}},
              {}]

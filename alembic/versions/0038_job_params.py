@@ -1,7 +1,7 @@
 """job_params: each job's spec values, a row each, so a `?filter=` params term reads an index, not every spec
 
-Revision ID: 0037
-Revises: 0035
+Revision ID: 0038
+Revises: 0037
 Create Date: 2026-12-07
 
 A row per number or string of a job's spec at a path a filter can name (dotted keys of letters, digits and _,
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 
 from alembic import op
 
-revision = "0037"
-down_revision = "0035"
+revision = "0038"
+down_revision = "0037"
 branch_labels = None
 depends_on = None
 
