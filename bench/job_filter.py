@@ -1,14 +1,18 @@
-"""`GET /v1/jobs?filter=` on a large owner at 100k (or 1M) stored jobs, against the plain first page in the same run.
+"""`GET /v1/jobs?filter=` on a large owner at 100k (or 1M) stored jobs: the code of --baseline (params terms read
+each spec) against this checkout's (job_params, alembic 0038) on the same database, and each against the plain
+first page in the same process.
 
     .venv/bin/python -m bench.job_filter [--sizes 100000] [--backends sqlite postgresql] [--calls 20]
 
 Each database is filled as bench/million_jobs.py fills it (jobs copied from rows a served API wrote, over 1,000
-owners, `big` with 10% of them, 5% queued, a uniform random loss), upgraded to head, then each job's spec is given an
-optimizer of its own: `kind` one of sgd, adam, adamw (a third each) and `lr` one of 1,000 values 0.0001-0.1 (a
-thousandth each). Each operation runs --calls times in one process on one pooled connection (as a server's), through
-the real app in process as the `big` owner; p50 and p99 are of the calls after the 10th, where psycopg prepares the
-statement and PostgreSQL could switch to a generic plan (service/db.py forces custom plans). ratio = the
-operation's p50 / the plain first page's p50, measured in the same process.
+owners, `big` with 10% of them, 5% queued, a uniform random loss), then each job's spec is given an optimizer of its
+own: `kind` one of sgd, adam, adamw (a third each) and `lr` one of 1,000 values 0.0001-0.1 (a thousandth each).
+A copy is upgraded by the baseline's migrations and measured by its code; the original is upgraded to head (0038
+fills job_params from the specs: timed) and measured by this checkout's. Each operation runs --calls times in one
+process on one pooled connection (as a server's), through the real app in process as the `big` owner; p50 and p99
+are of the calls after the 10th, where psycopg prepares the statement and PostgreSQL could switch to a generic plan
+(service/db.py forces custom plans). speed-up = baseline p50 / now p50; "/ page 1" = an operation's p50 / the plain
+first page's p50, in the same process.
 """
 
 from __future__ import annotations
@@ -24,7 +28,21 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.million_jobs import BIG, DEFAULT_POSTGRES, WARM_CALLS, Databases, analyze, fill, percentile, template_rows
+from bench.million_jobs import (
+    BIG,
+    DEFAULT_POSTGRES,
+    ROOT,
+    WARM_CALLS,
+    Databases,
+    analyze,
+    exported,
+    fill,
+    percentile,
+    template_rows,
+    upgrade_in,
+)
+
+BEFORE_JOB_PARAMS = "d9b6164"  # params terms read each spec of the owner
 
 BASELINE = "GET /v1/jobs first page"
 OPERATIONS = [  # (label, query parameters)
@@ -100,11 +118,28 @@ def measure(url: str, calls: int) -> dict[str, list]:
     return spent
 
 
-def measure_in_process(url: str, calls: int) -> dict[str, list]:
+def measure_in(tree: Path, url: str, calls: int) -> dict[str, list]:
+    """`measure` in a process that imports the code of `tree` (its client's too: the server imports its schemas)."""
+    env = {**os.environ, "PYTHONPATH": f"{tree / 'client'}:{tree}"}
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        subprocess.run([sys.executable, "-m", "bench.job_filter", "--measure", url, "--calls", str(calls),
-                        "--out", out.name], check=True)
+        subprocess.run([sys.executable, __file__, "--measure", url, "--calls", str(calls), "--out", out.name],
+                       cwd=tree, env=env, check=True)
         return json.loads(Path(out.name).read_text())
+
+
+def measured_rows(backend: str, size: int, before: dict, after: dict) -> list[list]:
+    """A row an operation: how many its first page held, p50 before and now, the speed-up, now's p99, and each p50
+    over the plain first page's."""
+    warm = {which: {label: values[WARM_CALLS:] or values for label, values in spent.items()}
+            for which, spent in (("before", before), ("after", after))}
+    base = {which: statistics.median(spent[BASELINE]) for which, spent in warm.items()}
+    rows = []
+    for label, _ in OPERATIONS:
+        old, new = statistics.median(warm["before"][label]), statistics.median(warm["after"][label])
+        found = {before[f"{label} found"][0], after[f"{label} found"][0]}  # two answers would be a bug: shown
+        rows.append([backend, size, label, " != ".join(map(str, sorted(found))), old, new, old / new,
+                     percentile(warm["after"][label], 0.99), old / base["before"], new / base["after"]])
+    return rows
 
 
 def main() -> None:
@@ -113,6 +148,7 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument("--owners", type=int, default=1000)
     parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--baseline", default=BEFORE_JOB_PARAMS, help="the commit whose code is the baseline")
     parser.add_argument("--postgres-url", default=os.environ.get("FITSERVE_TEST_POSTGRES_URL", DEFAULT_POSTGRES))
     parser.add_argument("--measure", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -122,37 +158,37 @@ def main() -> None:
         return
 
     from bench.common import header, load_average, print_table
-    from service.migrations import upgrade
 
     header(f"?filter= at {args.sizes} jobs, {args.owners} owners, the `big` owner (10%), {args.calls} calls each")
     print(f"load average before: {load_average()}\n")
     template = template_rows()
     rows, setup = [], []
     with tempfile.TemporaryDirectory(prefix="fitserve-bench-") as tmp:
+        baseline = exported(args.baseline, Path(tmp) / "baseline")
+        (Path(tmp) / "dbs").mkdir()
         for backend in args.backends:
             for size in args.sizes:
-                dbs = Databases(backend, args.postgres_url, Path(tmp))
+                dbs = Databases(backend, args.postgres_url, Path(tmp) / "dbs")
                 try:
-                    url = dbs.create(f"fitserve_filter_{uuid.uuid4().hex[:8]}")
+                    name = f"fitserve_filter_{uuid.uuid4().hex[:8]}"
+                    url = dbs.create(name)
                     filled = fill(url, size, args.owners, template)
-                    started = time.perf_counter()
-                    upgrade(url)
-                    upgraded = time.perf_counter() - started
                     varied = vary_specs(url)
-                    spent = measure_in_process(url, args.calls)
+                    copy = dbs.create(f"{name}_base", template=name)
+                    base_upgrade = upgrade_in(baseline, copy)
+                    before = measure_in(baseline, copy, args.calls)
+                    upgraded = upgrade_in(ROOT, url)
+                    after = measure_in(ROOT, url, args.calls)
                 finally:
                     dbs.close()
-                setup.append([backend, size, filled, upgraded, varied])
-                base = statistics.median(spent[BASELINE][WARM_CALLS:])
-                for label, _ in OPERATIONS:
-                    warm = spent[label][WARM_CALLS:] or spent[label]
-                    rows.append([backend, size, label, spent[f"{label} found"][0], statistics.median(warm),
-                                 percentile(warm, 0.99), statistics.median(warm) / base])
+                setup.append([backend, size, filled, varied, base_upgrade, upgraded])
+                rows += measured_rows(backend, size, before, after)
                 print(f"{backend} {size}: done (load {load_average()})", file=sys.stderr)
-    print_table(["back end", "jobs", "operation, big owner", "on page 1", "p50 ms", "p99 ms", "ratio to first page"],
-                rows)
+    print_table(["back end", "jobs", "operation, big owner", "on page 1", f"{args.baseline} p50 ms", "now p50 ms",
+                 "speed-up", "now p99 ms", f"{args.baseline} / page 1", "now / page 1"], rows)
     print()
-    print_table(["back end", "jobs", "fill s", "upgrade to head s", "specs varied s"], setup)
+    print_table(["back end", "jobs", "fill s", "specs varied s", f"{args.baseline}: upgrade to head s",
+                 "now: upgrade to head s (0038 fills job_params)"], setup)
     print(f"\nload average after: {load_average()}")
 
 

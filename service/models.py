@@ -247,6 +247,25 @@ class JobTag(Base):
     )
 
 
+class JobParam(Base):
+    """One number or string of a job's spec, a row each, so a `?filter=` params term finds jobs by an index
+    (jobs.spec holds the same; repositories/job_params.py says which values have a row)."""
+
+    __tablename__ = "job_params"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(256), primary_key=True)  # dotted keys and list indexes: model.hidden.0
+    num_value: Mapped[float | None] = mapped_column(Float)  # a number's row
+    text_value: Mapped[str | None] = mapped_column(String(256))  # a string's row
+    # the job's, copied (it never changes): an owner's values at a path are one range of the index
+    owner_id: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (
+        # one index for both kinds: a string's num_value is NULL, which both back ends seek to as a value
+        Index("ix_job_params_owner_id_path_value", "owner_id", "path", "num_value", "text_value", "job_id"),
+    )
+
+
 class JobCountsColumns:
     """Jobs of one owner in one status, their training seconds (counted once ended), the bytes of their curves,
     weights and checkpoints, and (on the 'running' row) when the owner's latest job started; the bytes of the owner's

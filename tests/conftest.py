@@ -13,12 +13,15 @@ file, or a PostgreSQL database created on FITSERVE_TEST_POSTGRES_URL's server an
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -355,3 +358,51 @@ def register_gpu(worker_id: str, total: int, free: int | None = None, device: st
     registration = Registration(worker_id, WorkerKind.POOL, device, get_settings(), gpu=int(device.split(":")[1]))
     with mock.patch("workers.registry.gpu_memory", return_value=(total, total if free is None else free)):
         registration.write()
+
+
+class Receiver:
+    """A webhook receiver: a real HTTP server on a thread of this process, answering `status` after `delay` s."""
+
+    def __init__(self, status: int = 200, delay: float = 0.0):
+        self.status, self.delay, self.posts, self.answered = status, delay, [], 0
+        self.release = threading.Event()  # frees a slow answer at the end of the test
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                receiver.release.wait(receiver.delay)
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                receiver.answered += 1
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+
+    def events(self) -> list[tuple[str, dict]]:
+        return [(headers["x-fitserve-event"], json.loads(body)) for headers, body in self.posts]
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    made = []
+
+    def make(**kwargs) -> Receiver:
+        made.append(Receiver(**kwargs))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()

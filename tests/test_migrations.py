@@ -241,3 +241,42 @@ def test_0013_fills_the_counters_as_a_recount_does(make_app):
     assert len(filled) >= 4 and any(row[4] > 0 and row[5] > 0 and row[7] > 0 for row in filled)
     assert [row[8] for row in filled if row[1] == ""] == [datasets] and datasets > 0
     assert filled == recounted
+
+
+def test_0038_indexes_the_specs_already_stored_as_new_jobs_are(tmp_path, databases):
+    """0038 writes each stored job's job_params rows: the rows repositories/job_params.py writes for a new job of
+    that spec, and a params filter finds the jobs made before it."""
+    import json
+
+    from service.repositories.job_params import spec_params
+    from service.repositories.job_search import JobFilter, list_jobs
+    from service.schemas.job_filter import parse_filter
+
+    url = databases.create(tmp_path / "params.db", migrated=False)
+    upgrade(url, "0037")
+    specs = [{"optimizer": {"kind": "adam", "lr": 0.01}, "hidden": [8, 16], "flag": True, "name": None},
+             {"optimizer": {"kind": "sgd", "lr": "0.01"}, "tags": {"a.b": "x", "t": "y"}, "data": {"x": list(range(30))}},
+             {}]
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        for i, spec in enumerate(specs * 3):  # more than one owner, and none
+            conn.execute(
+                text("INSERT INTO jobs (id, owner_id, status, spec, tags, epochs, epoch, step, attempt, max_attempts,"
+                     " cancel_requested, priority, interruptions, created_at)"
+                     " VALUES (:id, :owner, 'succeeded', :spec, '{}', 1, 1, 1, 1, 3, false, 0, 0, :at)"),
+                {"id": f"{i:032x}", "owner": [None, "alice", "bob"][i // 3], "spec": json.dumps(spec),
+                 "at": f"2026-12-01 00:00:{i:02d}"},
+            )
+    engine.dispose()
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT job_id, owner_id, path, num_value, text_value FROM job_params")).all()
+    assert sorted(tuple(row) for row in rows) == sorted(
+        (f"{i:032x}", [None, "alice", "bob"][i // 3], *values)
+        for i, spec in enumerate(specs * 3) for values in spec_params(spec)
+    )
+    with Session(engine) as s:
+        found = list_jobs(s, "alice", JobFilter(terms=parse_filter("params.optimizer.lr = 0.01")), None, 10)
+        assert [job.id for job in found] == [f"{3:032x}"]
+    engine.dispose()

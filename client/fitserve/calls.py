@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel
 
 from fitserve.schemas import (
+    DeliveryList,
     JobPage,
     JobPublic,
     MetricPointPublic,
@@ -22,6 +23,7 @@ from fitserve.schemas import (
     PredictResponse,
     SweepPublic,
     UsagePublic,
+    WebhookSecretPublic,
     WorkerList,
 )
 
@@ -178,6 +180,18 @@ def metrics(job_id: str, since_step: int, max_points: int | None = None) -> Call
 
 def workers() -> Call:
     return Call("GET", "/v1/workers", WorkerList)
+
+
+def webhook_secret(rotate: bool = False) -> Call:
+    """The key the owner's webhooks are signed with (made at its first use); with `rotate`, a new one in its place."""
+    if rotate:
+        return Call("POST", "/v1/webhooks/secret/rotate", WebhookSecretPublic)
+    return Call("GET", "/v1/webhooks/secret", WebhookSecretPublic)
+
+
+def deliveries(kind: str, resource_id: str) -> Call:
+    """The webhook deliveries of a job or a sweep (`kind`: jobs, sweeps), oldest first, each with its attempts."""
+    return Call("GET", f"/v1/{kind}/{resource_id}/deliveries", DeliveryList)
 
 
 def predict(job_id: str, inputs: list) -> Call:

@@ -20,18 +20,26 @@ import httpx
 from fitserve import calls
 from fitserve.calls import FINAL, LONG_POLL_SECONDS, ApiError, Call, Event, EventParser, Unreachable, job_id_of
 from fitserve.schemas import (
+    DeliveryPublic,
     JobPublic,
     MetricPointPublic,
     MetricsPage,
     PredictResponse,
     SweepPublic,
     UsagePublic,
+    WebhookSecretPublic,
     WorkerList,
 )
 
 __all__ = ["ApiError", "AsyncClient", "Client", "Event", "Unreachable"]
 
 Job = str | JobPublic
+
+
+def deliveries_call(job: Job | None, sweep_id: str | None) -> calls.Call:
+    if (job is None) == (sweep_id is None):
+        raise ValueError("give a job or a sweep_id, one of them")
+    return calls.deliveries("jobs", job_id_of(job)) if sweep_id is None else calls.deliveries("sweeps", sweep_id)
 
 
 class Settings:
@@ -142,6 +150,18 @@ class Client:
     def workers(self) -> WorkerList:
         """The live workers (job ids only of the caller's own jobs)."""
         return self.send(calls.workers())
+
+    def webhook_secret(self) -> WebhookSecretPublic:
+        """The key your webhooks are signed with (X-Fitserve-Signature: HMAC-SHA256 of the body); made at first use."""
+        return self.send(calls.webhook_secret())
+
+    def rotate_webhook_secret(self) -> WebhookSecretPublic:
+        """A new signing key in place of the old, which signs nothing from now on (retries included)."""
+        return self.send(calls.webhook_secret(rotate=True))
+
+    def deliveries(self, job: Job | None = None, sweep_id: str | None = None) -> list[DeliveryPublic]:
+        """The webhook deliveries of a job (or, with `sweep_id`, a sweep's own), oldest first, with their attempts."""
+        return self.send(deliveries_call(job, sweep_id)).items
 
     def wait(self, job: Job, timeout: float | None = None) -> JobPublic:
         """The job once it is final; TimeoutError after `timeout` seconds."""
@@ -271,6 +291,15 @@ class AsyncClient:
 
     async def workers(self) -> WorkerList:
         return await self.send(calls.workers())
+
+    async def webhook_secret(self) -> WebhookSecretPublic:
+        return await self.send(calls.webhook_secret())
+
+    async def rotate_webhook_secret(self) -> WebhookSecretPublic:
+        return await self.send(calls.webhook_secret(rotate=True))
+
+    async def deliveries(self, job: Job | None = None, sweep_id: str | None = None) -> list[DeliveryPublic]:
+        return (await self.send(deliveries_call(job, sweep_id))).items
 
     async def wait(self, job: Job, timeout: float | None = None) -> JobPublic:
         deadline = None if timeout is None else time.monotonic() + timeout

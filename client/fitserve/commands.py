@@ -85,6 +85,27 @@ def cmd_workers(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhook_secret(args: argparse.Namespace) -> int:
+    with client_from(args) as fs:
+        secret = fs.rotate_webhook_secret() if args.rotate else fs.webhook_secret()
+    print(secret.secret, flush=True)  # alone on its line, for `SECRET=$(fitserve webhook-secret)`
+    err.print(f"{'made' if args.rotate else 'in use since'} {secret.created_at:%Y-%m-%d %H:%M:%S} UTC", markup=False)
+    return 0
+
+
+def cmd_deliveries(args: argparse.Namespace) -> int:
+    with client_from(args) as fs:
+        deliveries = fs.deliveries(sweep_id=args.id) if args.sweep else fs.deliveries(args.id)
+    print(f"{'created (UTC)':19}  {'event':9}  {'status':9}  {'attempts':>8}  {'code':>4}  {'id':32}  error")
+    for d in deliveries:
+        last = d.attempts[-1] if d.attempts else None
+        code = str(last.status_code) if last and last.status_code is not None else "-"
+        error = (last.error or "") if last else ""
+        print(f"{d.created_at:%Y-%m-%d %H:%M:%S}  {d.event:9}  {d.status:9}  {len(d.attempts):>8}  {code:>4}  {d.id:32}"
+              f"  {error}")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     with client_from(args) as fs:
         print(fs.get(args.job_id).model_dump_json(indent=2))
@@ -203,6 +224,11 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--sweep", action="store_true", help="the ids are sweeps: each is deleted with its members")
     what.add_argument("--dataset", action="store_true", help="the ids are datasets (409 while a job trains on one)")
     add("workers", cmd_workers, "list the live workers: where they run, their last heartbeat and job")
+    secret = add("webhook-secret", cmd_webhook_secret, "print the key your webhooks are signed with (HMAC-SHA256)")
+    secret.add_argument("--rotate", action="store_true", help="make a new one in its place: the old signs nothing more")
+    deliveries = add("deliveries", cmd_deliveries, "list a job's webhook deliveries: event, status, attempts, error")
+    deliveries.add_argument("id", help="a job's id (a sweep's with --sweep)")
+    deliveries.add_argument("--sweep", action="store_true", help="the id is a sweep's: its own deliveries")
     add("watch", cmd_watch, "a live progress bar until the job ends, then its final metrics").add_argument("job_id")
     predict = add("predict", cmd_predict, "predict with a succeeded job")
     predict.add_argument("job_id")

@@ -1,11 +1,11 @@
-"""What the API answers that the client reads: jobs, curves, predictions, usage, workers.
+"""What the API answers that the client reads: jobs, curves, predictions, usage, workers, webhooks.
 
 Defined here, once: the server answers with these same classes (service/ imports them), so the client needs
 neither the server nor its dependencies to read them.
 """
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_serializer
 from typing_extensions import TypeAliasType
@@ -206,3 +206,36 @@ class WorkerPublic(BaseModel):
 class WorkerList(BaseModel):
     workers: list[WorkerPublic]
     lease_seconds: float = Field(description="a worker silent for this long is taken for dead, and its jobs rescued")
+
+
+WebhookEvent = Literal["started", "succeeded", "failed", "cancelled"]
+
+
+class WebhookSecretPublic(BaseModel):
+    secret: str = Field(description="the HMAC-SHA256 key of X-Fitserve-Signature (as ASCII bytes)")
+    created_at: datetime
+
+
+class DeliveryAttemptPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    number: int = Field(description="1 for the first attempt")
+    started_at: datetime
+    seconds: float = Field(description="how long the attempt took")
+    status_code: int | None = Field(description="the receiver's answer; null when none came (see error)")
+    error: str | None = Field(description="why the attempt failed; null once a 2xx came")
+
+
+class DeliveryPublic(BaseModel):
+    id: str = Field(description="sent as X-Fitserve-Delivery")
+    event: WebhookEvent
+    url: str
+    status: Literal["pending", "delivered", "failed"]
+    created_at: datetime = Field(description="when the event was seen")
+    next_attempt_at: datetime | None = Field(description="pending: when the next attempt starts at the earliest")
+    ended_at: datetime | None = Field(description="when it was delivered, or given up")
+    attempts: list[DeliveryAttemptPublic]
+
+
+class DeliveryList(BaseModel):
+    items: list[DeliveryPublic] = Field(description="oldest first; one per event at most")

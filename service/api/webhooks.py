@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
+from fitserve.schemas import DeliveryList, WebhookSecretPublic
 from service.api.deps import ERROR_RESPONSES, OwnerDep, SessionDep
-from service.schemas.webhooks import DeliveryList, WebhookSecretPublic
 from service.services import webhooks as webhook_service
 
 router = APIRouter(tags=["webhooks"], responses=ERROR_RESPONSES)

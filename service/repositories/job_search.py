@@ -4,7 +4,8 @@ keyset pages.
 Every page is one range of an index read in page order, from the cursor on: the owner's jobs by time
 (ix_jobs_owner_id_created_at_id_name), the owner's rows of a tag (ix_job_tags_owner_id_key_value, which copies the
 job's created_at), or by a metric (ix_jobs_owner_id_<metric>, on the metric's expression). `?name=` is a
-trigram index's: PostgreSQL's on lower(name) (pg_trgm), SQLite's FTS5 table of the names (alembic 0022).
+trigram index's: PostgreSQL's on lower(name) (pg_trgm), SQLite's FTS5 table of the names (alembic 0022). A rare
+`?filter=` params term's matches are read from ix_job_params_owner_id_path_value, then sorted (job_filter.py).
 """
 
 from dataclasses import dataclass, field
@@ -14,7 +15,13 @@ from sqlalchemy import String, and_, delete, exists, func, insert, or_, select, 
 from sqlalchemy.orm import Session, aliased
 
 from service.models import SORT_METRICS, Job, JobTag, kept_metric
-from service.repositories.job_filter import metric_terms_off_index, tag_equalities, term_conditions
+from service.repositories.job_filter import (
+    driving_matches,
+    driving_param_term,
+    metric_terms_off_index,
+    tag_equalities,
+    term_conditions,
+)
 from service.repositories.jobs import owned_by
 from service.schemas.job_filter import Term
 
@@ -62,10 +69,12 @@ def name_pattern(part: str):
     return func.lower(Job.name).like(func.lower(f"%{escaped}%"), escape="/")
 
 
-def _conditions(owner_id: str | None, where: JobFilter, tags: list[tuple[str, str | None]], session: Session) -> list:
+def _conditions(
+    owner_id: str | None, where: JobFilter, tags: list[tuple[str, str | None]], terms: list[Term], session: Session
+) -> list:
     dialect = session.get_bind().dialect.name
-    off_index = metric_terms_off_index(session, owner_id, where.terms) if where.sort_name == "created_at" else []
-    conditions = [owned_by(Job.owner_id, owner_id), *term_conditions(where.terms, dialect, off_index)]
+    off_index = metric_terms_off_index(session, owner_id, terms) if where.sort_name == "created_at" else []
+    conditions = [owned_by(Job.owner_id, owner_id), *term_conditions(terms, dialect, off_index)]
     if where.status is not None:
         conditions.append(Job.status == where.status)
     if where.name is not None:
@@ -114,23 +123,26 @@ def list_jobs(
     session: Session, owner_id: str | None, where: JobFilter, after: tuple[object, str] | None, limit: int
 ) -> list[Job]:
     """One page in the filter's order; `after` is the (sort value, id) of the last job of the previous page."""
-    query = select(Job)
+    query, terms = select(Job), where.terms
     all_tags = [*where.tags, *tag_equalities(where.terms)]  # filter's tags.k = 'v' read as ?tag=k:v is
-    named = _named_matches(session, where.name) if where.name is not None else None
-    if named is not None:  # the few matches drive the query, then are sorted (SQLite reads them first)
-        query = query.select_from(named).join(Job, Job.id == named.c.job_id)
+    few = _named_matches(session, where.name) if where.name is not None else None
+    driving = driving_param_term(session, owner_id, terms) if few is None else None
+    if driving is not None:
+        few, terms = driving_matches(session, owner_id, driving), [t for t in terms if t is not driving]
+    if few is not None:  # the few matches drive the query, then are sorted (SQLite reads them first)
+        query = query.select_from(few).join(Job, Job.id == few.c.job_id)
     if where.sort_name != "created_at":
-        query = query.where(*_conditions(owner_id, where, all_tags, session))
+        query = query.where(*_conditions(owner_id, where, all_tags, terms, session))
         return _by_metric(session, query, where, after, limit)
     order, tags = (Job.created_at, Job.id), all_tags
     valued = next(((key, value) for key, value in all_tags if value is not None), None)
-    if valued is not None and named is None:
+    if valued is not None and few is None:
         tag = aliased(JobTag)
         query = query.join(tag, tag.job_id == Job.id).where(
             owned_by(tag.owner_id, owner_id), tag.key == valued[0], tag.value == valued[1]
         )
         order, tags = (tag.created_at, tag.job_id), [entry for entry in all_tags if entry != valued]
-    query = query.where(*_conditions(owner_id, where, tags, session))
+    query = query.where(*_conditions(owner_id, where, tags, terms, session))
     if after is not None:
         query = query.where(_past(*order, after, where.descending))
     return list(session.scalars(_ordered(query, order, where.descending, limit)))

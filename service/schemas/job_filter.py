@@ -10,7 +10,8 @@ hand into terms (no eval; repositories/job_filter.py turns the terms into SQL wi
 
 `and` and `in` in any case. Strings compare with = != and in only (orders of text differ by database); metrics are
 numbers. A params term matches a job whose spec holds a value of the literal's kind at the path; tags and params
-terms with != match only jobs that have the tag or the value, as MLflow's do.
+terms with != match only jobs that have the tag or the value, as MLflow's do. A list index in a params path is
+at most 15 (LIST_INDEXES).
 """
 
 import math
@@ -22,6 +23,9 @@ MAX_FILTER_CHARS = 2000
 MAX_TERMS = 20
 MAX_LIST_VALUES = 100
 MAX_PATH_SEGMENTS = 8
+# a params path's list indexes: 0 to 15, a model's layers (limits.max_layers); a longer list (inline rows, blob
+# centres) is data, whose values past these are not indexed (repositories/job_params.py)
+LIST_INDEXES = 16
 MAX_STRING_CHARS = 256
 KINDS = ("params", "metrics", "tags", "status")
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -189,8 +193,9 @@ def check_term(term: Term, at: Token) -> Term:
         raise FilterError(message, at.position, at.text)
     if term.kind == "metrics" and (not NAME.fullmatch(term.path[0]) or len(term.path[0]) > 64 or strings):
         raise FilterError("metrics.<name> compares a number; the name: letters, digits and _", at.position, at.text)
-    if term.kind == "params" and not all(NAME.fullmatch(s) or s.isdigit() for s in term.path):
-        raise FilterError("params.<path>: names of letters, digits and _, or list indexes", at.position, at.text)
+    if term.kind == "params" and not all(NAME.fullmatch(s) or s.isdigit() and int(s) < LIST_INDEXES for s in term.path):
+        raise FilterError(f"params.<path>: names of letters, digits and _, or list indexes 0-{LIST_INDEXES - 1}",
+                          at.position, at.text)
     if term.kind == "tags" and not TAG_KEY.fullmatch(term.path[0]):
         raise FilterError("a tag key of 1-64 letters, digits or _.-/", at.position, at.text)
     if strings and term.op not in ("=", "!=", "in"):

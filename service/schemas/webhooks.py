@@ -1,18 +1,17 @@
-"""Webhooks: `notify` (where a job or a sweep tells how it went) and what the webhook endpoints answer.
+"""Webhooks: `notify` (where a job or a sweep tells how it went); what the webhook endpoints answer is the
+client's (fitserve/schemas.py), as every response model is.
 
 Only the url's form is checked here; where its host resolves, and whether that may be called, is the service's
 (services/webhook_targets.py), at submit and again at each delivery.
 """
 
-from datetime import datetime
-from typing import Literal
 from urllib.parse import SplitResult, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from fitserve.schemas import WebhookEvent as Event
 from service.schemas.data import Strict
 
-Event = Literal["started", "succeeded", "failed", "cancelled"]
 ENDS: tuple[Event, ...] = ("succeeded", "failed", "cancelled")
 MAX_URL_LENGTH = 2048
 
@@ -62,33 +61,3 @@ class SweepNotify(Notify):
     """A sweep's `notify`: its own events (started: its first member started; an end: its last member ended)."""
 
     members: bool = Field(False, description="each member's own events too, to the same url")
-
-
-class WebhookSecretPublic(BaseModel):
-    secret: str = Field(description="the HMAC-SHA256 key of X-Fitserve-Signature (as ASCII bytes)")
-    created_at: datetime
-
-
-class DeliveryAttemptPublic(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    number: int = Field(description="1 for the first attempt")
-    started_at: datetime
-    seconds: float = Field(description="how long the attempt took")
-    status_code: int | None = Field(description="the receiver's answer; null when none came (see error)")
-    error: str | None = Field(description="why the attempt failed; null once a 2xx came")
-
-
-class DeliveryPublic(BaseModel):
-    id: str = Field(description="sent as X-Fitserve-Delivery")
-    event: Event
-    url: str
-    status: Literal["pending", "delivered", "failed"]
-    created_at: datetime = Field(description="when the event was seen")
-    next_attempt_at: datetime | None = Field(description="pending: when the next attempt starts at the earliest")
-    ended_at: datetime | None = Field(description="when it was delivered, or given up")
-    attempts: list[DeliveryAttemptPublic]
-
-
-class DeliveryList(BaseModel):
-    items: list[DeliveryPublic] = Field(description="oldest first; one per event at most")

@@ -16,6 +16,7 @@ from service.models import Job, JobStatus
 from service.repositories import aliases as alias_repo
 from service.repositories import datasets as dataset_repo
 from service.repositories import jobs as job_repo
+from service.repositories import job_params as params_repo
 from service.repositories import job_search as search_repo
 from service.repositories import metrics as metric_repo
 from service.schemas.jobs import AliasAssignmentPublic, AliasPublic, ContinueRequest, JobUpdate, job_public
@@ -110,6 +111,7 @@ def submit_job(
         raise TooManyRequests(f"you have {queued} queued jobs, the most allowed; wait for some to start", 5)
     job = job_repo.add_job(session, job)
     search_repo.write_tags(session, [job])
+    params_repo.write_params(session, [job])
     wakeup.work_queued(session)
     return job
 

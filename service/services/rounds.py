@@ -16,7 +16,7 @@ from service import wakeup
 from service.db import session_scope
 from service.errors import InvalidField
 from service.models import Job, JobStatus, Sweep, utcnow
-from service.repositories import job_search
+from service.repositories import job_params, job_search
 from service.repositories import search_state as search_state_repo
 from service.repositories import sweeps as sweep_repo
 from service.schemas.objectives import Objective, sweep_objective
@@ -65,6 +65,7 @@ def start_next_round(session: Session, sweep_id: str, settings: Settings) -> lis
     jobs = new_members(request, specs, sweep.owner_id, settings, len(members), shape, ends)
     sweep_repo.add_members(session, sweep.id, jobs)
     job_search.write_tags(session, jobs)  # `?tag=` finds a later round's members as it finds the first's
+    job_params.write_params(session, jobs)
     state = search_state_repo.lock_search_state(session, sweep.id)
     state.setdefault("tpe", {"rounds": []})["rounds"].append({"members": [job.id for job in jobs]})
     search_state_repo.set_search_state(session, sweep.id, state)

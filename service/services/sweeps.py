@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from modelzoo.memory import together
 from service.errors import Conflict, InvalidField, NotFound, TooManyRequests
 from service.models import Job, JobStatus, Sweep, utcnow
+from service.repositories import job_params as params_repo
 from service.repositories import job_search as search_repo
 from service.repositories import jobs as job_repo
 from service.repositories import search_state as search_state_repo
@@ -76,6 +77,7 @@ def create_sweep(session: Session, request: SweepCreate, owner_id: str | None, s
     if request.tpe:
         search_state_repo.set_search_state(session, sweep.id, {"tpe": {"rounds": [{"members": [j.id for j in members]}]}})
     search_repo.write_tags(session, members)
+    params_repo.write_params(session, members)
     wakeup.work_queued(session)
     return sweep
 

@@ -16,6 +16,7 @@ import secrets
 from pydantic_core import to_json
 from sqlalchemy.orm import Session
 
+from fitserve.schemas import DeliveryAttemptPublic, DeliveryList, DeliveryPublic
 from service.db import session_scope
 from service.errors import NotFound
 from service.models import Job, JobStatus, Sweep, WebhookDelivery, WebhookSecret, new_id, utcnow
@@ -23,7 +24,6 @@ from service.repositories import jobs as job_repo
 from service.repositories import sweeps as sweep_repo
 from service.repositories import webhooks as repo
 from service.schemas.sweeps import SweepProgress
-from service.schemas.webhooks import DeliveryAttemptPublic, DeliveryList, DeliveryPublic
 from service.services.sweeps import status_of
 
 log = logging.getLogger("fitserve.webhooks")

@@ -2,6 +2,7 @@
 
 import { ApiError, Unauthorized, getKey, setKey } from "./api.js";
 import { showCompare } from "./compare.js";
+import { showDeliveries } from "./deliveries.js";
 import { h } from "./dom.js";
 import { showJob } from "./job.js";
 import { showJobs } from "./jobs.js";
@@ -13,6 +14,7 @@ let current = null;
 // Hash routes: the server serves one page; a sweep's page links to #/compare/<its best members' ids>.
 const ROUTES = [
   [/^#\/jobs\/([^/]+)$/, (signal, [, id]) => showJob(main, signal, decodeURIComponent(id))],
+  [/^#\/(jobs|sweeps)\/([^/]+)\/deliveries$/, (signal, [, kind, id]) => showDeliveries(main, signal, kind, decodeURIComponent(id))],
   [/^#\/sweeps\/?$/, (signal) => showSweeps(main, signal)],
   [/^#\/sweeps\/([^/]+)$/, (signal, [, id]) => showSweep(main, signal, decodeURIComponent(id))],
   [/^#\/compare\/([^/]+)$/, (signal, [, ids]) => showCompare(main, signal, ids.split(",").map(decodeURIComponent))],

@@ -76,6 +76,8 @@ export async function showSweep(root, signal, id) {
   const title = h("h1");
   const summary = h("p", { class: "note", role: "status" });
   const compare = h("a", { class: "button" }, "Compare the best members");
+  const deliveries = h("a", { class: "button", href: `#/sweeps/${encodeURIComponent(id)}/deliveries`, hidden: true },
+    "Webhook deliveries");
   const message = h("p", { class: "message", role: "status" });
   const remove = h("button", { type: "button", class: "danger", onclick: async () => {
     if (!confirm(`Delete sweep ${title.textContent}? Every member goes with it, running ones too; this cannot be undone.`)) return;
@@ -100,7 +102,7 @@ export async function showSweep(root, signal, id) {
   signal.addEventListener("abort", () => parallel.destroy());
   root.replaceChildren(h("section", { class: "sweep" },
     h("p", { class: "crumbs" }, h("a", { href: "#/sweeps" }, "← All sweeps")), title, summary,
-    h("p", { class: "actions" }, compare, remove), message, parallel.element, h("div", { class: "toolbar" }, chooser.element),
+    h("p", { class: "actions" }, compare, deliveries, remove), message, parallel.element, h("div", { class: "toolbar" }, chooser.element),
     table.element));
   while (!signal.aborted) {
     sweep = await getJSON(`/v1/sweeps/${encodeURIComponent(id)}`, { signal });
@@ -108,6 +110,7 @@ export async function showSweep(root, signal, id) {
     summary.textContent = `${membersDone(sweep)} members done, ranked by ${sweep.objective.metric} (${sweep.objective.mode}). ${sweep.execution ?? "Waiting for a worker."}`;
     const best = sweep.leaderboard.slice(0, COMPARE_AT_MOST).map((entry) => encodeURIComponent(entry.job_id));
     compare.href = `#/compare/${best.join(",")}`;
+    deliveries.hidden = !sweep.request?.notify;
     redraw();
     if (FINAL.has(sweep.status)) return;
     await sleep(POLL_MS, signal);

@@ -56,7 +56,10 @@ def served(tmp_path_factory):
 
     Its own SQLite server, not the shared one: the page is the same whatever the database.
     """
-    srv = Server(tmp_path_factory.mktemp("dashboard") / "fitserve.db", workers=2)
+    # webhooks may reach receivers on 127.0.0.1 (the deliveries page's test), polled and retried quickly
+    hooks = {"FITSERVE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1", "FITSERVE_WEBHOOK_POLL_SECONDS": "0.05",
+             "FITSERVE_WEBHOOK_BACKOFF_SECONDS": "0.2", "FITSERVE_WEBHOOK_RETRY_SECONDS": "2"}
+    srv = Server(tmp_path_factory.mktemp("dashboard") / "fitserve.db", workers=2, **hooks)
     srv.keys = {"alice": srv.create_key("alice"), "bob": srv.create_key("bob")}
     srv.start()
     srv.client.headers["Authorization"] = f"Bearer {srv.keys['bob']}"
@@ -413,3 +416,37 @@ def test_a_sweep_page_lists_its_members_by_the_values_that_differ_and_compares_t
     expect(compared).to_have_count(3)
     expect(compared.filter(has_text="lr=0.003")).to_have_count(1)  # named by their values, not "#1" alone
     expect(page.locator(".u-legend").get_by_text(re.compile(r"#\d · lr=0.01$"))).to_be_visible()
+
+
+def test_webhook_deliveries_of_a_sweep_and_its_members_and_of_a_refused_job(served, page, receiver):
+    sign_in(page, served)
+    ok, refusing = receiver(), receiver(status=500)
+    body = {"name": f"told sweep {uuid.uuid4().hex[:6]}", "base": tiny_regression(epochs=10), "space": {"lr": [0.01, 0.02]},
+            "notify": {"url": ok.url, "events": ["succeeded"], "members": True}}
+    sweep = served.client.post("/v1/sweeps", json=body).json()
+    page.goto(url(served, f"#/sweeps/{sweep['id']}"))
+    expect(page.locator(".sweep h1")).to_contain_text("succeeded", timeout=60_000)
+    page.get_by_role("link", name="Webhook deliveries").click()
+    expect(page).to_have_url(re.compile(f"#/sweeps/{sweep['id']}/deliveries$"))
+    rows = page.locator(".deliveries tbody tr")
+    expect(rows).to_have_count(3, timeout=30_000)  # the sweep's own end, and each member's
+    expect(rows.locator("td:nth-child(3)")).to_have_text(["delivered"] * 3, timeout=30_000)
+    expect(rows.locator("td:nth-child(4)")).to_have_text(["200"] * 3)
+    expect(rows.locator("td:nth-child(5)")).to_have_text(["1"] * 3)
+    members = {entry["job_id"] for entry in served.client.get(f"/v1/sweeps/{sweep['id']}").json()["leaderboard"]}
+    assert set(rows.locator("td:nth-child(2) a").all_inner_texts()) == members
+    expect(rows.locator("td:nth-child(2)", has_text="the sweep")).to_have_count(1)
+    screenshot(page, "deliveries", full_page=True)
+
+    job = served.train({**tiny_regression(epochs=5), "notify": {"url": refusing.url, "events": ["succeeded"]}})
+    page.goto(url(served, f"#/jobs/{job['id']}"))
+    page.get_by_role("link", name="Webhook deliveries").click()
+    row = page.locator(".deliveries tbody tr")
+    expect(row.locator("td:nth-child(3)")).to_have_text("failed", timeout=30_000)  # retried for 2 s, then given up
+    expect(row.locator("td:nth-child(1)")).to_have_text("succeeded")
+    expect(row.locator("td:nth-child(2)")).to_have_text(job["id"])
+    expect(row.locator("td:nth-child(4)")).to_have_text("500")
+    expect(row.locator("td.delivery-error")).to_have_text("answered 500")
+    attempts = int(row.locator("td:nth-child(5)").inner_text())
+    assert attempts >= 2 and attempts == len(refusing.posts)
+    expect(page.locator(".deliveries .note")).to_contain_text(refusing.url)

@@ -5,6 +5,7 @@ import pytest
 
 from tests.conftest import as_
 from tests.service.api.test_search import listed, submit, wait_done
+from tests.service.api.test_sweeps import submit_sweep, sweep_body, wait_sweep
 from tests.specs import tiny_regression
 
 # alice's four jobs (name: optimizer, lr, epochs, tags); bob's one would match most filters, and must not
@@ -148,3 +149,17 @@ def test_injection_attempts_are_refused_or_match_nothing(trained):
     ):
         assert token in problem(srv, text), text
     assert len(listed(srv)) == 4  # the table is whole
+
+
+
+def test_sweep_members_and_a_tpe_sweeps_later_round_are_found_by_their_params(make_app):
+    """Each way a job is made writes its job_params rows: a sweep's members, and TPE's later rounds."""
+    srv = make_app(workers=1).start()  # keys off: the anonymous owner's jobs
+    space = {"lr": {"distribution": "log_uniform", "low": 0.001, "high": 0.1}}
+    body = sweep_body(space, base=tiny_regression(epochs=3), search="tpe", count=2, tpe={"rounds": 2})
+    done = wait_sweep(srv, submit_sweep(srv, body)["id"])
+    assert done["status"] == "succeeded" and len(done["leaderboard"]) == 4, done["progress"]
+    for entry in done["leaderboard"]:
+        lr = entry["hyperparameters"]["lr"]
+        found = srv.client.get("/v1/jobs", params={"filter": f"params.optimizer.lr = {lr!r}"}).json()["items"]
+        assert [job["id"] for job in found] == [entry["job_id"]], lr

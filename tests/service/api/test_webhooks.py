@@ -4,9 +4,7 @@ refused against SSRF at submit and again at delivery, deliveries readable by the
 import hashlib
 import hmac
 import json
-import threading
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import pairwise
 
 import pytest
@@ -19,54 +17,6 @@ BACKOFF, RETRY = 0.2, 4.0  # 4 s leaves room for three attempts when a busy mach
 HOOKS = {"FITSERVE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1", "FITSERVE_WEBHOOK_POLL_SECONDS": "0.05",
          "FITSERVE_WEBHOOK_TIMEOUT_SECONDS": "1", "FITSERVE_WEBHOOK_BACKOFF_SECONDS": str(BACKOFF),
          "FITSERVE_WEBHOOK_RETRY_SECONDS": str(RETRY)}
-
-
-class Receiver:
-    """A webhook receiver: a real HTTP server on a thread of this process, answering `status` after `delay` s."""
-
-    def __init__(self, status: int = 200, delay: float = 0.0):
-        self.status, self.delay, self.posts, self.answered = status, delay, [], 0
-        self.release = threading.Event()  # frees a slow answer at the end of the test
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                receiver.release.wait(receiver.delay)
-                self.send_response(receiver.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                receiver.answered += 1
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-
-    def events(self) -> list[tuple[str, dict]]:
-        return [(headers["x-fitserve-event"], json.loads(body)) for headers, body in self.posts]
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver():
-    made = []
-
-    def make(**kwargs) -> Receiver:
-        made.append(Receiver(**kwargs))
-        return made[-1]
-
-    yield make
-    for each in made:
-        each.close()
 
 
 def signed_by(secret: str, headers: dict, body: bytes) -> bool:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from service.db import make_engine
 from service.models import Job, utcnow
-from service.repositories import job_filter
+from service.repositories import job_filter, job_params
 from service.repositories import jobs as job_repo
 from service.repositories.job_search import JobFilter, list_jobs, sort_value, write_tags
 from service.schemas.job_filter import parse_filter
@@ -41,6 +41,7 @@ def engine(tmp_path, databases):
         for job in jobs:
             job_repo.add_job(s, job)
         write_tags(s, jobs)
+        job_params.write_params(s, jobs)
     yield engine
     engine.dispose()
 
@@ -116,9 +117,10 @@ def test_names_and_values_are_bound_never_written_into_the_statement(engine):
 
 
 @pytest.mark.parametrize("text", ["params.optimizer.lr > 0.05", "tags.team != 'vision'", "status = 'succeeded'"])
-def test_a_filtered_page_reads_the_owners_jobs_in_order_and_sorts_nothing(engine, text):
+def test_a_filtered_page_reads_the_owners_jobs_in_order_and_sorts_nothing(engine, text, monkeypatch):
     if engine.dialect.name != "sqlite":
         pytest.skip("PostgreSQL's plans follow its statistics")
+    monkeypatch.setattr(job_filter, "PARAM_MATCHES_BY_INDEX", 5)  # each term here matches more of alice's jobs
     where = JobFilter(terms=parse_filter(text))
     plan, jobs = query_plans(engine, partial(first_page, engine, where), reads="jobs.spec")
     assert any("ix_jobs_owner_id_created_at_id" in step for step in plan), plan
