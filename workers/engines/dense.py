@@ -245,8 +245,9 @@ class FlatOptimizer:
         return self.flat_state[key]
 
     @torch.no_grad()
-    def step(self, p: torch.Tensor, g: torch.Tensor, step: int) -> None:
-        """One update of flat weights `p` by flat gradients `g` (which it may overwrite); `step` counts from 1."""
+    def step(self, p: torch.Tensor, g: torch.Tensor, step: int | torch.Tensor) -> None:
+        """One update of flat weights `p` by flat gradients `g` (which it may overwrite); `step` counts from 1 (a
+        tensor in a compiled step, whose graph would otherwise hold one count)."""
         if self.kind == "sgd":
             if self.decays:
                 g = g.add_(self.wd * p)
@@ -262,7 +263,7 @@ class FlatOptimizer:
         exp_avg, exp_avg_sq = self.slot("exp_avg", p), self.slot("exp_avg_sq", p)
         exp_avg.lerp_(g, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        denom = (exp_avg_sq.sqrt() / math.sqrt(1 - beta2**step)).add_(ADAM_EPS)
+        denom = (exp_avg_sq.sqrt() / (1 - beta2**step) ** 0.5).add_(ADAM_EPS)
         p.sub_(self.lr / (1 - beta1**step) * exp_avg / denom)
 
 
