@@ -95,7 +95,8 @@ def build_trainer(job: Job, device: torch.device, graphs: bool = True, compiled:
     saved = read_starting_points([job])[job.id]
     state = starting_state(job, saved)
     net, data = prepare(spec, device, fresh=state is None)
-    trainer = Trainer(spec, net, data, device, graphs=graphs, compiled=compiled and compile_reason([spec], [net]) is None)
+    compiled = compiled and compile_reason([spec], [net]) is None
+    trainer = Trainer(spec, net, data, device, graphs=graphs, compiled=compiled)
     if state is not None:
         trainer.load_state(state)
         if saved.job_id == job.id:

@@ -135,6 +135,11 @@ class Trainer(KeepsRecords):
         if self.graph is not None:
             self.graph.restart()
 
+    def rehearse_compiled(self) -> None:
+        """Compile the step for each batch size of an epoch, on copies (engines/compiled.py); any thread."""
+        for size in sorted({end - start for start, end in self.batches.bounds}, reverse=True):
+            self.compiled.rehearse(self.x[:size], self.y[:size])
+
     def start_epoch(self, epoch: int) -> None:
         if self.rates is not None:
             self.rates.start_epoch(epoch)

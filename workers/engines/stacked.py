@@ -134,6 +134,19 @@ class StackedTrainer(KeepsRecords):
         """Train the next steps with the compiled step (`on`) or the plain one."""
         self.compiling = on
 
+    def rehearse_compiled(self) -> None:
+        """Compile the step for each batch of an epoch unlike the others, on copies (engines/compiled.py); any
+        thread. Mini-batches are laid out as `train_epoch` lays them out: the graph is kept per shape and stride."""
+        b = self.batches
+        if b.full:
+            self.compiled.rehearse(self.x, self.x_dim, self.y, self.y_dim)
+            return
+        order = torch.arange(b.n, device=self.device).expand(self.K, b.n)
+        xs = self.x[order] if self.x_dim is None else take_members(self.x, order)
+        ys = self.y[order] if self.y_dim is None else take_members(self.y, order)
+        for start, end in {b.bounds[0], b.bounds[-1]}:
+            self.compiled.rehearse(xs[:, start:end], 0, ys[:, start:end], 0)
+
     def running(self) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
 

@@ -87,6 +87,32 @@ def test_a_compiled_step_trains_the_plain_curve(name):
     assert_same(got, trained(single(spec, compiled=False), "off"))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name", ["cubic mlp, momentum and weight decay", "logistic, adam"])
+def test_a_compiled_step_captured_in_a_cuda_graph_trains_the_plain_curve(name):
+    spec = JobSpec.model_validate({**SINGLE[name], "epochs": 120})  # past the warm-up and a full replay
+    net, data = prepare(spec, CPU)
+    cuda = torch.device("cuda")
+    engine = Trainer(spec, net.to(cuda), data.to(cuda), cuda, compiled=True)
+    got = trained(engine, "on")
+    assert engine.compiled.failed is None and engine.graph.graph is not None and not engine.graph.failed
+    plain = single(SINGLE[name] | {"epochs": 120}, compiled=False)
+    want = trained(plain, "off")
+    assert [p.loss for p in got.points["0"]] == pytest.approx([p.loss for p in want.points["0"]], rel=1e-4)
+
+
+def test_a_compiled_run_checkpoints_what_the_plain_step_resumes_from():
+    spec = SINGLE["logistic, adam"]
+    whole = trained(single(spec, compiled=False), "off").points["0"]
+    first = single({**spec, "epochs": 15}, compiled=True)
+    trained(first, "on")
+    rest = single(spec, compiled=False)
+    rest.load_state(first.state())  # Adam's moments and step count, as the compiled step left them
+    points = trained(rest, "off").points["0"]
+    assert [p.epoch for p in points] == list(range(16, 31))
+    assert [p.loss for p in points] == pytest.approx([p.loss for p in whole[15:]], rel=1e-4)
+
+
 def stacked(spec_dicts: list[dict], compiled: bool) -> StackedTrainer:
     specs = [JobSpec.model_validate(s) for s in spec_dicts]
     nets, datas = zip(*(prepare(s, CPU) for s in specs))
@@ -109,23 +135,33 @@ def test_the_measured_choice_compiles_only_a_job_that_repays_it(monkeypatch):
     trained(short, "auto")
     assert short.compiled.compiled.fn is None and short.step_fn is short.plain_step
 
+    # the choice driven epoch by epoch, as the run drives it, waiting for the compile beside it
     monkeypatch.setitem(compile_choice.EXPECTED_COMPILE_SECONDS, "cpu", 0.0)
     monkeypatch.setattr(compile_choice, "WARMUP_SECONDS", 0.01)
     monkeypatch.setattr(compile_choice, "BLOCK_SECONDS", 0.005)
-    engine = single(spec, compiled=True)
-    ledger = trained(engine, "auto")
-    note = ledger.ended["0"]["execution"]
-    assert engine.compiled.compiled.fn is not None
-    assert f"{'compiled' if engine.step_fn is engine.compiled else 'plain'} step: measured" in note, note
-    assert_same(ledger, trained(single(spec, compiled=False), "off"))
+    engine, epochs = single(spec, compiled=True), 10**6
+    choice = CompileChoice(engine)
+    with engine.running():
+        while not choice.done:
+            engine.train_next(lambda epoch: False, epochs)
+            if choice.rehearsal is not None:
+                choice.rehearsal.join()  # the run trains on meanwhile; here the epochs' count may not matter
+            choice.after_epoch(epochs - engine.progress.epoch)
+        trained_epochs = engine.progress.epoch
+        engine.train_next(lambda epoch: True, epochs)
+    assert choice.note.startswith(f"{'compiled' if engine.step_fn is engine.compiled else 'plain'} step: measured")
+    assert engine.compiled.compiled.fn is not None and choice.compile_cost > 0
+    plain = single({**spec, "epochs": trained_epochs + 1}, compiled=False)
+    [want] = trained(plain, "off").points["0"][-1:]
+    assert engine.read_points()[0][-1].loss == pytest.approx(want.loss, rel=1e-4)
 
 
 def test_a_choice_whose_compile_fails_trains_on_plain(monkeypatch):
     engine = single(small("3_nonlinear_mlp", 50), compiled=True)
     choice = CompileChoice(engine)
-    choice.plain_epoch, choice.compile_epoch = 0.001, 0.0
+    choice.plain_epoch = 0.001
     engine.compiled.compiled.failed = "the compiled step failed (injected)"
-    choice.compiled(0.5, 100)
+    choice.compiled()
     assert choice.done and choice.note == "the compiled step failed (injected)"
     assert engine.step_fn is engine.plain_step
 
