@@ -123,7 +123,8 @@ def main() -> None:
     rows = []
     for run in ("first", "second"):  # the first compiles cold; the second finds this process's caches
         seconds, loss, compile_seconds = hand_compiled_loop(spec, device)
-        rows.append([f"hand-written compiled + graphed step ({run}; compile {compile_seconds:.1f} s)", seconds, loss])
+        kind = "compiled + graphed" if cuda else "compiled"
+        rows.append([f"hand-written {kind} step ({run}; compile {compile_seconds:.1f} s)", seconds, loss])
     if cuda:
         hand_graph_seconds(warm, device)
         rows.append(["hand-written CUDA graph (50 steps/graph)", *hand_graph_seconds(spec, device)])

@@ -27,8 +27,8 @@ from workers.engines.dense import FlatOptimizer, dense_path, flat_views
 from workers.engines.eager import INTERRUPT_BATCHES, Progress, checkpoint, make_optimizer
 from workers.engines.early_stopping import EarlyStopping
 from workers.engines.figures import Figures
-from workers.engines.stack_options import member_rates
 from workers.engines.records import KeepsRecords, Records
+from workers.engines.stack_options import member_rates
 from workers.engines.steps import Batches, make_loss, transform_rows
 
 # the stack's optimizer state per parameter, by torch.optim's names for it (a checkpoint holds torch.optim's)
