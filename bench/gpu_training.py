@@ -1,12 +1,15 @@
-"""Example 2 (linear regression, 100k points, 10000 epochs) on the GPU: the trainer's CUDA graph vs eager loops.
+"""Example 2 (linear regression, 100k points, 10000 epochs) on the GPU: each engine of the trainer vs hand-written loops.
 
     python -m bench.gpu_training [--epochs-scale 1.0] [--no-service]
 
-Rows, back to back in one process: the trainer as the worker runs it (CUDA graph), the trainer with its
-graph turned off (its eager steps), the hand-written eager loop, and a hand-written CUDA-graph loop
-(nn.Linear + torch.optim.SGD, 50 steps per graph: the reference the issue sets, 0.50 s on an H200);
-then the job through the service when FastAPI is importable. Seconds are training only, data already
-on the device, ending in a sync. Without a GPU it runs the CPU rows and says the graph rows were skipped.
+Rows, back to back in one process: the hand-written compiled + graphed functional step (bench/loops.py
+`hand_compiled_loop`: the limit, 0.10 s on an H200, and the first row, which ratios divide by), a hand-written
+CUDA-graph loop (nn.Linear + torch.optim.SGD, 50 steps per graph, 0.50 s on an H200), the trainer as the worker
+runs it by default (CUDA graph), with its step compiled and captured (FITSERVE_COMPILE=on), with its graph turned
+off (its eager steps), the hand-written eager loop; then the job through the service when FastAPI is importable,
+with FITSERVE_COMPILE off and on. Seconds are training only, data already on the device, ending in a sync, compiles
+included (the second row of a compiled kind reuses this process's compile caches, as a worker's second job
+would). Without a GPU it runs the CPU rows and says the graph rows were skipped.
 """
 
 from __future__ import annotations
@@ -17,32 +20,28 @@ import time
 import torch
 
 from bench.common import EXAMPLES, header, load_example, print_table
-from bench.loops import build, hand_loop, loss_module
+from bench.loops import build, hand_compiled_loop, hand_loop, loss_module, sync
 from workers.data import load_data
 
 STEPS_PER_GRAPH = 50
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def trainer_seconds(spec_dict: dict, device: torch.device, graphed: bool) -> tuple[float, float]:
+def trainer_seconds(spec_dict: dict, device: torch.device, graphed: bool, compiled: bool = False) -> tuple[float, float]:
     from modelzoo import build_network
     from service.schemas.spec import JobSpec
+    from service.settings import get_settings
     from workers.engines.eager import Trainer
     from workers.run import train_here
 
     spec = JobSpec.model_validate(spec_dict)
     torch.manual_seed(spec.seed)
     data = load_data(spec, fetch_dataset=None).to(device)
-    trainer = Trainer(spec, build_network(spec.model).to(device), data, device)
+    trainer = Trainer(spec, build_network(spec.model).to(device), data, device, compiled=compiled)
     if not graphed:
         trainer.graph = None  # the eager steps, as on the CPU
     sync(device)
     start = time.perf_counter()
-    ledger = train_here(trainer)
+    ledger = train_here(trainer, get_settings().model_copy(update={"COMPILE": "on" if compiled else "off"}))
     sync(device)
     return time.perf_counter() - start, ledger.points["0"][-1].loss
 
@@ -92,17 +91,19 @@ def hand_graph_seconds(spec_dict: dict, device: torch.device) -> tuple[float, fl
     return time.perf_counter() - start, final
 
 
-def service_seconds(spec: dict) -> tuple[float, float] | None:
+def service_seconds(spec: dict, compile_mode: str) -> tuple[float, float, str] | None:
+    """The job's training seconds through a service whose worker has FITSERVE_COMPILE=`compile_mode`, its final
+    loss, and its `execution`."""
     try:
         import fastapi  # noqa: F401
     except ImportError:
         return None
     from bench.common import Service
 
-    with Service(workers=1) as service:
+    with Service(workers=1, FITSERVE_COMPILE=compile_mode) as service:
         service.train({**spec, "epochs": 3})  # warm-up: imports and CUDA context in the worker
         _, trained, job = service.train(spec)
-    return trained, job["metrics"]["loss"]
+    return trained, job["metrics"]["loss"], job["execution"]
 
 
 def main() -> None:
@@ -120,20 +121,28 @@ def main() -> None:
     warm = {**spec, "epochs": 60}
     trainer_seconds(warm, device, graphed=cuda)
     rows = []
+    for run in ("first", "second"):  # the first compiles cold; the second finds this process's caches
+        seconds, loss, compile_seconds = hand_compiled_loop(spec, device)
+        kind = "compiled + graphed" if cuda else "compiled"
+        rows.append([f"hand-written {kind} step ({run}; compile {compile_seconds:.1f} s)", seconds, loss])
     if cuda:
         hand_graph_seconds(warm, device)
-        reference = hand_graph_seconds(spec, device)
-        rows.append(["hand-written CUDA graph (50 steps/graph)", *reference])
+        rows.append(["hand-written CUDA graph (50 steps/graph)", *hand_graph_seconds(spec, device)])
         rows.append(["trainer (CUDA graph)", *trainer_seconds(spec, device, graphed=True)])
+    for run in ("first", "second"):
+        rows.append([f"trainer, compiled step{' + CUDA graph' if cuda else ''} ({run})",
+                     *trainer_seconds(spec, device, graphed=cuda, compiled=True)])
     rows.append(["trainer, eager steps", *trainer_seconds(spec, device, graphed=False)])
     seconds, loss = hand_loop(spec, device)  # includes set-up, a few ms
     rows.append(["hand-written eager loop", seconds, loss])
     if args.service:
-        served = service_seconds({**spec, "device": "cuda" if cuda else "cpu"})
-        if served is not None:
-            rows.append(["service job (finished_at - started_at)", *served])
+        for mode in ("off", "on"):
+            served = service_seconds({**spec, "device": "cuda" if cuda else "cpu"}, mode)
+            if served is not None:
+                trained, loss, execution = served
+                rows.append([f"service job, FITSERVE_COMPILE={mode} ({execution})", trained, loss])
     base = rows[0][1]
-    print_table(["loop", "seconds", "final loss", f"/ {rows[0][0]}"], [[*r, r[1] / base] for r in rows])
+    print_table(["loop", "seconds", "final loss", "/ hand-written compiled"], [[*r, r[1] / base] for r in rows])
 
 
 if __name__ == "__main__":

@@ -135,3 +135,55 @@ def trainer_loop(spec_dict: dict) -> tuple[float, float]:
     net, data = prepare(spec, torch.device("cpu"))
     ledger = train_here(Trainer(spec, net, data, torch.device("cpu")))
     return time.perf_counter() - start, ledger.points["0"][-1].loss
+
+
+def hand_compiled_loop(spec_dict: dict, device: torch.device, steps_per_graph: int = 50) -> tuple[float, float, float]:
+    """The limit the issue measures against: a functional full-batch SGD step (`torch.func.grad` of the loss, then
+    `p - lr * g`) compiled with torch.compile(fullgraph=True); on CUDA ("max-autotune-no-cudagraphs") captured
+    `steps_per_graph` steps per CUDA graph. Seconds for set-up plus training (compile included), the final loss,
+    and the seconds of the first call (the compile)."""
+    from torch.func import functional_call, grad
+
+    start = time.perf_counter()
+    spec, net, data = build(spec_dict, device)
+    loss_fn, lr, x, y = loss_module(spec), spec.optimizer.lr, data.x_train, data.y_train
+    params = {name: p.detach() for name, p in net.named_parameters()}
+
+    def loss_of(p):
+        loss = loss_fn(functional_call(net, p, (x,)), y)
+        return loss, loss
+
+    def step():
+        grads, loss = grad(loss_of, has_aux=True)(params)
+        for name, p in params.items():
+            p.sub_(lr * grads[name])
+        return loss
+
+    mode = "max-autotune-no-cudagraphs" if device.type == "cuda" else None
+    compiled = torch.compile(step, fullgraph=True, mode=mode)
+    losses = [compiled().reshape(1)]
+    sync(device)
+    compile_seconds = time.perf_counter() - start
+    done = 1
+    if device.type == "cuda":
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            losses += [compiled().reshape(1) for _ in range(2)]  # warm-up on the capture stream
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=side):
+                captured = torch.stack([compiled() for _ in range(steps_per_graph)])
+            done = 3
+            while done + steps_per_graph <= spec.epochs:
+                graph.replay()
+                losses.append(captured.clone())
+                done += steps_per_graph
+        torch.cuda.current_stream(device).wait_stream(side)
+    losses += [compiled().reshape(1) for _ in range(spec.epochs - done)]
+    final = torch.cat(losses)[-1].item()
+    return time.perf_counter() - start, final, compile_seconds
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

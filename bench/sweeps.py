@@ -4,7 +4,7 @@ K members (seeds x learning rates) of the tutorial's cubic MLP and softmax model
 one `POST /v1/sweeps` (the worker trains them batched when its probe measures that faster) against
 K `POST /v1/jobs` drained by the same single worker. Prints wall time, members per second and the ratio.
 
-    python -m bench.sweeps [--epochs 200] [--sizes 16,64] [--batched-only 1024]
+    python -m bench.sweeps [--epochs 200] [--sizes 16,64] [--batched-only 1024] [--models "cubic MLP"] [--compile on]
 """
 
 from __future__ import annotations
@@ -63,14 +63,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--sizes", default="16,64", help="sweep sizes measured both ways")
     parser.add_argument("--batched-only", default="", help="sizes measured as a sweep only (too slow one by one)")
+    parser.add_argument("--models", default=",".join(MODELS), help="of: " + ", ".join(MODELS))
+    parser.add_argument("--compile", default="auto", choices=["auto", "on", "off"], help="the worker's FITSERVE_COMPILE")
     args = parser.parse_args()
-    header(f"Sweeps vs separate jobs, {args.epochs} epochs, 1000 points, one worker: {machine()}")
+    header(f"Sweeps vs separate jobs, {args.epochs} epochs, 1000 points, one worker, FITSERVE_COMPILE={args.compile}: "
+           f"{machine()}")
     rows = []
     # a 1024-member sweep is 1024 queued jobs: above the default per-owner cap
     limits = {"FITSERVE_MAX_QUEUED_PER_OWNER": "10000", "FITSERVE_RATE_LIMIT_PER_SECOND": "100000",
-              "FITSERVE_RATE_LIMIT_BURST": "100000", "FITSERVE_TORCH_THREADS": "1"}
+              "FITSERVE_RATE_LIMIT_BURST": "100000", "FITSERVE_TORCH_THREADS": "1", "FITSERVE_COMPILE": args.compile}
     with Service(workers=1, **limits) as svc:
-        for label, name in MODELS.items():
+        for label in args.models.split(","):
+            name = MODELS[label]
             base = base_spec(name, args.epochs)
             for k in [int(s) for s in args.sizes.split(",") if s]:
                 sweep_s, how = run_sweep(svc, base, k)

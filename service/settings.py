@@ -158,6 +158,12 @@ class Settings(BaseSettings):
         description="a worker that claims a job also claims queued jobs that can share its step and trains them as "
         "one batched computation; auto: when its probe measures that faster than one by one; on: always; off: never",
     )
+    COMPILE: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="train a job's (or a batch's) step compiled by torch.compile where it can compile; auto: on a CPU "
+        "when the job is long enough to repay a compile and a measurement on its own epochs finds it faster, on a "
+        "GPU for jobs of many steps; on: always; off: never",
+    )
     AUTO_BATCH_MAX: int = Field(
         64, ge=1, le=1024, description="jobs one auto-batched computation takes at most (the claimed job included)"
     )

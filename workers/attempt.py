@@ -31,6 +31,7 @@ from service.settings import Settings
 from workers.checkpoints import continued_state, state_from_bytes
 from workers.data import load_data
 from workers.devices import resolve_device, this_node
+from workers.engines.compiled import compile_reason
 from workers.engines.eager import Trainer, seed_network_init
 from workers.ledger import Gone, Ledger, Member, failure, is_out_of_memory
 from workers.run import Run
@@ -87,13 +88,15 @@ def starting_state(job: Job, saved) -> dict | None:
     return continued_state(state, JobSpec.model_validate(job.spec))
 
 
-def build_trainer(job: Job, device: torch.device, graphs: bool = True) -> Trainer:
-    """The job's eager engine, started from its state when it has one."""
+def build_trainer(job: Job, device: torch.device, graphs: bool = True, compiled: bool = False) -> Trainer:
+    """The job's eager engine, started from its state when it has one; `compiled`: with the option of a compiled
+    step where its step can compile."""
     spec = JobSpec.model_validate(job.spec)
     saved = read_starting_points([job])[job.id]
     state = starting_state(job, saved)
     net, data = prepare(spec, device, fresh=state is None)
-    trainer = Trainer(spec, net, data, device, graphs=graphs)
+    compiled = compiled and compile_reason([spec], [net]) is None
+    trainer = Trainer(spec, net, data, device, graphs=graphs, compiled=compiled)
     if state is not None:
         trainer.load_state(state)
         if saved.job_id == job.id:
@@ -137,14 +140,18 @@ def train_with_fallback(
     job: Job, member: Member, ledger: Ledger, device: torch.device, settings: Settings, shutdown: threading.Event,
     node: str,
 ) -> Run:
-    """Train on the fast path (CUDA graphs) where it applies; if it fails, again on the plain eager path.
+    """Train on the fast path (CUDA graphs) where it applies; if it fails, again on the plain eager path. (A compiled
+    step that fails gives way to the plain step inside the run: engines/compiled.py.)
 
     The plain attempt resumes from the last checkpoint, as after any interruption. The job's
     `execution` says which path trained it, and why it fell back.
     """
-    trainer = build_trainer(job, device)
+    trainer = build_trainer(job, device, compiled=settings.COMPILE != "off")
     run = Run([member], trainer, ledger, settings, shutdown)
-    run.start(str(device), f"{'cuda graph' if trainer.graph is not None else 'eager'} on {device}", node)
+    execution = f"{'cuda graph' if trainer.graph is not None else 'eager'} on {device}"
+    if settings.COMPILE == "on" and trainer.compiled is None:
+        execution += f"; step not compiled: {compile_reason([trainer.spec], [trainer.net])}"
+    run.start(str(device), execution, node)
     try:
         run.train()
         return run

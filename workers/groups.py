@@ -27,6 +27,7 @@ from service.schemas.spec import JobSpec
 from service.settings import Settings
 from workers.attempt import build_trainer, prepare, read_starting_points, run_attempt, starting_state
 from workers.devices import resolve_device, this_node
+from workers.engines.compiled import compile_reason
 from workers.engines.eager import Trainer
 from workers.engines.in_turn import InTurn
 from workers.engines.stack_options import one_by_one_reason
@@ -229,7 +230,9 @@ def run_stacked(
     policy.note(group, note)
     if not batched:
         return False
-    trainer = StackedTrainer(specs, list(nets), list(datas), device)
+    # a search's stack changes size between its decisions: each size would compile again
+    compiled = settings.COMPILE != "off" and search is None and compile_reason(specs, nets) is None
+    trainer = StackedTrainer(specs, list(nets), list(datas), device, compiled=compiled)
     if all(state is not None for state in states):
         trainer.load_member_states(states)
     run = Run([Member.of(job) for job in group], trainer, Ledger(worker_id), settings, shutdown, search)

@@ -19,6 +19,7 @@ import time
 from service.repositories import jobs as job_repo
 from service.settings import Settings, get_settings
 from workers.checkpoints import state_to_bytes
+from workers.engines.compile_choice import CompileChoice, compiles_from_start
 from workers.engines.threads import ThreadChoice, thread_counts
 from workers.evaluation import evaluate_splits
 from workers.ledger import YIELDED, Ledger, Member, MemoryLedger, diverged
@@ -62,10 +63,25 @@ class Run:
         engine.interrupted, engine.rewinds = self.interrupted, self.limits.watching()
         counts = thread_counts(settings.TUNE_THREADS if tune_threads is None else tune_threads, engine.device)
         self.threads = ThreadChoice(counts[-1]) if len(counts) > 1 else None
+        self.compile_start: str | None = None  # says so when the engine's compiled step trains from the start
+        self.compiling = self.choose_compiled(settings.COMPILE)
+
+    def choose_compiled(self, mode: str) -> CompileChoice | None:
+        """Whether the engine's compiled step (where it has one) trains from the start; on a CPU with
+        FITSERVE_COMPILE=auto, the choice measured on the run's epochs (engines/compile_choice.py)."""
+        engine = self.engine
+        if engine.compiled is None or mode == "off":
+            return None
+        steps = (self.epochs - engine.progress.epoch) * len(engine.batches.bounds)
+        if compiles_from_start(mode, engine.device.type, steps):
+            engine.use_compiled(True)
+            self.compile_start = "compiled step" if mode == "on" else f"compiled step ({steps} steps)"
+            return None
+        return CompileChoice(engine) if engine.device.type == "cpu" else None
 
     def start(self, device: str, execution: str, node: str) -> None:
         """Write where and how the members train; a member lost or cancelled meanwhile ends here."""
-        self.execution = execution
+        self.execution = execution = "; ".join(n for n in (execution, self.compile_start) if n)
         flags = self.ledger.start(self.members, device, self.engine.progress.step, execution, node)
         self.act_on(flags, trained=False)
         if self.search is not None:
@@ -96,6 +112,8 @@ class Run:
             epoch = engine.progress.epoch
             if self.threads is not None:
                 self.threads.after_epoch(epochs - epoch)
+            if self.compiling is not None and (self.threads is None or self.threads.done):  # one probe at a time
+                self.compiling.after_epoch(epochs - epoch)
             now = time.perf_counter()
             checkpoint_due = now - last_checkpoint >= self.settings.CHECKPOINT_SECONDS and epoch < epochs
             # a checkpoint follows a report: members resumed from it must find their curves up to it
@@ -245,7 +263,7 @@ class Run:
         if not ks:
             return
         early = self.engine.early
-        note = None if self.threads is None else self.threads.note
+        note = "; ".join(n for n in (self.threads and self.threads.note, self.compile_note()) if n)
         entries = []
         for k in ks:
             final = self.final_state(k)
@@ -255,12 +273,19 @@ class Run:
                              "evaluation": evaluate_splits(net, self.datas[k], self.specs[k])}
             if early is not None:
                 entry |= early.outcome(k, self.epochs)
-            if note is not None:
+            if note:
                 entry["execution"] = f"{self.execution}; {note}"
             entries.append(entry | decided)
         self.ledger.succeed(entries)
         for k in ks:
             self.end(k, "succeeded")
+
+    def compile_note(self) -> str | None:
+        """How the compiled step went: the choice's measurement, or why it was given up."""
+        compiled = self.engine.compiled
+        if compiled is not None and compiled.failed is not None:
+            return compiled.failed
+        return None if self.compiling is None else self.compiling.note
 
     def final_state(self, k: int) -> dict:
         """Member k's state as it ends, serialized before the best weights are copied over its tensors; none for one

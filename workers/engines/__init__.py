@@ -11,9 +11,11 @@ Every engine has the same small interface, which the run alone calls:
   on any (an engine is built resumed); `member_net(k, best)`: member k as a plain network. With `rewinds` set (a
   run with time limits), an epoch that `interrupted` may stop keeps the weights it started from, and `member_net`
   asked inside it answers those: a member stopped there keeps its last whole epoch's weights.
+- `compiled`: the engine's compiled step (engines/compiled.py; `failed` says why it was given up) or None;
+  `use_compiled(on)`: train the next steps compiled or plain (the run's choice, engines/compile_choice.py).
 - For searches: `keep_members(ks)`, `copy_member(source, target)`, `set_hyperparameters(k, values)`.
 
 The engines: `eager.Trainer` (one network; CUDA graphs are its option), `stacked.StackedTrainer`
 (K networks as one computation: vmap, or the dense kernel of `dense.py`), `in_turn.InTurn` (K eager engines, an
-epoch each in turn).
+epoch each in turn). The first two may compile their step (engines/compiled.py), an option of each.
 """

@@ -70,6 +70,11 @@ class GraphedEpochs:
         finally:
             caller.wait_stream(self.stream)
 
+    def restart(self) -> None:
+        """The engine's step changed: capture again after WARMUP_EPOCHS eager epochs of the new one."""
+        self.graph, self.outputs, self.order, self.failed = None, {}, None, False
+        self.warm_from = self.t.progress.epoch
+
     def replay(self, recorded: Callable[[int], bool]) -> bool:
         """Train the next `k` epochs from the graph, keeping the figures of those `recorded`; False when they must
         run eagerly."""

@@ -245,13 +245,16 @@ class FlatOptimizer:
         return self.flat_state[key]
 
     @torch.no_grad()
-    def step(self, p: torch.Tensor, g: torch.Tensor, step: int) -> None:
-        """One update of flat weights `p` by flat gradients `g` (which it may overwrite); `step` counts from 1."""
+    def step(self, p: torch.Tensor, g: torch.Tensor, step: int | torch.Tensor, slots: dict | None = None) -> None:
+        """One update of flat weights `p` by flat gradients `g` (which it may overwrite); `step` counts from 1. A
+        compiled step (engines/compiled.py) passes the count as a tensor (its graph would otherwise hold one count)
+        and the flat state as `slots` (its arguments are all it changes)."""
+        slot = (lambda key: slots[key]) if slots is not None else (lambda key: self.slot(key, p))
         if self.kind == "sgd":
             if self.decays:
                 g = g.add_(self.wd * p)
             if self.uses_momentum:  # a zero buffer times momentum plus g is g: torch's first step
-                g = self.slot("momentum", p).mul_(self.momentum).add_(g)
+                g = slot("momentum").mul_(self.momentum).add_(g)
             p.sub_(self.lr * g)
             return
         if self.kind == "adamw":
@@ -259,10 +262,10 @@ class FlatOptimizer:
         elif self.decays:
             g = g.add_(self.wd * p)
         beta1, beta2 = ADAM_BETAS
-        exp_avg, exp_avg_sq = self.slot("exp_avg", p), self.slot("exp_avg_sq", p)
+        exp_avg, exp_avg_sq = slot("exp_avg"), slot("exp_avg_sq")
         exp_avg.lerp_(g, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        denom = (exp_avg_sq.sqrt() / math.sqrt(1 - beta2**step)).add_(ADAM_EPS)
+        denom = (exp_avg_sq.sqrt() / (1 - beta2**step) ** 0.5).add_(ADAM_EPS)
         p.sub_(self.lr / (1 - beta1**step) * exp_avg / denom)
 
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from modelzoo.layers import standardized_targets
 from workers.data import TrainingData
+from workers.engines.compiled import CompiledStep
 from workers.engines.cuda_graph import GraphedEpochs, can_graph
 from workers.engines.early_stopping import EarlyStopping
 from workers.engines.figures import Figures
@@ -56,8 +57,10 @@ def checkpoint(net: nn.Module, optimizer, progress: Progress, gen: torch.Generat
 class Trainer(KeepsRecords):
     def __init__(
         self, spec, net: nn.Module, data: TrainingData, device: torch.device, graphs: bool = True,
+        compiled: bool = False,
     ):
-        """`graphs=False` keeps to the plain eager path even where CUDA graphs could run."""
+        """`graphs=False` keeps to the plain eager path even where CUDA graphs could run; `compiled`: the step may be
+        compiled (workers/engines/compiled.py; the caller has checked `compile_reason`)."""
         self.spec, self.net, self.data, self.device = spec, net, data, device
         self.specs, self.nets, self.datas = [spec], [net], [data]  # the engine's members: this one
         self.progress = Progress()
@@ -72,8 +75,12 @@ class Trainer(KeepsRecords):
         self.batch_size = n if spec.batch_size is None else min(spec.batch_size, n)
         self.batches = Batches(n, self.batch_size, spec.loss, device)
         graphed = graphs and can_graph(self.batches, device) and eager_reason(spec, net) is None
-        self.optimizer = make_optimizer(spec, net.parameters(), capturable=graphed)
-        self.step_fn = Step(spec, net, self.optimizer)
+        # a compiled step on CUDA keeps Adam's step count on the device too: no sync inside its graph
+        capturable = graphed or (compiled and device.type == "cuda")
+        self.optimizer = make_optimizer(spec, net.parameters(), capturable=capturable)
+        self.step_fn = self.plain_step = Step(spec, net, self.optimizer)
+        # the option of a compiled step, used once `use_compiled` says so (the run's choice, engines/compile_choice.py)
+        self.compiled = CompiledStep(self.plain_step, device) if compiled else None
         self.rates = LearningRates(spec, self.optimizer, self.step_fn, self.val) if spec.optimizer.schedule else None
         n_val = len(data.x_val) if self.val else 0
         self.records = Records([spec.optimizer.schedule is not None], len(data.x_train), n_val)
@@ -121,6 +128,17 @@ class Trainer(KeepsRecords):
     def train_next(self, recorded: Callable[[int], bool], epochs: int) -> bool:
         """The next graph replay's epochs where the CUDA graph replays, else the next epoch."""
         return (self.graph is not None and self.graph.replay(recorded)) or super().train_next(recorded, epochs)
+
+    def use_compiled(self, on: bool) -> None:
+        """Train the next steps with the compiled step (`on`) or the plain one; a CUDA graph is captured again."""
+        self.step_fn = self.compiled if on else self.plain_step
+        if self.graph is not None:
+            self.graph.restart()
+
+    def rehearse_compiled(self) -> None:
+        """Compile the step for each batch size of an epoch, on copies (engines/compiled.py); any thread."""
+        for size in sorted({end - start for start, end in self.batches.bounds}, reverse=True):
+            self.compiled.rehearse(self.x[:size], self.y[:size])
 
     def start_epoch(self, epoch: int) -> None:
         if self.rates is not None:

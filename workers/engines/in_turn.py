@@ -28,6 +28,7 @@ class InTurn:
         self.early = None
         self.interrupted: Callable[[], bool] = lambda: False
         self.rewinds = False  # passed on to each member's engine
+        self.compiled = None  # members in turn train their plain steps
 
     specs = property(lambda self: [t.spec for t in self.trainers])  # the members still trained, in order
     datas = property(lambda self: [t.data for t in self.trainers])

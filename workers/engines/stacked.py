@@ -22,12 +22,13 @@ from torch.func import functional_call, stack_module_state, vmap
 from modelzoo.layers import standardized_targets, trained_layers
 from workers.data import TrainingData
 from workers.engines import stack_members
+from workers.engines.compiled import CompiledStackedStep
 from workers.engines.dense import FlatOptimizer, dense_path, flat_views
 from workers.engines.eager import INTERRUPT_BATCHES, Progress, checkpoint, make_optimizer
 from workers.engines.early_stopping import EarlyStopping
 from workers.engines.figures import Figures
-from workers.engines.stack_options import member_rates
 from workers.engines.records import KeepsRecords, Records
+from workers.engines.stack_options import member_rates
 from workers.engines.steps import Batches, make_loss, transform_rows
 
 # the stack's optimizer state per parameter, by torch.optim's names for it (a checkpoint holds torch.optim's)
@@ -51,9 +52,10 @@ def per_member(values: list[float], device: torch.device) -> torch.Tensor:
 class StackedTrainer(KeepsRecords):
     def __init__(
         self, specs: list, nets: list[nn.Sequential], datas: list[TrainingData], device: torch.device,
-        hand_written: bool = True,
+        hand_written: bool = True, compiled: bool = False,
     ):
-        """`hand_written=False` keeps vmap and autograd even for a dense stack (to compare the two)."""
+        """`hand_written=False` keeps vmap and autograd even for a dense stack (to compare the two); `compiled`: the
+        vmap step may be compiled (workers/engines/compiled.py; the caller has checked `compile_reason`)."""
         spec = specs[0]
         self.specs, self.nets, self.datas, self.device, self.K = specs, nets, datas, device, len(specs)
         self.progress = Progress()
@@ -93,6 +95,9 @@ class StackedTrainer(KeepsRecords):
         self.flat_optimizer = FlatOptimizer(self.kind, self.lr, self.momentum, self.weight_decay, self.shapes, self.state)
         # None: vmap and autograd
         self.dense = dense_path(self.layers, self.flat, self.shapes, self.K, spec.loss) if hand_written else None
+        # the option of a compiled step, used once `use_compiled` says so (the run's choice, engines/compile_choice.py)
+        self.compiled = CompiledStackedStep(self, self.plain_step) if compiled else None
+        self.compiling = False
         # every member's (K,) early-stopping state; members of one batch share the spec's settings
         self.early = None
         if spec.early_stopping is not None:
@@ -105,6 +110,12 @@ class StackedTrainer(KeepsRecords):
         return self.loss_fn(out, y), out
 
     def step(self, x: torch.Tensor, x_dim, y: torch.Tensor, y_dim) -> tuple[torch.Tensor, torch.Tensor]:
+        self.optimizer_steps += 1
+        if self.compiling:
+            return self.compiled(x, x_dim, y, y_dim)
+        return self.plain_step(x, x_dim, y, y_dim)
+
+    def plain_step(self, x: torch.Tensor, x_dim, y: torch.Tensor, y_dim) -> tuple[torch.Tensor, torch.Tensor]:
         if self.dense is not None:
             losses, outs = self.dense.step(x, x_dim, y, y_dim)
             grad = self.dense.grad
@@ -114,11 +125,27 @@ class StackedTrainer(KeepsRecords):
             losses, outs = vmap(self.member_loss, in_dims=(0, x_dim, y_dim))(params, x, y)  # (K,), (K, B, out)
             (grad,) = torch.autograd.grad(losses.sum(), [flat])
             losses, outs = losses.detach(), outs.detach()
-        self.optimizer_steps += 1
         self.flat_optimizer.step(self.flat, grad, self.optimizer_steps)
         return losses, outs
 
     # ------------------------------------------------------------ the engine's interface (engines/__init__.py)
+
+    def use_compiled(self, on: bool) -> None:
+        """Train the next steps with the compiled step (`on`) or the plain one."""
+        self.compiling = on
+
+    def rehearse_compiled(self) -> None:
+        """Compile the step for each batch of an epoch unlike the others, on copies (engines/compiled.py); any
+        thread. Mini-batches are laid out as `train_epoch` lays them out: the graph is kept per shape and stride."""
+        b = self.batches
+        if b.full:
+            self.compiled.rehearse(self.x, self.x_dim, self.y, self.y_dim)
+            return
+        order = torch.arange(b.n, device=self.device).expand(self.K, b.n)
+        xs = self.x[order] if self.x_dim is None else take_members(self.x, order)
+        ys = self.y[order] if self.y_dim is None else take_members(self.y, order)
+        for start, end in {b.bounds[0], b.bounds[-1]}:
+            self.compiled.rehearse(xs[:, start:end], 0, ys[:, start:end], 0)
 
     def running(self) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
