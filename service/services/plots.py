@@ -1,14 +1,14 @@
-"""A job's loss curve drawn as a PNG (matplotlib, no display)."""
+"""A job's loss curve drawn as a PNG (matplotlib, no display).
+
+matplotlib is imported by the first drawing, not with the API: it is ~0.35 s of every API process's start.
+"""
 
 import io
 
-import matplotlib
-
-matplotlib.use("Agg")
-from matplotlib.figure import Figure  # noqa: E402
-
 
 def draw_curve(title: str, points: list) -> bytes:
+    from matplotlib.figure import Figure  # the Agg canvas: a Figure made directly needs no display or backend
+
     fig = Figure(figsize=(7, 4), dpi=100)
     ax = fig.add_subplot()
     epochs = [p.epoch for p in points]
