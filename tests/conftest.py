@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 
 from tests.harness.calls import FINAL, wait_until  # noqa: F401 (tests import them from here)
 from tests.harness.inprocess import App
-from tests.harness.served import ROOT, Server, descendants, free_port, worker_pids  # noqa: F401
+from tests.harness.served import ROOT, Server, descendants, free_port, parent_of, pool_of, worker_pids  # noqa: F401
 
 BACKEND_SUITES = ("tests/service", "tests/workers", "tests/test_migrations.py")
 POSTGRES_URL = os.environ.get("FITSERVE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

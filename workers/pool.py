@@ -12,6 +12,7 @@ import logging
 import multiprocessing as mp
 import os
 import resource
+import select
 import signal
 import threading
 import time
@@ -20,7 +21,7 @@ from service.db import exit_without_teardown, session_scope
 from service.logs import configure_logging
 from service.models import WorkerKind
 from service.repositories import workers as worker_repo
-from service.services.rescue import Maintainer, rescue
+from service.services.rescue import Maintainer, process_alive, rescue
 from service.settings import Settings, get_settings
 from workers.devices import count_gpus, default_workers, keep_freed_memory, threads_per_worker
 from workers.registry import Registration
@@ -31,22 +32,30 @@ MAX_BACKOFF_SECONDS = 10.0
 
 
 def stop_on_signals(stop: threading.Event, parent: int | None = None) -> None:
-    """Set `stop` at SIGTERM or SIGINT, and (given `parent`) once `parent` is no longer this process's parent (it
-    died), so no worker outlives its pool.
-
-    `parent` is passed in, not read here: a parent that died before this process got this far would
-    otherwise be taken for init, and never missed.
-    """
+    """Set `stop` at SIGTERM or SIGINT, and (given `parent`) once the process `parent` has exited, so no worker
+    outlives its pool."""
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-
-    def watch() -> None:
-        while os.getppid() == parent and not stop.wait(1.0):
-            pass
-        stop.set()
-
     if parent is not None:
-        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+        threading.Thread(target=watch_parent, args=(stop, parent), name="parent-watch", daemon=True).start()
+
+
+def watch_parent(stop: threading.Event, parent: int) -> None:
+    """Set `stop` when `parent` exits.
+
+    Through a pidfd, not `getppid()`: a worker is the child of the pool's fork server, not of the pool. `parent` is
+    passed in from the pool, so one that died before this process got this far is missed by neither: the pidfd
+    cannot be opened.
+    """
+    try:
+        exited = select.poll()
+        exited.register(os.pidfd_open(parent), select.POLLIN)  # readable once the process has exited
+    except ProcessLookupError:
+        stop.set()
+        return
+    while not exited.poll(1000) and not stop.is_set():
+        pass
+    stop.set()
 
 
 def cap_memory(limit: int, gpu: int | None) -> None:
@@ -79,13 +88,28 @@ def warm_up(torch) -> None:
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
 
 
+# What the fork server imports once for all its workers: torch and the worker's code (~3 s a process, paid once
+# a pool instead of at each worker's start and restart), and torch's compiler front end, which a process's first
+# optimizer imports (warm_up).
+WORKER_PRELOAD = ["workers.loop", "torch._dynamo"]
+
+
+def worker_context() -> mp.context.BaseContext:
+    """Workers are forked from a fork server that has imported their code (the pool's own process stays torch-free:
+    the server is a process of its own). Forked before any thread pool or CUDA context exists, each starts clean.
+    A fork server that died is started again at the next worker's start (multiprocessing's `ensure_running`)."""
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(WORKER_PRELOAD)
+    return ctx
+
+
 class Pool:
     def __init__(self, n_workers: int | None = None, settings: Settings | None = None):
         self.settings = settings or get_settings()
         self.gpus = count_gpus()  # torch stays out of this process: it only supervises
         self.n = n_workers if n_workers is not None else (
             self.settings.WORKERS or default_workers(self.settings.WORKERS_PER_GPU, self.gpus))
-        self.ctx = mp.get_context("spawn")
+        self.ctx = worker_context()
         self.procs: dict[int, tuple[str, mp.Process]] = {}
         self.started_at: dict[int, float] = {}
         self.backoff: dict[int, float] = {}
@@ -116,15 +140,30 @@ class Pool:
 
     def reap(self, slot: int, worker_id: str, proc: mp.Process) -> None:
         """A worker died: rescue its job now and schedule its restart, later each time it dies young."""
-        rescue(f"worker process died (exit code {proc.exitcode})", worker_id)
+        if process_alive(proc.pid):  # its fork server died, which reads as the death of every worker it forked
+            self.stop_orphan(proc.pid)
+            cause = "was stopped: the pool's fork server died"
+            rescue(f"worker process {cause}", worker_id, counted=False)
+        else:
+            cause = f"died with exit code {proc.exitcode}"
+            rescue(f"worker process died (exit code {proc.exitcode})", worker_id)
         with session_scope() as s:
             worker_repo.remove(s, [worker_id])
         lived = time.monotonic() - self.started_at[slot]
         delay = min(MAX_BACKOFF_SECONDS, max(1.0, 2 * self.backoff.get(slot, 0.5))) if lived < QUICK_DEATH_SECONDS else 0.0
         self.backoff[slot] = delay
         self.restart_at[slot] = time.monotonic() + delay
-        log.warning("worker %s (pid %s) died with exit code %s after %.1f s; restarting in %.1f s",
-                    worker_id, proc.pid, proc.exitcode, lived, delay)
+        log.warning("worker %s (pid %s) %s after %.1f s; restarting in %.1f s", worker_id, proc.pid, cause, lived, delay)
+
+    def stop_orphan(self, pid: int) -> None:
+        """Stop a worker whose fork server died, as at shutdown (SIGTERM: it hands its job back), killed if it
+        outlasts SHUTDOWN_SECONDS, so a slot never has two workers. It is no child of this process: polled by pid."""
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.SHUTDOWN_SECONDS
+        while process_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if process_alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
     def restart_due(self) -> None:
         now = time.monotonic()

@@ -123,12 +123,32 @@ class Server(JobCalls):
             conn.close()
 
 
-def is_spawned_worker(pid: int) -> bool:
+FORKSERVER = b"multiprocessing.forkserver"
+
+
+def cmdline(pid: int | None) -> bytes:
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return False
-    return b"spawn_main" in cmdline and b"resource_tracker" not in cmdline
+        return b""
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
+def is_worker(pid: int) -> bool:
+    """A pool's worker process: forked by the pool's fork server (a child of multiprocessing's forkserver process,
+    which runs the same command line)."""
+    return FORKSERVER in cmdline(pid) and FORKSERVER in cmdline(parent_of(pid))
+
+
+def pool_of(worker: int) -> int:
+    """The pool process a worker belongs to: its fork server's parent."""
+    return parent_of(parent_of(worker))
 
 
 def process_children() -> dict[int, list[int]]:
@@ -154,6 +174,5 @@ def descendants(root_pid: int) -> list[int]:
 
 
 def worker_pids(root_pid: int) -> list[int]:
-    """Worker processes under a server: the spawned leaves of its process tree."""
-    children = process_children()
-    return [pid for pid in descendants(root_pid) if not children.get(pid) and is_spawned_worker(pid)]
+    """Worker processes under a server (forked by its pool's fork server)."""
+    return [pid for pid in descendants(root_pid) if is_worker(pid)]

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from service.schemas.spec import JobSpec
-from tests.conftest import ROOT, processes_only, wait_until, worker_pids
+from tests.conftest import ROOT, pool_of, processes_only, wait_until, worker_pids
 from tests.specs import long_job, tiny_regression
 from workers.attempt import prepare
 from workers.engines.eager import Trainer
@@ -265,7 +265,7 @@ def test_the_pools_own_process_never_loads_torch(make_server):
     done = wait_sweep(srv, submit_sweep(srv, body)["id"])
     assert done["status"] == "succeeded" and done["progress"]["succeeded"] == 6, done
     [worker] = worker_pids(srv.proc.pid)
-    pool = int(Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    pool = pool_of(worker)
     assert b"spawn_main" in Path(f"/proc/{pool}/cmdline").read_bytes()  # the pool, a child of the API
     assert "libtorch" in Path(f"/proc/{worker}/maps").read_text()  # the check sees torch where it is
     assert "libtorch" not in Path(f"/proc/{pool}/maps").read_text()

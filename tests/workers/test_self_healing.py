@@ -11,7 +11,7 @@ import signal
 import time
 from pathlib import Path
 
-from tests.conftest import descendants, processes_only, wait_until, worker_pids
+from tests.conftest import descendants, parent_of, pool_of, processes_only, wait_until, worker_pids
 from tests.specs import tiny_regression
 from tests.workers.test_pool import FAST_FAULTS, assert_contiguous_curve, long_job, wait_for_epoch
 
@@ -20,7 +20,7 @@ LEASE, SWEEP = float(FAST_FAULTS["FITSERVE_LEASE_SECONDS"]), float(FAST_FAULTS["
 
 def pool_pid(srv) -> int:
     """The pool's supervisor: the child of `serve` that has worker processes under it."""
-    [pid] = [p for p in descendants(srv.proc.pid) if any(w in descendants(p) for w in worker_pids(srv.proc.pid))]
+    [pid] = {pool_of(worker) for worker in worker_pids(srv.proc.pid)}
     return pid
 
 
@@ -76,6 +76,27 @@ def test_every_child_of_serve_killed_at_once_the_job_resumes_from_its_checkpoint
     assert resumed and int(resumed.group(1)) > 0
     assert_contiguous_curve(srv, job["id"], 40_000)  # no point twice, none missing
     assert not set(killed) & set(descendants(srv.proc.pid))
+
+
+@processes_only
+def test_a_killed_fork_server_costs_no_attempt_and_the_pool_forks_workers_from_a_new_one(make_server):
+    """The fork server the workers come from is a process of its own (it holds torch): killed, its workers look
+    dead to the pool, which stops them (each hands its job back), and starts new ones from a new fork server."""
+    srv = make_server(workers=1, **FAST_FAULTS).start()
+    job = srv.submit(long_job(40_000))
+    wait_for_epoch(srv, job["id"], 200)
+    [worker] = worker_pids(srv.proc.pid)
+    fork_server = parent_of(worker)
+    os.kill(fork_server, signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{worker}").exists(), 30, "the old worker stopped")
+    [new] = wait_for(lambda: [p for p in worker_pids(srv.proc.pid) if p != worker] or None, 30, "a new worker")
+    assert parent_of(new) != fork_server
+    done = srv.wait_for(job["id"], timeout=90)
+    assert done["status"] == "succeeded" and done["attempt"] == 2, done
+    assert done["interruptions"] == 1  # not the job's doing: no attempt spent
+    assert "fork server died" in srv.read_log()
+    assert_contiguous_curve(srv, job["id"], 40_000)
+    assert worker_pids(srv.proc.pid) == [new]  # one worker for the one slot, never the old one beside it
 
 
 def test_a_stopped_pool_loses_its_job_to_the_api_and_readyz_follows_the_workers(make_server):
