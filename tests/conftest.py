@@ -171,6 +171,22 @@ def server(make_app) -> App:
     return make_app(workers=2).start()
 
 
+def shared_app(workers: int = 2, **env: str):
+    """A module's own `server` fixture: one in-process app for all the module's tests (per back end), for modules
+    whose tests keep apart by their own job ids and compare before with after, never with an empty database.
+    Assign it in the module (`server = shared_app()`); no test there may make apps of its own (one runs at a time)."""
+
+    @pytest.fixture(scope="module")
+    def server(tmp_path_factory, databases) -> App:
+        path = tmp_path_factory.mktemp("shared-app") / "fitserve.db"
+        app = App(path, workers=workers, db_url=databases.create(path), **env).start()
+        yield app
+        app.stop()
+        databases.drop(app.db_url)
+
+    return server
+
+
 @pytest.fixture(scope="session")
 def served(tmp_path_factory, databases) -> Server:
     """One shared served process with two workers, for what needs a real socket (streams, the CLI, other

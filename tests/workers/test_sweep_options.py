@@ -2,8 +2,11 @@
 
 import pytest
 
+from tests.conftest import shared_app
 from tests.service.api.test_sweeps import submit_sweep, sweep_body, wait_sweep
 from tests.specs import example, large_targets
+
+server = shared_app()  # the tests keep apart by their own jobs
 
 # specs, training and measures: the service's shared paths they reach run on every back end elsewhere
 pytestmark = pytest.mark.one_backend("no statement of their own")

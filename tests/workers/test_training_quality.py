@@ -4,7 +4,10 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import shared_app
 from tests.specs import example, large_targets
+
+server = shared_app()  # the tests keep apart by their own jobs
 
 # the trainer's numbers: the job, curve and weight writes they pass through run on every back end elsewhere
 pytestmark = pytest.mark.one_backend("no statement of their own")

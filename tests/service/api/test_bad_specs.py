@@ -4,7 +4,10 @@ import copy
 
 import pytest
 
+from tests.conftest import shared_app
 from tests.specs import example, tiny_regression
+
+server = shared_app()  # the tests keep apart by their own jobs
 
 
 def with_changes(spec: dict, **changes) -> dict:

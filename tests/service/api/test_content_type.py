@@ -4,7 +4,10 @@ import json
 
 import pytest
 
+from tests.conftest import shared_app
 from tests.specs import long_job, tiny_regression
+
+server = shared_app()  # the tests keep apart by their own jobs
 
 BODY = json.dumps(tiny_regression()).encode()
 

@@ -6,7 +6,10 @@ import pytest
 from sklearn import datasets
 from sklearn import metrics as sk
 
+from tests.conftest import shared_app
 from tests.specs import tiny_regression
+
+server = shared_app()  # the tests keep apart by their own jobs
 
 # specs, training and measures: the service's shared paths they reach run on every back end elsewhere
 pytestmark = pytest.mark.one_backend("no statement of their own")
@@ -37,8 +40,9 @@ def predict(server, job_id: str, rows) -> dict:
     return response.json()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def classifier(server) -> dict:
+    """Trained once for the module: the tests only read it."""
     job = server.train(iris_job(dropout=0.2, batch_norm=True, activation="gelu"))
     assert job["status"] == "succeeded", job
     return job

@@ -5,7 +5,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from tests.conftest import shared_app
 from tests.specs import tiny_regression
+
+server = shared_app()  # the tests keep apart by their own jobs
 
 
 def post_job(server, spec: dict, key: str) -> httpx.Response:

@@ -10,7 +10,10 @@ from safetensors.torch import load
 from modelzoo import build_network
 from modelzoo.weights import spec_from_bytes
 from service.schemas.spec import JobSpec
+from tests.conftest import shared_app
 from tests.specs import long_job, tiny_regression
+
+server = shared_app()  # the tests keep apart by their own jobs
 
 
 def test_submit_returns_created_job_with_location(server):

@@ -3,7 +3,10 @@
 import json
 
 from service.api.intake import INLINE_SCAN_BYTES
+from tests.conftest import shared_app
 from tests.specs import tiny_regression
+
+server = shared_app()  # the tests keep apart by their own jobs
 
 
 def test_a_large_job_body_is_stored_exactly_as_sent(server):

@@ -7,9 +7,12 @@ import pytest
 
 from fitserve import schemas
 from service import curves
+from tests.conftest import shared_app
 from tests.service.api.test_bad_specs import with_changes
 from tests.service.api.test_sweeps import submit_sweep, wait_sweep
 from tests.specs import example, tiny_regression
+
+server = shared_app()  # the tests keep apart by their own jobs
 
 BLOBS = example("4_logistic_regression", epochs=40)
 BLOBS["data"]["clusters"][0]["mean"] = [1, 1]  # overlapping clusters: scores below 1

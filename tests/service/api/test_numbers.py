@@ -8,7 +8,10 @@ import math
 import numpy as np
 import pytest
 
+from tests.conftest import shared_app
 from tests.specs import tiny_regression
+
+server = shared_app()  # the tests keep apart by their own jobs
 
 NAN, INF = float("nan"), float("inf")
 
@@ -164,12 +167,13 @@ def with_lone_surrogate(body: dict) -> bytes:
 ], ids=["job-name", "tag-value", "tag-key", "alias", "sweep-name"])
 def test_a_lone_surrogate_in_any_string_is_a_422_naming_it_and_nothing_is_stored(server, method, path, body, loc):
     job = server.train(tiny_regression(epochs=2))
+    stored = server.query("SELECT count(*) FROM jobs")
     response = server.client.request(method, path.format(id=job["id"]), content=with_lone_surrogate(body),
                                      headers={"Content-Type": "application/json"})
     assert response.status_code == 422, response.text
     [error] = response.json()["detail"]
     assert error["loc"] == loc and "lone UTF-16 surrogate" in error["msg"]
-    assert server.query("SELECT count(*) FROM jobs") == [(1,)]
+    assert server.query("SELECT count(*) FROM jobs") == stored
     kept = server.client.get(f"/v1/jobs/{job['id']}").json()
     assert kept["alias"] is None and kept["tags"] == {}
 

@@ -3,7 +3,10 @@ stopping watching the objective, and the 422s for a metric the members cannot re
 
 import pytest
 
+from tests.conftest import shared_app
 from tests.service.api.test_sweeps import CUBIC, submit_sweep, sweep_body, wait_sweep
+
+server = shared_app()  # the tests keep apart by their own jobs
 
 # three overlapping clusters: members of different rates reach clearly different accuracies in 30 epochs
 CLASSIFIER = {

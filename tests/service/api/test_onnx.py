@@ -4,7 +4,10 @@ import numpy as np
 import onnxruntime
 import pytest
 
+from tests.conftest import shared_app
 from tests.specs import example, large_targets, long_job, tiny_regression
+
+server = shared_app()  # the tests keep apart by their own jobs
 
 RNG = np.random.default_rng(0)
 

@@ -4,8 +4,11 @@ the curve's `lr`, and stacks that train and answer."""
 import numpy as np
 import pytest
 
+from tests.conftest import shared_app
 from tests.service.api.test_bad_specs import with_changes
 from tests.specs import example, tiny_regression
+
+server = shared_app()  # the tests keep apart by their own jobs
 
 # specs, training and measures: the service's shared paths they reach run on every back end elsewhere
 pytestmark = pytest.mark.one_backend("no statement of their own")
