@@ -20,6 +20,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InternalError
 
 from tests.harness.calls import FINAL, wait_until  # noqa: F401 (tests import them from here)
 from tests.harness.inprocess import App
@@ -136,9 +138,23 @@ class Databases:
     def drop(self, url: str) -> None:
         name = make_url(url).database
         if self.admin is not None and name in self.created:
-            with self.admin.connect() as conn:
-                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            self.drop_database(name)
             self.created.discard(name)
+
+    def drop_database(self, name: str, timeout: float = 90.0) -> None:
+        """DROP DATABASE, which waits for a checkpoint of the whole server. While a test fills a tablespace's
+        disk on purpose (tests/service/test_db_faults.py), the checkpointer cannot write that database's pages and
+        every checkpoint fails ("checkpoint request failed") until the test frees the disk: try again until then."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with self.admin.connect() as conn:
+                    conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                return
+            except InternalError as exc:
+                if "checkpoint request failed" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def close(self) -> None:
         """Drop what is left (module fixtures' databases) once every server is gone."""
