@@ -9,7 +9,11 @@ from sqlalchemy import create_engine, text
 FINAL = {"succeeded", "failed", "cancelled"}
 # every test fitserve's variables: quick reports and polls; one torch thread a worker (small models on a shared
 # 2-core machine: more threads only contend)
-BASE_ENV = {"FITSERVE_REPORT_SECONDS": "0.2", "FITSERVE_POLL_SECONDS": "0.2", "FITSERVE_TORCH_THREADS": "1"}
+# FITSERVE_COMPILE off: with `auto` every long job of the suite (cancelled or killed within seconds) would start a
+# compile beside it, seconds of CPU in torch's compile processes that it never repays; the choice itself is tested in
+# tests/workers/engines/test_compiled.py
+BASE_ENV = {"FITSERVE_REPORT_SECONDS": "0.2", "FITSERVE_POLL_SECONDS": "0.2", "FITSERVE_TORCH_THREADS": "1",
+            "FITSERVE_COMPILE": "off"}
 
 
 def wait_until(condition, timeout: float, what: str, log=lambda: "", every: float = 0.05):
