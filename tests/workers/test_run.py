@@ -136,7 +136,7 @@ def test_members_stopped_inside_an_epoch_keep_their_last_whole_epochs_weights(me
     """Epochs of 1,000 mini-batches: the limit passes inside one (all but surely), the members stop there and keep
     the weights of the epoch before, those the same spec trained alone for that many epochs has (eager: equal;
     stacked: to float tolerance)."""
-    spec_dict = tiny_regression(epochs=1000, batch_size=1, max_seconds=4,
+    spec_dict = tiny_regression(epochs=1000, batch_size=1, max_seconds=2,
                                 data={"source": "synthetic", "generator": "linear", "n": 1000, "noise": 1.0})
     built = [setup({**spec_dict, "seed": seed}) for seed in range(members)]
     specs, nets, datas = zip(*built)
