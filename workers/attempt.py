@@ -129,11 +129,17 @@ def run_attempt(
         where = ledger.memory_on(str(device), job.estimate_bytes, node or this_node()) if out_of_memory else ""
         ledger.fail(member, failure(exc, where))
     finally:
-        if out_of_memory:  # the failed run's tensors, held by frames in reference cycles: freed before the next job
-            gc.collect()
-        if torch.cuda.is_available() and job.spec.get("device", "auto") != "cpu":
-            torch.cuda.empty_cache()
+        free_memory(out_of_memory, job.spec.get("device", "auto"))
     log.info("job %s attempt %d: %s in %.2fs", job.id, job.attempt, outcome, time.perf_counter() - started)
+
+
+def free_memory(out_of_memory: bool, spec_device: str) -> None:
+    """After a run: after an out-of-memory failure, the failed run's tensors (held by frames in reference cycles)
+    freed before the next job; CUDA's cached blocks given back."""
+    if out_of_memory:
+        gc.collect()
+    if torch.cuda.is_available() and spec_device != "cpu":
+        torch.cuda.empty_cache()
 
 
 def train_with_fallback(

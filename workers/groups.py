@@ -25,7 +25,7 @@ from service.repositories import jobs as job_repo
 from service.repositories import sweeps as sweep_repo
 from service.schemas.spec import JobSpec
 from service.settings import Settings
-from workers.attempt import build_trainer, prepare, read_starting_points, run_attempt, starting_state
+from workers.attempt import build_trainer, free_memory, prepare, read_starting_points, run_attempt, starting_state
 from workers.devices import resolve_device, this_node
 from workers.engines.compiled import compile_reason
 from workers.engines.eager import Trainer
@@ -34,7 +34,7 @@ from workers.engines.stack_options import one_by_one_reason
 from workers.engines.stacked import StackedTrainer
 from workers.engines.steps import transform_rows
 from workers.engines.threads import thread_counts
-from workers.ledger import Ledger, Member, failure
+from workers.ledger import Ledger, Member, failure, is_out_of_memory
 from workers.run import Run
 from workers.search.asha import rungs_for
 from workers.search.pbt import population_for
@@ -177,18 +177,32 @@ def run_sweep_members(
 def run_in_turn(group: list[Job], search, worker_id: str, settings: Settings, gpu, shutdown) -> None:
     """An adaptive search's members one by one: each trains its next epoch in turn (workers/engines/in_turn.py)."""
     members, ledger = [Member.of(job) for job in group], Ledger(worker_id)
+    device, out_of_memory = None, False
     try:
         device = resolve_device(group[0].spec.get("device", "auto"), gpu)
-        engine = InTurn([build_trainer(job, device, graphs=False) for job in group])
-        run = Run(members, engine, ledger, settings, shutdown, search)
-        run.start(str(device), f"eager on {device}; {search.in_turn}", this_node())
-        run.train()
+        train_in_turn(group, members, ledger, device, search, settings, shutdown)
     except Exception as exc:  # the members still running fail with the reason (guarded); the worker lives on
         if database_fault(exc) is not None:  # no member's fault: workers/loop.py hands them back
             raise
-        log.exception("sweep %s: members trained in turn failed", group[0].sweep_id)
+        out_of_memory = is_out_of_memory(exc) and device is not None
+        if not out_of_memory:
+            log.exception("sweep %s: members trained in turn failed", group[0].sweep_id)
+        # the members are in memory together: their estimates add up
+        estimate = sum(job.estimate_bytes or 0 for job in group) or None
+        where = ledger.memory_on(str(device), estimate, this_node()) if out_of_memory else ""
         for member in members:
-            ledger.fail(member, failure(exc))
+            ledger.fail(member, failure(exc, where))
+    finally:
+        free_memory(out_of_memory, group[0].spec.get("device", "auto"))
+
+
+def train_in_turn(group: list[Job], members: list[Member], ledger: Ledger, device, search, settings: Settings,
+                  shutdown) -> None:
+    """The members' engines live in this frame alone: when training fails, they go with it (memory freed)."""
+    engine = InTurn([build_trainer(job, device, graphs=False) for job in group])
+    run = Run(members, engine, ledger, settings, shutdown, search)
+    run.start(str(device), f"eager on {device}; {search.in_turn}", this_node())
+    run.train()
 
 
 def fall_back(group: list[Job], worker_id: str, exc: Exception, policy=SWEEP) -> list[Job]:

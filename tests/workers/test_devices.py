@@ -86,6 +86,36 @@ def test_a_job_that_runs_out_of_memory_fails_naming_the_device_and_its_estimate_
     assert srv.query("SELECT DISTINCT worker_id FROM jobs") == [(srv.client.get("/v1/workers").json()["workers"][0]["id"],)]
 
 
+def test_members_in_turn_out_of_memory_fail_naming_the_device_and_their_estimates_and_the_worker_trains_the_next(
+    make_app, monkeypatch
+):
+    """An adaptive sweep's members trained in turn hold their networks together: out of memory (forced), each fails
+    naming the device and the members' estimates added up; their engines are freed and the worker trains on."""
+    from tests.service.api.test_sweeps import submit_sweep, sweep_body, wait_sweep
+
+    failing = []
+
+    def step_out_of_memory(self, record):
+        if self.spec.name == "next":
+            return train_epoch(self, record)
+        failing.append(weakref.ref(self))
+        raise torch.OutOfMemoryError("CUDA out of memory. (forced by the test)")
+
+    train_epoch = Trainer.train_epoch
+    monkeypatch.setattr(Trainer, "train_epoch", step_out_of_memory)
+    srv = make_app(workers=1, FITSERVE_AUTO_BATCH="off").start()
+    body = sweep_body({"lr": [0.01, 0.02, 0.03]}, base=tiny_regression(epochs=6), search="asha", count=3,
+                      search_seed=1, asha={"min_epochs": 2, "reduction_factor": 3}, execution="one_by_one")
+    done = wait_sweep(srv, submit_sweep(srv, body)["id"])
+    members = srv.query("SELECT error, estimate_bytes, execution FROM jobs WHERE sweep_id = :id", id=done["id"])
+    assert [execution for _, _, execution in members] == ["eager on cpu; asha rung by rung"] * 3  # in turn
+    together = format_bytes(sum(estimate for _, estimate, _ in members))
+    assert {error for error, _, _ in members} == {
+        f"out of memory on cpu (estimate {together}): CUDA out of memory. (forced by the test)"}
+    assert failing and all(ref() is None for ref in failing)  # the failed engines and their tensors were freed
+    assert srv.train(tiny_regression(name="next", epochs=5))["status"] == "succeeded"
+
+
 def test_out_of_memory_on_a_gpu_names_its_memory_and_the_jobs_running_there(make_app):
     """What `failure` says of a job out of memory on a GPU: read from the registry (its GPU's memory, as the GPU
     worker registered it) and from the jobs placed on it by claims, the failing one included."""
