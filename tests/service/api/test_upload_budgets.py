@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from tests.conftest import Server, module_server
+from tests.conftest import Server, module_server, wait_until
 from tests.service.api.test_intake import LATENCY_BOUND, Watcher, from_address, proc_status_bytes, reset_peak_rss
 
 MAX_ROWS, MAX_COLUMNS = 100_000, 50
@@ -104,6 +104,10 @@ def test_a_csv_too_wide_is_413_naming_the_limit(uploads, content, needle):
 
 def test_an_owner_has_one_upload_in_flight_and_others_are_not_held_up(uploads):
     small = b"a,y\n1,2\n2,4\n"
+    # the module's earlier tests may still be ending an upload of alice's on the server: one of hers accepted now
+    # (one slot) shows none is left in flight before the slow one takes the slot
+    wait_until(lambda: upload_as(uploads, "127.0.0.3", "alice", small, "s.csv", target="y").status_code == 201, 10,
+               "alice's earlier uploads ended")
     head = (
         b"POST /v1/datasets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
         b"Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: 50000000\r\n\r\n--xyz\r\n"
