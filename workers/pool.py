@@ -131,39 +131,49 @@ class Pool:
             self.start_worker(slot)
         maintainer = Maintainer(self.settings).start()
         while not self.stopping.wait(min(1.0, self.settings.SWEEP_SECONDS)):
-            for slot, (worker_id, proc) in list(self.procs.items()):
-                if not proc.is_alive() and slot not in self.restart_at:
-                    self.reap(slot, worker_id, proc)
+            dead = [(slot, worker_id, proc) for slot, (worker_id, proc) in self.procs.items()
+                    if not proc.is_alive() and slot not in self.restart_at]
+            if dead:
+                self.reap(dead)
             self.restart_due()
         maintainer.stop()
         self.stop_workers()
 
-    def reap(self, slot: int, worker_id: str, proc: mp.Process) -> None:
-        """A worker died: rescue its job now and schedule its restart, later each time it dies young."""
-        if process_alive(proc.pid):  # its fork server died, which reads as the death of every worker it forked
-            self.stop_orphan(proc.pid)
-            cause = "was stopped: the pool's fork server died"
-            rescue(f"worker process {cause}", worker_id, counted=False)
-        else:
-            cause = f"died with exit code {proc.exitcode}"
-            rescue(f"worker process died (exit code {proc.exitcode})", worker_id)
-        with session_scope() as s:
-            worker_repo.remove(s, [worker_id])
-        lived = time.monotonic() - self.started_at[slot]
-        delay = min(MAX_BACKOFF_SECONDS, max(1.0, 2 * self.backoff.get(slot, 0.5))) if lived < QUICK_DEATH_SECONDS else 0.0
-        self.backoff[slot] = delay
-        self.restart_at[slot] = time.monotonic() + delay
-        log.warning("worker %s (pid %s) %s after %.1f s; restarting in %.1f s", worker_id, proc.pid, cause, lived, delay)
+    def reap(self, dead: list[tuple[int, str, mp.Process]]) -> None:
+        """Workers died: rescue their jobs now and schedule their restarts, later each time a slot's worker dies young.
 
-    def stop_orphan(self, pid: int) -> None:
-        """Stop a worker whose fork server died, as at shutdown (SIGTERM: it hands its job back), killed if it
-        outlasts SHUTDOWN_SECONDS, so a slot never has two workers. It is no child of this process: polled by pid."""
-        os.kill(pid, signal.SIGTERM)
+        A worker still alive here was forked by a fork server that died, which reads as the death of every worker it
+        forked: all of them are stopped together, so the pool waits SHUTDOWN_SECONDS at most, not that per worker."""
+        orphans = [proc.pid for _, _, proc in dead if process_alive(proc.pid)]
+        self.stop_orphans(orphans)
+        for slot, worker_id, proc in dead:
+            if proc.pid in orphans:
+                cause = "was stopped: the pool's fork server died"
+                rescue(f"worker process {cause}", worker_id, counted=False)
+            else:
+                cause = f"died with exit code {proc.exitcode}"
+                rescue(f"worker process died (exit code {proc.exitcode})", worker_id)
+            with session_scope() as s:
+                worker_repo.remove(s, [worker_id])
+            lived = time.monotonic() - self.started_at[slot]
+            quick = lived < QUICK_DEATH_SECONDS
+            delay = min(MAX_BACKOFF_SECONDS, max(1.0, 2 * self.backoff.get(slot, 0.5))) if quick else 0.0
+            self.backoff[slot] = delay
+            self.restart_at[slot] = time.monotonic() + delay
+            log.warning("worker %s (pid %s) %s after %.1f s; restarting in %.1f s", worker_id, proc.pid, cause, lived,
+                        delay)
+
+    def stop_orphans(self, pids: list[int]) -> None:
+        """Stop workers whose fork server died, as at shutdown (SIGTERM: each hands its job back), killing those that
+        outlast SHUTDOWN_SECONDS, so a slot never has two workers. They are no children of this process: polled by pid."""
+        for pid in pids:
+            os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.settings.SHUTDOWN_SECONDS
-        while process_alive(pid) and time.monotonic() < deadline:
+        while any(process_alive(pid) for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if process_alive(pid):
-            os.kill(pid, signal.SIGKILL)
+        for pid in pids:
+            if process_alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
     def restart_due(self) -> None:
         now = time.monotonic()

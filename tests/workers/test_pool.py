@@ -15,10 +15,12 @@ import pytest
 import torch
 
 from service.schemas.spec import JobSpec
+from service.settings import Settings
 from tests.conftest import ROOT, pool_of, processes_only, wait_until, worker_pids
 from tests.specs import long_job, tiny_regression
 from workers.attempt import prepare
 from workers.engines.eager import Trainer
+from workers.pool import Pool
 from workers.run import train_here
 
 FAST_FAULTS = {
@@ -290,3 +292,19 @@ def test_a_worker_that_loses_its_listen_connection_keeps_working_and_listens_aga
     assert job["status"] == "succeeded"
     assert worker_pids(srv.proc.pid) == workers  # the same worker process, never restarted
     assert "lost the LISTEN connection" in srv.read_log()
+
+
+def test_orphans_of_a_dead_fork_server_are_stopped_together_within_one_shutdown_wait(monkeypatch):
+    """Workers outliving their fork server are stopped as at shutdown; ones that ignore SIGTERM are killed after
+    SHUTDOWN_SECONDS, counted once for all of them, not once each (a pool of N would stall N times as long)."""
+    monkeypatch.setenv("FITSERVE_SHUTDOWN_SECONDS", "3")
+    ignoring = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True); time.sleep(60)"
+    procs = [subprocess.Popen([sys.executable, "-c", ignoring], stdout=subprocess.PIPE) for _ in range(3)]
+    for proc in procs:
+        proc.stdout.readline()  # SIGTERM is ignored from here on
+    pool = Pool(0, Settings())
+    started = time.monotonic()
+    pool.stop_orphans([proc.pid for proc in procs])
+    took = time.monotonic() - started
+    assert [proc.wait(10) for proc in procs] == [-signal.SIGKILL] * 3
+    assert 3 <= took < 2 * 3, f"{took:.1f} s for three orphans"
