@@ -105,6 +105,13 @@ def run_claimed_jobs(claimed: list[tuple[str, int]], worker_id: str) -> str:
     return "ran"
 
 
+def ended(tasks: dict) -> list:
+    """The refs among `tasks`' keys whose tasks have ended, at once."""
+    if not tasks:
+        return []
+    return ray.wait(list(tasks), num_returns=len(tasks), timeout=0)[0]
+
+
 def probe_gpu() -> int | None:
     """The body of a probe task that holds one GPU: its memory in bytes; None where CUDA does not answer."""
     memory = gpu_memory(0)  # Ray narrows CUDA_VISIBLE_DEVICES to the GPU it gave the task
@@ -147,10 +154,7 @@ class GpuMemory:
             self.probing[self.probe.options(num_cpus=0, num_gpus=1, scheduling_strategy=where).remote()] = node
 
     def collect(self) -> None:
-        if not self.probing:
-            return
-        done, _ = ray.wait(list(self.probing), num_returns=len(self.probing), timeout=0)
-        for ref in done:
+        for ref in ended(self.probing):
             node = self.probing.pop(ref)
             try:
                 self.totals[node] = ray.get(ref)
@@ -298,10 +302,7 @@ class Dispatcher:
 
     def reap(self) -> None:
         """Forget finished tasks; a task that failed (its worker or node died) has its job requeued now."""
-        if not self.running:
-            return
-        done, _ = ray.wait(list(self.running), num_returns=len(self.running), timeout=0)
-        for ref in done:
+        for ref in ended(self.running):
             placed = self.running.pop(ref)
             try:
                 log.info("job %s task %s: %s", ", ".join(placed.job_ids), placed.worker_id, ray.get(ref))
