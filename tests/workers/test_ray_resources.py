@@ -83,3 +83,19 @@ def test_a_sweeps_members_trained_together_that_fit_no_gpu_fail_together(make_ap
     error = (f"does not fit a GPU (2 jobs trained together): estimate {format_bytes(2 * estimate)} of "
              f"{format_bytes(estimate * 3 // 2)}, the smallest GPU of the Ray cluster (on node node-a)")
     assert members == [("failed", error)] * 2  # each alone would fit: together they would not
+
+
+def test_the_budget_is_the_smallest_gpu_once_every_gpu_node_has_answered():
+    """What the probes answered, as `GpuMemory` holds it (the probe tasks need GPU nodes: none here)."""
+    pytest.importorskip("ray", reason="the dispatcher needs Ray (.[ray])")
+    from workers.executors.ray import GpuMemory
+
+    memory = GpuMemory(workers_per_gpu=2)
+    assert memory.budget(0.0) is None  # no GPUs: nothing probed, GPU jobs never placed
+    memory.cluster_gpus, memory.nodes = 3.0, {"node-a", "node-b"}  # as `probe_new_nodes` finds them
+    memory.totals = {"node-a": 80 * GIB}
+    assert memory.budget(3.0) is None  # node-b has not answered: GPU jobs ask for whole GPUs meanwhile
+    memory.totals["node-b"] = 24 * GIB
+    assert memory.budget(3.0) == GpuBudget(24 * GIB, "node-b", 2)
+    memory.totals["node-b"] = None  # its CUDA did not answer: the others' budget
+    assert memory.budget(3.0) == GpuBudget(80 * GIB, "node-a", 2)
