@@ -378,6 +378,35 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
     )
 
 
+@pytest.fixture
+def worker_here(make_app):
+    """An in-process app without workers (for HTTP), and its settings: the test claims and trains in its own
+    thread (`claim_and_train`)."""
+    from service.settings import get_settings
+
+    return make_app(workers=0).start(), get_settings()
+
+
+def claim_and_train(settings, worker_id: str = "test-worker") -> None:
+    """Claim what is queued in the current app's database and train it in this thread, as a worker's loop does."""
+    from workers.claims import claim
+    from workers.loop import train
+
+    jobs = claim(worker_id, settings)
+    assert jobs, "nothing was queued"
+    train(jobs, worker_id, settings, None, threading.Event())
+
+
+def train_sweep_here(srv, settings, body: dict) -> tuple[dict, list[dict]]:
+    """Submit the sweep `body` to `worker_here`'s app and train it in this thread (`claim_and_train`): the sweep and
+    its members, as the API shows them."""
+    response = srv.client.post("/v1/sweeps", json=body)
+    assert response.status_code == 201, response.text
+    claim_and_train(settings)
+    sweep = srv.client.get(f"/v1/sweeps/{response.json()['id']}").json()
+    return sweep, [srv.client.get(f"/v1/jobs/{row['job_id']}").json() for row in sweep["leaderboard"]]
+
+
 def register_gpu(worker_id: str, total: int, free: int | None = None, device: str = "cuda:0") -> None:
     """A GPU worker's registry row in the current app's database, written by the real registration as it is on a
     GPU machine: only the probe of the GPU (none here) answers `total` and `free` bytes of memory."""

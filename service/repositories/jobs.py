@@ -83,10 +83,10 @@ def claim_next_job(
 
 def list_queued(
     session: Session, limit: int, order: str = "fair", max_running: int | None = None
-) -> list[tuple[str, dict]]:
-    """(id, spec) of queued jobs in claim order, for a dispatcher to choose by the resources they need."""
+) -> list[tuple[str, dict, int | None]]:
+    """(id, spec, estimate_bytes) of queued jobs in claim order, for a dispatcher to choose by what they need."""
     if order == "fifo":
-        query = select(Job.id, Job.spec).where(Job.status == JobStatus.QUEUED).order_by(Job.created_at, Job.id)
+        query = select(Job.id, Job.spec, Job.estimate_bytes).where(Job.status == JobStatus.QUEUED).order_by(Job.created_at, Job.id)
         query = query.limit(limit)
     else:
         query = queue.list_fair(limit, max_running)

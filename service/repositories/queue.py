@@ -163,7 +163,7 @@ def room_to_run(session: Session, owner_id: str | None, max_running: int) -> int
 
 @cache
 def list_fair(limit: int, max_running: int | None) -> Select:
-    """(id, spec) of queued jobs in the order fair share would claim them, for a dispatcher that places many.
+    """(id, spec, estimate_bytes) of queued jobs in the order fair share would claim them, for a dispatcher that places many.
 
     Each owner's jobs are numbered in its own order; the first of every owner come first (owners in their
     turn order), then the second of every owner, and so on; an owner gets no more than its room under the cap.
@@ -171,11 +171,11 @@ def list_fair(limit: int, max_running: int | None) -> Select:
     ranked = _owners(max_running)
     j = aliased(Job)
     turn = func.row_number().over(partition_by=_owner_key(j), order_by=(j.priority.desc(), j.created_at, j.id))
-    queued = select(j.id, j.spec, _owner_key(j).label("owner"), turn.label("turn")).where(
+    queued = select(j.id, j.spec, j.estimate_bytes, _owner_key(j).label("owner"), turn.label("turn")).where(
         j.status == JobStatus.QUEUED
     ).subquery("queued")
     query = (
-        select(queued.c.id, queued.c.spec)
+        select(queued.c.id, queued.c.spec, queued.c.estimate_bytes)
         .join(ranked, ranked.c.owner == queued.c.owner)
         .order_by(
             queued.c.turn + ranked.c.running, ranked.c.running, ranked.c.last_start.asc().nulls_first(),

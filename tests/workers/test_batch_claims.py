@@ -14,10 +14,9 @@ from service.db import get_engine, session_scope
 from service.repositories import jobs as job_repo
 from service.repositories.batches import claim_batch_mates
 from tests.specs import tiny_regression
-from tests.workers.test_fallback import worker_here  # noqa: F401 (a fixture)
 
 
-def test_a_batch_claim_skips_a_mate_whose_row_another_claim_holds(worker_here, backend):  # noqa: F811
+def test_a_batch_claim_skips_a_mate_whose_row_another_claim_holds(worker_here, backend):
     if backend != "postgresql":
         pytest.skip("row locks are PostgreSQL's; SQLite lets one writer in at a time")
     srv, settings = worker_here

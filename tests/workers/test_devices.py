@@ -59,27 +59,36 @@ def test_a_worker_keeps_a_steps_freed_buffers_for_the_next_step():
     assert returned == 0  # still the process's to reuse
 
 
-def test_a_job_that_runs_out_of_memory_fails_naming_the_device_and_its_estimate_and_the_worker_trains_the_next(
-    make_app, monkeypatch
-):
-    """A step that raises torch's out-of-memory error (forced: no GPU here) fails that job, its message naming
-    the device and the job's estimate; the failed run's engine is freed, and the same worker trains the next job."""
+FORCED_OUT_OF_MEMORY = "CUDA out of memory. Tried to allocate 2.00 GiB (forced by the test)"
+
+
+@pytest.fixture
+def out_of_memory(make_app, monkeypatch):
+    """An in-process app of one worker whose every step raises torch's out-of-memory error (forced: no GPU here),
+    but those of jobs named `next`; with weak references to the engines that raised it."""
     failing = []
+    train_epoch = Trainer.train_epoch
 
     def step_out_of_memory(self, record):
-        if self.spec.name != "too big":
+        if self.spec.name == "next":
             return train_epoch(self, record)
         failing.append(weakref.ref(self))
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (forced by the test)")
+        raise torch.OutOfMemoryError(FORCED_OUT_OF_MEMORY)
 
-    train_epoch = Trainer.train_epoch
     monkeypatch.setattr(Trainer, "train_epoch", step_out_of_memory)
-    srv = make_app(workers=1, FITSERVE_AUTO_BATCH="off").start()
+    return make_app(workers=1, FITSERVE_AUTO_BATCH="off").start(), failing
+
+
+def test_a_job_that_runs_out_of_memory_fails_naming_the_device_and_its_estimate_and_the_worker_trains_the_next(
+    out_of_memory,
+):
+    """A job out of memory fails, its message naming the device and the job's estimate; the failed run's engine is
+    freed, and the same worker trains the next job."""
+    srv, failing = out_of_memory
     job = srv.train(tiny_regression(name="too big", epochs=5))
     [(estimate,)] = srv.query("SELECT estimate_bytes FROM jobs WHERE id = :id", id=job["id"])
     assert job["status"] == "failed" and job["attempt"] == 1
-    assert job["error"] == (f"out of memory on cpu (estimate {format_bytes(estimate)}): CUDA out of memory. "
-                            "Tried to allocate 2.00 GiB (forced by the test)")
+    assert job["error"] == f"out of memory on cpu (estimate {format_bytes(estimate)}): {FORCED_OUT_OF_MEMORY}"
     assert [ref() for ref in failing] == [None]  # the failed engine and its tensors were freed
     nxt = srv.train(tiny_regression(name="next", epochs=5))
     assert nxt["status"] == "succeeded"
@@ -87,23 +96,13 @@ def test_a_job_that_runs_out_of_memory_fails_naming_the_device_and_its_estimate_
 
 
 def test_members_in_turn_out_of_memory_fail_naming_the_device_and_their_estimates_and_the_worker_trains_the_next(
-    make_app, monkeypatch
+    out_of_memory,
 ):
-    """An adaptive sweep's members trained in turn hold their networks together: out of memory (forced), each fails
-    naming the device and the members' estimates added up; their engines are freed and the worker trains on."""
+    """An adaptive sweep's members trained in turn hold their networks together: out of memory, each fails naming
+    the device and the members' estimates added up; their engines are freed and the worker trains on."""
     from tests.service.api.test_sweeps import submit_sweep, sweep_body, wait_sweep
 
-    failing = []
-
-    def step_out_of_memory(self, record):
-        if self.spec.name == "next":
-            return train_epoch(self, record)
-        failing.append(weakref.ref(self))
-        raise torch.OutOfMemoryError("CUDA out of memory. (forced by the test)")
-
-    train_epoch = Trainer.train_epoch
-    monkeypatch.setattr(Trainer, "train_epoch", step_out_of_memory)
-    srv = make_app(workers=1, FITSERVE_AUTO_BATCH="off").start()
+    srv, failing = out_of_memory
     body = sweep_body({"lr": [0.01, 0.02, 0.03]}, base=tiny_regression(epochs=6), search="asha", count=3,
                       search_seed=1, asha={"min_epochs": 2, "reduction_factor": 3}, execution="one_by_one")
     done = wait_sweep(srv, submit_sweep(srv, body)["id"])
@@ -111,7 +110,7 @@ def test_members_in_turn_out_of_memory_fail_naming_the_device_and_their_estimate
     assert [execution for _, _, execution in members] == ["eager on cpu; asha rung by rung"] * 3  # in turn
     together = format_bytes(sum(estimate for _, estimate, _ in members))
     assert {error for error, _, _ in members} == {
-        f"out of memory on cpu (estimate {together}): CUDA out of memory. (forced by the test)"}
+        f"out of memory on cpu (estimate {together}): {FORCED_OUT_OF_MEMORY}"}
     assert failing and all(ref() is None for ref in failing)  # the failed engines and their tensors were freed
     assert srv.train(tiny_regression(name="next", epochs=5))["status"] == "succeeded"
 

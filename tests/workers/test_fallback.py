@@ -8,29 +8,14 @@ the batched sweep step is the real one, patched to raise after some epochs.
 from __future__ import annotations
 
 import contextlib
-import threading
 
 import pytest
 
 from service.settings import get_settings
+from tests.conftest import claim_and_train, train_sweep_here
 from tests.specs import tiny_regression
-from workers.claims import claim
 from workers.engines import eager as trainer_module
 from workers.engines.stacked import StackedTrainer
-from workers.loop import train
-
-
-@pytest.fixture
-def worker_here(make_app):
-    """An in-process app without workers (for HTTP); the test then claims and trains in its own thread."""
-    srv = make_app(workers=0).start()
-    return srv, get_settings()
-
-
-def claim_and_train(settings) -> None:
-    jobs = claim("test-worker", settings)
-    assert jobs, "nothing was queued"
-    train(jobs, "test-worker", settings, None, threading.Event())
 
 
 class FailingGraph:
@@ -82,11 +67,7 @@ def test_a_failing_batched_sweep_step_falls_back_to_one_by_one(worker_here, monk
 
     monkeypatch.setattr(StackedTrainer, "train_epoch", failing_epoch)
     body = {"base": tiny_regression(epochs=30), "space": {"lr": [0.01, 0.02, 0.03]}, "execution": "batched"}
-    response = srv.client.post("/v1/sweeps", json=body)
-    assert response.status_code == 201, response.text
-    claim_and_train(settings)
-    sweep = srv.client.get(f"/v1/sweeps/{response.json()['id']}").json()
+    sweep, members = train_sweep_here(srv, settings, body)
     assert sweep["execution"].startswith("one by one: the batched path failed (RuntimeError: injected")
-    members = [srv.client.get(f"/v1/jobs/{row['job_id']}").json() for row in sweep["leaderboard"]]
     assert [m["status"] for m in members] == ["succeeded"] * 3
     assert all(m["execution"] == "eager on cpu" and m["progress"]["epoch"] == 30 for m in members)

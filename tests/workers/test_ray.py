@@ -60,15 +60,6 @@ def job_of(seconds_of_work: int) -> dict:
     return tiny_regression(epochs=2000 * seconds_of_work, data=data)
 
 
-def test_resources_follow_the_spec():
-    from workers.executors.ray import resources_for
-
-    assert resources_for({"device": "cpu"}, 1.0, cluster_has_gpus=True) == {"num_cpus": 1.0, "num_gpus": 0}
-    assert resources_for({"device": "cuda"}, 2.0, cluster_has_gpus=False) == {"num_cpus": 2.0, "num_gpus": 1}
-    assert resources_for({"device": "auto"}, 1.0, cluster_has_gpus=True)["num_gpus"] == 1
-    assert resources_for({}, 1.0, cluster_has_gpus=False)["num_gpus"] == 0
-
-
 def test_jobs_run_on_every_node_and_report_as_local_workers_do(ray_server, capsys):
     ids = [ray_server.submit(job_of(2))["id"] for _ in range(6)]
     done = [ray_server.wait_for(job_id, timeout=180) for job_id in ids]

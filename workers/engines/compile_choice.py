@@ -18,9 +18,10 @@
 
 from __future__ import annotations
 
-import statistics
 import threading
 import time
+
+from workers.engines.block_times import BlockTimes
 
 WARMUP_SECONDS = 0.2  # plain epochs timed before deciding whether to compile
 BLOCK_SECONDS = 0.05  # one block of the comparison: this long, and at least one epoch
@@ -44,41 +45,32 @@ class CompileChoice:
 
     def __init__(self, engine):
         self.engine = engine
-        self.plan = [True, False, False, True] * ROUNDS
-        self.times: dict[bool, list[float]] = {True: [], False: []}
+        self.timing = BlockTimes(True, False, ROUNDS)  # compiled, plain, plain, compiled, ...
         self.done = False
         self.note: str | None = None
-        self.started: float | None = None
-        self.epochs = 0  # epochs since `started`
         self.plain_epoch = 0.0  # seconds per plain epoch, from the warm-up
         self.rehearsal: threading.Thread | None = None  # the compile, while it runs
         self.compile_cost = 0.0  # its seconds
-        self.block = 0  # epochs per block
-        self.blocks = 0
 
     def after_epoch(self, epochs_left: int) -> None:
         if self.done:
             return
         now = time.perf_counter()
-        if self.started is None:  # the first epoch pays one-time costs: timing starts after it
-            self.started = now
+        elapsed = self.timing.tick(now)
+        if elapsed is None:
             return
-        self.epochs += 1
         if self.rehearsal is not None:
             if not self.rehearsal.is_alive():
                 self.compiled()
             return
-        elapsed = now - self.started
-        if not self.block:
+        if not self.timing.block:
             if elapsed >= WARMUP_SECONDS:
-                self.consider(elapsed / self.epochs, epochs_left)
-        elif self.epochs >= self.block:
-            self.times[self.plan[self.blocks]].append(elapsed / self.epochs)
-            self.blocks += 1
-            if self.blocks == len(self.plan) or self.failed():
+                self.consider(elapsed / self.timing.epochs, epochs_left)
+        elif self.timing.end_block(elapsed):
+            if self.timing.over or self.failed():
                 self.decide()
             else:
-                self.start_block(now, self.plan[self.blocks])
+                self.start_block(now)
 
     def consider(self, per_epoch: float, epochs_left: int) -> None:
         """Compile, beside the run, if the plain remainder repays the compile it is expected to cost."""
@@ -104,12 +96,12 @@ class CompileChoice:
         # only ever raised: a graph this process compiled before costs far less than a new shape's (~0.5 s against
         # 5 s), and a job must not start compiling on the strength of a cheap one
         EXPECTED_COMPILE_SECONDS["cpu"] = max(EXPECTED_COMPILE_SECONDS["cpu"], self.compile_cost)
-        self.block = max(1, round(BLOCK_SECONDS / self.plain_epoch))
-        self.start_block(time.perf_counter(), self.plan[0])
+        self.timing.block = max(1, round(BLOCK_SECONDS / self.plain_epoch))
+        self.start_block(time.perf_counter())
 
-    def start_block(self, now: float, compiled: bool) -> None:
-        self.engine.use_compiled(compiled)
-        self.started, self.epochs = now, 0
+    def start_block(self, now: float) -> None:
+        self.engine.use_compiled(self.timing.next)
+        self.timing.restart(now)
 
     def failed(self) -> bool:
         return self.engine.compiled.failed is not None
@@ -120,7 +112,7 @@ class CompileChoice:
             self.engine.use_compiled(False)
             self.note = self.engine.compiled.failed
             return
-        compiled, plain = (statistics.median(self.times[c]) for c in (True, False))
+        compiled, plain = self.timing.medians()
         self.engine.use_compiled(compiled < plain)
         self.note = (f"{'compiled' if compiled < plain else 'plain'} step: measured {compiled * 1e3:.3g} ms per epoch "
                      f"compiled, {plain * 1e3:.3g} ms plain, after a compile of {self.compile_cost:.2g} s beside "

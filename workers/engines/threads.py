@@ -12,10 +12,11 @@ the rest at it. Nothing is trained twice. A job's figures at 1 and at N threads 
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import torch
+
+from workers.engines.block_times import BlockTimes
 
 WARMUP_SECONDS = 0.05  # epochs timed before deciding whether the job is long enough to measure
 BLOCK_SECONDS = 0.01  # one block of the probe: this long, and at least one epoch
@@ -35,50 +36,41 @@ class ThreadChoice:
 
     def __init__(self, most: int):
         self.most = self.threads = most
-        self.plan = [1, most, most, 1] * ROUNDS
-        self.times: dict[int, list[float]] = {1: [], most: []}
+        self.timing = BlockTimes(1, most, ROUNDS)  # 1, N, N, 1, ...
         self.done = most <= 1
         self.note: str | None = None
-        self.started: float | None = None  # the warm-up's start, then each block's
-        self.epochs = 0  # epochs since `started`
-        self.block = 0  # epochs per block, once the probe runs
-        self.blocks = 0  # blocks timed
 
     def after_epoch(self, epochs_left: int) -> None:
         if self.done:
             return
         now = time.perf_counter()
-        if self.started is None:  # the first epoch pays one-time costs: timing starts after it
-            self.started = now
+        elapsed = self.timing.tick(now)
+        if elapsed is None:
             return
-        self.epochs += 1
-        elapsed = now - self.started
-        if not self.block:
+        if not self.timing.block:
             if elapsed >= WARMUP_SECONDS:
-                self.start_probe(elapsed / self.epochs, epochs_left)
+                self.start_probe(elapsed / self.timing.epochs, epochs_left)
             return
-        if self.epochs < self.block:
+        if not self.timing.end_block(elapsed):
             return
-        self.times[self.plan[self.blocks]].append(elapsed / self.epochs)
-        self.blocks += 1
-        if self.blocks == len(self.plan):
+        if self.timing.over:
             self.decide()
         else:
             self.start_block(now)
 
     def start_probe(self, per_epoch: float, epochs_left: int) -> None:
-        self.block = max(1, round(BLOCK_SECONDS / per_epoch))
-        if self.block * len(self.plan) > MAX_SHARE * epochs_left:
+        self.timing.block = max(1, round(BLOCK_SECONDS / per_epoch))
+        if self.timing.block * len(self.timing.plan) > MAX_SHARE * epochs_left:
             self.done = True  # too short a job to repay the probe: it keeps all its threads
             return
         self.start_block(time.perf_counter())
 
     def start_block(self, now: float) -> None:
-        torch.set_num_threads(self.plan[self.blocks])
-        self.started, self.epochs = now, 0
+        torch.set_num_threads(self.timing.next)
+        self.timing.restart(now)
 
     def decide(self) -> None:
-        one, most = (statistics.median(self.times[n]) for n in (1, self.most))
+        one, most = self.timing.medians()
         self.threads = 1 if one < most else self.most
         torch.set_num_threads(self.threads)
         self.done = True

@@ -25,10 +25,11 @@ import uuid
 from dataclasses import dataclass
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from service.db import session_scope
 from service.logs import configure_logging, job_logging
-from service.models import WorkerKind
+from service.models import JobStatus, WorkerKind
 from service.repositories import batches as batch_repo
 from service.repositories import jobs as job_repo
 from service.repositories import members as member_repo
@@ -38,7 +39,8 @@ from service.services.rescue import Maintainer, rescue
 from service.settings import Settings, get_settings
 from service.wakeup import Listener
 from workers.claims import claim_mates_of, running_cap
-from workers.devices import keep_freed_memory, set_node
+from workers.devices import gpu_memory, keep_freed_memory, set_node
+from workers.executors.ray_resources import GpuBudget, fits, fits_no_gpu, resources_for
 from workers.groups import shape_groups
 from workers.pool import stop_on_signals
 from workers.registry import Registration
@@ -46,17 +48,6 @@ from workers.registry import Registration
 log = logging.getLogger("fitserve.dispatcher")
 task_log = logging.getLogger("fitserve.ray_task")
 QUEUED_LOOKAHEAD = 100  # queued jobs looked at per round, so a GPU job waiting does not hold up CPU jobs
-
-
-def resources_for(spec: dict, cpus: float, cluster_has_gpus: bool) -> dict[str, float]:
-    """What a job's task asks Ray for: a GPU when its device wants one (`auto` does on a GPU cluster)."""
-    device = spec.get("device", "auto")
-    wants_gpu = device.startswith("cuda") or (device == "auto" and cluster_has_gpus)
-    return {"num_cpus": cpus, "num_gpus": 1 if wants_gpu else 0}
-
-
-def fits(demand: dict[str, float], free: dict[str, float]) -> bool:
-    return demand["num_cpus"] <= free["num_cpus"] and demand["num_gpus"] <= free["num_gpus"]
 
 
 def task_environment(settings: Settings) -> dict[str, str]:
@@ -114,6 +105,67 @@ def run_claimed_jobs(claimed: list[tuple[str, int]], worker_id: str) -> str:
     return "ran"
 
 
+def ended(tasks: dict) -> list:
+    """The refs among `tasks`' keys whose tasks have ended, at once."""
+    if not tasks:
+        return []
+    return ray.wait(list(tasks), num_returns=len(tasks), timeout=0)[0]
+
+
+def probe_gpu() -> int | None:
+    """The body of a probe task that holds one GPU: its memory in bytes; None where CUDA does not answer."""
+    memory = gpu_memory(0)  # Ray narrows CUDA_VISIBLE_DEVICES to the GPU it gave the task
+    return None if memory is None else memory[0]
+
+
+class GpuMemory:
+    """Each live GPU node's memory, from a probe task per node that asks for a whole GPU of that node (so it
+    waits while the node's GPUs are busy), sent at the first round and whenever the cluster's GPU count changes,
+    to the nodes not probed yet. A node's GPUs are taken to be of one kind, as Ray's accelerator_type has them."""
+
+    def __init__(self, workers_per_gpu: int):
+        self.workers_per_gpu = workers_per_gpu
+        self.cluster_gpus = 0.0
+        self.nodes: set[str] = set()  # live nodes with GPUs
+        self.totals: dict[str, int | None] = {}  # probed: node id -> bytes (None: the probe got no answer)
+        self.probing: dict[ray.ObjectRef, str] = {}  # probe task -> node id
+        self.probe = ray.remote(max_retries=0)(probe_gpu)
+
+    def budget(self, cluster_gpus: float) -> GpuBudget | None:
+        """The budget of the smallest GPU, once every live GPU node has answered; None until then (GPU jobs then
+        ask for whole GPUs), on a cluster without GPUs, and where no node's CUDA answered."""
+        if cluster_gpus != self.cluster_gpus:
+            self.cluster_gpus = cluster_gpus
+            self.probe_new_nodes()
+        self.collect()
+        if any(node not in self.totals for node in self.nodes):
+            return None
+        answered = [(total, node) for node in self.nodes if (total := self.totals[node]) is not None]
+        if not answered:
+            return None
+        total, node = min(answered)
+        return GpuBudget(total, node, self.workers_per_gpu)
+
+    def probe_new_nodes(self) -> None:
+        self.nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU", 0) > 0}
+        asked = set(self.totals) | set(self.probing.values())
+        for node in self.nodes - asked:
+            where = NodeAffinitySchedulingStrategy(node, soft=False)
+            self.probing[self.probe.options(num_cpus=0, num_gpus=1, scheduling_strategy=where).remote()] = node
+
+    def collect(self) -> None:
+        for ref in ended(self.probing):
+            node = self.probing.pop(ref)
+            try:
+                self.totals[node] = ray.get(ref)
+            except ray.exceptions.RayError as exc:  # e.g. the node died: it is gone from the next count
+                self.totals[node] = None
+                log.warning("the GPU probe on Ray node %s failed: %s", node, exc)
+                continue
+            if self.totals[node] is None:
+                log.warning("Ray node %s has GPUs but CUDA does not answer there", node)
+
+
 @dataclass
 class Placement:
     job_ids: list[str]
@@ -126,6 +178,11 @@ def shares_rungs(session, job) -> bool:
     return sweep_repo.get_sweep(session, job.sweep_id, job.owner_id).request.get("asha") is not None
 
 
+def estimate_of(group: list) -> int:
+    """A task's jobs are in memory together: their estimates add up (a job with none counts as none)."""
+    return sum(job.estimate_bytes or 0 for job in group)
+
+
 def new_task_id() -> str:
     return f"ray-{uuid.uuid4().hex[:16]}"
 
@@ -136,6 +193,8 @@ class Dispatcher:
         self.running: dict[ray.ObjectRef, Placement] = {}
         self.stopping = threading.Event()
         self.task = ray.remote(max_retries=0)(run_claimed_jobs)  # a rerun is the database's call, not Ray's
+        self.gpus = GpuMemory(self.settings.WORKERS_PER_GPU)
+        self.budget: GpuBudget | None = None  # the smallest GPU's memory, once known (workers/executors/ray_resources.py)
 
     def connect(self) -> None:
         address = require_ray_address()
@@ -161,8 +220,8 @@ class Dispatcher:
         self.stop_tasks()
         ray.shutdown()
 
-    def free_resources(self) -> dict[str, float]:
-        total = ray.cluster_resources()  # nodes that died are gone from it
+    def free_resources(self, total: dict[str, float]) -> dict[str, float]:
+        """What the cluster's `total` leaves free beside this dispatcher's tasks (fractions of GPUs counted)."""
         free = {"num_cpus": total.get("CPU", 0.0), "num_gpus": total.get("GPU", 0.0)}
         for placed in self.running.values():
             for key, amount in placed.demand.items():
@@ -171,21 +230,29 @@ class Dispatcher:
 
     def place(self) -> None:
         """Claim queued jobs that fit in what the cluster has free, and submit a task for each."""
-        free = self.free_resources()
+        total = ray.cluster_resources()  # nodes that died are gone from it
+        self.budget = self.gpus.budget(total.get("GPU", 0.0))
+        self.place_queued(self.free_resources(total), total.get("GPU", 0.0) > 0)
+
+    def place_queued(self, free: dict[str, float], has_gpus: bool) -> None:
+        """Claim the queued jobs that fit in `free`, and those that fit no GPU (to fail them)."""
         if free["num_cpus"] <= 0:
             return
         with session_scope(read_only=True) as s:
             queued = job_repo.list_queued(s, QUEUED_LOOKAHEAD, self.settings.CLAIM_ORDER, running_cap(self.settings))
-        has_gpus = ray.cluster_resources().get("GPU", 0.0) > 0
         taken: set[str] = set()  # claimed in this round with an earlier job (its sweep's or batch's mates)
-        for job_id, spec in queued:
-            demand = resources_for(spec, self.settings.RAY_CPUS_PER_JOB, has_gpus)
-            if job_id not in taken and fits(demand, free):
-                taken.update(self.submit(job_id, demand, free))
+        for job_id, spec, estimate in queued:
+            demand = resources_for(spec, self.settings.RAY_CPUS_PER_JOB, has_gpus, estimate, self.budget)
+            if job_id not in taken and (fits(demand, free) or fits_no_gpu(demand)):
+                taken.update(self.submit(job_id, free, has_gpus))
 
-    def submit(self, job_id: str, demand: dict[str, float], free: dict[str, float]) -> list[str]:
+    def demand_of(self, group: list, has_gpus: bool) -> dict[str, float]:
+        return resources_for(group[0].spec, self.settings.RAY_CPUS_PER_JOB, has_gpus, estimate_of(group), self.budget)
+
+    def submit(self, job_id: str, free: dict[str, float], has_gpus: bool) -> list[str]:
         """Claim the job, with its sweep's queued members or its batch mates, and place one task per shape
-        group while they fit in `free` (which shrinks); the groups that do not fit go back to the queue."""
+        group while they fit in `free` (which shrinks); the groups that do not fit go back to the queue, and
+        those that fit no GPU fail."""
         worker_id = new_task_id()
         with session_scope() as s:
             job = job_repo.claim_job(s, job_id, worker_id, self.settings.LEASE_SECONDS)
@@ -198,20 +265,24 @@ class Dispatcher:
             groups = shape_groups(claimed, member_repo.checkpoint_epochs(s, claimed))
             if job.sweep_id is not None and shares_rungs(s, job):
                 groups = [claimed]  # one task trains the groups in turn: a rung's decision would race otherwise
-            groups.sort(key=lambda group: job not in group)  # the job's own group first: its demand was checked
+            groups.sort(key=lambda group: job not in group)  # the job's own group first
             tasks, spill = [], []
             for group in groups:
-                if tasks and not fits(demand, free):
+                demand = self.demand_of(group, has_gpus)
+                if fits_no_gpu(demand):
+                    self.refuse(s, group, worker_id)
+                    continue
+                if not fits(demand, free):
                     spill.extend(j.id for j in group)
                     continue
                 task_id = worker_id if not tasks else new_task_id()
                 if task_id != worker_id:
                     member_repo.hand_over(s, [j.id for j in group], worker_id, task_id)
-                tasks.append((task_id, group))
+                tasks.append((task_id, group, demand))
                 for key, amount in demand.items():
                     free[key] -= amount
             batch_repo.unclaim(s, worker_id, spill)  # as if never claimed: a later round takes them
-        for task_id, group in tasks:
+        for task_id, group, demand in tasks:
             claimed_pairs = [(j.id, j.attempt) for j in group]
             name = f"fitserve-job-{group[0].id}" + (f"-and-{len(group) - 1}" if len(group) > 1 else "")
             ref = self.task.options(**demand, name=name).remote(claimed_pairs, task_id)
@@ -222,12 +293,16 @@ class Dispatcher:
             log.info("%s placed on Ray as %s (%s)", what, task_id, demand)
         return [j.id for j in claimed]
 
+    def refuse(self, session, group: list, worker_id: str) -> None:
+        """Jobs claimed for `worker_id` whose estimates together fit no GPU of the cluster end failed, saying so."""
+        why = self.budget.refusal(estimate_of(group), len(group))
+        for job in group:
+            job_repo.finish_job(session, job.id, worker_id, job.attempt, JobStatus.FAILED, why)
+        log.warning("%s not placed on Ray: %s", ", ".join(job.id for job in group), why)
+
     def reap(self) -> None:
         """Forget finished tasks; a task that failed (its worker or node died) has its job requeued now."""
-        if not self.running:
-            return
-        done, _ = ray.wait(list(self.running), num_returns=len(self.running), timeout=0)
-        for ref in done:
+        for ref in ended(self.running):
             placed = self.running.pop(ref)
             try:
                 log.info("job %s task %s: %s", ", ".join(placed.job_ids), placed.worker_id, ray.get(ref))

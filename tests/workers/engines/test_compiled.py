@@ -6,22 +6,20 @@ train compiled from its first step.
 
 from __future__ import annotations
 
-import threading
 
 import pytest
 import torch
 
 from service.schemas.spec import JobSpec
 from service.settings import get_settings
+from tests.conftest import claim_and_train, train_sweep_here
 from tests.specs import example, tiny_regression
 from workers.attempt import prepare
-from workers.claims import claim
 from workers.engines import compile_choice
 from workers.engines.compile_choice import CompileChoice
 from workers.engines.eager import Trainer
 from workers.engines.stacked import StackedTrainer
 from workers.ledger import Member, MemoryLedger
-from workers.loop import train
 from workers.run import Run
 
 CPU = torch.device("cpu")
@@ -170,23 +168,18 @@ def test_a_choice_whose_compile_fails_trains_on_plain(monkeypatch):
 
 
 @pytest.fixture
-def worker_here(make_app):
-    """An in-process app without workers; the test claims and trains in its own thread, compiling from the start."""
-    return make_app(workers=0).start(), get_settings().model_copy(update={"COMPILE": "on"})
+def compiling_worker(worker_here):
+    """`worker_here` (tests/conftest.py) whose settings compile from the start."""
+    srv, settings = worker_here
+    return srv, settings.model_copy(update={"COMPILE": "on"})
 
 
 def failing_compile(*args, **kwargs):
     raise RuntimeError("injected: no C compiler")
 
 
-def claim_and_train(settings) -> None:
-    jobs = claim("test-worker", settings)
-    assert jobs, "nothing was queued"
-    train(jobs, "test-worker", settings, None, threading.Event())
-
-
-def test_a_job_whose_compile_fails_trains_on_the_plain_step(worker_here, monkeypatch):
-    srv, settings = worker_here
+def test_a_job_whose_compile_fails_trains_on_the_plain_step(compiling_worker, monkeypatch):
+    srv, settings = compiling_worker
     reference = tiny_regression(epochs=40)
     plain = srv.submit(reference)
     claim_and_train(settings.model_copy(update={"COMPILE": "off"}))
@@ -201,15 +194,11 @@ def test_a_job_whose_compile_fails_trains_on_the_plain_step(worker_here, monkeyp
     assert done["metrics"]["loss"] == pytest.approx(want["metrics"]["loss"], rel=1e-6)
 
 
-def test_a_batched_sweep_whose_compile_fails_trains_on_batched(worker_here, monkeypatch):
-    srv, settings = worker_here
+def test_a_batched_sweep_whose_compile_fails_trains_on_batched(compiling_worker, monkeypatch):
+    srv, settings = compiling_worker
     monkeypatch.setattr(torch, "compile", failing_compile)
     body = {"base": tiny_regression(epochs=30), "space": {"lr": [0.01, 0.02, 0.03]}, "execution": "batched"}
-    response = srv.client.post("/v1/sweeps", json=body)
-    assert response.status_code == 201, response.text
-    claim_and_train(settings)
-    sweep = srv.client.get(f"/v1/sweeps/{response.json()['id']}").json()
+    sweep, members = train_sweep_here(srv, settings, body)
     assert sweep["execution"].startswith("batched: 3 members on cpu")
-    members = [srv.client.get(f"/v1/jobs/{row['job_id']}").json() for row in sweep["leaderboard"]]
     assert [m["status"] for m in members] == ["succeeded"] * 3
     assert all("compiled step; the compiled step failed (RuntimeError: injected" in m["execution"] for m in members)

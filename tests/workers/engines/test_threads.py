@@ -60,7 +60,7 @@ def test_the_probe_keeps_the_count_whose_epochs_are_faster(two_threads, monkeypa
         choice.after_epoch(epochs_left=10**6)
     fast = 3 - slow
     assert seen == {1, 2}
-    assert len(choice.times[1]) == len(choice.times[2]) == 2 * threads.ROUNDS
+    assert len(choice.timing.times[1]) == len(choice.timing.times[2]) == 2 * threads.ROUNDS
     assert choice.threads == fast and torch.get_num_threads() == fast
     assert choice.note.startswith(f"{fast} torch thread(s): measured ")
     choice.restore()
@@ -97,7 +97,7 @@ def test_a_job_too_short_to_repay_the_probe_keeps_all_its_threads(two_threads, m
     assert blocks == []  # the probe never started a block at either count
     # the warm-up ends (50 ms) within the job unless its epochs are faster than a third of a millisecond
     assert run.threads.done == (epoch_seconds * 149 >= threads.WARMUP_SECONDS)
-    assert run.threads.note is None and run.threads.times == {1: [], 2: []}
+    assert run.threads.note is None and run.threads.timing.times == {1: [], 2: []}
     assert "execution" not in ledger.ended["0"]
     assert torch.get_num_threads() == 2
 
