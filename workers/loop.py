@@ -66,7 +66,7 @@ def train(jobs: list[Job], worker_id: str, settings: Settings, gpu: int | None, 
     done = threading.Event()
     members = [Member.of(job) for job in jobs]
     threading.Thread(target=Ledger(worker_id).keep_leases, args=(members, settings.LEASE_SECONDS, done),
-                     name=f"leases-{jobs[0].id}", daemon=True).start()
+                     name=f"fitserve-leases-{jobs[0].id}", daemon=True).start()
     try:
         train_claimed(jobs, worker_id, settings, gpu, shutdown)
     except Exception as exc:

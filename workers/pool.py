@@ -37,7 +37,7 @@ def stop_on_signals(stop: threading.Event, parent: int | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     if parent is not None:
-        threading.Thread(target=watch_parent, args=(stop, parent), name="parent-watch", daemon=True).start()
+        threading.Thread(target=watch_parent, args=(stop, parent), name="fitserve-parent-watch", daemon=True).start()
 
 
 def watch_parent(stop: threading.Event, parent: int) -> None:

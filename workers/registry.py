@@ -34,7 +34,7 @@ class Registration:
         self.started_at = utcnow()
         self.job_id: str | None = None
         self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.beat, name="registry-heartbeat", daemon=True)
+        self.thread = threading.Thread(target=self.beat, name="fitserve-heartbeat", daemon=True)
 
     def row(self) -> Worker:
         total, free = gpu_memory(self.gpu) or (None, None)

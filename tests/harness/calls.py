@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+from collections.abc import Iterator
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 FINAL = {"succeeded", "failed", "cancelled"}
 # every test fitserve's variables: quick reports and polls; one torch thread a worker (small models on a shared
@@ -27,6 +30,25 @@ def wait_until(condition, timeout: float, what: str, log=lambda: "", every: floa
             what = what() if callable(what) else what
             raise AssertionError(f"{what}: not so after {timeout}s\n{log()[-3000:]}")
         time.sleep(every)
+
+
+@contextlib.contextmanager
+def statements_run(engine) -> Iterator[list[tuple[str, object]]]:
+    """The (statement, parameters) run on `engine` inside the block by the test's own calls: in its thread, or in
+    the thread a TestClient serves a request on; not those of fitserve's own threads that share the engine (all
+    named `fitserve-…`: in-process workers and their leases, maintenance, webhooks, heartbeats), which may run a
+    statement at any moment."""
+    statements = []
+
+    def listen(conn, cursor, statement, params, context, many):
+        if not threading.current_thread().name.startswith("fitserve-"):
+            statements.append((statement, params))
+
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
 
 
 class JobCalls:

@@ -6,6 +6,7 @@ import threading
 
 from service.settings import get_settings
 from tests.conftest import register_gpu
+from tests.harness.calls import statements_run
 from tests.service.api.test_fair_share import keyed_api, submit
 from tests.specs import tiny_regression
 from workers.claims import claim
@@ -59,8 +60,6 @@ def test_members_found_to_train_one_by_one_go_back_to_the_queue_unspent(make_app
 def test_cancelling_a_large_sweep_costs_a_few_statements(make_app):
     """A 1,000-member sweep's cancel: every queued member cancelled at once, in a few statements (one UPDATE per
     member and its refresh took 7-8 s on PostgreSQL), and a second cancel is 409."""
-    from sqlalchemy import event
-
     from service.db import get_engine, session_scope
     from service.services import sweeps as sweep_service
 
@@ -68,14 +67,8 @@ def test_cancelling_a_large_sweep_costs_a_few_statements(make_app):
     body = {"name": "big", "base": tiny_regression(epochs=5), "space": {"lr": [1e-4 * (i + 1) for i in range(1000)]}}
     sweep = submit(api, "alice", body, "/v1/sweeps")
     [(owner,)] = api.query("SELECT DISTINCT owner_id FROM jobs")
-    statements = []
-    listener = lambda *args: statements.append(args[2])  # noqa: E731
-    event.listen(get_engine(), "before_cursor_execute", listener)
-    try:
-        with session_scope() as s:
-            sweep_service.cancel_sweep(s, sweep["id"], owner)
-    finally:
-        event.remove(get_engine(), "before_cursor_execute", listener)
+    with statements_run(get_engine()) as statements, session_scope() as s:
+        sweep_service.cancel_sweep(s, sweep["id"], owner)
     assert len(statements) <= 8, statements
     assert api.query("SELECT status, count(*) FROM jobs GROUP BY status") == [("cancelled", 1000)]
     again = api.client.post(f"/v1/sweeps/{sweep['id']}/cancel", headers={"Authorization": f"Bearer {api.keys['alice']}"})

@@ -93,7 +93,8 @@ def run_claimed_jobs(claimed: list[tuple[str, int]], worker_id: str) -> str:
         registration.set_job(jobs[0].id)
         task_log.info("job %s runs on Ray node %s as %s", ids, node, worker_id)
         context = contextvars.copy_context()  # the job id of the log lines, into the runner's thread
-        runner = threading.Thread(target=context.run, args=(train, jobs, worker_id, settings, gpu, shutdown))
+        runner = threading.Thread(target=context.run, args=(train, jobs, worker_id, settings, gpu, shutdown),
+                                  name="fitserve-ray-runner")
         runner.start()
         try:
             while runner.is_alive():

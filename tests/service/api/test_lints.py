@@ -5,12 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import event
 
 from service.db import get_engine
 from service.schemas import lints
 from service.schemas.lints import target_moments
 from service.schemas.spec import JobSpec
+from tests.harness.calls import statements_run
 from tests.service.api.test_datasets import HOUSES, upload
 from tests.specs import example, large_targets, tiny_regression
 from workers.data import load_data
@@ -192,17 +192,12 @@ def test_a_list_page_reads_its_datasets_moments_in_one_statement(make_app):
     warned = {app.submit(spec)["id"]: spec["data"]["dataset_id"] == houses and not spec["data"]["standardize_target"]
               for spec in specs}
     lints.CACHE.clear()  # as a process that shows these jobs for the first time
-    statements = []
-    listen = lambda conn, cursor, statement, params, context, many: statements.append(statement)
-    event.listen(get_engine(), "before_cursor_execute", listen)
-    try:
+    with statements_run(get_engine()) as statements:
         first = app.client.get("/v1/jobs", params={"limit": 200}).json()["items"]
-        reads_first = sum("FROM datasets" in statement for statement in statements)
+        reads_first = sum("FROM datasets" in statement for statement, _ in statements)
         statements.clear()
         second = app.client.get("/v1/jobs", params={"limit": 200}).json()["items"]
-    finally:
-        event.remove(get_engine(), "before_cursor_execute", listen)
-    assert reads_first == 1 and not any("FROM datasets" in statement for statement in statements)
+    assert reads_first == 1 and not any("FROM datasets" in statement for statement, _ in statements)
     assert {job["id"]: bool(target_warnings(job)) for job in first} == warned
     assert second == first
 

@@ -1,12 +1,9 @@
 """Storage: an owner's byte budget (FITSERVE_MAX_STORED_BYTES_PER_OWNER) and the cap on one job's curve."""
 
-import threading
-
-from sqlalchemy import event
-
 from service.db import get_engine
 from service.schemas.limits import LIMITS
 from tests.conftest import as_
+from tests.harness.calls import statements_run
 from tests.specs import tiny_regression
 
 CSV = b"x,y\n" + b"".join(f"{i / 40},{i / 20 + 1}\n".encode() for i in range(40))
@@ -59,18 +56,9 @@ def test_a_submit_checks_the_budget_from_the_counters_without_reading_any_blob(k
     [(datasets,)] = srv.query("SELECT sum(length(data)) FROM datasets")
     assert usage["checkpoints"] == checkpoints > 0 and usage["datasets"] == datasets > 0
 
-    statements = []
-
-    def listen(conn, cursor, statement, params, context, many):
-        # the submit's statements: the app's worker threads share the engine, and may claim the new job meanwhile
-        if not threading.current_thread().name.startswith("fitserve-worker"):
-            statements.append(statement.lower())
-
-    event.listen(get_engine(), "before_cursor_execute", listen)
-    try:
+    with statements_run(get_engine()) as run:  # the submit's; the app's workers may claim the new job meanwhile
         assert srv.client.post("/v1/jobs", json=tiny_regression(), headers=alice).status_code == 201
-    finally:
-        event.remove(get_engine(), "before_cursor_execute", listen)
+    statements = [statement.lower() for statement, _ in run]
     assert any("job_counts" in statement for statement in statements)  # the budget was checked
     for blobs in ("checkpoints", "datasets", "metric_chunks", "job_weights"):
         assert not [statement for statement in statements if blobs in statement], blobs

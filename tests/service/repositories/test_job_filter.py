@@ -6,7 +6,6 @@ from datetime import timedelta
 from functools import partial
 
 import pytest
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from service.db import make_engine
@@ -16,6 +15,7 @@ from service.repositories import jobs as job_repo
 from service.repositories.job_search import JobFilter, list_jobs, sort_value, write_tags
 from service.schemas.job_filter import parse_filter
 from tests.conftest import query_plans
+from tests.harness.calls import statements_run
 
 KINDS = ["sgd", "adam", "adamw"]
 
@@ -101,13 +101,8 @@ def test_each_filter_finds_what_reading_every_job_finds(engine, sort):
 def test_names_and_values_are_bound_never_written_into_the_statement(engine):
     text = ("params.zqpath.zqdeeper = 'zq''value' and tags.`zq.key` != 'zqtag' and metrics.zqmetric < 1"
             " and status in ('failed') and params.zqnumber > 12345.5")
-    statements = []
-    listen = lambda conn, cursor, statement, params, context, many: statements.append((statement, params))
-    event.listen(engine, "before_cursor_execute", listen)
-    try:
+    with statements_run(engine) as statements:
         assert every_page(engine, JobFilter(terms=parse_filter(text))) == []
-    finally:
-        event.remove(engine, "before_cursor_execute", listen)
     sql = " ".join(statement for statement, _ in statements)
     bound = " ".join(str(value) for _, params in statements
                      for value in (params.values() if isinstance(params, dict) else params))

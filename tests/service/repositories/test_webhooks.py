@@ -4,13 +4,13 @@ million ended jobs cost it nothing (SQLite's plans do not depend on statistics, 
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from service.db import make_engine
 from service.models import Job, Sweep, WebhookDelivery, utcnow
 from service.repositories import jobs as job_repo
 from service.repositories import webhooks as repo
+from tests.harness.calls import statements_run
 
 
 @pytest.fixture
@@ -35,14 +35,8 @@ def engine(tmp_path, databases, backend):
 
 def plans(engine, call) -> tuple[list[list[str]], object]:
     """The query plan of each statement `call(session)` runs, and what it returned."""
-    statements = []
-    listen = lambda conn, cursor, statement, params, context, many: statements.append((statement, params))
-    event.listen(engine, "before_cursor_execute", listen)
-    try:
-        with Session(engine) as s:
-            found = call(s)
-    finally:
-        event.remove(engine, "before_cursor_execute", listen)
+    with statements_run(engine) as statements, Session(engine) as s:
+        found = call(s)
     with engine.connect() as conn:
         return [[row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)]
                 for sql, params in statements], found
