@@ -4,15 +4,20 @@ The layout is a public contract, documented in docs/artifacts.md (tensor names, 
 how outputs become answers) and checked by tests/service/api/test_artifacts.py: change all three together.
 """
 
-import json
+from __future__ import annotations
 
-from safetensors.torch import load, save
-from torch import nn
+import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where weights are made or read: the API's process starts without it
+    from torch import nn
 
 SPEC_KEY = "fitserve.spec"  # the metadata key of the spec, as JSON; also a key of the ONNX export's metadata_props
 
 
 def weights_to_bytes(net: nn.Module, spec: dict) -> bytes:
+    from safetensors.torch import save
+
     state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
     return save(state, metadata={SPEC_KEY: json.dumps(spec), "format": "pt"})
 
@@ -25,5 +30,7 @@ def spec_from_bytes(blob: bytes) -> dict:
 
 
 def load_weights(net: nn.Module, blob: bytes) -> nn.Module:
+    from safetensors.torch import load
+
     net.load_state_dict(load(blob))
     return net

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 from sqlalchemy.orm import Session
 
 from modelzoo.metrics import score
@@ -42,7 +41,7 @@ def evaluate(
         answers = run_network(model, x)
     except InvalidField as exc:  # /predict's check of the rows' shape, which names its own field
         raise InvalidField(x_field, exc.detail[0]["msg"]) from None
-    arrays = {name: t.to(torch.float64).numpy() if t.is_floating_point() else t.numpy() for name, t in answers.items()}
+    arrays = {name: t.double().numpy() if t.is_floating_point() else t.numpy() for name, t in answers.items()}
     measures = score(arrays, targets, model.spec.task)
     if not all(math.isfinite(v) for v in measures.values() if isinstance(v, float)):
         raise InvalidField(y_field, "the targets are too large to measure against: a measure overflows float64")

@@ -17,8 +17,8 @@ from modelzoo.weights import SPEC_KEY
 from service.errors import PayloadTooLarge
 from service.schemas.spec import JobSpec
 from service.services.predictions import ModelCache
+from service.services.tensors import INPUT_NAME
 
-INPUT_NAME = "input"
 GRAPH_BYTES = 64 * 1024  # what an exported graph holds beside its weights: nodes, names, metadata
 EXPORT_LOCK = threading.Lock()  # the exporter keeps process-wide state while it traces
 

@@ -1,14 +1,16 @@
 """Open Inference Protocol v2 on the prediction cache: metadata, Triton's config and index, and inference on JSON
 or binary tensors."""
 
+from __future__ import annotations
+
 import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from service.db import session_scope
 from service.errors import FitserveError, InvalidField, NotFound
@@ -26,13 +28,15 @@ from service.schemas.v2 import (
     RepositoryModel,
     TensorMetadata,
 )
-from service.services.exports import INPUT_NAME
 from service.services.inference_stats import InferenceStats
 from service.services.jobs import resolve_model_name
 from service.services.predictions import AnswerLimits, ModelCache, predict_tensors
-from service.services.tensors import DTYPES, binary_size, check_all_read, encode_binary, read_binary, wants_binary
+from service.services.tensors import DTYPES, INPUT_NAME, binary_size, check_all_read, encode_binary, read_binary, wants_binary
 
-DATATYPES = {torch.float32: "FP32", torch.int64: "INT64"}
+if TYPE_CHECKING:
+    import torch
+
+DATATYPES = {"torch.float32": "FP32", "torch.int64": "INT64"}  # by str(dtype): torch loads at the first answer
 
 
 def output_metadata(spec: JobSpec) -> list[TensorMetadata]:
@@ -162,7 +166,7 @@ def encode_answer(name: str, request: InferRequest, answers: dict[str, torch.Ten
     outputs, raw = [], []
     for output, parameters in wanted:
         tensor = answers[output]
-        meta = {"name": output, "shape": list(tensor.shape), "datatype": DATATYPES[tensor.dtype]}
+        meta = {"name": output, "shape": list(tensor.shape), "datatype": DATATYPES[str(tensor.dtype)]}
         if wants_binary(parameters, request.parameters):
             raw.append(tensor.numpy())
             outputs.append({**meta, "parameters": {"binary_data_size": raw[-1].nbytes}})

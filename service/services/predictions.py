@@ -14,15 +14,16 @@ So is one whose answer would exceed FITSERVE_MAX_RESPONSE_BYTES: 10,000 rows of 
 are about a gigabyte of JSON.
 """
 
+from __future__ import annotations
+
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
-from modelzoo import build_network, read_outputs
+import modelzoo
 from modelzoo.memory import format_bytes, forward_bytes_per_row, multiply_adds_per_row
 from modelzoo.weights import load_weights
 from service.db import session_scope
@@ -32,6 +33,10 @@ from service.schemas.spec import JobSpec, model_input_shape
 from service.settings import Settings
 from service.services.jobs import get_job, read_weights
 from service.telemetry import PREDICT_SECONDS
+
+if TYPE_CHECKING:  # torch is imported at the first prediction: the API's process starts without it (a second)
+    import torch
+    from torch import nn
 
 
 @dataclass
@@ -89,7 +94,7 @@ def load_model(job_id: str, owner_id: str | None) -> LoadedModel:
             raise Conflict(f"job {job_id} is {job.status}; predictions need a succeeded job")
         blob = read_weights(s, job_id, owner_id)
         spec = JobSpec.model_validate(job.spec)
-    net = load_weights(build_network(spec.model, spec.data.standardize_target), blob).eval()
+    net = load_weights(modelzoo.build_network(spec.model, spec.data.standardize_target), blob).eval()
     model = spec.model
     answer_bytes = answer_numbers_per_row(spec) * JSON_NUMBER_BYTES
     return LoadedModel(
@@ -171,6 +176,8 @@ def as_batch(inputs: list, input_shape: tuple[int, ...]) -> torch.Tensor:
         )
     if not np.isfinite(arr).all():
         raise InvalidField(("inputs",), "inputs must be finite numbers")
+    import torch
+
     return torch.from_numpy(arr).reshape(len(arr), *input_shape)
 
 
@@ -185,6 +192,8 @@ def predict_tensors(
 
 
 def run_network(model: LoadedModel, inputs) -> dict[str, torch.Tensor]:
+    import torch
+
     x = as_batch(inputs, model.input_shape)
     rows = max(1, CHUNK_BYTES // model.row_bytes)
     with torch.inference_mode():
@@ -194,7 +203,7 @@ def run_network(model: LoadedModel, inputs) -> dict[str, torch.Tensor]:
         raise InvalidField(("inputs",), f"the model's answer for row {bad} is not a finite number: its inputs are "
                            "too large for this network in float32")
     spec = model.spec
-    return read_outputs(outputs, spec.task, spec.loss, spec.model.output_activation)
+    return modelzoo.read_outputs(outputs, spec.task, spec.loss, spec.model.output_activation)
 
 
 def predict(cache: ModelCache, job_id: str, owner_id: str | None, inputs: list, limits: AnswerLimits) -> dict:

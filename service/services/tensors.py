@@ -14,6 +14,7 @@ import numpy as np
 from service.errors import InvalidField
 
 # the protocol's numeric datatypes as little-endian numpy dtypes (BOOL and BYTES are not numbers a model takes)
+INPUT_NAME = "input"  # a model's one input tensor: in Open Inference requests and in the ONNX export alike
 DTYPES = {
     "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"),
     "INT8": np.dtype("i1"), "INT16": np.dtype("<i2"), "INT32": np.dtype("<i4"), "INT64": np.dtype("<i8"),
