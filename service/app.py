@@ -72,7 +72,7 @@ def create_app() -> FastAPI:
     )
     app.state.model_cache = ModelCache(settings.MODEL_CACHE_BYTES)
     app.state.inference_stats = InferenceStats()
-    app.state.key_verifier = KeyVerifier()
+    app.state.key_verifier = KeyVerifier(settings.KEY_CACHE_SECONDS)
     app.state.watchers = Watchers(settings)
     rates = RateLimiter(settings.RATE_LIMIT_PER_SECOND, settings.RATE_LIMIT_BURST)
     failures = FailedAuthLimiter(settings.AUTH_FAILURES_PER_WINDOW, settings.AUTH_FAILURE_WINDOW_SECONDS)

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
         "auto",
         description="auto: keys are required once any key exists, or when serving beyond loopback",
     )
+    KEY_CACHE_SECONDS: float = Field(
+        5.0, ge=0, le=300, description="checked keys are cached this long: a revoked key stops working within it"
+    )
     MAX_BODY_BYTES: int = Field(64 * 1024 * 1024, ge=1024, description="largest request body accepted (413)")
     MAX_JSON_BYTES: int = Field(
         8 * 1024 * 1024, ge=1024, description="largest JSON request body (413); uploads have MAX_BODY_BYTES"

@@ -15,7 +15,6 @@ from service.models import ApiKey
 from service.repositories import keys as key_repo
 
 PREFIX = "fs"
-CACHE_SECONDS = 5.0  # a revoked key stops working within this time
 MAX_CACHED_KEYS = 10_000  # past this many, stale entries go: a guesser's made-up key ids are cached too
 
 
@@ -54,7 +53,8 @@ class _Cached:
 class KeyVerifier:
     """Token -> owner id. Looks keys up by their public id and compares hashes in constant time."""
 
-    def __init__(self):
+    def __init__(self, cache_seconds: float):
+        self.cache_seconds = cache_seconds  # FITSERVE_KEY_CACHE_SECONDS: a revoked key stops working within it
         self.cache: dict[str, _Cached] = {}
         self.any_key: tuple[bool, float] = (False, 0.0)
         self.lock = threading.Lock()
@@ -64,7 +64,7 @@ class KeyVerifier:
         key_id, secret = self.parts_of(token)
         cached = self.fresh_entry(key_id)
         if cached is None:
-            until = time.monotonic() + CACHE_SECONDS  # counted from before the read, so a revoke is never cached longer
+            until = time.monotonic() + self.cache_seconds  # counted from before the read, so a revoke is never cached longer
             with session_scope(read_only=True) as s:
                 key = key_repo.get_active_key(s, key_id)
             cached = _Cached(key.owner_id if key else None, key.secret_sha256 if key else "", until)
@@ -102,7 +102,7 @@ class KeyVerifier:
         """Whether any active key exists; reads the database when the cached answer is stale."""
         exists = self.cached_keys_exist()
         if exists is None:
-            until = time.monotonic() + CACHE_SECONDS
+            until = time.monotonic() + self.cache_seconds
             with session_scope(read_only=True) as s:
                 exists = key_repo.any_active_key(s)
             self.any_key = (exists, until)
