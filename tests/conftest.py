@@ -407,7 +407,7 @@ def train_sweep_here(srv, settings, body: dict) -> tuple[dict, list[dict]]:
     return sweep, [srv.client.get(f"/v1/jobs/{row['job_id']}").json() for row in sweep["leaderboard"]]
 
 
-def register_gpu(worker_id: str, total: int, free: int | None = None, device: str = "cuda:0") -> None:
+def register_gpu(worker_id: str, total: int, free: int | None = None, device: str = "cuda:0", kind=None) -> None:
     """A GPU worker's registry row in the current app's database, written by the real registration as it is on a
     GPU machine: only the probe of the GPU (none here) answers `total` and `free` bytes of memory."""
     from unittest import mock
@@ -416,7 +416,8 @@ def register_gpu(worker_id: str, total: int, free: int | None = None, device: st
     from service.settings import get_settings
     from workers.registry import Registration
 
-    registration = Registration(worker_id, WorkerKind.POOL, device, get_settings(), gpu=int(device.split(":")[1]))
+    kind = kind or WorkerKind.POOL
+    registration = Registration(worker_id, kind, device, get_settings(), gpu=int(device.split(":")[1]))
     with mock.patch("workers.registry.gpu_memory", return_value=(total, total if free is None else free)):
         registration.write()
 

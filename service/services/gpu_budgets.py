@@ -1,4 +1,4 @@
-"""A CUDA job's memory budget at submit: its share of the largest GPU a live worker registered."""
+"""A CUDA job's memory budget at submit: the largest share of a GPU a live worker registered."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from service.settings import Settings
 
 @dataclass(frozen=True)
 class GpuShare:
-    """What one worker of a GPU may give a job: the GPU's memory over FITSERVE_WORKERS_PER_GPU."""
+    """What one job may have of a GPU: its memory over FITSERVE_WORKERS_PER_GPU for a pool's worker, all of it for a
+    Ray task."""
 
     device: str
     host: str
@@ -26,10 +27,10 @@ class GpuShare:
         return self.total // self.workers_per_gpu
 
     def describe(self) -> str:
-        return (
-            f"the largest registered GPU, {self.device} on {self.host}, has {format_bytes(self.total)}: "
-            f"{format_bytes(self.bytes)} for each of its FITSERVE_WORKERS_PER_GPU={self.workers_per_gpu} workers"
-        )
+        where = f"the largest registered GPU, {self.device} on {self.host}, has {format_bytes(self.total)}"
+        if self.workers_per_gpu == 1:  # a Ray task's, or a pool's with one worker a GPU
+            return f"{where}, all of it for one job"
+        return f"{where}: {format_bytes(self.bytes)} for each of its FITSERVE_WORKERS_PER_GPU={self.workers_per_gpu} workers"
 
 
 def gpu_share(session: Session, requested: str, settings: Settings) -> GpuShare | None:
@@ -44,5 +45,8 @@ def gpu_share(session: Session, requested: str, settings: Settings) -> GpuShare 
     gpus = [w for w in workers if w.gpu_total_bytes]
     if not gpus or (requested == "auto" and len(gpus) < len(workers)):
         return None
-    largest = max(gpus, key=lambda w: w.gpu_total_bytes)
-    return GpuShare(largest.device, largest.host, largest.gpu_total_bytes, settings.WORKERS_PER_GPU)
+    # a pool's worker has its GPU's 1/WORKERS_PER_GPU; a Ray task asks for its estimate's fraction of a GPU, up to
+    # the whole of it (workers/executors/ray_resources.py): WORKERS_PER_GPU only sets its least fraction there
+    shares = [GpuShare(w.device, w.host, w.gpu_total_bytes, 1 if w.kind == WorkerKind.RAY_TASK else settings.WORKERS_PER_GPU)
+              for w in gpus]
+    return max(shares, key=lambda share: share.bytes)

@@ -248,6 +248,22 @@ def test_a_cuda_job_that_fits_no_registered_gpus_share_is_refused_naming_its_est
     assert api.client.post("/v1/jobs", json=gpu_job(device="cuda")).status_code == 201
 
 
+def test_a_ray_tasks_gpu_is_a_whole_gpus_budget_whatever_workers_per_gpu(make_app):
+    """On Ray a GPU job's task asks for its estimate's fraction of a GPU (workers/executors/ray_resources.py), up to a
+    whole one: a CUDA job that fits a Ray task's registered GPU is accepted with FITSERVE_WORKERS_PER_GPU=2, where a
+    pool worker's GPU of that size refuses it; one larger than the GPU is refused naming it."""
+    api = make_app(workers=0, FITSERVE_WORKERS_PER_GPU="2", FITSERVE_LEASE_SECONDS="600").start()
+    api.client.post("/v1/jobs", json=gpu_job(device="cuda"))
+    [(estimate,)] = api.query("SELECT estimate_bytes FROM jobs")
+    register_gpu("ray-task-0", estimate // 2, kind=WorkerKind.RAY_TASK)
+    refused = api.client.post("/v1/jobs", json=gpu_job(device="cuda"))
+    assert refused.status_code == 422, refused.text
+    assert f"has {format_bytes(estimate // 2)}, all of it for one job" in refused.json()["detail"][0]["msg"]
+    register_gpu("ray-task-1", estimate * 3 // 2, kind=WorkerKind.RAY_TASK)
+    accepted = api.client.post("/v1/jobs", json=gpu_job(device="cuda"))
+    assert accepted.status_code == 201, accepted.text
+
+
 def test_a_cuda_sweep_whose_members_together_exceed_the_gpus_share_is_refused_unless_one_by_one(make_app):
     api = make_app(workers=0, FITSERVE_LEASE_SECONDS="600").start()
     api.client.post("/v1/jobs", json=gpu_job(device="cuda"))
