@@ -167,7 +167,7 @@ def counted(values: list[float]) -> list[float]:
 
 
 def arguments(doc: str, sizes: list[int], baseline: str | None,
-              measure_one: Callable[[str, int], dict]) -> argparse.Namespace:
+              measure_one: Callable[[str, int], dict] | None) -> argparse.Namespace:
     """The options of a bench that fills databases (sizes, back ends, owners, calls, baseline, PostgreSQL's url).
     Called as `measure_in`'s child (--measure URL --out FILE), it writes measure_one's answer and exits."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
@@ -180,7 +180,7 @@ def arguments(doc: str, sizes: list[int], baseline: str | None,
     parser.add_argument("--measure", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.measure:
+    if args.measure and measure_one is not None:
         Path(args.out).write_text(json.dumps(measure_one(args.measure, args.calls)))
         sys.exit(0)
     return args

@@ -246,8 +246,8 @@ def test_0013_fills_the_counters_as_a_recount_does(make_app):
 
 
 def jobs_at_0037(url: str, specs: list, owners: list) -> None:
-    """The database at 0037 (before job_params) with a succeeded job of each spec (JSON text, or what json.dumps
-    writes of it), job i's id f"{i:032x}"."""
+    """The database at 0037 (before job_params) with a succeeded job of each spec (as json.dumps writes it), job
+    i's id f"{i:032x}"."""
     upgrade(url, "0037")
     engine = make_engine(url)
     with engine.begin() as conn:
@@ -256,7 +256,7 @@ def jobs_at_0037(url: str, specs: list, owners: list) -> None:
                 text("INSERT INTO jobs (id, owner_id, status, spec, tags, epochs, epoch, step, attempt, max_attempts,"
                      " cancel_requested, priority, interruptions, created_at)"
                      " VALUES (:id, :owner, 'succeeded', :spec, '{}', 1, 1, 1, 1, 3, false, 0, 0, :at)"),
-                {"id": f"{i:032x}", "owner": owner, "spec": spec if isinstance(spec, str) else json.dumps(spec),
+                {"id": f"{i:032x}", "owner": owner, "spec": json.dumps(spec),
                  "at": f"2026-12-01 00:00:{i:02d}"},
             )
     engine.dispose()
