@@ -3,10 +3,10 @@ baseline's code against this checkout's, alternating.
 
     .venv/bin/python -m bench.flat_tail [--jobs 1000000] [--backend sqlite] [--keep /tmp/fitserve-flat] [--rounds 2]
 
-The fill is bench/million_jobs.py's (N jobs copied by SQL from rows the API wrote, over --owners owners plus `big`
-with 10%), made once into --keep and reused: a copy upgraded by --baseline's migrations, another by this
+The fill is bench/fill.py's, as bench/scale.py makes it (N jobs copied by SQL from rows the API wrote, over --owners
+owners plus `big` with 10%), made once into --keep and reused: a copy upgraded by --baseline's migrations, another by this
 checkout's (each kept too). Each round measures the baseline's copy with its code, then this checkout's copy with
-its own (bench/million_jobs.py `measure`: p50 of calls after the 10th; retention 10 ticks of 200, each deleting
+its own (bench/scale.py `measure`: p50 of calls after the 10th; retention 10 ticks of 200, each deleting
 the oldest ended jobs, so a later round deletes later ones), then times `fitserve db recount` on each copy.
 ratio = baseline p50 / new p50. SQLite copies are files in --keep; PostgreSQL ones are databases flat_N, flat_N_base
 and flat_N_new (markers in --keep), kept for the next run: drop them when done.
@@ -24,18 +24,8 @@ import tempfile
 from pathlib import Path
 
 from bench.common import header, load_average, print_table
-from bench.million_jobs import (
-    DEFAULT_POSTGRES,
-    OPERATIONS,
-    WARM_CALLS,
-    Databases,
-    exported,
-    fill,
-    measure_in,
-    percentile,
-    template_rows,
-    upgrade_in,
-)
+from bench.fill import Databases, exported, fill, template_rows
+from bench.scale import DEFAULT_POSTGRES, OPERATIONS, WARM_CALLS, measure_in, percentile, upgrade_in
 
 ROOT = Path(__file__).resolve().parents[1]
 RECOUNT = ("import sys, time; from service.db import make_engine; from sqlalchemy.orm import Session;"

@@ -4,7 +4,7 @@ first page in the same process.
 
     .venv/bin/python -m bench.job_filter [--sizes 100000] [--backends sqlite postgresql] [--calls 20]
 
-Each database is filled as bench/million_jobs.py fills it (jobs copied from rows a served API wrote, over 1,000
+Each database is filled as bench/scale.py fills it (bench/fill.py: jobs copied from rows a served API wrote, over 1,000
 owners, `big` with 10% of them, 5% queued, a uniform random loss), then each job's spec is given an optimizer of its
 own: `kind` one of sgd, adam, adamw (a third each) and `lr` one of 1,000 values 0.0001-0.1 (a thousandth each).
 A copy is upgraded by the baseline's migrations and measured by its code; the original is upgraded to head (0038
@@ -17,30 +17,12 @@ first page's p50, in the same process.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-import uuid
-from pathlib import Path
 
-from bench.million_jobs import (
-    BIG,
-    DEFAULT_POSTGRES,
-    ROOT,
-    WARM_CALLS,
-    Databases,
-    analyze,
-    exported,
-    fill,
-    percentile,
-    template_rows,
-    upgrade_in,
-)
+from bench.fill import BIG, ROOT, analyze, filled_databases
+from bench.scale import WARM_CALLS, arguments, measure_in, percentile, upgrade_in
 
 BEFORE_JOB_PARAMS = "d9b6164"  # params terms read each spec of the owner
 
@@ -118,15 +100,6 @@ def measure(url: str, calls: int) -> dict[str, list]:
     return spent
 
 
-def measure_in(tree: Path, url: str, calls: int) -> dict[str, list]:
-    """`measure` in a process that imports the code of `tree` (its client's too: the server imports its schemas)."""
-    env = {**os.environ, "PYTHONPATH": f"{tree / 'client'}:{tree}"}
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        subprocess.run([sys.executable, __file__, "--measure", url, "--calls", str(calls), "--out", out.name],
-                       cwd=tree, env=env, check=True)
-        return json.loads(Path(out.name).read_text())
-
-
 def measured_rows(backend: str, size: int, before: dict, after: dict) -> list[list]:
     """A row an operation: how many its first page held, p50 before and now, the speed-up, now's p99, and each p50
     over the plain first page's."""
@@ -143,47 +116,21 @@ def measured_rows(backend: str, size: int, before: dict, after: dict) -> list[li
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
-    parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
-    parser.add_argument("--owners", type=int, default=1000)
-    parser.add_argument("--calls", type=int, default=20)
-    parser.add_argument("--baseline", default=BEFORE_JOB_PARAMS, help="the commit whose code is the baseline")
-    parser.add_argument("--postgres-url", default=os.environ.get("FITSERVE_TEST_POSTGRES_URL", DEFAULT_POSTGRES))
-    parser.add_argument("--measure", metavar="URL", help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.measure:
-        Path(args.out).write_text(json.dumps(measure(args.measure, args.calls)))
-        return
-
     from bench.common import header, load_average, print_table
 
+    args = arguments(__doc__, [100_000], BEFORE_JOB_PARAMS, measure)
     header(f"?filter= at {args.sizes} jobs, {args.owners} owners, the `big` owner (10%), {args.calls} calls each")
     print(f"load average before: {load_average()}\n")
-    template = template_rows()
     rows, setup = [], []
-    with tempfile.TemporaryDirectory(prefix="fitserve-bench-") as tmp:
-        baseline = exported(args.baseline, Path(tmp) / "baseline")
-        (Path(tmp) / "dbs").mkdir()
-        for backend in args.backends:
-            for size in args.sizes:
-                dbs = Databases(backend, args.postgres_url, Path(tmp) / "dbs")
-                try:
-                    name = f"fitserve_filter_{uuid.uuid4().hex[:8]}"
-                    url = dbs.create(name)
-                    filled = fill(url, size, args.owners, template)
-                    varied = vary_specs(url)
-                    copy = dbs.create(f"{name}_base", template=name)
-                    base_upgrade = upgrade_in(baseline, copy)
-                    before = measure_in(baseline, copy, args.calls)
-                    upgraded = upgrade_in(ROOT, url)
-                    after = measure_in(ROOT, url, args.calls)
-                finally:
-                    dbs.close()
-                setup.append([backend, size, filled, varied, base_upgrade, upgraded])
-                rows += measured_rows(backend, size, before, after)
-                print(f"{backend} {size}: done (load {load_average()})", file=sys.stderr)
+    for db in filled_databases(args, "filter"):
+        varied = vary_specs(db.url)
+        copy = db.copy()
+        base_upgrade = upgrade_in(db.baseline, copy)
+        before = measure_in(db.baseline, copy, args.calls, __file__)
+        upgraded = upgrade_in(ROOT, db.url)
+        after = measure_in(ROOT, db.url, args.calls, __file__)
+        setup.append([db.backend, db.size, db.seconds, varied, base_upgrade, upgraded])
+        rows += measured_rows(db.backend, db.size, before, after)
     print_table(["back end", "jobs", "operation, big owner", "on page 1", f"{args.baseline} p50 ms", "now p50 ms",
                  "speed-up", "now p99 ms", f"{args.baseline} / page 1", "now / page 1"], rows)
     print()

@@ -1,5 +1,7 @@
 """The schema comes only from the migrations: they match the models and run down and up again, on each back end."""
 
+import json
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
@@ -243,40 +245,88 @@ def test_0013_fills_the_counters_as_a_recount_does(make_app):
     assert filled == recounted
 
 
+def jobs_at_0037(url: str, specs: list, owners: list) -> None:
+    """The database at 0037 (before job_params) with a succeeded job of each spec (as json.dumps writes it), job
+    i's id f"{i:032x}"."""
+    upgrade(url, "0037")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        for i, (spec, owner) in enumerate(zip(specs, owners, strict=True)):
+            conn.execute(
+                text("INSERT INTO jobs (id, owner_id, status, spec, tags, epochs, epoch, step, attempt, max_attempts,"
+                     " cancel_requested, priority, interruptions, created_at)"
+                     " VALUES (:id, :owner, 'succeeded', :spec, '{}', 1, 1, 1, 1, 3, false, 0, 0, :at)"),
+                {"id": f"{i:032x}", "owner": owner, "spec": json.dumps(spec),
+                 "at": f"2026-12-01 00:00:{i:02d}"},
+            )
+    engine.dispose()
+
+
+def stored_params(url: str) -> list[tuple]:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT job_id, owner_id, path, num_value, text_value FROM job_params")).all()
+    engine.dispose()
+    return sorted(tuple(row) for row in rows)
+
+
 def test_0038_indexes_the_specs_already_stored_as_new_jobs_are(tmp_path, databases):
     """0038 writes each stored job's job_params rows: the rows repositories/job_params.py writes for a new job of
     that spec, and a params filter finds the jobs made before it."""
-    import json
-
     from service.repositories.job_params import spec_params
     from service.repositories.job_search import JobFilter, list_jobs
     from service.schemas.job_filter import parse_filter
 
     url = databases.create(tmp_path / "params.db", migrated=False)
-    upgrade(url, "0037")
     specs = [{"optimizer": {"kind": "adam", "lr": 0.01}, "hidden": [8, 16], "flag": True, "name": None},
              {"optimizer": {"kind": "sgd", "lr": "0.01"}, "tags": {"a.b": "x", "t": "y"}, "data": {"x": list(range(30))}},
              {}]
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        for i, spec in enumerate(specs * 3):  # more than one owner, and none
-            conn.execute(
-                text("INSERT INTO jobs (id, owner_id, status, spec, tags, epochs, epoch, step, attempt, max_attempts,"
-                     " cancel_requested, priority, interruptions, created_at)"
-                     " VALUES (:id, :owner, 'succeeded', :spec, '{}', 1, 1, 1, 1, 3, false, 0, 0, :at)"),
-                {"id": f"{i:032x}", "owner": [None, "alice", "bob"][i // 3], "spec": json.dumps(spec),
-                 "at": f"2026-12-01 00:00:{i:02d}"},
-            )
-    engine.dispose()
+    owners = [None] * 3 + ["alice"] * 3 + ["bob"] * 3  # more than one owner, and none
+    jobs_at_0037(url, specs * 3, owners)
     upgrade(url)
-    engine = make_engine(url)
-    with engine.connect() as conn:
-        rows = conn.execute(text("SELECT job_id, owner_id, path, num_value, text_value FROM job_params")).all()
-    assert sorted(tuple(row) for row in rows) == sorted(
-        (f"{i:032x}", [None, "alice", "bob"][i // 3], *values)
-        for i, spec in enumerate(specs * 3) for values in spec_params(spec)
+    assert stored_params(url) == sorted(
+        (f"{i:032x}", owners[i], *values) for i, spec in enumerate(specs * 3) for values in spec_params(spec)
     )
+    engine = make_engine(url)
     with Session(engine) as s:
         found = list_jobs(s, "alice", JobFilter(terms=parse_filter("params.optimizer.lr = 0.01")), None, 10)
         assert [job.id for job in found] == [f"{3:032x}"]
     engine.dispose()
+
+
+def nested(depth: int, leaf) -> dict:
+    return leaf if depth == 0 else {"d": nested(depth - 1, leaf)}
+
+
+# specs whose rows the SQL walk of 0038 could get wrong: each rule of spec_params at its edge
+TRICKY_SPECS = [
+    {"a": [[1, 2, [3, {"b": 4, "c": [True, None, "x"]}]], {"c": "y"}], "e": [], "f": {}},  # nested lists
+    {"s": "é" * 256, "t": "é" * 257, "u": "x" * 256, "v": "x" * 257, "w": "😀" * 256, "x": "😀" * 257,  # long strings
+     "json": "[1, 2]", "obj": '{"a": 1}', "quote": 'a"b\\c\n', "empty": "", "tab": "\t", "sep": "\u2028"},
+    {"t": True, "f": False, "l": [True, 1, False, 0], "n": None},  # booleans are no numbers
+    {"a.b": 1, "a-b": 2, "1a": 3, "": 4, "é": 5, "with space": 6, "key\n": 7, "_ok": 8, "A9_z": 9, "x$": 10,
+     "ok": {"bad key": 11, "good": 12, "0": 13}},  # odd keys
+    {"long": list(range(40)), "rows": [{"i": i} for i in range(20)], "grid": [list(range(20))] * 20},  # > 16 items
+    {"deep": nested(7, 1), "deeper": nested(8, 2), "deepest": nested(12, 3), "list": nested(6, [[1, [2]]])},  # depth
+    {"k" * 100: {"k" * 100: {"k" * 54: 1, "k" * 55: 2, "k" * 56: 3}}},  # the path's 256 characters
+    {"ints": [0, -1, 2**53 + 1, 2**63 - 1, 2**63 + 5, 10**30], "floats": [0.1, -0.0, 1e-300, 5e-324, 1.7976931348623157e308,
+     2.2250738585072014e-308, 123456789.123456789, 1e23]},  # numbers as doubles
+    [{"a": 1}, 2, "three"],  # a list at the top
+]
+
+
+def test_0038s_sql_walk_writes_the_rows_spec_params_does(tmp_path, databases):
+    """0038 walks the specs in SQL: the rows are service/repositories/job_params.py's for specs made to differ, on
+    each back end (and those SQL leaves to Python: SQLite's Infinity, a \\u0000 in a string)."""
+    from service.repositories.job_params import spec_params
+
+    url = databases.create(tmp_path / "walk.db", migrated=False)
+    specs = [*TRICKY_SPECS, {"nul": {"bad key": "a\x00b", "ok": 1}}]
+    if databases.backend == "sqlite":  # PostgreSQL's json takes neither
+        specs += [{"inf": float("inf"), "ok": [1]}, {"nul": "a\x00b", "ok": 2}]
+    owners = [f"owner{i % 3}" for i in range(len(specs))]
+    jobs_at_0037(url, specs, owners)
+    upgrade(url)
+    expected = sorted((f"{i:032x}", owners[i], *values) for i, spec in enumerate(specs) for values in spec_params(spec))
+    assert len(expected) > 150
+    assert stored_params(url) == expected

@@ -12,7 +12,7 @@ or the depth of the queue; owners with changes not folded yet (the claims, finis
 maintenance tick) are skipped there and taken with their changes added instead. Owners are then tried in turn,
 each one seek on ix_jobs_status_owner_id_priority for its first queued job (no sort: the index is in claim
 order). Only when none of those yields a job (every one locked by concurrent claims) is the whole turn order
-read. Measured in bench/fairness.py and bench/million_jobs.py.
+read. Measured in bench/fairness.py and bench/scale.py.
 """
 
 from functools import cache
