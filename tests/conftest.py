@@ -335,14 +335,15 @@ STARTED = pytest.StashKey[dict]()
 
 
 def starts_served_process(fixturedef) -> bool:
-    """Whether a fixture starts `fitserve serve` processes: by name, or a module's own fixture that builds one."""
+    """Whether a fixture starts `fitserve serve` processes: by name, or a module's own fixture that builds one
+    (a `Server(...)`, or through `module_server(...)`)."""
     if fixturedef.argname in SERVED_FIXTURES:
         return True
     try:
         source = inspect.getsource(fixturedef.func)
     except (OSError, TypeError):
         return False
-    return "Server(" in source
+    return "Server(" in source or "module_server(" in source
 
 
 def pytest_collection_modifyitems(items) -> None:
