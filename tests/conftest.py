@@ -42,6 +42,16 @@ def backends_wanted() -> list[str]:
     return [name.strip() for name in os.environ.get("FITSERVE_TEST_DATABASES", "sqlite").split(",") if name.strip()]
 
 
+def pytest_configure(config) -> None:
+    """One torch thread in the test process, as in every worker the tests start (FITSERVE_TORCH_THREADS=1 in
+    tests/harness/calls.py): small models on the shared 2-core machine only contend at more, the more so beside a
+    second pytest process (a test of 0.35 s took 11-14 s at 2 threads beside one busy process). Tests of the
+    thread choice set their own count."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def pytest_generate_tests(metafunc) -> None:
     """Run each test of the API and worker suites once per back end; the others, and those marked `one_backend`,
     on one: the marker's `prefer` where that back end is wanted, else the first."""
@@ -335,14 +345,15 @@ STARTED = pytest.StashKey[dict]()
 
 
 def starts_served_process(fixturedef) -> bool:
-    """Whether a fixture starts `fitserve serve` processes: by name, or a module's own fixture that builds one."""
+    """Whether a fixture starts `fitserve serve` processes: by name, or a module's own fixture that builds one
+    (a `Server(...)`, or through `module_server(...)`)."""
     if fixturedef.argname in SERVED_FIXTURES:
         return True
     try:
         source = inspect.getsource(fixturedef.func)
     except (OSError, TypeError):
         return False
-    return "Server(" in source
+    return "Server(" in source or "module_server(" in source
 
 
 def pytest_collection_modifyitems(items) -> None:

@@ -82,8 +82,9 @@ def test_running_cap_keeps_an_owner_to_one_job_at_a_time(make_app):
     """Two workers, FITSERVE_MAX_RUNNING_PER_OWNER=1: alice's jobs (a sweep's members too) never overlap."""
     cap = {"FITSERVE_MAX_RUNNING_PER_OWNER": "1"}
     api = keyed_api(make_app, **cap)
-    alices = [submit(api, "alice", steady())["id"] for _ in range(4)]
-    sweep = submit(api, "alice", {"base": steady(), "space": {"lr": [0.01, 0.02, 0.03]}}, "/v1/sweeps")
+    # two jobs and a sweep of two members: four jobs of alice's for two workers, which would overlap without the cap
+    alices = [submit(api, "alice", steady())["id"] for _ in range(2)]
+    sweep = submit(api, "alice", {"base": steady(), "space": {"lr": [0.01, 0.02]}}, "/v1/sweeps")
     bobs = submit(api, "bob", steady())["id"]
     make_app(workers=2, **cap, **ALONE).start()
     members = [job_id for (job_id,) in api.query("SELECT id FROM jobs WHERE sweep_id = :s", s=sweep["id"])]

@@ -190,11 +190,13 @@ def test_a_killed_sweep_resumes_from_its_checkpoints(make_server):
 
 
 LONG_EPOCH = {**CUBIC, "epochs": 5, "batch_size": 1, "data": {**CUBIC["data"], "n": 200_000}}  # minutes an epoch
+# its worker renews a lease every third of it: 2 s after the claim, set-up long done, the members train
+SHORT_LEASE = {"FITSERVE_LEASE_SECONDS": "6"}
 
 
 def inside_first_epoch(srv, sweep_id: str) -> list[str]:
-    """Once every member of the batched sweep trains inside its first epoch (its stop point renews the lease
-    every REPORT_SECONDS): the member ids."""
+    """Once every member of the batched sweep trains inside its first epoch (its worker has renewed their
+    leases, a third of FITSERVE_LEASE_SECONDS after the claim): the member ids."""
     lease = "SELECT id, lease_expires_at FROM jobs WHERE sweep_id = :id AND status = 'running'"
     claimed = wait_until(lambda: dict(srv.query(lease, id=sweep_id)), 60, "members claimed")
     wait_until(lambda: all(claimed[j] != at for j, at in srv.query(lease, id=sweep_id)), 60, "leases renewed")
@@ -202,7 +204,7 @@ def inside_first_epoch(srv, sweep_id: str) -> list[str]:
 
 
 def test_a_long_batched_epoch_is_cancelled_within_two_seconds(make_app):
-    srv = make_app(workers=1).start()
+    srv = make_app(workers=1, **SHORT_LEASE).start()
     sweep = submit_sweep(srv, sweep_body({"seed": [0, 1, 2]}, base=LONG_EPOCH, execution="batched"))
     members = inside_first_epoch(srv, sweep["id"])
     asked = datetime.now(UTC)
@@ -217,7 +219,7 @@ def test_a_long_batched_epoch_is_cancelled_within_two_seconds(make_app):
 
 
 def test_a_shutdown_inside_a_long_batched_epoch_hands_every_member_back_at_once(make_app):
-    srv = make_app(workers=1, FITSERVE_SHUTDOWN_SECONDS="5").start()
+    srv = make_app(workers=1, FITSERVE_SHUTDOWN_SECONDS="5", **SHORT_LEASE).start()
     sweep = submit_sweep(srv, sweep_body({"seed": [0, 1, 2]}, base=LONG_EPOCH, execution="batched"))
     inside_first_epoch(srv, sweep["id"])
     asked = time.monotonic()

@@ -115,6 +115,8 @@ def stacked_and_alone(spec_dict: dict, lrs: tuple[float, ...]):
     for epoch in range(1, specs[0].epochs + 1):
         batched.train_epoch(record=True)
         batched.progress.epoch = epoch
+        if bool((batched.early.stop_epoch > 0).all()):
+            break  # every member's state is frozen at its stop: later epochs change nothing the test reads
     together = batched.early.settle(batched.read_points())
     for k, spec in enumerate(specs):
         points, finished, _, alone = train(spec, *prepare(spec))

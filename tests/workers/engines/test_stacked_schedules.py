@@ -23,7 +23,7 @@ def members(base: dict, kind: str) -> list[JobSpec]:
     for i, schedule in enumerate(SCHEDULES):
         spec = copy.deepcopy(base)
         spec["optimizer"].update(kind=kind, lr=0.01, schedule=schedule)
-        spec["seed"] = i
+        spec["seed"], spec["epochs"] = i, 16  # two steps, a warm-up and a decay, a whole cycle
         specs.append(JobSpec.model_validate(spec))
     return specs
 
