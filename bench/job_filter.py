@@ -17,12 +17,11 @@ first page's p50, in the same process.
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 
-from bench.fill import BIG, ROOT, analyze, filled_databases
-from bench.scale import WARM_CALLS, arguments, measure_in, percentile, upgrade_in
+from bench.fill import ROOT, analyze, filled_databases
+from bench.scale import WARM_CALLS, arguments, big_owner_client, measure_in, percentile, upgrade_in
 
 BEFORE_JOB_PARAMS = "d9b6164"  # params terms read each spec of the owner
 
@@ -73,21 +72,7 @@ def vary_specs(url: str) -> float:
 
 def measure(url: str, calls: int) -> dict[str, list]:
     """Milliseconds of each call of each operation, and the number of jobs its first page held."""
-    os.environ.update({
-        "FITSERVE_DATABASE_URL": url,
-        "FITSERVE_RATE_LIMIT_PER_SECOND": "1000000",
-        "FITSERVE_RATE_LIMIT_BURST": "1000000",
-    })
-    from fastapi.testclient import TestClient
-
-    from service.app import create_app
-    from service.db import session_scope
-    from service.services.auth import create_key
-
-    with session_scope() as s:
-        _, token = create_key(s, BIG, "bench")
-    client = TestClient(create_app(), base_url="http://127.0.0.1")  # no lifespan: no maintenance loop
-    headers = {"Authorization": f"Bearer {token}"}
+    client, headers = big_owner_client(url)
     spent: dict[str, list] = {}
     for label, params in OPERATIONS:
         spent[label] = []

@@ -62,27 +62,35 @@ TARGET_GROWTH = 1.5
 # ---- upgrade and measure (in a process of its own, on the code of the tree it runs in)
 
 
-def measure(url: str, calls: int) -> dict[str, list[float]]:
-    """Milliseconds of each call of each operation, by the code this process imports (its PYTHONPATH's tree)."""
+def big_owner_client(url: str):
+    """The real app of this process's tree on `url`, in process, as the large owner: a TestClient (no lifespan: no
+    maintenance loop, no rate limit in the way) and the owner's headers."""
     os.environ.update({
         "FITSERVE_DATABASE_URL": url,
         "FITSERVE_RATE_LIMIT_PER_SECOND": "1000000",
         "FITSERVE_RATE_LIMIT_BURST": "1000000",
     })
     from fastapi.testclient import TestClient
-    from sqlalchemy.orm import Session
 
     from service.app import create_app
-    from service.db import get_engine, session_scope
-    from service.models import utcnow
-    from service.repositories import jobs as job_repo
+    from service.db import session_scope
     from service.services.auth import create_key
-    from service.services.retention import delete_expired_jobs
 
     with session_scope() as s:
         _, token = create_key(s, BIG, "bench")
-    client = TestClient(create_app(), base_url="http://127.0.0.1")  # no lifespan: no maintenance loop
-    headers = {"Authorization": f"Bearer {token}"}
+    return TestClient(create_app(), base_url="http://127.0.0.1"), {"Authorization": f"Bearer {token}"}
+
+
+def measure(url: str, calls: int) -> dict[str, list[float]]:
+    """Milliseconds of each call of each operation, by the code this process imports (its PYTHONPATH's tree)."""
+    client, headers = big_owner_client(url)
+    from sqlalchemy.orm import Session
+
+    from service.db import get_engine
+    from service.models import utcnow
+    from service.repositories import jobs as job_repo
+    from service.services.retention import delete_expired_jobs
+
     engine = get_engine()
 
     def claim(order: str):
