@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -170,6 +171,8 @@ class Deliverer:
 
     async def serve(self) -> None:
         self.loop, self.wake = asyncio.get_running_loop(), asyncio.Event()
+        # its database and address calls on threads named as fitserve's (asyncio's own are `asyncio_N`)
+        self.loop.set_default_executor(ThreadPoolExecutor(thread_name_prefix="fitserve-webhooks-io"))
         in_flight: Counter = Counter()
         tasks: set[asyncio.Task] = set()
         async with new_client(self.settings) as client:
