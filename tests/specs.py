@@ -27,6 +27,14 @@ def tiny_regression(**overrides) -> dict:
     return spec
 
 
+# A served job a test stops or kills mid-way and then trains to its end: the kill lands a few hundred to a few
+# thousand epochs in (after the epoch the test waits for and a checkpoint, ~4,000 epochs a second on a quiet core), and
+# what is left after the rescue is what the test waits out (40,000 took ~9 s of it quietly, twice that under load).
+KILLABLE_EPOCHS = 12_000
+# checkpoints every 0.3 s, a lease of 3 s and a rescue sweep every 0.5 s: a fault is seen and mended in seconds
+FAST_FAULTS = {"FITSERVE_CHECKPOINT_SECONDS": "0.3", "FITSERVE_LEASE_SECONDS": "3", "FITSERVE_SWEEP_SECONDS": "0.5"}
+
+
 def long_job(epochs: int = 200_000, **overrides) -> dict:
     """Seconds to minutes of tiny steps (20 rows, one step an epoch): a job to cancel, stop or kill mid-way."""
     return tiny_regression(epochs=epochs, data={"source": "synthetic", "generator": "linear", "n": 20}, **overrides)

@@ -15,11 +15,10 @@ from service.schemas.spec import JobSpec
 from service.settings import get_settings
 from tests.conftest import processes_only, worker_pids
 from tests.service.api.test_fair_share import keyed_api, submit
-from tests.specs import example, long_job, tiny_regression
+from tests.specs import FAST_FAULTS, KILLABLE_EPOCHS, example, long_job, tiny_regression
 from tests.workers.engines.test_stacked import solo_points
 
 ON = {"FITSERVE_AUTO_BATCH": "on"}
-FAST_FAULTS = {"FITSERVE_CHECKPOINT_SECONDS": "0.3", "FITSERVE_LEASE_SECONDS": "3", "FITSERVE_SWEEP_SECONDS": "0.5"}
 
 
 def cubic(seed: int, lr: float, momentum: float = 0.0) -> dict:
@@ -28,8 +27,6 @@ def cubic(seed: int, lr: float, momentum: float = 0.0) -> dict:
     spec["optimizer"].update(lr=lr, momentum=momentum)
     return spec
 
-
-LONG = 20_000
 
 
 def batches_in_log(srv) -> list[list[str]]:
@@ -76,7 +73,7 @@ def test_auto_batch_off_trains_each_job_alone(make_app):
 
 def test_cancelling_one_job_of_a_batch_stops_only_it(make_app):
     api = make_app(workers=0).start()
-    ids = [api.submit(long_job(LONG, seed=seed))["id"] for seed in range(3)]
+    ids = [api.submit(long_job(KILLABLE_EPOCHS, seed=seed))["id"] for seed in range(3)]
     worker = make_app(workers=1, **ON).start()
     api.wait_until(ids[1], lambda job: job["progress"]["epoch"] >= 500, timeout=60)
     assert batches_in_log(worker) == [ids]
@@ -84,14 +81,14 @@ def test_cancelling_one_job_of_a_batch_stops_only_it(make_app):
     api.wait_for_jobs(ids, timeout=180)
     statuses = {job_id: api.client.get(f"/v1/jobs/{job_id}").json() for job_id in ids}
     assert [statuses[i]["status"] for i in ids] == ["succeeded", "cancelled", "succeeded"]
-    assert statuses[ids[1]]["progress"]["epoch"] < LONG
-    assert all(statuses[i]["progress"]["epoch"] == LONG for i in (ids[0], ids[2]))
+    assert statuses[ids[1]]["progress"]["epoch"] < KILLABLE_EPOCHS
+    assert all(statuses[i]["progress"]["epoch"] == KILLABLE_EPOCHS for i in (ids[0], ids[2]))
 
 
 @processes_only(prefer="postgresql")
 def test_a_killed_workers_batch_is_rescued_and_each_job_resumes(make_app, make_server):
     api = make_app(workers=0).start()  # the API in this process; the workers killed are a served process's
-    specs = [long_job(LONG, seed=seed) for seed in range(3)]
+    specs = [long_job(KILLABLE_EPOCHS, seed=seed) for seed in range(3)]
     ids = [api.submit(spec)["id"] for spec in specs]
     worker = make_server(workers=1, **ON, **FAST_FAULTS).start()
     api.wait_until(ids[0], lambda _: len(api.query("SELECT epoch FROM checkpoints WHERE epoch > 0")) == 3, timeout=60)
@@ -103,9 +100,9 @@ def test_a_killed_workers_batch_is_rescued_and_each_job_resumes(make_app, make_s
     for job_id, spec in zip(ids, specs):
         job = api.client.get(f"/v1/jobs/{job_id}").json()
         assert job["status"] == "succeeded" and job["attempt"] == 2, job
-        assert 0 < checkpointed[job_id] < LONG
+        assert 0 < checkpointed[job_id] < KILLABLE_EPOCHS
         points = api.curve(job_id)
-        assert [p["epoch"] for p in points] == list(range(1, LONG + 1))  # resumed: no epoch lost or written twice
+        assert [p["epoch"] for p in points] == list(range(1, KILLABLE_EPOCHS + 1))  # resumed: no epoch lost or written twice
         alone = solo_points(JobSpec.model_validate(spec))
         assert points[-1]["loss"] == pytest.approx(alone[-1].loss, rel=1e-4)
     assert pid not in worker_pids(worker.proc.pid)

@@ -17,21 +17,11 @@ import torch
 from service.schemas.spec import JobSpec
 from service.settings import Settings
 from tests.conftest import ROOT, pool_of, processes_only, wait_until, worker_pids
-from tests.specs import long_job, tiny_regression
+from tests.specs import FAST_FAULTS, KILLABLE_EPOCHS, long_job, tiny_regression
 from workers.attempt import prepare
 from workers.engines.eager import Trainer
 from workers.pool import Pool
 from workers.run import train_here
-
-FAST_FAULTS = {
-    "FITSERVE_CHECKPOINT_SECONDS": "0.3",
-    "FITSERVE_LEASE_SECONDS": "3",
-    "FITSERVE_SWEEP_SECONDS": "0.5",
-}
-
-
-# long enough (seconds) that a worker can be stopped or killed mid-job after a checkpoint, on a quiet machine too
-LONG_EPOCHS = 20_000
 
 
 def wait_for_epoch(srv, job_id: str, epoch: int) -> dict:
@@ -116,7 +106,7 @@ def test_four_workers_claim_each_of_200_jobs_exactly_once(make_server, tmp_path)
 
 def test_a_stalled_worker_loses_its_job_and_cannot_write_to_it(make_server, tmp_path):
     srv = make_server(workers=1, **FAST_FAULTS).start()
-    job = srv.submit(long_job(LONG_EPOCHS))
+    job = srv.submit(long_job(KILLABLE_EPOCHS))
     wait_for_epoch(srv, job["id"], 300)
     [stalled] = worker_pids(srv.proc.pid)
     srv.freeze([stalled])
@@ -131,32 +121,32 @@ def test_a_stalled_worker_loses_its_job_and_cannot_write_to_it(make_server, tmp_
         extra.wait(30)
     assert done["status"] == "succeeded" and done["attempt"] == 2
     after = srv.client.get(f"/v1/jobs/{job['id']}").json()
-    assert after["status"] == "succeeded" and after["attempt"] == 2 and after["progress"]["epoch"] == LONG_EPOCHS
-    assert_same_curve(assert_contiguous_curve(srv, job["id"], LONG_EPOCHS), LONG_EPOCHS)
+    assert after["status"] == "succeeded" and after["attempt"] == 2 and after["progress"]["epoch"] == KILLABLE_EPOCHS
+    assert_same_curve(assert_contiguous_curve(srv, job["id"], KILLABLE_EPOCHS), KILLABLE_EPOCHS)
 
 
 @processes_only
 def test_sigterm_hands_the_job_back_and_it_resumes_from_its_checkpoint(make_server):
     srv = make_server(workers=1, **FAST_FAULTS).start()
-    job = srv.submit(long_job(LONG_EPOCHS))
+    job = srv.submit(long_job(KILLABLE_EPOCHS))
     wait_for_epoch(srv, job["id"], 500)
     started = time.monotonic()
     assert srv.stop(signal.SIGTERM) == 0
     assert time.monotonic() - started < 15
     [(status, epoch)] = srv.query("SELECT status, epoch FROM jobs WHERE id = :id", id=job["id"])
     [(checkpoint_epoch,)] = srv.query("SELECT epoch FROM checkpoints WHERE job_id = :id", id=job["id"])
-    assert status == "queued" and 0 < checkpoint_epoch == epoch < LONG_EPOCHS
+    assert status == "queued" and 0 < checkpoint_epoch == epoch < KILLABLE_EPOCHS
 
     srv.start()
     done = srv.wait_for(job["id"])
     assert done["status"] == "succeeded" and done["attempt"] == 2 and done["interruptions"] == 1
-    assert_same_curve(assert_contiguous_curve(srv, job["id"], LONG_EPOCHS), LONG_EPOCHS)
+    assert_same_curve(assert_contiguous_curve(srv, job["id"], KILLABLE_EPOCHS), KILLABLE_EPOCHS)
 
 
 @processes_only(prefer="postgresql")
 def test_a_killed_worker_is_replaced_and_its_job_rescued(make_server):
     srv = make_server(workers=1, **FAST_FAULTS).start()
-    job = srv.submit(long_job(LONG_EPOCHS))
+    job = srv.submit(long_job(KILLABLE_EPOCHS))
     wait_for_epoch(srv, job["id"], 1000)
     srv.wait_until(job["id"], lambda _: srv.query("SELECT epoch FROM checkpoints WHERE job_id = :id", id=job["id"]))
     [(checkpointed,)] = srv.query("SELECT epoch FROM checkpoints WHERE job_id = :id", id=job["id"])
@@ -167,7 +157,7 @@ def test_a_killed_worker_is_replaced_and_its_job_rescued(make_server):
     assert done["attempt"] == 2 and done["interruptions"] == 0  # its worker died under it: counted
     resumed = re.search(rf"job {job['id']} resumes from its checkpoint at epoch (\d+)", srv.read_log())
     assert resumed and int(resumed.group(1)) >= checkpointed > 0
-    assert_contiguous_curve(srv, job["id"], LONG_EPOCHS)
+    assert_contiguous_curve(srv, job["id"], KILLABLE_EPOCHS)
     assert pid not in worker_pids(srv.proc.pid)
 
 
@@ -176,7 +166,7 @@ def test_a_job_that_keeps_killing_its_worker_fails_after_max_attempts(make_serve
     srv = make_server(workers=1, FITSERVE_MAX_ATTEMPTS="2", **FAST_FAULTS).start()
     job = srv.submit(long_job(10_000_000 // 20))
     for attempt in (1, 2):
-        srv.wait_until(job["id"], lambda j: j["status"] == "running" and j["attempt"] == attempt)
+        srv.wait_until(job["id"], lambda j, attempt=attempt: j["status"] == "running" and j["attempt"] == attempt)
         for pid in worker_pids(srv.proc.pid):
             os.kill(pid, signal.SIGKILL)
     done = srv.wait_for(job["id"], timeout=60)

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from tests.conftest import descendants, parent_of, pool_of, processes_only, wait_until, worker_pids
-from tests.specs import tiny_regression
-from tests.workers.test_pool import FAST_FAULTS, assert_contiguous_curve, long_job, wait_for_epoch
+from tests.specs import FAST_FAULTS, KILLABLE_EPOCHS, long_job, tiny_regression
+from tests.workers.test_pool import assert_contiguous_curve, wait_for_epoch
 
 LEASE, SWEEP = float(FAST_FAULTS["FITSERVE_LEASE_SECONDS"]), float(FAST_FAULTS["FITSERVE_SWEEP_SECONDS"])
 
@@ -62,7 +62,7 @@ def test_a_killed_pool_supervisor_is_restarted_and_a_later_job_succeeds(make_ser
 
 def test_every_child_of_serve_killed_at_once_the_job_resumes_from_its_checkpoint(make_server):
     srv = make_server(workers=1, **FAST_FAULTS).start()
-    job = srv.submit(long_job(40_000))
+    job = srv.submit(long_job(KILLABLE_EPOCHS))
     wait_for_epoch(srv, job["id"], 500)
     wait_for(lambda: srv.query("SELECT epoch FROM checkpoints WHERE job_id = :id", id=job["id"]), 30, "a checkpoint")
     killed = descendants(srv.proc.pid)
@@ -74,7 +74,7 @@ def test_every_child_of_serve_killed_at_once_the_job_resumes_from_its_checkpoint
     assert done["interruptions"] == 1  # the whole process tree died: not the job's doing, no attempt spent
     resumed = re.search(rf"job {job['id']} resumes from its checkpoint at epoch (\d+)", srv.read_log())
     assert resumed and int(resumed.group(1)) > 0
-    assert_contiguous_curve(srv, job["id"], 40_000)  # no point twice, none missing
+    assert_contiguous_curve(srv, job["id"], KILLABLE_EPOCHS)  # no point twice, none missing
     assert not set(killed) & set(descendants(srv.proc.pid))
 
 
@@ -83,7 +83,7 @@ def test_a_killed_fork_server_costs_no_attempt_and_the_pool_forks_workers_from_a
     """The fork server the workers come from is a process of its own (it holds torch): killed, its workers look
     dead to the pool, which stops them (each hands its job back), and starts new ones from a new fork server."""
     srv = make_server(workers=1, **FAST_FAULTS).start()
-    job = srv.submit(long_job(40_000))
+    job = srv.submit(long_job(KILLABLE_EPOCHS))
     wait_for_epoch(srv, job["id"], 200)
     [worker] = worker_pids(srv.proc.pid)
     fork_server = parent_of(worker)
@@ -95,14 +95,14 @@ def test_a_killed_fork_server_costs_no_attempt_and_the_pool_forks_workers_from_a
     assert done["status"] == "succeeded" and done["attempt"] == 2, done
     assert done["interruptions"] == 1  # not the job's doing: no attempt spent
     assert "fork server died" in srv.read_log()
-    assert_contiguous_curve(srv, job["id"], 40_000)
+    assert_contiguous_curve(srv, job["id"], KILLABLE_EPOCHS)
     assert worker_pids(srv.proc.pid) == [new]  # one worker for the one slot, never the old one beside it
 
 
 def test_a_stopped_pool_loses_its_job_to_the_api_and_readyz_follows_the_workers(make_server):
     srv = make_server(workers=1, **FAST_FAULTS).start()
     assert srv.client.get("/readyz").status_code == 200
-    job = srv.submit(long_job(40_000))
+    job = srv.submit(long_job(KILLABLE_EPOCHS))
     wait_for_epoch(srv, job["id"], 200)
     pool = descendants(srv.proc.pid)
     srv.freeze(pool)
@@ -169,7 +169,7 @@ def test_a_worker_killed_with_a_cancel_pending_ends_the_job_cancelled(make_serve
     # default) stays short: the worker may be frozen holding the job's row, which the cancel waits for.
     faults = {**FAST_FAULTS, "FITSERVE_LEASE_SECONDS": "60", "FITSERVE_DB_IDLE_IN_TRANSACTION_SECONDS": "3"}
     srv = make_server(workers=1, **faults).start()
-    job = srv.submit(long_job(40_000))
+    job = srv.submit(long_job(KILLABLE_EPOCHS))
     wait_for_epoch(srv, job["id"], 200)
     [pid] = worker_pids(srv.proc.pid)
     srv.freeze([pid])  # it cannot see the cancel: only the rescue decides
