@@ -50,6 +50,7 @@ def fill(url: str, n_jobs: int, n_owners: int, template: dict[str, list[dict]]) 
     from sqlalchemy import JSON, MetaData, create_engine
 
     from service.migrations import upgrade
+    from service.models import new_job_id
 
     started = time.perf_counter()
     upgrade(url, "0012")
@@ -79,11 +80,11 @@ def fill(url: str, n_jobs: int, n_owners: int, template: dict[str, list[dict]]) 
     with engine.begin() as conn:
         for i in range(n_jobs):
             t = template["jobs"][i % len(template["jobs"])]
-            job_id = uuid.uuid4().hex
+            created = start + i * step
+            job_id = new_job_id(at=created)  # as the API makes them: in creation order
             owner = BIG if rng.random() < 0.1 else f"owner{rng.randrange(n_owners):04d}"
             draw = rng.random()
             status = "queued" if draw < 0.05 else "running" if draw < 0.051 else "succeeded"
-            created = start + i * step
             ran = status != "queued"
             row = {c.name: t.get(c.name) for c in jobs.columns}
             loss = rng.random()
