@@ -187,6 +187,7 @@ def arguments(doc: str, sizes: list[int], baseline: str | None, measure_one: Cal
     parser.add_argument("--owners", type=int, default=1000)
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--baseline", default=baseline, help="the commit whose code is the baseline")
+    parser.add_argument("--random-ids", action="store_true", help="fill with uuid4 job ids, as made before UUIDv7s")
     parser.add_argument("--postgres-url", default=os.environ.get("FITSERVE_TEST_POSTGRES_URL", DEFAULT_POSTGRES))
     parser.add_argument("--measure", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
