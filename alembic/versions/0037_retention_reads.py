@@ -34,7 +34,7 @@ down_revision = "0036"
 branch_labels = None
 depends_on = None
 
-NOT_SUCCEEDED = ("queued", "running", "failed", "cancelled")  # by ix_jobs_status_created_at, not a walk of jobs
+NOT_SUCCEEDED = ("queued", "running", "failed", "cancelled")  # found by an index on status, not a walk of jobs
 
 
 def upgrade() -> None:
