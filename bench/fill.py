@@ -45,11 +45,13 @@ def template_rows() -> dict[str, list[dict]]:
     return rows
 
 
-def fill(url: str, n_jobs: int, n_owners: int, template: dict[str, list[dict]]) -> float:
-    """N jobs copied from the template rows into a database at 0012; returns the seconds it took."""
+def fill(url: str, n_jobs: int, n_owners: int, template: dict[str, list[dict]], random_ids: bool = False) -> float:
+    """N jobs copied from the template rows into a database at 0012; returns the seconds it took. Job ids are
+    UUIDv7s in creation order, as the API makes them (random_ids: uuid4s, as it made them before)."""
     from sqlalchemy import JSON, MetaData, create_engine
 
     from service.migrations import upgrade
+    from service.models import new_job_id
 
     started = time.perf_counter()
     upgrade(url, "0012")
@@ -79,11 +81,11 @@ def fill(url: str, n_jobs: int, n_owners: int, template: dict[str, list[dict]]) 
     with engine.begin() as conn:
         for i in range(n_jobs):
             t = template["jobs"][i % len(template["jobs"])]
-            job_id = uuid.uuid4().hex
+            created = start + i * step
+            job_id = uuid.uuid4().hex if random_ids else new_job_id(at=created)
             owner = BIG if rng.random() < 0.1 else f"owner{rng.randrange(n_owners):04d}"
             draw = rng.random()
             status = "queued" if draw < 0.05 else "running" if draw < 0.051 else "succeeded"
-            created = start + i * step
             ran = status != "queued"
             row = {c.name: t.get(c.name) for c in jobs.columns}
             loss = rng.random()
@@ -196,7 +198,8 @@ def filled_databases(args: argparse.Namespace, prefix: str) -> Iterator[Filled]:
                 try:
                     name = f"fitserve_{prefix}_{uuid.uuid4().hex[:8]}"
                     url = dbs.create(name)
-                    yield Filled(backend, size, url, fill(url, size, args.owners, template), baseline, dbs, name)
+                    seconds = fill(url, size, args.owners, template, args.random_ids)
+                    yield Filled(backend, size, url, seconds, baseline, dbs, name)
                 finally:
                     dbs.close()
                 print(f"{backend} {size}: done (load {load_average()})", file=sys.stderr)

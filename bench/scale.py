@@ -146,12 +146,12 @@ def upgrade_timed(url: str) -> dict[str, float]:
     return spent
 
 
-def upgrade_in(tree: Path, url: str) -> float:
-    """Seconds to upgrade to head by the migrations of `tree` (in a process that imports its code), statistics
-    refreshed after."""
+def upgrade_in(tree: Path, url: str, revision: str = "head") -> float:
+    """Seconds to upgrade to `revision` by the migrations of `tree` (in a process that imports its code),
+    statistics refreshed after."""
     code = ("import sys, time; from service.migrations import upgrade; started = time.perf_counter();"
-            " upgrade(sys.argv[1]); print(time.perf_counter() - started)")
-    run = subprocess.run([sys.executable, "-c", code, url], cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
+            " upgrade(sys.argv[1], sys.argv[2]); print(time.perf_counter() - started)")
+    run = subprocess.run([sys.executable, "-c", code, url, revision], cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
                          capture_output=True, text=True, check=True)
     from sqlalchemy import create_engine
 
@@ -174,16 +174,20 @@ def counted(values: list[float]) -> list[float]:
 # ---- the command line, shared with bench/job_filter.py
 
 
-def arguments(doc: str, sizes: list[int], baseline: str | None,
-              measure_one: Callable[[str, int], dict] | None) -> argparse.Namespace:
-    """The options of a bench that fills databases (sizes, back ends, owners, calls, baseline, PostgreSQL's url).
-    Called as `measure_in`'s child (--measure URL --out FILE), it writes measure_one's answer and exits."""
+def arguments(doc: str, sizes: list[int], baseline: str | None, measure_one: Callable[[str, int], dict] | None,
+              own_options: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+    """The options of a bench that fills databases (sizes, back ends, owners, calls, baseline, PostgreSQL's url),
+    and the bench's own (`own_options` adds them). Called as `measure_in`'s child (--measure URL --out FILE), it
+    writes measure_one's answer and exits."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if own_options is not None:
+        own_options(parser)
     parser.add_argument("--sizes", type=int, nargs="+", default=sizes)
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"], choices=("sqlite", "postgresql"))
     parser.add_argument("--owners", type=int, default=1000)
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--baseline", default=baseline, help="the commit whose code is the baseline")
+    parser.add_argument("--random-ids", action="store_true", help="fill with uuid4 job ids, as made before UUIDv7s")
     parser.add_argument("--postgres-url", default=os.environ.get("FITSERVE_TEST_POSTGRES_URL", DEFAULT_POSTGRES))
     parser.add_argument("--measure", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)

@@ -138,6 +138,10 @@ def make_engine(url: str) -> Engine:
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
+        # Debian's SQLite zeroes every page a delete frees (SECURE_DELETE): a retention tick wrote each deleted
+        # checkpoint's overflow pages once more, to the WAL and then the file. FAST still clears deleted cells
+        # in the pages it writes anyway; freed pages keep their bytes until reused or given back (retention.py)
+        cur.execute("PRAGMA secure_delete=FAST")
         if settings.DB_MAX_BYTES:  # past it SQLite answers SQLITE_FULL, as on a full disk (service/db_faults.py)
             page_size = cur.execute("PRAGMA page_size").fetchone()[0]
             cur.execute(f"PRAGMA max_page_count={settings.DB_MAX_BYTES // page_size}")

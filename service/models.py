@@ -1,6 +1,7 @@
 """ORM models. The schema itself comes only from the Alembic migrations under alembic/."""
 
 import enum
+import os
 import uuid
 from datetime import UTC, datetime
 from typing import ClassVar
@@ -35,6 +36,17 @@ def utcnow() -> datetime:
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+def new_job_id(*, at: datetime | None = None) -> str:
+    """A UUIDv7 (RFC 9562) as 32 hex digits, like new_id's: the milliseconds of `at` (now) first, then 74 random
+    bits. A job's rows in every index keyed by its id (its own, its curve's, weights', checkpoint's, tags', params',
+    name's) sit beside those of the jobs made just before and after it, so retention, which deletes the oldest
+    jobs, rewrites a few pages of each such index per tick rather than one per job (issue 30)."""
+    millis = int((at or utcnow()).timestamp() * 1000)
+    rand = int.from_bytes(os.urandom(10))  # 12 bits after the version, 62 after the variant
+    value = (millis << 80) | (0x7 << 76) | ((rand >> 68) << 64) | (0b10 << 62) | (rand & (2**62 - 1))
+    return f"{value:032x}"
 
 
 class UTCDateTime(TypeDecorator):
@@ -95,7 +107,7 @@ class Sweep(Base):
 class Job(Base):
     __tablename__ = "jobs"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_job_id)
     owner_id: Mapped[str | None] = mapped_column(String(32))  # indexed first in several indexes below
     sweep_id: Mapped[str | None] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
     name: Mapped[str | None] = mapped_column(String(200))

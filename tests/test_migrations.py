@@ -5,15 +5,15 @@ import json
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
+from sqlalchemy.orm import Session
 
 from modelzoo.metrics import EPOCH_METRICS
 from service.curves import Columns
 from service.db import make_engine
 from service.migrations import downgrade, in_models, upgrade
 from service.models import Base
+from service.repositories import jobs as job_repo
 from service.repositories import metrics as metric_repo
-from sqlalchemy.orm import Session
-
 from tests.specs import tiny_regression
 
 
@@ -245,19 +245,20 @@ def test_0013_fills_the_counters_as_a_recount_does(make_app):
     assert filled == recounted
 
 
-def jobs_at_0037(url: str, specs: list, owners: list) -> None:
-    """The database at 0037 (before job_params) with a succeeded job of each spec (as json.dumps writes it), job
-    i's id f"{i:032x}"."""
-    upgrade(url, "0037")
+def jobs_at(url: str, revision: str, specs: list, owners: list, statuses: list | None = None) -> None:
+    """The database at `revision` with a job of each spec (as json.dumps writes it), owner and status (succeeded
+    unless said; a running one is worker "w"'s first attempt), job i's id f"{i:032x}"."""
+    upgrade(url, revision)
     engine = make_engine(url)
     with engine.begin() as conn:
         for i, (spec, owner) in enumerate(zip(specs, owners, strict=True)):
+            status = statuses[i] if statuses else "succeeded"
             conn.execute(
-                text("INSERT INTO jobs (id, owner_id, status, spec, tags, epochs, epoch, step, attempt, max_attempts,"
-                     " cancel_requested, priority, interruptions, created_at)"
-                     " VALUES (:id, :owner, 'succeeded', :spec, '{}', 1, 1, 1, 1, 3, false, 0, 0, :at)"),
-                {"id": f"{i:032x}", "owner": owner, "spec": json.dumps(spec),
-                 "at": f"2026-12-01 00:00:{i:02d}"},
+                text("INSERT INTO jobs (id, owner_id, status, worker_id, spec, tags, epochs, epoch, step, attempt,"
+                     " max_attempts, cancel_requested, priority, interruptions, created_at)"
+                     " VALUES (:id, :owner, :status, :worker, :spec, '{}', 1, 1, 1, 1, 3, false, 0, 0, :at)"),
+                {"id": f"{i:032x}", "owner": owner, "status": status, "worker": "w" if status == "running" else None,
+                 "spec": json.dumps(spec), "at": f"2026-12-01 00:00:{i:02d}"},
             )
     engine.dispose()
 
@@ -282,7 +283,7 @@ def test_0038_indexes_the_specs_already_stored_as_new_jobs_are(tmp_path, databas
              {"optimizer": {"kind": "sgd", "lr": "0.01"}, "tags": {"a.b": "x", "t": "y"}, "data": {"x": list(range(30))}},
              {}]
     owners = [None] * 3 + ["alice"] * 3 + ["bob"] * 3  # more than one owner, and none
-    jobs_at_0037(url, specs * 3, owners)
+    jobs_at(url, "0037", specs * 3, owners)
     upgrade(url)
     assert stored_params(url) == sorted(
         (f"{i:032x}", owners[i], *values) for i, spec in enumerate(specs * 3) for values in spec_params(spec)
@@ -325,8 +326,45 @@ def test_0038s_sql_walk_writes_the_rows_spec_params_does(tmp_path, databases):
     if databases.backend == "sqlite":  # PostgreSQL's json takes neither
         specs += [{"inf": float("inf"), "ok": [1]}, {"nul": "a\x00b", "ok": 2}]
     owners = [f"owner{i % 3}" for i in range(len(specs))]
-    jobs_at_0037(url, specs, owners)
+    jobs_at(url, "0037", specs, owners)
     upgrade(url)
     expected = sorted((f"{i:032x}", owners[i], *values) for i, spec in enumerate(specs) for values in spec_params(spec))
     assert len(expected) > 150
     assert stored_params(url) == expected
+
+
+def checkpoints_read(url: str, sql: str) -> dict:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        rows = dict(conn.execute(text(sql)).all())
+    engine.dispose()
+    return rows
+
+
+def test_0037_marks_the_succeeded_jobs_checkpoints_final_and_no_other(tmp_path, databases):
+    """0037: the checkpoints of succeeded jobs are final states, those of the others not, and one saved after it
+    is not final either; the final states are not written (the column's default is TRUE), so on PostgreSQL each
+    keeps its row version."""
+    url = databases.create(tmp_path / "final.db", migrated=False)
+    statuses = ["succeeded", "failed", "cancelled", "running", "queued", "succeeded", "running"]
+    jobs_at(url, "0036", [{}] * len(statuses), [None] * len(statuses), statuses)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        for i in range(len(statuses) - 1):  # the last running job saves its first checkpoint after the upgrade
+            conn.execute(text("INSERT INTO checkpoints (job_id, attempt, epoch, data, created_at)"
+                              " VALUES (:id, 1, 1, :data, '2026-12-01 00:01:00')"), {"id": f"{i:032x}", "data": b"x"})
+    engine.dispose()
+    versions = "SELECT job_id, xmin::text FROM checkpoints" if databases.backend == "postgresql" else None
+    before = checkpoints_read(url, versions) if versions else {}
+    upgrade(url)
+    engine = make_engine(url)
+    with Session(engine) as s:
+        assert job_repo.save_checkpoint(s, f"{len(statuses) - 1:032x}", "w", 1, 1, b"y")
+        s.commit()
+    engine.dispose()
+    finals = checkpoints_read(url, "SELECT job_id, final FROM checkpoints")
+    assert finals == {f"{i:032x}": status == "succeeded" for i, status in enumerate(statuses)}
+    if versions:
+        after = checkpoints_read(url, versions)
+        assert [after[job_id] == version for job_id, version in sorted(before.items())] == [
+            status == "succeeded" for status in statuses[:-1]]
