@@ -20,6 +20,10 @@ from service.settings import Settings
 
 log = logging.getLogger("fitserve.retention")
 
+# jobs deleted in one transaction: each costs ~33 pages written on SQLite (its row, curve, weights, final state, tags,
+# params and every index over them; bench/retention_tick.py), ~1 ms at 1M jobs, so a tick of 200 in one transaction
+# held the write lock, which every API write and claim waits for, 340-610 ms; in chunks it is held ~25 ms at a time
+RETENTION_CHUNK = 25
 # pages one tick gives back at most (64 MiB of 4 KiB pages): the write lock is held for a fraction of a second
 RECLAIM_PAGES_PER_SWEEP = 16_384
 # an older file is switched to incremental vacuum by one VACUUM, which copies what it holds (~1 s per 100 MiB
@@ -41,9 +45,16 @@ def apply_retention(settings: Settings) -> None:
 
 
 def delete_expired_jobs(cutoff, batch: int) -> int:
+    """Up to `batch` jobs that ended before `cutoff`, RETENTION_CHUNK to a transaction, then the sweeps left empty."""
+    deleted = 0
+    while deleted < batch:
+        with session_scope() as s:
+            job_ids = lifecycle_repo.jobs_ended_before(s, cutoff, min(RETENTION_CHUNK, batch - deleted))
+            chunk = lifecycle_repo.delete_jobs(s, job_ids)
+        deleted += chunk
+        if chunk == 0 or len(job_ids) < RETENTION_CHUNK:
+            break
     with session_scope() as s:
-        job_ids = lifecycle_repo.jobs_ended_before(s, cutoff, batch)
-        deleted = lifecycle_repo.delete_jobs(s, job_ids)
         sweeps = lifecycle_repo.delete_emptied_sweeps(s, cutoff, batch)
     if deleted or sweeps:
         log.info("retention: %d job(s) and %d sweep(s) that ended before %s deleted", deleted, sweeps, cutoff)

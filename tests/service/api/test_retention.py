@@ -68,3 +68,37 @@ def test_retention_drops_old_checkpoints_then_old_jobs_in_batches(make_app, back
     wait_until(lambda: srv.client.get(f"/v1/sweeps/{sweep['id']}").status_code == 404, 30, "empty sweep deleted", srv.read_log)
     batches = [line for line in srv.read_log().splitlines() if "retention:" in line and "job(s)" in line]
     assert batches and all(int(line.split("retention: ")[1].split()[0]) <= 2 for line in batches)
+
+
+def test_a_tick_deletes_its_batch_in_transactions_of_a_chunk_each(make_app, backend):
+    """A tick of RETENTION_BATCH jobs holds the write lock (SQLite's one writer: every API write and claim waits)
+    for RETENTION_CHUNK jobs at a time, not for the whole batch, which still bounds the tick."""
+    from datetime import timedelta
+
+    from sqlalchemy import event
+
+    from service.db import get_engine
+    from service.models import utcnow
+    from service.services.retention import RETENTION_CHUNK, delete_expired_jobs
+
+    day_ago = utcnow() - timedelta(days=1)
+    srv = make_app(workers=0).start()
+    ids = [srv.submit(tiny_regression(name=f"j{i}"))["id"] for i in range(2 * RETENTION_CHUNK + 10)]
+    srv.query("UPDATE jobs SET status = 'cancelled', started_at = created_at, finished_at = created_at")
+    end_in_the_past(srv, backend, ids[:-5], 3 * 86400)  # all but the 5 last ended three days ago
+    engine, deletes = get_engine(), []
+
+    def on_delete(conn, cursor, statement, params, context, many):
+        if statement.lstrip().upper().startswith("DELETE FROM JOBS"):
+            deletes.append(len(params) if isinstance(params, (list, tuple)) else len(params.values()))
+
+    event.listen(engine, "before_cursor_execute", on_delete)
+    try:
+        assert delete_expired_jobs(day_ago, batch=2 * RETENTION_CHUNK) == 2 * RETENTION_CHUNK
+    finally:
+        event.remove(engine, "before_cursor_execute", on_delete)
+    assert deletes == [RETENTION_CHUNK, RETENTION_CHUNK], deletes  # two transactions, a chunk each
+    left = {job_id for (job_id,) in srv.query("SELECT id FROM jobs")}
+    assert len(left) == 10 and set(ids[-5:]) <= left  # the batch bounds the tick; the recent 5 are not due
+    assert delete_expired_jobs(day_ago, batch=2 * RETENTION_CHUNK) == 5  # the 5 left that ended long ago
+    assert {job_id for (job_id,) in srv.query("SELECT id FROM jobs")} == set(ids[-5:])
