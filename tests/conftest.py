@@ -230,6 +230,18 @@ def module_server(tmp_path_factory, databases, name: str, workers: int = 0, **en
     return Server(path, workers=workers, db_url=databases.create(path), **env)
 
 
+def train_beside(srv: Server, *specs: dict, headers: dict | None = None, timeout: float = 120.0) -> list[dict]:
+    """Train `specs` to their end on `srv`'s database, one after another, with a worker thread of this process (an
+    in-process app beside it, as a second `serve` would be); the final jobs. A served process whose tests only read
+    trained jobs starts without workers: a pool's start waits for torch to load, about 3x a start without."""
+    app = App(srv.log_path.with_name("beside.db"), workers=1, db_url=srv.db_url).start()
+    try:
+        app.client.headers.update(headers or {})
+        return [app.train(spec, timeout=timeout) for spec in specs]
+    finally:
+        app.stop()
+
+
 def run_fitserve(srv, *args, timeout: float = 120) -> subprocess.CompletedProcess:
     """`fitserve ARGS` as a process of its own over `srv`'s database and variables: what it printed, its exit status."""
     command = [sys.executable, "-m", "fitserve.cli", *map(str, args)]

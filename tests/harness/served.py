@@ -24,6 +24,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def record_start(seconds: float) -> None:
+    """Where FITSERVE_TEST_STARTS_LOG names a file, append the current test's id and how long its start took
+    (tab-separated): which tests pay for served processes."""
+    log = os.environ.get("FITSERVE_TEST_STARTS_LOG")
+    if log:
+        test = os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" ", 1)[0]
+        with open(log, "a") as f:
+            f.write(f"{test}\t{seconds:.2f}\n")
+
+
 class Server(JobCalls):
     """`fitserve serve` as a subprocess; `client` speaks real HTTP to it."""
 
@@ -45,6 +55,7 @@ class Server(JobCalls):
 
     def start(self, timeout: float = 120.0, port: int | None = None) -> Server:
         Server.started += 1
+        began = time.monotonic()
         port = port or free_port()
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
@@ -62,6 +73,7 @@ class Server(JobCalls):
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.read_log()}")
             try:
                 if self.client.get("/readyz").status_code == 200:
+                    record_start(time.monotonic() - began)
                     return self
             except httpx.TransportError:
                 pass

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from service.api.content_encoding import PIECE_BYTES, inflating_receive
-from tests.conftest import module_server
+from tests.conftest import module_server, train_beside
 from tests.service.api.test_intake import proc_status_bytes, reset_peak_rss
 from tests.service.api.test_v2_conformance import tensor, triton_client
 from tests.specs import tiny_regression
@@ -24,14 +24,14 @@ SPEC_HEADERS = {"Content-Type": "application/json"}
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, databases):
-    srv = module_server(tmp_path_factory, databases, "compressed", workers=1, FITSERVE_MAX_JSON_BYTES=str(JSON_LIMIT))
-    yield srv.start(timeout=180)
+    srv = module_server(tmp_path_factory, databases, "compressed", FITSERVE_MAX_JSON_BYTES=str(JSON_LIMIT))
+    yield srv.start()
     srv.stop()
 
 
 @pytest.fixture(scope="module")
 def regression(srv) -> str:
-    job = srv.train(tiny_regression())
+    job, = train_beside(srv, tiny_regression())
     assert job["status"] == "succeeded", job
     return job["id"]
 

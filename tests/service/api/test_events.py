@@ -4,7 +4,11 @@ import json
 import threading
 import time
 
+import pytest
+
+from tests.conftest import module_server
 from tests.harness.calls import wait_until
+from tests.harness.inprocess import App
 from tests.specs import long_job, tiny_regression
 
 
@@ -28,12 +32,25 @@ def read_events(client, job_id: str, on_open=lambda: None, **headers) -> list[di
     return events
 
 
-def test_stream_sends_status_changes_and_every_point_then_ends(make_server, make_app):
+@pytest.fixture(scope="module")
+def idle(tmp_path_factory, databases):
+    """A served process without workers, for streams of queued jobs: each test watches a job of its own, and none
+    leaves one queued."""
+    srv = module_server(tmp_path_factory, databases, "events").start()
+    yield srv
+    srv.stop()
+    databases.drop(srv.db_url)
+
+
+def test_stream_sends_status_changes_and_every_point_then_ends(idle, tmp_path):
     # the stream opens on a queued job, with no worker yet: a tiny job could otherwise end before it opens
-    api = make_server(workers=0).start()
-    job = api.submit(tiny_regression(epochs=150))
+    job = idle.submit(tiny_regression(epochs=150))
     # once the stream is open, workers of their own on the same database (in this process) take the job
-    events = read_events(api.client, job["id"], on_open=lambda: make_app(workers=1).start())
+    workers = App(tmp_path / "workers.db", workers=1, db_url=idle.db_url)
+    try:
+        events = read_events(idle.client, job["id"], on_open=workers.start)
+    finally:
+        workers.stop()
     points = [e for e in events if e["event"] == "metric"]
     statuses = [e for e in events if e["event"] == "status"]
     assert [e["id"] for e in points] == list(range(1, 151)) == [e["data"]["step"] for e in points]
@@ -52,10 +69,9 @@ def test_last_event_id_resumes_after_that_step(served):
     assert events[0]["event"] == "status" and events[0]["id"] == 60
 
 
-def test_stream_of_a_queued_job_ends_once_it_is_cancelled(make_server):
-    srv = make_server(workers=0).start()
-    job = srv.submit(tiny_regression())
-    events = read_events(srv.client, job["id"], on_open=lambda: srv.client.post(f"/v1/jobs/{job['id']}/cancel"))
+def test_stream_of_a_queued_job_ends_once_it_is_cancelled(idle):
+    job = idle.submit(tiny_regression())
+    events = read_events(idle.client, job["id"], on_open=lambda: idle.client.post(f"/v1/jobs/{job['id']}/cancel"))
     assert [(e["event"], e["data"]["status"]) for e in events] == [("status", "queued"), ("status", "cancelled")]
 
 

@@ -151,13 +151,13 @@ def test_the_tutorial_jobs_are_accepted(api, path):
 @pytest.fixture(scope="module")
 def heavy(tmp_path_factory, databases):
     """A legit-but-heavy CNN, trained: 205k parameters, but 4096 maps of 40x40 (~52 MB) for every row it sees."""
-    from tests.conftest import Server
+    from tests.conftest import Server, train_beside
 
     path = tmp_path_factory.mktemp("heavy") / "fitserve.db"
-    srv = Server(path, workers=1, db_url=databases.create(path)).start()
+    srv = Server(path, workers=0, db_url=databases.create(path)).start()  # the API process alone: trained beside it
     rows = [[float((i * 7 + j) % 16) for j in range(64)] for i in range(4)]
     spec = wide_cnn(4096, 16, 16, data={"source": "inline", "x": rows, "y": [0, 1, 2, 3]}, epochs=1, batch_size=2)
-    job = srv.train(spec, timeout=120)
+    job, = train_beside(srv, spec)
     assert job["status"] == "succeeded", job
     yield srv, job["id"], rows
     srv.stop()

@@ -74,50 +74,69 @@ def test_process_metrics_of_the_api_process(server):
     assert value(families["process_open_fds"], "process_open_fds") > 0
 
 
-def test_http_requests_by_route_template_and_status(make_server):
+def counted(samples: list, name: str, **labels) -> float:
+    """The sample's value, 0 where no such series exists yet."""
+    return sum(s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def http_figures(srv) -> tuple[dict[str, list], str]:
+    """The HTTP request families and the whole text of a scrape."""
+    text = srv.client.get("/metrics").text
+    families = {f.name: f.samples for f in text_string_to_metric_families(text)}
+    return {name: families.get(name, []) for name in ("fitserve_http_requests", "fitserve_http_request_duration_seconds")}, text
+
+
+def test_http_requests_by_route_template_and_status(make_app):
     """Labels are route templates, never paths: an id, or a scanner's random path, makes no series of its own.
-    A served process of its own: the counts start at zero with it."""
-    srv = make_server(workers=0).start()
+    The counters are this process's: the test reads what its own requests added between two scrapes."""
+    srv = make_app(workers=0).start()
+    before, _ = http_figures(srv)
     for _ in range(3):
         assert srv.client.get("/v1/jobs/no-such-job").status_code == 404
     assert srv.client.get("/no/such/path/3f0c9a").status_code == 404
     assert srv.client.post("/v1/jobs", content=b"{", headers={"Content-Type": "application/json"}).status_code == 422
-    response = srv.client.get("/metrics")
-    families = {f.name: f.samples for f in text_string_to_metric_families(response.text)}
-    requests, seconds = families["fitserve_http_requests"], families["fitserve_http_request_duration_seconds"]
+    after, text = http_figures(srv)
+
+    def added(family: str, name: str, **labels) -> float:
+        return counted(after[family], name, **labels) - counted(before[family], name, **labels)
+
+    requests, seconds = "fitserve_http_requests", "fitserve_http_request_duration_seconds"
     job_route = {"method": "GET", "route": "/v1/jobs/{job_id}", "status": "404"}
-    assert value(requests, "fitserve_http_requests_total", **job_route) == 3
-    assert value(seconds, "fitserve_http_request_duration_seconds_count", **job_route) == 3
-    assert value(seconds, "fitserve_http_request_duration_seconds_sum", **job_route) > 0
-    assert value(requests, "fitserve_http_requests_total", method="GET", route="unmatched", status="404") == 1
-    assert value(requests, "fitserve_http_requests_total", method="POST", route="/v1/jobs", status="422") == 1
-    assert "no-such-job" not in response.text and "3f0c9a" not in response.text
+    assert added(requests, "fitserve_http_requests_total", **job_route) == 3
+    assert added(seconds, "fitserve_http_request_duration_seconds_count", **job_route) == 3
+    assert added(seconds, "fitserve_http_request_duration_seconds_sum", **job_route) > 0
+    assert added(requests, "fitserve_http_requests_total", method="GET", route="unmatched", status="404") == 1
+    assert added(requests, "fitserve_http_requests_total", method="POST", route="/v1/jobs", status="422") == 1
+    assert "no-such-job" not in text and "3f0c9a" not in text
 
 
-def test_requests_refused_before_routing_are_counted_by_their_route(make_server):
+def test_requests_refused_before_routing_are_counted_by_their_route(make_app):
     """A missing key is answered before the router runs; the label is still the template the path matches."""
-    srv = make_server(workers=0, FITSERVE_AUTH="required").start()
+    srv = make_app(workers=0, FITSERVE_AUTH="required").start()
+    route = {"method": "GET", "route": "/v1/jobs/{job_id}", "status": "401"}
+    before, _ = http_figures(srv)
     assert srv.client.get("/v1/jobs/abc123").status_code == 401
-    response = srv.client.get("/metrics")
-    families = {f.name: f.samples for f in text_string_to_metric_families(response.text)}
-    requests = families["fitserve_http_requests"]
-    assert value(requests, "fitserve_http_requests_total", method="GET", route="/v1/jobs/{job_id}", status="401") == 1
-    assert "abc123" not in response.text
+    after, text = http_figures(srv)
+    requests = "fitserve_http_requests"
+    assert (counted(after[requests], "fitserve_http_requests_total", **route)
+            - counted(before[requests], "fitserve_http_requests_total", **route)) == 1
+    assert "abc123" not in text
 
 
 @processes_only
-def test_jobs_finished_are_counters_by_final_status(make_server):
-    """Counted from the database at scrape time: right whichever process ended the job, and after a restart."""
-    srv = make_server(workers=1).start()
-    ok = srv.train(tiny_regression(epochs=5))
+def test_jobs_finished_are_counters_by_final_status(make_app, make_server):
+    """Counted from the database at scrape time: right whichever process ended the job, and in a process started
+    after they ended (one without workers: it only answers the scrape)."""
+    trainer = make_app(workers=1).start()
+    ok = trainer.train(tiny_regression(epochs=5))
     assert ok["status"] == "succeeded"
     failing = tiny_regression(epochs=50, optimizer={"kind": "sgd", "lr": 100.0})  # diverges: NaN loss fails the job
-    assert srv.train(failing)["status"] == "failed"
-    queued = srv.submit(long_job())
-    srv.client.post(f"/v1/jobs/{queued['id']}/cancel")
-    srv.wait_for(queued["id"])
-    srv.stop()
-    srv.start()  # another process: the counts come from the database, not from this process's memory
+    assert trainer.train(failing)["status"] == "failed"
+    queued = trainer.submit(long_job())
+    trainer.client.post(f"/v1/jobs/{queued['id']}/cancel")
+    trainer.wait_for(queued["id"])
+    trainer.stop()
+    srv = make_server(workers=0).start()  # on the same database: the counts come from it, not from a process's memory
     families = {f.name: (f.type, f.samples) for f in text_string_to_metric_families(srv.client.get("/metrics").text)}
     kind, finished = families["fitserve_jobs_finished"]
     assert kind == "counter"
@@ -131,10 +150,10 @@ def finished_totals(srv) -> dict[str, float]:
     return {s.labels["status"]: s.value for s in families["fitserve_jobs_finished"] if s.name.endswith("_total")}
 
 
-def test_jobs_finished_never_fall_when_finished_jobs_are_deleted(make_server):
+def test_jobs_finished_never_fall_when_finished_jobs_are_deleted(make_app):
     """A counter that fell would read as a reset; a deleted job's end stays counted, and later ends add to it.
-    A served process of its own: what it has counted starts with it."""
-    srv = make_server(workers=0).start()  # no workers: a cancelled queued job ends at once and holds nothing else
+    The tally is this process's: the test reads what its own jobs added to the first scrape."""
+    srv = make_app(workers=0).start()  # no workers: a cancelled queued job ends at once and holds nothing else
     spec = tiny_regression()
 
     def cancel_one() -> str:
@@ -142,9 +161,10 @@ def test_jobs_finished_never_fall_when_finished_jobs_are_deleted(make_server):
         assert srv.client.post(f"/v1/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
         return job["id"]
 
+    start = finished_totals(srv)["cancelled"]
     gone = cancel_one()
-    assert finished_totals(srv)["cancelled"] == 1
+    assert finished_totals(srv)["cancelled"] == start + 1
     srv.query("DELETE FROM jobs WHERE id = :id", id=gone)
-    assert finished_totals(srv)["cancelled"] == 1  # the database holds none
+    assert finished_totals(srv)["cancelled"] == start + 1  # the database holds none
     cancel_one()
-    assert finished_totals(srv)["cancelled"] == 2  # the database holds one
+    assert finished_totals(srv)["cancelled"] == start + 2  # the database holds one

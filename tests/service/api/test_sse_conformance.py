@@ -18,6 +18,7 @@ import pytest
 import sseclient
 from httpx_sse import connect_sse
 
+from tests.conftest import train_beside
 from tests.specs import tiny_regression
 
 
@@ -152,9 +153,9 @@ def leave_early(port: int, path: str, read_bytes: int) -> int:
 
 
 def test_clients_leaving_a_long_stream_early_are_not_logged(make_server):
-    srv = make_server(FITSERVE_MAX_WATCHERS_PER_OWNER="1").start()
+    srv = make_server(workers=0, FITSERVE_MAX_WATCHERS_PER_OWNER="1").start()
     spec = tiny_regression(epochs=10_000, data={"source": "synthetic", "generator": "linear", "n": 8})
-    job = srv.train(spec, timeout=300)
+    job, = train_beside(srv, spec, timeout=300)
     assert job["status"] == "succeeded" and job["metrics"]["step"] == 10_000
     port = srv.client.base_url.port
     for _ in range(3):

@@ -15,7 +15,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from tests.conftest import ROOT, Server
+from tests.conftest import ROOT, Server, train_beside
 from tests.specs import example, tiny_regression
 
 SPEC = Path(__file__).resolve().parents[2] / "data" / "open_inference_rest.yaml"
@@ -24,12 +24,13 @@ HEADER = "Inference-Header-Content-Length"
 
 @pytest.fixture(scope="module")
 def oip(tmp_path_factory, databases) -> Server:
-    """A server of this module's own: no rate limit, as schemathesis is one fast caller."""
+    """A server of this module's own: no rate limit, as schemathesis is one fast caller; no workers (its models are
+    trained beside it)."""
     path = tmp_path_factory.mktemp("oip") / "oip.db"
     srv = Server(
-        path, workers=1, db_url=databases.create(path),
+        path, workers=0, db_url=databases.create(path),
         FITSERVE_RATE_LIMIT_PER_SECOND="100000", FITSERVE_RATE_LIMIT_BURST="100000",
-    ).start(timeout=180)  # a worker must heartbeat first: slow on a loaded machine
+    ).start()
     yield srv
     srv.stop()
     databases.drop(srv.db_url)
@@ -37,14 +38,14 @@ def oip(tmp_path_factory, databases) -> Server:
 
 @pytest.fixture(scope="module")
 def regression(oip) -> str:
-    job = oip.train(tiny_regression())
+    job, = train_beside(oip, tiny_regression())
     assert job["status"] == "succeeded", job
     return job["id"]
 
 
 @pytest.fixture(scope="module")
 def classifier(oip) -> str:
-    job = oip.train(example("5_softmax_classification", epochs=30))
+    job, = train_beside(oip, example("5_softmax_classification", epochs=30))
     assert job["status"] == "succeeded", job
     return job["id"]
 
@@ -226,14 +227,9 @@ def test_openapi_declares_the_infer_request_body(oip):
 
 
 def test_owners_see_only_their_own_models_and_limits_answer_v2_errors(make_server):
-    srv = make_server(
-        workers=1, FITSERVE_AUTH_FAILURES_PER_WINDOW="3", FITSERVE_MAX_JSON_BYTES="65536",
-    ).start(timeout=180)
+    srv = make_server(workers=0, FITSERVE_AUTH_FAILURES_PER_WINDOW="3", FITSERVE_MAX_JSON_BYTES="65536").start()
     keys = {owner: {"Authorization": f"Bearer {srv.create_key(owner)}"} for owner in ("alice", "bob")}
-    jobs = {}
-    for owner, auth in keys.items():
-        srv.client.headers.update(auth)
-        jobs[owner] = srv.train(tiny_regression(epochs=20))["id"]
+    jobs = {owner: train_beside(srv, tiny_regression(epochs=20), headers=auth)[0]["id"] for owner, auth in keys.items()}
     client = triton_client(srv)
     try:
         bob, alices = keys["bob"], jobs["alice"]
@@ -251,7 +247,6 @@ def test_owners_see_only_their_own_models_and_limits_answer_v2_errors(make_serve
     header = {"inputs": [{"name": "input", "shape": [10_000, 1], "datatype": "FP64",
                           "parameters": {"binary_data_size": len(rows)}}]}
     assert_v2_error(post_binary(srv, alices, header, rows, **keys["alice"]), 413, "FITSERVE_MAX_JSON_BYTES")
-    srv.client.headers.pop("Authorization")
     statuses = []
     for _ in range(5):  # 3 failed keys per window, then 429 for each further one (a right key is still served)
         response = srv.client.get(f"/v2/models/{alices}", headers={"Authorization": "Bearer wrong"})
