@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ import torch
 
 from service.schemas.spec import JobSpec
 from service.settings import Settings
-from tests.conftest import ROOT, pool_of, processes_only, wait_until, worker_pids
+from tests.conftest import ROOT, processes_only, wait_until, worker_pids
 from tests.specs import FAST_FAULTS, KILLABLE_EPOCHS, long_job, tiny_regression
 from workers.attempt import prepare
 from workers.engines.eager import Trainer
@@ -207,23 +206,24 @@ def test_data_that_is_not_finite_fails_its_job_with_the_reason(make_app):
     assert too_big.status_code == 422 and "float32" in too_big.json()["detail"][0]["msg"]
 
 
-@pytest.mark.parametrize("kind", ["job", "sweep"])
-def test_an_idle_worker_is_woken_by_a_submit_instead_of_its_next_poll(make_server, kind):
-    """With a 60 s poll, work submitted to an idle pool still starts at once; stopping stays prompt."""
+def test_an_idle_worker_is_woken_by_a_submit_instead_of_its_next_poll(make_server):
+    """With a 60 s poll, work submitted to an idle pool still starts at once, a job's and a sweep's members alike;
+    stopping stays prompt."""
     srv = make_server(workers=1, FITSERVE_POLL_SECONDS="60").start()
     first = srv.submit(tiny_regression(epochs=5))
     assert srv.wait_for(first["id"], timeout=60)["status"] == "succeeded"
-    # idle: its claim found nothing, and it waits for a wake-up (its listener was open before its first claim)
-    wait_until(lambda: [w["state"] for w in srv.client.get("/v1/workers").json()["workers"]] == ["idle"], 30,
-               "the worker idle")
-    if kind == "job":
-        job_id = srv.submit(tiny_regression(epochs=5))["id"]
-    else:
-        sweep = srv.client.post("/v1/sweeps", json={"base": tiny_regression(epochs=5), "space": {"lr": [0.01, 0.02]}})
-        assert sweep.status_code == 201, sweep.text
-        job_id = srv.client.get(f"/v1/sweeps/{sweep.json()['id']}").json()["leaderboard"][0]["job_id"]
-    job = srv.wait_for(job_id, timeout=20)
-    assert job["status"] == "succeeded"
+    for kind in ("job", "sweep"):
+        # idle: its claim found nothing, and it waits for a wake-up (its listener was open before its first claim)
+        wait_until(lambda: [w["state"] for w in srv.client.get("/v1/workers").json()["workers"]] == ["idle"], 30,
+                   f"the worker idle before the {kind}")
+        if kind == "job":
+            job_id = srv.submit(tiny_regression(epochs=5))["id"]
+        else:
+            sweep = srv.client.post("/v1/sweeps", json={"base": tiny_regression(epochs=5), "space": {"lr": [0.01, 0.02]}})
+            assert sweep.status_code == 201, sweep.text
+            job_id = srv.client.get(f"/v1/sweeps/{sweep.json()['id']}").json()["leaderboard"][0]["job_id"]
+        job = srv.wait_for(job_id, timeout=20)
+        assert job["status"] == "succeeded", kind
     started = time.monotonic()
     assert srv.stop() == 0
     assert time.monotonic() - started < 8
@@ -242,25 +242,6 @@ def test_workers_per_gpu_sets_the_default_pool_size(monkeypatch):
     monkeypatch.setattr(devices, "GPU_DEVICE_FILES", ("/dev/null",))
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: runs.append(a) or run(*a, **k))
     assert devices.count_gpus() == gpus and len(runs) == 1
-
-
-@processes_only
-def test_the_pools_own_process_never_loads_torch(make_server):
-    """The pool only supervises and sweeps: it keeps torch (~200 MB) out, through a job and a TPE sweep's rounds,
-    which the pool's sweep advances; its workers load it."""
-    from tests.service.api.test_sweeps import CUBIC, submit_sweep, sweep_body, wait_sweep
-
-    srv = make_server(workers=1, **FAST_FAULTS).start()
-    assert srv.wait_for(srv.submit(tiny_regression(epochs=5))["id"], timeout=60)["status"] == "succeeded"
-    body = sweep_body({"lr": {"distribution": "log_uniform", "low": 0.001, "high": 0.03}}, base={**CUBIC, "epochs": 5},
-                      search="tpe", count=3, search_seed=1, tpe={"rounds": 2})
-    done = wait_sweep(srv, submit_sweep(srv, body)["id"])
-    assert done["status"] == "succeeded" and done["progress"]["succeeded"] == 6, done
-    [worker] = worker_pids(srv.proc.pid)
-    pool = pool_of(worker)
-    assert b"spawn_main" in Path(f"/proc/{pool}/cmdline").read_bytes()  # the pool, a child of the API
-    assert "libtorch" in Path(f"/proc/{worker}/maps").read_text()  # the check sees torch where it is
-    assert "libtorch" not in Path(f"/proc/{pool}/maps").read_text()
 
 
 def test_a_worker_that_loses_its_listen_connection_keeps_working_and_listens_again(make_server, backend):

@@ -46,7 +46,11 @@ def long_epoch_job(rows: int, epochs: int = 1) -> dict:
 
 
 @processes_only
-def test_a_killed_pool_supervisor_is_restarted_and_a_later_job_succeeds(make_server):
+def test_a_killed_pool_supervisor_is_restarted_and_the_new_pool_runs_a_sweep_without_loading_torch(make_server):
+    """The pool only supervises and sweeps: it keeps torch (~200 MB) out, through a TPE sweep's rounds, which the
+    pool's sweep advances; its workers load it. Killed, it is restarted, and that pool is the one checked."""
+    from tests.service.api.test_sweeps import CUBIC, submit_sweep, sweep_body, wait_sweep
+
     srv = make_server(workers=1, **FAST_FAULTS).start()
     [before] = live_workers(srv)
     orphan = before["pid"]
@@ -56,8 +60,17 @@ def test_a_killed_pool_supervisor_is_restarted_and_a_later_job_succeeds(make_ser
     [after] = wait_for(lambda: [w for w in live_workers(srv) if w["pid"] != orphan] or None, 30, "a new worker")
     assert after["id"] != before["id"] and after["kind"] == "pool"
     assert re.search(r"fitserve-pool \(pid \d+\) died with exit code -9 .* restarting in", srv.read_log())
-    assert srv.train(tiny_regression(epochs=20), timeout=60)["status"] == "succeeded"
+
+    body = sweep_body({"lr": {"distribution": "log_uniform", "low": 0.001, "high": 0.03}}, base={**CUBIC, "epochs": 5},
+                      search="tpe", count=3, search_seed=1, tpe={"rounds": 2})
+    done = wait_sweep(srv, submit_sweep(srv, body)["id"])
+    assert done["status"] == "succeeded" and done["progress"]["succeeded"] == 6, done
     assert [w["pid"] for w in live_workers(srv)] == [after["pid"]]  # never two pools' workers at once
+    [worker] = worker_pids(srv.proc.pid)
+    pool = pool_of(worker)
+    assert b"spawn_main" in Path(f"/proc/{pool}/cmdline").read_bytes()  # the pool, a child of the API
+    assert "libtorch" in Path(f"/proc/{worker}/maps").read_text()  # the check sees torch where it is
+    assert "libtorch" not in Path(f"/proc/{pool}/maps").read_text()
 
 
 def test_every_child_of_serve_killed_at_once_the_job_resumes_from_its_checkpoint(make_server):

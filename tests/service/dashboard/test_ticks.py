@@ -6,10 +6,8 @@ import re
 
 import pytest
 
-from tests.service.api.test_dashboard_browser import CHROMIUM, browser, expect, page, screenshot, served, sign_in, url  # noqa: F401
+from tests.service.dashboard.pages import expect, screenshot, sign_in, url
 from tests.specs import tiny_regression
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (.ci/run installs it)")
 
 SPACE = 36  # the least room between ticks the tests ask for, as the charts ask for on a side axis
 # (low, high, log): what users saw (under a decade on a log axis, 3.2e10 to 3.4e10), and the extremes around it
@@ -23,7 +21,7 @@ RANGES = [
 LENGTHS = [130, 300, 700]  # pixels: a phone's short axis to a wide screen's
 
 
-def test_every_range_gets_three_or_more_distinct_labels_that_read_back_as_their_values(served, page):  # noqa: F811
+def test_every_range_gets_three_or_more_distinct_labels_that_read_back_as_their_values(served, page):
     page.goto(url(served))
     drawn = page.evaluate("""async ([ranges, lengths, space]) => {
         const { ticks, tickLabel } = await import("/dashboard/ticks.js");
@@ -62,7 +60,7 @@ CURVES = [
 
 
 @pytest.mark.parametrize("log", [True, False], ids=["log", "linear"])
-def test_a_chart_draws_its_labels_on_every_axis_of_every_curve(served, page, log):  # noqa: F811
+def test_a_chart_draws_its_labels_on_every_axis_of_every_curve(served, page, log):
     sign_in(page, served)
     page.goto(url(served))
     expect(page.get_by_role("heading", name="Jobs")).to_be_visible()  # uPlot is loaded
@@ -97,7 +95,7 @@ def test_a_chart_draws_its_labels_on_every_axis_of_every_curve(served, page, log
             assert min(loss) <= min(positive) + span / 2 <= max(loss), (what, summary)  # the labels cover the curve
 
 
-def test_a_job_with_a_huge_loss_that_hardly_moves_reads_on_both_scales(served, page):  # noqa: F811
+def test_a_job_with_a_huge_loss_that_hardly_moves_reads_on_both_scales(served, page):
     sign_in(page, served)
     # targets near 1.8e5 and a small rate: the loss falls from about 3.31e10 to 3.23e10
     data = {"source": "synthetic", "generator": "linear", "n": 20, "slope": 0.0, "intercept": 182_000.0}

@@ -2,14 +2,14 @@
 
 import pytest
 
-from tests.service.api.test_dashboard_browser import browser, expect, page, screenshot, served, sign_in, url  # noqa: F401
+from tests.service.dashboard.pages import expect, screenshot, sign_in, url
 from tests.specs import example, tiny_regression
 
 # specs, training and measures: the service's shared paths they reach run on every back end elsewhere
 pytestmark = pytest.mark.one_backend("no statement of their own")
 
 
-def test_a_classifier_shows_its_evaluation_and_its_learning_rate(served, page):  # noqa: F811
+def test_a_classifier_shows_its_evaluation_and_its_learning_rate(served, page):
     sign_in(page, served)
     spec = example("5_softmax_classification", epochs=40, optimizer={
         "kind": "adam", "lr": 0.02, "schedule": {"kind": "step", "step_epochs": 10, "gamma": 0.5}})
@@ -28,7 +28,7 @@ def test_a_classifier_shows_its_evaluation_and_its_learning_rate(served, page): 
     screenshot(page, "job-evaluation", full_page=True)
 
 
-def test_a_regression_shows_predicted_against_actual(served, page):  # noqa: F811
+def test_a_regression_shows_predicted_against_actual(served, page):
     sign_in(page, served)
     data = {"source": "synthetic", "generator": "linear", "n": 200, "noise": 0.3, "test_fraction": 0.25}
     job = served.train(tiny_regression(data=data, epochs=100))

@@ -3,36 +3,23 @@ Chromium)."""
 
 import uuid
 
-import pytest
-
-from tests.service.api.test_dashboard_browser import CHROMIUM, browser, page, sign_in, url  # noqa: F401 (fixtures)
+from tests.service.dashboard.pages import expect, sign_in, url
 from tests.specs import tiny_regression
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (.ci/run installs it)")
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra) is not installed")
-expect = sync_api.expect
 
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """A server with a key for bob; its `client` calls as bob."""
-    from tests.conftest import Server
-
-    srv = Server(tmp_path_factory.mktemp("dashboard-search") / "fitserve.db", workers=1)
-    srv.keys = {"bob": srv.create_key("bob")}
-    srv.start()
-    srv.client.headers["Authorization"] = f"Bearer {srv.keys['bob']}"
-    yield srv
-    srv.stop()
-
-
-def test_the_list_filters_by_name_and_tag_and_sorts_by_loss(served, page):  # noqa: F811 (the fixture)
+def test_the_list_filters_by_name_and_tag_and_sorts_by_loss(served, page):
     suffix = uuid.uuid4().hex[:6]
-    jobs = {
-        name: served.train(tiny_regression(name=f"{name} {suffix}", epochs=epochs, tags={"team": team}))
-        for name, epochs, team in (("alpha one", 5, "x"), ("alpha two", 200, "y"), ("beta", 40, "x"))
-    }
-    sign_in(page, served)
+    owner = f"searcher-{suffix}"  # an owner of its own: the list holds these three jobs alone
+    served.keys[owner] = served.create_key(owner)
+    as_owner = {"Authorization": f"Bearer {served.keys[owner]}"}
+    ids = {}
+    for name, epochs, team in (("alpha one", 5, "x"), ("alpha two", 200, "y"), ("beta", 40, "x")):
+        spec = tiny_regression(name=f"{name} {suffix}", epochs=epochs, tags={"team": team})
+        ids[name] = served.client.post("/v1/jobs", json=spec, headers=as_owner).json()["id"]
+    served.wait_for_jobs(list(ids.values()))
+    jobs = {name: served.client.get(f"/v1/jobs/{job_id}", headers=as_owner).json() for name, job_id in ids.items()}
+    assert all(job["status"] == "succeeded" for job in jobs.values()), jobs
+    sign_in(page, served, owner)
     page.goto(url(served))
     rows = page.locator("section.jobs tbody tr")
     expect(rows).to_have_count(3)

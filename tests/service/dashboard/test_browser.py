@@ -12,73 +12,9 @@ from pathlib import Path
 import onnx
 import pytest
 
-from tests.conftest import Server
 from tests.service.api.test_objectives import CLASSIFIER
+from tests.service.dashboard.pages import DESKTOP, PHONE, expect, long_job, screenshot, sign_in, sync_api, url
 from tests.specs import example, tiny_regression
-
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (Debian's chromium; .ci/run installs it)")
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra) is not installed")
-expect = sync_api.expect
-
-SCREENSHOTS = Path(__file__).resolve().parents[3] / "bench" / "screenshots"
-# Root in a container, and a closed network: no sandbox, nothing that phones home.
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-DESKTOP = {"width": 1100, "height": 800}
-PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS, headless=True)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    """A fresh browser profile (empty localStorage); fails the test on an uncaught script error or a CSP refusal."""
-    context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda message: "Content Security Policy" in message.text and errors.append(message.text))
-    yield page
-    context.close()
-    assert not errors, errors
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """A server with keys for alice and bob, so every API call needs one; its `client` calls as bob.
-
-    Its own SQLite server, not the shared one: the page is the same whatever the database.
-    """
-    # webhooks may reach receivers on 127.0.0.1 (the deliveries page's test), polled and retried quickly
-    hooks = {"FITSERVE_WEBHOOK_ALLOW_HOSTS": "127.0.0.1", "FITSERVE_WEBHOOK_POLL_SECONDS": "0.05",
-             "FITSERVE_WEBHOOK_BACKOFF_SECONDS": "0.2", "FITSERVE_WEBHOOK_RETRY_SECONDS": "2"}
-    srv = Server(tmp_path_factory.mktemp("dashboard") / "fitserve.db", workers=2, **hooks)
-    srv.keys = {"alice": srv.create_key("alice"), "bob": srv.create_key("bob")}
-    srv.start()
-    srv.client.headers["Authorization"] = f"Bearer {srv.keys['bob']}"
-    yield srv
-    srv.stop()
-
-
-def sign_in(page, srv: Server, who: str = "bob") -> None:
-    """Keep `who`'s key in the browser, as the key prompt does."""
-    page.context.add_init_script(f"localStorage.setItem('fitserve.apiKey', {json.dumps(srv.keys[who])})")
-
-
-def url(srv: Server, route: str = "") -> str:
-    return f"{srv.client.base_url}/{route}"
-
-
-def screenshot(page, name: str, **options) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{name}.png", **options)
 
 
 def shown_points(page) -> int:
@@ -125,12 +61,6 @@ RATE = r"\d[\d.]*(e\d+)? epochs/s"
 def detail(page, term: str):
     """The value beside `term` in a job's details."""
     return page.locator(".details dt", has_text=term).locator("xpath=following-sibling::dd[1]")
-
-
-def long_job(name: str) -> dict:
-    """Trains for minutes, about a hundred curve points a second, until cancelled."""
-    data = {"source": "synthetic", "generator": "linear", "n": 20, "noise": 0.3}
-    return tiny_regression(name=name, epochs=500_000, metrics_every=100, data=data, optimizer={"kind": "sgd", "lr": 0.002})
 
 
 def test_finished_classifier_shows_its_curves_and_predicts(served, page):

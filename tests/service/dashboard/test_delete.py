@@ -2,7 +2,7 @@
 
 import re
 
-from tests.service.api.test_dashboard_browser import browser, expect, long_job, page, served, sign_in, url  # noqa: F401
+from tests.service.dashboard.pages import expect, long_job, sign_in, url
 from tests.specs import tiny_regression
 
 

@@ -2,9 +2,7 @@
 
 import pytest
 
-from tests.service.api.test_dashboard_browser import CHROMIUM, browser, page, served, url  # noqa: F401 (fixtures)
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (.ci/run installs it)")
+from tests.service.dashboard.pages import url
 
 SPEC = {
     "name": "a run", "tags": {"team": "x"}, "priority": 3, "metrics_every": 10,
@@ -13,7 +11,7 @@ SPEC = {
 }
 
 
-def test_a_spec_flattens_to_its_hyperparameters_by_dotted_path_and_the_differing_are_found(served, page):  # noqa: F811
+def test_a_spec_flattens_to_its_hyperparameters_by_dotted_path_and_the_differing_are_found(served, page):
     page.goto(url(served))
     found = page.evaluate("""async (spec) => {
         const { differing, flatten, formatValue, varying } = await import("/dashboard/params.js");
@@ -37,7 +35,7 @@ def test_a_spec_flattens_to_its_hyperparameters_by_dotted_path_and_the_differing
     assert found["shown"] == ["[32,16]", "none", "relu", "1.000e-5", '[{"out_channels":8}]']
 
 
-def test_parallel_axes_are_log_over_two_decades_linear_below_and_categorical_for_the_rest(served, page):  # noqa: F811
+def test_parallel_axes_are_log_over_two_decades_linear_below_and_categorical_for_the_rest(served, page):
     page.goto(url(served))
     axes = page.evaluate("""async () => {
         const { axisScale } = await import("/dashboard/parallel.js");
