@@ -33,11 +33,11 @@ install: $(DEV_STAMP)
 run: $(STAMP)
 	$(BIN)/fitserve serve
 
-# Three processes, each taking whole files (a file's xdist group; tests/conftest.py). On the 2-core machine, quiet,
-# one fresh-clone CI each on the same commit: 13:32 of tests at three against 16:00 at two (many tests wait on
-# leases, polls and time limits). TEST_PROCS=0 runs it in this process alone.
+# Three processes, each taking whole files (or folders: tests/conftest.py SHARED_FOLDERS). On the 2-core
+# machine, quiet, one fresh-clone CI each on the same commit: 13:32 of tests at three against 16:00 at two (many
+# tests wait on leases, polls and time limits). TEST_PROCS=0 runs it in this process alone.
 TEST_PROCS ?= 3
-XDIST = $(if $(filter 0,$(TEST_PROCS)),,-n $(TEST_PROCS) --dist loadgroup)
+XDIST = $(if $(filter 0,$(TEST_PROCS)),,-n $(TEST_PROCS) --dist loadfile)
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest $(XDIST)
 

@@ -368,35 +368,32 @@ def starts_served_process(fixturedef) -> bool:
     return "Server(" in source or "module_server(" in source
 
 
-def shared_served_fixture(item) -> str | None:
-    """The session- or package-scoped fixture starting a served process that `item` uses, as `where::name`."""
-    definitions = getattr(item, "_fixtureinfo", None)
-    for chain in (definitions.name2fixturedefs.values() if definitions is not None else ()):
-        used = chain[-1]  # the definition the test gets: the closest override
-        if used.scope in ("session", "package") and starts_served_process(used):
-            return f"{used.baseid or '.'}::{used.argname}"
-    return None
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist names each test's group
 def pytest_collection_modifyitems(items) -> None:
-    """Mark `served` each test that needs a served process (`make test-fast` leaves them out: `-m "not served"`).
-
-    And give each file an xdist group, which `make test` hands to one pytest process whole (`--dist loadgroup`):
-    the file itself, so its module-scoped fixtures are made once; or, for the files that use one session- or
-    package-scoped served process (conftest's `served`, tests/service/dashboard's), that fixture, so the run
-    starts it once, not once in each pytest process.
-    """
-    groups: dict[Path, str] = {}
+    """Mark `served` each test that needs a served process (`make test-fast` leaves them out: `-m "not served"`)."""
     for item in items:
         definitions = getattr(item, "_fixtureinfo", None)
         defs = definitions.name2fixturedefs.values() if definitions is not None else ()
         if any(starts_served_process(d) for chain in defs for d in chain):
             item.add_marker(pytest.mark.served)
-        if shared := shared_served_fixture(item):
-            groups.setdefault(item.path, shared)
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(groups.get(item.path, item.path.relative_to(ROOT).as_posix())))
+
+
+# Folders whose modules share a package-scoped served process (their conftest.py's): one pytest process takes
+# all their files, so the run starts it once, not once in each process that got one of the files.
+SHARED_FOLDERS = ("tests/service/dashboard/",)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile` (`make test`), with each of SHARED_FOLDERS handed out whole, as if it were one file."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class LoadFileOrFolder(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return next((folder for folder in SHARED_FOLDERS if path.startswith(folder)), path)
+
+    return LoadFileOrFolder(config, log)
 
 
 def started_counts() -> dict[str, int]:

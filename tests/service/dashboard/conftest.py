@@ -1,8 +1,7 @@
 """The dashboard's browser tests: one served process and one Chromium for the whole folder.
 
-The modules here use this package-scoped `served`, so `make test` runs them all on one pytest process (their xdist
-group; tests/conftest.py): the folder starts one server and one browser, not one of each per module. Tests keep apart by their
-own jobs, sweeps and owners.
+`make test` hands this folder to one pytest process whole (tests/conftest.py SHARED_FOLDERS), so the folder starts
+one server and one browser, not one of each per module. Tests keep apart by their own jobs, sweeps and owners.
 """
 
 import pytest
