@@ -141,11 +141,15 @@ class App(JobCalls):
         return Settings(**own) if self.host is not None else get_settings()
 
     def stop(self, timeout: float = 30.0) -> int:
-        if self.worker_threads is not None:
-            threads, self.worker_threads = self.worker_threads, None
-            threads.stop(timeout)
-        if App.active is self:
-            self.close()
+        """Stop the worker threads, then close the app, even when a thread failed (that failure is raised after):
+        an app left open would keep its variables in this process's environment for every later test."""
+        try:
+            if self.worker_threads is not None:
+                threads, self.worker_threads = self.worker_threads, None
+                threads.stop(timeout)
+        finally:
+            if App.active is self:
+                self.close()
         return 0
 
     def close(self) -> None:

@@ -333,7 +333,10 @@ def test_lease_renewals_and_heartbeats_that_meet_a_full_disk_are_tried_again_and
     if backend != "postgresql":
         pytest.skip("on SQLite a renewal rewrites its row in place: past the cap it never needs a new page, and a full "
                     "file system fails every write at once (above)")
-    srv = make_app(workers=1, FITSERVE_LEASE_SECONDS="1.5", FITSERVE_SWEEP_SECONDS="0.5").start()
+    # PostgreSQL's limit on a session idle in a transaction defaults to the lease: 1.5 s would also end the session
+    # of a worker thread that a busy machine starves that long (its thread then dies), which is not this test's fault
+    srv = make_app(workers=1, FITSERVE_LEASE_SECONDS="1.5", FITSERVE_SWEEP_SECONDS="0.5",
+                   FITSERVE_DB_IDLE_IN_TRANSACTION_SECONDS="30").start()
     job = srv.submit(long_job())
     srv.wait_until(job["id"], lambda j: j["status"] == "running" and j["progress"]["epoch"] > 0)
     srv.query("CREATE FUNCTION fitserve_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
