@@ -12,6 +12,8 @@ file, or a PostgreSQL database created on FITSERVE_TEST_POSTGRES_URL's server an
 
 from __future__ import annotations
 
+import ast
+import functools
 import inspect
 import json
 import os
@@ -380,10 +382,25 @@ def pytest_collection_modifyitems(items) -> None:
 # Folders whose modules share a package-scoped served process (their conftest.py's): one pytest process takes
 # all their files, so the run starts it once, not once in each process that got one of the files.
 SHARED_FOLDERS = ("tests/service/dashboard/",)
+# The files elsewhere whose tests ask for the session's `served` (above) are handed out together as this one unit:
+# it starts once per back end in the run, not once in each pytest process that got one of the files (~9 CPU-s each)
+SHARED_SERVED = "tests/ (files on the session's served process)"
+
+
+@functools.cache
+def asks_for_served(path: str) -> bool:
+    """Whether a test or fixture of the file at `path` (from the root) takes `served` as an argument."""
+    try:
+        tree = ast.parse((ROOT / path).read_text())
+    except (OSError, SyntaxError):
+        return False  # pytest reports it as it collects
+    functions = (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    return any(arg.arg == "served" for function in functions for arg in function.args.args)
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """`--dist loadfile` (`make test`), with each of SHARED_FOLDERS handed out whole, as if it were one file."""
+    """`--dist loadfile` (`make test`), with each of SHARED_FOLDERS handed out whole, as if it were one file, and
+    the files on the session's `served` as one more. xdist hands out the units with the most tests first."""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
@@ -391,7 +408,8 @@ def pytest_xdist_make_scheduler(config, log):
     class LoadFileOrFolder(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = super()._split_scope(nodeid)
-            return next((folder for folder in SHARED_FOLDERS if path.startswith(folder)), path)
+            folder = next((folder for folder in SHARED_FOLDERS if path.startswith(folder)), None)
+            return folder or (SHARED_SERVED if asks_for_served(path) else path)
 
     return LoadFileOrFolder(config, log)
 
