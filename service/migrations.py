@@ -4,10 +4,11 @@ import sys
 from functools import cache
 from pathlib import Path
 
-from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+
+from alembic import command
 
 ROOT = Path(__file__).resolve().parents[1]  # a checkout (or an editable install); site-packages for a wheel
 # SQLite's name search (alembic 0022): the FTS5 table (with the shadow tables it keeps) and the names' keys, which
