@@ -53,6 +53,15 @@ def count_queued(session: Session, owner_id: str | None) -> int:
     return connection.scalar(_COUNT_QUEUED["owner"], {"owner_id": owner_id}) or 0
 
 
+# one seek on ix_jobs_status_created_at: a statement built once, as the claim's own are (repositories/queue.py)
+_ANY_QUEUED = select(select(JOBS.c.id).where(JOBS.c.status == JobStatus.QUEUED).limit(1).exists())
+
+
+def any_queued(session: Session) -> bool:
+    """Whether any job waits, by a read: where none does, a claim need not open its write transaction."""
+    return bool(session.connection().scalar(_ANY_QUEUED))
+
+
 def claim_next_job(
     session: Session, worker_id: str, lease_seconds: float, order: str = "fair", max_running: int | None = None
 ) -> Job | None:

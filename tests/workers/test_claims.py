@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+from service.db import get_engine
 from service.settings import get_settings
 from tests.conftest import register_gpu
 from tests.harness.calls import statements_run
@@ -110,3 +111,18 @@ def test_a_claim_that_alone_exceeds_its_gpu_starts_and_a_cpu_job_is_not_placed(m
     assert [j.id for j in claim("gpu-0", settings, gpu=0)] == [big]
     assert [j.id for j in claim("gpu-0b", settings, gpu=0)] == [small]
     assert api.query("SELECT id, device FROM jobs ORDER BY created_at") == [(big, "cuda:0"), (small, None)]
+
+
+def test_a_claim_with_nothing_queued_only_reads_and_a_queued_job_is_then_claimed(make_app):
+    """An idle worker's poll: one read, no write (on SQLite no write lock, which API writes would wait for)."""
+    api = make_app(workers=0).start()
+    finished = api.submit(tiny_regression(epochs=1))
+    [first] = claim("idle", get_settings())
+    assert first.id == finished["id"]  # a job queued is claimed: the read did not hide it
+    with statements_run(get_engine()) as statements:
+        assert claim("idle", get_settings()) == []
+    run = [statement.split()[0].upper() for statement, _ in statements]
+    assert run and set(run) <= {"BEGIN", "SELECT"}, statements
+    job = api.submit(tiny_regression(epochs=1))
+    [claimed] = claim("idle", get_settings())
+    assert claimed.id == job["id"] and claimed.status == "running" and claimed.worker_id == "idle"
