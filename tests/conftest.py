@@ -186,39 +186,11 @@ def backend(request) -> str:
     return request.param
 
 
-class PerBackend:
-    """What a pytest process keeps for each back end until its session ends. pytest holds one instance of a
-    session fixture parametrized by `backend` at a time, and tears it down whenever the next test has the other
-    back end: with whole files handed out (each file's tests on one back end, then the other), that was at
-    nearly every file, and each new `databases` migrated a template again (0.5 s on SQLite, a database created
-    and migrated on PostgreSQL), and each new `served` started a process. Fixtures take theirs from here."""
-
-    def __init__(self):
-        self.kept: dict[tuple[str, str], object] = {}
-        self.closers: list = []
-
-    def get(self, what: str, backend: str, make, close):
-        if (what, backend) not in self.kept:
-            self.kept[what, backend] = made = make()
-            self.closers.append(lambda: close(made))
-        return self.kept[what, backend]
-
-    def close(self) -> None:
-        """Last made, first closed: a server before the databases it was made from."""
-        while self.closers:
-            self.closers.pop()()
-
-
 @pytest.fixture(scope="session")
-def per_backend() -> PerBackend:
-    kept = PerBackend()
-    yield kept
-    kept.close()
-
-
-@pytest.fixture(scope="session")
-def databases(backend, per_backend) -> Databases:
-    return per_backend.get("databases", backend, lambda: Databases(backend), Databases.close)
+def databases(backend) -> Databases:
+    dbs = Databases(backend)
+    yield dbs
+    dbs.close()
 
 
 @pytest.fixture
@@ -244,19 +216,14 @@ def shared_app(workers: int = 2, **env: str):
 
 
 @pytest.fixture(scope="session")
-def served(tmp_path_factory, backend, databases, per_backend) -> Server:
-    """One shared served process with two workers per back end, for what needs a real socket (streams, the CLI,
-    other clients); tests keep apart by their own job ids."""
-
-    def start() -> Server:
-        path = tmp_path_factory.mktemp("shared") / "fitserve.db"
-        return Server(path, workers=2, db_url=databases.create(path)).start()
-
-    def stop(srv: Server) -> None:
-        srv.stop()
-        databases.drop(srv.db_url)
-
-    return per_backend.get("served", backend, start, stop)
+def served(tmp_path_factory, databases) -> Server:
+    """One shared served process with two workers, for what needs a real socket (streams, the CLI, other
+    clients); tests keep apart by their own job ids."""
+    path = tmp_path_factory.mktemp("shared") / "fitserve.db"
+    srv = Server(path, workers=2, db_url=databases.create(path)).start()
+    yield srv
+    srv.stop()
+    databases.drop(srv.db_url)
 
 
 def module_server(tmp_path_factory, databases, name: str, workers: int = 0, **env: str) -> Server:
