@@ -5,6 +5,7 @@ Each test kills or stops real processes of a real `fitserve serve` and watches w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -128,8 +129,11 @@ def test_a_stopped_pool_loses_its_job_to_the_api_and_readyz_follows_the_workers(
         assert "no worker has heartbeated" in unready.json()["detail"]
     finally:
         for pid in pool:
-            os.kill(pid, signal.SIGKILL)  # no worker lives now; the supervisor in `serve` starts a new pool
-            os.kill(pid, signal.SIGCONT)
+            # no worker lives now; the supervisor in `serve` starts a new pool. A process killed may be gone
+            # (reaped) before its SIGCONT, or before its SIGKILL where a parent's death took it along
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGCONT)
     wait_for(lambda: srv.client.get("/readyz").status_code == 200, 30, "readyz 200 after the restart")
     assert srv.cli("--url", str(srv.client.base_url), "workers").count(" pool ") == 1
     done = srv.wait_for(job["id"], timeout=90)
