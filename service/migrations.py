@@ -55,7 +55,7 @@ def current_revisions(database_url: str) -> frozenset[str]:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Migrate to `revision`; a database already at head is only read (every start and `fitserve keys` asks for
-    head, and Alembic's own run parses every script and env.py again each time: ~50 ms)."""
+    head, and Alembic's own run parses every script and env.py again each time: ~20 ms against ~3 ms)."""
     if revision == "head" and current_revisions(database_url) == head_revisions():
         return
     command.upgrade(alembic_config(database_url), revision)
