@@ -31,6 +31,9 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 FINAL = frozenset({"succeeded", "failed", "cancelled"})
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 LONG_POLL_SECONDS = 30.0  # under the server's 60 s cap, and short enough for proxies that cut idle requests
+# How long an idle connection is kept for the next request: under the server's FITSERVE_KEEP_ALIVE_SECONDS (5 s by
+# default). At equal times (httpx's default is 5 s too) a request sent as the server closes the connection is reset.
+KEEPALIVE_SECONDS = 2.0
 
 
 class FitserveClientError(Exception):
@@ -77,6 +80,12 @@ def auth_headers(api_key: str | None) -> dict[str, str]:
 
 def base_url(url: str | None) -> str:
     return (url or os.environ.get("FITSERVE_URL") or DEFAULT_URL).rstrip("/")
+
+
+def http_args(httpx_args: dict) -> dict:
+    """httpx's arguments for either client: the caller's, with idle connections kept KEEPALIVE_SECONDS unless the
+    caller passes its own `limits`."""
+    return {"limits": httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS), **httpx_args}
 
 
 @dataclass(frozen=True)

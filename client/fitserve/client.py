@@ -73,7 +73,9 @@ class Client:
 
     def __init__(self, url=None, api_key=None, *, timeout=30.0, retries=3, backoff=0.5, **httpx_args):
         self.settings = Settings(url, api_key, timeout, retries, backoff)
-        self.http = httpx.Client(base_url=self.settings.url, headers=self.settings.headers, **httpx_args)
+        self.http = httpx.Client(
+            base_url=self.settings.url, headers=self.settings.headers, **calls.http_args(httpx_args)
+        )
 
     def __enter__(self) -> Client:
         return self
@@ -227,7 +229,9 @@ class AsyncClient:
 
     def __init__(self, url=None, api_key=None, *, timeout=30.0, retries=3, backoff=0.5, **httpx_args):
         self.settings = Settings(url, api_key, timeout, retries, backoff)
-        self.http = httpx.AsyncClient(base_url=self.settings.url, headers=self.settings.headers, **httpx_args)
+        self.http = httpx.AsyncClient(
+            base_url=self.settings.url, headers=self.settings.headers, **calls.http_args(httpx_args)
+        )
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -1,6 +1,7 @@
 """The Python client against a real served process: specs from files, waiting, curves, predictions, errors, retries."""
 
 import asyncio
+import http.server
 import json
 import threading
 import time
@@ -12,6 +13,7 @@ from safetensors.torch import load
 
 from fitserve import calls
 from fitserve.client import ApiError, AsyncClient, Client, Unreachable
+from service.settings import Settings
 from tests.conftest import free_port
 from tests.specs import long_job, tiny_regression
 
@@ -122,6 +124,36 @@ def test_no_server_raises_unreachable_after_the_retries():
     with Client(f"http://127.0.0.1:{free_port()}", retries=1, backoff=0.01) as fs:
         with pytest.raises(Unreachable):
             fs.list_jobs()
+
+
+def test_an_idle_connection_is_dropped_before_the_server_would_close_it():
+    """Kept no longer than the server keeps it (FITSERVE_KEEP_ALIVE_SECONDS' default), a connection is never reused
+    just as the server closes it, which resets the request (httpx's own default equals the server's 5 s)."""
+    assert calls.KEEPALIVE_SECONDS < Settings.model_fields["KEEP_ALIVE_SECONDS"].default
+    connections = set()  # the clients' (address, port): one a connection
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keeps the connection open between requests
+
+        def do_GET(self):
+            connections.add(self.client_address)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        with Client(f"http://127.0.0.1:{server.server_address[1]}") as fs:
+            fs.http.get("/")
+            fs.http.get("/")
+            assert len(connections) == 1  # reused while fresh
+            time.sleep(calls.KEEPALIVE_SECONDS + 0.2)  # idle past the client's limit, under the server's
+            fs.http.get("/")
+            assert len(connections) == 2
+        server.shutdown()
 
 
 def test_async_client_submits_streams_and_predicts(served):

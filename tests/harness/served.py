@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from fitserve.calls import KEEPALIVE_SECONDS
 from tests.harness.calls import BASE_ENV, JobCalls
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +67,8 @@ class Server(JobCalls):
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                                   limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
