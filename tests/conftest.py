@@ -398,18 +398,50 @@ def asks_for_served(path: str) -> bool:
     return any(arg.arg == "served" for function in functions for arg in function.args.args)
 
 
+def unit_of(path: str) -> str:
+    """The unit of work xdist hands to one pytest process for the test file at `path` (from the root): the file,
+    or the folder of SHARED_FOLDERS it is in, or SHARED_SERVED."""
+    folder = next((folder for folder in SHARED_FOLDERS if path.startswith(folder)), None)
+    return folder or (SHARED_SERVED if asks_for_served(path) else path)
+
+
+# Seconds each unit took in a CI run (`python -m tests.harness.durations JUNIT_XML` writes it from a run with
+# --junitxml). The units are handed out longest first, so the few long files of served tests (the pool, self-healing,
+# Ray, the fuzzing) do not start last and leave the other processes idle at the end. Only the order depends on it:
+# a unit it does not name counts UNKNOWN_TEST_SECONDS a test.
+DURATIONS = ROOT / "tests" / "durations.json"
+UNKNOWN_TEST_SECONDS = 1.0
+
+
+# after pytest's own order (by back end), kept within each unit, and after `-m` has deselected
+@pytest.hookimpl(specname="pytest_collection_modifyitems", trylast=True)
+def pytest_order_longest_units_first(config, items) -> None:
+    """In an xdist worker (`make test`), order the items unit by unit, the longest unit first (DURATIONS): the
+    controller hands the units out in the order the workers collected them."""
+    if not hasattr(config, "workerinput"):
+        return
+    units = [unit_of(item.nodeid.split("::", 1)[0]) for item in items]
+    known = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+    counts: dict[str, int] = {}
+    for unit in units:
+        counts[unit] = counts.get(unit, 0) + 1
+    cost = {unit: known.get(unit, UNKNOWN_TEST_SECONDS * count) for unit, count in counts.items()}
+    order = sorted(range(len(items)), key=lambda i: -cost[units[i]])  # stable: a unit's own order is kept
+    items[:] = [items[i] for i in order]
+
+
 def pytest_xdist_make_scheduler(config, log):
     """`--dist loadfile` (`make test`), with each of SHARED_FOLDERS handed out whole, as if it were one file, and
-    the files on the session's `served` as one more. xdist hands out the units with the most tests first."""
+    the files on the session's `served` as one more (`unit_of`); the units in the items' order, longest first."""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
 
+    config.option.loadscopereorder = False  # xdist would order the units by their count of tests
+
     class LoadFileOrFolder(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            path = super()._split_scope(nodeid)
-            folder = next((folder for folder in SHARED_FOLDERS if path.startswith(folder)), None)
-            return folder or (SHARED_SERVED if asks_for_served(path) else path)
+            return unit_of(super()._split_scope(nodeid))
 
     return LoadFileOrFolder(config, log)
 
