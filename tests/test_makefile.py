@@ -24,6 +24,8 @@ def planned(target: str, venv: Path, *options: str) -> str:
 # the client (on no index) and the server in one pip call; the extras in another
 SERVER = "pip install -q --no-compile -e ./client -e .\n"
 DEV = "pip install -q --no-compile -e '.[dev]'"
+COMPILE = "compileall -q -j 0 -x '/tests/' "  # the venv's packages
+COMPILE_SOURCES = "compileall -q -j 0 service workers"  # fitserve's own modules, before each run
 
 
 def test_run_installs_the_server_alone_and_test_adds_the_extras(tmp_path):
@@ -31,10 +33,12 @@ def test_run_installs_the_server_alone_and_test_adds_the_extras(tmp_path):
     run = planned("run", venv)
     assert SERVER in run and "[dev]" not in run and "fitserve serve" in run
     # the bytecode pip leaves out is compiled after each install, before the stamp says it is done
-    assert run.index(SERVER) < run.index("compileall") < run.index("touch") < run.index("fitserve serve")
+    assert run.index(SERVER) < run.index(COMPILE) < run.index("touch") < run.index(COMPILE_SOURCES) < run.index("fitserve serve")
     for target in ("test", "install"):
         plan = planned(target, venv)
-        assert DEV in plan and plan.rindex("compileall") > plan.index(DEV)
+        assert DEV in plan and plan.rindex(COMPILE) > plan.index(DEV)
+    test = planned("test", venv)
+    assert test.rindex(COMPILE) < test.index(COMPILE_SOURCES) < test.index("-m pytest")
     venv.mkdir()
     (venv / ".installed").touch()  # `make run` has installed the server
     assert "[dev]" not in planned("run", venv)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from service.api.content_encoding import PIECE_BYTES, inflating_receive
-from tests.conftest import module_server, train_beside
+from tests.conftest import module_server, processes_only, train_beside
 from tests.service.api.test_intake import proc_status_bytes, reset_peak_rss
 from tests.service.api.test_v2_conformance import tensor, triton_client
 from tests.specs import tiny_regression
@@ -42,6 +42,7 @@ def gzip_bomb(size: int) -> bytes:
     return b"".join(packer.compress(block) for _ in range(size // len(block))) + packer.flush()
 
 
+@processes_only
 def test_tritonclient_compressed_requests_infer_with_json_and_binary_tensors(srv, regression):
     rows = np.array([[-1.0], [0.0], [2.5]], dtype=np.float32)
     expected = srv.client.post(f"/v1/jobs/{regression}/predict", json={"inputs": rows.tolist()}).json()["predictions"]
@@ -55,6 +56,7 @@ def test_tritonclient_compressed_requests_infer_with_json_and_binary_tensors(srv
         client.close()
 
 
+@processes_only
 def test_a_gzip_bomb_is_413_naming_the_limit_and_costs_no_memory(srv):
     bomb = gzip_bomb(BOMB_BYTES)
     assert len(bomb) < JSON_LIMIT  # sent, it is under the limit: only inflated does it pass it

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.conftest import module_server, wait_until
+from tests.conftest import module_server, processes_only, wait_until
 
 MAX_HEADER = 16 * 1024
 HEADER_TIMEOUT = 2.0
@@ -16,6 +16,10 @@ MAX_CONNECTIONS = 20
 MAX_PER_ADDRESS = 8
 PROXY = "127.0.0.7"  # named in FITSERVE_FORWARDED_ALLOW_IPS: its connections carry many clients
 BODY_TIMEOUT = 1.0
+
+
+# Connections, headers and bodies over real sockets are the subject; no statement of theirs depends on the back end.
+pytestmark = processes_only
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Server, as_, module_server
+from tests.conftest import Server, as_, module_server, processes_only
 from tests.specs import tiny_regression
 
 FAILURES, WINDOW = 5, 3.0
@@ -19,6 +19,11 @@ RSS_GROWTH_BOUND = 60 * 2**20  # the API's peak resident memory may grow this mu
 # seconds another owner's GET and /healthz may take while an attack runs: the median of them, and (one call stalled by
 # a busy machine's scheduler, not by the attack) the slowest; an API that read the attackers' bodies took 30 s
 LATENCY_BOUND, STALL_BOUND = 1.0, 5.0
+
+
+# The intake over real sockets and the API process's memory is the subject: the key lookups it makes run on every
+# back end in-process (test_auth.py), so this module runs on one.
+pytestmark = processes_only
 
 
 @pytest.fixture(scope="module")
