@@ -19,7 +19,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 # that does not compile (some packages ship such test data) is left to Python, as pip leaves it.
 # Packages' own test suites (`tests/` folders: ~16% of the files) are never imported and not compiled.
 PIP_FAST := --no-compile
-COMPILE = $(BIN)/python -m compileall -q -j 0 -x '/tests/' $(VENV)/lib >/dev/null || true
+COMPILE = $(BIN)/python -m compileall -q -j 0 -x 'site-packages/.+/tests/' $(VENV)/lib >/dev/null || true
 # fitserve's own modules, compiled before each run (only those changed since the last): where PYTHONDONTWRITEBYTECODE
 # is set, every process (each served API, pool, fork server, CLI call) would otherwise compile what it imports
 # again, ~0.15 s of CPU each, and a test run starts some 250 of them.

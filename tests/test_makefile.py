@@ -24,7 +24,7 @@ def planned(target: str, venv: Path, *options: str) -> str:
 # the client (on no index) and the server in one pip call; the extras in another
 SERVER = "pip install -q --no-compile -e ./client -e .\n"
 DEV = "pip install -q --no-compile -e '.[dev]'"
-COMPILE = "compileall -q -j 0 -x '/tests/' "  # the venv's packages
+COMPILE = "compileall -q -j 0 -x 'site-packages/.+/tests/' "  # the venv's packages
 COMPILE_SOURCES = "compileall -q -j 0 service workers"  # fitserve's own modules, before each run
 
 
