@@ -135,9 +135,11 @@ def test_counters_equal_the_history_through_every_change(keyed_app):
     assert srv.client.post(f"/v1/jobs/{waiting}/cancel", headers=as_(srv, "bob")).status_code == 200
     assert_agree(srv)  # a queued job cancelled at once, a running one still counting its curve
 
+    [(pending,)] = srv.query("SELECT count(*) FROM job_count_changes")
     with session_scope() as s:
-        job_counts.fold(s)
-    assert srv.query("SELECT count(*) FROM job_count_changes") == [(0,)]
+        folded = job_counts.fold(s)
+    # every change written before the fold is folded (the running job's next curve flush may append one after it)
+    assert pending > 0 and folded >= pending
     assert_agree(srv)
 
     assert srv.client.post(f"/v1/jobs/{running}/cancel", headers=as_(srv, "alice")).status_code == 200
