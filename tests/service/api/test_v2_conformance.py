@@ -22,6 +22,11 @@ SPEC = Path(__file__).resolve().parents[2] / "data" / "open_inference_rest.yaml"
 HEADER = "Inference-Header-Content-Length"
 
 
+# The protocol as its own tools speak it, on the module's server: v2's statements (models by id and alias, their
+# owners) run on every back end in test_v2.py and test_fuzz.py, so these run on one.
+as_its_tools_speak_it = pytest.mark.one_backend("protocol conformance; v2's statements run on every back end in test_v2.py")
+
+
 @pytest.fixture(scope="module")
 def oip(tmp_path_factory, databases) -> Server:
     """A server of this module's own: no rate limit, as schemathesis is one fast caller; no workers (its models are
@@ -74,6 +79,7 @@ def tensor(rows: np.ndarray, datatype: str = "FP32", binary: bool = True) -> tri
     return t
 
 
+@as_its_tools_speak_it
 def test_metadata_and_readiness_with_and_without_a_version(client, regression):
     for version in ("", "1"):
         assert client.is_model_ready(regression, version)
@@ -86,6 +92,7 @@ def test_metadata_and_readiness_with_and_without_a_version(client, regression):
     assert client.get_server_metadata()["extensions"] == ["binary_tensor_data", "statistics"]
 
 
+@as_its_tools_speak_it
 def test_infer_with_json_and_binary_tensors_with_and_without_a_version(oip, client, regression, classifier):
     rows = np.array([[-1.0], [0.0], [2.5]], dtype=np.float32)
     expected = oip.client.post(f"/v1/jobs/{regression}/predict", json={"inputs": rows.tolist()}).json()["predictions"]
@@ -134,6 +141,7 @@ def one_input(shape: list[int], size: int | None, **extra) -> dict:
     return {"inputs": [{"name": "input", "shape": shape, "datatype": "FP32", "parameters": parameters, **extra}]}
 
 
+@as_its_tools_speak_it
 def test_binary_sizes_must_match_shapes_and_body(oip, regression):
     one = struct.pack("<f", 1.5)
     assert post_binary(oip, regression, one_input([1, 1], 4), one).status_code == 200
@@ -157,6 +165,7 @@ def test_binary_sizes_must_match_shapes_and_body(oip, regression):
     assert nan.status_code == 400 and "finite" in nan.json()["error"]
 
 
+@as_its_tools_speak_it
 def test_model_config_repository_index_and_statistics(oip, client, regression, classifier):
     config = client.get_model_config(regression)
     assert config == client.get_model_config(regression, "1")
@@ -194,6 +203,7 @@ def assert_v2_error(response: httpx.Response, status: int, words: str = "") -> N
     assert set(body) == {"error"} and words in body["error"], body
 
 
+@as_its_tools_speak_it
 def test_every_error_under_v2_is_the_protocols_body_and_v1_keeps_detail(oip, regression):
     http = oip.client
     assert_v2_error(http.get("/v2/nowhere"), 404, "no route /v2/nowhere")
@@ -215,6 +225,7 @@ def test_every_error_under_v2_is_the_protocols_body_and_v1_keeps_detail(oip, reg
     assert http.get("/v2/").json()["name"] == "fitserve"
 
 
+@as_its_tools_speak_it
 def test_openapi_declares_the_infer_request_body(oip):
     doc = oip.client.get("/openapi.json").json()
     for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
@@ -274,6 +285,7 @@ def run_schemathesis(srv: Server, spec: Path, workdir: Path, config: str) -> str
     return summary
 
 
+@as_its_tools_speak_it
 def test_schemathesis_against_the_official_rest_specification(oip, regression, tmp_path):
     """Every operation of open_inference_rest.yaml, on a trained model and on random names.
 
