@@ -19,6 +19,9 @@ from tests.harness.calls import BASE_ENV, JobCalls
 ROOT = Path(__file__).resolve().parents[2]
 
 
+PORT_TRIES = 3
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -55,10 +58,20 @@ class Server(JobCalls):
         self.client: httpx.Client | None = None
 
     def start(self, timeout: float = 120.0, port: int | None = None) -> Server:
+        """Serve on `port`, or on a free one: another process may take a free port between `free_port` and the
+        server's bind, and then this one exits (address already in use) and starts again on another."""
         Server.started += 1
         began = time.monotonic()
-        port = port or free_port()
+        for _ in range(PORT_TRIES if port is None else 1):
+            if self.launch(port or free_port(), began + timeout):
+                record_start(time.monotonic() - began)
+                return self
+        raise RuntimeError(f"no free port in {PORT_TRIES} tries:\n{self.read_log()}")
+
+    def launch(self, port: int, deadline: float) -> bool:
+        """Start `serve` on `port`; True once it listens there and is ready, False if the port was taken."""
         self.log = open(self.log_path, "ab")
+        logged = self.log.tell()  # where this start's lines begin: the log of an earlier start is kept above
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fitserve.cli", "serve", "--host", self.host, "--port", str(port),
              "--workers", str(self.workers)],
@@ -69,20 +82,27 @@ class Server(JobCalls):
         )
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
                                    limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS))
-        deadline = time.monotonic() + timeout
+        listening = f":{port} (Press CTRL+C to quit)"  # uvicorn's line once it holds the port: ready is ours
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if "address already in use" in self.log_since(logged):
+                    self.stop()
+                    return False
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.read_log()}")
             try:
-                if self.client.get("/readyz").status_code == 200:
-                    record_start(time.monotonic() - began)
-                    return self
+                if listening in self.log_since(logged) and self.client.get("/readyz").status_code == 200:
+                    return True
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
         log = self.read_log()
         self.stop()  # a server that never became ready is not left behind
-        raise RuntimeError(f"server not ready in {timeout}s:\n{log}")
+        raise RuntimeError(f"server not ready in time:\n{log}")
+
+    def log_since(self, offset: int) -> str:
+        with open(self.log_path, "rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         if self.proc is None:
