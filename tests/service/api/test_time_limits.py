@@ -14,6 +14,10 @@ from tests.service.api.test_sweeps import submit_sweep, sweep_body, wait_sweep
 from tests.specs import example, tiny_regression
 
 FAST_TICKS = {"FITSERVE_SWEEP_SECONDS": "0.3"}  # the maintenance tick that ends a limited sweep's queued members
+# A job its time limit ends, whatever the machine: 100,000 epochs (a curve point each) of 20 mini-batches, minutes
+# of training where the limits are seconds (100,000 one-step epochs of the tiny job took 7 s on a quiet core)
+OUTLIVES_ITS_LIMIT = {"epochs": 100_000, "batch_size": 100,
+                      "data": {"source": "synthetic", "generator": "linear", "n": 2000, "slope": 2.0, "intercept": 1.0}}
 
 
 def seconds_between(started: str, finished: str) -> float:
@@ -80,7 +84,7 @@ def test_a_sweeps_limit_stops_its_running_member_and_ends_the_queued_ones_untrai
     """One by one, one worker: the member training at the sweep's limit stops with its weights; the members still
     queued end cancelled, untrained; the sweep ends."""
     srv = make_app(workers=1, **FAST_TICKS).start()
-    base = tiny_regression(epochs=100_000)
+    base = tiny_regression(**OUTLIVES_ITS_LIMIT)
     body = sweep_body({"lr": [0.01, 0.02, 0.03]}, base=base, execution="one_by_one", max_seconds=4)
     submitted = time.monotonic()
     sweep = submit_sweep(srv, body)
@@ -102,7 +106,7 @@ def test_a_resumed_attempt_keeps_the_seconds_trained_before_its_hand_back(make_a
     """Handed back at a shutdown after half its limit, the job resumes from its checkpoint with that half spent."""
     limit = 8.0
     first = make_app(workers=1).start()
-    job = first.submit(tiny_regression(epochs=100_000, max_seconds=limit))
+    job = first.submit(tiny_regression(**OUTLIVES_ITS_LIMIT, max_seconds=limit))
     first.wait_until(job["id"], lambda j: j["trained_seconds"] >= limit / 2, timeout=60)
     first.stop()  # the worker hands the job back with a checkpoint, as at SIGTERM
     second = make_app(workers=0).start()
